@@ -1,0 +1,1 @@
+//! The built-in demo VNC server (sans-IO RFB server side). OWNED BY: the demo work.

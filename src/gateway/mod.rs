@@ -1,0 +1,1 @@
+//! Gateway mode: one RFB session per target, shared by its viewers.
