@@ -1,0 +1,2 @@
+//! Placeholder until the owning work lands.
+fn main() {}
