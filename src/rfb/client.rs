@@ -1,7 +1,59 @@
-//! RFB client state machine (rfbproto §7.1–7.6). OWNED BY: the rfb-client work.
-//! The public items below are the contract with the gateway.
+//! RFB client state machine (rfbproto §7.1–7.8), sans-IO.
+//!
+//! Bytes from the VNC server go in through [`RfbClient::handle_input`];
+//! replies are appended to a caller-owned `out` buffer; what happened comes
+//! out of [`RfbClient::poll_event`]. Rectangles are decoded straight into the
+//! caller's [`Framebuffer`]. No sockets, no clock.
+//!
+//! ```text
+//!  Version ──▶ SecurityTypes (3.7, 3.8) ─┬─▶ VncChallenge ─▶ [AwaitPassword] ─▶ SecurityResult ─┐
+//!     │                                   ├─▶ (None, 3.8) ───────────────────────▶ SecurityResult ─┤
+//!     └──▶ SecurityType33 (3.3) ──────────┴─▶ (None, 3.3/3.7) ───────────────────────────────────┤
+//!                                                                       ClientInit sent ◀──────────┘
+//!  ServerInit ─▶ (SetPixelFormat + SetEncodings sent, Connected) ─▶ Idle
+//!
+//!  Idle ─┬─ 0 FramebufferUpdate ─▶ RectHeader ─▶ {Decoding | RectFixed | Collect | Skip} ─▶ RectHeader … ─▶ Idle
+//!        ├─ 1 SetColourMapEntries ─▶ Collect ─▶ Idle
+//!        ├─ 2 Bell ─▶ Idle
+//!        └─ 3 ServerCutText ─▶ Collect ─▶ Idle
+//!  any error ─▶ Failed (sticky: every later call returns the same error)
+//! ```
+//!
+//! Buffering contract: `handle_input` consumes only whole units. Fixed-size
+//! headers (at most 24 bytes) are consumed only when wholly present;
+//! variable-length payloads (strings, colour maps, cursor images, screen
+//! lists) are gathered progressively into one reusable scratch buffer whose
+//! size is checked against a limit before any allocation; rectangle data is
+//! consumed progressively by the decoders. So any caller buffer of at least
+//! 24 bytes works, and any chunking of the same stream yields the same
+//! framebuffer, events and output.
+
+mod wire;
+
+#[cfg(test)]
+mod tests;
+
+use std::collections::VecDeque;
 
 use crate::fb::{Framebuffer, Rect};
+use crate::rfb::auth;
+use crate::rfb::decode::{Decoder, PixelContext, Step};
+use crate::rfb::encoding;
+use crate::rfb::PixelFormat;
+
+pub use wire::latin1_lossy;
+
+/// Longest desktop name accepted (ServerInit, DesktopName pseudo-encoding).
+pub const MAX_NAME_LEN: u32 = 64 * 1024;
+/// Longest failure-reason string accepted (refusal, SecurityResult).
+pub const MAX_REASON_LEN: u32 = 64 * 1024;
+/// Longest ServerCutText accepted, and the cap for ClientCutText we send.
+pub const MAX_CUT_TEXT: u32 = 1024 * 1024;
+/// Largest framebuffer accepted (width × height), from ServerInit, DesktopSize
+/// or ExtendedDesktopSize: 8192 × 8192 pixels is 256 MiB of RGBA.
+pub const MAX_FB_PIXELS: usize = 8192 * 8192;
+/// Cursor images wider or taller than this are skipped (no event), not fatal.
+pub const MAX_CURSOR_DIM: u16 = 256;
 
 /// Client-side settings.
 #[derive(Debug, Clone)]
@@ -9,6 +61,10 @@ pub struct RfbConfig {
     /// ClientInit shared-flag (rfbproto §7.3.1). Default true.
     pub shared: bool,
     /// Encodings to advertise, in preference order, pseudo-encodings included.
+    /// [`RfbClient::new`] drops entries it cannot handle (real encodings with
+    /// no decoder, pseudo-encodings it does not implement), so a server can
+    /// never pick something we would choke on. Compression-level (-256..=-247)
+    /// and JPEG-quality (-32..=-23) hints are passed through.
     pub encodings: Vec<i32>,
     /// VNC password, if configured. When `None` and the server wants VNC
     /// Authentication, the client emits `RfbEvent::PasswordNeeded` and waits
@@ -16,16 +72,54 @@ pub struct RfbConfig {
     pub password: Option<Vec<u8>>,
 }
 
+impl Default for RfbConfig {
+    /// Shared, no password, every encoding wsvnc may handle (best first);
+    /// `RfbClient::new` keeps those that have a decoder.
+    fn default() -> Self {
+        use encoding::*;
+        RfbConfig {
+            shared: true,
+            encodings: vec![
+                TIGHT,
+                ZRLE,
+                HEXTILE,
+                ZLIB,
+                RRE,
+                COPY_RECT,
+                RAW,
+                EXTENDED_DESKTOP_SIZE,
+                DESKTOP_SIZE,
+                LAST_RECT,
+                CURSOR,
+                DESKTOP_NAME,
+            ],
+            password: None,
+        }
+    }
+}
+
 /// What happened, for the gateway.
 #[derive(Debug, Clone, PartialEq)]
 pub enum RfbEvent {
+    /// The server wants VNC Authentication and no password is configured:
+    /// call [`RfbClient::set_password`], then `handle_input` again with any
+    /// bytes still unconsumed.
     PasswordNeeded,
-    /// ServerInit received and our SetPixelFormat/SetEncodings sent.
+    /// ServerInit received and our SetPixelFormat/SetEncodings sent; the
+    /// framebuffer has been resized to `width × height`. Nothing is requested
+    /// yet: the gateway calls `request_update(false, ..)`.
     Connected { width: u16, height: u16, name: String },
-    /// Framebuffer size changed (DesktopSize/ExtendedDesktopSize); fb already resized.
+    /// Framebuffer size changed (DesktopSize/ExtendedDesktopSize); fb already
+    /// resized, which cleared it. Only sent on an actual size change, so
+    /// answering it with a non-incremental request cannot loop (rfbproto
+    /// §7.8.2 warns about that loop).
     Resized { width: u16, height: u16 },
-    /// ExtendedDesktopSize seen: the server accepts SetDesktopSize.
+    /// ExtendedDesktopSize seen (first time only): the server accepts
+    /// SetDesktopSize.
     ResizeSupported,
+    /// The server denied our SetDesktopSize (ExtendedDesktopSize with reason 1
+    /// and a non-zero status, rfbproto §7.8.2); the size is unchanged.
+    ResizeRefused(String),
     /// A CopyRect rectangle was applied (lets the gateway forward a copy).
     Copied { dst: Rect, src_x: u16, src_y: u16 },
     /// One FramebufferUpdate fully applied.
@@ -33,7 +127,8 @@ pub enum RfbEvent {
     Bell,
     /// ServerCutText, Latin-1 per rfbproto §7.6.4, converted to a String.
     ServerCutText(String),
-    /// Cursor pseudo-encoding: RGBA image (alpha from the bitmask).
+    /// Cursor pseudo-encoding: RGBA image (alpha 255 where the bitmask is
+    /// set, else 0). `width`/`height` 0 means "no cursor" (empty `rgba`).
     Cursor { hot_x: u16, hot_y: u16, width: u16, height: u16, rgba: Vec<u8> },
     DesktopName(String),
 }
@@ -64,26 +159,891 @@ impl std::fmt::Display for RfbError {
 
 impl std::error::Error for RfbError {}
 
-/// The client. Placeholder body until the rfb-client work lands.
+fn proto(msg: impl Into<String>) -> RfbError {
+    RfbError::Protocol(msg.into())
+}
+
+/// Negotiated protocol version (rfbproto §7.1.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Version {
+    V3_3,
+    V3_7,
+    V3_8,
+}
+
+/// Security type numbers (rfbproto §7.1.2).
+const SEC_INVALID: u8 = 0;
+const SEC_NONE: u8 = 1;
+const SEC_VNC_AUTH: u8 = 2;
+
+/// What to do with a payload once `Collect` has gathered it.
+#[derive(Debug, Clone, Copy)]
+enum Then {
+    /// Reason after zero security types / security type 0 → `Refused`.
+    RefusedReason,
+    /// 3.8 SecurityResult failure reason → `AuthFailed`.
+    AuthFailedReason,
+    /// ServerInit name-string.
+    ServerName { width: u16, height: u16 },
+    /// ServerCutText text.
+    CutText,
+    /// SetColourMapEntries RGB triples.
+    ColourMap { first: u16 },
+    /// Cursor pseudo-rect pixels + bitmask (the rect is in `self.rect`).
+    Cursor,
+    /// ExtendedDesktopSize SCREEN array (the rect is in `self.rect`).
+    Screens,
+    /// DesktopName pseudo-rect name.
+    DesktopName,
+}
+
+/// Fixed-size rectangle payloads read whole.
+#[derive(Debug, Clone, Copy)]
+enum Fixed {
+    /// CopyRect src-x, src-y (4 bytes).
+    CopyRect,
+    /// ExtendedDesktopSize number-of-screens + padding (4 bytes).
+    ScreenCount,
+}
+
+#[derive(Debug, Clone)]
+enum State {
+    /// Waiting for the 12-byte ProtocolVersion.
+    Version,
+    /// 3.7+: number-of-security-types and the list.
+    SecurityTypes,
+    /// 3.3: the server-chosen U32 security type.
+    SecurityType33,
+    /// VNC Authentication: the 16-byte challenge.
+    VncChallenge,
+    /// Challenge received, no password yet (PasswordNeeded emitted).
+    AwaitPassword([u8; 16]),
+    /// U32 SecurityResult.
+    SecurityResult,
+    /// ServerInit fixed part (24 bytes).
+    ServerInit,
+    /// A U32 length, checked against `max`, then `Collect`.
+    LenPrefixed { max: u32, what: &'static str, then: Then },
+    /// Gathering `need` bytes into `scratch`.
+    Collect { need: usize, then: Then },
+    /// Discarding `left` bytes of an oversized cursor.
+    Skip { left: usize },
+    /// Normal phase, between server messages.
+    Idle,
+    /// Inside a FramebufferUpdate, before a rectangle header.
+    RectHeader,
+    /// A fixed-size rectangle payload.
+    RectFixed(Fixed),
+    /// A decoder is consuming the current rectangle.
+    Decoding { enc: i32 },
+    /// The connection failed; sticky.
+    Failed(RfbError),
+}
+
+/// Placeholder until the decoders work lands: no real encoding is decodable.
+/// Same shape as `crate::rfb::decode::Decoders`.
+struct Decoders;
+
+impl Decoders {
+    fn new() -> Self {
+        Decoders
+    }
+    fn get(&mut self, _encoding: i32) -> Option<&mut dyn Decoder> {
+        None
+    }
+}
+
+/// One SCREEN of ExtendedDesktopSize (rfbproto §7.8.2), kept to echo its id
+/// and flags back in SetDesktopSize.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Screen {
+    id: u32,
+    flags: u32,
+}
+
+/// The RFB client for one server connection.
 pub struct RfbClient {
-    _cfg: RfbConfig,
+    cfg: RfbConfig,
+    state: State,
+    version: Version,
+    /// Security type in use (for the AuthFailed message).
+    security: u8,
+    normal: bool,
+    name: String,
+    events: VecDeque<RfbEvent>,
+    /// Reused buffer for variable-length payloads; bounded by the MAX_* limits.
+    scratch: Vec<u8>,
+    decoders: Decoders,
+    px: PixelContext,
+    /// The server's native format from ServerInit (informational).
+    server_format: Option<PixelFormat>,
+    /// Rectangles left in the current FramebufferUpdate.
+    rects_left: u16,
+    /// Header of the rectangle being processed.
+    rect: Rect,
+    update_pending: bool,
+    /// ExtendedDesktopSize seen: SetDesktopSize allowed.
+    resize_supported: bool,
+    screens: Vec<Screen>,
 }
 
 impl RfbClient {
-    pub fn new(cfg: RfbConfig) -> Self {
-        RfbClient { _cfg: cfg }
+    pub fn new(mut cfg: RfbConfig) -> Self {
+        let mut decoders = Decoders::new();
+        let mut kept = Vec::with_capacity(cfg.encodings.len());
+        for &e in &cfg.encodings {
+            let ok = match e {
+                encoding::COPY_RECT
+                | encoding::DESKTOP_SIZE
+                | encoding::EXTENDED_DESKTOP_SIZE
+                | encoding::LAST_RECT
+                | encoding::CURSOR
+                | encoding::DESKTOP_NAME => true,
+                // Hints only: the server never sends rectangles for them.
+                -256..=-247 | -32..=-23 => true,
+                e if e >= 0 => decoders.get(e).is_some(),
+                _ => false,
+            };
+            if !ok {
+                log::warn!("RFB: not advertising encoding {e}: not supported by wsvnc");
+            } else if !kept.contains(&e) {
+                kept.push(e);
+            }
+        }
+        cfg.encodings = kept;
+        RfbClient {
+            cfg,
+            state: State::Version,
+            version: Version::V3_8,
+            security: SEC_INVALID,
+            normal: false,
+            name: String::new(),
+            events: VecDeque::new(),
+            scratch: Vec::new(),
+            decoders,
+            px: PixelContext {
+                format: PixelFormat::wanted(),
+                colour_map: Box::new([[0, 0, 0, 255]; 256]),
+            },
+            server_format: None,
+            rects_left: 0,
+            rect: Rect::default(),
+            update_pending: false,
+            resize_supported: false,
+            screens: Vec::new(),
+        }
     }
+
+    /// The encodings actually advertised in SetEncodings (after filtering).
+    pub fn encodings(&self) -> &[i32] {
+        &self.cfg.encodings
+    }
+
     /// Consume bytes from the server. Returns how many were used (the caller
-    /// drains them); replies go to `out`; events are queued for `poll_event`.
+    /// drains them; unused bytes must be offered again, with more appended,
+    /// on the next call). Replies go to `out`; events are queued for
+    /// `poll_event` (drain them after every call). Resumable at any split.
+    /// After an error every later call returns the same error.
     pub fn handle_input(
         &mut self,
-        _input: &[u8],
-        _fb: &mut Framebuffer,
-        _out: &mut Vec<u8>,
+        input: &[u8],
+        fb: &mut Framebuffer,
+        out: &mut Vec<u8>,
     ) -> Result<usize, RfbError> {
-        Err(RfbError::Unsupported("RFB client not built yet".into()))
+        if let State::Failed(e) = &self.state {
+            return Err(e.clone());
+        }
+        let mut used = 0;
+        loop {
+            match self.step(&input[used..], fb, out) {
+                Ok(Some(n)) => used += n,
+                Ok(None) => return Ok(used),
+                Err(e) => {
+                    log::debug!("RFB: connection failed: {e}");
+                    self.normal = false;
+                    self.state = State::Failed(e.clone());
+                    return Err(e);
+                }
+            }
+        }
     }
+
     pub fn poll_event(&mut self) -> Option<RfbEvent> {
-        None
+        self.events.pop_front()
     }
+
+    /// Supply the VNC password. If a challenge is waiting (after
+    /// `PasswordNeeded`) it is answered now into `out`; the caller then calls
+    /// `handle_input` again with any unconsumed bytes. Otherwise the password
+    /// is kept for a later challenge. Errors only if the client already failed.
+    pub fn set_password(&mut self, pw: &[u8], out: &mut Vec<u8>) -> Result<(), RfbError> {
+        if let State::Failed(e) = &self.state {
+            return Err(e.clone());
+        }
+        self.cfg.password = Some(pw.to_vec());
+        if let State::AwaitPassword(challenge) = self.state {
+            out.extend_from_slice(&auth::vnc_auth_response(pw, &challenge));
+            self.set_state(State::SecurityResult);
+        }
+        Ok(())
+    }
+
+    /// Handshake done (ServerInit processed) and not failed.
+    pub fn is_normal(&self) -> bool {
+        self.normal
+    }
+
+    /// Send a FramebufferUpdateRequest (rfbproto §7.5.3) for the whole `fb`.
+    /// Ignored before the handshake is done.
+    pub fn request_update(&mut self, incremental: bool, fb: &Framebuffer, out: &mut Vec<u8>) {
+        if !self.normal {
+            return;
+        }
+        wire::update_request(out, incremental, fb.full_rect());
+        self.update_pending = true;
+    }
+
+    /// A FramebufferUpdateRequest is outstanding (set by `request_update`,
+    /// cleared when a whole FramebufferUpdate has been applied).
+    pub fn update_pending(&self) -> bool {
+        self.update_pending
+    }
+
+    /// KeyEvent (rfbproto §7.5.4). Ignored before the handshake is done.
+    pub fn key_event(&mut self, down: bool, keysym: u32, out: &mut Vec<u8>) {
+        if self.normal {
+            wire::key_event(out, down, keysym);
+        }
+    }
+
+    /// PointerEvent (rfbproto §7.5.5). Ignored before the handshake is done.
+    pub fn pointer_event(&mut self, mask: u8, x: u16, y: u16, out: &mut Vec<u8>) {
+        if self.normal {
+            wire::pointer_event(out, mask, x, y);
+        }
+    }
+
+    /// ClientCutText (rfbproto §7.5.6): Latin-1; characters outside it become
+    /// '?'; `\r\n` is sent as `\n`; at most [`MAX_CUT_TEXT`] bytes.
+    pub fn client_cut_text(&mut self, text: &str, out: &mut Vec<u8>) {
+        if self.normal {
+            wire::client_cut_text(out, text, MAX_CUT_TEXT as usize);
+        }
+    }
+
+    /// SetDesktopSize (rfbproto §7.5.8): ask for a `w × h` framebuffer with one
+    /// screen covering it (keeping the id/flags of the server's first screen).
+    /// Returns false, sending nothing, unless the server showed support with
+    /// ExtendedDesktopSize, or if `w`/`h` is 0 or over the size limit.
+    pub fn set_desktop_size(&mut self, w: u16, h: u16, out: &mut Vec<u8>) -> bool {
+        if !self.normal
+            || !self.resize_supported
+            || w == 0
+            || h == 0
+            || w as usize * h as usize > MAX_FB_PIXELS
+        {
+            return false;
+        }
+        let s = self.screens.first().copied().unwrap_or(Screen { id: 0, flags: 0 });
+        wire::set_desktop_size(out, w, h, s.id, s.flags);
+        true
+    }
+
+    /// Desktop name (ServerInit, updated by DesktopName); empty before.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The server's native pixel format from ServerInit, once received.
+    pub fn server_format(&self) -> Option<PixelFormat> {
+        self.server_format
+    }
+
+    /// The server closed the connection: the error that explains it at the
+    /// current point (e.g. a 3.8 server that closes instead of sending the
+    /// SecurityResult reason means the password was wrong).
+    pub fn closed_error(&self) -> RfbError {
+        match &self.state {
+            State::Failed(e) => e.clone(),
+            State::Version => proto("server closed the connection before sending its version"),
+            State::SecurityResult | State::LenPrefixed { then: Then::AuthFailedReason, .. } => {
+                RfbError::AuthFailed(self.default_auth_failure(1))
+            }
+            State::Collect { then: Then::AuthFailedReason, .. } => {
+                RfbError::AuthFailed(self.default_auth_failure(1))
+            }
+            State::Idle => proto("server closed the connection"),
+            _ if self.normal => proto("server closed the connection in the middle of a message"),
+            _ => proto("server closed the connection during the handshake"),
+        }
+    }
+
+    fn set_state(&mut self, s: State) {
+        log::trace!("RFB: {:?} -> {:?}", self.state, s);
+        self.state = s;
+    }
+
+    fn default_auth_failure(&self, status: u32) -> String {
+        if status == 2 {
+            "too many attempts".into()
+        } else if self.security == SEC_VNC_AUTH {
+            "wrong password".into()
+        } else {
+            "authentication failed".into()
+        }
+    }
+
+    /// One unit of work. `Ok(Some(n))`: progress, `n` bytes used (0 only
+    /// together with a state change); `Ok(None)`: need more bytes.
+    fn step(
+        &mut self,
+        input: &[u8],
+        fb: &mut Framebuffer,
+        out: &mut Vec<u8>,
+    ) -> Result<Option<usize>, RfbError> {
+        match self.state.clone() {
+            State::Version => {
+                let Some(b) = input.get(..12) else { return Ok(None) };
+                let v = parse_version(b)?;
+                self.version = v;
+                out.extend_from_slice(match v {
+                    Version::V3_3 => b"RFB 003.003\n",
+                    Version::V3_7 => b"RFB 003.007\n",
+                    Version::V3_8 => b"RFB 003.008\n",
+                });
+                self.set_state(if v == Version::V3_3 {
+                    State::SecurityType33
+                } else {
+                    State::SecurityTypes
+                });
+                Ok(Some(12))
+            }
+            State::SecurityTypes => {
+                // rfbproto §7.1.2 (3.7 onwards): U8 count, count × U8 types.
+                let Some(&count) = input.first() else { return Ok(None) };
+                if count == 0 {
+                    // "for some reason the connection failed": a reason string follows.
+                    self.set_state(State::LenPrefixed {
+                        max: MAX_REASON_LEN,
+                        what: "refusal reason",
+                        then: Then::RefusedReason,
+                    });
+                    return Ok(Some(1));
+                }
+                let Some(types) = input.get(1..1 + count as usize) else { return Ok(None) };
+                let pick = if types.contains(&SEC_NONE) {
+                    SEC_NONE
+                } else if types.contains(&SEC_VNC_AUTH) {
+                    SEC_VNC_AUTH
+                } else {
+                    return Err(RfbError::Unsupported(format!(
+                        "server offers security types {types:?}; wsvnc supports None (1) and VNC Authentication (2)"
+                    )));
+                };
+                out.push(pick);
+                self.begin_security(pick, out);
+                Ok(Some(1 + count as usize))
+            }
+            State::SecurityType33 => {
+                // rfbproto §7.1.2 (3.3): U32 chosen by the server, only 0, 1 or 2.
+                let Some(b) = input.get(..4) else { return Ok(None) };
+                match be32(b) {
+                    0 => self.set_state(State::LenPrefixed {
+                        max: MAX_REASON_LEN,
+                        what: "refusal reason",
+                        then: Then::RefusedReason,
+                    }),
+                    t @ (1 | 2) => self.begin_security(t as u8, out),
+                    t => return Err(proto(format!("RFB 3.3 server chose invalid security type {t}"))),
+                }
+                Ok(Some(4))
+            }
+            State::VncChallenge => {
+                // rfbproto §7.2.2: 16-byte challenge, 16-byte DES response.
+                let Some(b) = input.get(..16) else { return Ok(None) };
+                let mut challenge = [0u8; 16];
+                challenge.copy_from_slice(b);
+                match &self.cfg.password {
+                    Some(pw) => {
+                        out.extend_from_slice(&auth::vnc_auth_response(pw, &challenge));
+                        self.set_state(State::SecurityResult);
+                    }
+                    None => {
+                        self.events.push_back(RfbEvent::PasswordNeeded);
+                        self.set_state(State::AwaitPassword(challenge));
+                    }
+                }
+                Ok(Some(16))
+            }
+            // Nothing more is expected from the server until we answer.
+            State::AwaitPassword(_) => Ok(None),
+            State::SecurityResult => {
+                // rfbproto §7.1.3: U32 status; 3.8 adds a reason on failure.
+                let Some(b) = input.get(..4) else { return Ok(None) };
+                let status = be32(b);
+                if status == 0 {
+                    self.client_init(out);
+                } else if self.version == Version::V3_8 {
+                    self.set_state(State::LenPrefixed {
+                        max: MAX_REASON_LEN,
+                        what: "authentication failure reason",
+                        then: Then::AuthFailedReason,
+                    });
+                } else {
+                    return Err(RfbError::AuthFailed(self.default_auth_failure(status)));
+                }
+                Ok(Some(4))
+            }
+            State::ServerInit => {
+                // rfbproto §7.3.2: U16 w, U16 h, PIXEL_FORMAT, U32 name-length, name.
+                let Some(b) = input.get(..24) else { return Ok(None) };
+                let (w, h) = (be16(&b[0..2]), be16(&b[2..4]));
+                let mut pf = [0u8; 16];
+                pf.copy_from_slice(&b[4..20]);
+                let name_len = be32(&b[20..24]);
+                check_size(w, h, "ServerInit")?;
+                if name_len > MAX_NAME_LEN {
+                    return Err(proto(format!(
+                        "desktop name of {name_len} bytes in ServerInit (limit {MAX_NAME_LEN})"
+                    )));
+                }
+                self.server_format = Some(PixelFormat::parse(&pf));
+                self.begin_collect(name_len as usize, Then::ServerName { width: w, height: h });
+                Ok(Some(24))
+            }
+            State::LenPrefixed { max, what, then } => {
+                let Some(b) = input.get(..4) else { return Ok(None) };
+                let len = be32(b);
+                if len > max {
+                    return Err(proto(format!("{what} of {len} bytes (limit {max})")));
+                }
+                self.begin_collect(len as usize, then);
+                Ok(Some(4))
+            }
+            State::Collect { need, then } => {
+                let missing = need - self.scratch.len();
+                let n = missing.min(input.len());
+                self.scratch.extend_from_slice(&input[..n]);
+                if n < missing {
+                    return Ok(if n == 0 { None } else { Some(n) });
+                }
+                let data = std::mem::take(&mut self.scratch);
+                let r = self.finish_collect(then, &data, fb, out);
+                self.scratch = data;
+                self.scratch.clear();
+                r?;
+                Ok(Some(n))
+            }
+            State::Skip { left } => {
+                let n = left.min(input.len());
+                if n < left {
+                    self.set_state(State::Skip { left: left - n });
+                    return Ok(if n == 0 { None } else { Some(n) });
+                }
+                self.end_rect();
+                Ok(Some(n))
+            }
+            State::Idle => self.message_start(input),
+            State::RectHeader => self.rect_header(input, fb),
+            State::RectFixed(kind) => {
+                let Some(b) = input.get(..4) else { return Ok(None) };
+                match kind {
+                    Fixed::CopyRect => {
+                        // rfbproto §7.7.2: U16 src-x, U16 src-y.
+                        let (sx, sy) = (be16(&b[0..2]), be16(&b[2..4]));
+                        let dst = self.rect;
+                        fb.copy(dst, sx, sy).map_err(|e| {
+                            proto(format!("CopyRect {}x{}+{}+{} from {sx},{sy}: {e}", dst.w, dst.h, dst.x, dst.y))
+                        })?;
+                        self.events.push_back(RfbEvent::Copied { dst, src_x: sx, src_y: sy });
+                        self.end_rect();
+                    }
+                    Fixed::ScreenCount => {
+                        // rfbproto §7.8.2: U8 number-of-screens, 3 padding, screens.
+                        let n = b[0] as usize;
+                        self.begin_collect(n * 16, Then::Screens);
+                    }
+                }
+                Ok(Some(4))
+            }
+            State::Decoding { enc } => {
+                let Some(dec) = self.decoders.get(enc) else {
+                    return Err(proto(format!("no decoder for encoding {enc}")));
+                };
+                let step = dec.decode(input, &self.px, fb).map_err(|e| proto(e.to_string()))?;
+                let (n, done) = match step {
+                    Step::Done(n) => (n, true),
+                    Step::Partial(n) => (n, false),
+                };
+                if n > input.len() {
+                    // A decoder bug, not the server's fault; never index past the input.
+                    return Err(proto(format!(
+                        "decoder for encoding {enc} claimed {n} of {} bytes",
+                        input.len()
+                    )));
+                }
+                if done {
+                    self.end_rect();
+                    Ok(Some(n))
+                } else if n == 0 {
+                    Ok(None)
+                } else {
+                    Ok(Some(n))
+                }
+            }
+            State::Failed(e) => Err(e),
+        }
+    }
+
+    /// After the security type is chosen (3.3: told; 3.7+: we replied).
+    fn begin_security(&mut self, t: u8, out: &mut Vec<u8>) {
+        self.security = t;
+        if t == SEC_VNC_AUTH {
+            self.set_state(State::VncChallenge);
+        } else if self.version == Version::V3_8 {
+            // rfbproto §7.2.1: None has a SecurityResult from 3.8 on only.
+            self.set_state(State::SecurityResult);
+        } else {
+            self.client_init(out);
+        }
+    }
+
+    /// rfbproto §7.3.1 ClientInit: U8 shared-flag.
+    fn client_init(&mut self, out: &mut Vec<u8>) {
+        out.push(self.cfg.shared as u8);
+        self.set_state(State::ServerInit);
+    }
+
+    fn begin_collect(&mut self, need: usize, then: Then) {
+        // `need` was checked against a MAX_* limit by every caller.
+        self.scratch.clear();
+        self.scratch.reserve(need);
+        self.set_state(State::Collect { need, then });
+    }
+
+    fn finish_collect(
+        &mut self,
+        then: Then,
+        data: &[u8],
+        fb: &mut Framebuffer,
+        out: &mut Vec<u8>,
+    ) -> Result<(), RfbError> {
+        match then {
+            Then::RefusedReason => Err(RfbError::Refused(text(data))),
+            Then::AuthFailedReason => {
+                let reason = text(data);
+                Err(RfbError::AuthFailed(if reason.is_empty() {
+                    self.default_auth_failure(1)
+                } else {
+                    reason
+                }))
+            }
+            Then::ServerName { width, height } => {
+                self.name = text(data);
+                // rfbproto §7.5.1/§7.5.2: ask for our format and encodings
+                // before any FramebufferUpdateRequest.
+                let wanted = PixelFormat::wanted();
+                wire::set_pixel_format(out, &wanted);
+                wire::set_encodings(out, &self.cfg.encodings);
+                self.px.format = wanted;
+                fb.resize(width, height);
+                self.normal = true;
+                self.events.push_back(RfbEvent::Connected { width, height, name: self.name.clone() });
+                self.set_state(State::Idle);
+                Ok(())
+            }
+            Then::CutText => {
+                self.events.push_back(RfbEvent::ServerCutText(latin1_lossy(data)));
+                self.set_state(State::Idle);
+                Ok(())
+            }
+            Then::ColourMap { first } => {
+                // rfbproto §7.6.2: U16 red, green, blue per entry; keep the top 8 bits.
+                for (i, rgb) in data.chunks_exact(6).enumerate() {
+                    let idx = first as usize + i;
+                    if let Some(slot) = self.px.colour_map.get_mut(idx) {
+                        *slot = [rgb[0], rgb[2], rgb[4], 255];
+                    }
+                }
+                self.set_state(State::Idle);
+                Ok(())
+            }
+            Then::Cursor => {
+                let r = self.rect;
+                let rgba = cursor_rgba(&self.px, r.w, r.h, data);
+                self.events.push_back(RfbEvent::Cursor {
+                    hot_x: r.x,
+                    hot_y: r.y,
+                    width: r.w,
+                    height: r.h,
+                    rgba,
+                });
+                self.end_rect();
+                Ok(())
+            }
+            Then::Screens => {
+                self.screens.clear();
+                for s in data.chunks_exact(16) {
+                    self.screens.push(Screen { id: be32(&s[0..4]), flags: be32(&s[12..16]) });
+                }
+                let r = self.rect;
+                let (reason, status) = (r.x, r.y);
+                if !self.resize_supported {
+                    self.resize_supported = true;
+                    self.events.push_back(RfbEvent::ResizeSupported);
+                }
+                if reason == 1 && status != 0 {
+                    // rfbproto §7.8.2: our SetDesktopSize was denied; "all
+                    // remaining fields are undefined".
+                    let why = match status {
+                        1 => "resize is administratively prohibited".to_string(),
+                        2 => "out of resources".to_string(),
+                        3 => "invalid screen layout".to_string(),
+                        s => format!("unknown error {s}"),
+                    };
+                    self.events.push_back(RfbEvent::ResizeRefused(why));
+                } else {
+                    self.resize(r.w, r.h, "ExtendedDesktopSize", fb)?;
+                }
+                self.end_rect();
+                Ok(())
+            }
+            Then::DesktopName => {
+                self.name = text(data);
+                self.events.push_back(RfbEvent::DesktopName(self.name.clone()));
+                self.end_rect();
+                Ok(())
+            }
+        }
+    }
+
+    /// Idle: the first bytes of a server message (rfbproto §7.6).
+    fn message_start(&mut self, input: &[u8]) -> Result<Option<usize>, RfbError> {
+        let Some(&t) = input.first() else { return Ok(None) };
+        match t {
+            0 => {
+                // FramebufferUpdate: U8 type, padding, U16 number-of-rectangles.
+                let Some(b) = input.get(..4) else { return Ok(None) };
+                self.rects_left = be16(&b[2..4]);
+                if self.rects_left == 0 {
+                    self.end_update();
+                } else {
+                    self.set_state(State::RectHeader);
+                }
+                Ok(Some(4))
+            }
+            1 => {
+                // SetColourMapEntries: type, padding, U16 first, U16 count, count × 6.
+                let Some(b) = input.get(..6) else { return Ok(None) };
+                let (first, count) = (be16(&b[2..4]), be16(&b[4..6]));
+                // At most 65535 × 6 bytes: bounded by the u16.
+                self.begin_collect(count as usize * 6, Then::ColourMap { first });
+                Ok(Some(6))
+            }
+            2 => {
+                self.events.push_back(RfbEvent::Bell);
+                Ok(Some(1))
+            }
+            3 => {
+                // ServerCutText: type, 3 padding, U32 length, text.
+                let Some(b) = input.get(..8) else { return Ok(None) };
+                let len = be32(&b[4..8]);
+                if len > MAX_CUT_TEXT {
+                    return Err(proto(format!("ServerCutText of {len} bytes (limit {MAX_CUT_TEXT})")));
+                }
+                self.begin_collect(len as usize, Then::CutText);
+                Ok(Some(8))
+            }
+            // Messages have no length field: an unknown one cannot be skipped.
+            t => Err(proto(format!("unknown server message type {t}"))),
+        }
+    }
+
+    /// rfbproto §7.6.1 rectangle header: U16 x, y, w, h, S32 encoding.
+    fn rect_header(&mut self, input: &[u8], fb: &mut Framebuffer) -> Result<Option<usize>, RfbError> {
+        let Some(b) = input.get(..12) else { return Ok(None) };
+        let r = Rect::new(be16(&b[0..2]), be16(&b[2..4]), be16(&b[4..6]), be16(&b[6..8]));
+        let enc = be32(&b[8..12]) as i32;
+        self.rect = r;
+        if enc != encoding::RAW && !self.cfg.encodings.contains(&enc) {
+            return Err(proto(format!(
+                "server sent encoding {enc} we did not ask for (rectangle {}x{}+{}+{})",
+                r.w, r.h, r.x, r.y
+            )));
+        }
+        match enc {
+            encoding::DESKTOP_SIZE => {
+                // rfbproto §7.8.2 (DesktopSize): x, y ignored; no data.
+                self.resize(r.w, r.h, "DesktopSize", fb)?;
+                self.end_rect();
+            }
+            encoding::LAST_RECT => {
+                self.rects_left = 1;
+                self.end_rect();
+            }
+            encoding::EXTENDED_DESKTOP_SIZE => self.set_state(State::RectFixed(Fixed::ScreenCount)),
+            encoding::DESKTOP_NAME => self.set_state(State::LenPrefixed {
+                max: MAX_NAME_LEN,
+                what: "DesktopName",
+                then: Then::DesktopName,
+            }),
+            encoding::CURSOR => {
+                // rfbproto §7.8.1: w*h pixels, then ((w+7)/8)*h bitmask bytes.
+                let size = r.area() * self.px.format.bytes_per_pixel()
+                    + (r.w as usize).div_ceil(8) * r.h as usize;
+                if r.w > MAX_CURSOR_DIM || r.h > MAX_CURSOR_DIM {
+                    log::warn!("RFB: skipping {}x{} cursor (limit {MAX_CURSOR_DIM})", r.w, r.h);
+                    self.set_state(State::Skip { left: size });
+                } else {
+                    self.begin_collect(size, Then::Cursor);
+                }
+            }
+            _ => {
+                // A real encoding: its pixels go into the framebuffer.
+                if !fb.contains(r) {
+                    return Err(proto(format!(
+                        "rectangle {}x{}+{}+{} (encoding {enc}) outside the {}x{} framebuffer",
+                        r.w,
+                        r.h,
+                        r.x,
+                        r.y,
+                        fb.width(),
+                        fb.height()
+                    )));
+                }
+                if enc == encoding::COPY_RECT {
+                    self.set_state(State::RectFixed(Fixed::CopyRect));
+                } else {
+                    let Some(dec) = self.decoders.get(enc) else {
+                        return Err(proto(format!("server sent encoding {enc}, which wsvnc cannot decode")));
+                    };
+                    dec.start(r);
+                    self.set_state(State::Decoding { enc });
+                }
+            }
+        }
+        Ok(Some(12))
+    }
+
+    fn resize(&mut self, w: u16, h: u16, what: &str, fb: &mut Framebuffer) -> Result<(), RfbError> {
+        check_size(w, h, what)?;
+        if (w, h) != (fb.width(), fb.height()) {
+            fb.resize(w, h);
+            self.events.push_back(RfbEvent::Resized { width: w, height: h });
+        }
+        Ok(())
+    }
+
+    /// The current rectangle is complete.
+    fn end_rect(&mut self) {
+        self.rects_left = self.rects_left.saturating_sub(1);
+        if self.rects_left == 0 {
+            self.end_update();
+        } else {
+            self.set_state(State::RectHeader);
+        }
+    }
+
+    fn end_update(&mut self) {
+        self.update_pending = false;
+        self.events.push_back(RfbEvent::UpdateDone);
+        self.set_state(State::Idle);
+    }
+}
+
+/// rfbproto §7.1.1: "RFB xxx.yyy\n"; reply with the highest version we
+/// support that is not above the server's (3.5 and other odd minors → 3.3,
+/// Apple's 3.889 → 3.8; a major above 3 → 3.8).
+fn parse_version(b: &[u8]) -> Result<Version, RfbError> {
+    let bad = || {
+        proto(format!(
+            "not an RFB server: expected \"RFB xxx.yyy\\n\", got {:?}",
+            String::from_utf8_lossy(b)
+        ))
+    };
+    if &b[..4] != b"RFB " || b[7] != b'.' || b[11] != b'\n' {
+        return Err(bad());
+    }
+    let num = |d: &[u8]| -> Option<u32> {
+        d.iter().try_fold(0u32, |acc, &c| c.is_ascii_digit().then(|| acc * 10 + (c - b'0') as u32))
+    };
+    let (Some(major), Some(minor)) = (num(&b[4..7]), num(&b[8..11])) else { return Err(bad()) };
+    match (major, minor) {
+        (3, 8..) | (4.., _) => Ok(Version::V3_8),
+        (3, 7) => Ok(Version::V3_7),
+        (3, 3..=6) => Ok(Version::V3_3),
+        _ => Err(RfbError::Unsupported(format!("RFB protocol version {major}.{minor}"))),
+    }
+}
+
+fn check_size(w: u16, h: u16, what: &str) -> Result<(), RfbError> {
+    if w as usize * h as usize > MAX_FB_PIXELS {
+        return Err(proto(format!(
+            "{what} framebuffer size {w}x{h} exceeds the limit of {MAX_FB_PIXELS} pixels"
+        )));
+    }
+    Ok(())
+}
+
+/// Server strings whose charset rfbproto leaves open (names, reasons):
+/// UTF-8 when valid (TigerVNC sends UTF-8), else Latin-1.
+fn text(b: &[u8]) -> String {
+    match std::str::from_utf8(b) {
+        Ok(s) => s.to_owned(),
+        Err(_) => latin1_lossy(b),
+    }
+}
+
+fn be16(b: &[u8]) -> u16 {
+    u16::from_be_bytes([b[0], b[1]])
+}
+
+fn be32(b: &[u8]) -> u32 {
+    u32::from_be_bytes([b[0], b[1], b[2], b[3]])
+}
+
+/// One wire pixel in `px.format` → RGBA (alpha 255).
+fn pixel_rgba(px: &PixelContext, p: &[u8]) -> [u8; 4] {
+    let f = &px.format;
+    let mut v: u32 = 0;
+    if f.big_endian {
+        for &b in p {
+            v = (v << 8) | b as u32;
+        }
+    } else {
+        for &b in p.iter().rev() {
+            v = (v << 8) | b as u32;
+        }
+    }
+    if !f.true_colour {
+        return px.colour_map[(v & 0xff) as usize];
+    }
+    let ch = |shift: u8, max: u16| -> u8 {
+        if max == 0 {
+            return 0;
+        }
+        let c = v.checked_shr(shift as u32).unwrap_or(0) & max as u32;
+        ((c * 255 + max as u32 / 2) / max as u32) as u8
+    };
+    [ch(f.red_shift, f.red_max), ch(f.green_shift, f.green_max), ch(f.blue_shift, f.blue_max), 255]
+}
+
+/// Cursor pseudo-encoding data (pixels then bitmask, MSB = leftmost) → RGBA.
+/// `data` holds exactly the size computed from `w`, `h` and the format.
+fn cursor_rgba(px: &PixelContext, w: u16, h: u16, data: &[u8]) -> Vec<u8> {
+    let bpp = px.format.bytes_per_pixel().max(1);
+    let (w, h) = (w as usize, h as usize);
+    let mask_stride = w.div_ceil(8);
+    let (pixels, mask) = data.split_at((w * h * bpp).min(data.len()));
+    let mut rgba = Vec::with_capacity(w * h * 4);
+    for y in 0..h {
+        for x in 0..w {
+            let i = y * w + x;
+            let mut c = pixels.get(i * bpp..(i + 1) * bpp).map_or([0; 4], |p| pixel_rgba(px, p));
+            let bit = mask.get(y * mask_stride + x / 8).map_or(0, |m| (m >> (7 - x % 8)) & 1);
+            c[3] = if bit == 1 { 255 } else { 0 };
+            rgba.extend_from_slice(&c);
+        }
+    }
+    rgba
 }

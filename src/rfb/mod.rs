@@ -5,6 +5,7 @@
 //! decoders work (decode/*, pixel.rs). The types below are the contract
 //! between them and the gateway; change them only together.
 
+pub mod auth;
 pub mod client;
 pub mod decode;
 pub mod pixel;
