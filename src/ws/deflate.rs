@@ -25,7 +25,9 @@
 //! Framing (§7.2.1/§7.2.2): outgoing messages are deflated with a sync
 //! flush and the trailing `00 00 ff ff` is removed; incoming message payloads
 //! are inflated with `00 00 ff ff` appended at the end of the message.
-//! Context takeover follows the negotiated `*_no_context_takeover`.
+//! Context takeover: our compressor resets after each message under
+//! `server_no_context_takeover`; our inflater always keeps its window (valid
+//! whether or not the client resets, see `DeflateParams`).
 
 use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress, Status};
 
@@ -36,8 +38,10 @@ use super::{close, WsError};
 pub struct DeflateParams {
     /// We reset our compressor after every message (§7.1.1.1).
     pub server_no_context_takeover: bool,
-    /// The client resets its compressor after every message (§7.1.1.2);
-    /// we then also reset our inflater, which frees nothing but is exact.
+    /// The client resets its compressor after every message (§7.1.1.2).
+    /// Our inflater keeps its window regardless: a fresh deflate stream never
+    /// refers back, so keeping the window decodes it identically, and a
+    /// client that forgets to reset still decodes correctly.
     pub client_no_context_takeover: bool,
     /// LZ77 window of our compressor, 8..=15 (8: we send uncompressed).
     pub server_max_window_bits: u8,
@@ -205,12 +209,12 @@ pub(crate) fn grow_capped(v: &mut Vec<u8>, limit: usize) {
 /// Inflater for client → server messages.
 pub struct Decompressor {
     d: Decompress,
-    no_context_takeover: bool,
 }
 
 impl Decompressor {
     pub fn new(p: &DeflateParams) -> Self {
-        Decompressor { d: Decompress::new_with_window_bits(false, 15), no_context_takeover: p.client_no_context_takeover }
+        let _ = p; // every agreed client window (≤ 15 bits) decodes with 15
+        Decompressor { d: Decompress::new_with_window_bits(false, 15) }
     }
 
     /// Inflate `input` (part of one message) onto `out`. Fails with 1009 as
@@ -251,14 +255,11 @@ impl Decompressor {
         }
     }
 
-    /// End of message: feed the removed `00 00 ff ff` tail (§7.2.2) and apply
-    /// `client_no_context_takeover`.
+    /// End of message: feed the removed `00 00 ff ff` tail (§7.2.2). The
+    /// window is kept even under `client_no_context_takeover` (see
+    /// [`DeflateParams::client_no_context_takeover`]).
     pub fn finish_message(&mut self, out: &mut Vec<u8>, max: usize) -> Result<(), WsError> {
-        let r = self.inflate(&TAIL, out, max);
-        if self.no_context_takeover || r.is_err() {
-            self.d.reset(false);
-        }
-        r
+        self.inflate(&TAIL, out, max)
     }
 }
 
