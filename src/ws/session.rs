@@ -973,4 +973,64 @@ mod tests {
         assert_eq!(drive(&mut s, &w, &[]).0, [Ev::Err(1009)]);
         assert_eq!(s.buf.capacity(), 0);
     }
+
+    /// In-memory duplex for driving tungstenite as an independent client.
+    #[derive(Default)]
+    struct Pipe {
+        to_client: std::collections::VecDeque<u8>,
+        from_client: Vec<u8>,
+    }
+
+    impl std::io::Read for Pipe {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            if self.to_client.is_empty() {
+                return Err(std::io::ErrorKind::WouldBlock.into());
+            }
+            let n = buf.len().min(self.to_client.len()).min(7); // small reads on purpose
+            for (i, b) in self.to_client.drain(..n).enumerate() {
+                buf[i] = b;
+            }
+            Ok(n)
+        }
+    }
+
+    impl std::io::Write for Pipe {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.from_client.extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn interop_with_tungstenite_client() {
+        use tungstenite::protocol::{Role, WebSocket};
+        use tungstenite::Message;
+        let mut client = WebSocket::from_raw_socket(Pipe::default(), Role::Client, None);
+        let big: Vec<u8> = (0..100_000u32).map(|i| (i * 13) as u8).collect();
+        client.send(Message::Text("hello from tungstenite ✓".into())).unwrap();
+        client.send(Message::Binary(big.clone())).unwrap();
+        client.send(Message::Ping(b"pp".to_vec())).unwrap();
+        let wire = std::mem::take(&mut client.get_mut().from_client);
+        let mut server = session();
+        let (evs, mut out) = drive(&mut server, &wire, &[3, 100, 5000]);
+        assert_eq!(evs, [Ev::Text("hello from tungstenite ✓".into()), Ev::Binary(big.clone()), Ev::Ping]);
+        server.send_text("reply", &mut out);
+        server.send_binary(&big, &mut out);
+        server.send_close(1000, "done", &mut out);
+        client.get_mut().to_client.extend(out);
+        let mut got = Vec::new();
+        loop {
+            match client.read() {
+                Ok(m) => got.push(m),
+                Err(_) => break,
+            }
+        }
+        assert_eq!(got[0], Message::Pong(b"pp".to_vec()));
+        assert_eq!(got[1], Message::Text("reply".into()));
+        assert_eq!(got[2], Message::Binary(big));
+        assert!(matches!(got[3], Message::Close(Some(ref f)) if u16::from(f.code) == 1000 && f.reason == "done"));
+    }
 }
