@@ -115,11 +115,14 @@ fn from_disk(root: &Path, p: &CleanPath, cap: u64) -> Result<Found, u16> {
     let mut meta = fs::metadata(&real).map_err(|e| io_status(&e))?;
     let mut name = p.segments.last().map_or("index.html", |s| s.as_str());
     if meta.is_dir() {
+        real = inside(&root, &real.join("index.html"))?;
+        meta = fs::metadata(&real).map_err(|e| io_status(&e))?;
+        if !meta.is_file() {
+            return Err(404);
+        }
         if !p.trailing_slash {
             return Ok(Found::Redirect);
         }
-        real = inside(&root, &real.join("index.html"))?;
-        meta = fs::metadata(&real).map_err(|e| io_status(&e))?;
         name = "index.html";
     } else if p.trailing_slash {
         return Err(404); // "/file.js/" names a directory that is not there
