@@ -1,2 +1,230 @@
 //! HTTP/1.1 request heads, static assets and the WebSocket upgrade, sans-IO.
-//! OWNED BY: the http work.
+//!
+//! ```text
+//!  bytes ──parse_head──▶ Head ──route(head, site)──▶ Action::Respond { bytes, close, status }
+//!    │ Ok(None): need more            │                  (write bytes; close after if `close`)
+//!    │ Err(status): error_response(status, true), close  └──▶ Action::Upgrade(Upgrade)
+//!    ▼                                                        (ws layer negotiates extensions,
+//!  buf[n..] belongs to the next request / the WebSocket        then upgrade_response(&up, ext))
+//! ```
+//!
+//! Routing (first match wins):
+//!
+//! 1. HTTP/1.1 without exactly one `Host` → 400 (RFC 9112 §3.2). A request
+//!    that announces a body (`Content-Length` > 0 or `Transfer-Encoding`) is
+//!    answered and the connection closed: we never read bodies, so its bytes
+//!    must not be taken for the next head. A bad `Content-Length` → 400.
+//! 2. Bad path (see [`path::clean_path`]) → 400.
+//! 3. Path in `Site::ws_paths` → WebSocket handshake checks ([`upgrade`]);
+//!    such a path is never served as a file. A plain GET there (no `Upgrade`
+//!    field) gets 426 Upgrade Required with `Upgrade: websocket`.
+//! 4. A WebSocket upgrade request on any other path → 404.
+//! 5. `/healthz` → 200 `ok\n` (GET/HEAD).
+//! 6. Methods other than GET/HEAD → 405 with `Allow: GET, HEAD`.
+//! 7. Static file from `Site::web_dir` or the embedded table ([`files`]);
+//!    `If-None-Match` matching the ETag → 304.
+//!
+//! Errors to a request we could parse keep the connection unless they are
+//! 400-class protocol errors on the handshake or bad paths (always close), or
+//! the client asked to close.
+
+pub mod assets;
+pub mod etag;
+pub mod files;
+pub mod head;
+pub mod mime;
+pub mod path;
+pub mod response;
+pub mod upgrade;
+
+#[cfg(test)]
+mod tests;
+
+use std::path::PathBuf;
+
+pub use head::{parse_head, Head, Limits, MAX_HEADER_LINE_BYTES, MAX_TARGET_BYTES};
+pub use response::error_response;
+pub use upgrade::{accept_key, upgrade_response};
+
+use response::{error_with, Builder, Conn};
+
+/// What the server serves on its HTTP port.
+#[derive(Clone, Debug)]
+pub struct Site {
+    /// Serve files from this directory (read on each request) instead of the
+    /// embedded table.
+    pub web_dir: Option<PathBuf>,
+    /// Origins allowed to open a WebSocket besides the same host: exact
+    /// origins like "https://example.com", or "*" for any.
+    pub allowed_origins: Vec<String>,
+    /// Decoded paths that are WebSocket endpoints, e.g. ["/websockify", "/ws"].
+    pub ws_paths: Vec<String>,
+    /// Subprotocols we speak, in our order of preference, e.g. ["binary"].
+    pub protocols: Vec<&'static str>,
+}
+
+impl Default for Site {
+    /// Embedded files, same-origin only, `/websockify` and `/ws`, subprotocol "binary".
+    fn default() -> Self {
+        Site {
+            web_dir: None,
+            allowed_origins: Vec::new(),
+            ws_paths: vec!["/websockify".to_string(), "/ws".to_string()],
+            protocols: vec!["binary"],
+        }
+    }
+}
+
+/// What to do with a request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Action {
+    /// Write `bytes`; if `close`, close the connection after they are written.
+    Respond { bytes: Vec<u8>, close: bool, status: u16 },
+    /// A valid WebSocket handshake: negotiate extensions, then write
+    /// [`upgrade_response`] and switch the connection to the ws layer.
+    Upgrade(Upgrade),
+}
+
+/// A validated WebSocket handshake (RFC 6455 §4.2.1).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Upgrade {
+    /// Decoded request path, one of `Site::ws_paths`.
+    pub path: String,
+    /// Query pairs, percent-decoded ('+' is a space), in order.
+    pub query: Vec<(String, String)>,
+    /// The `Sec-WebSocket-Accept` value.
+    pub accept: String,
+    /// The chosen subprotocol, or None (then no `Sec-WebSocket-Protocol` is sent).
+    pub protocol: Option<String>,
+    /// All `Sec-WebSocket-Extensions` values joined by ", " ("" when none).
+    pub extensions: String,
+    pub origin: Option<String>,
+    pub host: Option<String>,
+}
+
+/// The value of the first query pair named `name`.
+pub fn query_param<'a>(q: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    q.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+}
+
+/// `Content-Security-Policy` for HTML: only our own scripts, styles and
+/// sockets; images also from data:/blob: (cursor and clipboard images); no
+/// plugins, no `<base>` rewriting, no framing by other sites.
+pub const CSP: &str = "default-src 'self'; connect-src 'self' ws: wss:; img-src 'self' data: blob:; \
+object-src 'none'; base-uri 'none'; frame-ancestors 'self'";
+
+/// Routes one request (see the module documentation for the order).
+pub fn route(head: &Head, site: &Site) -> Action {
+    let head_only = head.method == "HEAD";
+    let mut close = !head.keep_alive();
+    let fail = |status: u16, close: bool| Action::Respond {
+        bytes: error_with(status, Conn::new(close, head.version_minor), head_only),
+        close,
+        status,
+    };
+
+    if head.header("transfer-encoding").is_some() {
+        close = true;
+    }
+    match content_length(head) {
+        Err(()) => return fail(400, true),
+        Ok(n) if n > 0 => close = true,
+        Ok(_) => {}
+    }
+    if head.version_minor >= 1 && head.header_count("host") != 1 {
+        return fail(400, true);
+    }
+
+    let (raw_path, query) = path::split_target(&head.target);
+    let clean = match path::clean_path(raw_path) {
+        Ok(c) => c,
+        Err(status) => return fail(status, true),
+    };
+
+    if site.ws_paths.iter().any(|p| *p == clean.decoded) {
+        return match upgrade::validate(head, &clean.decoded, query, site) {
+            Ok(up) => Action::Upgrade(up),
+            Err(status) => fail(status, true),
+        };
+    }
+    if head.has_token("upgrade", "websocket") {
+        return fail(404, true);
+    }
+
+    if clean.decoded == "/healthz" {
+        if !matches!(head.method.as_str(), "GET" | "HEAD") {
+            return fail(405, close);
+        }
+        let bytes = Builder::new(200)
+            .header("Content-Type", "text/plain; charset=utf-8")
+            .header("Content-Length", "3")
+            .header("Cache-Control", "no-store")
+            .header("X-Content-Type-Options", "nosniff")
+            .connection(Conn::new(close, head.version_minor))
+            .finish(b"ok\n", head_only);
+        return Action::Respond { bytes, close, status: 200 };
+    }
+
+    if !matches!(head.method.as_str(), "GET" | "HEAD") {
+        return fail(405, close);
+    }
+    let conn = Conn::new(close, head.version_minor);
+    match files::find(site.web_dir.as_deref(), &clean) {
+        Err(status) => fail(status, close || status >= 500),
+        Ok(files::Found::Redirect) => {
+            let mut location = format!("{}/", clean.raw);
+            if let Some(q) = query {
+                location.push('?');
+                location.push_str(q);
+            }
+            let bytes = Builder::new(301)
+                .header("Location", &location)
+                .header("Content-Length", "0")
+                .connection(conn)
+                .finish(&[], head_only);
+            Action::Respond { bytes, close, status: 301 }
+        }
+        Ok(files::Found::File(f)) => {
+            let html = mime::is_html(f.mime);
+            // Files from --web DIR are being edited: always revalidate them.
+            let cache = if html || site.web_dir.is_some() { "no-cache" } else { "public, max-age=3600" };
+            let not_modified = head
+                .tokens("if-none-match")
+                .any(|t| t == "*" || t.strip_prefix("W/").unwrap_or(t) == f.etag);
+            let status = if not_modified { 304 } else { 200 };
+            let mut b = Builder::new(status);
+            if !not_modified {
+                b = b
+                    .header("Content-Type", f.mime)
+                    .header("Content-Length", &f.body.len().to_string());
+            }
+            b = b
+                .header("Cache-Control", cache)
+                .header("ETag", &f.etag)
+                .header("X-Content-Type-Options", "nosniff");
+            if html {
+                b = b.header("Content-Security-Policy", CSP).header("Referrer-Policy", "no-referrer");
+            }
+            let b = b.connection(conn);
+            let bytes = if not_modified { b.finish(&[], true) } else { b.finish(&f.body, head_only) };
+            Action::Respond { bytes, close, status }
+        }
+    }
+}
+
+/// The request's Content-Length (0 when absent). Several fields must agree and
+/// each must be all digits (RFC 9112 §6.3 item 5); otherwise Err (400).
+fn content_length(head: &Head) -> Result<u64, ()> {
+    let mut len = None;
+    for v in head.tokens("content-length") {
+        if v.is_empty() || !v.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(());
+        }
+        let n: u64 = v.parse().map_err(|_| ())?;
+        if len.is_some_and(|l| l != n) {
+            return Err(());
+        }
+        len = Some(n);
+    }
+    Ok(len.unwrap_or(0))
+}

@@ -1,0 +1,179 @@
+#!/usr/bin/env bash
+# scripts/autobahn.sh HOST:PORT [CASES]
+#
+# Runs the Autobahn|Testsuite fuzzing client (wstest -m fuzzingclient) against
+# a WebSocket echo server already listening at ws://HOST:PORT/, writes the
+# reports to reports/autobahn/ (index.html for people, index.json parsed
+# here) and prints a summary.
+#
+#   CASES               comma-separated case patterns, default "*" (all 517
+#                       cases, groups 1-13, incl. 9.* limits/performance and
+#                       12.*/13.* permessage-deflate)
+#   AUTOBAHN_EXCLUDE    comma-separated patterns to leave out (default none)
+#   AUTOBAHN_OUT        report folder (default reports/autobahn)
+#   AUTOBAHN_ALLOWLIST  recorded non-OK verdicts (default docs/autobahn.md)
+#   AUTOBAHN_TIMEOUT    seconds for the whole wstest run (default 1800)
+#
+# Exit status: 0 when every case passed by the rules in docs/autobahn.md;
+# 1 when a case did not; 2 on a usage or setup error.
+# Needs .deps/py27 (scripts/deps.sh autobahn).
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+die() { printf '[autobahn] ERROR: %s\n' "$*" >&2; exit 2; }
+log() { printf '[autobahn] %s\n' "$*"; }
+
+[ $# -ge 1 ] && [ $# -le 2 ] || die "usage: $0 HOST:PORT [CASES]"
+ADDR=$1
+CASES=${2:-*}
+HOST=${ADDR%:*}
+PORT=${ADDR##*:}
+[[ -n "$HOST" && "$PORT" =~ ^[0-9]+$ && "$ADDR" == *:* ]] || die "address must be HOST:PORT, got '$ADDR'"
+OUT=${AUTOBAHN_OUT:-$ROOT/reports/autobahn}
+ALLOWLIST=${AUTOBAHN_ALLOWLIST:-$ROOT/docs/autobahn.md}
+TIMEOUT=${AUTOBAHN_TIMEOUT:-1800}
+WSTEST=$ROOT/.deps/py27/bin/wstest
+
+[ -x "$WSTEST" ] || die "$WSTEST missing: run scripts/deps.sh autobahn"
+[ -f "$ALLOWLIST" ] || die "allowlist $ALLOWLIST missing"
+command -v python3 >/dev/null || die "python3 missing"
+# The server must already be listening (wstest would just record failures).
+timeout 5 bash -c "exec 3<>/dev/tcp/$HOST/$PORT" 2>/dev/null \
+    || die "nothing accepts TCP connections at $HOST:$PORT (start the echo server first)"
+
+rm -rf "$OUT"
+mkdir -p "$OUT"
+OUT=$(cd "$OUT" && pwd)
+python3 - "$OUT/spec.json" "$OUT" "ws://$ADDR" "$CASES" "${AUTOBAHN_EXCLUDE:-}" <<'EOF'
+import json, sys
+path, outdir, url, cases, exclude = sys.argv[1:]
+split = lambda s: [c.strip() for c in s.split(',') if c.strip()]
+spec = {
+    "outdir": outdir,
+    "servers": [{"agent": "wsvnc", "url": url}],
+    "cases": split(cases),
+    "exclude-cases": split(exclude),
+    "exclude-agent-cases": {},
+}
+with open(path, "w") as f:
+    json.dump(spec, f, indent=2)
+EOF
+
+log "wstest -m fuzzingclient against ws://$ADDR, cases '$CASES'${AUTOBAHN_EXCLUDE:+, excluding '$AUTOBAHN_EXCLUDE'} (log: $OUT/wstest.log)"
+start=$SECONDS
+set +e
+(cd "$OUT" && timeout "$TIMEOUT" "$WSTEST" -m fuzzingclient -s "$OUT/spec.json") >"$OUT/wstest.log" 2>&1
+rc=$?
+set -e
+elapsed=$((SECONDS - start))
+log "wstest finished in ${elapsed} s (exit $rc)"
+if [ $rc -ne 0 ]; then
+    tail -n 30 "$OUT/wstest.log" >&2
+    [ $rc -eq 124 ] && die "wstest timed out after $TIMEOUT s"
+    die "wstest failed (exit $rc)"
+fi
+[ -f "$OUT/index.json" ] || { tail -n 30 "$OUT/wstest.log" >&2; die "no $OUT/index.json"; }
+
+python3 - "$OUT/index.json" "$ALLOWLIST" "$elapsed" <<'EOF'
+import collections, fnmatch, json, re, sys
+
+index_path, allow_path, elapsed = sys.argv[1], sys.argv[2], int(sys.argv[3])
+
+def case_key(cid):
+    return tuple(int(p) for p in cid.split('.'))
+
+# Allowlist: the markdown table under "## Recorded non-OK verdicts":
+#   | case pattern | verdict | reason |
+allow = []
+in_section = False
+for line in open(allow_path, encoding="utf-8"):
+    if line.startswith("## "):
+        in_section = line.strip().lower().startswith("## recorded non-ok verdicts")
+        continue
+    if not in_section or not line.lstrip().startswith("|"):
+        continue
+    cells = [c.strip().strip("`") for c in line.strip().strip("|").split("|")]
+    if len(cells) < 3 or not re.match(r"^[0-9*][0-9.*]*$", cells[0]):
+        continue  # header, separator or malformed row
+    allow.append({"pattern": cells[0], "verdict": cells[1].upper(), "reason": cells[2], "used": 0})
+
+def allowed(cid, verdict):
+    for a in allow:
+        if fnmatch.fnmatchcase(cid, a["pattern"]) and a["verdict"] in (verdict, "*"):
+            a["used"] += 1
+            return a["reason"]
+    return None
+
+index = json.load(open(index_path))
+if not index:
+    print("[autobahn] index.json lists no agent"); sys.exit(1)
+agent, cases = next(iter(index.items()))
+if not cases:
+    print("[autobahn] no case was run"); sys.exit(1)
+
+behaviors = collections.Counter(c["behavior"] for c in cases.values())
+closes = collections.Counter(c["behaviorClose"] for c in cases.values())
+total_ms = sum(c.get("duration", 0) for c in cases.values())
+
+problems = []   # (case, text) that make the run fail
+notes = []      # (case, text) non-OK but accepted
+for cid in sorted(cases, key=case_key):
+    c = cases[cid]
+    b, bc = c["behavior"], c["behaviorClose"]
+    if b == "OK" and bc == "OK":
+        continue
+    text = "behavior=%s close=%s remoteCloseCode=%s" % (b, bc, c.get("remoteCloseCode"))
+    bad = []
+    if b in ("FAILED", "UNIMPLEMENTED"):
+        bad.append("%s is never accepted" % b)
+    elif b == "NON-STRICT":
+        reason = allowed(cid, b)
+        if reason is None:
+            bad.append("NON-STRICT not recorded in %s" % allow_path)
+        else:
+            text += "  [recorded: %s]" % reason
+    elif b not in ("OK", "INFORMATIONAL"):
+        bad.append("unknown behavior %s" % b)
+    if bc not in ("OK", "INFORMATIONAL"):
+        bad.append("closing behaviour %s" % bc)
+    if bad:
+        problems.append((cid, text + "  <- " + "; ".join(bad)))
+    else:
+        notes.append((cid, text))
+
+def print_cases(rows):
+    # One line per case; a whole group with one identical verdict (e.g. all
+    # of 12.* UNIMPLEMENTED) is folded into one line.
+    by_group = collections.OrderedDict()
+    for cid, text in rows:
+        by_group.setdefault(cid.split(".")[0], []).append((cid, text))
+    for group, items in by_group.items():
+        in_group = [k for k in cases if k.split(".")[0] == group]
+        texts = set(t for _, t in items)
+        if len(items) == len(in_group) and len(items) > 5 and len(texts) == 1:
+            print("  %-9s %s  (all %d cases of group %s)" % (group + ".*", texts.pop(), len(items), group))
+        else:
+            for cid, text in items:
+                print("  %-9s %s" % (cid, text))
+
+print("[autobahn] agent %s: %d cases in %d s (sum of case durations %.1f s)"
+      % (agent, len(cases), elapsed, total_ms / 1000.0))
+print("[autobahn] behavior:      " + ", ".join("%s %d" % (k, behaviors.get(k, 0))
+      for k in ("OK", "NON-STRICT", "INFORMATIONAL", "UNIMPLEMENTED", "FAILED"))
+      + "".join(", %s %d" % (k, v) for k, v in behaviors.items()
+                if k not in ("OK", "NON-STRICT", "INFORMATIONAL", "UNIMPLEMENTED", "FAILED")))
+print("[autobahn] behaviorClose: " + ", ".join("%s %d" % kv for kv in sorted(closes.items())))
+if notes:
+    print("[autobahn] accepted non-OK verdicts (%d):" % len(notes))
+    print_cases(notes)
+for a in allow:
+    if a["used"] == 0:
+        print("[autobahn] note: allowlist row '%s %s' matched no case in this run" % (a["pattern"], a["verdict"]))
+if problems:
+    print("[autobahn] FAILING cases (%d):" % len(problems))
+    print_cases(problems)
+    print("[autobahn] FAIL: %d of %d cases not accepted (report: %s)"
+          % (len(problems), len(cases), index_path.replace("index.json", "index.html")))
+    sys.exit(1)
+print("[autobahn] PASS: all %d cases accepted" % len(cases))
+EOF

@@ -1,0 +1,231 @@
+#!/usr/bin/env bash
+# scripts/deps.sh — install what the tests need, when it is missing.
+#
+# Usage: scripts/deps.sh [apt] [browser] [autobahn]     (no argument: all three)
+#
+#   apt       Debian packages (Xvnc, xterm, Chromium, ImageMagick, ...), checked
+#             one by one with dpkg-query; `apt-get update` + install only when
+#             something is missing.
+#   browser   `npm ci` in tests/browser (playwright-core, @novnc/novnc), only
+#             when node_modules does not match package-lock.json.
+#   autobahn  Python 2.7 + autobahntestsuite in .deps/py27 (the suite runs on
+#             Python 2.7 only; Debian 12 has none): Debian 11 python2.7 .debs
+#             fetched with a private apt configuration (the system's apt
+#             sources are not touched) and unpacked with dpkg -x; pip
+#             bootstrapped from PyPI wheels; pinned packages installed
+#             --no-deps. Rebuilt only when the recipe below changes.
+#             Entry points: .deps/py27/bin/python2.7, .deps/py27/bin/wstest.
+#
+# Runs as root with no standard input (CI). Prints what it installs; any
+# failure stops it with a message and a non-zero exit.
+set -Eeuo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+log() { printf '[deps] %s\n' "$*" >&2; }
+die() { printf '[deps] ERROR: %s\n' "$*" >&2; exit 1; }
+trap 'printf "[deps] FAILED (exit %s) at scripts/deps.sh line %s: %s\n" "$?" "$LINENO" "$BASH_COMMAND" >&2' ERR
+
+export DEBIAN_FRONTEND=noninteractive
+
+# ---------------------------------------------------------------- apt
+
+APT_PACKAGES=(
+    # VNC servers, X tools, terminal
+    tigervnc-standalone-server tigervnc-tools x11vnc xvfb xterm xfonts-base
+    xkb-data x11-xkb-utils x11-utils x11-xserver-utils xauth xdotool xclip
+    fonts-dejavu-core
+    # browser test
+    chromium imagemagick
+    # relays and plumbing
+    socat websockify ca-certificates
+    # python3 (bootstrap of the Python 2.7 environment)
+    python3 python3-venv python3-pip
+    # shared libraries the Debian 11 python2.7 build links against
+    libbz2-1.0 libcrypt1 libdb5.3 libexpat1 libncursesw6 libnsl2 libreadline8
+    libsqlite3-0 libtinfo6 libtirpc3 zlib1g
+)
+
+apt_missing() {
+    local p
+    for p in "$@"; do
+        if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then
+            printf '%s\n' "$p"
+        fi
+    done
+}
+
+do_apt() {
+    local missing=()
+    mapfile -t missing < <(apt_missing "${APT_PACKAGES[@]}")
+    # Node.js: the image ships Node 20 (nodesource); playwright-core needs >= 20.
+    # Without any node, fall back to Debian's nodejs + npm.
+    if ! command -v node >/dev/null 2>&1; then
+        missing+=(nodejs)
+        command -v npm >/dev/null 2>&1 || missing+=(npm)
+    elif ! command -v npm >/dev/null 2>&1; then
+        missing+=(npm)
+    fi
+    if [ ${#missing[@]} -eq 0 ]; then
+        log "apt: all ${#APT_PACKAGES[@]} packages present"
+        return
+    fi
+    [ "$(id -u)" -eq 0 ] || die "apt: missing ${missing[*]} and not root"
+    log "apt: installing: ${missing[*]}"
+    apt-get -o DPkg::Lock::Timeout=900 update
+    apt-get -o DPkg::Lock::Timeout=900 install -y "${missing[@]}" </dev/null
+    local still
+    still=$(apt_missing "${APT_PACKAGES[@]}")
+    [ -z "$still" ] || die "apt: still missing after install: $still"
+    log "apt: done"
+}
+
+# ---------------------------------------------------------------- browser (npm)
+
+do_browser() {
+    local dir="$ROOT/tests/browser"
+    command -v node >/dev/null 2>&1 || die "browser: node not found (run: scripts/deps.sh apt)"
+    command -v npm >/dev/null 2>&1 || die "browser: npm not found (run: scripts/deps.sh apt)"
+    local major
+    major=$(node -p 'process.versions.node.split(".")[0]')
+    [ "$major" -ge 20 ] || log "browser: WARNING: node $(node --version) < 20; playwright-core wants >= 20"
+    local want have=""
+    want=$(sha256sum "$dir/package-lock.json" | cut -d' ' -f1)
+    [ -f "$dir/node_modules/.wsvnc-lock.sha256" ] && have=$(cat "$dir/node_modules/.wsvnc-lock.sha256")
+    if [ "$want" = "$have" ] && [ -f "$dir/node_modules/@novnc/novnc/core/rfb.js" ] \
+        && [ -f "$dir/node_modules/playwright-core/package.json" ]; then
+        log "browser: node_modules up to date"
+        return
+    fi
+    log "browser: npm ci in tests/browser (playwright-core, @novnc/novnc; no browser download)"
+    # playwright-core has no install script; PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD
+    # is belt and braces.
+    (cd "$dir" && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund </dev/null)
+    printf '%s\n' "$want" > "$dir/node_modules/.wsvnc-lock.sha256"
+    log "browser: done"
+}
+
+# ---------------------------------------------------------------- autobahn (python 2.7)
+
+PY27="$ROOT/.deps/py27"
+# Debian 11 packages, unpacked into $PY27/root. Versions are whatever
+# bullseye(-security) serves; the Release signatures are checked by apt.
+PY27_DEBS=(python2.7-minimal libpython2.7-minimal libpython2.7-stdlib python2.7 libssl1.1 libffi7)
+# pip for Python 2.7 (last releases supporting it), fetched as wheels.
+PY27_BOOT=(pip==20.3.4 setuptools==44.1.1 wheel==0.37.1)
+# The whole dependency closure of autobahntestsuite 0.8.2, pinned, installed
+# with --no-deps: every entry is a py2 wheel or a pure-Python sdist, so no
+# compiler is needed. autobahn's "accelerate" extra (wsaccel, a C extension
+# without py27 wheels) is left out: autobahn then uses its pure-Python UTF-8
+# validator and masker (slower 9.x cases, same verdicts).
+PY27_REQS=(
+    autobahntestsuite==0.8.2 autobahn==0.10.9 txaio==2.1.0 Twisted==19.10.0
+    zope.interface==5.4.0 Automat==22.10.0 PyHamcrest==1.9.0 hyperlink==21.0.0
+    attrs==21.4.0 incremental==22.10.0 constantly==15.1.0 six==1.16.0 idna==2.10
+    typing==3.10.0.0 pyOpenSSL==21.0.0 cryptography==3.3.2 cffi==1.15.1
+    pycparser==2.21 enum34==1.1.10 ipaddress==1.0.23 service-identity==21.1.0
+    pyasn1==0.4.8 pyasn1-modules==0.2.8 klein==20.6.0 Tubes==0.2.1
+    Werkzeug==1.0.1 Jinja2==2.11.3 MarkupSafe==1.1.1 unittest2==1.1.0
+    traceback2==1.4.0 linecache2==1.0.0 ujson==2.0.3
+)
+PY27_RECIPE="v1 ${PY27_DEBS[*]} | ${PY27_BOOT[*]} | ${PY27_REQS[*]}"
+
+py27_ok() {
+    [ -f "$PY27/.stamp" ] && [ "$(cat "$PY27/.stamp")" = "$PY27_RECIPE" ] \
+        && "$PY27/bin/wstest" --help >/dev/null 2>&1
+}
+
+do_autobahn() {
+    if py27_ok; then
+        log "autobahn: .deps/py27 up to date ($("$PY27/bin/python2.7" -c 'import autobahntestsuite as a; print("autobahntestsuite " + a.__version__)' 2>/dev/null))"
+        return
+    fi
+    [ "$(dpkg --print-architecture)" = amd64 ] || die "autobahn: only amd64 is supported (Debian 11 py27 + manylinux wheels)"
+    command -v /usr/bin/python3 >/dev/null || die "autobahn: /usr/bin/python3 missing (run: scripts/deps.sh apt)"
+    /usr/bin/python3 -m pip --version >/dev/null 2>&1 || die "autobahn: python3-pip missing (run: scripts/deps.sh apt)"
+    local t0=$SECONDS
+    log "autobahn: building .deps/py27 (Debian 11 python2.7 + autobahntestsuite 0.8.2)"
+    rm -rf "$PY27"
+    mkdir -p "$PY27/apt/lists/partial" "$PY27/apt/cache/archives/partial" "$PY27/debs" "$PY27/boot" "$PY27/root" "$PY27/bin"
+
+    # Private apt configuration: own source list, lists and cache; the
+    # system's sources, lists and dpkg database are left alone.
+    cat > "$PY27/apt/sources.list" <<'EOF'
+deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian bullseye main
+deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian-security bullseye-security main
+EOF
+    local apt_opts=(
+        -o "Dir::Etc::sourcelist=$PY27/apt/sources.list" -o Dir::Etc::sourceparts=/nonexistent
+        -o Dir::Etc::preferences=/nonexistent -o Dir::Etc::preferencesparts=/nonexistent
+        -o "Dir::State::lists=$PY27/apt/lists" -o "Dir::Cache=$PY27/apt/cache"
+        -o Debug::NoLocking=1 -o APT::Sandbox::User=root -o Acquire::Languages=none
+    )
+    log "autobahn: apt-get update (private bullseye source list)"
+    apt-get "${apt_opts[@]}" update </dev/null
+    log "autobahn: apt-get download ${PY27_DEBS[*]}"
+    (cd "$PY27/debs" && apt-get "${apt_opts[@]}" download "${PY27_DEBS[@]}" </dev/null)
+    local deb
+    for deb in "$PY27"/debs/*.deb; do
+        dpkg -x "$deb" "$PY27/root"
+    done
+    ls "$PY27"/debs >"$PY27/debs.txt"
+    rm -rf "$PY27/apt" "$PY27/debs"
+
+    # Wrappers: the interpreter finds its stdlib through PYTHONHOME and the
+    # bullseye libssl1.1/libffi7 through LD_LIBRARY_PATH (their sonames do not
+    # clash with Debian 12's libssl3/libffi8).
+    cat > "$PY27/bin/python2.7" <<'EOF'
+#!/bin/sh
+# Debian 11 python2.7 unpacked under ../root (made by scripts/deps.sh).
+here=$(cd "$(dirname "$0")/.." && pwd)
+export PYTHONHOME="$here/root/usr"
+export LD_LIBRARY_PATH="$here/root/usr/lib/x86_64-linux-gnu${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+export PYTHONNOUSERSITE=1
+unset PYTHONPATH
+exec "$here/root/usr/bin/python2.7" "$@"
+EOF
+    cat > "$PY27/bin/wstest" <<'EOF'
+#!/bin/sh
+# autobahntestsuite's wstest, run by the private python2.7.
+here=$(cd "$(dirname "$0")" && pwd)
+exec "$here/python2.7" -W ignore::DeprecationWarning "$here/../root/usr/local/bin/wstest" "$@"
+EOF
+    chmod +x "$PY27/bin/python2.7" "$PY27/bin/wstest"
+    "$PY27/bin/python2.7" -c 'import ssl, ctypes, zlib, hashlib; print("python " + __import__("sys").version.split()[0] + ", " + ssl.OPENSSL_VERSION)' >&2 \
+        || die "autobahn: the unpacked python2.7 does not run"
+
+    log "autobahn: pip download ${PY27_BOOT[*]} (python3 pip, py2 wheels)"
+    /usr/bin/python3 -m pip download --disable-pip-version-check --no-deps --only-binary=:all: \
+        --python-version 2.7 --implementation py --abi none --platform any \
+        -d "$PY27/boot" "${PY27_BOOT[@]}" </dev/null
+    local pipwhl
+    pipwhl=$(ls "$PY27"/boot/pip-*.whl)
+    # pip runs from its own wheel (a zip on sys.path) to install itself.
+    # The Debian scheme puts it in root/usr/local (sys.prefix/local).
+    log "autobahn: installing pip into the python2.7 tree"
+    env -u PIP_FIND_LINKS "$PY27/bin/python2.7" "$pipwhl/pip" install --disable-pip-version-check \
+        --no-warn-script-location --no-index --find-links "$PY27/boot" "${PY27_BOOT[@]}" </dev/null
+    rm -rf "$PY27/boot"
+
+    log "autobahn: pip install --no-deps ${PY27_REQS[*]}"
+    env -u PIP_FIND_LINKS PYTHONWARNINGS=ignore "$PY27/bin/python2.7" -m pip install --disable-pip-version-check \
+        --no-python-version-warning --no-warn-script-location --no-deps "${PY27_REQS[@]}" </dev/null
+    env PYTHONWARNINGS=ignore "$PY27/bin/python2.7" -m pip check --disable-pip-version-check --no-python-version-warning \
+        || die "autobahn: pip check failed"
+    "$PY27/bin/wstest" --help >/dev/null 2>&1 || { "$PY27/bin/wstest" --help || true; die "autobahn: wstest does not run"; }
+    printf '%s\n' "$PY27_RECIPE" > "$PY27/.stamp"
+    log "autobahn: done in $((SECONDS - t0)) s ($PY27/bin/wstest)"
+}
+
+# ---------------------------------------------------------------- main
+
+steps=("$@")
+[ ${#steps[@]} -gt 0 ] || steps=(apt browser autobahn)
+for s in "${steps[@]}"; do
+    case "$s" in
+        apt) do_apt ;;
+        browser) do_browser ;;
+        autobahn) do_autobahn ;;
+        *) die "unknown step '$s' (apt, browser, autobahn)" ;;
+    esac
+done
+log "all requested steps done: ${steps[*]}"

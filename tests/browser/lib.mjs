@@ -1,0 +1,277 @@
+// Helpers for the browser tests: tracked child processes (killed by PID on
+// every exit path), free ports / X displays, polling, a static file server
+// for the test page and noVNC, and X screenshots through ImageMagick.
+
+import { spawn, spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import http from 'node:http';
+import net from 'node:net';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export const HERE = path.dirname(fileURLToPath(import.meta.url));
+export const ARTIFACTS = path.join(HERE, 'artifacts');
+export const NOVNC_DIR = path.join(HERE, 'node_modules', '@novnc', 'novnc');
+export const CHROMIUM = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
+
+export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+// ---------------------------------------------------------------- processes
+
+const tracked = new Set(); // { name, child, logPath }
+
+function isAlive(child) {
+    return child.exitCode === null && child.signalCode === null;
+}
+
+// Spawns `cmd args` with stdout+stderr going to artifacts/<name>.log; the
+// child is killed by PID in killAll() (and at process exit, as a fallback).
+export function spawnTracked(name, cmd, args, opts = {}) {
+    fs.mkdirSync(ARTIFACTS, { recursive: true });
+    const logPath = path.join(ARTIFACTS, `${name}.log`);
+    const fd = fs.openSync(logPath, 'w');
+    const child = spawn(cmd, args, { stdio: ['ignore', fd, fd], ...opts });
+    fs.closeSync(fd);
+    const entry = { name, child, logPath, spawnError: null };
+    child.on('error', (e) => { entry.spawnError = e; });
+    tracked.add(entry);
+    return entry;
+}
+
+export function logTail(entry, n = 20) {
+    try {
+        const lines = fs.readFileSync(entry.logPath, 'utf8').trimEnd().split('\n');
+        return lines.slice(-n).join('\n');
+    } catch {
+        return '(no log)';
+    }
+}
+
+// Fails with the process's log when it has died.
+export function assertRunning(entry) {
+    if (entry.spawnError) {
+        throw new Error(`${entry.name}: cannot start: ${entry.spawnError.message}`);
+    }
+    if (!isAlive(entry.child)) {
+        throw new Error(`${entry.name} (pid ${entry.child.pid}) exited ` +
+            `(code ${entry.child.exitCode}, signal ${entry.child.signalCode}); log:\n${logTail(entry)}`);
+    }
+}
+
+// Kills every tracked process (newest first) by PID: SIGTERM, then SIGKILL
+// after a grace period.
+export async function killAll() {
+    const entries = [...tracked].reverse();
+    for (const e of entries) {
+        if (e.child.pid && isAlive(e.child)) {
+            try { process.kill(e.child.pid, 'SIGTERM'); } catch { /* already gone */ }
+        }
+    }
+    const deadline = Date.now() + 3000;
+    for (const e of entries) {
+        while (e.child.pid && isAlive(e.child) && Date.now() < deadline) await sleep(50);
+        if (e.child.pid && isAlive(e.child)) {
+            try { process.kill(e.child.pid, 'SIGKILL'); } catch { /* already gone */ }
+        }
+        tracked.delete(e);
+    }
+}
+
+process.on('exit', () => {
+    for (const e of tracked) {
+        if (e.child.pid && isAlive(e.child)) {
+            try { process.kill(e.child.pid, 'SIGKILL'); } catch { /* already gone */ }
+        }
+    }
+});
+
+// ---------------------------------------------------------------- ports, displays
+
+export function freePort() {
+    return new Promise((resolve, reject) => {
+        const srv = net.createServer();
+        srv.unref();
+        srv.on('error', reject);
+        srv.listen(0, '127.0.0.1', () => {
+            const { port } = srv.address();
+            srv.close(() => resolve(port));
+        });
+    });
+}
+
+function displayInUse(n) {
+    return fs.existsSync(`/tmp/.X${n}-lock`) || fs.existsSync(`/tmp/.X11-unix/X${n}`);
+}
+
+// First display number >= start with neither a lock file nor a socket.
+export function freeDisplay(start = 57) {
+    for (let n = start; n < start + 200; n++) {
+        if (!displayInUse(n)) return n;
+    }
+    throw new Error(`no free X display number in ${start}..${start + 199}`);
+}
+
+export function tcpReady(port, host = '127.0.0.1') {
+    return new Promise((resolve) => {
+        const s = net.connect({ port, host });
+        const done = (ok) => { s.destroy(); resolve(ok); };
+        s.once('connect', () => done(true));
+        s.once('error', () => done(false));
+        s.setTimeout(1000, () => done(false));
+    });
+}
+
+// Polls `fn` (sync or async) until it returns a truthy value; throws with
+// `what` and the last value/error after `timeoutMs`.
+export async function waitFor(what, fn, { timeoutMs = 15000, intervalMs = 100 } = {}) {
+    const deadline = Date.now() + timeoutMs;
+    let last;
+    for (;;) {
+        try {
+            const v = await fn();
+            if (v) return v;
+            last = v;
+        } catch (e) {
+            last = e;
+        }
+        if (Date.now() > deadline) {
+            const detail = last instanceof Error ? last.message : JSON.stringify(last);
+            throw new Error(`timed out after ${timeoutMs} ms waiting for ${what} (last: ${detail})`);
+        }
+        await sleep(intervalMs);
+    }
+}
+
+// ---------------------------------------------------------------- prerequisites
+
+export function which(cmd) {
+    if (cmd.includes('/')) return fs.existsSync(cmd) ? cmd : null;
+    for (const dir of (process.env.PATH || '').split(':')) {
+        const p = path.join(dir || '.', cmd);
+        try {
+            fs.accessSync(p, fs.constants.X_OK);
+            return p;
+        } catch { /* next */ }
+    }
+    return null;
+}
+
+// ---------------------------------------------------------------- relay command
+
+// RELAY_CMD is a command template, split on whitespace (no shell, no
+// quoting), with {listen} and {target} replaced by HOST:PORT.
+export function relayArgv(template, listen, target) {
+    if (!template.includes('{listen}') || !template.includes('{target}')) {
+        throw new Error(`RELAY_CMD must contain {listen} and {target}: ${JSON.stringify(template)}`);
+    }
+    return template.trim().split(/\s+/)
+        .map((w) => w.replaceAll('{listen}', listen).replaceAll('{target}', target));
+}
+
+// ---------------------------------------------------------------- static server
+
+const TYPES = { '.html': 'text/html; charset=utf-8', '.js': 'text/javascript; charset=utf-8',
+                '.mjs': 'text/javascript; charset=utf-8', '.json': 'application/json' };
+
+// Serves page/index.html at / and the noVNC package under /novnc/.
+export function startStaticServer() {
+    const pageDir = path.join(HERE, 'page');
+    const server = http.createServer((req, res) => {
+        const url = new URL(req.url, 'http://x');
+        let root; let rel;
+        if (url.pathname === '/' || url.pathname === '/index.html') {
+            root = pageDir; rel = 'index.html';
+        } else if (url.pathname.startsWith('/novnc/')) {
+            root = NOVNC_DIR; rel = decodeURIComponent(url.pathname.slice('/novnc/'.length));
+        } else {
+            res.writeHead(404).end('not found');
+            return;
+        }
+        const file = path.resolve(root, rel);
+        if (!file.startsWith(root + path.sep)) {
+            res.writeHead(403).end('forbidden');
+            return;
+        }
+        fs.readFile(file, (err, data) => {
+            if (err) {
+                res.writeHead(404).end('not found');
+                return;
+            }
+            res.writeHead(200, { 'content-type': TYPES[path.extname(file)] || 'application/octet-stream',
+                                 'cache-control': 'no-store' });
+            res.end(data);
+        });
+    });
+    return new Promise((resolve, reject) => {
+        server.on('error', reject);
+        server.listen(0, '127.0.0.1', () => resolve(server));
+    });
+}
+
+// ---------------------------------------------------------------- X side
+
+export function run(cmd, args, opts = {}) {
+    const r = spawnSync(cmd, args, { maxBuffer: 64 << 20, timeout: 20000, ...opts });
+    if (r.error) throw new Error(`${cmd} ${args.join(' ')}: ${r.error.message}`);
+    if (r.status !== 0) {
+        throw new Error(`${cmd} ${args.join(' ')} exited ${r.status}: ${String(r.stderr).trim()}`);
+    }
+    return r.stdout;
+}
+
+// Screenshot of the whole X screen: returns raw RGB bytes (row-major,
+// 3 bytes a pixel); writes a PNG copy to `pngPath` when given.
+export function xScreenshot(display, width, height, pngPath) {
+    const rgb = run('import', ['-display', `:${display}`, '-window', 'root', '-depth', '8', 'rgb:-'],
+                    { env: { ...process.env, DISPLAY: `:${display}` } });
+    if (rgb.length !== width * height * 3) {
+        throw new Error(`X screenshot is ${rgb.length} bytes, expected ${width}x${height}x3`);
+    }
+    if (pngPath) rgbToPng(rgb, width, height, pngPath);
+    return rgb;
+}
+
+export function rgbToPng(rgb, width, height, pngPath) {
+    run('convert', ['-size', `${width}x${height}`, '-depth', '8', 'rgb:-', `png:${pngPath}`], { input: rgb });
+}
+
+// Compares noVNC's RGBA canvas with an RGB X screenshot. Returns the number
+// of differing pixels, their bounding box and the first few of them.
+export function comparePixels(rgba, rgb, width, height) {
+    let count = 0;
+    const box = { x0: width, y0: height, x1: -1, y1: -1 };
+    const samples = [];
+    for (let y = 0; y < height; y++) {
+        for (let x = 0; x < width; x++) {
+            const i = y * width + x;
+            const a = i * 4; const b = i * 3;
+            if (rgba[a] !== rgb[b] || rgba[a + 1] !== rgb[b + 1] || rgba[a + 2] !== rgb[b + 2]) {
+                count++;
+                if (x < box.x0) box.x0 = x;
+                if (y < box.y0) box.y0 = y;
+                if (x > box.x1) box.x1 = x;
+                if (y > box.y1) box.y1 = y;
+                if (samples.length < 5) {
+                    samples.push({ x, y, canvas: [rgba[a], rgba[a + 1], rgba[a + 2]],
+                                   x11: [rgb[b], rgb[b + 1], rgb[b + 2]] });
+                }
+            }
+        }
+    }
+    return { count, box: count ? box : null, samples };
+}
+
+// RGB image marking differing pixels red over a dimmed copy of the X image.
+export function diffImage(rgba, rgb, width, height) {
+    const out = Buffer.alloc(width * height * 3);
+    for (let i = 0; i < width * height; i++) {
+        const a = i * 4; const b = i * 3;
+        const same = rgba[a] === rgb[b] && rgba[a + 1] === rgb[b + 1] && rgba[a + 2] === rgb[b + 2];
+        if (same) {
+            out[b] = rgb[b] >> 2; out[b + 1] = rgb[b + 1] >> 2; out[b + 2] = rgb[b + 2] >> 2;
+        } else {
+            out[b] = 255; out[b + 1] = 0; out[b + 2] = 0;
+        }
+    }
+    return out;
+}
