@@ -1,0 +1,326 @@
+// Wires the modules together and runs one viewer session per connection:
+// ClientHello → [PasswordRequired ↔ Password] → ServerHello → frames (… EndFrame → FrameAck).
+
+import * as P from './protocol.js';
+import { S, ProtocolError } from './protocol.js';
+import { load, store, socketUrl } from './settings.js';
+import { Connection } from './connection.js';
+import { Display } from './display.js';
+import { Keyboard } from './keyboard.js';
+import { XK } from './keysyms.js';
+import { Pointer } from './pointer.js';
+import { Touch } from './touch.js';
+import { Clipboard } from './clipboard.js';
+import { Stats } from './stats.js';
+import { UI } from './ui.js';
+
+const $ = (id) => document.getElementById(id);
+const settings = load();
+const ui = new UI();
+const screen = $('screen'), canvas = $('canvas'), kbd = $('kbd');
+const display = new Display(canvas, screen);
+const stats = new Stats($('stats'));
+
+// Per-connection state; null while not connected.
+let session = null;
+let password = null; // remembered in memory for automatic reconnects
+let countdown = null;
+let resizeTimer = null;
+
+const conn = new Connection(() => socketUrl(settings), { onMessages, onState });
+conn.retry = settings.reconnect;
+const send = (buf) => conn.send(buf);
+
+const canInput = () => !!(session && session.ready && !settings.view_only && !session.viewOnly);
+
+const keyboard = new Keyboard(kbd, (keysym, down) => {
+  if (canInput()) send(P.key(down, keysym));
+});
+const pointer = new Pointer(canvas, display, (x, y, mask) => {
+  if (canInput()) send(P.pointer(x, y, mask));
+});
+const touch = new Touch(canvas, display, pointer);
+const clipboard = new Clipboard($('clip-text'), $('clip-send'), (text) => {
+  if (canInput()) send(P.clipboard(text));
+});
+keyboard.onPaste = (text) => clipboard.sendLocal(text);
+keyboard.hotkey = hotkey;
+keyboard.onStickyChange = (held) => {
+  ui.pressed('b-ctrl', held.has(XK.Control_L));
+  ui.pressed('b-alt', held.has(XK.Alt_L));
+};
+clipboard.onRemote = () => { $('clip-note').textContent = 'Copied on the remote desktop.'; };
+
+const focusKeyboard = () => { if (!settings.view_only) kbd.focus({ preventScroll: true }); };
+pointer.onActivate = focusKeyboard;
+touch.onActivate = () => {}; // a tap must not pop up the phone keyboard; the toolbar does that
+
+// ---- messages from the gateway ---------------------------------------------------------
+
+function onMessages(msgs, bytes, t) {
+  stats.received(bytes);
+  for (const m of msgs) {
+    switch (m.type) {
+      case S.SERVER_HELLO: hello(m); break;
+      case S.RESIZE: case S.FILL: case S.COPY: case S.PIXELS:
+        if (!session.ready) throw new ProtocolError('drawing message before ServerHello');
+        if (session.frameStart === null) session.frameStart = t;
+        display.queue(m);
+        break;
+      case S.END_FRAME: endFrame(m.id, t); break;
+      case S.CURSOR: display.setCursor(m); break;
+      case S.BELL: ui.bell(); break;
+      case S.CLIPBOARD: clipboard.remote(m.text); break;
+      case S.DESKTOP_NAME: session.name = m.name; showLive(); break;
+      case S.PASSWORD_REQUIRED: passwordRequired(); break;
+      case S.STATUS:
+        if (session.ready) ui.el.status.textContent = m.text;
+        else ui.status(m.text, 'Connecting…', m.text);
+        if (m.level > 0) ui.showBar();
+        break;
+      case S.ERROR:
+        if (session.passwordSent) password = null;
+        conn.error(m.text);
+        ui.status(`Failed: ${m.text}`, 'Connection failed', m.text);
+        break;
+    }
+  }
+}
+
+function hello(m) {
+  if (session.ready) throw new ProtocolError('second ServerHello');
+  session.ready = true;
+  session.name = m.name;
+  session.viewOnly = m.viewOnly;
+  session.resizeSupported = m.resizeSupported;
+  conn.established();
+  ui.hidePassword();
+  display.setSize(m.width, m.height);
+  stats.size = `${m.width}×${m.height}`;
+  applyInputState();
+  showLive();
+  if (matchMedia('(pointer: fine)').matches) focusKeyboard();
+  requestResize();
+}
+
+function endFrame(id, t) {
+  const first = session.frameStart ?? t;
+  session.frameStart = null;
+  const t0 = performance.now();
+  const w = display.width, h = display.height;
+  display.flush();
+  const t1 = performance.now();
+  send(P.frameAck(id));
+  stats.frame(first, t0, t1);
+  document.body.classList.remove('empty');
+  if (w !== display.width || h !== display.height) {
+    stats.size = `${display.width}×${display.height}`;
+    session.lastRequest = null;
+  }
+}
+
+function passwordRequired() {
+  if (password !== null && !session.passwordSent) {
+    session.passwordSent = true;
+    send(P.password(password));
+    return;
+  }
+  ui.setPhase('');
+  ui.askPassword('The VNC server asks for a password.');
+}
+
+ui.onPassword = (pw) => {
+  if (!session) return;
+  if (P.utf8Length(pw) > P.MAX_PASSWORD_BYTES) {
+    ui.askPassword('That password is too long (256 bytes at most).');
+    return;
+  }
+  password = pw;
+  session.passwordSent = true;
+  send(P.password(pw));
+  ui.setPhase('connecting');
+  ui.status('Checking password…');
+};
+
+function showLive() {
+  const name = session.name || 'remote desktop';
+  const ro = settings.view_only || session.viewOnly ? ' (view only)' : '';
+  ui.setPhase('live');
+  ui.status(`Connected to “${name}”${ro}`);
+  document.title = `${name} — wsvnc`;
+}
+
+// ---- connection state ------------------------------------------------------------------
+
+function onState(state, info) {
+  clearInterval(countdown);
+  countdown = null;
+  switch (state) {
+    case 'connecting':
+      session = null;
+      ui.setPhase('connecting');
+      ui.connectButton(null);
+      ui.hidePassword();
+      ui.status('Connecting…', 'Connecting…', info.attempt ? `Attempt ${info.attempt + 1}` : '');
+      ui.connButton(true);
+      break;
+    case 'open':
+      session = { ready: false, name: '', viewOnly: false, resizeSupported: false,
+        frameStart: null, passwordSent: false, lastRequest: null };
+      ui.status('Waiting for the desktop…');
+      break;
+    case 'closed':
+      session = null;
+      keyboard.forget();
+      pointer.forget();
+      display.reset();
+      ui.hidePassword();
+      break;
+    case 'retrying': {
+      ui.setPhase('');
+      ui.connectButton('Reconnect now');
+      const tick = () => {
+        const s = Math.max(1, Math.ceil((info.at - performance.now()) / 1000));
+        ui.status(`Reconnecting in ${s} s — ${info.reason}`, 'Connection lost',
+          `${info.reason}. Reconnecting in ${s} s…`);
+      };
+      tick();
+      countdown = setInterval(tick, 250);
+      break;
+    }
+    case 'failed':
+      ui.setPhase('failed');
+      ui.connectButton('Reconnect');
+      ui.status(`Failed: ${info.reason}`, 'Connection failed', info.reason);
+      ui.connButton(false);
+      break;
+    case 'idle':
+      ui.setPhase('');
+      ui.connectButton('Connect');
+      ui.status('Disconnected', 'Disconnected', '');
+      ui.connButton(false);
+      break;
+  }
+}
+
+// ---- remote resize ---------------------------------------------------------------------
+
+function requestResize() {
+  if (!session || !session.ready || !session.resizeSupported || !settings.resize || !canInput()) return;
+  const clamp = (v) => Math.max(1, Math.min(P.MAX_RESIZE, Math.floor(v)));
+  const w = clamp(screen.clientWidth), h = clamp(screen.clientHeight);
+  if (w === display.width && h === display.height) return;
+  const key = `${w}x${h}`;
+  if (session.lastRequest === key) return;
+  session.lastRequest = key;
+  send(P.resizeRequest(w, h));
+}
+
+window.addEventListener('resize', () => {
+  display.layout();
+  clearTimeout(resizeTimer);
+  resizeTimer = setTimeout(requestResize, 400);
+});
+
+// ---- toolbar ---------------------------------------------------------------------------
+
+function applyInputState() {
+  const ro = settings.view_only || (session && session.viewOnly);
+  if (ro) { keyboard.releaseAll(); pointer.releaseAll(); }
+  keyboard.enabled = pointer.enabled = !ro;
+  document.body.classList.toggle('view-only', !!ro);
+  ui.pressed('b-view', ro);
+  $('b-view').disabled = !!(session && session.viewOnly);
+}
+
+function setScale(mode) {
+  settings.scale = mode;
+  display.setMode(mode);
+  ui.pressed('b-scale', mode === 'native');
+  $('b-scale').setAttribute('aria-label', mode === 'fit'
+    ? 'Scale: fit to window (press for 1:1)' : 'Scale: 1:1 (press to fit to window)');
+}
+
+function toggleStats(on = !stats.visible) {
+  settings.stats = on;
+  stats.show(on);
+  ui.pressed('b-stats', on);
+}
+
+function toggleFullscreen() {
+  if (document.fullscreenElement) {
+    document.exitFullscreen().catch(() => {});
+  } else if (document.documentElement.requestFullscreen) {
+    document.documentElement.requestFullscreen()
+      .then(() => navigator.keyboard && navigator.keyboard.lock && navigator.keyboard.lock())
+      .catch(() => {});
+  }
+}
+
+/** Viewer shortcuts (Ctrl+Alt+Shift+…): used here, never sent to the remote. */
+function hotkey(e) {
+  if (!(e.ctrlKey && e.altKey && e.shiftKey) || e.type !== 'keydown') return false;
+  if (e.code === 'KeyS') toggleStats();
+  else if (e.code === 'KeyF') toggleFullscreen();
+  else if (e.code === 'KeyM') { ui.showBar(); $('b-clip').focus(); }
+  else return false;
+  return true;
+}
+window.addEventListener('keydown', (e) => { if (e.target !== kbd && hotkey(e)) e.preventDefault(); });
+
+/** Binds a toolbar button; mouse clicks give the keyboard focus back to the remote. */
+function bind(id, fn) {
+  $(id).addEventListener('click', (e) => {
+    fn(e);
+    if (e.detail > 0 && matchMedia('(pointer: fine)').matches && $('clip').hidden) focusKeyboard();
+  });
+}
+
+bind('b-ctrl', () => keyboard.toggleSticky(XK.Control_L));
+bind('b-alt', () => keyboard.toggleSticky(XK.Alt_L));
+bind('b-win', () => keyboard.combo([XK.Super_L]));
+bind('b-tab', () => keyboard.combo([XK.Tab]));
+bind('b-esc', () => keyboard.combo([XK.Escape]));
+bind('b-cad', () => keyboard.combo([XK.Control_L, XK.Alt_L, XK.Delete]));
+$('b-kbd').addEventListener('click', () => kbd.focus());
+bind('b-scale', () => { setScale(settings.scale === 'fit' ? 'native' : 'fit'); store(settings, 'scale'); });
+bind('b-view', () => {
+  settings.view_only = !settings.view_only;
+  applyInputState();
+  store(settings, 'view_only');
+  if (session && session.ready) showLive();
+});
+bind('b-stats', () => { toggleStats(); store(settings, 'stats'); });
+bind('b-full', toggleFullscreen);
+bind('b-conn', () => {
+  if (conn.state === 'idle' || conn.state === 'failed') conn.connect();
+  else conn.disconnect();
+});
+$('b-clip').addEventListener('click', () => {
+  const panel = $('clip');
+  panel.hidden = !panel.hidden;
+  ui.pressed('b-clip', !panel.hidden);
+  if (!panel.hidden) $('clip-text').focus();
+});
+$('clip-close').addEventListener('click', () => {
+  $('clip').hidden = true;
+  ui.pressed('b-clip', false);
+  focusKeyboard();
+});
+$('o-connect').addEventListener('click', () => { conn.attempt = 0; conn.connect(); });
+document.addEventListener('fullscreenchange', () => {
+  ui.pressed('b-full', !!document.fullscreenElement);
+  display.layout();
+});
+
+// ---- start -----------------------------------------------------------------------------
+
+document.body.classList.add('empty');
+setScale(settings.scale);
+applyInputState();
+if (settings.stats) toggleStats(true);
+if (settings.autoconnect) conn.connect();
+else onState('idle', {});
+
+// For tests and debugging: read-only handles, no effect on the page.
+window.wsvnc = { settings, display, conn, stats };

@@ -1,0 +1,204 @@
+// wsvnc browser protocol v1 (docs/protocol.md): decode server messages, encode
+// browser messages. Pure functions, no DOM: also imported by Node unit tests.
+// All integers little-endian; `str` = u32 byte length + UTF-8.
+
+export const VERSION = 1;
+export const SUBPROTOCOL = 'wsvnc.v1';
+
+export const S = {
+  SERVER_HELLO: 0x01, RESIZE: 0x02, FILL: 0x03, COPY: 0x04, PIXELS: 0x05,
+  END_FRAME: 0x06, CURSOR: 0x07, BELL: 0x08, CLIPBOARD: 0x09,
+  DESKTOP_NAME: 0x0a, PASSWORD_REQUIRED: 0x0b, STATUS: 0x0c, ERROR: 0x0d,
+};
+export const C = {
+  CLIENT_HELLO: 0x80, KEY: 0x81, POINTER: 0x82, CLIPBOARD: 0x83,
+  FRAME_ACK: 0x84, RESIZE_REQUEST: 0x85, PASSWORD: 0x86,
+};
+
+/** A server message that does not parse. The connection is closed with `message`. */
+export class ProtocolError extends Error {}
+
+const utf8 = new TextDecoder('utf-8', { fatal: true });
+const utf8enc = new TextEncoder();
+
+// Longest string the viewer accepts from the gateway (clipboard is the big one).
+const MAX_STR = 16 << 20;
+
+/** Reads fields from one WebSocket message; every read is bounds-checked. */
+class Reader {
+  constructor(buf) {
+    this.buf = buf;
+    this.dv = new DataView(buf);
+    this.pos = 0;
+  }
+  need(n, what) {
+    if (this.pos + n > this.buf.byteLength) {
+      throw new ProtocolError(`truncated ${what} (need ${n} bytes at offset ${this.pos})`);
+    }
+  }
+  u8(what) { this.need(1, what); return this.dv.getUint8(this.pos++); }
+  u16(what) { this.need(2, what); const v = this.dv.getUint16(this.pos, true); this.pos += 2; return v; }
+  u32(what) { this.need(4, what); const v = this.dv.getUint32(this.pos, true); this.pos += 4; return v; }
+  bytes(n, what) {
+    this.need(n, what);
+    const v = new Uint8ClampedArray(this.buf, this.pos, n);
+    this.pos += n;
+    return v;
+  }
+  str(what) {
+    const n = this.u32(what);
+    if (n > MAX_STR) throw new ProtocolError(`${what}: string of ${n} bytes is too long`);
+    this.need(n, what);
+    try {
+      const s = utf8.decode(new Uint8Array(this.buf, this.pos, n));
+      this.pos += n;
+      return s;
+    } catch {
+      throw new ProtocolError(`${what}: string is not UTF-8`);
+    }
+  }
+  rect(what) {
+    return { x: this.u16(what), y: this.u16(what), w: this.u16(what), h: this.u16(what) };
+  }
+}
+
+/**
+ * Decodes every protocol message in one binary WebSocket message.
+ * Returns an array of `{type, ...fields}`; throws ProtocolError on any malformed input.
+ * Pixel data is a zero-copy Uint8ClampedArray view into `buf`.
+ */
+export function decode(buf) {
+  if (!(buf instanceof ArrayBuffer)) throw new ProtocolError('text message (binary expected)');
+  if (buf.byteLength === 0) throw new ProtocolError('empty message');
+  const r = new Reader(buf);
+  const out = [];
+  while (r.pos < buf.byteLength) {
+    const type = r.u8('type');
+    switch (type) {
+      case S.SERVER_HELLO: {
+        const version = r.u8('ServerHello');
+        if (version !== VERSION) throw new ProtocolError(`unsupported protocol version ${version}`);
+        const width = r.u16('ServerHello'), height = r.u16('ServerHello');
+        const flags = r.u8('ServerHello');
+        out.push({ type, version, width, height, flags,
+          viewOnly: (flags & 1) !== 0, resizeSupported: (flags & 2) !== 0,
+          name: r.str('ServerHello name') });
+        break;
+      }
+      case S.RESIZE:
+        out.push({ type, width: r.u16('Resize'), height: r.u16('Resize') });
+        break;
+      case S.FILL: {
+        const m = r.rect('Fill');
+        m.type = type;
+        m.r = r.u8('Fill'); m.g = r.u8('Fill'); m.b = r.u8('Fill'); m.a = r.u8('Fill');
+        out.push(m);
+        break;
+      }
+      case S.COPY: {
+        const m = r.rect('Copy');
+        m.type = type;
+        m.sx = r.u16('Copy'); m.sy = r.u16('Copy');
+        out.push(m);
+        break;
+      }
+      case S.PIXELS: {
+        const m = r.rect('Pixels');
+        m.type = type;
+        m.data = r.bytes(m.w * m.h * 4, 'Pixels data');
+        out.push(m);
+        break;
+      }
+      case S.END_FRAME:
+        out.push({ type, id: r.u32('EndFrame') });
+        break;
+      case S.CURSOR: {
+        const hx = r.u16('Cursor'), hy = r.u16('Cursor');
+        const w = r.u16('Cursor'), h = r.u16('Cursor');
+        out.push({ type, hx, hy, w, h, data: r.bytes(w * h * 4, 'Cursor data') });
+        break;
+      }
+      case S.BELL:
+      case S.PASSWORD_REQUIRED:
+        out.push({ type });
+        break;
+      case S.CLIPBOARD:
+        out.push({ type, text: r.str('Clipboard') });
+        break;
+      case S.DESKTOP_NAME:
+        out.push({ type, name: r.str('DesktopName') });
+        break;
+      case S.STATUS: {
+        const level = r.u8('Status');
+        out.push({ type, level, text: r.str('Status') });
+        break;
+      }
+      case S.ERROR:
+        out.push({ type, text: r.str('Error') });
+        break;
+      default:
+        throw new ProtocolError(`unknown message type 0x${type.toString(16).padStart(2, '0')}`);
+    }
+  }
+  return out;
+}
+
+// ---- browser → gateway ------------------------------------------------------
+
+function msg(type, size) {
+  const buf = new ArrayBuffer(1 + size);
+  const dv = new DataView(buf);
+  dv.setUint8(0, type);
+  return dv;
+}
+
+function strMsg(type, text) {
+  const bytes = utf8enc.encode(text);
+  const dv = msg(type, 4 + bytes.length);
+  dv.setUint32(1, bytes.length, true);
+  new Uint8Array(dv.buffer, 5).set(bytes);
+  return dv.buffer;
+}
+
+export function clientHello() {
+  const dv = msg(C.CLIENT_HELLO, 1);
+  dv.setUint8(1, VERSION);
+  return dv.buffer;
+}
+
+export function key(down, keysym) {
+  const dv = msg(C.KEY, 5);
+  dv.setUint8(1, down ? 1 : 0);
+  dv.setUint32(2, keysym >>> 0, true);
+  return dv.buffer;
+}
+
+export function pointer(x, y, mask) {
+  const dv = msg(C.POINTER, 5);
+  dv.setUint16(1, x, true);
+  dv.setUint16(3, y, true);
+  dv.setUint8(5, mask);
+  return dv.buffer;
+}
+
+export function clipboard(text) { return strMsg(C.CLIPBOARD, text); }
+export function password(text) { return strMsg(C.PASSWORD, text); }
+
+export function frameAck(id) {
+  const dv = msg(C.FRAME_ACK, 4);
+  dv.setUint32(1, id >>> 0, true);
+  return dv.buffer;
+}
+
+export function resizeRequest(width, height) {
+  const dv = msg(C.RESIZE_REQUEST, 4);
+  dv.setUint16(1, width, true);
+  dv.setUint16(3, height, true);
+  return dv.buffer;
+}
+
+/** Limits the gateway enforces (docs/protocol.md); checked before sending. */
+export const MAX_CLIPBOARD_BYTES = 1 << 20;
+export const MAX_PASSWORD_BYTES = 256;
+export const MAX_RESIZE = 8192;
+export function utf8Length(text) { return utf8enc.encode(text).length; }
