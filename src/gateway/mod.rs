@@ -1,1 +1,102 @@
-//! Gateway mode: one RFB session per target, shared by its viewers.
+//! Gateway mode: wsvnc is the VNC client. One RFB session per target, shared
+//! by its viewers; each viewer gets frames composed from the session's shadow
+//! framebuffer ("latest frame wins"). Wire protocol: docs/protocol.md.
+//! Sans-IO: `server::gateway_io` moves the bytes.
+
+pub mod proto;
+pub mod session;
+
+use std::collections::HashMap;
+
+use slab::Slab;
+
+use crate::config::{Config, Target};
+use crate::rfb::{encoding, RfbConfig};
+pub use session::Session;
+
+/// WebSocket path of the gateway (relay mode has `/websockify`).
+pub const PATH: &str = "/ws";
+/// Subprotocol of browser protocol v1.
+pub const SUBPROTOCOL: &str = "wsvnc.v1";
+/// A viewer gets more output only when its socket buffer is below this.
+pub const LOW_WATER: usize = 128 << 10;
+/// Raw protocol bytes composed per WebSocket message.
+pub const CHUNK: usize = 256 << 10;
+
+/// Identifies a viewer: (session key, viewer key within the session).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ViewerId {
+    pub session: usize,
+    pub viewer: usize,
+}
+
+/// Default RFB encodings, best first: Tight and ZRLE compress best, Hextile
+/// and RRE are cheap, Raw always works; then the pseudo-encodings.
+pub fn default_encodings() -> Vec<i32> {
+    use encoding::*;
+    vec![
+        TIGHT, ZRLE, HEXTILE, ZLIB, RRE, COPY_RECT, RAW, EXTENDED_DESKTOP_SIZE, DESKTOP_SIZE, LAST_RECT,
+        CURSOR, DESKTOP_NAME,
+    ]
+}
+
+/// Every gateway session, by the key viewers asked for.
+pub struct Gateways {
+    pub sessions: Slab<Session>,
+    by_key: HashMap<String, usize>,
+    demo: Option<Target>,
+    encodings: Vec<i32>,
+    shared: bool,
+}
+
+impl Gateways {
+    pub fn new(cfg: &Config) -> Self {
+        let mut encodings = cfg.encodings.clone().unwrap_or_else(default_encodings);
+        // An operator's --encodings lists real encodings; the pseudo-encodings
+        // are always wanted.
+        if cfg.encodings.is_some() {
+            use encoding::*;
+            encodings.extend([EXTENDED_DESKTOP_SIZE, DESKTOP_SIZE, LAST_RECT, CURSOR, DESKTOP_NAME]);
+        }
+        Gateways {
+            sessions: Slab::new(),
+            by_key: HashMap::new(),
+            demo: None,
+            encodings,
+            shared: cfg.shared,
+        }
+    }
+
+    pub fn demo_target(&self) -> Option<Target> {
+        self.demo.clone()
+    }
+
+    pub fn set_demo_target(&mut self, t: Target) {
+        self.demo = Some(t);
+    }
+
+    /// The live session for `key`, if any (failed sessions don't count).
+    pub fn find(&self, key: &str) -> Option<usize> {
+        self.by_key.get(key).copied().filter(|s| self.sessions.get(*s).is_some_and(|s| s.failed.is_none()))
+    }
+
+    /// Create a session for `key` connecting to `target`.
+    pub fn create(&mut self, key: &str, target: &Target) -> usize {
+        let cfg = RfbConfig {
+            shared: self.shared,
+            encodings: self.encodings.clone(),
+            password: target.password.clone(),
+        };
+        let idx = self.sessions.insert(Session::new(key.to_string(), target.addr.to_string(), cfg));
+        self.by_key.insert(key.to_string(), idx);
+        idx
+    }
+
+    pub fn remove(&mut self, idx: usize) -> Option<Session> {
+        let s = self.sessions.try_remove(idx)?;
+        if self.by_key.get(&s.key) == Some(&idx) {
+            self.by_key.remove(&s.key);
+        }
+        Some(s)
+    }
+}

@@ -1,0 +1,465 @@
+//! Every option and limit with its default, the command line, and the token file.
+//!
+//! Command line (see `USAGE`): named options, or websockify's positional form
+//! `[source_addr:]source_port target_host:target_port` so existing scripts keep working.
+//!
+//! Token file: websockify's format, one `token: host:port` per line, `#` comments.
+//! wsvnc adds optional words after the address (ignored by nothing else, since
+//! websockify files never have them): `password=SECRET`, `password-file=PATH`,
+//! `view_only`. Names are resolved when the file is read, never per connection.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+/// Where a session connects to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TargetAddr {
+    Tcp(SocketAddr),
+    Unix(PathBuf),
+}
+
+impl fmt::Display for TargetAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TargetAddr::Tcp(a) => write!(f, "{a}"),
+            TargetAddr::Unix(p) => write!(f, "unix:{}", p.display()),
+        }
+    }
+}
+
+/// One configured target with its gateway settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    pub addr: TargetAddr,
+    /// VNC password for gateway mode; `None` = ask the browser if needed.
+    pub password: Option<Vec<u8>>,
+    pub view_only: bool,
+}
+
+/// Everything the daemon needs. `Default` gives the documented defaults.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    /// The target for connections without `?token=` (from `--target`/`--unix-target`).
+    pub target: Option<Target>,
+    pub token_file: Option<PathBuf>,
+    pub web_dir: Option<PathBuf>,
+    pub allowed_origins: Vec<String>,
+    pub max_connections: usize,
+    /// Close WebSockets with no traffic either way for this long (None = never).
+    pub idle_timeout: Option<Duration>,
+    /// Send a WebSocket ping this often (None = never).
+    pub heartbeat: Option<Duration>,
+    /// An HTTP request head must arrive within this (slowloris guard).
+    pub handshake_timeout: Duration,
+    /// Largest WebSocket message accepted from a browser.
+    pub max_message: usize,
+    /// Per-direction relay buffer cap; reading stops while it is full.
+    pub relay_buffer: usize,
+    /// Gateway: RFB encodings to advertise, in order (None = built-in default).
+    pub encodings: Option<Vec<i32>>,
+    /// Gateway: ClientInit shared flag.
+    pub shared: bool,
+    /// Gateway: all viewers view-only.
+    pub view_only: bool,
+    /// Run the built-in demo VNC server and use it as the default target.
+    pub demo: bool,
+    /// Serve only the demo VNC server on this address (no HTTP).
+    pub demo_server: Option<SocketAddr>,
+    /// Every WebSocket path echoes (for the Autobahn example; not a CLI option).
+    pub echo: bool,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: "127.0.0.1:6080".parse().unwrap(),
+            target: None,
+            token_file: None,
+            web_dir: None,
+            allowed_origins: Vec::new(),
+            max_connections: 1024,
+            idle_timeout: None,
+            heartbeat: Some(Duration::from_secs(30)),
+            handshake_timeout: Duration::from_secs(10),
+            max_message: 4 << 20,
+            relay_buffer: 256 << 10,
+            encodings: None,
+            shared: true,
+            view_only: false,
+            demo: false,
+            demo_server: None,
+            echo: false,
+        }
+    }
+}
+
+pub const USAGE: &str = "\
+wsvnc - VNC in the browser through WebSockets
+
+USAGE:
+    wsvnc [OPTIONS]
+    wsvnc [OPTIONS] [SOURCE_ADDR:]SOURCE_PORT TARGET_HOST:TARGET_PORT   (websockify form)
+    wsvnc --demo                     gateway + built-in demo desktop, open http://127.0.0.1:6080/
+
+Browsers open http://LISTEN/ for the built-in viewer (gateway mode, WebSocket /ws);
+noVNC and other websockify clients use the relay at /websockify.
+
+OPTIONS:
+    --listen ADDR:PORT        address to serve HTTP and WebSocket on [default: 127.0.0.1:6080]
+    --target HOST:PORT        VNC server for connections without ?token= (resolved at start)
+    --unix-target PATH        VNC server on a Unix socket instead of TCP
+    --token-file FILE         websockify token file: lines 'token: host:port' (wsvnc also reads
+                              optional 'password=..', 'password-file=..', 'view_only' words);
+                              ?token=NAME picks the target; re-read when the file changes
+    --password-file FILE      VNC password for --target (first line); without one the browser
+                              is asked when the VNC server wants a password
+    --web DIR                 serve the viewer from DIR instead of the copy built into the binary
+    --allow-origin ORIGIN     also accept WebSockets from ORIGIN (repeatable; '*' = any). By
+                              default only pages from this server (Origin matching Host) or
+                              clients sending no Origin are accepted
+    --max-connections N       refuse connections beyond N with 503 [default: 1024]
+    --idle-timeout SECS       close WebSockets idle this long, 0 = never [default: 0]
+    --heartbeat SECS          ping WebSocket clients this often, 0 = never [default: 30]
+    --handshake-timeout SECS  time allowed for an HTTP request head [default: 10]
+    --max-message BYTES       largest WebSocket message accepted [default: 4194304]
+    --encodings LIST          gateway: RFB encodings in preference order, comma separated
+                              (tight,zrle,hextile,zlib,rre,copyrect,raw)
+    --exclusive               gateway: ask the VNC server for an exclusive session (not shared)
+    --view-only               gateway: viewers cannot send input
+    --demo                    run the built-in demo VNC server and use it as the target
+    --demo-server ADDR:PORT   run only the demo VNC server on ADDR:PORT (for tests, benchmarks)
+    -h, --help                print this help
+    -V, --version             print the version
+
+Logging: RUST_LOG=info (default) | debug | warn.";
+
+/// A command-line or token-file problem, for the user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError(pub String);
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+fn err<T>(msg: impl Into<String>) -> Result<T, ConfigError> {
+    Err(ConfigError(msg.into()))
+}
+
+/// What the command line asked for.
+#[derive(Debug)]
+pub enum Command {
+    Run(Config),
+    Help,
+    Version,
+}
+
+/// Resolve `host:port` (or `:port`/`port` with a default host) to one address.
+pub fn resolve(spec: &str, default_host: &str) -> Result<SocketAddr, ConfigError> {
+    let spec = spec.trim();
+    let full = if let Ok(port) = spec.parse::<u16>() {
+        format!("{default_host}:{port}")
+    } else if let Some(port) = spec.strip_prefix(':') {
+        format!("{default_host}:{port}")
+    } else {
+        spec.to_string()
+    };
+    match full.to_socket_addrs() {
+        Ok(mut addrs) => match addrs.next() {
+            Some(a) => Ok(a),
+            None => err(format!("'{spec}' resolves to no address")),
+        },
+        Err(e) => err(format!("cannot resolve '{spec}': {e}")),
+    }
+}
+
+fn secs(v: &str, name: &str) -> Result<Option<Duration>, ConfigError> {
+    match v.parse::<u64>() {
+        Ok(0) => Ok(None),
+        Ok(n) => Ok(Some(Duration::from_secs(n))),
+        Err(_) => err(format!("{name} wants a whole number of seconds, not '{v}'")),
+    }
+}
+
+/// Read a password file: the first line, without its line ending.
+pub fn read_password_file(path: &Path) -> Result<Vec<u8>, ConfigError> {
+    match std::fs::read(path) {
+        Ok(bytes) => {
+            let line = bytes.split(|b| *b == b'\n').next().unwrap_or(&[]);
+            let line = line.strip_suffix(b"\r").unwrap_or(line);
+            Ok(line.to_vec())
+        }
+        Err(e) => err(format!("cannot read password file {}: {e}", path.display())),
+    }
+}
+
+/// Parse encoding names for `--encodings`.
+pub fn parse_encodings(list: &str) -> Result<Vec<i32>, ConfigError> {
+    use crate::rfb::encoding::*;
+    let mut out = Vec::new();
+    for name in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let e = match name.to_ascii_lowercase().as_str() {
+            "raw" => RAW,
+            "copyrect" => COPY_RECT,
+            "rre" => RRE,
+            "hextile" => HEXTILE,
+            "zlib" => ZLIB,
+            "tight" => TIGHT,
+            "zrle" => ZRLE,
+            other => return err(format!("unknown encoding '{other}'")),
+        };
+        if !out.contains(&e) {
+            out.push(e);
+        }
+    }
+    if out.is_empty() {
+        return err("--encodings needs at least one encoding");
+    }
+    Ok(out)
+}
+
+/// Parse the command line (without the program name).
+pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Command, ConfigError> {
+    let mut cfg = Config::default();
+    let mut positional = Vec::new();
+    let mut target_spec: Option<String> = None;
+    let mut unix_target: Option<PathBuf> = None;
+    let mut password_file: Option<PathBuf> = None;
+    let mut args = args.into_iter();
+    while let Some(arg) = args.next() {
+        let (name, inline) = match arg.split_once('=') {
+            Some((n, v)) if n.starts_with("--") => (n.to_string(), Some(v.to_string())),
+            _ => (arg.clone(), None),
+        };
+        let value = |args: &mut I::IntoIter| -> Result<String, ConfigError> {
+            match inline.clone().or_else(|| args.next()) {
+                Some(v) => Ok(v),
+                None => err(format!("{name} needs a value (see --help)")),
+            }
+        };
+        match name.as_str() {
+            "-h" | "--help" => return Ok(Command::Help),
+            "-V" | "--version" => return Ok(Command::Version),
+            "--listen" => cfg.listen = resolve(&value(&mut args)?, "127.0.0.1")?,
+            "--target" => target_spec = Some(value(&mut args)?),
+            "--unix-target" => unix_target = Some(PathBuf::from(value(&mut args)?)),
+            "--token-file" => cfg.token_file = Some(PathBuf::from(value(&mut args)?)),
+            "--password-file" => password_file = Some(PathBuf::from(value(&mut args)?)),
+            "--web" => cfg.web_dir = Some(PathBuf::from(value(&mut args)?)),
+            "--allow-origin" => cfg.allowed_origins.push(value(&mut args)?),
+            "--max-connections" => {
+                let v = value(&mut args)?;
+                cfg.max_connections = match v.parse() {
+                    Ok(n) if n > 0 => n,
+                    _ => return err(format!("--max-connections wants a positive number, not '{v}'")),
+                }
+            }
+            "--idle-timeout" => cfg.idle_timeout = secs(&value(&mut args)?, "--idle-timeout")?,
+            "--heartbeat" => cfg.heartbeat = secs(&value(&mut args)?, "--heartbeat")?,
+            "--handshake-timeout" => {
+                cfg.handshake_timeout = secs(&value(&mut args)?, "--handshake-timeout")?
+                    .unwrap_or(Duration::from_secs(10))
+            }
+            "--max-message" => {
+                let v = value(&mut args)?;
+                cfg.max_message = match v.parse() {
+                    Ok(n) if n >= 1024 => n,
+                    _ => return err(format!("--max-message wants a number ≥ 1024, not '{v}'")),
+                }
+            }
+            "--encodings" => cfg.encodings = Some(parse_encodings(&value(&mut args)?)?),
+            "--exclusive" => cfg.shared = false,
+            "--view-only" => cfg.view_only = true,
+            "--demo" => cfg.demo = true,
+            "--demo-server" => cfg.demo_server = Some(resolve(&value(&mut args)?, "127.0.0.1")?),
+            s if s.starts_with('-') && s.len() > 1 => {
+                return err(format!("unknown option '{s}' (see --help)"))
+            }
+            _ => positional.push(arg),
+        }
+    }
+    match positional.len() {
+        0 => {}
+        2 => {
+            // websockify: [source_addr:]source_port target_host:target_port
+            cfg.listen = resolve(&positional[0], "0.0.0.0")?;
+            if target_spec.is_some() {
+                return err("give the target either positionally or with --target, not both");
+            }
+            target_spec = Some(positional[1].clone());
+        }
+        _ => {
+            return err(format!(
+                "expected '[source_addr:]source_port target_host:target_port', got {} positional argument(s)",
+                positional.len()
+            ))
+        }
+    }
+    let addr = match (target_spec, unix_target) {
+        (Some(_), Some(_)) => return err("--target and --unix-target exclude each other"),
+        (Some(t), None) => Some(TargetAddr::Tcp(resolve(&t, "127.0.0.1")?)),
+        (None, Some(p)) => Some(TargetAddr::Unix(p)),
+        (None, None) => None,
+    };
+    let password = match &password_file {
+        Some(p) => Some(read_password_file(p)?),
+        None => None,
+    };
+    if let Some(addr) = addr {
+        cfg.target = Some(Target { addr, password, view_only: false });
+    } else if password_file.is_some() {
+        return err("--password-file applies to --target/--unix-target; give one of them");
+    }
+    Ok(Command::Run(cfg))
+}
+
+/// Targets by token, as read from a token file.
+#[derive(Debug, Default, Clone)]
+pub struct TokenTable {
+    pub entries: HashMap<String, Target>,
+    /// Modification time of the file when read, to notice changes.
+    pub mtime: Option<SystemTime>,
+}
+
+impl TokenTable {
+    /// Parse token-file text. `base` resolves relative `password-file=` paths.
+    /// Bad lines are reported, not skipped silently.
+    pub fn parse(text: &str, base: &Path) -> Result<TokenTable, ConfigError> {
+        let mut entries = HashMap::new();
+        for (n, line) in text.lines().enumerate() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let Some((token, rest)) = line.split_once(':') else {
+                return err(format!("token file line {}: expected 'token: host:port'", n + 1));
+            };
+            let token = token.trim();
+            let mut words = rest.split_whitespace();
+            let Some(addr) = words.next() else {
+                return err(format!("token file line {}: missing host:port", n + 1));
+            };
+            let addr = if let Some(path) = addr.strip_prefix("unix:") {
+                TargetAddr::Unix(PathBuf::from(path))
+            } else {
+                TargetAddr::Tcp(
+                    resolve(addr, "127.0.0.1")
+                        .map_err(|e| ConfigError(format!("token file line {}: {e}", n + 1)))?,
+                )
+            };
+            let mut target = Target { addr, password: None, view_only: false };
+            for w in words {
+                if let Some(pw) = w.strip_prefix("password=") {
+                    target.password = Some(pw.as_bytes().to_vec());
+                } else if let Some(p) = w.strip_prefix("password-file=") {
+                    target.password = Some(read_password_file(&base.join(p))?);
+                } else if w == "view_only" {
+                    target.view_only = true;
+                } else {
+                    return err(format!("token file line {}: unknown word '{w}'", n + 1));
+                }
+            }
+            if token.is_empty() {
+                return err(format!("token file line {}: empty token", n + 1));
+            }
+            entries.insert(token.to_string(), target);
+        }
+        Ok(TokenTable { entries, mtime: None })
+    }
+
+    /// Read and parse the file (blocking file I/O and name resolution; called
+    /// at start-up and when the file's mtime changes).
+    pub fn load(path: &Path) -> Result<TokenTable, ConfigError> {
+        let meta = std::fs::metadata(path)
+            .map_err(|e| ConfigError(format!("cannot read token file {}: {e}", path.display())))?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError(format!("cannot read token file {}: {e}", path.display())))?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        let mut table = TokenTable::parse(&text, base)?;
+        table.mtime = meta.modified().ok();
+        Ok(table)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(args: &[&str]) -> Result<Config, ConfigError> {
+        match parse_args(args.iter().map(|s| s.to_string()))? {
+            Command::Run(c) => Ok(c),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn defaults() {
+        let c = run(&[]).unwrap();
+        assert_eq!(c.listen, "127.0.0.1:6080".parse().unwrap());
+        assert!(c.target.is_none());
+        assert_eq!(c.max_connections, 1024);
+    }
+
+    #[test]
+    fn named_options() {
+        let c = run(&[
+            "--listen", "127.0.0.1:7000", "--target=127.0.0.1:5901", "--max-connections", "10",
+            "--idle-timeout", "60", "--heartbeat", "0", "--allow-origin", "https://a.example",
+        ])
+        .unwrap();
+        assert_eq!(c.listen.port(), 7000);
+        assert_eq!(c.target.unwrap().addr, TargetAddr::Tcp("127.0.0.1:5901".parse().unwrap()));
+        assert_eq!(c.max_connections, 10);
+        assert_eq!(c.idle_timeout, Some(Duration::from_secs(60)));
+        assert_eq!(c.heartbeat, None);
+        assert_eq!(c.allowed_origins, vec!["https://a.example".to_string()]);
+    }
+
+    #[test]
+    fn websockify_positional_form() {
+        let c = run(&["6081", "127.0.0.1:5900"]).unwrap();
+        assert_eq!(c.listen, "0.0.0.0:6081".parse().unwrap());
+        assert_eq!(c.target.unwrap().addr, TargetAddr::Tcp("127.0.0.1:5900".parse().unwrap()));
+        let c = run(&["127.0.0.1:6082", "localhost:5900"]).unwrap();
+        assert_eq!(c.listen, "127.0.0.1:6082".parse().unwrap());
+    }
+
+    #[test]
+    fn bad_command_lines_are_errors() {
+        assert!(run(&["--bogus"]).is_err());
+        assert!(run(&["--listen"]).is_err());
+        assert!(run(&["--max-connections", "0"]).is_err());
+        assert!(run(&["1", "2", "3"]).is_err());
+        assert!(run(&["--target", "127.0.0.1:1", "--unix-target", "/x"]).is_err());
+        assert!(run(&["--encodings", "zrle,bogus"]).is_err());
+        assert!(matches!(parse_args(["--help".to_string()]), Ok(Command::Help)));
+    }
+
+    #[test]
+    fn token_file_lines() {
+        let t = TokenTable::parse(
+            "# comment\nalpha: 127.0.0.1:5901\n beta :localhost:5902 password=s3cret view_only\nsock: unix:/tmp/vnc.sock\n",
+            Path::new("."),
+        )
+        .unwrap();
+        assert_eq!(t.entries.len(), 3);
+        assert_eq!(t.entries["alpha"].addr, TargetAddr::Tcp("127.0.0.1:5901".parse().unwrap()));
+        assert_eq!(t.entries["beta"].password.as_deref(), Some(&b"s3cret"[..]));
+        assert!(t.entries["beta"].view_only);
+        assert_eq!(t.entries["sock"].addr, TargetAddr::Unix("/tmp/vnc.sock".into()));
+        assert!(TokenTable::parse("nocolon\n", Path::new(".")).is_err());
+        assert!(TokenTable::parse("a: 127.0.0.1:1 frob\n", Path::new(".")).is_err());
+    }
+
+    #[test]
+    fn encodings_by_name() {
+        assert_eq!(parse_encodings("zrle, raw,zrle").unwrap(), vec![16, 0]);
+    }
+}

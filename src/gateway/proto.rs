@@ -1,0 +1,320 @@
+//! Browser protocol v1 (docs/protocol.md): encoders for gateway → browser
+//! messages and a validating parser for browser → gateway messages.
+//! All integers little-endian; strings are `u32` length + UTF-8.
+
+/// Protocol version spoken.
+pub const VERSION: u8 = 1;
+
+pub mod to_browser {
+    pub const SERVER_HELLO: u8 = 0x01;
+    pub const RESIZE: u8 = 0x02;
+    pub const FILL: u8 = 0x03;
+    pub const COPY: u8 = 0x04;
+    pub const PIXELS: u8 = 0x05;
+    pub const END_FRAME: u8 = 0x06;
+    pub const CURSOR: u8 = 0x07;
+    pub const BELL: u8 = 0x08;
+    pub const CLIPBOARD: u8 = 0x09;
+    pub const DESKTOP_NAME: u8 = 0x0A;
+    pub const PASSWORD_REQUIRED: u8 = 0x0B;
+    pub const STATUS: u8 = 0x0C;
+    pub const ERROR: u8 = 0x0D;
+}
+
+pub mod from_browser {
+    pub const CLIENT_HELLO: u8 = 0x80;
+    pub const KEY: u8 = 0x81;
+    pub const POINTER: u8 = 0x82;
+    pub const CLIPBOARD: u8 = 0x83;
+    pub const FRAME_ACK: u8 = 0x84;
+    pub const RESIZE_REQUEST: u8 = 0x85;
+    pub const PASSWORD: u8 = 0x86;
+}
+
+/// Largest clipboard text accepted from a browser.
+pub const MAX_CLIPBOARD: usize = 1 << 20;
+/// Largest password accepted from a browser.
+pub const MAX_PASSWORD: usize = 256;
+/// Largest desktop side a browser may ask for.
+pub const MAX_RESIZE: u16 = 8192;
+
+// ------------------------------------------------------------- encoders
+
+fn put_u16(out: &mut Vec<u8>, v: u16) {
+    out.extend_from_slice(&v.to_le_bytes());
+}
+
+fn put_str(out: &mut Vec<u8>, s: &str) {
+    out.extend_from_slice(&(s.len() as u32).to_le_bytes());
+    out.extend_from_slice(s.as_bytes());
+}
+
+pub fn server_hello(out: &mut Vec<u8>, w: u16, h: u16, view_only: bool, resize: bool, name: &str) {
+    out.push(to_browser::SERVER_HELLO);
+    out.push(VERSION);
+    put_u16(out, w);
+    put_u16(out, h);
+    out.push(view_only as u8 | (resize as u8) << 1);
+    put_str(out, name);
+}
+
+pub fn resize(out: &mut Vec<u8>, w: u16, h: u16) {
+    out.push(to_browser::RESIZE);
+    put_u16(out, w);
+    put_u16(out, h);
+}
+
+pub fn fill(out: &mut Vec<u8>, x: u16, y: u16, w: u16, h: u16, rgba: [u8; 4]) {
+    out.push(to_browser::FILL);
+    for v in [x, y, w, h] {
+        put_u16(out, v);
+    }
+    out.extend_from_slice(&rgba);
+}
+
+pub fn copy(out: &mut Vec<u8>, x: u16, y: u16, w: u16, h: u16, sx: u16, sy: u16) {
+    out.push(to_browser::COPY);
+    for v in [x, y, w, h, sx, sy] {
+        put_u16(out, v);
+    }
+}
+
+/// The Pixels header; the caller appends `w * h * 4` RGBA bytes.
+pub fn pixels_header(out: &mut Vec<u8>, x: u16, y: u16, w: u16, h: u16) {
+    out.push(to_browser::PIXELS);
+    for v in [x, y, w, h] {
+        put_u16(out, v);
+    }
+}
+
+pub fn end_frame(out: &mut Vec<u8>, id: u32) {
+    out.push(to_browser::END_FRAME);
+    out.extend_from_slice(&id.to_le_bytes());
+}
+
+pub fn cursor(out: &mut Vec<u8>, hot_x: u16, hot_y: u16, w: u16, h: u16, rgba: &[u8]) {
+    out.push(to_browser::CURSOR);
+    for v in [hot_x, hot_y, w, h] {
+        put_u16(out, v);
+    }
+    out.extend_from_slice(rgba);
+}
+
+pub fn bell(out: &mut Vec<u8>) {
+    out.push(to_browser::BELL);
+}
+
+pub fn clipboard(out: &mut Vec<u8>, text: &str) {
+    out.push(to_browser::CLIPBOARD);
+    put_str(out, text);
+}
+
+pub fn desktop_name(out: &mut Vec<u8>, name: &str) {
+    out.push(to_browser::DESKTOP_NAME);
+    put_str(out, name);
+}
+
+pub fn password_required(out: &mut Vec<u8>) {
+    out.push(to_browser::PASSWORD_REQUIRED);
+}
+
+pub fn status(out: &mut Vec<u8>, level: u8, text: &str) {
+    out.push(to_browser::STATUS);
+    out.push(level);
+    put_str(out, text);
+}
+
+pub fn error(out: &mut Vec<u8>, text: &str) {
+    out.push(to_browser::ERROR);
+    put_str(out, text);
+}
+
+// --------------------------------------------------------------- parser
+
+/// One message from the browser.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Input<'a> {
+    ClientHello { version: u8 },
+    Key { down: bool, keysym: u32 },
+    Pointer { x: u16, y: u16, mask: u8 },
+    Clipboard(&'a str),
+    FrameAck(u32),
+    ResizeRequest { w: u16, h: u16 },
+    Password(&'a [u8]),
+}
+
+/// Why a browser message was refused, with the close code to use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BadInput {
+    pub code: u16,
+    pub reason: &'static str,
+}
+
+const PROTOCOL: u16 = crate::ws::close::PROTOCOL_ERROR;
+const INVALID: u16 = crate::ws::close::INVALID_PAYLOAD;
+const POLICY: u16 = crate::ws::close::POLICY_VIOLATION;
+
+fn bad(code: u16, reason: &'static str) -> BadInput {
+    BadInput { code, reason }
+}
+
+struct Reader<'a> {
+    b: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], BadInput> {
+        if self.b.len() - self.pos < n {
+            return Err(bad(PROTOCOL, "truncated message"));
+        }
+        let s = &self.b[self.pos..self.pos + n];
+        self.pos += n;
+        Ok(s)
+    }
+    fn u8(&mut self) -> Result<u8, BadInput> {
+        Ok(self.take(1)?[0])
+    }
+    fn u16(&mut self) -> Result<u16, BadInput> {
+        let s = self.take(2)?;
+        Ok(u16::from_le_bytes([s[0], s[1]]))
+    }
+    fn u32(&mut self) -> Result<u32, BadInput> {
+        let s = self.take(4)?;
+        Ok(u32::from_le_bytes([s[0], s[1], s[2], s[3]]))
+    }
+    /// A length-prefixed byte string, the length checked against `max`
+    /// before anything else.
+    fn bytes(&mut self, max: usize) -> Result<&'a [u8], BadInput> {
+        let len = self.u32()? as usize;
+        if len > max {
+            return Err(bad(POLICY, "string too long"));
+        }
+        self.take(len)
+    }
+}
+
+/// Parse every message in one WebSocket message, calling `f` for each.
+/// Stops at the first bad one (nothing after it is delivered).
+pub fn parse_all<'a>(
+    msg: &'a [u8],
+    mut f: impl FnMut(Input<'a>) -> Result<(), BadInput>,
+) -> Result<(), BadInput> {
+    if msg.is_empty() {
+        return Err(bad(PROTOCOL, "empty message"));
+    }
+    let mut r = Reader { b: msg, pos: 0 };
+    while r.pos < msg.len() {
+        let input = match r.u8()? {
+            from_browser::CLIENT_HELLO => Input::ClientHello { version: r.u8()? },
+            from_browser::KEY => {
+                let down = match r.u8()? {
+                    0 => false,
+                    1 => true,
+                    _ => return Err(bad(PROTOCOL, "key down flag must be 0 or 1")),
+                };
+                Input::Key { down, keysym: r.u32()? }
+            }
+            from_browser::POINTER => Input::Pointer { x: r.u16()?, y: r.u16()?, mask: r.u8()? },
+            from_browser::CLIPBOARD => {
+                let b = r.bytes(MAX_CLIPBOARD)?;
+                Input::Clipboard(std::str::from_utf8(b).map_err(|_| bad(INVALID, "clipboard is not UTF-8"))?)
+            }
+            from_browser::FRAME_ACK => Input::FrameAck(r.u32()?),
+            from_browser::RESIZE_REQUEST => {
+                let (w, h) = (r.u16()?, r.u16()?);
+                if w == 0 || h == 0 || w > MAX_RESIZE || h > MAX_RESIZE {
+                    return Err(bad(POLICY, "resize request out of range"));
+                }
+                Input::ResizeRequest { w, h }
+            }
+            from_browser::PASSWORD => {
+                let b = r.bytes(MAX_PASSWORD)?;
+                if std::str::from_utf8(b).is_err() {
+                    return Err(bad(INVALID, "password is not UTF-8"));
+                }
+                Input::Password(b)
+            }
+            _ => return Err(bad(PROTOCOL, "unknown message type")),
+        };
+        f(input)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(msg: &[u8]) -> Result<Vec<Input<'_>>, BadInput> {
+        let mut v = Vec::new();
+        parse_all(msg, |i| {
+            v.push(i);
+            Ok(())
+        })?;
+        Ok(v)
+    }
+
+    #[test]
+    fn several_messages_in_one() {
+        let msg = [
+            0x80, 1, // hello
+            0x81, 1, 0x61, 0, 0, 0, // key down 'a'
+            0x82, 10, 0, 20, 0, 0x09, // pointer 10,20 left+wheel-up
+            0x84, 7, 0, 0, 0, // ack 7
+        ];
+        assert_eq!(
+            parse(&msg).unwrap(),
+            vec![
+                Input::ClientHello { version: 1 },
+                Input::Key { down: true, keysym: 0x61 },
+                Input::Pointer { x: 10, y: 20, mask: 9 },
+                Input::FrameAck(7),
+            ]
+        );
+    }
+
+    #[test]
+    fn strings() {
+        let mut m = vec![0x83];
+        m.extend_from_slice(&2u32.to_le_bytes());
+        m.extend_from_slice(&"héé".as_bytes()[..2]);
+        assert_eq!(parse(&m).unwrap_err().code, INVALID, "split UTF-8 sequence");
+        let mut m = vec![0x83];
+        m.extend_from_slice(&5u32.to_le_bytes());
+        m.extend_from_slice("héé".as_bytes());
+        assert_eq!(parse(&m).unwrap(), vec![Input::Clipboard("héé")]);
+    }
+
+    #[test]
+    fn bad_inputs_have_exact_codes() {
+        let rows: &[(&[u8], u16)] = &[
+            (&[], PROTOCOL),
+            (&[0x99], PROTOCOL),
+            (&[0x81, 1, 0, 0], PROTOCOL),
+            (&[0x81, 2, 0, 0, 0, 0], PROTOCOL),
+            (&[0x82, 1, 0, 2, 0], PROTOCOL),
+            (&[0x83, 0xff, 0xff, 0xff, 0xff], POLICY),
+            (&[0x83, 4, 0, 0, 0, b'a'], PROTOCOL),
+            (&[0x85, 0, 0, 10, 0], POLICY),
+            (&[0x85, 0x01, 0x21, 10, 0], POLICY),
+            (&[0x86, 1, 0, 0, 0, 0xff], INVALID),
+        ];
+        for (msg, code) in rows {
+            assert_eq!(parse(msg).unwrap_err().code, *code, "{msg:?}");
+        }
+    }
+
+    #[test]
+    fn encoders_match_the_documented_layouts() {
+        let mut out = Vec::new();
+        server_hello(&mut out, 800, 600, true, true, "d");
+        assert_eq!(out, [0x01, 1, 0x20, 0x03, 0x58, 0x02, 0b11, 1, 0, 0, 0, b'd']);
+        out.clear();
+        fill(&mut out, 1, 2, 3, 4, [5, 6, 7, 255]);
+        assert_eq!(out, [0x03, 1, 0, 2, 0, 3, 0, 4, 0, 5, 6, 7, 255]);
+        out.clear();
+        end_frame(&mut out, 0x01020304);
+        assert_eq!(out, [0x06, 4, 3, 2, 1]);
+    }
+}

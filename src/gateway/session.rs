@@ -1,0 +1,499 @@
+//! One gateway session: an RFB connection, its shadow framebuffer, and the
+//! viewers sharing it. Sans-IO: the server feeds bytes in and carries bytes
+//! out; this module decides what each viewer is sent ("latest frame wins").
+//!
+//! ```text
+//!   Connecting ─tcp up─▶ Handshake ─PasswordNeeded─▶ NeedPassword ─password─▶ Handshake
+//!                            └──────Connected──────▶ Ready ─RFB error/EOF─▶ Failed
+//! ```
+//!
+//! Pacing (docs/protocol.md): every FramebufferUpdate's damage is added to
+//! each viewer's own tile set. A viewer is composed a frame only when it has
+//! damage, fewer than `MAX_UNACKED` unacknowledged frames and room in its
+//! socket; the frame reads the framebuffer's *current* pixels, so a slow
+//! viewer skips intermediate states instead of queueing them. A frame is
+//! composed in chunks (`compose` is called again while the socket has room)
+//! so a viewer's buffered output stays bounded by a chunk, not a frame.
+
+use slab::Slab;
+
+use super::proto::{self, BadInput, Input};
+use crate::fb::{Framebuffer, Rect, TileSet, TILE};
+use crate::rfb::{RfbClient, RfbConfig, RfbError, RfbEvent};
+use crate::ws::close;
+
+/// Frames a viewer may have unacknowledged.
+pub const MAX_UNACKED: u32 = 2;
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Phase {
+    /// TCP connect to the VNC server in progress.
+    Connecting,
+    /// RFB handshake in progress.
+    Handshake,
+    /// The server wants a password and a browser must supply it.
+    NeedPassword,
+    Ready,
+}
+
+/// A frame being sent to one viewer.
+struct FrameInProgress {
+    id: u32,
+    /// Damaged areas still to send (runs of tiles), in order.
+    rects: Vec<Rect>,
+    next: usize,
+}
+
+pub struct Viewer {
+    /// Server key of the viewer's WebSocket client.
+    pub client: usize,
+    pub view_only: bool,
+    /// ClientHello received.
+    hello: bool,
+    /// Allowed in: no browser password involved, or it presented it.
+    authorized: bool,
+    /// ServerHello sent (the viewer is receiving frames).
+    joined: bool,
+    damage: TileSet,
+    frame: Option<FrameInProgress>,
+    unacked: u32,
+    next_id: u32,
+    /// Small messages (status, bell, clipboard, cursor, name) to send first.
+    pending: Vec<u8>,
+    /// Set when this viewer must be closed after its pending output.
+    pub close: Option<(u16, String)>,
+}
+
+impl Viewer {
+    fn new(client: usize, view_only: bool) -> Viewer {
+        Viewer {
+            client,
+            view_only,
+            hello: false,
+            authorized: false,
+            joined: false,
+            damage: TileSet::new(0, 0),
+            frame: None,
+            unacked: 0,
+            next_id: 1,
+            pending: Vec::new(),
+            close: None,
+        }
+    }
+
+    fn fail(&mut self, code: u16, text: &str) {
+        proto::error(&mut self.pending, text);
+        if self.close.is_none() {
+            self.close = Some((code, text.chars().take(100).collect()));
+        }
+    }
+}
+
+pub struct Session {
+    /// What viewers of this session asked for (token or "" for the default).
+    pub key: String,
+    pub label: String,
+    pub phase: Phase,
+    pub rfb: RfbClient,
+    pub fb: Framebuffer,
+    pub viewers: Slab<Viewer>,
+    name: String,
+    resize_supported: bool,
+    /// The last Cursor message, for late joiners.
+    cursor_msg: Vec<u8>,
+    /// Password typed by the browser that unlocked this session, if any.
+    browser_password: Option<Vec<u8>>,
+    /// Damage of the update being received, handed to viewers at its end.
+    update_damage: TileSet,
+    /// The session has failed: every viewer is told, then it is dropped.
+    pub failed: Option<String>,
+    /// Server key of the RFB connection.
+    pub conn: Option<usize>,
+}
+
+impl Session {
+    pub fn new(key: String, label: String, cfg: RfbConfig) -> Session {
+        Session {
+            key,
+            label,
+            phase: Phase::Connecting,
+            rfb: RfbClient::new(cfg),
+            fb: Framebuffer::new(0, 0),
+            viewers: Slab::new(),
+            name: String::new(),
+            resize_supported: false,
+            cursor_msg: Vec::new(),
+            browser_password: None,
+            update_damage: TileSet::new(0, 0),
+            failed: None,
+            conn: None,
+        }
+    }
+
+    pub fn add_viewer(&mut self, client: usize, view_only: bool) -> usize {
+        let idx = self.viewers.insert(Viewer::new(client, view_only));
+        let v = &mut self.viewers[idx];
+        let status = match self.phase {
+            Phase::Connecting | Phase::Handshake => "connecting to the VNC server",
+            _ => "joining the session",
+        };
+        proto::status(&mut v.pending, 0, status);
+        idx
+    }
+
+    pub fn remove_viewer(&mut self, idx: usize) {
+        self.viewers.try_remove(idx);
+    }
+
+    /// The TCP connection to the VNC server is up.
+    pub fn connected(&mut self) {
+        if self.phase == Phase::Connecting {
+            self.phase = Phase::Handshake;
+        }
+    }
+
+    /// End the session: every viewer gets `Error(text)` and a close.
+    pub fn fail(&mut self, text: &str, code: u16) {
+        if self.failed.is_some() {
+            return;
+        }
+        self.failed = Some(text.to_string());
+        for (_, v) in self.viewers.iter_mut() {
+            v.fail(code, text);
+        }
+    }
+
+    pub fn fail_rfb(&mut self, e: &RfbError) {
+        let code = match e {
+            RfbError::AuthFailed(_) => close::POLICY_VIOLATION,
+            _ => close::INTERNAL_ERROR,
+        };
+        self.fail(&e.to_string(), code);
+    }
+
+    /// Feed bytes from the VNC server. Returns bytes used; replies for the
+    /// server go to `to_server`.
+    pub fn handle_server_input(&mut self, input: &[u8], to_server: &mut Vec<u8>) -> Result<usize, RfbError> {
+        let used = self.rfb.handle_input(input, &mut self.fb, to_server)?;
+        while let Some(ev) = self.rfb.poll_event() {
+            self.on_event(ev, to_server);
+        }
+        self.maybe_request(to_server);
+        Ok(used)
+    }
+
+    /// Keep one incremental update request outstanding while anyone watches.
+    fn maybe_request(&mut self, to_server: &mut Vec<u8>) {
+        if self.phase == Phase::Ready && !self.rfb.update_pending() && !self.viewers.is_empty() {
+            self.rfb.request_update(true, &self.fb, to_server);
+        }
+    }
+
+    fn on_event(&mut self, ev: RfbEvent, to_server: &mut Vec<u8>) {
+        match ev {
+            RfbEvent::PasswordNeeded => {
+                self.phase = Phase::NeedPassword;
+                for (_, v) in self.viewers.iter_mut() {
+                    if v.hello {
+                        proto::password_required(&mut v.pending);
+                    }
+                }
+            }
+            RfbEvent::Connected { width, height, name } => {
+                self.phase = Phase::Ready;
+                self.name = name;
+                self.update_damage = TileSet::new(width, height);
+                let mut discard = TileSet::new(width, height);
+                self.fb.take_dirty(&mut discard);
+                self.rfb.request_update(false, &self.fb, to_server);
+                let ids: Vec<usize> = self.viewers.iter().map(|(k, _)| k).collect();
+                for idx in ids {
+                    let v = &mut self.viewers[idx];
+                    if v.hello && (self.browser_password.is_none() || v.authorized) {
+                        v.authorized = true;
+                        self.join(idx);
+                    } else if v.hello {
+                        proto::password_required(&mut v.pending);
+                    }
+                }
+            }
+            RfbEvent::Resized { width, height } => {
+                self.update_damage = TileSet::new(width, height);
+                for (_, v) in self.viewers.iter_mut() {
+                    if v.joined {
+                        if let Some(f) = v.frame.take() {
+                            proto::end_frame(&mut v.pending, f.id);
+                            v.unacked += 1;
+                        }
+                        proto::resize(&mut v.pending, width, height);
+                        v.damage.reset(width, height);
+                    }
+                }
+            }
+            RfbEvent::ResizeSupported => {
+                self.resize_supported = true;
+            }
+            RfbEvent::ResizeRefused(why) => {
+                for (_, v) in self.viewers.iter_mut() {
+                    if v.joined {
+                        proto::status(&mut v.pending, 1, &format!("resize refused: {why}"));
+                    }
+                }
+            }
+            RfbEvent::Copied { .. } => {}
+            RfbEvent::UpdateDone => {
+                self.fb.take_dirty(&mut self.update_damage);
+                for (_, v) in self.viewers.iter_mut() {
+                    if v.joined {
+                        v.damage.union_from(&self.update_damage);
+                    }
+                }
+                self.update_damage.clear();
+            }
+            RfbEvent::Bell => self.broadcast(proto::bell),
+            RfbEvent::ServerCutText(text) => self.broadcast(|out| proto::clipboard(out, &text)),
+            RfbEvent::Cursor { hot_x, hot_y, width, height, rgba } => {
+                self.cursor_msg.clear();
+                proto::cursor(&mut self.cursor_msg, hot_x, hot_y, width, height, &rgba);
+                let msg = std::mem::take(&mut self.cursor_msg);
+                self.broadcast(|out| out.extend_from_slice(&msg));
+                self.cursor_msg = msg;
+            }
+            RfbEvent::DesktopName(name) => {
+                self.broadcast(|out| proto::desktop_name(out, &name));
+                self.name = name;
+            }
+        }
+    }
+
+    fn broadcast(&mut self, f: impl Fn(&mut Vec<u8>)) {
+        for (_, v) in self.viewers.iter_mut() {
+            if v.joined {
+                f(&mut v.pending);
+            }
+        }
+    }
+
+    /// Send ServerHello and schedule a full frame.
+    fn join(&mut self, idx: usize) {
+        let (w, h) = (self.fb.width(), self.fb.height());
+        let v = &mut self.viewers[idx];
+        if v.joined {
+            return;
+        }
+        v.joined = true;
+        proto::server_hello(&mut v.pending, w, h, v.view_only, self.resize_supported, &self.name);
+        v.pending.extend_from_slice(&self.cursor_msg);
+        v.damage.reset(w, h);
+    }
+
+    /// A binary message from viewer `idx`. Server-bound RFB goes to
+    /// `to_server`. An error means: close this viewer with that code.
+    pub fn handle_viewer_message(&mut self, idx: usize, msg: &[u8], to_server: &mut Vec<u8>) -> Result<(), BadInput> {
+        proto::parse_all(msg, |input| self.viewer_input(idx, input, to_server))?;
+        self.maybe_request(to_server);
+        Ok(())
+    }
+
+    fn viewer_input(&mut self, idx: usize, input: Input<'_>, to_server: &mut Vec<u8>) -> Result<(), BadInput> {
+        let policy = |reason| BadInput { code: close::POLICY_VIOLATION, reason };
+        let Some(v) = self.viewers.get_mut(idx) else { return Ok(()) };
+        if !v.hello {
+            return match input {
+                Input::ClientHello { version: proto::VERSION } => {
+                    v.hello = true;
+                    self.after_hello(idx);
+                    Ok(())
+                }
+                Input::ClientHello { .. } => Err(BadInput {
+                    code: close::PROTOCOL_ERROR,
+                    reason: "unsupported protocol version",
+                }),
+                _ => Err(BadInput { code: close::PROTOCOL_ERROR, reason: "ClientHello must come first" }),
+            };
+        }
+        match input {
+            Input::ClientHello { .. } => return Err(policy("second ClientHello")),
+            Input::Password(pw) => return self.password(idx, pw, to_server),
+            _ if !v.joined => return Err(policy("input before the session is ready")),
+            Input::FrameAck(id) => {
+                if id == 0 || id >= v.next_id {
+                    return Err(policy("ack for a frame never sent"));
+                }
+                v.unacked = v.unacked.saturating_sub(1);
+            }
+            Input::Key { down, keysym } => {
+                if !v.view_only {
+                    self.rfb.key_event(down, keysym, to_server);
+                }
+            }
+            Input::Pointer { x, y, mask } => {
+                if !v.view_only {
+                    let x = x.min(self.fb.width().saturating_sub(1));
+                    let y = y.min(self.fb.height().saturating_sub(1));
+                    self.rfb.pointer_event(mask, x, y, to_server);
+                }
+            }
+            Input::Clipboard(text) => {
+                if !v.view_only {
+                    self.rfb.client_cut_text(text, to_server);
+                }
+            }
+            Input::ResizeRequest { w, h } => {
+                if !v.view_only && self.resize_supported {
+                    self.rfb.set_desktop_size(w, h, to_server);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn after_hello(&mut self, idx: usize) {
+        let needs_browser_pw = self.browser_password.is_some();
+        let ready = self.phase == Phase::Ready;
+        let v = &mut self.viewers[idx];
+        if self.phase == Phase::NeedPassword || (ready && needs_browser_pw) {
+            proto::password_required(&mut v.pending);
+        } else if ready {
+            v.authorized = true;
+            self.join(idx);
+        }
+    }
+
+    fn password(&mut self, idx: usize, pw: &[u8], to_server: &mut Vec<u8>) -> Result<(), BadInput> {
+        let policy = |reason| BadInput { code: close::POLICY_VIOLATION, reason };
+        match (&self.phase, &self.browser_password) {
+            (Phase::NeedPassword, _) => {
+                self.browser_password = Some(pw.to_vec());
+                self.viewers[idx].authorized = true;
+                self.phase = Phase::Handshake;
+                if let Err(e) = self.rfb.set_password(pw, to_server) {
+                    self.fail_rfb(&e);
+                }
+                Ok(())
+            }
+            (Phase::Ready, Some(known)) => {
+                if constant_time_eq(known, pw) {
+                    self.viewers[idx].authorized = true;
+                    self.join(idx);
+                } else {
+                    self.viewers[idx].fail(close::POLICY_VIOLATION, "wrong password");
+                }
+                Ok(())
+            }
+            (Phase::Handshake, Some(_)) => Ok(()), // verdict pending; joined on Connected if right
+            _ => Err(policy("no password was asked for")),
+        }
+    }
+
+    /// Compose the next chunk of output for viewer `idx` into `out` (about
+    /// `budget` bytes at most, plus one tile row). Returns false when there
+    /// is nothing to send now.
+    pub fn compose(&mut self, idx: usize, budget: usize, out: &mut Vec<u8>) -> bool {
+        let fb = &self.fb;
+        let Some(v) = self.viewers.get_mut(idx) else { return false };
+        let start_len = out.len();
+        out.extend_from_slice(&v.pending);
+        v.pending.clear();
+        if v.close.is_some() || !v.joined {
+            return out.len() > start_len;
+        }
+        if v.frame.is_none() && v.unacked < MAX_UNACKED && !v.damage.is_empty() {
+            let mut rects = Vec::new();
+            v.damage.for_each_run(|r| rects.push(r));
+            v.damage.clear();
+            let id = v.next_id;
+            v.next_id = v.next_id.wrapping_add(1).max(1);
+            v.frame = Some(FrameInProgress { id, rects, next: 0 });
+        }
+        if let Some(f) = &mut v.frame {
+            while f.next < f.rects.len() && out.len() - start_len < budget {
+                encode_run(fb, f.rects[f.next], out);
+                f.next += 1;
+            }
+            if f.next == f.rects.len() {
+                proto::end_frame(out, f.id);
+                v.frame = None;
+                v.unacked += 1;
+            }
+        }
+        out.len() > start_len
+    }
+
+    /// Whether viewer `idx` must be closed now (after its pending output),
+    /// with the code and reason.
+    pub fn viewer_close(&self, idx: usize) -> Option<(u16, String)> {
+        self.viewers.get(idx).and_then(|v| if v.pending.is_empty() { v.close.clone() } else { None })
+    }
+
+    pub fn viewer_has_output(&self, idx: usize) -> bool {
+        self.viewers.get(idx).is_some_and(|v| {
+            !v.pending.is_empty()
+                || v.frame.is_some()
+                || (v.joined && v.unacked < MAX_UNACKED && !v.damage.is_empty())
+        })
+    }
+}
+
+/// Send one damaged run (a horizontal strip of tiles): solid tiles as Fill,
+/// consecutive other tiles as one Pixels block.
+fn encode_run(fb: &Framebuffer, run: Rect, out: &mut Vec<u8>) {
+    if !fb.contains(run) || run.is_empty() {
+        return;
+    }
+    let mut x = run.x;
+    let end = run.x as u32 + run.w as u32;
+    let mut block_start: Option<u16> = None;
+    while (x as u32) < end {
+        let w = (TILE as u32).min(end - x as u32) as u16;
+        let tile = Rect::new(x, run.y, w, run.h);
+        match solid_colour(fb, tile) {
+            Some(rgba) => {
+                if let Some(bx) = block_start.take() {
+                    pixels(fb, Rect::new(bx, run.y, x - bx, run.h), out);
+                }
+                proto::fill(out, tile.x, tile.y, tile.w, tile.h, rgba);
+            }
+            None => {
+                block_start.get_or_insert(x);
+            }
+        }
+        x += w;
+    }
+    if let Some(bx) = block_start {
+        pixels(fb, Rect::new(bx, run.y, (end - bx as u32) as u16, run.h), out);
+    }
+}
+
+fn pixels(fb: &Framebuffer, r: Rect, out: &mut Vec<u8>) {
+    proto::pixels_header(out, r.x, r.y, r.w, r.h);
+    let stride = fb.width() as usize * 4;
+    let data = fb.data();
+    let row = r.w as usize * 4;
+    out.reserve(row * r.h as usize);
+    for y in r.y as usize..r.y as usize + r.h as usize {
+        let o = y * stride + r.x as usize * 4;
+        out.extend_from_slice(&data[o..o + row]);
+    }
+}
+
+fn solid_colour(fb: &Framebuffer, r: Rect) -> Option<[u8; 4]> {
+    let stride = fb.width() as usize * 4;
+    let data = fb.data();
+    let first = fb.pixel(r.x, r.y);
+    let row = r.w as usize * 4;
+    for y in r.y as usize..r.y as usize + r.h as usize {
+        let o = y * stride + r.x as usize * 4;
+        if !data[o..o + row].chunks_exact(4).all(|p| p == first) {
+            return None;
+        }
+    }
+    Some(first)
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}

@@ -1,0 +1,169 @@
+//! Shared helpers for integration tests: a real server on an ephemeral port,
+//! real TCP targets, a real WebSocket client (tungstenite).
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use tungstenite::stream::MaybeTlsStream;
+use tungstenite::WebSocket;
+
+pub type Ws = WebSocket<MaybeTlsStream<TcpStream>>;
+
+pub struct Running {
+    pub addr: SocketAddr,
+    pub stop: wsvnc::StopHandle,
+    pub thread: Option<JoinHandle<std::io::Result<()>>>,
+}
+
+impl Running {
+    pub fn url(&self, path: &str) -> String {
+        format!("ws://{}{}", self.addr, path)
+    }
+    pub fn shutdown(mut self) -> std::io::Result<()> {
+        self.stop.stop();
+        self.thread.take().unwrap().join().unwrap()
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(t) = self.thread.take() {
+            self.stop.stop();
+            let _ = t.join();
+        }
+    }
+}
+
+pub fn config() -> wsvnc::Config {
+    let mut cfg = wsvnc::Config::default();
+    cfg.listen = "127.0.0.1:0".parse().unwrap();
+    cfg.heartbeat = None;
+    cfg
+}
+
+pub fn start(cfg: wsvnc::Config) -> Running {
+    let _ = env_logger::builder().is_test(true).try_init();
+    let mut server = wsvnc::Server::bind(cfg).expect("bind");
+    let addr = server.local_addr();
+    let stop = server.stop_handle();
+    let thread = std::thread::spawn(move || server.run());
+    Running { addr, stop, thread: Some(thread) }
+}
+
+/// A TCP echo server on an ephemeral port (thread per connection).
+pub fn tcp_echo() -> SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for s in l.incoming() {
+            let Ok(mut s) = s else { continue };
+            std::thread::spawn(move || {
+                let mut b = [0u8; 65536];
+                while let Ok(n) = s.read(&mut b) {
+                    if n == 0 || s.write_all(&b[..n]).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+/// A TCP server that writes `bytes` to each connection, then closes.
+pub fn tcp_source(bytes: usize) -> SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for s in l.incoming() {
+            let Ok(mut s) = s else { continue };
+            std::thread::spawn(move || {
+                let chunk = vec![0xA5u8; 65536];
+                let mut left = bytes;
+                while left > 0 {
+                    let n = left.min(chunk.len());
+                    if s.write_all(&chunk[..n]).is_err() {
+                        return;
+                    }
+                    left -= n;
+                }
+            });
+        }
+    });
+    addr
+}
+
+/// A port nothing listens on.
+pub fn closed_port() -> SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap()
+}
+
+pub fn connect(url: &str) -> Ws {
+    let (ws, _resp) = tungstenite::connect(url).expect("websocket connect");
+    if let MaybeTlsStream::Plain(s) = ws.get_ref() {
+        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    }
+    ws
+}
+
+/// Read until a Close frame; returns its code and reason.
+pub fn expect_close(ws: &mut Ws) -> (u16, String) {
+    loop {
+        match ws.read() {
+            Ok(tungstenite::Message::Close(Some(f))) => return (f.code.into(), f.reason.to_string()),
+            Ok(tungstenite::Message::Close(None)) => return (1005, String::new()),
+            Ok(_) => continue,
+            Err(e) => panic!("expected a close frame, got error {e}"),
+        }
+    }
+}
+
+/// Send a raw HTTP request, return the whole response (until close or timeout).
+pub fn http_raw(addr: SocketAddr, request: &[u8]) -> String {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(request).unwrap();
+    let mut out = Vec::new();
+    let mut b = [0u8; 65536];
+    loop {
+        match s.read(&mut b) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => out.extend_from_slice(&b[..n]),
+        }
+        if request.starts_with(b"GET") || request.starts_with(b"HEAD") {
+            // keep-alive responses: stop once a full response is in
+            if let Some(i) = find(&out, b"\r\n\r\n") {
+                let head = String::from_utf8_lossy(&out[..i]).to_ascii_lowercase();
+                let len = head
+                    .lines()
+                    .find_map(|l| l.strip_prefix("content-length:").map(|v| v.trim().parse::<usize>().unwrap_or(0)));
+                let body_needed = if request.starts_with(b"HEAD") { 0 } else { len.unwrap_or(0) };
+                if len.is_some() && out.len() >= i + 4 + body_needed {
+                    break;
+                }
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+pub fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+pub fn status_of(resp: &str) -> u16 {
+    resp.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0)
+}
+
+/// Resident set size of this process in KiB.
+pub fn rss_kib() -> usize {
+    let s = std::fs::read_to_string("/proc/self/status").unwrap();
+    s.lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
