@@ -148,21 +148,38 @@ do_autobahn() {
     mkdir -p "$PY27/apt/lists/partial" "$PY27/apt/cache/archives/partial" "$PY27/debs" "$PY27/boot" "$PY27/root" "$PY27/bin"
 
     # Private apt configuration: own source list, lists and cache; the
-    # system's sources, lists and dpkg database are left alone.
-    cat > "$PY27/apt/sources.list" <<'EOF'
-deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian bullseye main
-deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian-security bullseye-security main
-EOF
+    # system's sources, lists and dpkg database are left alone. Bullseye is
+    # served by deb.debian.org until it moves to archive.debian.org: try both.
     local apt_opts=(
         -o "Dir::Etc::sourcelist=$PY27/apt/sources.list" -o Dir::Etc::sourceparts=/nonexistent
         -o Dir::Etc::preferences=/nonexistent -o Dir::Etc::preferencesparts=/nonexistent
         -o "Dir::State::lists=$PY27/apt/lists" -o "Dir::Cache=$PY27/apt/cache"
         -o Debug::NoLocking=1 -o APT::Sandbox::User=root -o Acquire::Languages=none
+        -o Acquire::IndexTargets::deb::DEP-11::DefaultEnabled=false
+        -o Acquire::IndexTargets::deb::DEP-11-icons::DefaultEnabled=false
+        -o Acquire::IndexTargets::deb::DEP-11-icons-hidpi::DefaultEnabled=false
+        -o Acquire::IndexTargets::deb::CNF::DefaultEnabled=false
     )
-    log "autobahn: apt-get update (private bullseye source list)"
-    apt-get "${apt_opts[@]}" update </dev/null
-    log "autobahn: apt-get download ${PY27_DEBS[*]}"
-    (cd "$PY27/debs" && apt-get "${apt_opts[@]}" download "${PY27_DEBS[@]}" </dev/null)
+    local mirror got=""
+    for mirror in http://deb.debian.org http://archive.debian.org; do
+        printf 'deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] %s/%s main\n' \
+            "$mirror" "debian bullseye" "$mirror" "debian-security bullseye-security" \
+            > "$PY27/apt/sources.list"
+        rm -rf "$PY27/apt/lists" "$PY27/debs"
+        mkdir -p "$PY27/apt/lists/partial" "$PY27/debs"
+        log "autobahn: apt-get update (private source list: $mirror bullseye, bullseye-security)"
+        if ! apt-get "${apt_opts[@]}" update </dev/null; then
+            log "autobahn: $mirror: apt-get update failed, trying the next mirror"
+            continue
+        fi
+        log "autobahn: apt-get download ${PY27_DEBS[*]}"
+        if (cd "$PY27/debs" && apt-get "${apt_opts[@]}" download "${PY27_DEBS[@]}" </dev/null); then
+            got=$mirror
+            break
+        fi
+        log "autobahn: $mirror: download failed, trying the next mirror"
+    done
+    [ -n "$got" ] || die "autobahn: could not download the Debian 11 python2.7 packages"
     local deb
     for deb in "$PY27"/debs/*.deb; do
         dpkg -x "$deb" "$PY27/root"

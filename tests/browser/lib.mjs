@@ -24,13 +24,33 @@ function isAlive(child) {
     return child.exitCode === null && child.signalCode === null;
 }
 
+// Signals the process group led by the child (its pid), falling back to the
+// pid alone.
+function signal(child, sig) {
+    if (!child.pid) return;
+    try {
+        process.kill(-child.pid, sig);
+    } catch {
+        if (isAlive(child)) {
+            try { process.kill(child.pid, sig); } catch { /* already gone */ }
+        }
+    }
+}
+
+// Kills one tracked process (its group) right away.
+export function killNow(entry) {
+    signal(entry.child, 'SIGKILL');
+}
+
 // Spawns `cmd args` with stdout+stderr going to artifacts/<name>.log; the
-// child is killed by PID in killAll() (and at process exit, as a fallback).
+// child's process group is killed in killAll() (and at exit or on a signal).
 export function spawnTracked(name, cmd, args, opts = {}) {
     fs.mkdirSync(ARTIFACTS, { recursive: true });
     const logPath = path.join(ARTIFACTS, `${name}.log`);
     const fd = fs.openSync(logPath, 'w');
-    const child = spawn(cmd, args, { stdio: ['ignore', fd, fd], ...opts });
+    // detached: own process group (pgid = pid), so that processes it forks
+    // (websockify forks one per connection) are killed with it.
+    const child = spawn(cmd, args, { stdio: ['ignore', fd, fd], detached: true, ...opts });
     fs.closeSync(fd);
     const entry = { name, child, logPath, spawnError: null };
     child.on('error', (e) => { entry.spawnError = e; });
@@ -63,27 +83,28 @@ export function assertRunning(entry) {
 export async function killAll() {
     const entries = [...tracked].reverse();
     for (const e of entries) {
-        if (e.child.pid && isAlive(e.child)) {
-            try { process.kill(e.child.pid, 'SIGTERM'); } catch { /* already gone */ }
-        }
+        if (isAlive(e.child)) signal(e.child, 'SIGTERM');
     }
     const deadline = Date.now() + 3000;
     for (const e of entries) {
         while (e.child.pid && isAlive(e.child) && Date.now() < deadline) await sleep(50);
-        if (e.child.pid && isAlive(e.child)) {
-            try { process.kill(e.child.pid, 'SIGKILL'); } catch { /* already gone */ }
-        }
+        // SIGKILL the group even when the leader is gone: forked children
+        // may still be there.
+        signal(e.child, 'SIGKILL');
         tracked.delete(e);
     }
 }
 
 process.on('exit', () => {
-    for (const e of tracked) {
-        if (e.child.pid && isAlive(e.child)) {
-            try { process.kill(e.child.pid, 'SIGKILL'); } catch { /* already gone */ }
-        }
-    }
+    for (const e of tracked) signal(e.child, 'SIGKILL');
 });
+const SIGNUM = { SIGHUP: 1, SIGINT: 2, SIGTERM: 15 };
+for (const sig of Object.keys(SIGNUM)) {
+    process.on(sig, () => {
+        // SIGTERM first so that Xvnc removes its lock file and socket.
+        killAll().finally(() => process.exit(128 + SIGNUM[sig]));
+    });
+}
 
 // ---------------------------------------------------------------- ports, displays
 

@@ -20,7 +20,7 @@ import path from 'node:path';
 
 import {
     ARTIFACTS, CHROMIUM, NOVNC_DIR, assertRunning, comparePixels, diffImage, freeDisplay,
-    freePort, killAll, relayArgv, rgbToPng, run, sleep, spawnTracked, startStaticServer,
+    freePort, killAll, killNow, relayArgv, rgbToPng, run, sleep, spawnTracked, startStaticServer,
     tcpReady, waitFor, which, xScreenshot,
 } from './lib.mjs';
 
@@ -91,7 +91,7 @@ async function startXvnc() {
             return { display, rfbPort, xvnc };
         } catch (e) {
             lastErr = e;
-            try { process.kill(xvnc.child.pid, 'SIGKILL'); } catch { /* gone */ }
+            killNow(xvnc);
             start = display + 1;
         }
     }

@@ -18,4 +18,4 @@ if [ -z "$RELAY_CMD" ]; then
 fi
 export RELAY_CMD
 echo "[browser] RELAY_CMD=$RELAY_CMD" >&2
-exec node --test --test-concurrency=1 "$here/novnc.test.mjs"
+exec node --test --test-concurrency=1 "$here"/*.test.mjs
