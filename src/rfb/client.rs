@@ -37,7 +37,7 @@ use std::collections::VecDeque;
 
 use crate::fb::{Framebuffer, Rect};
 use crate::rfb::auth;
-use crate::rfb::decode::{Decoder, PixelContext, Step};
+use crate::rfb::decode::{Decoders, PixelContext, Step};
 use crate::rfb::encoding;
 use crate::rfb::PixelFormat;
 
@@ -238,19 +238,6 @@ enum State {
     Decoding { enc: i32 },
     /// The connection failed; sticky.
     Failed(RfbError),
-}
-
-/// Placeholder until the decoders work lands: no real encoding is decodable.
-/// Same shape as `crate::rfb::decode::Decoders`.
-struct Decoders;
-
-impl Decoders {
-    fn new() -> Self {
-        Decoders
-    }
-    fn get(&mut self, _encoding: i32) -> Option<&mut dyn Decoder> {
-        None
-    }
 }
 
 /// One SCREEN of ExtendedDesktopSize (rfbproto §7.8.2), kept to echo its id

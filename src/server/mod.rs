@@ -163,7 +163,11 @@ impl Server {
         let site = crate::http::Site {
             web_dir: cfg.web_dir.clone(),
             allowed_origins: cfg.allowed_origins.clone(),
-            ws_paths: vec![crate::relay::PATH.to_string(), crate::gateway::PATH.to_string()],
+            ws_paths: if cfg.echo {
+                vec!["/".to_string(), crate::relay::PATH.to_string(), crate::gateway::PATH.to_string()]
+            } else {
+                vec![crate::relay::PATH.to_string(), crate::gateway::PATH.to_string()]
+            },
             protocols,
         };
         let mut server = Server {
