@@ -107,7 +107,7 @@ impl PixelContext {
 /// * Raw (0): always allowed by the protocol anyway.
 pub fn supported() -> &'static [i32] {
     &[
-        // encoding::TIGHT goes first once its decoder lands (tight.rs).
+        encoding::TIGHT,
         encoding::ZRLE,
         encoding::HEXTILE,
         encoding::ZLIB,
