@@ -45,7 +45,7 @@ mod encode;
 mod pixfmt;
 mod scene;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 use std::hash::{BuildHasher, Hasher};
 

@@ -63,8 +63,9 @@ pub struct RfbConfig {
     /// Encodings to advertise, in preference order, pseudo-encodings included.
     /// [`RfbClient::new`] drops entries it cannot handle (real encodings with
     /// no decoder, pseudo-encodings it does not implement), so a server can
-    /// never pick something we would choke on. Compression-level (-256..=-247)
-    /// and JPEG-quality (-32..=-23) hints are passed through.
+    /// never pick something we would choke on. Compression-level hints
+    /// (-256..=-247) are passed through; JPEG-quality hints (-32..=-23) are
+    /// dropped, since they would allow Tight JPEG rectangles.
     pub encodings: Vec<i32>,
     /// VNC password, if configured. When `None` and the server wants VNC
     /// Authentication, the client emits `RfbEvent::PasswordNeeded` and waits
@@ -286,8 +287,11 @@ impl RfbClient {
                 | encoding::LAST_RECT
                 | encoding::CURSOR
                 | encoding::DESKTOP_NAME => true,
-                // Hints only: the server never sends rectangles for them.
-                -256..=-247 | -32..=-23 => true,
+                // Compression level: a hint only, no rectangles of its own.
+                -256..=-247 => true,
+                // JPEG quality levels would let a Tight server send JPEG
+                // (rfbproto §7.7.7), which wsvnc does not decode.
+                -32..=-23 => false,
                 e if e >= 0 => decoders.get(e).is_some(),
                 _ => false,
             };
@@ -769,12 +773,15 @@ impl RfbClient {
                 Ok(())
             }
             Then::Screens => {
-                self.screens.clear();
-                for s in data.chunks_exact(16) {
-                    self.screens.push(Screen { id: be32(&s[0..4]), flags: be32(&s[12..16]) });
-                }
                 let r = self.rect;
                 let (reason, status) = (r.x, r.y);
+                if !(reason == 1 && status != 0) {
+                    // A refusal's fields are undefined: keep the last layout.
+                    self.screens.clear();
+                    for s in data.chunks_exact(16) {
+                        self.screens.push(Screen { id: be32(&s[0..4]), flags: be32(&s[12..16]) });
+                    }
+                }
                 if !self.resize_supported {
                     self.resize_supported = true;
                     self.events.push_back(RfbEvent::ResizeSupported);
