@@ -150,6 +150,7 @@ fn every_encoding_decodes_to_the_demo_picture() {
         &[RRE],
         &[HEXTILE],
         &[ZRLE],
+        &[TIGHT],
         &[COPY_RECT, HEXTILE],
         &[COPY_RECT, ZRLE, HEXTILE, RRE, DESKTOP_SIZE],
     ] {
@@ -164,22 +165,28 @@ fn every_encoding_decodes_to_the_demo_picture() {
     assert!(sizes[1] < raw / 3, "RRE {} vs Raw {raw}", sizes[1]);
     assert!(sizes[2] < raw / 3, "Hextile {} vs Raw {raw}", sizes[2]);
     assert!(sizes[3] < raw / 10, "ZRLE {} vs Raw {raw}", sizes[3]);
-    assert!(sizes[4] < sizes[2], "CopyRect saves on the band: {} vs {}", sizes[4], sizes[2]);
+    assert!(sizes[4] < raw / 10, "Tight {} vs Raw {raw}", sizes[4]);
+    assert!(sizes[5] < sizes[2], "CopyRect saves on the band: {} vs {}", sizes[5], sizes[2]);
 }
 
 #[test]
 fn byte_at_a_time_gives_the_same_session() {
     use enc::*;
-    let list = [COPY_RECT, ZRLE, HEXTILE, RRE];
-    let mut whole = Loopback::sized(96, 64, None, cfg(&list));
+    for list in [&[COPY_RECT, ZRLE, HEXTILE, RRE][..], &[COPY_RECT, TIGHT]] {
+        same_session_at_any_chunking(list);
+    }
+}
+
+fn same_session_at_any_chunking(list: &[i32]) {
+    let mut whole = Loopback::sized(96, 64, None, cfg(list));
     session(&mut whole, 4);
-    let mut bytewise = Loopback::sized(96, 64, None, cfg(&list));
+    let mut bytewise = Loopback::sized(96, 64, None, cfg(list));
     bytewise.chunk = 1;
     session(&mut bytewise, 4);
     assert_eq!(bytewise.events, whole.events);
     assert_eq!(bytewise.bytes_down, whole.bytes_down);
     assert!(bytewise.fb.data() == whole.fb.data());
-    let mut odd = Loopback::sized(96, 64, None, cfg(&list));
+    let mut odd = Loopback::sized(96, 64, None, cfg(list));
     odd.chunk = 13;
     session(&mut odd, 4);
     assert!(odd.fb.data() == whole.fb.data());
@@ -332,4 +339,98 @@ fn client_message_limits() {
     let mut lb = Loopback::sized(16, 16, None, cfg(&[enc::RAW]));
     lb.connect().unwrap();
     assert!(lb.server.handle_input(&[99], 0, &mut Vec::new()).is_err());
+}
+
+// ------------------------------ encoders × pixel formats × client decoders
+
+/// The demo's encoders, in every pixel format they support, decode with the
+/// client's decoders to exactly what the demo's Raw decodes to; and Tight
+/// picks the sub-encoding the content calls for.
+#[test]
+fn encoders_round_trip_in_every_pixel_format() {
+    use crate::rfb::decode::{self as dec, Decoder, PixelContext, Step};
+    let pf = |bpp, depth, be, max: [u16; 3], shift: [u8; 3]| PixelFormat {
+        bits_per_pixel: bpp,
+        depth,
+        big_endian: be,
+        true_colour: true,
+        red_max: max[0],
+        green_max: max[1],
+        blue_max: max[2],
+        red_shift: shift[0],
+        green_shift: shift[1],
+        blue_shift: shift[2],
+    };
+    let formats = [
+        pf(32, 24, false, [255; 3], [0, 8, 16]),  // what wsvnc asks for
+        pf(32, 24, false, [255; 3], [16, 8, 0]),  // X servers' native
+        pf(32, 24, true, [255; 3], [16, 8, 0]),   // big-endian
+        pf(16, 16, true, [31, 63, 31], [11, 5, 0]), // RGB565 BE
+        pf(16, 15, false, [31, 31, 31], [10, 5, 0]), // RGB555 LE
+        pf(8, 8, false, [7, 7, 3], [0, 3, 6]),     // BGR233
+    ];
+    // Content: solid, two colours, five colours, smooth many colours.
+    let (w, h) = (37usize, 21usize);
+    let contents: [(&str, Box<dyn Fn(usize, usize) -> u32>, u8); 4] = [
+        ("solid", Box::new(|_, _| 0x336699), 0x80),
+        ("two", Box::new(|x, y| if (x * 7 + y * 3) % 5 < 2 { 0xffffff } else { 0x000080 }), 0x50),
+        ("five", Box::new(|x, y| [0x112233, 0xff0000, 0x00ff00, 0x0000ff, 0xfedcba][(x / 3 + y) % 5]), 0x60),
+        ("smooth", Box::new(|x, y| ((x * 6) << 16 | (y * 12) << 8 | (x + y) * 4) as u32), 0x40),
+    ];
+    for f in formats {
+        f.validate().unwrap();
+        let wf = WireFormat::new(f);
+        let cf = crate::rfb::PixelFormat {
+            bits_per_pixel: f.bits_per_pixel,
+            depth: f.depth,
+            big_endian: f.big_endian,
+            true_colour: true,
+            red_max: f.red_max,
+            green_max: f.green_max,
+            blue_max: f.blue_max,
+            red_shift: f.red_shift,
+            green_shift: f.green_shift,
+            blue_shift: f.blue_shift,
+        };
+        let ctx = PixelContext::new(cf);
+        for (name, colour, tight_ctl) in &contents {
+            let px: Vec<u32> = (0..w * h).map(|i| wf.pixel(colour(i % w, i / w))).collect();
+            let r = Rect::new(0, 0, w, h);
+            let fr = crate::fb::Rect::new(0, 0, w as u16, h as u16);
+            let mut e = encode::Encoder::new();
+            e.load_wire(&px);
+            let decode = |d: &mut dyn Decoder, bytes: &[u8]| {
+                let mut fb = Framebuffer::new(w as u16, h as u16);
+                d.start(fr);
+                assert_eq!(d.decode(&bytes[12..], &ctx, &mut fb), Ok(Step::Done(bytes.len() - 12)), "{f:?} {name}");
+                fb
+            };
+            let mut raw = Vec::new();
+            e.raw(&r, &wf, &mut raw);
+            let want = decode(&mut dec::Raw::default(), &raw);
+            let mut out = Vec::new();
+            e.hextile(&r, &wf, &mut out);
+            assert!(decode(&mut dec::Hextile::default(), &out).data() == want.data(), "Hextile {f:?} {name}");
+            let mut out = Vec::new();
+            e.zrle(&r, &wf, &mut out).unwrap();
+            assert!(decode(&mut dec::Zrle::default(), &out).data() == want.data(), "ZRLE {f:?} {name}");
+            let mut out = Vec::new();
+            if e.rre(&r, &wf, &mut out) {
+                assert!(decode(&mut dec::Rre::default(), &out).data() == want.data(), "RRE {f:?} {name}");
+            }
+            let mut out = Vec::new();
+            assert_eq!(e.tight(&r, &wf, &mut out), Ok(true));
+            // Smooth content: gradient filter where TPIXEL is R,G,B, else
+            // copy; unless the format leaves few enough colours for a palette.
+            let distinct = px.iter().collect::<std::collections::HashSet<_>>().len();
+            let rgb_tpixel = f.bits_per_pixel == 32 && f.red_max == 255;
+            let ctl = match *tight_ctl {
+                0x40 if distinct <= 127 => 0x60,
+                0x40 if !rgb_tpixel => 0x00,
+                c => c,
+            };
+            assert_eq!(out[12], ctl, "Tight control byte {f:?} {name}");
+            assert!(decode(&mut dec::Tight::default(), &out).data() == want.data(), "Tight {f:?} {name}");
+        }
+    }
 }
