@@ -3,7 +3,7 @@
 //! random split points; and whole sessions against the demo server.
 
 use super::*;
-use crate::rfb::decode::testutil::Server as Zlib;
+use crate::rfb::decode::testutil::{xorshift, Server as Zlib};
 use crate::rfb::encoding::*;
 
 const NONE: u8 = SEC_NONE;
@@ -87,13 +87,8 @@ fn feed_every_way(c: RfbConfig, input: &[u8]) -> Outcome {
     let bytewise = feed_with(c.clone(), input, || 1);
     assert_eq!(bytewise, whole, "byte-at-a-time differs from all-at-once");
     for seed in 1..=8u32 {
-        let mut s = seed.wrapping_mul(2654435761);
-        let random = feed_with(c.clone(), input, || {
-            s ^= s << 13;
-            s ^= s >> 17;
-            s ^= s << 5;
-            (s % 97) as usize + 1
-        });
+        let mut rnd = xorshift(seed.wrapping_mul(2654435761));
+        let random = feed_with(c.clone(), input, || (rnd() % 97) as usize + 1);
         assert_eq!(random, whole, "random splits (seed {seed}) differ from all-at-once");
     }
     whole
@@ -375,6 +370,10 @@ fn set_encodings_keeps_order_drops_the_unsupported() {
     assert_eq!(client.encodings(), want);
     let o = feed(c, &hello(1, 1, ""));
     assert_eq!(&o.out[o.out.len() - after_init(&want).len()..], &after_init(&want)[..]);
+    // `--encodings` names, in the operator's order, reach SetEncodings as is.
+    let list = crate::config::parse_encodings("zrle, tight,hextile,raw").unwrap();
+    let o = feed(cfg(&list, None), &hello(1, 1, ""));
+    assert!(o.out.ends_with(&after_init(&[ZRLE, TIGHT, HEXTILE, RAW])));
     // The default list: Tight first, every pseudo-encoding we handle.
     let client = RfbClient::new(RfbConfig::default());
     assert_eq!(client.encodings()[0], TIGHT);
@@ -726,4 +725,28 @@ fn wrong_password_against_the_demo() {
     let mut lb = Loopback::new(Some(b"sesame"), RfbConfig { password: Some(b"sesame!".to_vec()), ..RfbConfig::default() });
     // "sesame!" differs from "sesame" within the first 8 bytes.
     assert_eq!(lb.connect(), Err(RfbError::AuthFailed("authentication failed".into())));
+}
+
+#[test]
+fn random_server_messages_never_panic() {
+    let mut rnd = xorshift(0x9e37_79b9u32);
+    let kinds: [&[u8]; 6] = [&[0, 0, 0, 1], &[0, 0, 0, 3], &[1, 0], &[2], &[3, 0, 0, 0], &[0, 0, 1, 0]];
+    for _ in 0..2000 {
+        let mut client = RfbClient::new(all_encodings());
+        let mut fb = Framebuffer::new(0, 0);
+        client.handle_input(&hello(40, 30, ""), &mut fb, &mut Vec::new()).unwrap();
+        // A plausible message start, then a rectangle header with a real
+        // encoding and random bytes.
+        let mut input = kinds[rnd() as usize % kinds.len()].to_vec();
+        let encs = all_encodings().encodings;
+        let e = encs[rnd() as usize % encs.len()];
+        input.extend(rect((rnd() % 48) as u16, (rnd() % 36) as u16, (rnd() % 20) as u16, (rnd() % 20) as u16, e));
+        input.extend((0..rnd() % 200).map(|_| rnd() as u8));
+        let mut out = Vec::new();
+        if let Ok(n) = client.handle_input(&input, &mut fb, &mut out) {
+            assert!(n <= input.len());
+        }
+        assert!(client.scratch.capacity() <= MAX_CUT_TEXT as usize + 64);
+        while client.poll_event().is_some() {}
+    }
 }

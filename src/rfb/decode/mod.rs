@@ -325,6 +325,16 @@ pub(crate) mod testutil {
         want
     }
 
+    /// A deterministic xorshift32 generator for randomised tests.
+    pub fn xorshift(mut seed: u32) -> impl FnMut() -> u32 {
+        move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 17;
+            seed ^= seed << 5;
+            seed
+        }
+    }
+
     /// Pixel (x, y) of `fb` as RGB.
     pub fn rgb(fb: &Framebuffer, x: u16, y: u16) -> [u8; 3] {
         let p = fb.pixel(x, y);

@@ -697,4 +697,39 @@ mod tests {
         // A zero compact length for data that needs zlib.
         assert_eq!(fails(&[0x00, 0x00], r), "zlib data ended before the rectangle was complete");
     }
+
+    /// Random and mutated input: errors or progress, never a panic, and
+    /// never more bytes claimed than given.
+    #[test]
+    fn garbage_never_panics() {
+        let px = ctx();
+        let mut rnd = xorshift(0x2545_f491u32);
+        let mut s = Server::new();
+        let valid = [
+            basic(&[0x40, 0x02], &[9u8; 30], &mut s),
+            basic(&[0x60, 0x01, 0x02, 1, 1, 1, 2, 2, 2, 3, 3, 3], &[2u8; 20], &mut s),
+            vec![0x40, 0x01, 0x01, 1, 2, 3, 4, 5, 6, 0xff],
+            vec![0x8f, 1, 2, 3],
+        ];
+        for i in 0..4000 {
+            let mut input: Vec<u8> = if i % 2 == 0 {
+                (0..rnd() % 48).map(|_| rnd() as u8).collect()
+            } else {
+                let mut v = valid[i / 2 % valid.len()].clone();
+                let at = rnd() as usize % v.len();
+                v[at] ^= 1 << (rnd() % 8);
+                v
+            };
+            if i % 7 == 0 && !input.is_empty() {
+                input[0] &= 0x7f; // more BasicCompression
+            }
+            let rect = Rect::new(0, 0, (rnd() % 24) as u16, (rnd() % 12) as u16);
+            let mut fb = Framebuffer::new(24, 12);
+            let mut d = Tight::default();
+            d.start(rect);
+            if let Ok(Step::Done(n) | Step::Partial(n)) = d.decode(&input, &px, &mut fb) {
+                assert!(n <= input.len());
+            }
+        }
+    }
 }
