@@ -39,6 +39,7 @@ use crate::fb::{Framebuffer, Rect};
 use crate::rfb::auth;
 use crate::rfb::decode::{Decoders, PixelContext, Step};
 use crate::rfb::encoding;
+use crate::rfb::pixel::PixelReader;
 use crate::rfb::PixelFormat;
 
 pub use wire::latin1_lossy;
@@ -996,36 +997,11 @@ fn be32(b: &[u8]) -> u32 {
     u32::from_be_bytes([b[0], b[1], b[2], b[3]])
 }
 
-/// One wire pixel in `px.format` → RGBA (alpha 255).
-fn pixel_rgba(px: &PixelContext, p: &[u8]) -> [u8; 4] {
-    let f = &px.format;
-    let mut v: u32 = 0;
-    if f.big_endian {
-        for &b in p {
-            v = (v << 8) | b as u32;
-        }
-    } else {
-        for &b in p.iter().rev() {
-            v = (v << 8) | b as u32;
-        }
-    }
-    if !f.true_colour {
-        return px.colour_map[(v & 0xff) as usize];
-    }
-    let ch = |shift: u8, max: u16| -> u8 {
-        if max == 0 {
-            return 0;
-        }
-        let c = v.checked_shr(shift as u32).unwrap_or(0) & max as u32;
-        ((c * 255 + max as u32 / 2) / max as u32) as u8
-    };
-    [ch(f.red_shift, f.red_max), ch(f.green_shift, f.green_max), ch(f.blue_shift, f.blue_max), 255]
-}
-
 /// Cursor pseudo-encoding data (pixels then bitmask, MSB = leftmost) → RGBA.
 /// `data` holds exactly the size computed from `w`, `h` and the format.
 fn cursor_rgba(px: &PixelContext, w: u16, h: u16, data: &[u8]) -> Vec<u8> {
-    let bpp = px.format.bytes_per_pixel().max(1);
+    let rd = PixelReader::new(&px.format, &px.colour_map);
+    let bpp = rd.bytes();
     let (w, h) = (w as usize, h as usize);
     let mask_stride = w.div_ceil(8);
     let (pixels, mask) = data.split_at((w * h * bpp).min(data.len()));
@@ -1033,7 +1009,7 @@ fn cursor_rgba(px: &PixelContext, w: u16, h: u16, data: &[u8]) -> Vec<u8> {
     for y in 0..h {
         for x in 0..w {
             let i = y * w + x;
-            let mut c = pixels.get(i * bpp..(i + 1) * bpp).map_or([0; 4], |p| pixel_rgba(px, p));
+            let mut c = pixels.get(i * bpp..(i + 1) * bpp).map_or([0; 4], |p| rd.rgba(p));
             let bit = mask.get(y * mask_stride + x / 8).map_or(0, |m| (m >> (7 - x % 8)) & 1);
             c[3] = if bit == 1 { 255 } else { 0 };
             rgba.extend_from_slice(&c);

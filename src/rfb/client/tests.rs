@@ -690,6 +690,16 @@ fn colour_map_format_converts_through_the_map() {
     input.push(255);
     assert_eq!(client.handle_input(&input, &mut fb, &mut Vec::new()), Ok(input.len()));
     assert_eq!(fb.pixel(0, 0), [0, 0, 0, 255]);
+    // Cursor pixels go through the map as well (1 byte each, then the mask).
+    let mut input = update(1);
+    input.extend(rect(0, 0, 2, 1, CURSOR));
+    input.extend_from_slice(&[1, 0, 0b0100_0000]);
+    assert_eq!(client.handle_input(&input, &mut fb, &mut Vec::new()), Ok(input.len()));
+    let cursor = std::iter::from_fn(|| client.poll_event()).find(|e| matches!(e, RfbEvent::Cursor { .. }));
+    assert_eq!(
+        cursor,
+        Some(RfbEvent::Cursor { hot_x: 0, hot_y: 0, width: 2, height: 1, rgba: vec![0, 128, 255, 0, 255, 0, 0, 255] })
+    );
 }
 
 // ------------------------------------------------- sessions with the demo
