@@ -116,9 +116,18 @@ impl Rows {
             match self.filter {
                 Filter::Copy => rd.row(src, dst),
                 Filter::Palette1 => {
-                    for (x, d) in dst.chunks_exact_mut(4).enumerate() {
-                        let idx = (src[x / 8] >> (7 - x % 8)) as usize & 1;
-                        d.copy_from_slice(palette_entry(&self.palette, self.colours, idx)?);
+                    let (c0, c1) = (self.palette[0], self.palette[1]);
+                    // Eight pixels per source byte, MSB first.
+                    for (byte, px8) in src.iter().zip(dst.chunks_mut(32)) {
+                        for (i, d) in px8.chunks_exact_mut(4).enumerate() {
+                            if byte & (0x80 >> i) == 0 {
+                                d.copy_from_slice(&c0);
+                            } else if self.colours >= 2 {
+                                d.copy_from_slice(&c1);
+                            } else {
+                                return Err(err("palette index 1 with 1 colours"));
+                            }
+                        }
                     }
                 }
                 Filter::Palette8 => {
