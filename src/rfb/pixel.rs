@@ -272,6 +272,13 @@ impl<'a> PixelReader<'a> {
         self.bytes
     }
 
+    /// Whether wire pixels are 3 bytes R, G, B (Tight TPIXEL, ZRLE CPIXEL
+    /// fast path): `components` are then the bytes themselves.
+    #[inline]
+    pub fn is_rgb(&self) -> bool {
+        matches!(self.kind, Kind::Rgb)
+    }
+
     /// The wire value as an integer (for `Generic`, `Map` and `Packed3`).
     #[inline]
     fn value(&self, b: &[u8]) -> u32 {

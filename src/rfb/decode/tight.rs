@@ -156,6 +156,9 @@ fn palette_entry(pal: &[[u8; 4]; 256], n: usize, idx: usize) -> Result<&[u8; 4],
 /// `clamp(V[x, y-1] + V[x-1, y] - V[x-1, y-1], 0, MAX)`, modulo MAX+1, with
 /// V = 0 outside the rectangle. `prev` holds row y-1 and becomes row y.
 fn gradient_row(src: &[u8], dst: &mut [u8], rd: &PixelReader, prev: &mut [[u32; 3]]) {
+    if rd.is_rgb() {
+        return gradient_row_rgb(src, dst, prev);
+    }
     let max = rd.maxima();
     let bpp = rd.bytes();
     let mut left = [0u32; 3];
@@ -171,6 +174,24 @@ fn gradient_row(src: &[u8], dst: &mut [u8], rd: &PixelReader, prev: &mut [[u32; 
         *above = v;
         left = v;
         d.copy_from_slice(&rd.scale(v));
+    }
+}
+
+/// [`gradient_row`] for 3-byte R,G,B TPIXELs (the usual case): components
+/// are bytes and arithmetic is modulo 256.
+fn gradient_row_rgb(src: &[u8], dst: &mut [u8], prev: &mut [[u32; 3]]) {
+    let mut left = [0u32; 3];
+    let mut up_left = [0u32; 3];
+    for ((d, s), above) in dst.chunks_exact_mut(4).zip(src.chunks_exact(3)).zip(prev.iter_mut()) {
+        let mut v = [0u32; 3];
+        for c in 0..3 {
+            let p = (above[c] + left[c]).saturating_sub(up_left[c]).min(255);
+            v[c] = (s[c] as u32 + p) & 255;
+        }
+        up_left = *above;
+        *above = v;
+        left = v;
+        d.copy_from_slice(&[v[0] as u8, v[1] as u8, v[2] as u8, 255]);
     }
 }
 
