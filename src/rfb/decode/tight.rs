@@ -222,7 +222,7 @@ impl Default for Tight {
     }
 }
 
-/// Compact length (1–3 bytes): `Ok(None)` if incomplete, else (value, bytes).
+/// Compact length (1–3 bytes): `None` if incomplete, else (value, bytes used).
 fn compact_len(b: &[u8]) -> Option<(usize, usize)> {
     let b0 = *b.first()? as usize;
     if b0 & 0x80 == 0 {
@@ -238,7 +238,7 @@ fn compact_len(b: &[u8]) -> Option<(usize, usize)> {
 
 impl Tight {
     /// The header is complete: set up the rows and pick how data arrives.
-    fn begin_data(&mut self, filter: Filter, px: &PixelContext) -> Result<(), DecodeError> {
+    fn begin_data(&mut self, filter: Filter, px: &PixelContext, tpx: usize) -> Result<(), DecodeError> {
         if filter == Filter::Gradient && (!px.format.true_colour || px.format.bits_per_pixel == 8) {
             return Err(err("gradient filter needs a 16 or 32 bpp true-colour format"));
         }
@@ -247,7 +247,7 @@ impl Tight {
             self.rows.prev.clear();
             self.rows.prev.resize(self.rows.rect.w as usize, [0; 3]);
         }
-        let size = self.rows.left(px.format.bytes_per_tpixel().max(1));
+        let size = self.rows.left(tpx);
         self.stage = if size == 0 {
             Stage::Done
         } else if size < MIN_TO_COMPRESS {
@@ -302,7 +302,7 @@ impl Decoder for Tight {
                             if m & 4 != 0 {
                                 self.stage = Stage::FilterId;
                             } else {
-                                self.begin_data(Filter::Copy, px)?;
+                                self.begin_data(Filter::Copy, px, tpx)?;
                             }
                         }
                         m => return Err(err(format!("invalid compression type {m:#x}"))),
@@ -318,9 +318,9 @@ impl Decoder for Tight {
                     let Some(&id) = rest.first() else { break };
                     used += 1;
                     match id {
-                        0 => self.begin_data(Filter::Copy, px)?,
+                        0 => self.begin_data(Filter::Copy, px, tpx)?,
                         1 => self.stage = Stage::PaletteSize,
-                        2 => self.begin_data(Filter::Gradient, px)?,
+                        2 => self.begin_data(Filter::Gradient, px, tpx)?,
                         id => return Err(err(format!("unknown filter id {id}"))),
                     }
                 }
@@ -341,7 +341,7 @@ impl Decoder for Tight {
                         self.stage = Stage::Palette(k + take);
                         break;
                     }
-                    self.begin_data(if n <= 2 { Filter::Palette1 } else { Filter::Palette8 }, px)?;
+                    self.begin_data(if n <= 2 { Filter::Palette1 } else { Filter::Palette8 }, px, tpx)?;
                 }
                 Stage::Uncompressed => {
                     let left = self.rows.left(tpx);
