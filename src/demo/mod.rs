@@ -40,6 +40,7 @@
 //! * pointer crosshair and click marks: whatever zone they are in;
 //! * Tight (fill / palette / gradient) only for a client that lists none
 //!   of RRE, Hextile and ZRLE.
+//!
 //! A DesktopSize pseudo-rectangle is sent after [`DemoServer::resize`] if
 //! the client listed -223.
 

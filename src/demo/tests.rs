@@ -371,11 +371,12 @@ fn encoders_round_trip_in_every_pixel_format() {
     ];
     // Content: solid, two colours, five colours, smooth many colours.
     let (w, h) = (37usize, 21usize);
-    let contents: [(&str, Box<dyn Fn(usize, usize) -> u32>, u8); 4] = [
+    type Content = (&'static str, Box<dyn Fn(usize, usize) -> u32>, u8);
+    let contents: [Content; 4] = [
         ("solid", Box::new(|_, _| 0x336699), 0x80),
         ("two", Box::new(|x, y| if (x * 7 + y * 3) % 5 < 2 { 0xffffff } else { 0x000080 }), 0x50),
         ("five", Box::new(|x, y| [0x112233, 0xff0000, 0x00ff00, 0x0000ff, 0xfedcba][(x / 3 + y) % 5]), 0x60),
-        ("smooth", Box::new(|x, y| ((x * 6) << 16 | (y * 12) << 8 | (x + y) * 4) as u32), 0x40),
+        ("smooth", Box::new(|x, y| (((x * 6) << 16) | ((y * 12) << 8) | ((x + y) * 4)) as u32), 0x40),
     ];
     for f in formats {
         f.validate().unwrap();

@@ -168,7 +168,7 @@ impl PixelFormat {
 /// byte offset of R, G and B.
 fn rgb_byte_offsets(pf: &PixelFormat) -> Option<[usize; 3]> {
     let off = |shift: u8| -> Option<usize> {
-        if shift % 8 != 0 || shift > 24 {
+        if !shift.is_multiple_of(8) || shift > 24 {
             return None;
         }
         let lsb_index = (shift / 8) as usize; // 0 = least significant byte

@@ -161,7 +161,7 @@ fn version_negotiation() {
     //  what we send after our version).
     let v38_tail: &[u8] = &[1, NONE, 0, 0, 0, 0];
     let v37_tail: &[u8] = &[1, NONE];
-    let v33_tail: &[u8] = &[0, 0, 0, NONE as u8];
+    let v33_tail: &[u8] = &[0, 0, 0, NONE];
     let rows: [(&[u8; 12], &[u8; 12], &[u8]); 8] = [
         (b"RFB 003.003\n", b"RFB 003.003\n", v33_tail),
         (b"RFB 003.005\n", b"RFB 003.003\n", v33_tail), // §7.1.1: 3.5 is 3.3
