@@ -4,15 +4,18 @@
 //!
 //! Tight cases: solid fills, 2-colour text (1-bit palette), a 12-colour UI
 //! (8-bit palette), and a photo-like image with the copy filter and with the
-//! gradient filter. Raw is the no-work baseline. Every Tight rectangle sets
-//! its stream's reset bit, so each iteration can replay the same bytes.
+//! gradient filter. Raw is the no-work baseline; Zlib (raw RGBX through
+//! zlib) on the photo shows what Tight's 3-byte pixels and filters save.
+//! Every Tight rectangle sets its stream's reset bit, so each iteration can
+//! replay the same bytes (Zlib has no reset: each iteration uses a new
+//! decoder, whose cost is included).
 //!
 //! Run: `cargo bench --bench decode -- --warm-up-time 1 --measurement-time 3`.
 
 use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use flate2::{Compress, Compression, FlushCompress};
 use wsvnc::fb::{Framebuffer, Rect};
-use wsvnc::rfb::decode::{Decoder, PixelContext, Raw, Step, Tight};
+use wsvnc::rfb::decode::{Decoder, PixelContext, Raw, Step, Tight, Zlib};
 use wsvnc::rfb::PixelFormat;
 
 const W: u16 = 1024;
@@ -108,6 +111,28 @@ fn gradient_filter(rgb: &[u8], w: usize) -> Vec<u8> {
 }
 
 /// Each case: one encoded byte string per rectangle.
+/// Zlib encoding (rfbproto §7.7.5) of the photo as RGBX, one stream for
+/// the whole frame.
+fn zlib_photo(photos: &[Vec<u8>]) -> Vec<Vec<u8>> {
+    let mut z = Compress::new(Compression::new(6), true);
+    photos
+        .iter()
+        .map(|p| {
+            let rgbx: Vec<u8> = p.chunks_exact(3).flat_map(|c| [c[0], c[1], c[2], 0]).collect();
+            let mut out = Vec::with_capacity(rgbx.len() + 1024);
+            z.compress_vec(&rgbx, &mut out, FlushCompress::Sync).unwrap();
+            let mut v = (out.len() as u32).to_be_bytes().to_vec();
+            v.extend(out);
+            v
+        })
+        .collect()
+}
+
+fn photos() -> Vec<Vec<u8>> {
+    let mut rng = Rng(0x1234_5678);
+    rects().iter().map(|r| photo(*r, &mut rng)).collect()
+}
+
 fn tight_cases() -> Vec<(&'static str, Vec<Vec<u8>>)> {
     let rs = rects();
     let mut rng = Rng(0x9e37_79b9);
@@ -147,7 +172,7 @@ fn tight_cases() -> Vec<(&'static str, Vec<Vec<u8>>)> {
             basic(true, &head, &idx)
         })
         .collect();
-    let photos: Vec<Vec<u8>> = rs.iter().map(|r| photo(*r, &mut rng)).collect();
+    let photos = photos();
     let copy = photos.iter().map(|p| basic(false, &[], p)).collect();
     let grad = photos.iter().map(|p| basic(true, &[2], &gradient_filter(p, RW as usize))).collect();
     vec![
@@ -184,6 +209,12 @@ fn bench(c: &mut Criterion) {
             b.iter(|| decode_frame(&mut d, &rs, &data, &px, &mut fb))
         });
     }
+
+    let zl = zlib_photo(&photos());
+    eprintln!("zlib/photo: {} bytes for {W}x{H}", zl.iter().map(Vec::len).sum::<usize>());
+    g.bench_function(BenchmarkId::new("zlib", "photo"), |b| {
+        b.iter(|| decode_frame(&mut Zlib::default(), &rs, &zl, &px, &mut fb))
+    });
 
     let raw: Vec<Vec<u8>> = rs.iter().map(|r| (0..r.area() * 4).map(|i| i as u8).collect()).collect();
     let mut d = Raw::default();
