@@ -414,3 +414,300 @@ describe('viewer against the mock gateway', { timeout: 120000 }, () => {
     assert.deepEqual(page.problems, [], 'console of the mock-gateway page');
   });
 });
+
+// ==========================================================================================
+// Part 2: real Xvnc, real wsvnc gateway
+// ==========================================================================================
+
+const ROOT_A = '#2e5c8a', ROOT_A_RGB = [0x2e, 0x5c, 0x8a];
+const ROOT_B = '#8a3e2e', ROOT_B_RGB = [0x8a, 0x3e, 0x2e];
+// Windows at fixed places (no window manager): the xterm runs `cat > typed.txt`; xev logs
+// pointer events over its window.
+const XTERM = { x: 20, y: 20 };
+const XEV = { x: 600, y: 500, w: 300, h: 200 };
+
+/** Width × height of an X display (xdpyinfo). */
+function xSize(env) {
+  const m = /dimensions:\s+(\d+)x(\d+) pixels/.exec(String(run('xdpyinfo', [], { env })));
+  return [Number(m[1]), Number(m[2])];
+}
+
+/** Page position (CSS px) of a remote pixel's centre, from the canvas's on-screen box. */
+async function pagePoint(page, x, y) {
+  return page.$eval('#canvas', (c, [rx, ry]) => {
+    const r = c.getBoundingClientRect();
+    return [r.left + (rx + 0.5) * r.width / c.width, r.top + (ry + 0.5) * r.height / c.height];
+  }, [x, y]);
+}
+
+/**
+ * Waits until the canvas equals a fresh screenshot of the X root window (pixel for pixel;
+ * the pointer is drawn by the browser as a CSS cursor, in neither image). Saves
+ * <label>-x11.png, <label>-canvas.png, <label>-page.png and, on a mismatch, <label>-diff.png.
+ */
+async function expectCanvasMatchesX(page, x, label, timeoutMs = 30000) {
+  const deadline = Date.now() + timeoutMs;
+  let last;
+  for (;;) {
+    const [w, h] = xSize(x.env);
+    const rgb = xScreenshot(x.display, w, h);
+    const c = await readCanvas(page);
+    last = { w, h, rgb, c, cmp: null };
+    if (c && c.width === w && c.height === h) {
+      last.rgba = Buffer.from(c.rgba, 'base64');
+      last.cmp = comparePixels(last.rgba, rgb, w, h);
+      if (last.cmp.count === 0) break;
+    }
+    if (Date.now() > deadline) break;
+    await sleep(250);
+  }
+  rgbToPng(last.rgb, last.w, last.h, path.join(ARTIFACTS, `${label}-x11.png`));
+  await saveCanvasPng(page, path.join(ARTIFACTS, `${label}-canvas.png`));
+  await shot(page, `${label}-page`);
+  if (last.cmp && last.cmp.count) {
+    rgbToPng(diffImage(last.rgba, last.rgb, last.w, last.h), last.w, last.h,
+      path.join(ARTIFACTS, `${label}-diff.png`));
+  }
+  assert.ok(last.c, `${label}: the viewer has no canvas`);
+  assert.deepEqual([last.c.width, last.c.height], [last.w, last.h], `${label}: canvas size`);
+  assert.equal(last.cmp.count, 0, `${label}: ${last.cmp.count} pixels differ, e.g. ` +
+    JSON.stringify(last.cmp.samples));
+}
+
+/** Events logged by xev: [{ type, button, x, y }] for ButtonPress/ButtonRelease. */
+function xevButtons(log) {
+  const out = [];
+  const re = /(ButtonPress|ButtonRelease) event[^\n]*\n[^\n]*root:\((-?\d+),(-?\d+)\)[^\n]*\n\s*state 0x[0-9a-f]+, button (\d+)/g;
+  for (const m of fs.readFileSync(log, 'utf8').matchAll(re)) {
+    out.push({ type: m[1], x: Number(m[2]), y: Number(m[3]), button: Number(m[4]) });
+  }
+  return out;
+}
+
+const live = (page) => page.waitForFunction(() => document.body.classList.contains('live'),
+  null, { timeout: 30000 });
+
+describe('viewer through the wsvnc gateway to Xvnc', { timeout: 300000 }, () => {
+  const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'wsvnc-viewer-'));
+  const typed = path.join(tmp, 'typed.txt');
+  const xevLog = path.join(ARTIFACTS, 'xev.log');
+  let x, gw, page;
+
+  after(async () => {
+    if (page) await page.close().catch(() => {});
+    fs.rmSync(tmp, { recursive: true, force: true });
+  });
+
+  function startDesktop() {
+    run('xsetroot', ['-solid', ROOT_A], { env: x.env });
+    spawnTracked('xterm', 'xterm', ['-geometry', `80x24+${XTERM.x}+${XTERM.y}`, '-fn', 'fixed',
+      '-bg', '#1e1e1e', '-fg', '#f0d000', '-cr', '#f0d000', '+sb', '-e', 'sh', '-c',
+      `exec cat > '${typed}'`], { env: { ...x.env, LC_ALL: 'C.UTF-8', LANG: 'C.UTF-8' } });
+    const xev = spawnTracked('xev', 'sh', ['-c',
+      `exec stdbuf -oL xev -geometry ${XEV.w}x${XEV.h}+${XEV.x}+${XEV.y} -event mouse > '${xevLog}'`], { env: x.env });
+    return xev;
+  }
+
+  test('setup: prerequisites, Xvnc, xterm, xev, wsvnc gateway, Chromium', async () => {
+    checkPrerequisites();
+    x = await startXvnc(DISPLAY.main, PORT.xvnc);
+    startDesktop();
+    await waitFor('the xterm to create typed.txt', () => fs.existsSync(typed));
+    await waitFor('the xev window', () => fs.existsSync(xevLog) && /Outer window/.test(fs.readFileSync(xevLog, 'utf8')));
+    gw = await startWsvnc('wsvnc-gateway', PORT.gw, ['--target', `127.0.0.1:${PORT.xvnc}`, ...EXTRA]);
+    page = await newPage();
+    await page.goto(`${gw.url}?resize=0`);
+    await live(page);
+  });
+
+  test('the canvas shows the X screen, and follows changes', async () => {
+    await expectCanvasMatchesX(page, x, 'real-initial');
+    assert.deepEqual((await canvasPixel(page, 1000, 740)).slice(0, 3), ROOT_A_RGB);
+    run('xsetroot', ['-solid', ROOT_B], { env: x.env });
+    await waitFor('the new root colour on the canvas', async () =>
+      JSON.stringify((await canvasPixel(page, 1000, 740)).slice(0, 3)) === JSON.stringify(ROOT_B_RGB));
+    await expectCanvasMatchesX(page, x, 'real-root-changed');
+  });
+
+  test('typing reaches the xterm exactly: letters, Shift, symbols, AltGr, Enter, Backspace, arrows', async () => {
+    const [px, py] = await pagePoint(page, XTERM.x + 100, XTERM.y + 100);
+    await page.mouse.click(px, py); // no window manager: focus follows the pointer
+    const kb = page.keyboard;
+    await kb.type('hello World!');
+    await kb.press('Backspace');
+    await kb.type('?');
+    await kb.press('Enter');
+    await kb.type('~!@#$%^&*()_+{}|:"<>? `-=[]\\;\',./');
+    await kb.press('Enter');
+    // Real Shift chords (KeyboardEvent.key is the shifted character, Shift held).
+    for (const code of ['KeyQ', 'Digit1', 'Digit2', 'Slash']) {
+      await kb.down('Shift');
+      await kb.press(code);
+      await kb.up('Shift');
+    }
+    await kb.press('Enter');
+    // Characters not on the page's layout arrive as text (input events).
+    await kb.type('€@äßé');
+    await kb.press('Enter');
+    // A German layout: AltGr+E = €, AltGr+Q = @, AltGr+7 = {, as Chromium reports them.
+    const cdp = await page.context().newCDPSession(page);
+    const key = (type, k, code, text, vk, location = 0) => cdp.send('Input.dispatchKeyEvent',
+      { type, key: k, code, text, unmodifiedText: text, windowsVirtualKeyCode: vk, location });
+    await key('rawKeyDown', 'AltGraph', 'AltRight', undefined, 225, 2);
+    for (const [k, code, vk] of [['€', 'KeyE', 69], ['@', 'KeyQ', 81], ['{', 'Digit7', 55]]) {
+      await key('keyDown', k, code, k, vk);
+      await key('keyUp', k, code, undefined, vk);
+    }
+    await key('keyUp', 'AltGraph', 'AltRight', undefined, 225, 2);
+    await cdp.detach();
+    await kb.press('Enter');
+    // Arrow keys: `cat` on a cooked tty keeps the escape sequence xterm sends.
+    await kb.type('x');
+    await kb.press('ArrowLeft');
+    await kb.press('ArrowUp');
+    await kb.type('y');
+    await kb.press('Enter');
+    const want = 'hello World?\n~!@#$%^&*()_+{}|:"<>? `-=[]\\;\',./\nQ!@?\n€@äßé\n€@{\n';
+    await waitFor('the typed lines in typed.txt', () => fs.readFileSync(typed, 'utf8').split('\n').length >= 7,
+      { timeoutMs: 20000 });
+    const got = fs.readFileSync(typed, 'utf8');
+    await expectCanvasMatchesX(page, x, 'real-typed');
+    assert.equal(got.slice(0, want.length), want);
+    assert.match(got.slice(want.length), /^x\x1b(\[|O)D\x1b(\[|O)Ay\n$/);
+  });
+
+  test('clicks, buttons and the wheel reach the X server at the right place', async () => {
+    const at = async (rx, ry) => pagePoint(page, rx, ry);
+    let [px, py] = await at(XEV.x + 10, XEV.y + 20);
+    await page.mouse.click(px, py);
+    [px, py] = await at(XEV.x + 30, XEV.y + 40);
+    await page.mouse.click(px, py, { button: 'right' });
+    await page.mouse.click(px, py, { button: 'middle' });
+    [px, py] = await at(XEV.x + 50, XEV.y + 60);
+    await page.mouse.move(px, py);
+    await page.mouse.wheel(0, 100); // 2 clicks down (50 CSS px a click)
+    await page.mouse.wheel(0, -50); // 1 click up
+    await waitFor('xdotool: the pointer at the last position', () =>
+      /x:650 y:560 /.test(String(run('xdotool', ['getmouselocation'], { env: x.env }))));
+    await waitFor('the wheel events in the xev log', () => xevButtons(xevLog).length >= 12);
+    const ev = xevButtons(xevLog).map((e) => `${e.type === 'ButtonPress' ? '+' : '-'}${e.button}@${e.x},${e.y}`);
+    assert.deepEqual(ev, ['+1@610,520', '-1@610,520', '+3@630,540', '-3@630,540', '+2@630,540',
+      '-2@630,540', '+5@650,560', '-5@650,560', '+5@650,560', '-5@650,560', '+4@650,560', '-4@650,560']);
+  });
+
+  test('clipboard both ways (xclip on the remote display)', async () => {
+    const remote = `remote café ${Date.now()}`;
+    const file = path.join(tmp, 'clip.txt');
+    fs.writeFileSync(file, remote); // UTF-8: xclip serves it as UTF8_STRING
+    const owner = spawnTracked('xclip', 'xclip', ['-selection', 'clipboard', '-quiet', file], { env: x.env });
+    await page.waitForFunction((t) => document.getElementById('clip-text').value === t, remote, { timeout: 20000 });
+    // Browser → remote through the clipboard panel: show the toolbar, open, type, Send.
+    await page.mouse.move(500, 1);
+    await page.click('#b-clip');
+    await page.fill('#clip-text', 'from the browser: naïve 42');
+    await shot(page, 'real-clipboard-panel');
+    await page.click('#clip-send');
+    const read = (sel) => { try { return String(run('xclip', ['-o', '-selection', sel], { env: x.env })); } catch { return ''; } };
+    await waitFor('the browser text on the remote CLIPBOARD', () => read('clipboard') === 'from the browser: naïve 42');
+    await waitFor('… and on PRIMARY', () => read('primary') === 'from the browser: naïve 42');
+    await page.click('#clip-close');
+    assert.notEqual(owner.child.exitCode, null, 'xclip lost the selection to the VNC server');
+  });
+
+  test('fit and 1:1 scaling', async () => {
+    await page.setViewportSize({ width: 800, height: 600 });
+    const box = () => page.$eval('#canvas', (c) => { const r = c.getBoundingClientRect(); return [r.width, r.height]; });
+    await page.waitForFunction(() => Math.round(document.getElementById('canvas').getBoundingClientRect().width) === 800);
+    assert.deepEqual((await box()).map(Math.round), [800, 600]);
+    await shot(page, 'real-scale-fit');
+    await page.mouse.move(400, 1);
+    await page.click('#b-scale');
+    await page.waitForFunction(() => Math.round(document.getElementById('canvas').getBoundingClientRect().width) === 1024);
+    assert.deepEqual((await box()).map(Math.round), [1024, 768]);
+    assert.match(page.url(), /scale=native/);
+    await shot(page, 'real-scale-native');
+    // Input maps to the right pixel in both modes: in 1:1 the desktop scrolls.
+    await page.click('#b-scale');
+    await page.waitForFunction(() => Math.round(document.getElementById('canvas').getBoundingClientRect().width) === 800);
+    await page.setViewportSize({ width: 1024, height: 768 });
+  });
+
+  test('reconnects after the VNC server restarts', async () => {
+    await stopXvnc(x);
+    await waitStatus(page, /Reconnecting in \d+ s|Failed|Connecting/, 20000);
+    await shot(page, 'real-vnc-down');
+    assert.notEqual(await page.evaluate(() => wsvnc.conn.state), 'failed', 'a dropped VNC server is retried');
+    x = await startXvnc(DISPLAY.main, PORT.xvnc);
+    startDesktop();
+    await live(page);
+    await expectCanvasMatchesX(page, x, 'real-reconnected', 40000);
+  });
+
+  test('remote resize follows the window (ExtendedDesktopSize)', async () => {
+    const p = await newPage({ width: 900, height: 700 });
+    await p.goto(gw.url);
+    await live(p);
+    await waitFor('Xvnc resized to 900x700', () => xSize(x.env).join('x') === '900x700', { timeoutMs: 20000 });
+    await expectCanvasMatchesX(p, x, 'real-resized-900x700');
+    await p.setViewportSize({ width: 1000, height: 600 });
+    await waitFor('Xvnc resized to 1000x600', () => xSize(x.env).join('x') === '1000x600', { timeoutMs: 20000 });
+    await expectCanvasMatchesX(p, x, 'real-resized-1000x600');
+    assert.match(String(run('xrandr', [], { env: x.env })), /current 1000 x 600/);
+    // The other viewer (resize=0) follows the new size too.
+    await expectCanvasMatchesX(page, x, 'real-resized-other-viewer');
+    assert.deepEqual(p.problems, []);
+    await p.close();
+  });
+
+  test('the page from wsvnc: under 100 KB, same origin only, no console errors', async () => {
+    const p = await newPage();
+    const bytes = [];
+    p.on('response', async (r) => {
+      try { bytes.push((await r.body()).length); } catch { /* no body */ }
+    });
+    await p.goto(`${gw.url}?resize=0`);
+    await live(p);
+    await p.waitForLoadState('networkidle');
+    const total = bytes.reduce((a, b) => a + b, 0);
+    assert.ok(total > 10000 && total < 100 * 1024, `page downloaded ${total} bytes`);
+    const origin = new URL(gw.url).origin;
+    assert.deepEqual(p.requests.filter((u) => !u.startsWith(origin) && !u.startsWith('data:')), []);
+    assert.deepEqual(p.problems, []);
+    await p.close();
+    assert.deepEqual(page.problems, [], 'console of the main real page');
+  });
+});
+
+describe('VncAuth: the viewer asks for the password', { timeout: 120000 }, () => {
+  let x, gw, page;
+  after(async () => { if (page) await page.close().catch(() => {}); });
+
+  test('wrong password fails without retry; the right one connects', async () => {
+    checkPrerequisites(['Xvnc', 'vncpasswd', 'xsetroot', 'xdpyinfo', 'import', 'convert']);
+    const pwFile = path.join(os.tmpdir(), `wsvnc-viewer-passwd-${process.pid}`);
+    fs.writeFileSync(pwFile, run('vncpasswd', ['-f'], { input: 'sésame42\n' }));
+    try {
+      x = await startXvnc(DISPLAY.pw, PORT.xvncPw, { width: 640, height: 480, passwordFile: pwFile });
+      run('xsetroot', ['-solid', ROOT_B], { env: x.env });
+      gw = await startWsvnc('wsvnc-gateway-pw', PORT.gwPw, ['--target', `127.0.0.1:${PORT.xvncPw}`, ...EXTRA]);
+      page = await newPage();
+      await page.goto(`${gw.url}?resize=0`);
+      await page.waitForSelector('#pw-input', { state: 'visible', timeout: 20000 });
+      await shot(page, 'real-password-prompt');
+      await page.fill('#pw-input', 'wrong');
+      await page.press('#pw-input', 'Enter');
+      await waitStatus(page, /^Failed: /, 20000);
+      assert.equal(await page.evaluate(() => wsvnc.conn.state), 'failed');
+      await shot(page, 'real-password-wrong');
+      await page.click('#o-connect');
+      await page.waitForSelector('#pw-input', { state: 'visible', timeout: 20000 });
+      await page.fill('#pw-input', 'sésame42');
+      await page.press('#pw-input', 'Enter');
+      await live(page);
+      await expectCanvasMatchesX(page, x, 'real-password-ok');
+      assert.deepEqual(page.problems, []);
+    } finally {
+      fs.rmSync(pwFile, { force: true });
+    }
+  });
+});
