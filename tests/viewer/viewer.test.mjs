@@ -64,6 +64,27 @@ async function newPage(viewport = { width: 1024, height: 768 }) {
   return page;
 }
 
+/**
+ * Loads the viewer in a fresh page until it is live, then checks what the page fetched:
+ * under 100 KB in all, nothing from another origin, no console errors or warnings.
+ */
+async function checkPageLoad(url) {
+  const p = await newPage();
+  const bytes = [];
+  p.on('response', async (r) => {
+    try { bytes.push((await r.body()).length); } catch { /* redirects have no body */ }
+  });
+  await p.goto(url);
+  await p.waitForFunction(() => document.body.classList.contains('live'), null, { timeout: 30000 });
+  await p.waitForLoadState('networkidle');
+  const total = bytes.reduce((a, b) => a + b, 0);
+  assert.ok(total > 10000 && total < 100 * 1024, `page downloaded ${total} bytes`);
+  const origin = new URL(url).origin;
+  assert.deepEqual(p.requests.filter((u) => !u.startsWith(origin) && !u.startsWith('data:')), []);
+  assert.deepEqual(p.problems, []);
+  await p.close();
+}
+
 const statusText = (page) => page.$eval('#status', (e) => e.textContent);
 const waitStatus = (page, re, ms = 10000) => page.waitForFunction(
   (src) => new RegExp(src).test(document.getElementById('status').textContent), re.source, { timeout: ms });
@@ -395,22 +416,8 @@ describe('viewer against the mock gateway', { timeout: 120000 }, () => {
   });
 
   test('the page: under 100 KB, same origin only, no console errors', async () => {
-    const p = await newPage();
-    const bytes = [];
-    p.on('response', async (r) => {
-      try { bytes.push((await r.body()).length); } catch { /* redirects have no body */ }
-    });
     gw.onSession = async (s) => { await s.waitType('ClientHello'); await live(s); };
-    await p.goto(gw.url);
-    await p.waitForFunction(() => document.body.classList.contains('live'));
-    await p.waitForLoadState('networkidle');
-    const total = bytes.reduce((a, b) => a + b, 0);
-    assert.ok(total > 10000 && total < 100 * 1024, `page downloaded ${total} bytes`);
-    const origin = new URL(gw.url).origin;
-    const foreign = p.requests.filter((u) => !u.startsWith(origin) && !u.startsWith('data:'));
-    assert.deepEqual(foreign, []);
-    assert.deepEqual(p.problems, []);
-    await p.close();
+    await checkPageLoad(gw.url);
     assert.deepEqual(page.problems, [], 'console of the mock-gateway page');
   });
 });
@@ -660,20 +667,7 @@ describe('viewer through the wsvnc gateway to Xvnc', { timeout: 300000 }, () => 
   });
 
   test('the page from wsvnc: under 100 KB, same origin only, no console errors', async () => {
-    const p = await newPage();
-    const bytes = [];
-    p.on('response', async (r) => {
-      try { bytes.push((await r.body()).length); } catch { /* no body */ }
-    });
-    await p.goto(`${gw.url}?resize=0`);
-    await live(p);
-    await p.waitForLoadState('networkidle');
-    const total = bytes.reduce((a, b) => a + b, 0);
-    assert.ok(total > 10000 && total < 100 * 1024, `page downloaded ${total} bytes`);
-    const origin = new URL(gw.url).origin;
-    assert.deepEqual(p.requests.filter((u) => !u.startsWith(origin) && !u.startsWith('data:')), []);
-    assert.deepEqual(p.problems, []);
-    await p.close();
+    await checkPageLoad(`${gw.url}?resize=0`);
     assert.deepEqual(page.problems, [], 'console of the main real page');
   });
 });
