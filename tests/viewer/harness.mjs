@@ -108,6 +108,24 @@ export async function startWsvnc(name, listenPort, args) {
   return { proc, url: `http://127.0.0.1:${listenPort}/` };
 }
 
+/**
+ * Fails unless the wsvnc at `url` serves the viewer files as they are in web/ now (the
+ * binary embeds web/ at build time: a stale build would test old code).
+ */
+export async function assertServesCurrentWeb(url) {
+  const stale = [];
+  const web = path.join(ROOT, 'web');
+  const files = ['index.html', 'app.css', ...fs.readdirSync(path.join(web, 'js')).map((f) => `js/${f}`)];
+  for (const f of files) {
+    const res = await fetch(new URL(f, url));
+    const body = Buffer.from(await res.arrayBuffer());
+    if (!res.ok || !body.equals(fs.readFileSync(path.join(web, f)))) stale.push(f);
+  }
+  if (stale.length) {
+    throw new Error(`${WSVNC} serves an old copy of web/ (${stale.join(', ')}): run cargo build`);
+  }
+}
+
 /** Page → { width, height, rgba (base64) } of the viewer's canvas (or null before one exists). */
 export function readCanvas(page, selector = '#canvas') {
   return page.evaluate((sel) => {
