@@ -48,9 +48,9 @@ after(async () => {
 });
 
 /** A page that records console errors, page errors and every request. */
-async function newPage(viewport = { width: 1024, height: 768 }) {
+async function newPage(viewport = { width: 1024, height: 768 }, options = {}) {
   if (!browser) browser = await launchChromium();
-  const page = await browser.newPage({ viewport });
+  const page = await browser.newPage({ viewport, ...options });
   page.problems = [];
   page.requests = [];
   page.on('console', (m) => {
@@ -178,6 +178,7 @@ describe('viewer against the mock gateway', { timeout: 120000 }, () => {
     s.send(enc.error('the VNC server went away'));
     s.close(1008, 'policy');
     await waitStatus(page, /Failed: the VNC server went away/);
+    await page.waitForFunction(() => wsvnc.conn.state !== 'open');
     assert.equal(await page.evaluate(() => wsvnc.conn.state), 'failed');
     assert.equal(await page.$eval('#o-title', (e) => e.textContent), 'Connection failed');
     await shot(page, 'mock-error');
@@ -390,6 +391,60 @@ describe('viewer against the mock gateway', { timeout: 120000 }, () => {
     await s.waitFor((x) => x.of('Key').length >= 16, 'release on blur');
     assert.deepEqual(s.of('Key').slice(-2).map((k) => [k.down, k.keysym]), [[1, 0x71], [0, 0x71]]);
     await page.keyboard.up('KeyQ');
+  });
+
+  test('pointer mapping: fit (scaled), 1:1, and a HiDPI screen; touch tap and long press', async () => {
+    const p = await newPage({ width: 800, height: 600 }, { deviceScaleFactor: 2, hasTouch: true });
+    try {
+      gw.onSession = () => {};
+      const next = gw.nextSession();
+      await p.goto(`${gw.url}?resize=0`);
+      const s = await next;
+      await s.waitType('ClientHello');
+      await live(s, 1600, 1200);
+      const last = () => s.of('Pointer').at(-1);
+      // fit: 1600×1200 shown in 800×600 CSS px, so one CSS px is 2 remote pixels.
+      await p.mouse.click(100.25, 50.25);
+      await s.waitFor(() => s.of('Pointer').some((m) => m.mask === 1) && last().mask === 0, 'click');
+      assert.deepEqual(s.of('Pointer').find((m) => m.mask === 1), { type: 'Pointer', x: 200, y: 100, mask: 1 });
+      assert.deepEqual(last(), { type: 'Pointer', x: 200, y: 100, mask: 0 });
+      // 1:1 (native): one remote pixel per CSS pixel whatever devicePixelRatio is.
+      await p.evaluate(() => document.getElementById('b-scale').click());
+      await p.waitForFunction(() => document.getElementById('canvas').getBoundingClientRect().width === 1600);
+      await p.mouse.click(300, 200);
+      await s.waitFor(() => s.of('Pointer').some((m) => m.x === 300 && m.y === 200 && m.mask === 1) &&
+        last().mask === 0, '1:1 click');
+      // Touch: a tap is a left click, a long press a right click.
+      const n = s.of('Pointer').length;
+      await p.touchscreen.tap(140, 330); // below the toolbar
+      await s.waitFor(() => s.of('Pointer').slice(n).some((m) => m.mask === 1) && last().mask === 0, 'tap');
+      assert.deepEqual(s.of('Pointer').slice(n).filter((m) => m.mask).map((m) => [m.x, m.y, m.mask]), [[140, 330, 1]]);
+      const cdp = await p.context().newCDPSession(p);
+      const touch = (type, pts) => cdp.send('Input.dispatchTouchEvent', { type, touchPoints: pts });
+      const m = s.of('Pointer').length;
+      await touch('touchStart', [{ x: 160, y: 370 }]);
+      await s.waitFor(() => s.of('Pointer').slice(m).some((q) => q.mask === 4), 'long press → right button', 5000);
+      await touch('touchEnd', []);
+      assert.deepEqual(s.of('Pointer').slice(m).filter((q) => q.mask).map((q) => [q.x, q.y, q.mask]), [[160, 370, 4]]);
+      assert.deepEqual(p.problems, []);
+    } finally {
+      await p.close();
+    }
+  });
+
+  test('toolbar keys: sticky Ctrl applies to the next key; Ctrl+Alt+Del', async () => {
+    const s = await open('?resize=0');
+    await live(s);
+    await page.mouse.click(100, 100);
+    await page.mouse.move(500, 1); // the toolbar shows at the top edge
+    await page.click('#b-ctrl');
+    assert.equal(await page.getAttribute('#b-ctrl', 'aria-pressed'), 'true');
+    await page.keyboard.press('c');
+    await page.click('#b-cad');
+    await s.waitFor((x) => x.of('Key').length >= 10, '10 keys');
+    const keys = s.of('Key').map((k) => `${k.down ? '+' : '-'}${k.keysym.toString(16)}`);
+    assert.deepEqual(keys, ['+ffe3', '+63', '-63', '-ffe3', '+ffe3', '+ffe9', '+ffff', '-ffff', '-ffe9', '-ffe3']);
+    assert.equal(await page.getAttribute('#b-ctrl', 'aria-pressed'), 'false');
   });
 
   test('view-only sessions send no input', async () => {
