@@ -152,9 +152,17 @@ describe('viewer against the mock gateway', { timeout: 120000 }, () => {
     assert.match(cursor, /^url\("?data:image\/png;base64,.*"?\) 1 2, default$/);
     await shot(page, 'mock-frame');
 
+    // Overlapping Copy (scroll up by one row): the source is read before it is overwritten.
+    s.send(enc.pixels(0, 0, 4, 4, rgba(4, 4, (x, y) => [y * 60, 0, 0])), enc.copy(0, 0, 4, 3, 0, 1),
+      enc.endFrame(9));
+    assert.equal((await s.waitType('FrameAck', 2)).id, 9);
+    for (let y = 0; y < 4; y++) {
+      assert.deepEqual(await px(1, y), [Math.min(3, y + 1) * 60, 0, 0, 255], `row ${y} after the scroll`);
+    }
+
     // Resize inside a frame: canvas resized and cleared to black, then drawn.
     s.send(enc.resize(160, 100), enc.fill(0, 0, 10, 10, [1, 2, 3]), enc.endFrame(8));
-    assert.equal((await s.waitType('FrameAck', 2)).id, 8);
+    assert.equal((await s.waitType('FrameAck', 3)).id, 8);
     assert.deepEqual(await page.$eval('#canvas', (c) => [c.width, c.height]), [160, 100]);
     assert.deepEqual(await px(5, 5), [1, 2, 3, 255]);
     assert.deepEqual(await px(150, 90), [0, 0, 0, 255]);
@@ -445,6 +453,30 @@ describe('viewer against the mock gateway', { timeout: 120000 }, () => {
     const keys = s.of('Key').map((k) => `${k.down ? '+' : '-'}${k.keysym.toString(16)}`);
     assert.deepEqual(keys, ['+ffe3', '+63', '-63', '-ffe3', '+ffe3', '+ffe9', '+ffff', '-ffff', '-ffe9', '-ffe3']);
     assert.equal(await page.getAttribute('#b-ctrl', 'aria-pressed'), 'false');
+  });
+
+  test('clipboard panel: sends, and says what became of the text', async () => {
+    const s = await open('?resize=0');
+    await live(s);
+    await page.mouse.move(500, 1);
+    await page.click('#b-clip');
+    const note = () => page.$eval('#clip-note', (e) => e.textContent);
+    await page.fill('#clip-text', 'plain café');
+    await page.click('#clip-send');
+    assert.equal((await s.waitType('Clipboard')).text, 'plain café');
+    assert.equal(await note(), 'Sent to the remote desktop.');
+    await page.fill('#clip-text', 'price: 5 €');
+    await page.click('#clip-send');
+    assert.equal((await s.waitType('Clipboard', 2)).text, 'price: 5 €');
+    assert.match(await note(), /outside Latin-1 arrive as “\?”/);
+    s.send(enc.clipboard('from there'));
+    await page.waitForFunction(() => document.getElementById('clip-text').value === 'from there');
+    assert.equal(await note(), 'Copied on the remote desktop.');
+    await page.fill('#clip-text', 'x'.repeat((1 << 20) + 1));
+    await page.click('#clip-send');
+    assert.equal(await note(), 'Not sent: 1 MiB of text at most.');
+    await page.click('#clip-close');
+    assert.equal(s.of('Clipboard').length, 2);
   });
 
   test('view-only sessions send no input', async () => {

@@ -41,8 +41,10 @@ const pointer = new Pointer(canvas, display, (x, y, mask) => {
   if (canInput()) send(P.pointer(x, y, mask));
 });
 const touch = new Touch(canvas, display, pointer);
-const clipboard = new Clipboard($('clip-text'), $('clip-send'), (text) => {
-  if (canInput()) send(P.clipboard(text));
+const clipboard = new Clipboard($('clip-text'), $('clip-send'), $('clip-note'), (text) => {
+  if (!canInput()) return false;
+  send(P.clipboard(text));
+  return true;
 });
 keyboard.onPaste = (text) => clipboard.sendLocal(text);
 keyboard.hotkey = hotkey;
@@ -50,7 +52,6 @@ keyboard.onStickyChange = (held) => {
   ui.pressed('b-ctrl', held.has(XK.Control_L));
   ui.pressed('b-alt', held.has(XK.Alt_L));
 };
-clipboard.onRemote = () => { $('clip-note').textContent = 'Copied on the remote desktop.'; };
 
 const focusKeyboard = () => { if (!settings.view_only) kbd.focus({ preventScroll: true }); };
 pointer.onActivate = focusKeyboard;
