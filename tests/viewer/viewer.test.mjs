@@ -241,6 +241,17 @@ describe('viewer against the mock gateway', { timeout: 120000 }, () => {
     });
   }
 
+  test('a frame that never ends cannot grow without bound', async () => {
+    const s = await open('?resize=0');
+    await live(s, 64, 64);
+    const block = enc.pixels(0, 0, 64, 64, Buffer.alloc(64 * 64 * 4, 0x80));
+    for (let i = 0; i < 100 && !s.closed; i++) s.send(block, block, block, block); // 64 KiB each
+    await s.waitFor((x) => x.closed, 'close');
+    assert.equal(s.closeCode, 4002);
+    assert.match(s.closeReason, /frame without EndFrame grew/);
+    assert.equal(s.of('FrameAck').length, 1);
+  });
+
   test('drawing before ServerHello is a protocol error', async () => {
     const s = await open();
     s.send(enc.fill(0, 0, 1, 1, [0, 0, 0]));
