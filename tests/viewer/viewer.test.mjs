@@ -33,9 +33,9 @@ import {
 
 const PORT = { mock: 19100, gw: 19110, xvnc: 19111, gwPw: 19120, xvncPw: 19121 };
 const DISPLAY = { main: 80, pw: 81 };
-// Workaround while the gateway advertises Tight without a decoder (default_encodings in
-// src/gateway/mod.rs): name the encodings explicitly. WSVNC_ARGS='' tests the defaults.
-const EXTRA = (process.env.WSVNC_ARGS ?? '--encodings zrle,hextile,copyrect,raw')
+// Extra wsvnc arguments, e.g. WSVNC_ARGS='--encodings zrle,copyrect' to test one
+// encoding's path; by default the gateway's own encoding list (Tight first).
+const EXTRA = (process.env.WSVNC_ARGS ?? '')
   .split(/\s+/).filter(Boolean);
 
 fs.mkdirSync(ARTIFACTS, { recursive: true });
