@@ -20,6 +20,7 @@
 pub mod buf;
 mod client;
 mod gateway_io;
+mod pipe;
 pub mod signal;
 mod stream;
 mod timers;
@@ -123,6 +124,8 @@ pub struct Server {
     pub(crate) site: crate::http::Site,
     tokens: TokenTable,
     pub(crate) pool: Pool,
+    /// Empty pipes for the relay's zero-copy path.
+    pub(crate) pipes: pipe::PipePool,
     /// Reused output scratch for WebSocket frames built by `ws`.
     pub(crate) scratch: Vec<u8>,
     /// Reused copy of a message being echoed.
@@ -179,6 +182,7 @@ impl Server {
             stop_flag: Arc::new(AtomicBool::new(false)),
             waker,
             pool: Pool::new(BLOCK, 256),
+            pipes: pipe::PipePool::new(64),
             scratch: Vec::new(),
             echo_tmp: Vec::new(),
             rfb_tmp: Vec::new(),
