@@ -311,6 +311,28 @@ fn mask(buf: &mut [u8], key: [u8; 4]) {
     }
 }
 
+impl Conn {
+    /// Read `want` payload bytes and check that byte k is `(k * 13) as u8`
+    /// (the sink's stream pattern).
+    fn recv_pattern(&mut self, want: usize) -> io::Result<()> {
+        let mut got = 0usize;
+        while got < want {
+            let mut bad = None;
+            let n = self.recv_with(want - got, |b| {
+                bad = b.iter().enumerate().position(|(i, &x)| x != ((got + i) * 13) as u8);
+            })?;
+            if n == 0 {
+                return Err(io::Error::new(ErrorKind::UnexpectedEof, format!("closed after {got} of {want} bytes")));
+            }
+            if let Some(i) = bad {
+                return Err(io::Error::new(ErrorKind::InvalidData, format!("wrong byte at stream offset {}", got + i)));
+            }
+            got += n;
+        }
+        Ok(())
+    }
+}
+
 /// An unmasked server frame header: (header length, payload length, opcode),
 /// or None if incomplete.
 fn parse_server_header(b: &[u8]) -> Option<(usize, u64, u8)> {
@@ -338,6 +360,7 @@ fn bulk(o: &Opts) -> io::Result<()> {
     let conns = o.num("conns", 1).max(1) as usize;
     let per = total / conns as u64;
     let pid = o.get("pid").map(|p| p.parse::<i32>().expect("--pid"));
+    let verify = o.num("verify", 0) != 0;
     let barrier = Arc::new(Barrier::new(conns + 1));
     let mut handles = Vec::new();
     for _ in 0..conns {
@@ -351,7 +374,11 @@ fn bulk(o: &Opts) -> io::Result<()> {
             req[0] = b'S';
             req[1..].copy_from_slice(&per.to_be_bytes());
             c.send(&req)?;
-            c.recv_exact(per as usize, None)?;
+            if verify {
+                c.recv_pattern(per as usize)?;
+            } else {
+                c.recv_exact(per as usize, None)?;
+            }
             // The connection stays open until the relay's CPU is sampled
             // (a forking relay's child takes its CPU time with it on exit).
             Ok((Instant::now(), c))
@@ -638,7 +665,8 @@ mod sink {
     enum Mode {
         /// Waiting for the first byte (or the 9 bytes of `S`).
         Cmd(Vec<u8>),
-        Stream(u64),
+        /// Bytes left to send, bytes sent.
+        Stream(u64, u64),
         Echo { pending: Vec<u8>, pos: usize },
         Hold,
     }
@@ -721,7 +749,7 @@ mod sink {
                     }
                     match got[0] {
                         b'S' if got.len() == 9 => {
-                            p.mode = Mode::Stream(u64::from_be_bytes(got[1..9].try_into().unwrap()))
+                            p.mode = Mode::Stream(u64::from_be_bytes(got[1..9].try_into().unwrap()), 0)
                         }
                         b'S' => {}
                         b'E' => p.mode = Mode::Echo { pending: Vec::new(), pos: 0 },
@@ -734,11 +762,18 @@ mod sink {
                         _ => return false,
                     }
                 }
-                Mode::Stream(left) => {
+                Mode::Stream(left, sent) => {
                     while *left > 0 && p.writable {
-                        let n = (*left).min(data.len() as u64) as usize;
-                        match p.sock.write(&data[..n]) {
-                            Ok(w) => *left -= w as u64,
+                        // Stream byte k is (k * 13) as u8 (`bulk --verify`
+                        // checks it): `data` has that pattern, with a period
+                        // that divides its length.
+                        let pos = (*sent % data.len() as u64) as usize;
+                        let n = (*left).min((data.len() - pos) as u64) as usize;
+                        match p.sock.write(&data[pos..pos + n]) {
+                            Ok(w) => {
+                                *left -= w as u64;
+                                *sent += w as u64;
+                            }
                             Err(e) if e.kind() == ErrorKind::WouldBlock => p.writable = false,
                             Err(_) => return false,
                         }

@@ -277,4 +277,79 @@ mod tests {
         assert_eq!(s.fill(&from).unwrap(), 0);
         pool.give(s.into_pipe().unwrap());
     }
+
+    /// Parse unmasked server frames; returns the concatenated payload.
+    fn payload_of(mut wire: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        while !wire.is_empty() {
+            assert_eq!(wire[0], 0x82, "FIN binary frames only");
+            let (h, n) = match wire[1] {
+                126 => (4, u16::from_be_bytes([wire[2], wire[3]]) as usize),
+                127 => (10, u64::from_be_bytes(wire[2..10].try_into().unwrap()) as usize),
+                n => (2, n as usize),
+            };
+            out.extend_from_slice(&wire[h..h + n]);
+            wire = &wire[h + n..];
+        }
+        out
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_slow_browser_gets_every_byte_in_order() {
+        use std::io::{Read, Write};
+        use std::os::unix::net::UnixStream as StdUnix;
+        let (t_write, t_relay) = StdUnix::pair().unwrap();
+        let (b_relay, mut browser) = StdUnix::pair().unwrap();
+        t_relay.set_nonblocking(true).unwrap();
+        b_relay.set_nonblocking(true).unwrap();
+        let from = Stream::Unix(mio::net::UnixStream::from_std(t_relay));
+        let data: Vec<u8> = (0..3_000_000u32).map(|i| (i ^ (i >> 9)) as u8).collect();
+        let sent = data.clone();
+        let writer = std::thread::spawn(move || {
+            let mut t = t_write;
+            t.write_all(&sent).unwrap();
+        });
+        let reader = std::thread::spawn(move || {
+            let mut wire = Vec::new();
+            let mut b = [0u8; 4096];
+            loop {
+                // Read slowly in small pieces so the relay side blocks often.
+                match browser.read(&mut b) {
+                    Ok(0) => return wire,
+                    Ok(n) => wire.extend_from_slice(&b[..n]),
+                    Err(e) => panic!("{e}"),
+                }
+                if wire.len() % 7 == 0 {
+                    std::thread::yield_now();
+                }
+            }
+        });
+        let mut pool = PipePool::new(1);
+        let mut s = Splice::new(pool.take().unwrap());
+        let (mut blocked, mut frames) = (0, 0);
+        loop {
+            if s.is_idle() {
+                match s.fill(&from) {
+                    Ok(0) => break,
+                    Ok(_) => frames += 1,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        std::thread::yield_now();
+                        continue;
+                    }
+                    Err(e) => panic!("{e}"),
+                }
+            }
+            if let Step::Blocked(_) = s.drain(&b_relay).unwrap() {
+                blocked += 1;
+                std::thread::yield_now();
+            }
+        }
+        drop(b_relay);
+        writer.join().unwrap();
+        let wire = reader.join().unwrap();
+        assert!(frames > 1);
+        assert!(blocked > 0, "the test should exercise a full browser socket");
+        assert_eq!(payload_of(&wire), data);
+    }
 }
