@@ -4,7 +4,7 @@
 # ratios against socat. See benches/README.md for what each row measures.
 #
 # usage: benches/relay_vs_websockify.sh
-#   env: REPS=5 (≥5 for the README)   IDLE_CONNS=10000   IDLE_MARK=1000
+#   env: REPS=5 (bulk; ≥5 for the README)   RTT_REPS=9   IDLE_CONNS=10000   IDLE_MARK=1000
 #        BASE_PORT=20000 (uses BASE_PORT..BASE_PORT+13)   NO_BUILD=1 (skip cargo build)
 #        OUT=target/relay-bench (logs, raw results, table)
 #
@@ -19,8 +19,9 @@ IDLE_MARK=${IDLE_MARK:-1000}
 BASE_PORT=${BASE_PORT:-20000}
 OUT=${OUT:-target/relay-bench}
 BULK_BYTES=$((64 << 20)) # per connection
-RTT_SMALL_COUNT=${RTT_SMALL_COUNT:-5000}
-RTT_LARGE_COUNT=${RTT_LARGE_COUNT:-2000}
+RTT_REPS=${RTT_REPS:-9}
+RTT_SMALL_COUNT=${RTT_SMALL_COUNT:-2000}
+RTT_LARGE_COUNT=${RTT_LARGE_COUNT:-1000}
 IDLE_DEADLINE=60          # seconds per relay for opening idle connections
 IDLE_MAX_MEM_MIB=4096     # stop opening when MemAvailable fell by this much
 IDLE_HOLD=5               # seconds held before counting
@@ -146,7 +147,7 @@ for r in "${RELAYS[@]}"; do
 done
 
 for rep in $(seq "$REPS"); do
-    echo "bulk + rtt, repetition $rep/$REPS ..." >&2
+    echo "bulk, repetition $rep/$REPS ..." >&2
     for r in "${RELAYS[@]}"; do
         args=$(client_args "$r" "${PORT[$r]}" "$SINK_PORT")
         pidarg=${PID[$r]:+--pid ${PID[$r]}}
@@ -156,6 +157,16 @@ for rep in $(seq "$REPS"); do
                 fail "$r bulk $c failed"
             record "$r" "bulk$c" "$line" mib_s cpu_s bytes
         done
+    done
+done
+# Round trips in their own phase, after a pause, relays interleaved per
+# round: on a shared 2-CPU machine latency is bimodal (whether a wakeup
+# finds a free CPU), so many short rounds give a steadier median.
+sleep 2
+for rep in $(seq "$RTT_REPS"); do
+    echo "echo round trips, repetition $rep/$RTT_REPS ..." >&2
+    for r in "${RELAYS[@]}"; do
+        args=$(client_args "$r" "${PORT[$r]}" "$SINK_PORT")
         # shellcheck disable=SC2086
         line=$(timeout 120 "$WSLOAD" rtt $args --size 64 --count "$RTT_SMALL_COUNT" --warmup 200) ||
             fail "$r rtt 64 failed"
@@ -191,7 +202,7 @@ for r in "${RELAYS[@]}"; do
     line=$(timeout 200 "$WSLOAD" idle $args --conns "$IDLE_CONNS" --mark "$IDLE_MARK" --hold "$IDLE_HOLD" \
         --deadline "$IDLE_DEADLINE" --max-mem-mib "$IDLE_MAX_MEM_MIB" $pidarg) || fail "$r idle failed"
     echo "  $line" >&2
-    record "$r" idle "$line" rss_kib_per_conn pss_kib_per_conn opened open_after_hold stop first_error
+    record "$r" idle "$line" mem_conns rss_kib_per_conn pss_kib_per_conn opened open_after_hold stop first_error
     if [ -n "$PID_OF_RELAY" ]; then stop_group "$PID_OF_RELAY"; fi
     stop_group "$sink_pid"
 done
@@ -199,10 +210,10 @@ done
 # ---------------------------------------------------------------- table
 
 ELAPSED=$(($(date +%s) - T0))
-python3 - "$RES" "$REPS" "$IDLE_CONNS" "$IDLE_MARK" "$ELAPSED" "$(nproc)" <<'PY' | tee "$OUT/table.txt"
+python3 - "$RES" "$REPS/$RTT_REPS" "$IDLE_CONNS" "$IDLE_MARK" "$ELAPSED" "$(nproc)" <<'PY' | tee "$OUT/table.txt"
 import sys, statistics
 from collections import defaultdict
-res, reps, idle_n, mark, elapsed, ncpu = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5], sys.argv[6]
+res, reps, idle_n, mark, elapsed, ncpu = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5], sys.argv[6]
 vals = defaultdict(list)
 for line in open(res):
     relay, key, v = line.split()
@@ -242,7 +253,7 @@ rows.append((f"idle PSS KiB/conn ({mark})", lambda r: median(r, "idle_pss_kib_pe
 rows.append((f"idle held of {idle_n}", lambda r: held(r)[0], "{:.0f}"))
 
 w0, w = 26, 17
-print(f"relay benchmark: medians of {reps} runs, (x) = ratio to socat; {ncpu} CPUs; run took {elapsed} s")
+print(f"relay benchmark: medians of {reps} (bulk/echo) runs, (x) = ratio to socat; {ncpu} CPUs; run took {elapsed} s")
 print("metric".ljust(w0) + "".join(r.rjust(w) for r in relays))
 for name, f, fmt in rows:
     base = f("socat")
@@ -258,6 +269,9 @@ for name, f, fmt in rows:
         cells.append(s.rjust(w))
     print(name.ljust(w0) + "".join(cells))
 for r in relays:
+    m = vals.get((r, "idle_mem_conns"))
+    if m and m[0] not in ("-", mark):
+        print(f"idle {r}: memory measured at {m[0]} connections (all it held)")
     if held(r)[1] not in ("done", "-"):
         print(f"idle {r}: stopped early: {held(r)[1]}")
 PY

@@ -462,7 +462,7 @@ fn idle(o: &Opts) -> io::Result<()> {
     let mut failed_in_a_row = 0usize;
     let mut first_error = String::new();
     let mut stop = "done";
-    let mut mem_line = String::from("rss_kib_per_conn=- pss_kib_per_conn=-");
+    let mut mem_line = String::from("mem_conns=- rss_kib_per_conn=- pss_kib_per_conn=-");
     while open.len() < want {
         if Instant::now() >= deadline {
             stop = "time-cap";
@@ -490,18 +490,14 @@ fn idle(o: &Opts) -> io::Result<()> {
             }
         }
         if open.len() == mark {
-            if let (Some(p), Some((r0, s0))) = (pid, mem0) {
-                std::thread::sleep(Duration::from_millis(500));
-                let (r1, s1) = proc_tree::memory_kib(p);
-                mem_line = format!(
-                    "rss_kib_per_conn={:.2} pss_kib_per_conn={:.2}",
-                    r1.saturating_sub(r0) as f64 / mark as f64,
-                    s1.saturating_sub(s0) as f64 / mark as f64
-                );
-            }
+            mem_line = mem_per_conn(pid, mem0, mark);
         }
     }
     let opened = open.len();
+    if opened < mark && opened > 0 {
+        // The relay could not hold `mark`: measure what it did hold.
+        mem_line = mem_per_conn(pid, mem0, opened);
+    }
     std::thread::sleep(hold);
     let still = open.iter_mut().map(still_open).filter(|&o| o).count();
     println!(
@@ -510,6 +506,20 @@ fn idle(o: &Opts) -> io::Result<()> {
         if first_error.is_empty() { "-" } else { &first_error }
     );
     Ok(())
+}
+
+/// Memory growth of the relay's process tree per connection, as fields.
+fn mem_per_conn(pid: Option<i32>, before: Option<(u64, u64)>, conns: usize) -> String {
+    let (Some(p), Some((r0, s0))) = (pid, before) else {
+        return "mem_conns=- rss_kib_per_conn=- pss_kib_per_conn=-".into();
+    };
+    std::thread::sleep(Duration::from_millis(500));
+    let (r1, s1) = proc_tree::memory_kib(p);
+    format!(
+        "mem_conns={conns} rss_kib_per_conn={:.2} pss_kib_per_conn={:.2}",
+        r1.saturating_sub(r0) as f64 / conns as f64,
+        s1.saturating_sub(s0) as f64 / conns as f64
+    )
 }
 
 fn open_idle(t: &Target) -> io::Result<Conn> {

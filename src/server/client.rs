@@ -81,10 +81,23 @@ pub(crate) struct Client {
 
 /// What one read attempt gave.
 enum ReadOutcome {
-    Data(usize),
+    /// Bytes read, and whether that emptied the socket (see `drained`).
+    Data(usize, bool),
     WouldBlock,
     Eof,
     Failed(io::Error),
+}
+
+/// A stream read that returned less than asked for took everything the
+/// socket had (TCP and Unix stream sockets copy until the queue is empty),
+/// so a second read would only say WouldBlock. With edge-triggered epoll,
+/// data arriving later raises a new event, so the readiness bit can be
+/// cleared now: one syscall less per message on the latency path (tokio's
+/// readiness handling does the same). Not once the peer's end of stream was
+/// reported (`Ready::read_closed`): a FIN already queued raises no new
+/// event, so reading goes on until it returns 0.
+fn drained(n: usize, asked: usize) -> bool {
+    cfg!(target_os = "linux") && n < asked
 }
 
 fn read_some(src: &mut impl Read, buf: &mut Buf, pool: &mut Pool) -> ReadOutcome {
@@ -96,8 +109,9 @@ fn read_some(src: &mut impl Read, buf: &mut Buf, pool: &mut Pool) -> ReadOutcome
         return match src.read(spare) {
             Ok(0) => ReadOutcome::Eof,
             Ok(n) => {
+                let drained = drained(n, spare.len());
                 buf.commit(n);
-                ReadOutcome::Data(n)
+                ReadOutcome::Data(n, drained)
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => ReadOutcome::WouldBlock,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -299,7 +313,7 @@ impl Server {
                 return;
             }
             match read_some(&mut c.sock, &mut c.inbuf, pool) {
-                ReadOutcome::Data(n) => c.bytes_in += n as u64,
+                ReadOutcome::Data(n, _) => c.bytes_in += n as u64,
                 ReadOutcome::WouldBlock => {
                     c.ready.readable = false;
                     return;
@@ -459,9 +473,12 @@ impl Server {
             return false;
         }
         match read_some(&mut c.sock, &mut c.inbuf, pool) {
-            ReadOutcome::Data(n) => {
+            ReadOutcome::Data(n, drained) => {
                 c.bytes_in += n as u64;
                 c.last_active = Instant::now();
+                if drained && !c.ready.read_closed {
+                    c.ready.readable = false;
+                }
                 true
             }
             ReadOutcome::WouldBlock => {
@@ -724,6 +741,9 @@ impl Server {
                         c.outbuf.commit(total);
                         progress = true;
                         *bulk = n == max && n >= BULK_READ;
+                        if drained(n, max) && !u.ready.read_closed {
+                            u.ready.readable = false;
+                        }
                     }
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => u.ready.readable = false,
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => {}

@@ -64,6 +64,9 @@ const SWEEP_EVERY: Duration = Duration::from_millis(500);
 pub(crate) struct Ready {
     pub readable: bool,
     pub writable: bool,
+    /// The peer's end of stream (or an error) was reported; sticky. Until
+    /// then a short read may clear `readable` (client.rs, `drained`).
+    pub read_closed: bool,
 }
 
 /// One socket the loop owns.
@@ -265,6 +268,7 @@ impl Server {
                         let ready = Ready {
                             readable: event.is_readable() || event.is_read_closed() || event.is_error(),
                             writable: event.is_writable() || event.is_write_closed() || event.is_error(),
+                            read_closed: event.is_read_closed() || event.is_error(),
                         };
                         self.on_ready(key, ready);
                     }
@@ -355,11 +359,13 @@ impl Server {
             Some(Conn::Client(c)) => {
                 c.ready.readable |= ready.readable;
                 c.ready.writable |= ready.writable;
+                c.ready.read_closed |= ready.read_closed;
                 self.drive_client(key);
             }
             Some(Conn::Upstream(u)) => {
                 u.ready.readable |= ready.readable;
                 u.ready.writable |= ready.writable;
+                u.ready.read_closed |= ready.read_closed;
                 let client = u.client;
                 self.drive_client(client);
             }
