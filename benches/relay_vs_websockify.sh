@@ -159,22 +159,31 @@ for rep in $(seq "$REPS"); do
         done
     done
 done
-# Round trips in their own phase, after a pause, relays interleaved per
-# round: on a shared 2-CPU machine latency is bimodal (whether a wakeup
-# finds a free CPU), so many short rounds give a steadier median.
+# Round trips in their own phase, after a pause. One client holds an echo
+# connection through every relay and sends to each in turn, so all four
+# see the same load (this machine is shared; latency there is bimodal,
+# depending on whether a wakeup finds a free CPU). Repeated RTT_REPS times.
 sleep 2
+targets=""
+for r in "${RELAYS[@]}"; do
+    case $r in
+    direct) t="127.0.0.1:$SINK_PORT" ;;
+    socat) t="127.0.0.1:${PORT[$r]}" ;;
+    *) t="127.0.0.1:${PORT[$r]}/websockify" ;;
+    esac
+    targets="$targets${targets:+,}$r=$t"
+done
 for rep in $(seq "$RTT_REPS"); do
     echo "echo round trips, repetition $rep/$RTT_REPS ..." >&2
-    for r in "${RELAYS[@]}"; do
-        args=$(client_args "$r" "${PORT[$r]}" "$SINK_PORT")
-        # shellcheck disable=SC2086
-        line=$(timeout 120 "$WSLOAD" rtt $args --size 64 --count "$RTT_SMALL_COUNT" --warmup 200) ||
-            fail "$r rtt 64 failed"
-        record "$r" rtt64 "$line" p50_us p99_us
-        # shellcheck disable=SC2086
-        line=$(timeout 120 "$WSLOAD" rtt $args --size 16384 --count "$RTT_LARGE_COUNT" --warmup 100) ||
-            fail "$r rtt 16k failed"
-        record "$r" rtt16k "$line" p50_us p99_us
+    for size in 64 16384; do
+        count=$RTT_SMALL_COUNT key=rtt64
+        [ "$size" = 16384 ] && count=$RTT_LARGE_COUNT key=rtt16k
+        out=$(timeout 120 "$WSLOAD" rtt --targets "$targets" --size "$size" --count "$count" --warmup 100) ||
+            fail "rtt $size failed"
+        while read -r line; do
+            r=$(sed -n 's/.*target=\([^ ]*\).*/\1/p' <<<"$line")
+            record "$r" "$key" "$line" p50_us p99_us
+        done <<<"$out"
     done
 done
 for r in "${RELAYS[@]}"; do

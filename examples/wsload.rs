@@ -10,6 +10,7 @@
 //! wsload sink  --listen ADDR                     target: streams / echoes / holds
 //! wsload bulk  --addr ADDR [--ws PATH] --bytes N [--conns C] [--pid P]
 //! wsload rtt   --addr ADDR [--ws PATH] --size S [--count N] [--warmup W]
+//! wsload rtt   --targets name=ADDR[/path],... --size S ...   (interleaved)
 //! wsload idle  --addr ADDR [--ws PATH] --conns N [--mark M] [--hold S] [--pid P]
 //!              [--deadline S] [--max-mem-mib M]
 //! ```
@@ -417,26 +418,55 @@ fn bulk(o: &Opts) -> io::Result<()> {
 
 /// Echo round trips of one message size on one connection.
 fn rtt(o: &Opts) -> io::Result<()> {
-    let t = o.target();
+    // `--targets name=ADDR[/ws-path],...` measures several relays in one
+    // loop, one message to each in turn, so all see the same machine load;
+    // else the single `--addr [--ws]` target.
+    let targets: Vec<(String, Target)> = match o.get("targets") {
+        Some(list) => list.split(',').map(parse_named_target).collect(),
+        None => vec![("-".into(), o.target())],
+    };
     let size = o.num("size", 64) as usize;
     let count = o.num("count", 1000) as usize;
     let warmup = o.num("warmup", 100) as usize;
-    let mut c = Conn::open(&t, Duration::from_secs(10))?;
-    c.send(b"E")?;
+    let mut conns = Vec::new();
+    for (_, t) in &targets {
+        let mut c = Conn::open(t, Duration::from_secs(10))?;
+        c.send(b"E")?;
+        conns.push(c);
+    }
     let msg: Vec<u8> = (0..size).map(|i| (i * 7 + 1) as u8).collect();
-    let mut samples = Vec::with_capacity(count);
+    let mut samples = vec![Vec::with_capacity(count); conns.len()];
     for i in 0..warmup + count {
-        let t0 = Instant::now();
-        c.send(&msg)?;
-        c.recv_exact(size, Some(&msg))?;
-        if i >= warmup {
-            samples.push(t0.elapsed().as_nanos() as u64);
+        for (c, s) in conns.iter_mut().zip(&mut samples) {
+            let t0 = Instant::now();
+            c.send(&msg)?;
+            c.recv_exact(size, Some(&msg))?;
+            if i >= warmup {
+                s.push(t0.elapsed().as_nanos() as u64);
+            }
         }
     }
-    samples.sort_unstable();
-    let pct = |p: f64| samples[((samples.len() - 1) as f64 * p).round() as usize] as f64 / 1000.0;
-    println!("rtt size={size} count={count} p50_us={:.1} p99_us={:.1}", pct(0.50), pct(0.99));
+    for ((name, _), s) in targets.iter().zip(&mut samples) {
+        s.sort_unstable();
+        let pct = |p: f64| s[((s.len() - 1) as f64 * p).round() as usize] as f64 / 1000.0;
+        println!("rtt target={name} size={size} count={count} p50_us={:.1} p99_us={:.1}", pct(0.50), pct(0.99));
+    }
     Ok(())
+}
+
+/// `name=127.0.0.1:PORT` (TCP) or `name=127.0.0.1:PORT/path` (WebSocket).
+fn parse_named_target(spec: &str) -> (String, Target) {
+    let bad = || -> ! {
+        eprintln!("--targets: expected name=ADDR[/path], got {spec}");
+        std::process::exit(2)
+    };
+    let Some((name, rest)) = spec.split_once('=') else { bad() };
+    let (addr, path) = match rest.find('/') {
+        Some(i) => (&rest[..i], Some(rest[i..].to_string())),
+        None => (rest, None),
+    };
+    let Ok(addr) = addr.parse() else { bad() };
+    (name.to_string(), Target { addr, ws_path: path })
 }
 
 // ------------------------------------------------------------------ idle
