@@ -34,7 +34,9 @@ const DEMO_LOW_WATER: usize = 256 << 10;
 
 pub(crate) enum GatewayConn {
     Vnc(VncConn),
-    Demo(DemoPeer),
+    /// Boxed: a demo peer is ~5.7 KB, and every slab entry (each relay
+    /// client and upstream too) is as large as the largest variant.
+    Demo(Box<DemoPeer>),
 }
 
 /// The RFB connection of one session.
@@ -467,7 +469,7 @@ impl Server {
                     let mut out = Vec::new();
                     demo.start(&mut out);
                     debug!("demo VNC server: client {peer}");
-                    entry.insert(Conn::Gateway(GatewayConn::Demo(DemoPeer {
+                    entry.insert(Conn::Gateway(GatewayConn::Demo(Box::new(DemoPeer {
                         sock,
                         peer,
                         demo,
@@ -476,7 +478,7 @@ impl Server {
                         out,
                         sent: 0,
                         gen: 0,
-                    })));
+                    }))));
                     self.schedule(key);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,

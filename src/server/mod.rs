@@ -20,6 +20,7 @@
 pub mod buf;
 mod client;
 mod gateway_io;
+mod pipe;
 pub mod signal;
 mod stream;
 mod timers;
@@ -63,6 +64,9 @@ const SWEEP_EVERY: Duration = Duration::from_millis(500);
 pub(crate) struct Ready {
     pub readable: bool,
     pub writable: bool,
+    /// The peer's end of stream (or an error) was reported; sticky. Until
+    /// then a short read may clear `readable` (client.rs, `drained`).
+    pub read_closed: bool,
 }
 
 /// One socket the loop owns.
@@ -123,6 +127,8 @@ pub struct Server {
     pub(crate) site: crate::http::Site,
     tokens: TokenTable,
     pub(crate) pool: Pool,
+    /// Empty pipes for the relay's zero-copy path.
+    pub(crate) pipes: pipe::PipePool,
     /// Reused output scratch for WebSocket frames built by `ws`.
     pub(crate) scratch: Vec<u8>,
     /// Reused copy of a message being echoed.
@@ -179,6 +185,7 @@ impl Server {
             stop_flag: Arc::new(AtomicBool::new(false)),
             waker,
             pool: Pool::new(BLOCK, 256),
+            pipes: pipe::PipePool::new(64),
             scratch: Vec::new(),
             echo_tmp: Vec::new(),
             rfb_tmp: Vec::new(),
@@ -261,6 +268,7 @@ impl Server {
                         let ready = Ready {
                             readable: event.is_readable() || event.is_read_closed() || event.is_error(),
                             writable: event.is_writable() || event.is_write_closed() || event.is_error(),
+                            read_closed: event.is_read_closed() || event.is_error(),
                         };
                         self.on_ready(key, ready);
                     }
@@ -351,11 +359,13 @@ impl Server {
             Some(Conn::Client(c)) => {
                 c.ready.readable |= ready.readable;
                 c.ready.writable |= ready.writable;
+                c.ready.read_closed |= ready.read_closed;
                 self.drive_client(key);
             }
             Some(Conn::Upstream(u)) => {
                 u.ready.readable |= ready.readable;
                 u.ready.writable |= ready.writable;
+                u.ready.read_closed |= ready.read_closed;
                 let client = u.client;
                 self.drive_client(client);
             }
