@@ -264,3 +264,54 @@ fn relay_declines_permessage_deflate_and_still_works() {
     assert!(head.starts_with("http/1.1 101"), "{head}");
     assert!(!head.contains("sec-websocket-extensions"), "{head}");
 }
+
+#[test]
+fn out_of_file_descriptors_refuses_with_503_instead_of_hanging() {
+    const NOFILE: u64 = 24;
+    use std::os::unix::process::CommandExt;
+    let target = tcp_echo();
+    let addr = free_addr();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_wsvnc"));
+    cmd.args(["--listen", &addr.to_string(), "--target", &target.to_string()])
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    // SAFETY: setrlimit is async-signal-safe; runs in the child before exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            let lim = libc::rlimit { rlim_cur: NOFILE, rlim_max: NOFILE };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let _daemon = Daemon { child: cmd.spawn().unwrap() };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(addr).is_err() {
+        assert!(Instant::now() < deadline, "wsvnc did not listen");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Relay connections take two descriptors each; open until refused.
+    let mut open = Vec::new();
+    let mut refused = None;
+    for _ in 0..30 {
+        match tungstenite::connect(format!("ws://{addr}/websockify")) {
+            Ok((ws, _)) => open.push(ws),
+            Err(tungstenite::Error::Http(resp)) => {
+                refused = Some(resp.status().as_u16());
+                break;
+            }
+            Err(e) => panic!("expected a WebSocket or a 503, got {e}"),
+        }
+    }
+    assert_eq!(refused, Some(503), "no 503 after {} connections", open.len());
+    assert!(!open.is_empty());
+    // The connections already open are unaffected.
+    let ws = &mut open[0];
+    if let tungstenite::stream::MaybeTlsStream::Plain(s) = ws.get_ref() {
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    }
+    ws.send(Message::Binary(b"alive".to_vec())).unwrap();
+    assert_eq!(ws.read().unwrap(), Message::Binary(b"alive".to_vec()));
+}

@@ -148,6 +148,9 @@ pub struct Server {
     stats: Stats,
     pub(crate) gw: crate::gateway::Gateways,
     pub(crate) demo_listener: Option<TcpListener>,
+    /// A descriptor held in reserve so that, out of descriptors, a waiting
+    /// connection can still be accepted and refused (see `accept_clients`).
+    spare_fd: Option<std::fs::File>,
 }
 
 impl Server {
@@ -199,6 +202,7 @@ impl Server {
             stats: Stats::default(),
             gw: crate::gateway::Gateways::new(&cfg),
             demo_listener: None,
+            spare_fd: std::fs::File::open("/dev/null").ok(),
             tokens,
             site,
             cfg,
@@ -230,11 +234,13 @@ impl Server {
     }
 
     pub fn stats(&self) -> Stats {
-        Stats { open_clients: self.client_count(), ..self.stats }
+        self.stats
     }
 
+    /// Open browser-side connections (kept by `admit`/`remove_conn`, so a
+    /// check per accept costs O(1), not a walk of the slab).
     fn client_count(&self) -> usize {
-        self.conns.iter().filter(|(_, c)| matches!(c, Conn::Client(_))).count()
+        self.stats.open_clients
     }
 
     /// Run until stopped. Returns Ok after a graceful shutdown.
@@ -320,8 +326,31 @@ impl Server {
                 Ok((sock, peer)) => self.admit(sock, peer),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if is_fd_exhaustion(&e) => {
+                    // Out of file descriptors: the connection would sit in the
+                    // backlog until the client gives up. Free the spare
+                    // descriptor, accept it, answer 503, close, re-take the
+                    // spare (the classic libev/nginx trick).
+                    // Linux reports EMFILE before looking at the backlog, so
+                    // it says nothing about whether a connection is waiting:
+                    // go on only when one was.
+                    self.spare_fd = None;
+                    let refused_one = match self.listener.accept() {
+                        Ok((mut sock, peer)) => {
+                            use std::io::Write;
+                            self.stats.refused += 1;
+                            let _ = sock.write(&crate::http::error_response(503, true));
+                            warn!("{peer}: refused: out of file descriptors ({e})");
+                            true
+                        }
+                        Err(_) => false,
+                    };
+                    self.spare_fd = std::fs::File::open("/dev/null").ok();
+                    if !refused_one || self.spare_fd.is_none() {
+                        return; // nothing waiting, or still exhausted: the next event retries
+                    }
+                }
                 Err(e) => {
-                    // EMFILE and friends: log and let the next event retry.
                     warn!("accept failed: {e}");
                     return;
                 }
@@ -351,6 +380,7 @@ impl Server {
         }
         let now = Instant::now();
         entry.insert(Conn::Client(Client::new(sock, peer, now, self.cfg.max_message)));
+        self.stats.open_clients += 1;
         self.timers.add(now + self.cfg.handshake_timeout, key, 0);
     }
 
@@ -489,12 +519,20 @@ impl Server {
         let mut conn = self.conns.try_remove(key)?;
         let reg = self.poll.registry();
         let _ = match &mut conn {
-            Conn::Client(c) => reg.deregister(&mut c.sock),
+            Conn::Client(c) => {
+                self.stats.open_clients -= 1;
+                reg.deregister(&mut c.sock)
+            }
             Conn::Upstream(u) => reg.deregister(&mut u.stream),
             Conn::Gateway(g) => g.deregister(reg),
         };
         Some(conn)
     }
+}
+
+/// EMFILE/ENFILE: the process or system is out of file descriptors.
+fn is_fd_exhaustion(e: &io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::EMFILE) | Some(libc::ENFILE))
 }
 
 /// Serve only the built-in demo VNC server on `addr` (no HTTP), until SIGINT/SIGTERM.
