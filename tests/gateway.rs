@@ -688,6 +688,7 @@ fn malformed_browser_messages_close_only_that_viewer() {
         ("resize 0x0", true, v1::enc::resize(0, 0), 1008),
         ("password never asked for", true, v1::enc::password(b"x"), 1008),
         ("second ClientHello", true, v1::enc::hello(1), 1008),
+        ("ack for a frame never sent", true, v1::enc::ack(1000), 1008),
         ("empty message", true, vec![], 1002),
     ];
     for (what, hello, msg, code) in rows {
@@ -733,12 +734,23 @@ fn viewer_that_never_acks_gets_at_most_two_frames() {
         let _ = lazy.read();
     }
     assert_eq!(lazy.frames, 2, "frames beyond MAX_UNACKED without acks");
-    // Acknowledging resumes the flow.
-    let last = lazy.last_frame.unwrap();
-    lazy.send(&v1::enc::ack(last - 1)).unwrap();
-    lazy.send(&v1::enc::ack(last)).unwrap();
+    // Acks are cumulative; a repeated ack acknowledges nothing new: acking
+    // frame 1 twice lets exactly one more frame through.
+    assert_eq!(lazy.last_frame, Some(2));
+    lazy.send(&v1::enc::ack(1)).unwrap();
+    lazy.send(&v1::enc::ack(1)).unwrap();
     lazy.set_read_timeout(T);
     lazy.wait(T, |v| v.frames >= 3).expect("a frame after acking");
+    wait_frames(&mut busy, 30);
+    lazy.set_read_timeout(Duration::from_millis(200));
+    for _ in 0..5 {
+        let _ = lazy.read();
+    }
+    assert_eq!(lazy.frames, 3, "a repeated ack must not open the window");
+    // Acking the last frame acknowledges both outstanding ones.
+    lazy.send(&v1::enc::ack(3)).unwrap();
+    lazy.set_read_timeout(T);
+    lazy.wait(T, |v| v.frames >= 5).expect("two frames after a cumulative ack");
 }
 
 #[test]
@@ -765,4 +777,52 @@ fn viewer_that_never_reads_keeps_memory_bounded() {
     assert!(after < before + 160 * 1024, "RSS grew from {before} to {after} KiB");
     drop(stuck);
     wait_frames(&mut busy, 5);
+}
+
+/// Bell, ServerCutText, Cursor and DesktopName from the VNC server reach
+/// every viewer; a late joiner gets the current cursor and name.
+#[test]
+fn server_side_events_reach_viewers() {
+    let mut script = vec![2]; // Bell
+    script.extend_from_slice(&[3, 0, 0, 0, 0, 0, 0, 5]);
+    script.extend_from_slice(b"caf\xe9!"); // ServerCutText, Latin-1
+    script.extend_from_slice(&[0, 0, 0, 2]); // FramebufferUpdate, 2 rects
+    for n in [1u16, 1, 2, 2] {
+        script.extend_from_slice(&n.to_be_bytes()); // hotspot 1,1; 2x2
+    }
+    script.extend_from_slice(&(-239i32).to_be_bytes());
+    script.extend_from_slice(&[0xff, 0, 0, 0].repeat(4)); // red in the client's 0/8/16 format
+    script.extend_from_slice(&[0b1000_0000, 0b0100_0000]); // bitmask
+    script.extend_from_slice(&[0; 8]);
+    script.extend_from_slice(&(-307i32).to_be_bytes());
+    script.extend_from_slice(&7u32.to_be_bytes());
+    script.extend_from_slice(b"renamed");
+    let addr = scripted(None, script, false);
+    let srv = gateway(Target { addr: TargetAddr::Tcp(addr), password: None, view_only: false });
+    let mut a = viewer(&srv, "");
+    a.wait(T, |v| v.bells == 1 && !v.clipboard.is_empty() && v.cursor.is_some() && v.name == "renamed")
+        .unwrap_or_else(|e| panic!("{e:?}: bells {} clipboard {:?} cursor {:?} name {:?}", a.bells, a.clipboard, a.cursor, a.name));
+    assert_eq!(a.clipboard, vec!["café!".to_string()]);
+    assert_eq!(a.cursor, Some((1, 1, 2, 2)));
+    let mut b = viewer(&srv, "");
+    b.wait(T, |v| v.frames >= 1).expect("late joiner frame");
+    assert_eq!(b.name, "renamed", "late joiner's ServerHello has the current name");
+    assert_eq!(b.cursor, Some((1, 1, 2, 2)), "late joiner gets the cursor");
+}
+
+/// DesktopSize from the VNC server: viewers get Resize, then the new desktop.
+#[test]
+fn server_resize_reaches_viewers() {
+    let demo = DemoVnc::start(DemoConfig { width: 400, height: 300, ..DemoConfig::default() });
+    let srv = gateway(demo.target());
+    let mut v = viewer(&srv, "");
+    wait_frames(&mut v, 2);
+    assert!(demo.peer(0).lock().unwrap().resize(500, 260), "demo accepted the resize");
+    v.wait(T, |v| (v.width, v.height) == (500, 260)).expect("Resize");
+    wait_frames(&mut v, 2);
+    demo.freeze();
+    wait_equal(&mut v, &demo, 0);
+    let mut late = viewer(&srv, "");
+    wait_frames(&mut late, 1);
+    assert_eq!((late.width, late.height), (500, 260));
 }

@@ -56,8 +56,11 @@ pub struct Viewer {
     joined: bool,
     damage: TileSet,
     frame: Option<FrameInProgress>,
-    unacked: u32,
-    next_id: u32,
+    /// Id of the last frame whose EndFrame was sent (0: none yet). Frame
+    /// ids count up from 1, wrapping.
+    last_sent: u32,
+    /// Id of the last frame acknowledged.
+    acked: u32,
     /// Small messages (status, bell, clipboard, cursor, name) to send first.
     pending: Vec<u8>,
     /// Set when this viewer must be closed after its pending output.
@@ -74,11 +77,16 @@ impl Viewer {
             joined: false,
             damage: TileSet::new(0, 0),
             frame: None,
-            unacked: 0,
-            next_id: 1,
+            last_sent: 0,
+            acked: 0,
             pending: Vec::new(),
             close: None,
         }
+    }
+
+    /// Frames sent (EndFrame written) and not yet acknowledged.
+    fn unacked(&self) -> u32 {
+        self.last_sent.wrapping_sub(self.acked)
     }
 
     fn fail(&mut self, code: u16, text: &str) {
@@ -223,7 +231,7 @@ impl Session {
                     if v.joined {
                         if let Some(f) = v.frame.take() {
                             proto::end_frame(&mut v.pending, f.id);
-                            v.unacked += 1;
+                            v.last_sent = f.id;
                         }
                         proto::resize(&mut v.pending, width, height);
                         v.damage.reset(width, height);
@@ -317,10 +325,16 @@ impl Session {
             Input::Password(pw) => return self.password(idx, pw, to_server),
             _ if !v.joined => return Err(policy("input before the session is ready")),
             Input::FrameAck(id) => {
-                if id == 0 || id >= v.next_id {
+                // Cumulative (docs/protocol.md): acknowledges `id` and every
+                // frame before it. How far `id` lies behind the last frame
+                // sent, in wrapping frame-id arithmetic:
+                let behind = v.last_sent.wrapping_sub(id);
+                if behind >= 1 << 31 {
                     return Err(policy("ack for a frame never sent"));
                 }
-                v.unacked = v.unacked.saturating_sub(1);
+                if behind < v.unacked() {
+                    v.acked = id;
+                } // else: a repeated or older ack; nothing new acknowledged
             }
             Input::Key { down, keysym } => {
                 if !v.view_only {
@@ -398,12 +412,11 @@ impl Session {
         if v.close.is_some() || !v.joined {
             return out.len() > start_len;
         }
-        if v.frame.is_none() && v.unacked < MAX_UNACKED && !v.damage.is_empty() {
+        if v.frame.is_none() && v.unacked() < MAX_UNACKED && !v.damage.is_empty() {
             let mut rects = Vec::new();
             v.damage.for_each_run(|r| rects.push(r));
             v.damage.clear();
-            let id = v.next_id;
-            v.next_id = v.next_id.wrapping_add(1).max(1);
+            let id = v.last_sent.wrapping_add(1);
             v.frame = Some(FrameInProgress { id, rects, next: 0 });
         }
         if let Some(f) = &mut v.frame {
@@ -413,11 +426,24 @@ impl Session {
             }
             if f.next == f.rects.len() {
                 proto::end_frame(out, f.id);
+                v.last_sent = f.id;
                 v.frame = None;
-                v.unacked += 1;
             }
         }
         out.len() > start_len
+    }
+
+    /// The session is being dropped: viewer `idx`'s last output (its pending
+    /// messages, normally the `Error`) and the close to send after it.
+    /// Handed over whatever the viewer's socket backlog, so a viewer busy
+    /// receiving a frame still learns why its session ended.
+    pub fn farewell(&mut self, idx: usize) -> (Vec<u8>, (u16, String)) {
+        let why = self.failed.clone().unwrap_or_else(|| "session ended".to_string());
+        let Some(v) = self.viewers.get_mut(idx) else { return (Vec::new(), (close::INTERNAL_ERROR, why)) };
+        if v.close.is_none() {
+            v.fail(close::INTERNAL_ERROR, &why);
+        }
+        (std::mem::take(&mut v.pending), v.close.clone().unwrap_or((close::INTERNAL_ERROR, why)))
     }
 
     /// Whether viewer `idx` must be closed now (after its pending output),
@@ -430,7 +456,7 @@ impl Session {
         self.viewers.get(idx).is_some_and(|v| {
             !v.pending.is_empty()
                 || v.frame.is_some()
-                || (v.joined && v.unacked < MAX_UNACKED && !v.damage.is_empty())
+                || (v.joined && v.unacked() < MAX_UNACKED && !v.damage.is_empty())
         })
     }
 }

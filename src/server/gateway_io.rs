@@ -301,20 +301,31 @@ impl Server {
         }
     }
 
-    /// Drop a session and its VNC connection. Viewers still attached are
-    /// told why (they were sent Error by `Session::fail`) and detached.
+    /// Drop a session and its VNC connection. Viewers still attached get
+    /// their last messages (the `Error` from `Session::fail`) and a close,
+    /// even when their socket backlog is over `LOW_WATER` (their pending
+    /// output would otherwise be dropped with the session), then are detached.
     fn end_session(&mut self, sidx: usize) {
-        let Some(s) = self.gw.remove(sidx) else { return };
+        let Some(mut s) = self.gw.remove(sidx) else { return };
         if let Some(k) = s.conn {
             self.remove_conn(k);
         }
-        for (_, v) in s.viewers.iter() {
-            if let Some(c) = self.client_mut(v.client) {
-                if let State::Ws { app, .. } = &mut c.state {
+        let viewers: Vec<(usize, usize)> = s.viewers.iter().map(|(i, v)| (i, v.client)).collect();
+        for (vidx, client) in viewers {
+            let (last, (code, why)) = s.farewell(vidx);
+            let Server { conns, pool, scratch, .. } = self;
+            if let Some(Conn::Client(c)) = conns.get_mut(client) {
+                if let State::Ws { app, ws } = &mut c.state {
                     *app = App::Detached;
+                    if !last.is_empty() && !ws.close_sent() {
+                        scratch.clear();
+                        ws.send_binary(&last, scratch);
+                        let _ = c.outbuf.push(scratch, pool);
+                    }
                 }
+                c.send_close(code, &why, pool, scratch);
             }
-            self.schedule(v.client);
+            self.schedule(client);
         }
     }
 
