@@ -64,8 +64,10 @@ pub enum End {
     Timeout,
 }
 
-pub struct V1 {
-    pub ws: Ws,
+/// The viewer's model of the session: canvas and everything received.
+/// Transport-free: feed it whole WebSocket messages with [`Canvas::apply`].
+#[derive(Default)]
+pub struct Canvas {
     pub width: u16,
     pub height: u16,
     /// RGBA, stride width*4.
@@ -73,8 +75,6 @@ pub struct V1 {
     pub hello: Option<Msg>,
     pub frames: u64,
     pub last_frame: Option<u32>,
-    /// Send FrameAck for each EndFrame as soon as it is applied.
-    pub auto_ack: bool,
     pub bells: u64,
     pub clipboard: Vec<String>,
     pub statuses: Vec<String>,
@@ -82,11 +82,30 @@ pub struct V1 {
     pub password_required: bool,
     pub cursor: Option<(u16, u16, u16, u16)>,
     pub name: String,
-    pub closed: Option<End>,
     /// Bytes of WebSocket payload received.
     pub bytes: u64,
-    /// Messages since the last EndFrame (reset at EndFrame).
-    pub frame_msgs: u64,
+}
+
+/// A v1 viewer over tungstenite (no permessage-deflate: tungstenite has none).
+pub struct V1 {
+    pub ws: Ws,
+    pub c: Canvas,
+    /// Send FrameAck for each EndFrame as soon as its message is applied.
+    pub auto_ack: bool,
+    pub closed: Option<End>,
+}
+
+impl std::ops::Deref for V1 {
+    type Target = Canvas;
+    fn deref(&self) -> &Canvas {
+        &self.c
+    }
+}
+
+impl std::ops::DerefMut for V1 {
+    fn deref_mut(&mut self) -> &mut Canvas {
+        &mut self.c
+    }
 }
 
 fn rd_u16(b: &[u8], p: &mut usize) -> Result<u16, String> {
@@ -184,26 +203,7 @@ impl V1 {
     }
 
     pub fn from_ws(ws: Ws) -> V1 {
-        V1 {
-            ws,
-            width: 0,
-            height: 0,
-            fb: Vec::new(),
-            hello: None,
-            frames: 0,
-            last_frame: None,
-            auto_ack: true,
-            bells: 0,
-            clipboard: Vec::new(),
-            statuses: Vec::new(),
-            error: None,
-            password_required: false,
-            cursor: None,
-            name: String::new(),
-            closed: None,
-            bytes: 0,
-            frame_msgs: 0,
-        }
+        V1 { ws, c: Canvas::default(), auto_ack: true, closed: None }
     }
 
     pub fn tcp(&self) -> &TcpStream {
@@ -259,11 +259,15 @@ impl V1 {
             };
             match m {
                 Message::Binary(b) => {
-                    self.bytes += b.len() as u64;
-                    match self.apply(&b) {
-                        Ok(msgs) => return Ok(msgs),
-                        Err(e) => panic!("gateway sent a malformed v1 message: {e}"),
+                    let msgs = self.c.apply(&b).unwrap_or_else(|e| panic!("gateway sent a malformed v1 message: {e}"));
+                    if self.auto_ack {
+                        for m in &msgs {
+                            if let Msg::EndFrame(id) = m {
+                                let _ = self.ws.send(Message::Binary(enc::ack(*id)));
+                            }
+                        }
                     }
+                    return Ok(msgs);
                 }
                 Message::Close(f) => {
                     let end = match f {
@@ -308,11 +312,20 @@ impl V1 {
         }
     }
 
+    /// Close politely (best effort).
+    pub fn close(mut self) {
+        let _ = self.ws.close(None);
+        let _ = self.ws.flush();
+    }
+}
+
+impl Canvas {
     /// Parse and apply one WebSocket message's protocol messages.
     pub fn apply(&mut self, b: &[u8]) -> Result<Vec<Msg>, String> {
         if b.is_empty() {
             return Err("empty message".into());
         }
+        self.bytes += b.len() as u64;
         let mut out = Vec::new();
         let mut p = 0;
         while p < b.len() {
@@ -387,10 +400,6 @@ impl V1 {
                     self.need_hello("EndFrame")?;
                     self.frames += 1;
                     self.last_frame = Some(id);
-                    self.frame_msgs = 0;
-                    if self.auto_ack {
-                        let _ = self.ws.send(Message::Binary(enc::ack(id)));
-                    }
                     Msg::EndFrame(id)
                 }
                 t::CURSOR => {
@@ -433,7 +442,6 @@ impl V1 {
                 }
                 other => return Err(format!("unknown message type {other:#04x}")),
             };
-            self.frame_msgs += 1;
             out.push(msg);
         }
         Ok(out)
@@ -463,11 +471,5 @@ impl V1 {
     pub fn pixel(&self, x: u16, y: u16) -> [u8; 4] {
         let o = (y as usize * self.width as usize + x as usize) * 4;
         [self.fb[o], self.fb[o + 1], self.fb[o + 2], self.fb[o + 3]]
-    }
-
-    /// Close politely (best effort).
-    pub fn close(mut self) {
-        let _ = self.ws.close(None);
-        let _ = self.ws.flush();
     }
 }
