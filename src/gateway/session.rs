@@ -18,12 +18,14 @@
 use slab::Slab;
 
 use super::proto::{self, BadInput, Input};
-use crate::fb::{Framebuffer, Rect, TileSet, TILE};
+use crate::fb::{CopyOp, Framebuffer, Rect, TileSet, TILE};
 use crate::rfb::{RfbClient, RfbConfig, RfbError, RfbEvent};
 use crate::ws::close;
 
 /// Frames a viewer may have unacknowledged.
 pub const MAX_UNACKED: u32 = 2;
+/// Copies queued per viewer for its next frame; more become damage.
+const MAX_VIEWER_COPIES: usize = 64;
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Phase {
@@ -55,6 +57,10 @@ pub struct Viewer {
     /// ServerHello sent (the viewer is receiving frames).
     joined: bool,
     damage: TileSet,
+    /// CopyRects to send at the start of the next frame, before the damaged
+    /// tiles. Invariant: applying them to the viewer's canvas makes it equal
+    /// to the framebuffer outside `damage` (see `Session::hand_out_update`).
+    copies: Vec<CopyOp>,
     frame: Option<FrameInProgress>,
     /// Id of the last frame whose EndFrame was sent (0: none yet). Frame
     /// ids count up from 1, wrapping.
@@ -76,12 +82,17 @@ impl Viewer {
             authorized: false,
             joined: false,
             damage: TileSet::new(0, 0),
+            copies: Vec::new(),
             frame: None,
             last_sent: 0,
             acked: 0,
             pending: Vec::new(),
             close: None,
         }
+    }
+
+    fn has_changes(&self) -> bool {
+        !self.damage.is_empty() || !self.copies.is_empty()
     }
 
     /// Frames sent (EndFrame written) and not yet acknowledged.
@@ -113,6 +124,8 @@ pub struct Session {
     browser_password: Option<Vec<u8>>,
     /// Damage of the update being received, handed to viewers at its end.
     update_damage: TileSet,
+    /// Copies logged by the framebuffer during the update being received.
+    update_copies: Vec<CopyOp>,
     /// The session has failed: every viewer is told, then it is dropped.
     pub failed: Option<String>,
     /// Server key of the RFB connection.
@@ -133,6 +146,7 @@ impl Session {
             cursor_msg: Vec::new(),
             browser_password: None,
             update_damage: TileSet::new(0, 0),
+            update_copies: Vec::new(),
             failed: None,
             conn: None,
         }
@@ -213,6 +227,8 @@ impl Session {
                 self.update_damage = TileSet::new(width, height);
                 let mut discard = TileSet::new(width, height);
                 self.fb.take_dirty(&mut discard);
+                self.fb.take_copies(&mut self.update_copies);
+                self.update_copies.clear();
                 self.rfb.request_update(false, &self.fb, to_server);
                 let ids: Vec<usize> = self.viewers.iter().map(|(k, _)| k).collect();
                 for idx in ids {
@@ -235,6 +251,7 @@ impl Session {
                         }
                         proto::resize(&mut v.pending, width, height);
                         v.damage.reset(width, height);
+                        v.copies.clear();
                     }
                 }
             }
@@ -249,15 +266,7 @@ impl Session {
                 }
             }
             RfbEvent::Copied { .. } => {}
-            RfbEvent::UpdateDone => {
-                self.fb.take_dirty(&mut self.update_damage);
-                for (_, v) in self.viewers.iter_mut() {
-                    if v.joined {
-                        v.damage.union_from(&self.update_damage);
-                    }
-                }
-                self.update_damage.clear();
-            }
+            RfbEvent::UpdateDone => self.hand_out_update(),
             RfbEvent::Bell => self.broadcast(proto::bell),
             RfbEvent::ServerCutText(text) => self.broadcast(|out| proto::clipboard(out, &text)),
             RfbEvent::Cursor { hot_x, hot_y, width, height, rgba } => {
@@ -272,6 +281,33 @@ impl Session {
                 self.name = name;
             }
         }
+    }
+
+    /// A whole FramebufferUpdate has been applied: give every joined viewer
+    /// its changes. Each logged copy is forwarded as a `Copy` only to a
+    /// viewer whose canvas holds the copy's source as the framebuffer had it:
+    /// no frame half sent (its later tiles would come from newer pixels) and
+    /// no pending damage over the source. Otherwise the destination becomes
+    /// damage. Copies are checked in order, so one whose source is an
+    /// earlier refused copy's destination is refused too.
+    fn hand_out_update(&mut self) {
+        self.fb.take_dirty(&mut self.update_damage);
+        self.fb.take_copies(&mut self.update_copies);
+        for (_, v) in self.viewers.iter_mut() {
+            if !v.joined {
+                continue;
+            }
+            for op in &self.update_copies {
+                if v.frame.is_none() && v.copies.len() < MAX_VIEWER_COPIES && !v.damage.intersects(op.src()) {
+                    v.copies.push(*op);
+                } else {
+                    v.damage.mark(op.dst);
+                }
+            }
+            v.damage.union_from(&self.update_damage);
+        }
+        self.update_damage.clear();
+        self.update_copies.clear();
     }
 
     fn broadcast(&mut self, f: impl Fn(&mut Vec<u8>)) {
@@ -293,6 +329,7 @@ impl Session {
         proto::server_hello(&mut v.pending, w, h, v.view_only, self.resize_supported, &self.name);
         v.pending.extend_from_slice(&self.cursor_msg);
         v.damage.reset(w, h);
+        v.copies.clear();
     }
 
     /// A binary message from viewer `idx`. Server-bound RFB goes to
@@ -412,7 +449,11 @@ impl Session {
         if v.close.is_some() || !v.joined {
             return out.len() > start_len;
         }
-        if v.frame.is_none() && v.unacked() < MAX_UNACKED && !v.damage.is_empty() {
+        if v.frame.is_none() && v.unacked() < MAX_UNACKED && v.has_changes() {
+            for op in v.copies.drain(..) {
+                let (d, sx, sy) = (op.dst, op.src_x, op.src_y);
+                proto::copy(out, d.x, d.y, d.w, d.h, sx, sy);
+            }
             let mut rects = Vec::new();
             v.damage.for_each_run(|r| rects.push(r));
             v.damage.clear();
@@ -456,7 +497,7 @@ impl Session {
         self.viewers.get(idx).is_some_and(|v| {
             !v.pending.is_empty()
                 || v.frame.is_some()
-                || (v.joined && v.unacked() < MAX_UNACKED && !v.damage.is_empty())
+                || (v.joined && v.unacked() < MAX_UNACKED && v.has_changes())
         })
     }
 }

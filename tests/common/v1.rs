@@ -75,6 +75,8 @@ pub struct Canvas {
     pub hello: Option<Msg>,
     pub frames: u64,
     pub last_frame: Option<u32>,
+    /// Copy messages applied.
+    pub copies: u64,
     pub bells: u64,
     pub clipboard: Vec<String>,
     pub statuses: Vec<String>,
@@ -381,6 +383,7 @@ impl Canvas {
                         let d = (y as usize + i) * stride + x as usize * 4;
                         self.fb.copy_within(s..s + w as usize * 4, d);
                     }
+                    self.copies += 1;
                     Msg::Copy { x, y, w, h, sx, sy }
                 }
                 t::PIXELS => {
@@ -467,8 +470,11 @@ impl Canvas {
         Ok(())
     }
 
-    /// RGBA of (x, y).
+    /// RGBA of (x, y); [0, 0, 0, 0] outside the canvas (or before ServerHello).
     pub fn pixel(&self, x: u16, y: u16) -> [u8; 4] {
+        if x >= self.width || y >= self.height {
+            return [0; 4];
+        }
         let o = (y as usize * self.width as usize + x as usize) * 4;
         [self.fb[o], self.fb[o + 1], self.fb[o + 2], self.fb[o + 3]]
     }
