@@ -943,3 +943,17 @@ fn copy_from_unsent_source_is_sent_as_pixels() {
     assert_eq!(v.pixel(10, 10), green, "tile 0");
     assert_eq!(v.pixel(130, 10), green, "tile 2: the copy's destination");
 }
+
+/// A VNC server that accepts the TCP connection and then says nothing:
+/// the viewer gets a clear Error (handshake timeout), not "connecting" forever.
+#[test]
+fn silent_vnc_server_times_out() {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    let held = std::thread::spawn(move || l.accept().map(|(s, _)| s));
+    let srv = gateway(Target { addr: TargetAddr::Tcp(addr), password: None, view_only: false });
+    let mut v = viewer(&srv, "");
+    let err = expect_error_close(&mut v, 1011, "did not complete");
+    eprintln!("silent server: {err}");
+    drop(held.join());
+}
