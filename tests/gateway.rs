@@ -571,6 +571,7 @@ fn scripted_steps(
     done: Option<std::sync::mpsc::Sender<()>>,
 ) -> SocketAddr {
     let gate = Arc::new(Mutex::new(gate));
+    let steps = Arc::new(steps); // shared, not copied per connection
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = l.local_addr().unwrap();
     std::thread::spawn(move || {
@@ -830,14 +831,14 @@ fn viewer_that_never_reads_keeps_memory_bounded() {
     let mut busy = viewer(&srv, "");
     wait_frames(&mut busy, 5);
     let before = common::rss_kib();
-    // Stuck viewers: hello and acks sent blindly, nothing ever read.
+    // Stuck viewers: hello, then nothing is ever read. Their first frame
+    // (3 MiB of pixels) is more than the socket buffers hold, so the gateway
+    // meets their full sockets. (Acks can't be sent blindly: an ack for a
+    // frame not yet sent closes the viewer, docs/protocol.md.)
     let mut stuck = Vec::new();
     for _ in 0..4 {
         let mut ws = v1::open(&srv.url("/ws")).unwrap();
         ws.send(tungstenite::Message::Binary(v1::enc::hello(1))).unwrap();
-        for id in 1..200u32 {
-            ws.send(tungstenite::Message::Binary(v1::enc::ack(id))).unwrap();
-        }
         stuck.push(ws);
     }
     // The others keep getting frames while the stuck ones' sockets are full.
@@ -867,9 +868,13 @@ fn server_side_events_reach_viewers() {
     script.extend_from_slice(&(-307i32).to_be_bytes());
     script.extend_from_slice(&7u32.to_be_bytes());
     script.extend_from_slice(b"renamed");
-    let addr = scripted(None, script, false);
+    // Played once the viewer has joined (events before that are not its own).
+    let (go, gate) = std::sync::mpsc::channel();
+    let addr = scripted_steps(None, vec![vec![0, 0, 0, 0], script], false, Some(gate), None);
     let srv = gateway(Target { addr: TargetAddr::Tcp(addr), password: None, view_only: false });
     let mut a = viewer(&srv, "");
+    wait_frames(&mut a, 1);
+    go.send(()).unwrap();
     a.wait(T, |v| v.bells == 1 && !v.clipboard.is_empty() && v.cursor.is_some() && v.name == "renamed")
         .unwrap_or_else(|e| panic!("{e:?}: bells {} clipboard {:?} cursor {:?} name {:?}", a.bells, a.clipboard, a.cursor, a.name));
     assert_eq!(a.clipboard, vec!["café!".to_string()]);
@@ -956,4 +961,37 @@ fn silent_vnc_server_times_out() {
     let err = expect_error_close(&mut v, 1011, "did not complete");
     eprintln!("silent server: {err}");
     drop(held.join());
+}
+
+/// A VNC server changing the clipboard over and over (1 MiB each time)
+/// while a viewer never reads: the gateway keeps only the latest clipboard
+/// for it (memory stays bounded); a reading viewer gets the last one.
+#[test]
+fn clipboard_flood_to_a_stuck_viewer_keeps_memory_bounded() {
+    const N: usize = 60;
+    let mut flood = Vec::with_capacity(N * ((1 << 20) + 8));
+    for i in 0..N {
+        flood.extend_from_slice(&[3, 0, 0, 0]);
+        flood.extend_from_slice(&(1u32 << 20).to_be_bytes());
+        flood.extend(std::iter::repeat(if i == N - 1 { b'z' } else { b'a' }).take(1 << 20));
+    }
+    let (tx, rx) = std::sync::mpsc::channel();
+    let (go, gate) = std::sync::mpsc::channel();
+    let addr = scripted_steps(None, vec![vec![0, 0, 0, 0], flood], false, Some(gate), Some(tx));
+    let srv = gateway(Target { addr: TargetAddr::Tcp(addr), password: None, view_only: false });
+    let mut reader = viewer(&srv, "");
+    wait_frames(&mut reader, 1);
+    let mut stuck = v1::open(&srv.url("/ws")).unwrap();
+    stuck.send(tungstenite::Message::Binary(v1::enc::hello(1))).unwrap();
+    std::thread::sleep(Duration::from_millis(300)); // let it join before the flood
+    let before = common::rss_kib();
+    go.send(()).unwrap();
+    rx.recv_timeout(T).expect("flood sent");
+    reader
+        .wait(T, |v| v.clipboard.last().is_some_and(|c| c.starts_with('z')))
+        .expect("the last clipboard reaches the reader");
+    let after = common::rss_kib();
+    eprintln!("RSS before {before} KiB, after {after} KiB");
+    assert!(after < before + 40 * 1024, "RSS grew from {before} to {after} KiB for a {N} MiB flood");
+    drop(stuck);
 }

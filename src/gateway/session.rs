@@ -24,6 +24,27 @@ use crate::ws::close;
 
 /// Frames a viewer may have unacknowledged.
 pub const MAX_UNACKED: u32 = 2;
+/// A viewer whose one-off messages pile up past this is not reading: it is
+/// closed rather than buffered for.
+const MAX_PENDING: usize = 256 << 10;
+/// Bells remembered for a viewer that has not been sent them yet.
+const MAX_BELLS: u8 = 4;
+
+/// Changes of session state not yet sent to one viewer.
+#[derive(Debug, Default, Clone, Copy)]
+struct News {
+    bells: u8,
+    clipboard: bool,
+    cursor: bool,
+    name: bool,
+}
+
+impl News {
+    fn any(&self) -> bool {
+        self.bells > 0 || self.clipboard || self.cursor || self.name
+    }
+}
+
 /// Copies queued per viewer for its next frame; more become damage.
 const MAX_VIEWER_COPIES: usize = 64;
 
@@ -67,8 +88,12 @@ pub struct Viewer {
     last_sent: u32,
     /// Id of the last frame acknowledged.
     acked: u32,
-    /// Small messages (status, bell, clipboard, cursor, name) to send first.
+    /// Small one-off messages (hello, status, resize, password request,
+    /// error) to send first; capped by `MAX_PENDING`.
     pending: Vec<u8>,
+    /// State the viewer must be told about, latest wins (so a viewer that
+    /// does not read costs no more memory however often it changes).
+    news: News,
     /// Set when this viewer must be closed after its pending output.
     pub close: Option<(u16, String)>,
 }
@@ -87,6 +112,7 @@ impl Viewer {
             last_sent: 0,
             acked: 0,
             pending: Vec::new(),
+            news: News::default(),
             close: None,
         }
     }
@@ -118,8 +144,10 @@ pub struct Session {
     pub viewers: Slab<Viewer>,
     name: String,
     resize_supported: bool,
-    /// The last Cursor message, for late joiners.
+    /// The last Cursor message (also for late joiners).
     cursor_msg: Vec<u8>,
+    /// The last Clipboard message.
+    clipboard_msg: Vec<u8>,
     /// Password typed by the browser that unlocked this session, if any.
     browser_password: Option<Vec<u8>>,
     /// Damage of the update being received, handed to viewers at its end.
@@ -144,6 +172,7 @@ impl Session {
             name: String::new(),
             resize_supported: false,
             cursor_msg: Vec::new(),
+            clipboard_msg: Vec::new(),
             browser_password: None,
             update_damage: TileSet::new(0, 0),
             update_copies: Vec::new(),
@@ -267,18 +296,26 @@ impl Session {
             }
             RfbEvent::Copied { .. } => {}
             RfbEvent::UpdateDone => self.hand_out_update(),
-            RfbEvent::Bell => self.broadcast(proto::bell),
-            RfbEvent::ServerCutText(text) => self.broadcast(|out| proto::clipboard(out, &text)),
+            RfbEvent::Bell => self.broadcast(|n| n.bells = (n.bells + 1).min(MAX_BELLS)),
+            RfbEvent::ServerCutText(text) => {
+                self.clipboard_msg.clear();
+                proto::clipboard(&mut self.clipboard_msg, &text);
+                self.broadcast(|n| n.clipboard = true);
+            }
             RfbEvent::Cursor { hot_x, hot_y, width, height, rgba } => {
                 self.cursor_msg.clear();
                 proto::cursor(&mut self.cursor_msg, hot_x, hot_y, width, height, &rgba);
-                let msg = std::mem::take(&mut self.cursor_msg);
-                self.broadcast(|out| out.extend_from_slice(&msg));
-                self.cursor_msg = msg;
+                self.broadcast(|n| n.cursor = true);
             }
             RfbEvent::DesktopName(name) => {
-                self.broadcast(|out| proto::desktop_name(out, &name));
                 self.name = name;
+                self.broadcast(|n| n.name = true);
+            }
+        }
+        for (_, v) in self.viewers.iter_mut() {
+            if v.pending.len() > MAX_PENDING && v.close.is_none() {
+                v.pending.clear();
+                v.fail(close::POLICY_VIOLATION, "viewer is not reading its messages");
             }
         }
     }
@@ -310,10 +347,11 @@ impl Session {
         self.update_copies.clear();
     }
 
-    fn broadcast(&mut self, f: impl Fn(&mut Vec<u8>)) {
+    /// Record news for every joined viewer.
+    fn broadcast(&mut self, f: impl Fn(&mut News)) {
         for (_, v) in self.viewers.iter_mut() {
             if v.joined {
-                f(&mut v.pending);
+                f(&mut v.news);
             }
         }
     }
@@ -327,7 +365,7 @@ impl Session {
         }
         v.joined = true;
         proto::server_hello(&mut v.pending, w, h, v.view_only, self.resize_supported, &self.name);
-        v.pending.extend_from_slice(&self.cursor_msg);
+        v.news = News { cursor: !self.cursor_msg.is_empty(), ..News::default() };
         v.damage.reset(w, h);
         v.copies.clear();
     }
@@ -441,13 +479,26 @@ impl Session {
     /// `budget` bytes at most, plus one tile row). Returns false when there
     /// is nothing to send now.
     pub fn compose(&mut self, idx: usize, budget: usize, out: &mut Vec<u8>) -> bool {
-        let fb = &self.fb;
-        let Some(v) = self.viewers.get_mut(idx) else { return false };
+        let Session { fb, viewers, cursor_msg, clipboard_msg, name, .. } = self;
+        let Some(v) = viewers.get_mut(idx) else { return false };
         let start_len = out.len();
         out.extend_from_slice(&v.pending);
         v.pending.clear();
         if v.close.is_some() || !v.joined {
             return out.len() > start_len;
+        }
+        let news = std::mem::take(&mut v.news);
+        for _ in 0..news.bells {
+            proto::bell(out);
+        }
+        if news.clipboard {
+            out.extend_from_slice(clipboard_msg);
+        }
+        if news.cursor {
+            out.extend_from_slice(cursor_msg);
+        }
+        if news.name {
+            proto::desktop_name(out, name);
         }
         if v.frame.is_none() && v.unacked() < MAX_UNACKED && v.has_changes() {
             for op in v.copies.drain(..) {
@@ -496,6 +547,7 @@ impl Session {
     pub fn viewer_has_output(&self, idx: usize) -> bool {
         self.viewers.get(idx).is_some_and(|v| {
             !v.pending.is_empty()
+                || (v.joined && v.close.is_none() && v.news.any())
                 || v.frame.is_some()
                 || (v.joined && v.unacked() < MAX_UNACKED && v.has_changes())
         })
