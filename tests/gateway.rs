@@ -557,7 +557,7 @@ fn vnc_server_killed_mid_session() {
 /// FramebufferUpdateRequest it sends `script`, then keeps the socket open
 /// until the peer goes (or closes at once if `close_after`).
 fn scripted(init: Option<Vec<u8>>, script: Vec<u8>, close_after: bool) -> SocketAddr {
-    scripted_steps(init, vec![script], close_after, None, None)
+    scripted_steps(init, vec![Step::Reply(script)], close_after, None, None)
 }
 
 /// As [`scripted`], but step `i` is sent in answer to the client's `i`-th
@@ -565,7 +565,7 @@ fn scripted(init: Option<Vec<u8>>, script: Vec<u8>, close_after: bool) -> Socket
 /// so; `done` is told when the last step went out.
 fn scripted_steps(
     init: Option<Vec<u8>>,
-    steps: Vec<Vec<u8>>,
+    steps: Vec<Step>,
     close_after: bool,
     gate: Option<std::sync::mpsc::Receiver<()>>,
     done: Option<std::sync::mpsc::Sender<()>>,
@@ -613,6 +613,18 @@ fn scripted_steps(
                 // the next step; skip SetPixelFormat (20), SetEncodings
                 // (4 + 4n), key (8), pointer (6).
                 for (i, step) in steps.iter().enumerate() {
+                let step = match step {
+                    Step::Reply(b) => b,
+                    Step::Continue(b) => {
+                        if let Some(g) = gate.lock().unwrap().as_ref() {
+                            if g.recv().is_err() {
+                                return;
+                            }
+                        }
+                        let _ = s.write_all(b);
+                        continue;
+                    }
+                };
                 if i > 0 {
                     if let Some(g) = gate.lock().unwrap().as_ref() {
                         if g.recv().is_err() {
@@ -661,6 +673,16 @@ fn scripted_steps(
         }
     });
     addr
+}
+
+/// One step of a scripted server.
+#[derive(Clone)]
+enum Step {
+    /// Sent in answer to the next FramebufferUpdateRequest.
+    Reply(Vec<u8>),
+    /// Sent as soon as the gate opens (the rest of a message: lets a test
+    /// act while the gateway holds half an update).
+    Continue(Vec<u8>),
 }
 
 fn server_init(w: u16, h: u16, name: &[u8]) -> Vec<u8> {
@@ -870,7 +892,7 @@ fn server_side_events_reach_viewers() {
     script.extend_from_slice(b"renamed");
     // Played once the viewer has joined (events before that are not its own).
     let (go, gate) = std::sync::mpsc::channel();
-    let addr = scripted_steps(None, vec![vec![0, 0, 0, 0], script], false, Some(gate), None);
+    let addr = scripted_steps(None, vec![Step::Reply(vec![0, 0, 0, 0]), Step::Reply(script)], false, Some(gate), None);
     let srv = gateway(Target { addr: TargetAddr::Tcp(addr), password: None, view_only: false });
     let mut a = viewer(&srv, "");
     wait_frames(&mut a, 1);
@@ -923,6 +945,7 @@ fn copy_from_unsent_source_is_sent_as_pixels() {
     ];
     let (tx, rx) = std::sync::mpsc::channel();
     let (go, gate) = std::sync::mpsc::channel();
+    let steps = steps.into_iter().map(Step::Reply).collect();
     let addr = scripted_steps(Some(server_init(256, 64, b"copy")), steps, false, Some(gate), Some(tx));
     let srv = gateway(Target { addr: TargetAddr::Tcp(addr), password: None, view_only: false });
     let mut v = viewer(&srv, "");
@@ -977,7 +1000,7 @@ fn clipboard_flood_to_a_stuck_viewer_keeps_memory_bounded() {
     }
     let (tx, rx) = std::sync::mpsc::channel();
     let (go, gate) = std::sync::mpsc::channel();
-    let addr = scripted_steps(None, vec![vec![0, 0, 0, 0], flood], false, Some(gate), Some(tx));
+    let addr = scripted_steps(None, vec![Step::Reply(vec![0, 0, 0, 0]), Step::Reply(flood)], false, Some(gate), Some(tx));
     let srv = gateway(Target { addr: TargetAddr::Tcp(addr), password: None, view_only: false });
     let mut reader = viewer(&srv, "");
     wait_frames(&mut reader, 1);
@@ -994,4 +1017,69 @@ fn clipboard_flood_to_a_stuck_viewer_keeps_memory_bounded() {
     eprintln!("RSS before {before} KiB, after {after} KiB");
     assert!(after < before + 40 * 1024, "RSS grew from {before} to {after} KiB for a {N} MiB flood");
     drop(stuck);
+}
+
+/// Pixels sent while an update is half applied may be newer than a copy's
+/// source: that update's copies must then reach the viewer as pixels.
+#[test]
+fn copy_after_pixels_sent_mid_update_is_sent_as_pixels() {
+    let raw = |x: u16, rgb: [u8; 3]| {
+        let mut r = Vec::new();
+        for n in [x, 0, 64, 64] {
+            r.extend_from_slice(&n.to_be_bytes());
+        }
+        r.extend_from_slice(&0i32.to_be_bytes());
+        r.extend_from_slice(&[rgb[0], rgb[1], rgb[2], 0].repeat(64 * 64));
+        r
+    };
+    let tile = |x: u16, rgb: [u8; 3]| {
+        let mut u = vec![0, 0, 0, 1];
+        u.extend(raw(x, rgb));
+        u
+    };
+    // Update in two parts: [copy tile 0 → tile 2, raw tile 0 red] … [raw tile 3].
+    let mut first = vec![0, 0, 0, 3];
+    for n in [128u16, 0, 64, 64] {
+        first.extend_from_slice(&n.to_be_bytes());
+    }
+    first.extend_from_slice(&1i32.to_be_bytes());
+    first.extend_from_slice(&[0, 0, 0, 0]);
+    first.extend(raw(0, [255, 0, 0]));
+    let steps = vec![
+        Step::Reply(vec![0, 0, 0, 0]),       // answer to the first request: nothing changed
+        Step::Reply(tile(64, [0, 0, 255])),  // frame A (unacked)
+        Step::Reply(tile(192, [0, 0, 255])), // frame B (unacked)
+        Step::Reply(tile(0, [0, 255, 0])),   // tile 0 green, pending for the viewer
+        Step::Reply(first),
+        Step::Continue(raw(192, [255, 255, 0])),
+    ];
+    let (tx, rx) = std::sync::mpsc::channel();
+    let (go, gate) = std::sync::mpsc::channel();
+    let addr = scripted_steps(Some(server_init(256, 64, b"mid")), steps, false, Some(gate), Some(tx));
+    let srv = gateway(Target { addr: TargetAddr::Tcp(addr), password: None, view_only: false });
+    let mut v = viewer(&srv, "");
+    v.wait(T, |v| v.frames >= 1).expect("first frame");
+    v.auto_ack = false;
+    // Ack everything so far, then make two unacked frames.
+    let last = v.last_frame.unwrap();
+    v.send(&v1::enc::ack(last)).unwrap();
+    go.send(()).unwrap();
+    v.wait(T, |v| v.pixel(70, 10) == [0, 0, 255, 255]).expect("frame A");
+    go.send(()).unwrap();
+    v.wait(T, |v| v.pixel(200, 10) == [0, 0, 255, 255]).expect("frame B");
+    let b = v.last_frame.unwrap();
+    go.send(()).unwrap(); // tile 0 green: not sent (two unacked)
+    go.send(()).unwrap(); // first half of the update
+    v.set_read_timeout(Duration::from_millis(300));
+    let _ = v.read(); // let the gateway take both
+    v.set_read_timeout(T);
+    // Acking now makes the gateway send tile 0 (red: the half update) mid-update.
+    v.send(&v1::enc::ack(b)).unwrap();
+    v.wait(T, |v| v.pixel(10, 10) == [255, 0, 0, 255]).expect("mid-update frame");
+    let c = v.last_frame.unwrap();
+    v.send(&v1::enc::ack(c)).unwrap();
+    go.send(()).unwrap(); // the rest of the update
+    rx.recv_timeout(T).expect("script played");
+    v.wait(T, |v| v.pixel(200, 10) == [255, 255, 0, 255]).expect("update done");
+    assert_eq!(v.pixel(130, 10), [0, 255, 0, 255], "tile 2 = tile 0 as it was when copied (green)");
 }

@@ -255,6 +255,12 @@ impl Framebuffer {
         self.dirty.clear();
     }
 
+    /// Whether anything changed since the last `take_dirty`/`take_copies`
+    /// (an update is being applied and not yet handed out).
+    pub fn has_changes(&self) -> bool {
+        !self.copies.is_empty() || !self.dirty.is_empty()
+    }
+
     /// Copies logged since the last call (in the order applied); clears the log.
     pub fn take_copies(&mut self, into: &mut Vec<CopyOp>) {
         into.append(&mut self.copies);

@@ -14,6 +14,13 @@
 //! viewer skips intermediate states instead of queueing them. A frame is
 //! composed in chunks (`compose` is called again while the socket has room)
 //! so a viewer's buffered output stays bounded by a chunk, not a frame.
+//! CopyRects are forwarded as `Copy` where the viewer's canvas allows it
+//! (`hand_out_update`), else they become damage.
+//!
+//! Memory per viewer is bounded whatever the viewer does: damage is a tile
+//! bitmap, queued copies are capped, session state (clipboard, cursor,
+//! name) is sent latest-wins from the session's single copy (`News`), and
+//! one-off messages are capped (`MAX_PENDING`).
 
 use slab::Slab;
 
@@ -82,6 +89,11 @@ pub struct Viewer {
     /// tiles. Invariant: applying them to the viewer's canvas makes it equal
     /// to the framebuffer outside `damage` (see `Session::hand_out_update`).
     copies: Vec<CopyOp>,
+    /// Pixels were sent while an update was half applied (the framebuffer
+    /// held changes not yet handed out): the canvas may hold a state the
+    /// update's copies did not start from, so that update's copies are
+    /// sent as pixels to this viewer.
+    mid_update_pixels: bool,
     frame: Option<FrameInProgress>,
     /// Id of the last frame whose EndFrame was sent (0: none yet). Frame
     /// ids count up from 1, wrapping.
@@ -108,6 +120,7 @@ impl Viewer {
             joined: false,
             damage: TileSet::new(0, 0),
             copies: Vec::new(),
+            mid_update_pixels: false,
             frame: None,
             last_sent: 0,
             acked: 0,
@@ -323,8 +336,9 @@ impl Session {
     /// A whole FramebufferUpdate has been applied: give every joined viewer
     /// its changes. Each logged copy is forwarded as a `Copy` only to a
     /// viewer whose canvas holds the copy's source as the framebuffer had it:
-    /// no frame half sent (its later tiles would come from newer pixels) and
-    /// no pending damage over the source. Otherwise the destination becomes
+    /// no frame half sent and no pixels sent while this update was half
+    /// applied (either puts pixels newer than the copy's source on the
+    /// canvas), and no pending damage over the source. Otherwise the destination becomes
     /// damage. Copies are checked in order, so one whose source is an
     /// earlier refused copy's destination is refused too.
     fn hand_out_update(&mut self) {
@@ -334,8 +348,10 @@ impl Session {
             if !v.joined {
                 continue;
             }
+            let can_copy = v.frame.is_none() && !v.mid_update_pixels;
+            v.mid_update_pixels = false;
             for op in &self.update_copies {
-                if v.frame.is_none() && v.copies.len() < MAX_VIEWER_COPIES && !v.damage.intersects(op.src()) {
+                if can_copy && v.copies.len() < MAX_VIEWER_COPIES && !v.damage.intersects(op.src()) {
                     v.copies.push(*op);
                 } else {
                     v.damage.mark(op.dst);
@@ -512,6 +528,9 @@ impl Session {
             v.frame = Some(FrameInProgress { id, rects, next: 0 });
         }
         if let Some(f) = &mut v.frame {
+            if f.next < f.rects.len() && fb.has_changes() {
+                v.mid_update_pixels = true;
+            }
             while f.next < f.rects.len() && out.len() - start_len < budget {
                 encode_run(fb, f.rects[f.next], out);
                 f.next += 1;
