@@ -1083,3 +1083,165 @@ fn copy_after_pixels_sent_mid_update_is_sent_as_pixels() {
     v.wait(T, |v| v.pixel(200, 10) == [255, 255, 0, 255]).expect("update done");
     assert_eq!(v.pixel(130, 10), [0, 255, 0, 255], "tile 2 = tile 0 as it was when copied (green)");
 }
+
+// ------------------------------------------------------ a real VNC server
+
+/// TigerVNC `Xvnc` on display :N / port 17100+N (this helper's range),
+/// killed on drop. Missing binaries fail the test with a clear message.
+struct Xvnc {
+    child: std::process::Child,
+    display: String,
+    port: u16,
+}
+
+impl Xvnc {
+    fn start(n: u16, extra: &[&str]) -> Xvnc {
+        let display = format!(":{}", 170 + n);
+        let port = 17100 + n;
+        let mut cmd = std::process::Command::new("Xvnc");
+        cmd.args([&display, "-rfbport", &port.to_string(), "-localhost", "-geometry", "320x240", "-depth", "24"])
+            .args(["-AlwaysShared", "-AcceptSetDesktopSize=1"])
+            .args(extra)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        let child = cmd.spawn().unwrap_or_else(|e| panic!("cannot start Xvnc (tigervnc-standalone-server): {e}"));
+        let x = Xvnc { child, display, port };
+        let deadline = Instant::now() + T;
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "Xvnc {} never listened on {port}", x.display);
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        x
+    }
+
+    fn run(&self, prog: &str, args: &[&str]) -> String {
+        let out = std::process::Command::new(prog)
+            .args(args)
+            .env("DISPLAY", &self.display)
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run {prog}: {e}"));
+        assert!(out.status.success(), "{prog} {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// The X screen as RGBA (ImageMagick `import -window root`).
+    fn screen(&self) -> Vec<u8> {
+        let out = std::process::Command::new("import")
+            .args(["-display", &self.display, "-window", "root", "-depth", "8", "rgba:-"])
+            .output()
+            .expect("cannot run import (imagemagick)");
+        assert!(out.status.success(), "import: {}", String::from_utf8_lossy(&out.stderr));
+        out.stdout
+    }
+
+    fn target(&self) -> Target {
+        Target { addr: TargetAddr::Tcp(SocketAddr::from(([127, 0, 0, 1], self.port))), password: None, view_only: false }
+    }
+}
+
+impl Drop for Xvnc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Wait until the viewer's canvas equals the X screen (alpha ignored).
+fn wait_equal_x(v: &mut V1, x: &Xvnc) {
+    let deadline = Instant::now() + T;
+    loop {
+        let screen = x.screen();
+        let same = screen.len() == v.fb.len()
+            && screen.chunks(4).zip(v.fb.chunks(4)).all(|(a, b)| a[..3] == b[..3]);
+        if same {
+            return;
+        }
+        if Instant::now() >= deadline {
+            let diff: Vec<usize> = (0..screen.len().min(v.fb.len()) / 4)
+                .filter(|i| screen[i * 4..i * 4 + 3] != v.fb[i * 4..i * 4 + 3])
+                .collect();
+            let first = diff.first().map(|&i| (i % v.width as usize, i / v.width as usize, &screen[i * 4..i * 4 + 4], &v.fb[i * 4..i * 4 + 4]));
+            panic!(
+                "canvas {}x{} never matched the X screen ({} bytes): {} pixels differ, first (x, y, screen, canvas) {first:?}",
+                v.width,
+                v.height,
+                screen.len(),
+                diff.len()
+            );
+        }
+        v.set_read_timeout(Duration::from_millis(200));
+        let _ = v.read();
+        v.set_read_timeout(T);
+    }
+}
+
+/// TigerVNC through the gateway: pixels equal the X screen, the pointer
+/// arrives, a resize request is carried out.
+#[test]
+fn real_xvnc_pixels_input_resize() {
+    let x = Xvnc::start(1, &["-SecurityTypes", "None"]);
+    x.run("xsetroot", &["-solid", "#336699"]);
+    let srv = gateway(x.target());
+    let mut v = viewer(&srv, "");
+    wait_frames(&mut v, 1);
+    wait_equal_x(&mut v, &x);
+    // A flat-coloured window (xterm) drawn after connecting: an update.
+    let mut term = std::process::Command::new("xterm")
+        .args(["-display", &x.display, "-geometry", "20x5+30+40", "-bg", "#202020", "-fg", "#e0e0e0"])
+        .spawn()
+        .expect("cannot start xterm");
+    std::thread::sleep(Duration::from_millis(500));
+    wait_equal_x(&mut v, &x);
+    v.pointer(123, 77, 0).unwrap();
+    let deadline = Instant::now() + T;
+    loop {
+        let loc = x.run("xdotool", &["getmouselocation", "--shell"]);
+        if loc.contains("X=123\n") && loc.contains("Y=77\n") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "pointer never reached Xvnc: {loc}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    match v.hello.clone() {
+        Some(Msg::ServerHello { flags, .. }) => assert_eq!(flags & 2, 2, "Xvnc supports remote resize"),
+        other => panic!("{other:?}"),
+    }
+    v.resize_request(400, 300).unwrap();
+    v.wait(T, |v| (v.width, v.height) == (400, 300)).expect("Resize to 400x300");
+    wait_equal_x(&mut v, &x);
+    let _ = term.kill();
+    let _ = term.wait();
+}
+
+/// TigerVNC with VncAuth: the browser is asked, the right password works,
+/// a wrong one ends with TigerVNC's reason.
+#[test]
+fn real_xvnc_password() {
+    let pwfile = token_file("xvnc.passwd", "");
+    let out = std::process::Command::new("vncpasswd")
+        .arg("-f")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            c.stdin.take().unwrap().write_all(b"s3cret\n")?;
+            c.wait_with_output()
+        })
+        .expect("cannot run vncpasswd");
+    std::fs::write(&pwfile, out.stdout).unwrap();
+    let pw = pwfile.display().to_string();
+    let x = Xvnc::start(2, &["-SecurityTypes", "VncAuth", "-PasswordFile", &pw]);
+    let srv = gateway(x.target());
+    let mut v = viewer(&srv, "");
+    v.wait(T, |v| v.password_required).expect("PasswordRequired");
+    v.password(b"s3cret").unwrap();
+    wait_frames(&mut v, 1);
+    wait_equal_x(&mut v, &x);
+    drop(v);
+    std::thread::sleep(Duration::from_millis(300)); // session ends with its last viewer
+    let mut w = viewer(&srv, "");
+    w.wait(T, |v| v.password_required).expect("PasswordRequired");
+    w.password(b"wrong").unwrap();
+    let err = expect_error_close(&mut w, 1008, "authentication");
+    eprintln!("Xvnc wrong password: {err}");
+}

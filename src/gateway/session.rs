@@ -167,6 +167,11 @@ pub struct Session {
     update_damage: TileSet,
     /// Copies logged by the framebuffer during the update being received.
     update_copies: Vec<CopyOp>,
+    /// Ask for a non-incremental update next (see `maybe_request`).
+    want_full: bool,
+    /// The first FramebufferUpdate after ServerInit has been applied
+    /// (viewers join then, see `join`).
+    synced: bool,
     /// The session has failed: every viewer is told, then it is dropped.
     pub failed: Option<String>,
     /// Server key of the RFB connection.
@@ -189,6 +194,8 @@ impl Session {
             browser_password: None,
             update_damage: TileSet::new(0, 0),
             update_copies: Vec::new(),
+            want_full: false,
+            synced: false,
             failed: None,
             conn: None,
         }
@@ -247,9 +254,11 @@ impl Session {
     }
 
     /// Keep one incremental update request outstanding while anyone watches.
+    /// The next request is non-incremental when `want_full` says so.
     fn maybe_request(&mut self, to_server: &mut Vec<u8>) {
         if self.phase == Phase::Ready && !self.rfb.update_pending() && !self.viewers.is_empty() {
-            self.rfb.request_update(true, &self.fb, to_server);
+            let incremental = !std::mem::take(&mut self.want_full);
+            self.rfb.request_update(incremental, &self.fb, to_server);
         }
     }
 
@@ -272,18 +281,19 @@ impl Session {
                 self.fb.take_copies(&mut self.update_copies);
                 self.update_copies.clear();
                 self.rfb.request_update(false, &self.fb, to_server);
-                let ids: Vec<usize> = self.viewers.iter().map(|(k, _)| k).collect();
-                for idx in ids {
-                    let v = &mut self.viewers[idx];
+                self.synced = false;
+                for (_, v) in self.viewers.iter_mut() {
                     if v.hello && (self.browser_password.is_none() || v.authorized) {
-                        v.authorized = true;
-                        self.join(idx);
+                        v.authorized = true; // joined after the first update
                     } else if v.hello {
                         proto::password_required(&mut v.pending);
                     }
                 }
             }
             RfbEvent::Resized { width, height } => {
+                // rfbproto §7.8.2: the new framebuffer's contents follow a
+                // non-incremental request (only on an actual size change).
+                self.want_full = true;
                 self.update_damage = TileSet::new(width, height);
                 for (_, v) in self.viewers.iter_mut() {
                     if v.joined {
@@ -299,6 +309,11 @@ impl Session {
             }
             RfbEvent::ResizeSupported => {
                 self.resize_supported = true;
+                // TigerVNC answers the first request after SetEncodings with
+                // the ExtendedDesktopSize rectangle alone and then sends only
+                // changes: ask for the whole screen once more. (Once per
+                // connection, so it cannot loop.)
+                self.want_full = true;
             }
             RfbEvent::ResizeRefused(why) => {
                 for (_, v) in self.viewers.iter_mut() {
@@ -308,7 +323,17 @@ impl Session {
                 }
             }
             RfbEvent::Copied { .. } => {}
-            RfbEvent::UpdateDone => self.hand_out_update(),
+            RfbEvent::UpdateDone => {
+                self.hand_out_update();
+                if !self.synced {
+                    self.synced = true;
+                    let ready: Vec<usize> =
+                        self.viewers.iter().filter(|(_, v)| v.hello && v.authorized).map(|(k, _)| k).collect();
+                    for idx in ready {
+                        self.join(idx);
+                    }
+                }
+            }
             RfbEvent::Bell => self.broadcast(|n| n.bells = (n.bells + 1).min(MAX_BELLS)),
             RfbEvent::ServerCutText(text) => {
                 self.clipboard_msg.clear();
@@ -373,10 +398,14 @@ impl Session {
     }
 
     /// Send ServerHello and schedule a full frame.
+    /// Not before the first update after ServerInit is in: it tells whether
+    /// the server does ExtendedDesktopSize (ServerHello's resize flag; servers
+    /// send it in their first update) and holds the first pixels. Viewers
+    /// authorized earlier are joined then.
     fn join(&mut self, idx: usize) {
         let (w, h) = (self.fb.width(), self.fb.height());
         let v = &mut self.viewers[idx];
-        if v.joined {
+        if v.joined || !self.synced {
             return;
         }
         v.joined = true;
