@@ -1245,3 +1245,53 @@ fn real_xvnc_password() {
     let err = expect_error_close(&mut w, 1008, "authentication");
     eprintln!("Xvnc wrong password: {err}");
 }
+
+/// Keys typed in a viewer reach a program on the real desktop: an xterm
+/// running `cat > FILE` (no window manager: the pointer selects the window).
+#[test]
+fn real_xvnc_typing_reaches_xterm() {
+    let x = Xvnc::start(3, &["-SecurityTypes", "None"]);
+    let file = token_file("typed.txt", "");
+    let script = format!("cat > {}", file.display());
+    let mut term = std::process::Command::new("xterm")
+        .args(["-display", &x.display, "-geometry", "30x6+20+20", "-e", "sh", "-c", &script])
+        .spawn()
+        .expect("cannot start xterm");
+    let srv = gateway(x.target());
+    let mut v = viewer(&srv, "");
+    wait_frames(&mut v, 1);
+    // Wait for the xterm window to be on screen (some non-root pixels).
+    let deadline = Instant::now() + T;
+    let mapped = || {
+        std::process::Command::new("xdotool")
+            .args(["search", "--onlyvisible", "--class", "xterm"])
+            .env("DISPLAY", &x.display)
+            .output()
+            .is_ok_and(|o| o.status.success() && !o.stdout.is_empty())
+    };
+    while !mapped() {
+        assert!(Instant::now() < deadline, "xterm never mapped");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    v.pointer(80, 50, 1).unwrap();
+    v.pointer(80, 50, 0).unwrap();
+    let text = format!("gw{}", std::process::id() % 10000);
+    for c in text.chars() {
+        v.key(true, c as u32).unwrap();
+        v.key(false, c as u32).unwrap();
+    }
+    v.key(true, 0xff0d).unwrap(); // Return
+    v.key(false, 0xff0d).unwrap();
+    let deadline = Instant::now() + T;
+    loop {
+        let got = std::fs::read_to_string(&file).unwrap_or_default();
+        if got == format!("{text}\n") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "xterm got {got:?}, expected {text:?}");
+        let _ = v.read();
+    }
+    let _ = term.kill();
+    let _ = term.wait();
+}
