@@ -30,7 +30,6 @@
 //! Prints a human summary and one `RESULT key=value ...` line.
 
 #[path = "../tests/common/v1.rs"]
-#[allow(dead_code)]
 mod v1;
 
 use std::io::{self, Read, Write};
@@ -312,7 +311,7 @@ fn run_viewer(
                 // Alternate between the two lower quadrants, a new spot each time.
                 k = k.wrapping_add(1);
                 let (w, h) = (canvas.width, canvas.height);
-                let x = if k % 2 == 0 { w / 4 } else { 3 * w / 4 } + (k / 2 % 16) * 3;
+                let x = if k.is_multiple_of(2) { w / 4 } else { 3 * w / 4 } + (k / 2 % 16) * 3;
                 let y = h * 11 / 20 + (k / 2 % 8) * 3;
                 ws.send(&enc::pointer(x, y, 0))?;
                 pending = Some((x, y, Instant::now()));

@@ -709,7 +709,9 @@ fn update_rect(x: u16, y: u16, w: u16, h: u16, enc: i32) -> Vec<u8> {
 #[test]
 fn bad_vnc_servers_fail_their_session_only() {
     let good = DemoVnc::start(DemoConfig { width: 320, height: 240, ..DemoConfig::default() });
-    let mut cases: Vec<(&str, Option<Vec<u8>>, Vec<u8>, bool, &str)> = Vec::new();
+    // (token, ServerInit override, script, close after it, word the Error must contain)
+    type Case = (&'static str, Option<Vec<u8>>, Vec<u8>, bool, &'static str);
+    let mut cases: Vec<Case> = Vec::new();
     // Raw rectangle past the 64×64 framebuffer.
     let mut oob = update_rect(60, 60, 10, 10, 0);
     oob.extend_from_slice(&[0u8; 400]);
@@ -996,7 +998,7 @@ fn clipboard_flood_to_a_stuck_viewer_keeps_memory_bounded() {
     for i in 0..N {
         flood.extend_from_slice(&[3, 0, 0, 0]);
         flood.extend_from_slice(&(1u32 << 20).to_be_bytes());
-        flood.extend(std::iter::repeat(if i == N - 1 { b'z' } else { b'a' }).take(1 << 20));
+        flood.extend(std::iter::repeat_n(if i == N - 1 { b'z' } else { b'a' }, 1 << 20));
     }
     let (tx, rx) = std::sync::mpsc::channel();
     let (go, gate) = std::sync::mpsc::channel();

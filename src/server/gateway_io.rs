@@ -39,7 +39,8 @@ const DEMO_LOW_WATER: usize = 256 << 10;
 
 pub(crate) enum GatewayConn {
     Vnc(VncConn),
-    Demo(DemoPeer),
+    /// Boxed: a demo peer holds whole frames, a VNC connection only buffers.
+    Demo(Box<DemoPeer>),
 }
 
 /// The RFB connection of one session.
@@ -487,7 +488,7 @@ impl Server {
                     let mut out = Vec::new();
                     demo.start(&mut out);
                     debug!("demo VNC server: client {peer}");
-                    entry.insert(Conn::Gateway(GatewayConn::Demo(DemoPeer {
+                    entry.insert(Conn::Gateway(GatewayConn::Demo(Box::new(DemoPeer {
                         sock,
                         peer,
                         demo,
@@ -496,7 +497,7 @@ impl Server {
                         out,
                         sent: 0,
                         gen: 0,
-                    })));
+                    }))));
                     self.schedule(key);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
