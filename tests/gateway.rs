@@ -1142,7 +1142,18 @@ impl Xvnc {
 }
 
 impl Drop for Xvnc {
+    /// SIGTERM first, so Xvnc removes its lock file and socket; SIGKILL if
+    /// it lingers.
     fn drop(&mut self) {
+        // SAFETY: kill(2) on our own child's pid.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if matches!(self.child.try_wait(), Ok(Some(_))) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
