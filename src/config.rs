@@ -69,6 +69,8 @@ pub struct Config {
     pub demo: bool,
     /// Serve only the demo VNC server on this address (no HTTP).
     pub demo_server: Option<SocketAddr>,
+    /// Desktop size of the demo VNC server (None = its default, 1024×768).
+    pub demo_size: Option<(u16, u16)>,
     /// Every WebSocket path echoes (for the Autobahn example; not a CLI option).
     pub echo: bool,
 }
@@ -92,6 +94,7 @@ impl Default for Config {
             view_only: false,
             demo: false,
             demo_server: None,
+            demo_size: None,
             echo: false,
         }
     }
@@ -132,6 +135,7 @@ OPTIONS:
     --view-only               gateway: viewers cannot send input
     --demo                    run the built-in demo VNC server and use it as the target
     --demo-server ADDR:PORT   run only the demo VNC server on ADDR:PORT (for tests, benchmarks)
+    --demo-size WxH           desktop size of the demo VNC server [default: 1024x768]
     -h, --help                print this help
     -V, --version             print the version
 
@@ -279,6 +283,15 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Command, Co
             "--view-only" => cfg.view_only = true,
             "--demo" => cfg.demo = true,
             "--demo-server" => cfg.demo_server = Some(resolve(&value(&mut args)?, "127.0.0.1")?),
+            "--demo-size" => {
+                let v = value(&mut args)?;
+                let size = v.split_once('x').and_then(|(w, h)| Some((w.parse::<u16>().ok()?, h.parse::<u16>().ok()?)));
+                cfg.demo_size = match size {
+                    Some((w, h)) if (1..=crate::demo::MAX_DIMENSION).contains(&w)
+                        && (1..=crate::demo::MAX_DIMENSION).contains(&h) => Some((w, h)),
+                    _ => return err(format!("--demo-size wants WIDTHxHEIGHT, each 1..=4096, not '{v}'")),
+                }
+            }
             s if s.starts_with('-') && s.len() > 1 => {
                 return err(format!("unknown option '{s}' (see --help)"))
             }

@@ -194,7 +194,13 @@ impl Server {
             rfb_tmp: Vec::new(),
             compose_tmp: Vec::new(),
             epoch: Instant::now(),
-            demo_cfg: crate::demo::DemoConfig::default(),
+            demo_cfg: {
+                let mut d = crate::demo::DemoConfig::default();
+                if let Some((w, h)) = cfg.demo_size {
+                    (d.width, d.height) = (w, h);
+                }
+                d
+            },
             timers: Timers::default(),
             again: Vec::new(),
             shutdown_deadline: None,
@@ -536,8 +542,9 @@ fn is_fd_exhaustion(e: &io::Error) -> bool {
 }
 
 /// Serve only the built-in demo VNC server on `addr` (no HTTP), until SIGINT/SIGTERM.
-pub fn run_demo_server(addr: SocketAddr) -> io::Result<()> {
-    let cfg = Config { listen: "127.0.0.1:0".parse().unwrap(), ..Config::default() };
+/// `demo_size` as `--demo-size`.
+pub fn run_demo_server(addr: SocketAddr, demo_size: Option<(u16, u16)>) -> io::Result<()> {
+    let cfg = Config { listen: "127.0.0.1:0".parse().unwrap(), demo_size, ..Config::default() };
     let mut server = Server::bind(cfg)?;
     server.start_demo_listener(addr)?;
     server.handle_signals()?;
