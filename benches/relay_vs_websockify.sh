@@ -83,7 +83,9 @@ wait_port() {
 
 # ---------------------------------------------------------------- relays
 
-RELAYS=(direct socat websockify wsvnc)
+# wsvnc-copy: the same binary with --relay-copy (no splice), to weigh the
+# zero-copy path in the same run. Left out of the idle phase (same memory).
+RELAYS=(direct socat websockify wsvnc wsvnc-copy)
 
 # start_relay NAME RELAY_PORT SINK_PORT: sets PID_OF_RELAY ("" for direct).
 start_relay() {
@@ -95,6 +97,8 @@ start_relay() {
     websockify) start "websockify-$port" websockify "127.0.0.1:$port" "127.0.0.1:$sink" ;;
     wsvnc) start "wsvnc-$port" env RUST_LOG=warn "$WSVNC" --listen "127.0.0.1:$port" \
         --target "127.0.0.1:$sink" --max-connections 30000 ;;
+    wsvnc-copy) start "wsvnc-copy-$port" env RUST_LOG=warn "$WSVNC" --listen "127.0.0.1:$port" \
+        --target "127.0.0.1:$sink" --max-connections 30000 --relay-copy ;;
     esac
     PID_OF_RELAY=$STARTED
     wait_port "$port"
@@ -197,6 +201,7 @@ stop_group "$SINK_PID"
 # baseline is its own and earlier tests leave nothing behind.
 i=0
 for r in "${RELAYS[@]}"; do
+    [ "$r" = wsvnc-copy ] && continue
     sink=$((BASE_PORT + 10))
     port=$((BASE_PORT + 11 + i))
     i=$((i + 1))
@@ -227,7 +232,7 @@ vals = defaultdict(list)
 for line in open(res):
     relay, key, v = line.split()
     vals[(relay, key)].append(v)
-relays = ["direct", "socat", "websockify", "wsvnc"]
+relays = ["direct", "socat", "websockify", "wsvnc", "wsvnc-copy"]
 
 def nums(r, k):
     return [float(x) for x in vals.get((r, k), []) if x not in ("-", "")]

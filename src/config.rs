@@ -59,6 +59,9 @@ pub struct Config {
     pub max_message: usize,
     /// Per-direction relay buffer cap; reading stops while it is full.
     pub relay_buffer: usize,
+    /// Relay bulk target→browser streams with splice(2) through a pipe
+    /// (zero-copy) instead of copying through user space.
+    pub relay_splice: bool,
     /// Gateway: RFB encodings to advertise, in order (None = built-in default).
     pub encodings: Option<Vec<i32>>,
     /// Gateway: ClientInit shared flag.
@@ -89,6 +92,7 @@ impl Default for Config {
             handshake_timeout: Duration::from_secs(10),
             max_message: 4 << 20,
             relay_buffer: 256 << 10,
+            relay_splice: true,
             encodings: None,
             shared: true,
             view_only: false,
@@ -131,6 +135,8 @@ OPTIONS:
     --max-message BYTES       largest WebSocket message accepted [default: 4194304]
     --encodings LIST          gateway: RFB encodings in preference order, comma separated
                               (tight,zrle,hextile,zlib,rre,copyrect,raw)
+    --relay-copy              relay: copy bulk streams through user space instead of splice(2)
+                              (zero-copy, the default; for comparison and odd kernels)
     --exclusive               gateway: ask the VNC server for an exclusive session (not shared)
     --view-only               gateway: viewers cannot send input
     --demo                    run the built-in demo VNC server and use it as the target
@@ -281,6 +287,7 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Command, Co
             "--encodings" => cfg.encodings = Some(parse_encodings(&value(&mut args)?)?),
             "--exclusive" => cfg.shared = false,
             "--view-only" => cfg.view_only = true,
+            "--relay-copy" => cfg.relay_splice = false,
             "--demo" => cfg.demo = true,
             "--demo-server" => cfg.demo_server = Some(resolve(&value(&mut args)?, "127.0.0.1")?),
             "--demo-size" => {

@@ -395,13 +395,14 @@ impl Server {
         let target = self.lookup_target(token.as_deref());
         let resp = http::upgrade_response(&up, None);
         let relay_cap = self.cfg.relay_buffer;
+        let relay_splice = self.cfg.relay_splice;
         let Server { conns, pool, poll, scratch, .. } = self;
         let Some(Conn::Client(c)) = conns.get_mut(key) else { return };
         let _ = c.outbuf.push(&resp, pool);
         c.outbuf = replace_cap(&mut c.outbuf, relay_cap, pool);
         c.state = State::Ws {
             ws: Box::new(WsSession::new(limits, Delivery::StreamBinary, None)),
-            app: App::Relay { upstream: None, splice: None, bulk: false, copy_only: false },
+            app: App::Relay { upstream: None, splice: None, bulk: false, copy_only: !relay_splice },
         };
         c.deadline = None;
         c.last_active = now;
