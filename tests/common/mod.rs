@@ -167,3 +167,4 @@ pub fn rss_kib() -> usize {
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         .unwrap()
 }
+pub mod x11;
