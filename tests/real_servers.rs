@@ -24,6 +24,9 @@ use common::x11::{Auth, Desktop, HEIGHT, WIDTH};
 use wsvnc::fb::Framebuffer;
 use wsvnc::rfb::{encoding, RfbClient, RfbConfig, RfbError, RfbEvent};
 
+/// Server bytes kept per connection for a failure capture.
+const CAPTURE_LIMIT: usize = 64 << 20;
+
 /// Longest a test waits for the framebuffer to match (hang guard only).
 const SYNC_TIMEOUT: Duration = Duration::from_secs(40);
 
@@ -104,6 +107,10 @@ struct Conn {
     events: Vec<RfbEvent>,
     /// Bytes received so far (for failure messages and captures).
     received: usize,
+    /// A full update was requested already.
+    synced: bool,
+    /// Everything the server sent, written out on a mismatch (capped).
+    capture: Vec<u8>,
 }
 
 /// How a session ended, if it did.
@@ -142,6 +149,8 @@ impl Conn {
             out: Vec::new(),
             events: Vec::new(),
             received: 0,
+            synced: false,
+            capture: Vec::new(),
         }
     }
 
@@ -156,6 +165,9 @@ impl Conn {
             Err(e) => panic!("read from VNC server: {e}"),
         };
         self.received += n;
+        if self.capture.len() + n <= CAPTURE_LIMIT {
+            self.capture.extend_from_slice(&buf[..n]);
+        }
         self.inbuf.extend_from_slice(&buf[..n]);
         let used = self.client.handle_input(&self.inbuf, &mut self.fb, &mut self.out).map_err(End::Rfb)?;
         self.inbuf.drain(..used);
@@ -164,6 +176,16 @@ impl Conn {
         }
         self.flush();
         Ok(true)
+    }
+
+    /// Write the server's bytes to CARGO_TARGET_TMPDIR; say where.
+    fn save_capture(&self, what: &str) -> String {
+        let name: String = what.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).collect();
+        let path = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("{name}.rfb"));
+        match std::fs::write(&path, &self.capture) {
+            Ok(()) => format!("server bytes ({} of {}) saved to {}", self.capture.len(), self.received, path.display()),
+            Err(e) => format!("could not save the server bytes to {}: {e}", path.display()),
+        }
     }
 
     fn flush(&mut self) {
@@ -187,31 +209,36 @@ impl Conn {
         Ok(())
     }
 
-    /// Request updates (full first, then incremental) until the framebuffer's
-    /// RGB equals `want` after a whole update. Panics with a diff report.
+    /// Request updates (full the first time, incremental after that) until
+    /// the framebuffer's RGB equals `want`. Panics with a diff report. Leaves
+    /// an incremental request outstanding, so changes made next are reported
+    /// as they happen (e.g. as CopyRect).
     fn sync_to(&mut self, want: &[u8], what: &str) {
         let until = Instant::now() + SYNC_TIMEOUT;
-        self.client.request_update(false, &self.fb, &mut self.out);
-        self.flush();
         loop {
-            let got = match self.pump() {
-                Ok(g) => g,
-                Err(e) => panic!("{what}: session ended: {e:?} after {} bytes", self.received),
-            };
-            if got && !self.client.update_pending() {
-                if rgb_eq(self.fb.data(), want) {
-                    return;
+            if self.synced && rgb_eq(self.fb.data(), want) {
+                if !self.client.update_pending() {
+                    self.client.request_update(true, &self.fb, &mut self.out);
+                    self.flush();
                 }
-                self.client.request_update(true, &self.fb, &mut self.out);
+                return;
+            }
+            if !self.client.update_pending() {
+                self.client.request_update(self.synced, &self.fb, &mut self.out);
                 self.flush();
+                self.synced = true;
+            }
+            if let Err(e) = self.pump() {
+                panic!("{what}: session ended: {e:?} after {} bytes", self.received);
             }
             if Instant::now() > until {
                 panic!(
                     "{what}: framebuffer still differs from the X screenshot after {SYNC_TIMEOUT:?} \
-                     ({} bytes received, rects {:?}):\n{}",
+                     ({} bytes received, rects {:?}):\n{}\n{}",
                     self.received,
                     rect_counts(),
-                    diff_report(self.fb.data(), want)
+                    diff_report(self.fb.data(), want),
+                    self.save_capture(what)
                 );
             }
         }
@@ -348,3 +375,151 @@ fn x11vnc_zrle() {
 fn x11vnc_tight() {
     check_encoding(Server::X11vnc, encoding::TIGHT);
 }
+
+// ------------------------------------------------------------- CopyRect
+
+/// Moving a window on Xvnc (no window manager: XMoveWindow as given) makes
+/// TigerVNC send CopyRect; the result must still equal the screenshot. The
+/// xterm is moved (it does not repaint on a move; ImageMagick `display`
+/// redraws itself, which turns the copy into ordinary damage). Moves go in
+/// every direction, overlapping their source. The xterm never goes under the
+/// image window: moving a partly obscured window makes TigerVNC 1.12 send a
+/// CopyRect with twice the move's offset (see docs/testing-real-servers.md).
+#[test]
+fn xvnc_copyrect_window_move() {
+    init_logger();
+    let mut desk = Desktop::xvnc(Auth::None);
+    desk.draw_scene();
+    let want = desk.stable_screenshot();
+    let mut c = Conn::open(desk.addr(), &[encoding::COPY_RECT, encoding::ZRLE, encoding::CURSOR], None);
+    c.handshake().unwrap_or_else(|e| panic!("handshake failed: {e:?}\n{}", desk.logs()));
+    c.sync_to(&want, "Xvnc before the moves");
+    let xterm = desk.window("wsvnc-xterm");
+    for (x, y) in [(10, 240), (45, 280), (40, 270), (0, 215), (20, 250), (270, 340)] {
+        desk.move_window(&xterm, x, y);
+        let want = desk.stable_screenshot();
+        c.sync_to(&want, &format!("Xvnc after moving the xterm to ({x}, {y})"));
+    }
+    let copies = c.events.iter().filter(|e| matches!(e, RfbEvent::Copied { .. })).count();
+    let counts = rect_counts();
+    assert!(
+        copies > 0 && counts.get(&encoding::COPY_RECT).copied().unwrap_or(0) == copies,
+        "no CopyRect for a window move (Copied events: {copies}, rects: {counts:?})"
+    );
+}
+
+// --------------------------------------------------------------- VncAuth
+
+const PASSWORD: &str = "s3cret!x";
+
+/// Password given up front: handshake, then the scene pixel for pixel.
+fn check_right_password(server: Server) {
+    init_logger();
+    let mut desk = start(server, Auth::Vnc(PASSWORD));
+    desk.draw_scene();
+    let want = desk.stable_screenshot();
+    let mut c = Conn::open(desk.addr(), &[encoding::ZRLE, encoding::CURSOR], Some(PASSWORD));
+    c.handshake().unwrap_or_else(|e| panic!("handshake with the right password failed: {e:?}\n{}", desk.logs()));
+    c.sync_to(&want, &format!("{} with VncAuth", server_name(server)));
+}
+
+/// No password configured: PasswordNeeded, then `set_password` (the
+/// gateway's ask-the-browser path), then the handshake completes.
+fn check_password_asked(server: Server) {
+    let desk = start(server, Auth::Vnc(PASSWORD));
+    let mut c = Conn::open(desk.addr(), &[encoding::RAW], None);
+    let until = Instant::now() + Duration::from_secs(20);
+    while !c.events.contains(&RfbEvent::PasswordNeeded) {
+        c.pump().unwrap_or_else(|e| panic!("before PasswordNeeded: {e:?}"));
+        assert!(Instant::now() < until, "no PasswordNeeded from {}", server_name(server));
+    }
+    c.client.set_password(PASSWORD.as_bytes(), &mut c.out).unwrap();
+    // Bytes already buffered (none expected) must be offered again.
+    let used = c.client.handle_input(&c.inbuf, &mut c.fb, &mut c.out).unwrap();
+    c.inbuf.drain(..used);
+    c.flush();
+    c.handshake().unwrap_or_else(|e| panic!("handshake after set_password failed: {e:?}"));
+}
+
+/// A wrong password fails with AuthFailed carrying the server's reason.
+/// A fresh server each time (TigerVNC blacklists after 5 failures).
+fn check_wrong_password(server: Server) -> String {
+    let desk = start(server, Auth::Vnc(PASSWORD));
+    let mut c = Conn::open(desk.addr(), &[encoding::RAW], Some("wrong-pw"));
+    match c.handshake() {
+        Err(End::Rfb(RfbError::AuthFailed(reason))) => {
+            assert!(!reason.is_empty(), "empty AuthFailed reason");
+            reason
+        }
+        other => panic!("{}: wrong password gave {other:?}, not AuthFailed", server_name(server)),
+    }
+}
+
+#[test]
+fn xvnc_vncauth_right_password() {
+    check_right_password(Server::Xvnc);
+}
+
+#[test]
+fn xvnc_vncauth_password_asked() {
+    check_password_asked(Server::Xvnc);
+}
+
+#[test]
+fn xvnc_vncauth_wrong_password() {
+    let reason = check_wrong_password(Server::Xvnc);
+    // TigerVNC 3.8 sends its own reason string; our fallback would be
+    // "wrong password" (used only when a server gives none).
+    assert_ne!(reason, "wrong password", "the server's reason was lost");
+}
+
+#[test]
+fn x11vnc_vncauth_right_password() {
+    check_right_password(Server::X11vnc);
+}
+
+#[test]
+fn x11vnc_vncauth_password_asked() {
+    check_password_asked(Server::X11vnc);
+}
+
+#[test]
+fn x11vnc_vncauth_wrong_password() {
+    let reason = check_wrong_password(Server::X11vnc);
+    assert_ne!(reason, "wrong password", "the server's reason was lost");
+}
+
+// ------------------------------------------------------ server killed
+
+/// SIGKILL the server mid-session: the next read sees EOF/reset and the
+/// client explains it ("server closed the connection"), no hang.
+fn check_killed(server: Server) {
+    let mut desk = start(server, Auth::None);
+    desk.draw_scene();
+    let want = desk.stable_screenshot();
+    let mut c = Conn::open(desk.addr(), &[encoding::HEXTILE, encoding::CURSOR], None);
+    c.handshake().unwrap_or_else(|e| panic!("handshake failed: {e:?}"));
+    c.sync_to(&want, server_name(server));
+    desk.kill_vnc_server();
+    let until = Instant::now() + Duration::from_secs(20);
+    let err = loop {
+        match c.pump() {
+            Ok(_) => assert!(Instant::now() < until, "no EOF 20 s after the server was killed"),
+            Err(End::Rfb(e)) => break e,
+            Err(e) => panic!("{e:?}"),
+        }
+    };
+    let msg = err.to_string();
+    assert!(matches!(err, RfbError::Protocol(_)) && msg.contains("closed the connection"), "unclear error: {msg}");
+}
+
+#[test]
+fn xvnc_killed_mid_session() {
+    check_killed(Server::Xvnc);
+}
+
+#[test]
+fn x11vnc_killed_mid_session() {
+    check_killed(Server::X11vnc);
+}
+

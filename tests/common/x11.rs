@@ -331,7 +331,7 @@ impl Desktop {
             .spawn()
             .expect("run vncpasswd");
         use std::io::Write;
-        child.stdin.take().unwrap().write_all(format!("{pw}\n{pw}\n").as_bytes()).unwrap();
+        child.stdin.take().unwrap().write_all(format!("{pw}\n").as_bytes()).unwrap();
         let out = child.wait_with_output().unwrap();
         assert!(out.status.success() && out.stdout.len() == 8, "vncpasswd -f failed: {out:?}");
         std::fs::write(&path, &out.stdout).unwrap();
@@ -382,6 +382,11 @@ impl Desktop {
     /// then waits until the screen stops changing.
     pub fn draw_scene(&mut self) {
         run(self.x_command("xsetroot", "x11-xserver-utils").args(["-solid", "#336699"]));
+        // Xvnc draws the pointer as a software sprite into its framebuffer and,
+        // after a window moves under it, keeps serving the pixels from before
+        // the move there (the X screenshot has the right ones). Keep the pointer
+        // in a corner where nothing is drawn or moved.
+        run(self.x_command("xdotool", "xdotool").args(["mousemove", "--sync", "639", "479"]));
         let image = test_image(&self.dir);
         let mut c = self.x_command("display", "imagemagick");
         c.args(["-title", "wsvnc-image", "-geometry", "+300+10", "-borderwidth", "0"]).arg(&image);
