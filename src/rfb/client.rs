@@ -276,7 +276,7 @@ pub struct RfbClient {
 
 impl RfbClient {
     pub fn new(mut cfg: RfbConfig) -> Self {
-        let mut decoders = Decoders::new();
+        let decoders = Decoders::new();
         let mut kept = Vec::with_capacity(cfg.encodings.len());
         for &e in &cfg.encodings {
             let ok = match e {
@@ -288,7 +288,9 @@ impl RfbClient {
                 | encoding::DESKTOP_NAME => true,
                 // Hints only: the server never sends rectangles for them.
                 -256..=-247 | -32..=-23 => true,
-                e if e >= 0 => decoders.get(e).is_some(),
+                // `supported()`, not `Decoders::get`: a placeholder decoder
+                // (present but unfinished) must not be advertised.
+                e if e >= 0 => crate::rfb::decode::supported().contains(&e),
                 _ => false,
             };
             if !ok {
