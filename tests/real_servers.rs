@@ -71,10 +71,14 @@ impl log::Log for CountingLogger {
 
 static LOGGER: CountingLogger = CountingLogger;
 
+/// Install the counting logger (every test calls this first, before
+/// anything, e.g. `common::start`, can install another one).
 fn init_logger() {
     if log::set_logger(&LOGGER).is_ok() {
         log::set_max_level(log::LevelFilter::Trace);
     }
+    let ours = std::ptr::addr_eq(log::logger() as *const dyn log::Log, &LOGGER as *const CountingLogger);
+    assert!(ours, "another logger was installed first: call init_logger() at the start of every test");
     RECTS.with(|m| m.borrow_mut().clear());
 }
 
@@ -303,11 +307,16 @@ fn check_encoding(server: Server, enc: i32) {
     );
 
     // Change the screen and follow it incrementally in the same session.
-    let mut cmd = desk.x_command("xsetroot", "x11-xserver-utils");
-    common::x11::run(cmd.args(["-solid", "#c08020"]));
-    let want2 = desk.stable_screenshot();
+    let want2 = change_root_colour(&desk);
     assert_ne!(want, want2, "xsetroot changed nothing");
     c.sync_to(&want2, &format!("{what}, after a root colour change"));
+}
+
+/// A second root colour; returns the new screenshot.
+fn change_root_colour(desk: &Desktop) -> Vec<u8> {
+    let mut cmd = desk.x_command("xsetroot", "x11-xserver-utils");
+    common::x11::run(cmd.args(["-solid", "#c08020"]));
+    desk.stable_screenshot()
 }
 
 fn server_name(s: Server) -> &'static str {
@@ -426,6 +435,7 @@ fn check_right_password(server: Server) {
 /// No password configured: PasswordNeeded, then `set_password` (the
 /// gateway's ask-the-browser path), then the handshake completes.
 fn check_password_asked(server: Server) {
+    init_logger();
     let desk = start(server, Auth::Vnc(PASSWORD));
     let mut c = Conn::open(desk.addr(), &[encoding::RAW], None);
     let until = Instant::now() + Duration::from_secs(20);
@@ -444,6 +454,7 @@ fn check_password_asked(server: Server) {
 /// A wrong password fails with AuthFailed carrying the server's reason.
 /// A fresh server each time (TigerVNC blacklists after 5 failures).
 fn check_wrong_password(server: Server) -> String {
+    init_logger();
     let desk = start(server, Auth::Vnc(PASSWORD));
     let mut c = Conn::open(desk.addr(), &[encoding::RAW], Some("wrong-pw"));
     match c.handshake() {
@@ -494,6 +505,7 @@ fn x11vnc_vncauth_wrong_password() {
 /// SIGKILL the server mid-session: the next read sees EOF/reset and the
 /// client explains it ("server closed the connection"), no hang.
 fn check_killed(server: Server) {
+    init_logger();
     let mut desk = start(server, Auth::None);
     desk.draw_scene();
     let want = desk.stable_screenshot();
@@ -523,3 +535,316 @@ fn x11vnc_killed_mid_session() {
     check_killed(Server::X11vnc);
 }
 
+
+// ------------------------------------------------ whole gateway (v1 viewer)
+
+/// A minimal browser-protocol v1 viewer (docs/protocol.md): rebuilds the
+/// canvas from ServerHello/Resize/Fill/Copy/Pixels, acks every EndFrame.
+struct Viewer {
+    ws: common::Ws,
+    width: usize,
+    height: usize,
+    /// RGBA, like the browser's canvas.
+    canvas: Vec<u8>,
+    frames: usize,
+    copies: usize,
+    password_required: bool,
+}
+
+/// Why a viewer stopped: the gateway's Error text and/or the close.
+#[derive(Debug)]
+#[allow(dead_code)] // read through Debug in failure messages
+enum ViewerEnd {
+    Error(String),
+    Closed(u16, String),
+}
+
+/// Reads big-endian-free (v1 is little-endian) fields, never past the end.
+struct Fields<'a> {
+    b: &'a [u8],
+}
+
+impl<'a> Fields<'a> {
+    fn take(&mut self, n: usize) -> &'a [u8] {
+        assert!(self.b.len() >= n, "truncated v1 message: need {n} bytes, have {}", self.b.len());
+        let (h, t) = self.b.split_at(n);
+        self.b = t;
+        h
+    }
+    fn u8(&mut self) -> u8 {
+        self.take(1)[0]
+    }
+    fn u16(&mut self) -> usize {
+        u16::from_le_bytes(self.take(2).try_into().unwrap()) as usize
+    }
+    fn u32(&mut self) -> u32 {
+        u32::from_le_bytes(self.take(4).try_into().unwrap())
+    }
+    fn str(&mut self) -> String {
+        let n = self.u32() as usize;
+        String::from_utf8(self.take(n).to_vec()).expect("v1 string is not UTF-8")
+    }
+}
+
+impl Viewer {
+    fn connect(url: &str) -> Viewer {
+        use tungstenite::client::IntoClientRequest;
+        let mut req = url.into_client_request().unwrap();
+        req.headers_mut().insert("Sec-WebSocket-Protocol", "wsvnc.v1".parse().unwrap());
+        let (mut ws, resp) = tungstenite::connect(req).unwrap_or_else(|e| panic!("WebSocket to {url}: {e}"));
+        let proto = resp.headers().get("Sec-WebSocket-Protocol").map(|v| v.to_str().unwrap().to_string());
+        assert_eq!(proto.as_deref(), Some("wsvnc.v1"), "gateway did not echo the subprotocol");
+        if let tungstenite::stream::MaybeTlsStream::Plain(s) = ws.get_ref() {
+            s.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+        }
+        ws.send(tungstenite::Message::binary(vec![0x80, 1])).unwrap(); // ClientHello v1
+        Viewer { ws, width: 0, height: 0, canvas: Vec::new(), frames: 0, copies: 0, password_required: false }
+    }
+
+    fn send(&mut self, msg: Vec<u8>) {
+        self.ws.send(tungstenite::Message::binary(msg)).expect("send to gateway");
+    }
+
+    fn send_password(&mut self, pw: &str) {
+        let mut m = vec![0x86];
+        m.extend_from_slice(&(pw.len() as u32).to_le_bytes());
+        m.extend_from_slice(pw.as_bytes());
+        self.send(m);
+    }
+
+    /// Read one WebSocket message and apply it. Ok(true): a frame ended.
+    /// Ok(false) also on a read timeout.
+    fn step(&mut self) -> Result<bool, ViewerEnd> {
+        let data = match self.ws.read() {
+            Ok(tungstenite::Message::Binary(b)) => b,
+            Ok(tungstenite::Message::Close(f)) => {
+                let (code, why) = f.map(|f| (u16::from(f.code), f.reason.to_string())).unwrap_or((1005, String::new()));
+                return Err(ViewerEnd::Closed(code, why));
+            }
+            Ok(tungstenite::Message::Text(t)) => panic!("gateway sent a text message: {t:?}"),
+            Ok(_) => return Ok(false),
+            Err(tungstenite::Error::Io(e)) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                return Ok(false)
+            }
+            Err(tungstenite::Error::ConnectionClosed) => return Err(ViewerEnd::Closed(1006, "closed".into())),
+            Err(e) => panic!("reading from the gateway: {e}"),
+        };
+        let mut f = Fields { b: &data };
+        let mut frame_done = false;
+        while !f.b.is_empty() {
+            match f.u8() {
+                0x01 => {
+                    let version = f.u8();
+                    assert_eq!(version, 1, "ServerHello version");
+                    let (w, h) = (f.u16(), f.u16());
+                    let _flags = f.u8();
+                    let _name = f.str();
+                    self.resize(w, h);
+                }
+                0x02 => {
+                    let (w, h) = (f.u16(), f.u16());
+                    self.resize(w, h);
+                }
+                0x03 => {
+                    let (x, y, w, h) = (f.u16(), f.u16(), f.u16(), f.u16());
+                    let rgba = f.take(4).to_vec();
+                    self.check_rect(x, y, w, h, "Fill");
+                    for row in y..y + h {
+                        for px in self.canvas[(row * self.width + x) * 4..(row * self.width + x + w) * 4].chunks_exact_mut(4) {
+                            px.copy_from_slice(&rgba);
+                        }
+                    }
+                }
+                0x04 => {
+                    let (x, y, w, h, sx, sy) = (f.u16(), f.u16(), f.u16(), f.u16(), f.u16(), f.u16());
+                    self.check_rect(x, y, w, h, "Copy destination");
+                    self.check_rect(sx, sy, w, h, "Copy source");
+                    // Like CanvasRenderingContext2D.drawImage(canvas, ..) on itself: memmove.
+                    let rows: Vec<usize> = if y > sy { (0..h).rev().collect() } else { (0..h).collect() };
+                    for i in rows {
+                        let s = ((sy + i) * self.width + sx) * 4;
+                        let d = ((y + i) * self.width + x) * 4;
+                        self.canvas.copy_within(s..s + w * 4, d);
+                    }
+                    self.copies += 1;
+                }
+                0x05 => {
+                    let (x, y, w, h) = (f.u16(), f.u16(), f.u16(), f.u16());
+                    self.check_rect(x, y, w, h, "Pixels");
+                    let px = f.take(w * h * 4);
+                    for (i, row) in px.chunks_exact(w * 4).enumerate() {
+                        let d = ((y + i) * self.width + x) * 4;
+                        self.canvas[d..d + w * 4].copy_from_slice(row);
+                    }
+                }
+                0x06 => {
+                    let id = f.u32();
+                    let mut ack = vec![0x84];
+                    ack.extend_from_slice(&id.to_le_bytes());
+                    self.send(ack);
+                    self.frames += 1;
+                    frame_done = true;
+                }
+                0x07 => {
+                    let (_hx, _hy, w, h) = (f.u16(), f.u16(), f.u16(), f.u16());
+                    f.take(w * h * 4);
+                }
+                0x08 => {}
+                0x09 | 0x0A => {
+                    f.str();
+                }
+                0x0B => self.password_required = true,
+                0x0C => {
+                    let _level = f.u8();
+                    let _text = f.str();
+                }
+                0x0D => return Err(ViewerEnd::Error(f.str())),
+                t => panic!("unknown v1 message type {t:#04x}"),
+            }
+        }
+        Ok(frame_done)
+    }
+
+    fn resize(&mut self, w: usize, h: usize) {
+        (self.width, self.height) = (w, h);
+        self.canvas = [0, 0, 0, 255].repeat(w * h);
+    }
+
+    fn check_rect(&self, x: usize, y: usize, w: usize, h: usize, what: &str) {
+        assert!(
+            x + w <= self.width && y + h <= self.height,
+            "{what} {w}x{h}+{x}+{y} outside the {}x{} canvas",
+            self.width,
+            self.height
+        );
+    }
+
+    /// Apply frames until the canvas equals `want` (RGB) at a frame's end.
+    fn sync_to(&mut self, want: &[u8], what: &str) {
+        let until = Instant::now() + SYNC_TIMEOUT;
+        loop {
+            match self.step() {
+                Ok(true) if rgb_eq(&self.canvas, want) => return,
+                Ok(_) => {}
+                Err(e) => panic!("{what}: the gateway ended the session: {e:?}"),
+            }
+            assert!(
+                Instant::now() < until,
+                "{what}: canvas still differs from the X screenshot after {SYNC_TIMEOUT:?} \
+                 ({} frames, {} copies):\n{}",
+                self.frames,
+                self.copies,
+                if self.canvas.is_empty() { "no ServerHello".into() } else { diff_report(&self.canvas, want) }
+            );
+        }
+    }
+
+    /// Read until the gateway's Error and close (both required).
+    fn expect_error(&mut self) -> (String, u16) {
+        let until = Instant::now() + Duration::from_secs(20);
+        let mut error = None;
+        loop {
+            match self.step() {
+                Ok(_) => {}
+                Err(ViewerEnd::Error(t)) => error = Some(t),
+                Err(ViewerEnd::Closed(code, _)) => {
+                    let text = error.unwrap_or_else(|| panic!("closed ({code}) without an Error message"));
+                    return (text, code);
+                }
+            }
+            assert!(Instant::now() < until, "no Error/close from the gateway within 20 s");
+        }
+    }
+}
+
+/// wsvnc in-process on this slot's aux port, gateway target = the desktop.
+fn gateway_for(desk: &Desktop, password: Option<&str>) -> common::Running {
+    init_logger();
+    let mut cfg = common::config();
+    cfg.listen = SocketAddr::from(([127, 0, 0, 1], desk.slot.aux_port()));
+    cfg.target = Some(wsvnc::Target {
+        addr: wsvnc::TargetAddr::Tcp(desk.addr()),
+        password: password.map(|p| p.as_bytes().to_vec()),
+        view_only: false,
+    });
+    common::start(cfg)
+}
+
+/// The scene on `desk`, wsvnc in front of it, one viewer synced to it.
+fn gateway_scene(desk: &mut Desktop, what: &str) -> (common::Running, Viewer) {
+    desk.draw_scene();
+    let want = desk.stable_screenshot();
+    let gw = gateway_for(desk, None);
+    let mut v = Viewer::connect(&gw.url("/ws"));
+    v.sync_to(&want, what);
+    (gw, v)
+}
+
+/// Browser → wsvnc → Xvnc with wsvnc's default encodings: the rebuilt canvas
+/// equals the X screenshot, before and after windows move.
+#[test]
+fn gateway_xvnc_pixels() {
+    let mut desk = Desktop::xvnc(Auth::None);
+    let (_gw, mut v) = gateway_scene(&mut desk, "gateway to Xvnc");
+    assert_eq!((v.width, v.height), (WIDTH as usize, HEIGHT as usize));
+    let xterm = desk.window("wsvnc-xterm");
+    for (x, y) in [(10, 240), (40, 270)] {
+        desk.move_window(&xterm, x, y);
+        let want = desk.stable_screenshot();
+        v.sync_to(&want, &format!("gateway to Xvnc, xterm moved to ({x}, {y})"));
+    }
+    v.sync_to(&change_root_colour(&desk), "gateway to Xvnc, after a root colour change");
+}
+
+/// Browser → wsvnc → x11vnc on Xvfb, default encodings.
+#[test]
+fn gateway_x11vnc_pixels() {
+    let mut desk = Desktop::x11vnc(Auth::None);
+    let (_gw, mut v) = gateway_scene(&mut desk, "gateway to x11vnc");
+    v.sync_to(&change_root_colour(&desk), "gateway to x11vnc, after a root colour change");
+}
+
+/// No password configured: the viewer is asked (PasswordRequired), answers,
+/// and gets the desktop. A wrong answer ends with the server's reason and
+/// close 1008 (a fresh Xvnc: TigerVNC blacklists after 5 failures).
+#[test]
+fn gateway_xvnc_browser_password() {
+    let mut desk = Desktop::xvnc(Auth::Vnc(PASSWORD));
+    desk.draw_scene();
+    let want = desk.stable_screenshot();
+    let gw = gateway_for(&desk, None);
+    let mut v = Viewer::connect(&gw.url("/ws"));
+    let until = Instant::now() + Duration::from_secs(20);
+    while !v.password_required {
+        v.step().unwrap_or_else(|e| panic!("before PasswordRequired: {e:?}"));
+        assert!(Instant::now() < until, "no PasswordRequired from the gateway");
+    }
+    v.send_password(PASSWORD);
+    v.sync_to(&want, "gateway to Xvnc with the browser's password");
+}
+
+#[test]
+fn gateway_xvnc_wrong_password() {
+    let desk = Desktop::xvnc(Auth::Vnc(PASSWORD));
+    let gw = gateway_for(&desk, Some("wrong-pw"));
+    let mut v = Viewer::connect(&gw.url("/ws"));
+    let (text, code) = v.expect_error();
+    assert_eq!(code, 1008, "close code for a failed VNC authentication (error {text:?})");
+    assert!(text.contains("authentication failed"), "error text: {text:?}");
+}
+
+/// Xvnc killed while a viewer watches: the viewer gets an Error saying the
+/// VNC server closed the connection, then a close; the gateway keeps running.
+#[test]
+fn gateway_xvnc_killed() {
+    let mut desk = Desktop::xvnc(Auth::None);
+    let (gw, mut v) = gateway_scene(&mut desk, "gateway to Xvnc");
+    desk.kill_vnc_server();
+    let (text, _code) = v.expect_error();
+    assert!(text.contains("closed the connection"), "error text: {text:?}");
+    // The gateway itself is still up: a new viewer gets a clear error too.
+    let mut v2 = Viewer::connect(&gw.url("/ws"));
+    let (text2, _) = v2.expect_error();
+    assert!(!text2.is_empty());
+    gw.shutdown().expect("gateway shut down cleanly");
+}
