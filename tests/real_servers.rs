@@ -182,6 +182,22 @@ impl Conn {
         Ok(true)
     }
 
+    /// Point into the xterm (focus follows the pointer without a window
+    /// manager), type `text` (ASCII; '\n' is Return), point back to the corner.
+    fn type_into_xterm(&mut self, text: &str) {
+        self.client.pointer_event(0, 150, 330, &mut self.out);
+        for ch in text.chars() {
+            let keysym = if ch == '\n' { 0xff0d } else { ch as u32 };
+            self.client.key_event(true, keysym, &mut self.out);
+            self.client.key_event(false, keysym, &mut self.out);
+        }
+        self.flush();
+        // Let the keys land before the pointer (and so the focus) leaves.
+        std::thread::sleep(Duration::from_millis(500));
+        self.client.pointer_event(0, WIDTH - 1, HEIGHT - 1, &mut self.out);
+        self.flush();
+    }
+
     /// Write the server's bytes to CARGO_TARGET_TMPDIR; say where.
     fn save_capture(&self, what: &str) -> String {
         let name: String = what.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).collect();
@@ -310,6 +326,13 @@ fn check_encoding(server: Server, enc: i32) {
     let want2 = change_root_colour(&desk);
     assert_ne!(want, want2, "xsetroot changed nothing");
     c.sync_to(&want2, &format!("{what}, after a root colour change"));
+
+    // Small incremental updates (keys echoed by the xterm's tty), typed
+    // through this RFB connection (KeyEvent, PointerEvent).
+    c.type_into_xterm("Typed via RFB 42\n");
+    let want3 = desk.stable_screenshot();
+    assert_ne!(want2, want3, "typing changed nothing on the X screen");
+    c.sync_to(&want3, &format!("{what}, after typing"));
 }
 
 /// A second root colour; returns the new screenshot.

@@ -378,8 +378,10 @@ impl Desktop {
     }
 
     /// Known content: root colour, the test image at (300, 10) titled
-    /// "wsvnc-image", an xterm with text at (20, 250) titled "wsvnc-xterm";
-    /// then waits until the screen stops changing.
+    /// "wsvnc-image", an xterm with coloured text at (20, 250) titled
+    /// "wsvnc-xterm" running `cat` (so typed keys echo) with its text cursor
+    /// hidden (x11vnc misses the 4×11 cursor block drawn as typing ends), the pointer in the
+    /// bottom-right corner; then waits until the screen stops changing.
     pub fn draw_scene(&mut self) {
         run(self.x_command("xsetroot", "x11-xserver-utils").args(["-solid", "#336699"]));
         // Xvnc draws the pointer as a software sprite into its framebuffer and,
@@ -393,8 +395,9 @@ impl Desktop {
         self.spawn_client("display", c);
         let mut c = self.x_command("xterm", "xterm");
         c.args(["-T", "wsvnc-xterm", "-geometry", "60x10+20+250", "-bg", "white", "-fg", "black"])
+
             .args(["+cm", "-xrm", "XTerm*cursorBlink: false"])
-            .args(["-e", "sh", "-c", "printf 'hello wsvnc\\n\\033[31mred\\033[0m \\033[1;34mbold blue\\033[0m 0123456789\\n'; exec sleep 3600"]);
+            .args(["-e", "sh", "-c", "printf '\\033[?25lhello wsvnc\\n\\033[31mred\\033[0m \\033[1;34mbold blue\\033[0m 0123456789\\n'; exec cat"]);
         self.spawn_client("xterm", c);
         self.window("wsvnc-image");
         self.window("wsvnc-xterm");
