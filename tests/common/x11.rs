@@ -230,6 +230,9 @@ pub struct Desktop {
 impl Desktop {
     fn new(tag: &str) -> Desktop {
         let slot = Slot::acquire();
+        for port in [slot.vnc_port(), slot.aux_port()] {
+            assert!(!listening(port), "127.0.0.1:{port} is taken by a process these tests did not start");
+        }
         let dir = std::env::temp_dir().join(format!(
             "wsvnc-real-{}-{}-{tag}",
             std::process::id(),
@@ -438,7 +441,9 @@ impl Drop for Desktop {
     fn drop(&mut self) {
         self.clients.clear();
         self.servers.clear();
-        if !std::thread::panicking() {
+        if std::thread::panicking() {
+            eprintln!("server logs kept in {}", self.dir.display());
+        } else {
             let _ = std::fs::remove_dir_all(&self.dir);
         }
     }
