@@ -182,6 +182,19 @@ impl Conn {
         Ok(true)
     }
 
+    /// Pump (keeping an incremental request outstanding) until `ev` was seen.
+    fn wait_event(&mut self, ev: &RfbEvent) {
+        let until = Instant::now() + Duration::from_secs(20);
+        while !self.events.contains(ev) {
+            self.pump().unwrap_or_else(|e| panic!("waiting for {ev:?}: {e:?}"));
+            if !self.client.update_pending() {
+                self.client.request_update(true, &self.fb, &mut self.out);
+                self.flush();
+            }
+            assert!(Instant::now() < until, "no {ev:?} within 20 s; events: {:?}", self.events);
+        }
+    }
+
     /// Point into the xterm (focus follows the pointer without a window
     /// manager), type `text` (ASCII; '\n' is Return), point back to the corner.
     fn type_into_xterm(&mut self, text: &str) {
@@ -257,7 +270,7 @@ impl Conn {
                      ({} bytes received, rects {:?}):\n{}\n{}",
                     self.received,
                     rect_counts(),
-                    diff_report(self.fb.data(), want),
+                    diff_report(self.fb.data(), self.fb.width() as usize, want),
                     self.save_capture(what)
                 );
             }
@@ -271,8 +284,10 @@ fn rgb_eq(rgba: &[u8], rgb: &[u8]) -> bool {
 }
 
 /// The first differing pixels and how many differ.
-fn diff_report(rgba: &[u8], rgb: &[u8]) -> String {
-    let w = WIDTH as usize;
+fn diff_report(rgba: &[u8], w: usize, rgb: &[u8]) -> String {
+    if rgba.len() / 4 != rgb.len() / 3 {
+        return format!("sizes differ: {} pixels here, {} on the X screen", rgba.len() / 4, rgb.len() / 3);
+    }
     let mut n = 0;
     let mut lines = Vec::new();
     let (mut x0, mut y0, mut x1, mut y1) = (usize::MAX, usize::MAX, 0, 0);
@@ -492,6 +507,38 @@ fn xvnc_copyrect_window_move() {
     );
 }
 
+// ---------------------------------------------------------------- resize
+
+/// SetDesktopSize (rfbproto §7.5.8) to a real Xvnc: ExtendedDesktopSize
+/// announces support, the server resizes (Resized event, framebuffer
+/// resized and cleared) and the new screen matches pixel for pixel.
+#[test]
+fn xvnc_set_desktop_size() {
+    init_logger();
+    let mut desk = Desktop::xvnc(Auth::None);
+    desk.draw_scene();
+    let want = desk.stable_screenshot();
+    let encs = [encoding::ZRLE, encoding::EXTENDED_DESKTOP_SIZE, encoding::DESKTOP_SIZE, encoding::CURSOR];
+    let mut c = Conn::open(desk.addr(), &encs, None);
+    c.handshake().unwrap_or_else(|e| panic!("handshake failed: {e:?}"));
+    c.sync_to(&want, "Xvnc before resizing");
+    assert!(c.events.contains(&RfbEvent::ResizeSupported), "no ExtendedDesktopSize from Xvnc: {:?}", c.events);
+    for (w, h) in [(800, 600), (512, 384)] {
+        assert!(c.client.set_desktop_size(w, h, &mut c.out), "set_desktop_size({w}, {h}) refused locally");
+        c.flush();
+        c.wait_event(&RfbEvent::Resized { width: w, height: h });
+        assert_eq!((c.fb.width(), c.fb.height()), (w, h));
+        let want = desk.stable_screenshot();
+        assert_eq!(desk.screen_size(), (w, h), "the X screen was not resized");
+        c.sync_to(&want, &format!("Xvnc resized to {w}x{h}"));
+    }
+    // Resized by the X side (RandR), announced by the server.
+    common::x11::run(desk.x_command("xrandr", "x11-xserver-utils").args(["-s", "1024x768"]));
+    c.wait_event(&RfbEvent::Resized { width: 1024, height: 768 });
+    let want = desk.stable_screenshot();
+    c.sync_to(&want, "Xvnc resized by xrandr");
+}
+
 // --------------------------------------------------------------- VncAuth
 
 const PASSWORD: &str = "s3cret!x";
@@ -513,11 +560,7 @@ fn check_password_asked(server: Server) {
     init_logger();
     let desk = start(server, Auth::Vnc(PASSWORD));
     let mut c = Conn::open(desk.addr(), &[encoding::RAW], None);
-    let until = Instant::now() + Duration::from_secs(20);
-    while !c.events.contains(&RfbEvent::PasswordNeeded) {
-        c.pump().unwrap_or_else(|e| panic!("before PasswordNeeded: {e:?}"));
-        assert!(Instant::now() < until, "no PasswordNeeded from {}", server_name(server));
-    }
+    c.wait_event(&RfbEvent::PasswordNeeded);
     c.client.set_password(PASSWORD.as_bytes(), &mut c.out).unwrap();
     // Bytes already buffered (none expected) must be offered again.
     let used = c.client.handle_input(&c.inbuf, &mut c.fb, &mut c.out).unwrap();
@@ -811,7 +854,7 @@ impl Viewer {
                  ({} frames, {} copies):\n{}",
                 self.frames,
                 self.copies,
-                if self.canvas.is_empty() { "no ServerHello".into() } else { diff_report(&self.canvas, want) }
+                if self.canvas.is_empty() { "no ServerHello".into() } else { diff_report(&self.canvas, self.width, want) }
             );
         }
     }
@@ -879,6 +922,27 @@ fn gateway_x11vnc_pixels() {
     let mut desk = Desktop::x11vnc(Auth::None);
     let (_gw, mut v) = gateway_scene(&mut desk, "gateway to x11vnc");
     v.sync_to(&change_root_colour(&desk), "gateway to x11vnc, after a root colour change");
+}
+
+/// ResizeRequest (0x85) from the viewer → SetDesktopSize to Xvnc → Resize
+/// (0x02) and a canvas equal to the resized X screen.
+#[test]
+fn gateway_xvnc_resize_request() {
+    let mut desk = Desktop::xvnc(Auth::None);
+    let (_gw, mut v) = gateway_scene(&mut desk, "gateway to Xvnc");
+    let (w, h) = (800u16, 600u16);
+    let mut m = vec![0x85];
+    m.extend_from_slice(&w.to_le_bytes());
+    m.extend_from_slice(&h.to_le_bytes());
+    v.send(m);
+    let until = Instant::now() + Duration::from_secs(20);
+    while (v.width, v.height) != (w as usize, h as usize) {
+        v.step().unwrap_or_else(|e| panic!("waiting for Resize: {e:?}"));
+        assert!(Instant::now() < until, "no Resize to {w}x{h} (canvas {}x{})", v.width, v.height);
+    }
+    let want = desk.stable_screenshot();
+    assert_eq!(desk.screen_size(), (w, h), "the X screen was not resized");
+    v.sync_to(&want, "gateway to Xvnc after ResizeRequest");
 }
 
 /// No password configured: the viewer is asked (PasswordRequired), answers,

@@ -225,6 +225,7 @@ pub struct Desktop {
     /// X clients first, servers last: dropped in this order.
     clients: Vec<Proc>,
     servers: Vec<Proc>,
+    size: std::cell::Cell<(u16, u16)>,
 }
 
 impl Desktop {
@@ -240,7 +241,7 @@ impl Desktop {
         ));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("create temp dir");
-        Desktop { slot, dir, clients: Vec::new(), servers: Vec::new() }
+        Desktop { slot, dir, clients: Vec::new(), servers: Vec::new(), size: (WIDTH, HEIGHT).into() }
     }
 
     /// TigerVNC's Xvnc, 640×480×24, on 127.0.0.1 only.
@@ -407,13 +408,20 @@ impl Desktop {
         self.stable_screenshot();
     }
 
-    /// The root window as RGB bytes (3 per pixel, row-major).
+    /// The root window as RGB bytes (3 per pixel, row-major), at whatever
+    /// size the screen has now (see [`Desktop::screen_size`]).
     pub fn screenshot(&self) -> Vec<u8> {
         let mut c = self.x_command("import", "imagemagick");
-        c.args(["-silent", "-window", "root", "-depth", "8", "rgb:-"]);
-        let px = run(&mut c);
-        assert_eq!(px.len(), WIDTH as usize * HEIGHT as usize * 3, "import returned {} bytes", px.len());
+        c.args(["-silent", "-window", "root", "-depth", "8", "ppm:-"]);
+        let ppm = run(&mut c);
+        let (w, h, px) = parse_ppm(&ppm);
+        self.size.set((w, h));
         px
+    }
+
+    /// Width and height of the last screenshot.
+    pub fn screen_size(&self) -> (u16, u16) {
+        self.size.get()
     }
 
     /// Screenshots until two in a row, 300 ms apart, are equal (windows mapped and painted).
@@ -447,6 +455,29 @@ impl Drop for Desktop {
             let _ = std::fs::remove_dir_all(&self.dir);
         }
     }
+}
+
+/// Binary PPM ("P6", maxval 255) → (width, height, RGB bytes).
+fn parse_ppm(b: &[u8]) -> (u16, u16, Vec<u8>) {
+    let mut fields = Vec::new();
+    let mut i = 0;
+    while fields.len() < 4 {
+        while i < b.len() && b[i].is_ascii_whitespace() {
+            i += 1;
+        }
+        let start = i;
+        while i < b.len() && !b[i].is_ascii_whitespace() {
+            i += 1;
+        }
+        assert!(i > start, "import: truncated PPM header");
+        fields.push(String::from_utf8_lossy(&b[start..i]).into_owned());
+    }
+    let num = |s: &str| s.parse::<usize>().unwrap_or_else(|_| panic!("import: bad PPM header {fields:?}"));
+    assert!(fields[0] == "P6" && num(&fields[3]) == 255, "import: not an 8-bit PPM: {fields:?}");
+    let (w, h) = (num(&fields[1]), num(&fields[2]));
+    let px = &b[i + 1..];
+    assert_eq!(px.len(), w * h * 3, "import: {w}x{h} PPM with {} bytes of pixels", px.len());
+    (w as u16, h as u16, px.to_vec())
 }
 
 fn tail(s: &str, n: usize) -> &str {
