@@ -924,6 +924,20 @@ fn gateway_x11vnc_pixels() {
     v.sync_to(&change_root_colour(&desk), "gateway to x11vnc, after a root colour change");
 }
 
+/// Two viewers share one Xvnc session: a late joiner gets the whole
+/// desktop at once, and both follow a change.
+#[test]
+fn gateway_xvnc_two_viewers() {
+    let mut desk = Desktop::xvnc(Auth::None);
+    let (gw, mut v1) = gateway_scene(&mut desk, "gateway to Xvnc, first viewer");
+    let want = desk.stable_screenshot();
+    let mut v2 = Viewer::connect(&gw.url("/ws"));
+    v2.sync_to(&want, "gateway to Xvnc, late joiner");
+    let want = change_root_colour(&desk);
+    v1.sync_to(&want, "first viewer after a root colour change");
+    v2.sync_to(&want, "late joiner after a root colour change");
+}
+
 /// ResizeRequest (0x85) from the viewer → SetDesktopSize to Xvnc → Resize
 /// (0x02) and a canvas equal to the resized X screen.
 #[test]
