@@ -480,12 +480,8 @@ fn x11vnc_tight() {
 /// Moving a window on Xvnc (no window manager: XMoveWindow as given) makes
 /// TigerVNC send CopyRect; the result must still equal the screenshot. The
 /// xterm is moved (it does not repaint on a move; ImageMagick `display`
-/// redraws itself, which turns the copy into ordinary damage). Moves go in
-/// every direction, overlapping their source. The xterm never goes under the
-/// image window: moving a partly obscured window makes TigerVNC 1.12 send a
-/// CopyRect with twice the move's offset (see docs/testing-real-servers.md).
-#[test]
-fn xvnc_copyrect_window_move() {
+/// redraws itself, which turns the copy into ordinary damage).
+fn check_copyrect(moves: &[(u16, u16)]) {
     init_logger();
     let mut desk = Desktop::xvnc(Auth::None);
     desk.draw_scene();
@@ -494,7 +490,7 @@ fn xvnc_copyrect_window_move() {
     c.handshake().unwrap_or_else(|e| panic!("handshake failed: {e:?}\n{}", desk.logs()));
     c.sync_to(&want, "Xvnc before the moves");
     let xterm = desk.window("wsvnc-xterm");
-    for (x, y) in [(10, 240), (45, 280), (40, 270), (0, 215), (20, 250), (270, 340)] {
+    for &(x, y) in moves {
         desk.move_window(&xterm, x, y);
         let want = desk.stable_screenshot();
         c.sync_to(&want, &format!("Xvnc after moving the xterm to ({x}, {y})"));
@@ -505,6 +501,24 @@ fn xvnc_copyrect_window_move() {
         copies > 0 && counts.get(&encoding::COPY_RECT).copied().unwrap_or(0) == copies,
         "no CopyRect for a window move (Copied events: {copies}, rects: {counts:?})"
     );
+}
+
+/// Moves in every direction, overlapping their source; the xterm never goes
+/// under the image window (see the next test).
+#[test]
+fn xvnc_copyrect_window_move() {
+    check_copyrect(&[(10, 240), (45, 280), (40, 270), (0, 215), (20, 250), (270, 340)]);
+}
+
+/// The xterm is moved under the image window (partly covered), then out:
+/// TigerVNC 1.12 then sends a CopyRect whose source is offset by twice the
+/// move (CopyRect 230x6+20+380 from (70, 120) for a move by (-25, +130)) and
+/// never repaints the strip; a fresh connection gets the right pixels. Kept
+/// as a reproduction (docs/testing-real-servers.md).
+#[test]
+#[ignore = "TigerVNC 1.12 bug: CopyRect with a doubled offset after moving a partly covered window"]
+fn xvnc_copyrect_covered_window_move() {
+    check_copyrect(&[(10, 240), (45, 280), (40, 270), (45, 120), (20, 250)]);
 }
 
 // ---------------------------------------------------------------- resize
