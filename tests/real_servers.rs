@@ -1,16 +1,24 @@
-//! wsvnc's RFB client against REAL VNC servers, compared pixel for pixel with
-//! the X server's own screenshot.
+//! wsvnc against REAL VNC servers, compared pixel for pixel with the X
+//! server's own screenshot.
 //!
 //! Servers: TigerVNC `Xvnc`, and `x11vnc` on `Xvfb` (tests/common/x11.rs
-//! starts them on displays :70–:79, ports 18000–18199). For each lossless
-//! encoding in turn the client advertises only that encoding (plus the Cursor
-//! pseudo-encoding, so Xvnc does not paint the pointer into the framebuffer),
-//! keeps asking for incremental updates until its framebuffer equals the
-//! screenshot, and checks through the client's trace log that rectangles of
-//! that encoding really arrived (a server may always fall back to Raw).
+//! starts them on displays :70–:79, ports 18000–18199, and draws the scene).
 //!
-//! Missing servers or tools make these tests FAIL naming the package to
-//! install. See docs/testing-real-servers.md.
+//! * Encoding matrix: for each lossless encoding in turn the client
+//!   advertises only that encoding (plus the Cursor pseudo-encoding, so Xvnc
+//!   does not paint the pointer into the framebuffer), keeps asking for
+//!   updates until its framebuffer equals the screenshot, and checks through
+//!   the client's trace log that rectangles of that encoding really arrived
+//!   (a server may always fall back to Raw). Every compression level too.
+//! * CopyRect (window moves), SetDesktopSize/xrandr, VncAuth (right, asked
+//!   for, wrong), a server killed mid-session.
+//! * The whole gateway: wsvnc in-process with `--target` the real server, a
+//!   minimal browser-protocol v1 viewer (below) rebuilding the canvas.
+//!
+//! `RfbClient` runs over a blocking `TcpStream` (`Conn`). On a mismatch the
+//! failure names the differing pixels and saves the server's bytes under
+//! target/tmp. Missing servers or tools make these tests FAIL naming the
+//! package to install. See docs/testing-real-servers.md.
 
 mod common;
 
