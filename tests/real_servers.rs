@@ -665,6 +665,53 @@ fn x11vnc_vncauth_wrong_password() {
     assert!(reason.contains("password check failed"), "not the server's reason: {reason:?}");
 }
 
+/// Older protocol versions (rfbproto §7.1.1, §7.1.2): 3.3 (the server picks
+/// the security type; no SecurityResult after None) and 3.7 (no failure
+/// reason after a failed SecurityResult), with and without VncAuth.
+fn check_rfb_version(version: &str, auth: Auth) {
+    init_logger();
+    let mut desk = Desktop::x11vnc_with(auth, &["-rfbversion", version]);
+    desk.draw_scene();
+    let want = desk.stable_screenshot();
+    let pw = match auth {
+        Auth::None => None,
+        Auth::Vnc(p) => Some(p),
+    };
+    let mut c = Conn::open(desk.addr(), &[encoding::ZRLE, encoding::CURSOR], pw);
+    c.handshake().unwrap_or_else(|e| panic!("RFB {version} handshake failed: {e:?}\n{}", desk.logs()));
+    let hello = format!("RFB 00{}.00{}\n", &version[..1], &version[2..]);
+    assert!(c.capture.starts_with(hello.as_bytes()), "x11vnc did not offer {hello:?}");
+    c.sync_to(&want, &format!("x11vnc speaking RFB {version}"));
+    if let Auth::Vnc(_) = auth {
+        // Before 3.8 a failed SecurityResult carries no reason: ours is used.
+        let mut bad = Conn::open(desk.addr(), &[encoding::RAW], Some("wrong-pw"));
+        match bad.handshake() {
+            Err(End::Rfb(RfbError::AuthFailed(reason))) => assert_eq!(reason, "wrong password"),
+            other => panic!("RFB {version}: wrong password gave {other:?}, not AuthFailed"),
+        }
+    }
+}
+
+#[test]
+fn x11vnc_rfb33_none() {
+    check_rfb_version("3.3", Auth::None);
+}
+
+#[test]
+fn x11vnc_rfb33_vncauth() {
+    check_rfb_version("3.3", Auth::Vnc(PASSWORD));
+}
+
+#[test]
+fn x11vnc_rfb37_none() {
+    check_rfb_version("3.7", Auth::None);
+}
+
+#[test]
+fn x11vnc_rfb37_vncauth() {
+    check_rfb_version("3.7", Auth::Vnc(PASSWORD));
+}
+
 // ------------------------------------------------------ server killed
 
 /// SIGKILL the server mid-session: the next read sees EOF/reset and the

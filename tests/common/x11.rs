@@ -271,6 +271,11 @@ impl Desktop {
 
     /// Xvfb 640×480×24 scraped by x11vnc on 127.0.0.1 only.
     pub fn x11vnc(auth: Auth) -> Desktop {
+        Desktop::x11vnc_with(auth, &[])
+    }
+
+    /// x11vnc with extra options (e.g. `-rfbversion 3.3`).
+    pub fn x11vnc_with(auth: Auth, extra: &[&str]) -> Desktop {
         let xvfb = require("Xvfb", "xvfb");
         let x11vnc = require("x11vnc", "x11vnc");
         let mut d = Desktop::new("x11vnc");
@@ -299,6 +304,7 @@ impl Desktop {
                 cmd.args(["-passwd", pw]);
             }
         }
+        cmd.args(extra);
         let log = d.dir.join("x11vnc.log");
         // Servers are dropped last-to-first: x11vnc goes in front of Xvfb.
         d.servers.insert(0, Proc::spawn("x11vnc", cmd, &log));
