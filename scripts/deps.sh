@@ -39,7 +39,7 @@ APT_PACKAGES=(
     # relays and plumbing
     socat websockify ca-certificates
     # python3 (bootstrap of the Python 2.7 environment)
-    python3 python3-venv python3-pip
+    python3 python3-venv python3-pip gcc libc6-dev
     # shared libraries the Debian 11 python2.7 build links against
     libbz2-1.0 libcrypt1 libdb5.3 libexpat1 libncursesw6 libnsl2 libreadline8
     libsqlite3-0 libtinfo6 libtirpc3 zlib1g
@@ -109,14 +109,18 @@ do_browser() {
 PY27="$ROOT/.deps/py27"
 # Debian 11 packages, unpacked into $PY27/root. Versions are whatever
 # bullseye(-security) serves; the Release signatures are checked by apt.
-PY27_DEBS=(python2.7-minimal libpython2.7-minimal libpython2.7-stdlib python2.7 libssl1.1 libffi7)
+PY27_DEBS=(python2.7-minimal libpython2.7-minimal libpython2.7-stdlib python2.7 libssl1.1 libffi7
+    # headers + build config, to compile wsaccel (below)
+    libpython2.7-dev)
 # pip for Python 2.7 (last releases supporting it), fetched as wheels.
 PY27_BOOT=(pip==20.3.4 setuptools==44.1.1 wheel==0.37.1)
 # The whole dependency closure of autobahntestsuite 0.8.2, pinned, installed
-# with --no-deps: every entry is a py2 wheel or a pure-Python sdist, so no
-# compiler is needed. autobahn's "accelerate" extra (wsaccel, a C extension
-# without py27 wheels) is left out: autobahn then uses its pure-Python UTF-8
-# validator and masker (slower 9.x cases, same verdicts).
+# with --no-deps: every entry is a py2 wheel or a pure-Python sdist -- except
+# wsaccel, autobahn's "accelerate" extra: a small C extension (UTF-8 validator,
+# XOR masker) without a py27 wheel, compiled here by the system gcc against
+# libpython2.7-dev's headers. Without it autobahn masks and validates every
+# byte in pure Python and groups 9, 12 and 13 alone take over 30 minutes on
+# 2 cores (same verdicts, just slow).
 PY27_REQS=(
     autobahntestsuite==0.8.2 autobahn==0.10.9 txaio==2.1.0 Twisted==19.10.0
     zope.interface==5.4.0 Automat==22.10.0 PyHamcrest==1.9.0 hyperlink==21.0.0
@@ -125,9 +129,9 @@ PY27_REQS=(
     pycparser==2.21 enum34==1.1.10 ipaddress==1.0.23 service-identity==21.1.0
     pyasn1==0.4.8 pyasn1-modules==0.2.8 klein==20.6.0 Tubes==0.2.1
     Werkzeug==1.0.1 Jinja2==2.11.3 MarkupSafe==1.1.1 unittest2==1.1.0
-    traceback2==1.4.0 linecache2==1.0.0 ujson==2.0.3
+    traceback2==1.4.0 linecache2==1.0.0 ujson==2.0.3 wsaccel==0.6.2
 )
-PY27_RECIPE="v1 ${PY27_DEBS[*]} | ${PY27_BOOT[*]} | ${PY27_REQS[*]}"
+PY27_RECIPE="v2 ${PY27_DEBS[*]} | ${PY27_BOOT[*]} | ${PY27_REQS[*]}"
 
 py27_ok() {
     [ -f "$PY27/.stamp" ] && [ "$(cat "$PY27/.stamp")" = "$PY27_RECIPE" ] \
@@ -224,10 +228,14 @@ EOF
     rm -rf "$PY27/boot"
 
     log "autobahn: pip install --no-deps ${PY27_REQS[*]}"
-    env -u PIP_FIND_LINKS PYTHONWARNINGS=ignore "$PY27/bin/python2.7" -m pip install --disable-pip-version-check \
+    # CFLAGS: the unpacked headers (Debian's sysconfig points at /usr/include).
+    env -u PIP_FIND_LINKS PYTHONWARNINGS=ignore \
+        CFLAGS="-I$PY27/root/usr/include/python2.7 -I$PY27/root/usr/include" \
+        "$PY27/bin/python2.7" -m pip install --disable-pip-version-check \
         --no-python-version-warning --no-warn-script-location --no-deps "${PY27_REQS[@]}" </dev/null
     env PYTHONWARNINGS=ignore "$PY27/bin/python2.7" -m pip check --disable-pip-version-check --no-python-version-warning \
         || die "autobahn: pip check failed"
+    "$PY27/bin/python2.7" -c 'import wsaccel.utf8validator, wsaccel.xormask' || die "autobahn: wsaccel does not import"
     "$PY27/bin/wstest" --help >/dev/null 2>&1 || { "$PY27/bin/wstest" --help || true; die "autobahn: wstest does not run"; }
     printf '%s\n' "$PY27_RECIPE" > "$PY27/.stamp"
     log "autobahn: done in $((SECONDS - t0)) s ($PY27/bin/wstest)"

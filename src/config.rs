@@ -59,6 +59,9 @@ pub struct Config {
     pub max_message: usize,
     /// Per-direction relay buffer cap; reading stops while it is full.
     pub relay_buffer: usize,
+    /// Relay bulk target→browser streams with splice(2) through a pipe
+    /// (zero-copy) instead of copying through user space.
+    pub relay_splice: bool,
     /// Gateway: RFB encodings to advertise, in order (None = built-in default).
     pub encodings: Option<Vec<i32>>,
     /// Gateway: ClientInit shared flag.
@@ -69,6 +72,8 @@ pub struct Config {
     pub demo: bool,
     /// Serve only the demo VNC server on this address (no HTTP).
     pub demo_server: Option<SocketAddr>,
+    /// Desktop size of the demo VNC server (None = its default, 1024×768).
+    pub demo_size: Option<(u16, u16)>,
     /// Every WebSocket path echoes (for the Autobahn example; not a CLI option).
     pub echo: bool,
 }
@@ -87,11 +92,13 @@ impl Default for Config {
             handshake_timeout: Duration::from_secs(10),
             max_message: 4 << 20,
             relay_buffer: 256 << 10,
+            relay_splice: true,
             encodings: None,
             shared: true,
             view_only: false,
             demo: false,
             demo_server: None,
+            demo_size: None,
             echo: false,
         }
     }
@@ -128,10 +135,13 @@ OPTIONS:
     --max-message BYTES       largest WebSocket message accepted [default: 4194304]
     --encodings LIST          gateway: RFB encodings in preference order, comma separated
                               (tight,zrle,hextile,zlib,rre,copyrect,raw)
+    --relay-copy              relay: copy bulk streams through user space instead of splice(2)
+                              (zero-copy, the default; for comparison and odd kernels)
     --exclusive               gateway: ask the VNC server for an exclusive session (not shared)
     --view-only               gateway: viewers cannot send input
     --demo                    run the built-in demo VNC server and use it as the target
     --demo-server ADDR:PORT   run only the demo VNC server on ADDR:PORT (for tests, benchmarks)
+    --demo-size WxH           desktop size of the demo VNC server [default: 1024x768]
     -h, --help                print this help
     -V, --version             print the version
 
@@ -277,8 +287,18 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Command, Co
             "--encodings" => cfg.encodings = Some(parse_encodings(&value(&mut args)?)?),
             "--exclusive" => cfg.shared = false,
             "--view-only" => cfg.view_only = true,
+            "--relay-copy" => cfg.relay_splice = false,
             "--demo" => cfg.demo = true,
             "--demo-server" => cfg.demo_server = Some(resolve(&value(&mut args)?, "127.0.0.1")?),
+            "--demo-size" => {
+                let v = value(&mut args)?;
+                let size = v.split_once('x').and_then(|(w, h)| Some((w.parse::<u16>().ok()?, h.parse::<u16>().ok()?)));
+                cfg.demo_size = match size {
+                    Some((w, h)) if (1..=crate::demo::MAX_DIMENSION).contains(&w)
+                        && (1..=crate::demo::MAX_DIMENSION).contains(&h) => Some((w, h)),
+                    _ => return err(format!("--demo-size wants WIDTHxHEIGHT, each 1..=4096, not '{v}'")),
+                }
+            }
             s if s.starts_with('-') && s.len() > 1 => {
                 return err(format!("unknown option '{s}' (see --help)"))
             }

@@ -24,7 +24,7 @@ fn main() -> ExitCode {
         }
     };
     if let Some(addr) = cfg.demo_server {
-        return match wsvnc::server::run_demo_server(addr) {
+        return match wsvnc::server::run_demo_server(addr, cfg.demo_size) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("wsvnc: {e}");

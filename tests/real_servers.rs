@@ -416,7 +416,6 @@ fn xvnc_zrle() {
 }
 
 #[test]
-#[ignore = "Tight decoder pending"]
 fn xvnc_tight() {
     check_encoding(Server::Xvnc, encoding::TIGHT);
 }
@@ -443,13 +442,11 @@ fn check_levels(server: Server, enc: i32, levels: std::ops::RangeInclusive<i32>)
 }
 
 #[test]
-#[ignore = "Tight decoder pending"]
 fn xvnc_tight_levels() {
     check_levels(Server::Xvnc, encoding::TIGHT, 0..=9);
 }
 
 #[test]
-#[ignore = "Tight decoder pending"]
 fn x11vnc_tight_levels() {
     check_levels(Server::X11vnc, encoding::TIGHT, 1..=9);
 }
@@ -458,7 +455,7 @@ fn x11vnc_tight_levels() {
 /// rfbTightNoZlib rectangles: compression-control type 0xA (0xE with an
 /// explicit filter), then a compact length and that many raw bytes.
 #[test]
-#[ignore = "Tight decoder pending; then: rfbTightNoZlib (control 0xA0/0xE0) not decoded yet"]
+#[ignore = "rfbTightNoZlib (control 0xA0/0xE0) not decoded yet"]
 fn x11vnc_tight_level0_nozlib() {
     check_levels(Server::X11vnc, encoding::TIGHT, 0..=0);
 }
@@ -501,7 +498,6 @@ fn x11vnc_zrle() {
 }
 
 #[test]
-#[ignore = "Tight decoder pending"]
 fn x11vnc_tight() {
     check_encoding(Server::X11vnc, encoding::TIGHT);
 }

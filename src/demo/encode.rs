@@ -1,11 +1,11 @@
 //! Rectangle encoders for the demo server (rfbproto §7.7): Raw, CopyRect,
-//! RRE, Hextile and ZRLE. Each takes the rectangle's *wire* pixel values
+//! RRE, Hextile, ZRLE and Tight (lossless). Each takes the rectangle's *wire* pixel values
 //! (already converted to the client's pixel format) and appends the
 //! rectangle header and payload to `out`.
 //!
-//! Scratch buffers and the ZRLE zlib stream live in `Encoder`, one per
-//! connection (§7.7.6: "A single zlib stream object is used for a given
-//! RFB protocol connection").
+//! Scratch buffers and the zlib streams (ZRLE's one, Tight's three) live in
+//! `Encoder`, one per connection (§7.7.6: "A single zlib stream object is
+//! used for a given RFB protocol connection"; §7.7.7 likewise per stream).
 
 use flate2::{Compress, Compression, FlushCompress};
 
@@ -17,6 +17,7 @@ pub const RAW: i32 = 0;
 pub const COPY_RECT: i32 = 1;
 pub const RRE: i32 = 2;
 pub const HEXTILE: i32 = 5;
+pub const TIGHT: i32 = 7;
 pub const ZRLE: i32 = 16;
 pub const DESKTOP_SIZE: i32 = -223;
 
@@ -76,6 +77,10 @@ impl Palette {
 
 pub struct Encoder {
     zlib: Compress,
+    /// Tight streams: 0 full colour (copy/gradient), 1 two-colour, 2 indexed.
+    tight_z: [Compress; 3],
+    /// Tight gradient filter: the previous row's R,G,B.
+    prev_row: Vec<[u8; 3]>,
     /// Wire pixels of the rectangle being encoded.
     px: Vec<u32>,
     covered: Vec<bool>,
@@ -96,6 +101,8 @@ impl Encoder {
     pub fn new() -> Self {
         Encoder {
             zlib: Compress::new(Compression::new(1), true),
+            tight_z: std::array::from_fn(|_| Compress::new(Compression::new(1), true)),
+            prev_row: Vec::new(),
             px: Vec::new(),
             covered: Vec::new(),
             tile: Vec::new(),
@@ -291,6 +298,93 @@ impl Encoder {
         Ok(())
     }
 
+    /// Tight (§7.7.7), lossless: FillCompression for one colour, the
+    /// palette filter for up to 127 colours (1-bit rows for two), else the
+    /// gradient filter (TPIXEL = R,G,B formats) or the copy filter; data of
+    /// 12 bytes or more zlib-compressed behind a compact length. Writes
+    /// nothing and returns `Ok(false)` for rectangles Tight cannot carry:
+    /// wider than 2048 pixels, or too big for a 22-bit compact length.
+    pub fn tight(&mut self, r: &Rect, wf: &WireFormat, out: &mut Vec<u8>) -> Result<bool, String> {
+        if r.w > 2048 || r.w * r.h * 4 > 4_000_000 {
+            return Ok(false);
+        }
+        let tpx = tpixel(wf);
+        self.pal.clear();
+        let few = self.px.iter().all(|&v| self.pal.insert(v, 127));
+        rect_header(r, TIGHT, out);
+        let n = self.pal.colours.len();
+        self.zbuf.clear();
+        let stream = if few && n == 1 {
+            out.push(0x80); // FillCompression
+            put_tpixel(wf, tpx, self.pal.colours[0], out);
+            return Ok(true);
+        } else if few {
+            // BasicCompression, explicit filter, palette.
+            let stream = if n == 2 { 1 } else { 2 };
+            out.extend_from_slice(&[0x40 | (stream as u8) << 4, 1, (n - 1) as u8]);
+            for &c in &self.pal.colours {
+                put_tpixel(wf, tpx, c, out);
+            }
+            for row in self.px.chunks_exact(r.w) {
+                if n == 2 {
+                    // MSB = leftmost; each row padded to a whole byte.
+                    for bits in row.chunks(8) {
+                        let b = bits.iter().enumerate().fold(0u8, |b, (i, &v)| b | self.pal.index(v) << (7 - i));
+                        self.zbuf.push(b);
+                    }
+                } else {
+                    self.zbuf.extend(row.iter().map(|&v| self.pal.index(v)));
+                }
+            }
+            stream
+        } else if tpx == 3 {
+            // Gradient filter: each component minus clamp(above + left - upleft).
+            out.extend_from_slice(&[0x40, 2]);
+            self.prev_row.clear();
+            self.prev_row.resize(r.w, [0; 3]);
+            for row in self.px.chunks_exact(r.w) {
+                let (mut left, mut up_left) = ([0u8; 3], [0u8; 3]);
+                for (&v, above) in row.iter().zip(self.prev_row.iter_mut()) {
+                    let cur = rgb_of(wf, v);
+                    for c in 0..3 {
+                        let p = (i32::from(above[c]) + i32::from(left[c]) - i32::from(up_left[c])).clamp(0, 255);
+                        self.zbuf.push(cur[c].wrapping_sub(p as u8));
+                    }
+                    up_left = *above;
+                    *above = cur;
+                    left = cur;
+                }
+            }
+            0
+        } else {
+            out.push(0x00); // copy filter, stream 0
+            for &v in &self.px {
+                wf.put(v, &mut self.zbuf);
+            }
+            0
+        };
+        if self.zbuf.len() < 12 {
+            out.extend_from_slice(&self.zbuf);
+            return Ok(true);
+        }
+        let mut z = Vec::with_capacity(self.zbuf.len() / 2 + 64);
+        deflate_sync(&mut self.tight_z[stream], &self.zbuf, &mut z)?;
+        if z.len() >= 1 << 22 {
+            // Cannot happen below the 4 MB raw limit; the stream is lost if it does.
+            return Err(format!("Tight: {} compressed bytes exceed the compact length", z.len()));
+        }
+        let n = z.len();
+        if n < 128 {
+            out.push(n as u8);
+        } else if n < 16384 {
+            out.extend_from_slice(&[0x80 | (n & 0x7f) as u8, (n >> 7) as u8]);
+        } else {
+            out.extend_from_slice(&[0x80 | (n & 0x7f) as u8, 0x80 | ((n >> 7) & 0x7f) as u8, (n >> 14) as u8]);
+        }
+        out.extend_from_slice(&z);
+        Ok(true)
+    }
+
     fn zrle_tile(&mut self, tw: usize, th: usize, wf: &WireFormat, cpp: usize) {
         let t = &self.tile;
         self.pal.clear();
@@ -483,6 +577,33 @@ fn subrects(
         }
     }
     true
+}
+
+/// Bytes in a Tight TPIXEL (§7.7.7): 3 (R,G,B) for true colour, 32 bpp,
+/// depth 24 with 8-bit components on byte boundaries; else a PIXEL.
+fn tpixel(wf: &WireFormat) -> usize {
+    let pf = &wf.pf;
+    let bytes = [pf.red_shift, pf.green_shift, pf.blue_shift].iter().all(|s| s % 8 == 0);
+    let max8 = pf.red_max == 255 && pf.green_max == 255 && pf.blue_max == 255;
+    if pf.true_colour && pf.bits_per_pixel == 32 && pf.depth == 24 && max8 && bytes {
+        3
+    } else {
+        wf.bpp
+    }
+}
+
+/// R, G, B of a wire pixel in an 8-bit-per-component format.
+fn rgb_of(wf: &WireFormat, v: u32) -> [u8; 3] {
+    let pf = &wf.pf;
+    [(v >> pf.red_shift) as u8, (v >> pf.green_shift) as u8, (v >> pf.blue_shift) as u8]
+}
+
+fn put_tpixel(wf: &WireFormat, tpx: usize, v: u32, out: &mut Vec<u8>) {
+    if tpx == 3 {
+        out.extend_from_slice(&rgb_of(wf, v));
+    } else {
+        wf.put(v, out);
+    }
 }
 
 /// Compress all of `input` into `out` with a sync flush, so the peer can

@@ -37,7 +37,10 @@
 //! * scrolling band: CopyRect of the band, then Hextile for the new rows;
 //! * title bar (name, ticking counter) and terminal (gradient + typed text
 //!   + blinking cursor): ZRLE (Hextile, RRE next);
-//! * pointer crosshair and click marks: whatever zone they are in.
+//! * pointer crosshair and click marks: whatever zone they are in;
+//! * Tight (fill / palette / gradient) only for a client that lists none
+//!   of RRE, Hextile and ZRLE.
+//!
 //! A DesktopSize pseudo-rectangle is sent after [`DemoServer::resize`] if
 //! the client listed -223.
 
@@ -45,13 +48,13 @@ mod encode;
 mod pixfmt;
 mod scene;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 use std::hash::{BuildHasher, Hasher};
 
 use des::cipher::{generic_array::GenericArray, BlockEncrypt, KeyInit};
 
-use encode::{Encoder, COPY_RECT, DESKTOP_SIZE, HEXTILE, RRE, ZRLE};
+use encode::{Encoder, COPY_RECT, DESKTOP_SIZE, HEXTILE, RRE, TIGHT, ZRLE};
 pub use pixfmt::PixelFormat;
 use pixfmt::WireFormat;
 pub use scene::{Rect, CLICK_COLOUR, POINTER_COLOUR, POINTER_PRESSED_COLOUR};
@@ -126,6 +129,7 @@ struct Accepts {
     rre: bool,
     hextile: bool,
     zrle: bool,
+    tight: bool,
     desktop_size: bool,
 }
 
@@ -141,6 +145,7 @@ pub struct DemoServer {
     encodings: Vec<i32>,
     accepts: Accepts,
     zrle_broken: bool,
+    tight_broken: bool,
     request: Option<Request>,
     /// The client's view may differ from `next` in a way not yet looked for.
     need_diff: bool,
@@ -185,6 +190,7 @@ impl DemoServer {
             encodings: Vec::new(),
             accepts: Accepts::default(),
             zrle_broken: false,
+            tight_broken: false,
             request: None,
             need_diff: false,
             layout: Layout::new(w, h),
@@ -484,10 +490,12 @@ impl DemoServer {
     /// the client accepts, Raw as the fallback; then record it as sent.
     fn encode_rect(&mut self, r: &Rect, kind: Kind, out: &mut Vec<u8>) {
         self.encoder.load(&self.next, self.w, r, &self.wf);
-        let order: [i32; 3] = match kind {
-            Kind::Flat => [RRE, HEXTILE, ZRLE],
-            Kind::Band => [HEXTILE, ZRLE, RRE],
-            Kind::Panel => [ZRLE, HEXTILE, RRE],
+        // Tight last: used only by clients that list none of the others
+        // (so the default demo traffic stays as it was).
+        let order: [i32; 4] = match kind {
+            Kind::Flat => [RRE, HEXTILE, ZRLE, TIGHT],
+            Kind::Band => [HEXTILE, ZRLE, RRE, TIGHT],
+            Kind::Panel => [ZRLE, HEXTILE, RRE, TIGHT],
         };
         let a = self.accepts;
         let mut done = false;
@@ -507,6 +515,17 @@ impl DemoServer {
                             log::error!("demo: ZRLE disabled for this client: {e}");
                             out.truncate(at);
                             self.zrle_broken = true;
+                        }
+                    }
+                }
+                TIGHT if a.tight && !self.tight_broken => {
+                    let at = out.len();
+                    match self.encoder.tight(r, &self.wf, out) {
+                        Ok(ok) => done = ok,
+                        Err(e) => {
+                            log::error!("demo: Tight disabled for this client: {e}");
+                            out.truncate(at);
+                            self.tight_broken = true;
                         }
                     }
                 }
@@ -653,6 +672,7 @@ impl DemoServer {
                     rre: has(RRE),
                     hextile: has(HEXTILE),
                     zrle: has(ZRLE),
+                    tight: has(TIGHT),
                     desktop_size: has(DESKTOP_SIZE),
                 };
                 Ok(Some(4 + 4 * n))

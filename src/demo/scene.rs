@@ -232,7 +232,7 @@ impl Layout {
                 draw_text(buf, w, &t, s, t.x + 2 * s, ly, line, TEXT_COLOUR);
                 cursor = (t.x + 2 * s + line.chars().count() * cell_w, ly);
             }
-            if (t_ms / 500) % 2 == 0 {
+            if (t_ms / 500).is_multiple_of(2) {
                 let c = Rect::new(cursor.0, cursor.1, GLYPH_W * s, GLYPH_H * s).intersect(&t);
                 fill(buf, w, &c, TEXT_COLOUR);
             }

@@ -61,12 +61,43 @@ impl std::fmt::Display for OutOfBounds {
 
 impl std::error::Error for OutOfBounds {}
 
+/// A CopyRect applied to the framebuffer (rfbproto §7.7.2), logged so the
+/// gateway can forward it as a browser `Copy` instead of resending pixels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CopyOp {
+    pub dst: Rect,
+    pub src_x: u16,
+    pub src_y: u16,
+}
+
+impl CopyOp {
+    pub fn src(&self) -> Rect {
+        Rect::new(self.src_x, self.src_y, self.dst.w, self.dst.h)
+    }
+}
+
+/// Copies logged between two [`Framebuffer::take_copies`]; more are
+/// recorded as damage instead.
+pub const MAX_COPY_LOG: usize = 256;
+
 /// RGBA pixels (4 bytes each, alpha always 255), row-major, stride `width * 4`.
+///
+/// Change tracking: every change is either damage (tiles, [`take_dirty`])
+/// or a logged copy ([`take_copies`]). A copy is logged — and its
+/// destination *not* marked dirty — only when its source area is clean, i.e.
+/// untouched since the last `take_dirty`; replaying the logged copies in
+/// order on an image equal to the framebuffer at the last `take_dirty`, then
+/// redrawing the damaged tiles from the current pixels, gives the current
+/// framebuffer exactly.
+///
+/// [`take_dirty`]: Framebuffer::take_dirty
+/// [`take_copies`]: Framebuffer::take_copies
 pub struct Framebuffer {
     width: u16,
     height: u16,
     pixels: Vec<u8>,
     dirty: TileSet,
+    copies: Vec<CopyOp>,
 }
 
 impl Framebuffer {
@@ -77,6 +108,7 @@ impl Framebuffer {
             height: 0,
             pixels: Vec::new(),
             dirty: TileSet::new(0, 0),
+            copies: Vec::new(),
         };
         fb.resize(width, height);
         fb
@@ -105,6 +137,7 @@ impl Framebuffer {
         }
         self.dirty = TileSet::new(width, height);
         self.dirty.mark_all();
+        self.copies.clear();
     }
 
     /// Whether `r` lies wholly inside the framebuffer (empty rects anywhere inside count).
@@ -189,7 +222,12 @@ impl Framebuffer {
             let d = self.offset(dst.x, dst.y + i);
             self.pixels.copy_within(s..s + row_bytes, d);
         }
-        self.dirty.mark(dst);
+        let op = CopyOp { dst, src_x, src_y };
+        if self.copies.len() < MAX_COPY_LOG && !self.dirty.intersects(op.src()) {
+            self.copies.push(op);
+        } else {
+            self.dirty.mark(dst);
+        }
         Ok(())
     }
 
@@ -215,6 +253,17 @@ impl Framebuffer {
     pub fn take_dirty(&mut self, into: &mut TileSet) {
         into.union_from(&self.dirty);
         self.dirty.clear();
+    }
+
+    /// Whether anything changed since the last `take_dirty`/`take_copies`
+    /// (an update is being applied and not yet handed out).
+    pub fn has_changes(&self) -> bool {
+        !self.copies.is_empty() || !self.dirty.is_empty()
+    }
+
+    /// Copies logged since the last call (in the order applied); clears the log.
+    pub fn take_copies(&mut self, into: &mut Vec<CopyOp>) {
+        into.append(&mut self.copies);
     }
 
     /// Tiles changed since the last [`Framebuffer::take_dirty`].
@@ -261,6 +310,43 @@ mod tests {
         assert_eq!(fb.pixel(6, 6), [5, 5, 0, 255]);
         fb.copy(Rect::new(0, 0, 6, 6), 2, 2).unwrap();
         assert_eq!(fb.pixel(0, 0), [1, 1, 0, 255]);
+    }
+
+    /// Replaying logged copies on the old image, then the damaged tiles
+    /// from the new one, reproduces the new image (the contract above).
+    #[test]
+    fn copies_are_logged_only_from_clean_sources() {
+        let mut fb = Framebuffer::new(256, 256);
+        for y in 0..256u16 {
+            fb.fill(Rect::new(0, y, 256, 1), [y as u8, 0, 0, 255]).unwrap();
+        }
+        let (mut seen, mut ops) = (TileSet::new(256, 256), Vec::new());
+        fb.take_dirty(&mut seen);
+        fb.take_copies(&mut ops);
+        let old = fb.data().to_vec();
+        seen.clear();
+        fb.copy(Rect::new(0, 0, 256, 100), 0, 1).unwrap(); // scroll up: logged
+        fb.fill(Rect::new(0, 200, 10, 10), [1, 2, 3, 255]).unwrap();
+        fb.copy(Rect::new(0, 100, 20, 20), 0, 195).unwrap(); // source dirty: damage
+        fb.copy(Rect::new(100, 150, 5, 5), 0, 0).unwrap(); // source = first copy's dst: logged
+        fb.take_dirty(&mut seen);
+        fb.take_copies(&mut ops);
+        assert_eq!(ops.len(), 2);
+        assert!(!seen.contains_tile(0, 0), "logged copy's destination is not damage");
+        assert!(seen.contains_tile(0, 1) && seen.contains_tile(0, 3));
+        let mut replay = Framebuffer::new(256, 256);
+        replay.put_rgba(replay.full_rect(), &old).unwrap();
+        for op in &ops {
+            replay.copy(op.dst, op.src_x, op.src_y).unwrap();
+        }
+        seen.for_each_run(|r| {
+            for y in r.y..r.y + r.h {
+                let o = (y as usize * 256 + r.x as usize) * 4;
+                let row = fb.data()[o..o + r.w as usize * 4].to_vec();
+                replay.put_rgba(Rect::new(r.x, y, r.w, 1), &row).unwrap();
+            }
+        });
+        assert!(replay.data() == fb.data());
     }
 
     #[test]

@@ -59,6 +59,18 @@ impl TileSet {
         }
     }
 
+    /// Whether any tile `r` touches is marked (`r` clipped to the area).
+    pub fn intersects(&self, r: Rect) -> bool {
+        if r.is_empty() {
+            return false;
+        }
+        let x1 = (r.right().min(self.width as u32)) as usize;
+        let y1 = (r.bottom().min(self.height as u32)) as usize;
+        let t = TILE as usize;
+        (r.y as usize / t..y1.div_ceil(t))
+            .any(|row| (r.x as usize / t..x1.div_ceil(t)).any(|col| self.contains_tile(col, row)))
+    }
+
     pub fn mark_all(&mut self) {
         for i in 0..self.cols * self.rows {
             self.set(i);

@@ -30,14 +30,16 @@ pub struct ViewerId {
     pub viewer: usize,
 }
 
-/// Default RFB encodings, best first: Tight and ZRLE compress best, Hextile
-/// and RRE are cheap, Raw always works; then the pseudo-encodings.
+/// Default RFB encodings: every encoding with a working decoder, in the
+/// decoders' order of preference (`rfb::decode::supported`, best first),
+/// CopyRect before Raw; then the pseudo-encodings. Taken from the decoder
+/// registry so that an encoding is advertised exactly when it can be decoded
+/// (a VNC server picks any advertised encoding: TigerVNC picks Tight).
 pub fn default_encodings() -> Vec<i32> {
     use encoding::*;
-    vec![
-        TIGHT, ZRLE, HEXTILE, ZLIB, RRE, COPY_RECT, RAW, EXTENDED_DESKTOP_SIZE, DESKTOP_SIZE, LAST_RECT,
-        CURSOR, DESKTOP_NAME,
-    ]
+    let mut v: Vec<i32> = crate::rfb::decode::supported().iter().copied().filter(|&e| e != RAW).collect();
+    v.extend([COPY_RECT, RAW, EXTENDED_DESKTOP_SIZE, DESKTOP_SIZE, LAST_RECT, CURSOR, DESKTOP_NAME]);
+    v
 }
 
 /// Every gateway session, by the key viewers asked for.

@@ -14,16 +14,46 @@
 //! viewer skips intermediate states instead of queueing them. A frame is
 //! composed in chunks (`compose` is called again while the socket has room)
 //! so a viewer's buffered output stays bounded by a chunk, not a frame.
+//! CopyRects are forwarded as `Copy` where the viewer's canvas allows it
+//! (`hand_out_update`), else they become damage.
+//!
+//! Memory per viewer is bounded whatever the viewer does: damage is a tile
+//! bitmap, queued copies are capped, session state (clipboard, cursor,
+//! name) is sent latest-wins from the session's single copy (`News`), and
+//! one-off messages are capped (`MAX_PENDING`).
 
 use slab::Slab;
 
 use super::proto::{self, BadInput, Input};
-use crate::fb::{Framebuffer, Rect, TileSet, TILE};
+use crate::fb::{CopyOp, Framebuffer, Rect, TileSet, TILE};
 use crate::rfb::{RfbClient, RfbConfig, RfbError, RfbEvent};
 use crate::ws::close;
 
 /// Frames a viewer may have unacknowledged.
 pub const MAX_UNACKED: u32 = 2;
+/// A viewer whose one-off messages pile up past this is not reading: it is
+/// closed rather than buffered for.
+const MAX_PENDING: usize = 256 << 10;
+/// Bells remembered for a viewer that has not been sent them yet.
+const MAX_BELLS: u8 = 4;
+
+/// Changes of session state not yet sent to one viewer.
+#[derive(Debug, Default, Clone, Copy)]
+struct News {
+    bells: u8,
+    clipboard: bool,
+    cursor: bool,
+    name: bool,
+}
+
+impl News {
+    fn any(&self) -> bool {
+        self.bells > 0 || self.clipboard || self.cursor || self.name
+    }
+}
+
+/// Copies queued per viewer for its next frame; more become damage.
+const MAX_VIEWER_COPIES: usize = 64;
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Phase {
@@ -55,11 +85,27 @@ pub struct Viewer {
     /// ServerHello sent (the viewer is receiving frames).
     joined: bool,
     damage: TileSet,
+    /// CopyRects to send at the start of the next frame, before the damaged
+    /// tiles. Invariant: applying them to the viewer's canvas makes it equal
+    /// to the framebuffer outside `damage` (see `Session::hand_out_update`).
+    copies: Vec<CopyOp>,
+    /// Pixels were sent while an update was half applied (the framebuffer
+    /// held changes not yet handed out): the canvas may hold a state the
+    /// update's copies did not start from, so that update's copies are
+    /// sent as pixels to this viewer.
+    mid_update_pixels: bool,
     frame: Option<FrameInProgress>,
-    unacked: u32,
-    next_id: u32,
-    /// Small messages (status, bell, clipboard, cursor, name) to send first.
+    /// Id of the last frame whose EndFrame was sent (0: none yet). Frame
+    /// ids count up from 1, wrapping.
+    last_sent: u32,
+    /// Id of the last frame acknowledged.
+    acked: u32,
+    /// Small one-off messages (hello, status, resize, password request,
+    /// error) to send first; capped by `MAX_PENDING`.
     pending: Vec<u8>,
+    /// State the viewer must be told about, latest wins (so a viewer that
+    /// does not read costs no more memory however often it changes).
+    news: News,
     /// Set when this viewer must be closed after its pending output.
     pub close: Option<(u16, String)>,
 }
@@ -73,12 +119,24 @@ impl Viewer {
             authorized: false,
             joined: false,
             damage: TileSet::new(0, 0),
+            copies: Vec::new(),
+            mid_update_pixels: false,
             frame: None,
-            unacked: 0,
-            next_id: 1,
+            last_sent: 0,
+            acked: 0,
             pending: Vec::new(),
+            news: News::default(),
             close: None,
         }
+    }
+
+    fn has_changes(&self) -> bool {
+        !self.damage.is_empty() || !self.copies.is_empty()
+    }
+
+    /// Frames sent (EndFrame written) and not yet acknowledged.
+    fn unacked(&self) -> u32 {
+        self.last_sent.wrapping_sub(self.acked)
     }
 
     fn fail(&mut self, code: u16, text: &str) {
@@ -99,12 +157,21 @@ pub struct Session {
     pub viewers: Slab<Viewer>,
     name: String,
     resize_supported: bool,
-    /// The last Cursor message, for late joiners.
+    /// The last Cursor message (also for late joiners).
     cursor_msg: Vec<u8>,
+    /// The last Clipboard message.
+    clipboard_msg: Vec<u8>,
     /// Password typed by the browser that unlocked this session, if any.
     browser_password: Option<Vec<u8>>,
     /// Damage of the update being received, handed to viewers at its end.
     update_damage: TileSet,
+    /// Copies logged by the framebuffer during the update being received.
+    update_copies: Vec<CopyOp>,
+    /// Ask for a non-incremental update next (see `maybe_request`).
+    want_full: bool,
+    /// The first FramebufferUpdate after ServerInit has been applied
+    /// (viewers join then, see `join`).
+    synced: bool,
     /// The session has failed: every viewer is told, then it is dropped.
     pub failed: Option<String>,
     /// Server key of the RFB connection.
@@ -123,8 +190,12 @@ impl Session {
             name: String::new(),
             resize_supported: false,
             cursor_msg: Vec::new(),
+            clipboard_msg: Vec::new(),
             browser_password: None,
             update_damage: TileSet::new(0, 0),
+            update_copies: Vec::new(),
+            want_full: false,
+            synced: false,
             failed: None,
             conn: None,
         }
@@ -183,9 +254,11 @@ impl Session {
     }
 
     /// Keep one incremental update request outstanding while anyone watches.
+    /// The next request is non-incremental when `want_full` says so.
     fn maybe_request(&mut self, to_server: &mut Vec<u8>) {
         if self.phase == Phase::Ready && !self.rfb.update_pending() && !self.viewers.is_empty() {
-            self.rfb.request_update(true, &self.fb, to_server);
+            let incremental = !std::mem::take(&mut self.want_full);
+            self.rfb.request_update(incremental, &self.fb, to_server);
         }
     }
 
@@ -205,33 +278,42 @@ impl Session {
                 self.update_damage = TileSet::new(width, height);
                 let mut discard = TileSet::new(width, height);
                 self.fb.take_dirty(&mut discard);
+                self.fb.take_copies(&mut self.update_copies);
+                self.update_copies.clear();
                 self.rfb.request_update(false, &self.fb, to_server);
-                let ids: Vec<usize> = self.viewers.iter().map(|(k, _)| k).collect();
-                for idx in ids {
-                    let v = &mut self.viewers[idx];
+                self.synced = false;
+                for (_, v) in self.viewers.iter_mut() {
                     if v.hello && (self.browser_password.is_none() || v.authorized) {
-                        v.authorized = true;
-                        self.join(idx);
+                        v.authorized = true; // joined after the first update
                     } else if v.hello {
                         proto::password_required(&mut v.pending);
                     }
                 }
             }
             RfbEvent::Resized { width, height } => {
+                // rfbproto §7.8.2: the new framebuffer's contents follow a
+                // non-incremental request (only on an actual size change).
+                self.want_full = true;
                 self.update_damage = TileSet::new(width, height);
                 for (_, v) in self.viewers.iter_mut() {
                     if v.joined {
                         if let Some(f) = v.frame.take() {
                             proto::end_frame(&mut v.pending, f.id);
-                            v.unacked += 1;
+                            v.last_sent = f.id;
                         }
                         proto::resize(&mut v.pending, width, height);
                         v.damage.reset(width, height);
+                        v.copies.clear();
                     }
                 }
             }
             RfbEvent::ResizeSupported => {
                 self.resize_supported = true;
+                // TigerVNC answers the first request after SetEncodings with
+                // the ExtendedDesktopSize rectangle alone and then sends only
+                // changes: ask for the whole screen once more. (Once per
+                // connection, so it cannot loop.)
+                self.want_full = true;
             }
             RfbEvent::ResizeRefused(why) => {
                 for (_, v) in self.viewers.iter_mut() {
@@ -242,49 +324,95 @@ impl Session {
             }
             RfbEvent::Copied { .. } => {}
             RfbEvent::UpdateDone => {
-                self.fb.take_dirty(&mut self.update_damage);
-                for (_, v) in self.viewers.iter_mut() {
-                    if v.joined {
-                        v.damage.union_from(&self.update_damage);
+                self.hand_out_update();
+                if !self.synced {
+                    self.synced = true;
+                    let ready: Vec<usize> =
+                        self.viewers.iter().filter(|(_, v)| v.hello && v.authorized).map(|(k, _)| k).collect();
+                    for idx in ready {
+                        self.join(idx);
                     }
                 }
-                self.update_damage.clear();
             }
-            RfbEvent::Bell => self.broadcast(proto::bell),
-            RfbEvent::ServerCutText(text) => self.broadcast(|out| proto::clipboard(out, &text)),
+            RfbEvent::Bell => self.broadcast(|n| n.bells = (n.bells + 1).min(MAX_BELLS)),
+            RfbEvent::ServerCutText(text) => {
+                self.clipboard_msg.clear();
+                proto::clipboard(&mut self.clipboard_msg, &text);
+                self.broadcast(|n| n.clipboard = true);
+            }
             RfbEvent::Cursor { hot_x, hot_y, width, height, rgba } => {
                 self.cursor_msg.clear();
                 proto::cursor(&mut self.cursor_msg, hot_x, hot_y, width, height, &rgba);
-                let msg = std::mem::take(&mut self.cursor_msg);
-                self.broadcast(|out| out.extend_from_slice(&msg));
-                self.cursor_msg = msg;
+                self.broadcast(|n| n.cursor = true);
             }
             RfbEvent::DesktopName(name) => {
-                self.broadcast(|out| proto::desktop_name(out, &name));
                 self.name = name;
+                self.broadcast(|n| n.name = true);
+            }
+        }
+        for (_, v) in self.viewers.iter_mut() {
+            if v.pending.len() > MAX_PENDING && v.close.is_none() {
+                v.pending.clear();
+                v.fail(close::POLICY_VIOLATION, "viewer is not reading its messages");
             }
         }
     }
 
-    fn broadcast(&mut self, f: impl Fn(&mut Vec<u8>)) {
+    /// A whole FramebufferUpdate has been applied: give every joined viewer
+    /// its changes. Each logged copy is forwarded as a `Copy` only to a
+    /// viewer whose canvas holds the copy's source as the framebuffer had it:
+    /// no frame half sent and no pixels sent while this update was half
+    /// applied (either puts pixels newer than the copy's source on the
+    /// canvas), and no pending damage over the source. Otherwise the destination becomes
+    /// damage. Copies are checked in order, so one whose source is an
+    /// earlier refused copy's destination is refused too.
+    fn hand_out_update(&mut self) {
+        self.fb.take_dirty(&mut self.update_damage);
+        self.fb.take_copies(&mut self.update_copies);
+        for (_, v) in self.viewers.iter_mut() {
+            if !v.joined {
+                continue;
+            }
+            let can_copy = v.frame.is_none() && !v.mid_update_pixels;
+            v.mid_update_pixels = false;
+            for op in &self.update_copies {
+                if can_copy && v.copies.len() < MAX_VIEWER_COPIES && !v.damage.intersects(op.src()) {
+                    v.copies.push(*op);
+                } else {
+                    v.damage.mark(op.dst);
+                }
+            }
+            v.damage.union_from(&self.update_damage);
+        }
+        self.update_damage.clear();
+        self.update_copies.clear();
+    }
+
+    /// Record news for every joined viewer.
+    fn broadcast(&mut self, f: impl Fn(&mut News)) {
         for (_, v) in self.viewers.iter_mut() {
             if v.joined {
-                f(&mut v.pending);
+                f(&mut v.news);
             }
         }
     }
 
     /// Send ServerHello and schedule a full frame.
+    /// Not before the first update after ServerInit is in: it tells whether
+    /// the server does ExtendedDesktopSize (ServerHello's resize flag; servers
+    /// send it in their first update) and holds the first pixels. Viewers
+    /// authorized earlier are joined then.
     fn join(&mut self, idx: usize) {
         let (w, h) = (self.fb.width(), self.fb.height());
         let v = &mut self.viewers[idx];
-        if v.joined {
+        if v.joined || !self.synced {
             return;
         }
         v.joined = true;
         proto::server_hello(&mut v.pending, w, h, v.view_only, self.resize_supported, &self.name);
-        v.pending.extend_from_slice(&self.cursor_msg);
+        v.news = News { cursor: !self.cursor_msg.is_empty(), ..News::default() };
         v.damage.reset(w, h);
+        v.copies.clear();
     }
 
     /// A binary message from viewer `idx`. Server-bound RFB goes to
@@ -317,10 +445,16 @@ impl Session {
             Input::Password(pw) => return self.password(idx, pw, to_server),
             _ if !v.joined => return Err(policy("input before the session is ready")),
             Input::FrameAck(id) => {
-                if id == 0 || id >= v.next_id {
+                // Cumulative (docs/protocol.md): acknowledges `id` and every
+                // frame before it. How far `id` lies behind the last frame
+                // sent, in wrapping frame-id arithmetic:
+                let behind = v.last_sent.wrapping_sub(id);
+                if behind >= 1 << 31 {
                     return Err(policy("ack for a frame never sent"));
                 }
-                v.unacked = v.unacked.saturating_sub(1);
+                if behind < v.unacked() {
+                    v.acked = id;
+                } // else: a repeated or older ack; nothing new acknowledged
             }
             Input::Key { down, keysym } => {
                 if !v.view_only {
@@ -390,34 +524,66 @@ impl Session {
     /// `budget` bytes at most, plus one tile row). Returns false when there
     /// is nothing to send now.
     pub fn compose(&mut self, idx: usize, budget: usize, out: &mut Vec<u8>) -> bool {
-        let fb = &self.fb;
-        let Some(v) = self.viewers.get_mut(idx) else { return false };
+        let Session { fb, viewers, cursor_msg, clipboard_msg, name, .. } = self;
+        let Some(v) = viewers.get_mut(idx) else { return false };
         let start_len = out.len();
         out.extend_from_slice(&v.pending);
         v.pending.clear();
         if v.close.is_some() || !v.joined {
             return out.len() > start_len;
         }
-        if v.frame.is_none() && v.unacked < MAX_UNACKED && !v.damage.is_empty() {
+        let news = std::mem::take(&mut v.news);
+        for _ in 0..news.bells {
+            proto::bell(out);
+        }
+        if news.clipboard {
+            out.extend_from_slice(clipboard_msg);
+        }
+        if news.cursor {
+            out.extend_from_slice(cursor_msg);
+        }
+        if news.name {
+            proto::desktop_name(out, name);
+        }
+        if v.frame.is_none() && v.unacked() < MAX_UNACKED && v.has_changes() {
+            for op in v.copies.drain(..) {
+                let (d, sx, sy) = (op.dst, op.src_x, op.src_y);
+                proto::copy(out, d.x, d.y, d.w, d.h, sx, sy);
+            }
             let mut rects = Vec::new();
             v.damage.for_each_run(|r| rects.push(r));
             v.damage.clear();
-            let id = v.next_id;
-            v.next_id = v.next_id.wrapping_add(1).max(1);
+            let id = v.last_sent.wrapping_add(1);
             v.frame = Some(FrameInProgress { id, rects, next: 0 });
         }
         if let Some(f) = &mut v.frame {
+            if f.next < f.rects.len() && fb.has_changes() {
+                v.mid_update_pixels = true;
+            }
             while f.next < f.rects.len() && out.len() - start_len < budget {
                 encode_run(fb, f.rects[f.next], out);
                 f.next += 1;
             }
             if f.next == f.rects.len() {
                 proto::end_frame(out, f.id);
+                v.last_sent = f.id;
                 v.frame = None;
-                v.unacked += 1;
             }
         }
         out.len() > start_len
+    }
+
+    /// The session is being dropped: viewer `idx`'s last output (its pending
+    /// messages, normally the `Error`) and the close to send after it.
+    /// Handed over whatever the viewer's socket backlog, so a viewer busy
+    /// receiving a frame still learns why its session ended.
+    pub fn farewell(&mut self, idx: usize) -> (Vec<u8>, (u16, String)) {
+        let why = self.failed.clone().unwrap_or_else(|| "session ended".to_string());
+        let Some(v) = self.viewers.get_mut(idx) else { return (Vec::new(), (close::INTERNAL_ERROR, why)) };
+        if v.close.is_none() {
+            v.fail(close::INTERNAL_ERROR, &why);
+        }
+        (std::mem::take(&mut v.pending), v.close.clone().unwrap_or((close::INTERNAL_ERROR, why)))
     }
 
     /// Whether viewer `idx` must be closed now (after its pending output),
@@ -429,8 +595,9 @@ impl Session {
     pub fn viewer_has_output(&self, idx: usize) -> bool {
         self.viewers.get(idx).is_some_and(|v| {
             !v.pending.is_empty()
+                || (v.joined && v.close.is_none() && v.news.any())
                 || v.frame.is_some()
-                || (v.joined && v.unacked < MAX_UNACKED && !v.damage.is_empty())
+                || (v.joined && v.unacked() < MAX_UNACKED && v.has_changes())
         })
     }
 }

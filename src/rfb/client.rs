@@ -39,6 +39,7 @@ use crate::fb::{Framebuffer, Rect};
 use crate::rfb::auth;
 use crate::rfb::decode::{Decoders, PixelContext, Step};
 use crate::rfb::encoding;
+use crate::rfb::pixel::PixelReader;
 use crate::rfb::PixelFormat;
 
 pub use wire::latin1_lossy;
@@ -63,8 +64,9 @@ pub struct RfbConfig {
     /// Encodings to advertise, in preference order, pseudo-encodings included.
     /// [`RfbClient::new`] drops entries it cannot handle (real encodings with
     /// no decoder, pseudo-encodings it does not implement), so a server can
-    /// never pick something we would choke on. Compression-level (-256..=-247)
-    /// and JPEG-quality (-32..=-23) hints are passed through.
+    /// never pick something we would choke on. Compression-level hints
+    /// (-256..=-247) are passed through; JPEG-quality hints (-32..=-23) are
+    /// dropped, since they would allow Tight JPEG rectangles.
     pub encodings: Vec<i32>,
     /// VNC password, if configured. When `None` and the server wants VNC
     /// Authentication, the client emits `RfbEvent::PasswordNeeded` and waits
@@ -286,8 +288,11 @@ impl RfbClient {
                 | encoding::LAST_RECT
                 | encoding::CURSOR
                 | encoding::DESKTOP_NAME => true,
-                // Hints only: the server never sends rectangles for them.
-                -256..=-247 | -32..=-23 => true,
+                // Compression level: a hint only, no rectangles of its own.
+                -256..=-247 => true,
+                // JPEG quality levels would let a Tight server send JPEG
+                // (rfbproto §7.7.7), which wsvnc does not decode.
+                -32..=-23 => false,
                 // `supported()`, not `Decoders::get`: a placeholder decoder
                 // (present but unfinished) must not be advertised.
                 e if e >= 0 => crate::rfb::decode::supported().contains(&e),
@@ -771,12 +776,15 @@ impl RfbClient {
                 Ok(())
             }
             Then::Screens => {
-                self.screens.clear();
-                for s in data.chunks_exact(16) {
-                    self.screens.push(Screen { id: be32(&s[0..4]), flags: be32(&s[12..16]) });
-                }
                 let r = self.rect;
                 let (reason, status) = (r.x, r.y);
+                if !(reason == 1 && status != 0) {
+                    // A refusal's fields are undefined: keep the last layout.
+                    self.screens.clear();
+                    for s in data.chunks_exact(16) {
+                        self.screens.push(Screen { id: be32(&s[0..4]), flags: be32(&s[12..16]) });
+                    }
+                }
                 if !self.resize_supported {
                     self.resize_supported = true;
                     self.events.push_back(RfbEvent::ResizeSupported);
@@ -991,36 +999,11 @@ fn be32(b: &[u8]) -> u32 {
     u32::from_be_bytes([b[0], b[1], b[2], b[3]])
 }
 
-/// One wire pixel in `px.format` → RGBA (alpha 255).
-fn pixel_rgba(px: &PixelContext, p: &[u8]) -> [u8; 4] {
-    let f = &px.format;
-    let mut v: u32 = 0;
-    if f.big_endian {
-        for &b in p {
-            v = (v << 8) | b as u32;
-        }
-    } else {
-        for &b in p.iter().rev() {
-            v = (v << 8) | b as u32;
-        }
-    }
-    if !f.true_colour {
-        return px.colour_map[(v & 0xff) as usize];
-    }
-    let ch = |shift: u8, max: u16| -> u8 {
-        if max == 0 {
-            return 0;
-        }
-        let c = v.checked_shr(shift as u32).unwrap_or(0) & max as u32;
-        ((c * 255 + max as u32 / 2) / max as u32) as u8
-    };
-    [ch(f.red_shift, f.red_max), ch(f.green_shift, f.green_max), ch(f.blue_shift, f.blue_max), 255]
-}
-
 /// Cursor pseudo-encoding data (pixels then bitmask, MSB = leftmost) → RGBA.
 /// `data` holds exactly the size computed from `w`, `h` and the format.
 fn cursor_rgba(px: &PixelContext, w: u16, h: u16, data: &[u8]) -> Vec<u8> {
-    let bpp = px.format.bytes_per_pixel().max(1);
+    let rd = PixelReader::new(&px.format, &px.colour_map);
+    let bpp = rd.bytes();
     let (w, h) = (w as usize, h as usize);
     let mask_stride = w.div_ceil(8);
     let (pixels, mask) = data.split_at((w * h * bpp).min(data.len()));
@@ -1028,7 +1011,7 @@ fn cursor_rgba(px: &PixelContext, w: u16, h: u16, data: &[u8]) -> Vec<u8> {
     for y in 0..h {
         for x in 0..w {
             let i = y * w + x;
-            let mut c = pixels.get(i * bpp..(i + 1) * bpp).map_or([0; 4], |p| pixel_rgba(px, p));
+            let mut c = pixels.get(i * bpp..(i + 1) * bpp).map_or([0; 4], |p| rd.rgba(p));
             let bit = mask.get(y * mask_stride + x / 8).map_or(0, |m| (m >> (7 - x % 8)) & 1);
             c[3] = if bit == 1 { 255 } else { 0 };
             rgba.extend_from_slice(&c);

@@ -168,7 +168,7 @@ impl PixelFormat {
 /// byte offset of R, G and B.
 fn rgb_byte_offsets(pf: &PixelFormat) -> Option<[usize; 3]> {
     let off = |shift: u8| -> Option<usize> {
-        if shift % 8 != 0 || shift > 24 {
+        if !shift.is_multiple_of(8) || shift > 24 {
             return None;
         }
         let lsb_index = (shift / 8) as usize; // 0 = least significant byte
@@ -270,6 +270,13 @@ impl<'a> PixelReader<'a> {
     #[inline]
     pub fn bytes(&self) -> usize {
         self.bytes
+    }
+
+    /// Whether wire pixels are 3 bytes R, G, B (Tight TPIXEL, ZRLE CPIXEL
+    /// fast path): `components` are then the bytes themselves.
+    #[inline]
+    pub fn is_rgb(&self) -> bool {
+        matches!(self.kind, Kind::Rgb)
     }
 
     /// The wire value as an integer (for `Generic`, `Map` and `Packed3`).

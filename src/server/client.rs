@@ -19,6 +19,7 @@ use mio::net::TcpStream;
 use mio::{Interest, Token};
 
 use super::buf::{Buf, Pool};
+use super::pipe::{PipePool, Splice, Step};
 use super::stream::Stream;
 use super::{Conn, Ready, Server, Upstream, BLOCK, CLOSE_GRACE, READS_PER_WAKEUP};
 use crate::http::{self, Action};
@@ -29,12 +30,19 @@ use crate::ws::{close, Delivery, Event, Limits, WsSession};
 const HEAD_LIMIT: usize = 8192;
 /// Room kept free in a client's output for control frames (pong, close).
 const CONTROL_ROOM: usize = 256;
+/// A target read at least this large that filled its whole chunk marks a
+/// bulk stream: the relay then splices instead of copying.
+const BULK_READ: usize = 32 << 10;
 
 pub(crate) enum App {
     /// Every message is sent back (examples/echo.rs, Autobahn).
     Echo,
     /// Bytes to and from a target; `None` once the target is gone.
-    Relay { upstream: Option<usize> },
+    /// `splice` holds a pipe while a zero-copy frame is in flight
+    /// (server/pipe.rs); `bulk` while the target sends faster than we read
+    /// (the zero-copy path is then worth its extra syscall); `copy_only`
+    /// once splicing failed for this target.
+    Relay { upstream: Option<usize>, splice: Option<Splice>, bulk: bool, copy_only: bool },
     /// A viewer of a gateway session.
     Gateway(crate::gateway::ViewerId),
     /// Nothing behind the WebSocket any more: only the close handshake remains.
@@ -73,10 +81,23 @@ pub(crate) struct Client {
 
 /// What one read attempt gave.
 enum ReadOutcome {
-    Data(usize),
+    /// Bytes read, and whether that emptied the socket (see `drained`).
+    Data(usize, bool),
     WouldBlock,
     Eof,
     Failed(io::Error),
+}
+
+/// A stream read that returned less than asked for took everything the
+/// socket had (TCP and Unix stream sockets copy until the queue is empty),
+/// so a second read would only say WouldBlock. With edge-triggered epoll,
+/// data arriving later raises a new event, so the readiness bit can be
+/// cleared now: one syscall less per message on the latency path (tokio's
+/// readiness handling does the same). Not once the peer's end of stream was
+/// reported (`Ready::read_closed`): a FIN already queued raises no new
+/// event, so reading goes on until it returns 0.
+fn drained(n: usize, asked: usize) -> bool {
+    cfg!(target_os = "linux") && n < asked
 }
 
 fn read_some(src: &mut impl Read, buf: &mut Buf, pool: &mut Pool) -> ReadOutcome {
@@ -88,8 +109,9 @@ fn read_some(src: &mut impl Read, buf: &mut Buf, pool: &mut Pool) -> ReadOutcome
         return match src.read(spare) {
             Ok(0) => ReadOutcome::Eof,
             Ok(n) => {
+                let drained = drained(n, spare.len());
                 buf.commit(n);
-                ReadOutcome::Data(n)
+                ReadOutcome::Data(n, drained)
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => ReadOutcome::WouldBlock,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -116,6 +138,30 @@ fn flush(dst: &mut impl Write, buf: &mut Buf, writable: &mut bool, pool: &mut Po
     }
     buf.release_if_empty(pool);
     Ok(total)
+}
+
+/// Send the rest of a relay frame waiting in its pipe (server/pipe.rs) while
+/// the browser takes it; an emptied pipe goes back to the pool.
+fn drain_splice(c: &mut Client, pipes: &mut PipePool) -> io::Result<()> {
+    let State::Ws { app: App::Relay { splice, .. }, .. } = &mut c.state else { return Ok(()) };
+    let Some(s) = splice.as_mut() else { return Ok(()) };
+    if c.ready.writable && !s.is_idle() {
+        let n = match s.drain(&c.sock)? {
+            Step::Moved(n) => n,
+            Step::Blocked(n) => {
+                c.ready.writable = false;
+                n
+            }
+        };
+        c.bytes_out += n as u64;
+        c.last_active = Instant::now();
+    }
+    if s.is_idle() {
+        if let Some(p) = splice.take().and_then(Splice::into_pipe) {
+            pipes.give(p);
+        }
+    }
+    Ok(())
 }
 
 impl Client {
@@ -160,6 +206,12 @@ impl Client {
         }
     }
 
+    /// A relay frame is partly sent through its pipe: its rest must reach
+    /// the browser before anything in `outbuf`.
+    fn frame_in_flight(&self) -> bool {
+        matches!(&self.state, State::Ws { app: App::Relay { splice: Some(s), .. }, .. } if !s.is_idle())
+    }
+
     fn ws_done(&self) -> bool {
         match &self.state {
             State::Ws { ws, .. } => ws.close_sent() && ws.close_received() && self.outbuf.is_empty(),
@@ -189,9 +241,15 @@ impl Server {
 
     /// Flush output; drop the client if it is finished.
     fn client_flush_and_reap(&mut self, key: usize) {
-        let Server { conns, pool, .. } = self;
+        let Server { conns, pool, pipes, .. } = self;
         let Some(Conn::Client(c)) = conns.get_mut(key) else { return };
-        match flush(&mut c.sock, &mut c.outbuf, &mut c.ready.writable, pool) {
+        // A relay frame half-way through its pipe goes out before the buffer.
+        let flushed = match drain_splice(c, pipes) {
+            Ok(()) if c.frame_in_flight() => Ok(0),
+            Ok(()) => flush(&mut c.sock, &mut c.outbuf, &mut c.ready.writable, pool),
+            Err(e) => Err(e),
+        };
+        match flushed {
             Ok(n) => {
                 c.bytes_out += n as u64;
                 if n > 0 {
@@ -255,7 +313,7 @@ impl Server {
                 return;
             }
             match read_some(&mut c.sock, &mut c.inbuf, pool) {
-                ReadOutcome::Data(n) => c.bytes_in += n as u64,
+                ReadOutcome::Data(n, _) => c.bytes_in += n as u64,
                 ReadOutcome::WouldBlock => {
                     c.ready.readable = false;
                     return;
@@ -337,13 +395,14 @@ impl Server {
         let target = self.lookup_target(token.as_deref());
         let resp = http::upgrade_response(&up, None);
         let relay_cap = self.cfg.relay_buffer;
+        let relay_splice = self.cfg.relay_splice;
         let Server { conns, pool, poll, scratch, .. } = self;
         let Some(Conn::Client(c)) = conns.get_mut(key) else { return };
         let _ = c.outbuf.push(&resp, pool);
         c.outbuf = replace_cap(&mut c.outbuf, relay_cap, pool);
         c.state = State::Ws {
             ws: Box::new(WsSession::new(limits, Delivery::StreamBinary, None)),
-            app: App::Relay { upstream: None },
+            app: App::Relay { upstream: None, splice: None, bulk: false, copy_only: !relay_splice },
         };
         c.deadline = None;
         c.last_active = now;
@@ -381,7 +440,7 @@ impl Server {
             eof: false,
         }));
         if let Some(Conn::Client(c)) = conns.get_mut(key) {
-            if let State::Ws { app: App::Relay { upstream }, .. } = &mut c.state {
+            if let State::Ws { app: App::Relay { upstream, .. }, .. } = &mut c.state {
                 *upstream = Some(ukey);
             }
             info!("{}: WebSocket open {}", c.peer, c.label);
@@ -415,9 +474,12 @@ impl Server {
             return false;
         }
         match read_some(&mut c.sock, &mut c.inbuf, pool) {
-            ReadOutcome::Data(n) => {
+            ReadOutcome::Data(n, drained) => {
                 c.bytes_in += n as u64;
                 c.last_active = Instant::now();
+                if drained && !c.ready.read_closed {
+                    c.ready.readable = false;
+                }
                 true
             }
             ReadOutcome::WouldBlock => {
@@ -523,7 +585,7 @@ impl Server {
 
     fn relay_step(&mut self, key: usize) {
         let upstream = match self.client_mut(key).map(|c| &c.state) {
-            Some(State::Ws { app: App::Relay { upstream }, .. }) => *upstream,
+            Some(State::Ws { app: App::Relay { upstream, .. }, .. }) => *upstream,
             _ => return,
         };
         let Some(ukey) = upstream else {
@@ -533,7 +595,7 @@ impl Server {
         };
         let mut budget = READS_PER_WAKEUP;
         loop {
-            let Server { conns, pool, scratch, .. } = self;
+            let Server { conns, pool, scratch, pipes, .. } = self;
             let Some((Conn::Client(c), Conn::Upstream(u))) = conns.get2_mut(key, ukey) else {
                 return;
             };
@@ -603,15 +665,69 @@ impl Server {
                 c.read_eof = true;
             }
             c.inbuf.release_if_empty(pool);
-            let State::Ws { ws, .. } = &mut c.state else { return };
-
-            // Target → browser: read straight into the client's output as frames.
-            while u.connected
-                && u.ready.readable
-                && !u.eof
-                && !ws.close_sent()
-                && c.outbuf.room() >= relay::HEADER_ROOM + 1024 + CONTROL_ROOM
-            {
+            // Target → browser. First the rest of a frame already in a pipe.
+            let mut write_failed = drain_splice(c, pipes).err();
+            let State::Ws { ws, app } = &mut c.state else { return };
+            let App::Relay { splice, copy_only, bulk, .. } = app else { return };
+            // Then new frames, by one of two paths:
+            // * copying: read into the client's output buffer behind room
+            //   for the header (relay.rs), as many small messages want;
+            // * zero copy (server/pipe.rs): target → pipe → browser, one frame
+            //   per splice, taken once a read filled its whole chunk (a bulk
+            //   stream) and only while nothing else is queued for the browser.
+            // Splicing costs one syscall more per frame, so small messages
+            // (echo, input, small updates) stay on the copying path.
+            while write_failed.is_none() && u.connected && u.ready.readable && !u.eof && !ws.close_sent() {
+                let idle_pipe = splice.as_ref().map_or(true, Splice::is_idle);
+                if *bulk && !*copy_only && idle_pipe && c.outbuf.is_empty() {
+                    if !c.ready.writable {
+                        break;
+                    }
+                    let s = match splice {
+                        Some(s) => s,
+                        None => match pipes.take() {
+                            Ok(p) => splice.insert(Splice::new(p)),
+                            Err(e) => {
+                                debug!("{}: no pipe ({e}): copying", c.peer);
+                                *copy_only = true;
+                                continue;
+                            }
+                        },
+                    };
+                    match s.fill(&u.stream) {
+                        Ok(0) => u.eof = true,
+                        Ok(n) => {
+                            progress = true;
+                            *bulk = n >= BULK_READ;
+                            c.last_active = Instant::now();
+                            match s.drain(&c.sock) {
+                                Ok(Step::Moved(n)) => c.bytes_out += n as u64,
+                                Ok(Step::Blocked(n)) => {
+                                    c.bytes_out += n as u64;
+                                    c.ready.writable = false;
+                                }
+                                Err(e) => write_failed = Some(e),
+                            }
+                        }
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                            u.ready.readable = false;
+                            *bulk = false;
+                        }
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                        Err(e) => {
+                            // EINVAL and friends (a target splice does not
+                            // support): the copying path reads it from now on,
+                            // and reports a real read error itself.
+                            debug!("{}: splice from target failed ({e}): copying", c.peer);
+                            *copy_only = true;
+                        }
+                    }
+                    continue;
+                }
+                // Copying path; never while a frame waits in a pipe.
+                if !idle_pipe || c.outbuf.room() < relay::HEADER_ROOM + 1024 + CONTROL_ROOM {
+                    break;
+                }
                 let room = c.outbuf.room().saturating_sub(CONTROL_ROOM);
                 let spare = c.outbuf.spare(pool);
                 let usable = spare.len().min(room);
@@ -625,6 +741,10 @@ impl Server {
                         let total = relay::frame_in_place(spare, n);
                         c.outbuf.commit(total);
                         progress = true;
+                        *bulk = n == max && n >= BULK_READ;
+                        if drained(n, max) && !u.ready.read_closed {
+                            u.ready.readable = false;
+                        }
                     }
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => u.ready.readable = false,
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -634,9 +754,23 @@ impl Server {
                     }
                 }
             }
+            // An idle pipe goes back to the pool: idle relays hold none.
+            if splice.as_ref().is_some_and(Splice::is_idle) {
+                if let Some(p) = splice.take().and_then(Splice::into_pipe) {
+                    pipes.give(p);
+                }
+            }
+            if let Some(e) = write_failed {
+                debug!("{}: write failed: {e}", c.peer);
+                c.close_code.get_or_insert(1006);
+                self.finish_client(key, "write failed");
+                return;
+            }
+            let in_flight = splice.is_some();
 
-            // Flush both directions.
-            match flush(&mut c.sock, &mut c.outbuf, &mut c.ready.writable, pool) {
+            // Flush both directions (a frame still in its pipe goes first).
+            let flushed = if in_flight { Ok(0) } else { flush(&mut c.sock, &mut c.outbuf, &mut c.ready.writable, pool) };
+            match flushed {
                 Ok(n) => {
                     c.bytes_out += n as u64;
                     if n > 0 {
@@ -704,7 +838,7 @@ impl Server {
     /// Remove a relay's target connection (the client stays for its close).
     fn drop_upstream(&mut self, key: usize) {
         let ukey = match self.client_mut(key).map(|c| &mut c.state) {
-            Some(State::Ws { app: App::Relay { upstream }, .. }) => upstream.take(),
+            Some(State::Ws { app: App::Relay { upstream, .. }, .. }) => upstream.take(),
             _ => None,
         };
         if let Some(u) = ukey {
@@ -833,7 +967,7 @@ impl Server {
         match c.state {
             State::Ws { app, .. } => {
                 match app {
-                    App::Relay { upstream: Some(u) } => {
+                    App::Relay { upstream: Some(u), .. } => {
                         if let Some(Conn::Upstream(mut up)) = self.remove_conn(u) {
                             up.out.release(&mut self.pool);
                         }

@@ -5,7 +5,7 @@
 
 use std::io::{self, Read, Write};
 use std::net::SocketAddr;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use log::{debug, info, warn};
 use mio::net::{TcpListener, TcpStream};
@@ -29,12 +29,19 @@ const VNC_OUT_CAP: usize = 2 << 20;
 const VIEWER_OUT_CAP: usize = 8 << 20;
 /// Viewer input is read only while the VNC side has this much room.
 const VNC_OUT_HEADROOM: usize = 64 << 10;
+/// A VNC server must accept the TCP connection and finish the RFB handshake
+/// (waiting for a browser's password excluded) within this, else the
+/// session fails: a server that accepts and then says nothing would
+/// otherwise leave its viewers at "connecting" forever.
+const VNC_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Demo peers get a new update only below this much unsent output.
 const DEMO_LOW_WATER: usize = 256 << 10;
 
 pub(crate) enum GatewayConn {
     Vnc(VncConn),
-    Demo(DemoPeer),
+    /// Boxed: a demo peer is ~5.7 KB, and every slab entry (each relay
+    /// client and upstream too) is as large as the largest variant.
+    Demo(Box<DemoPeer>),
 }
 
 /// The RFB connection of one session.
@@ -45,6 +52,9 @@ pub(crate) struct VncConn {
     connected: bool,
     inbuf: Buf,
     outbuf: Buf,
+    /// The TCP connect and RFB handshake must be done by then; `None`
+    /// while a browser is being asked for the password, and once Ready.
+    handshake_deadline: Option<Instant>,
 }
 
 /// One client of the built-in demo VNC server.
@@ -166,6 +176,7 @@ impl Server {
             connected: false,
             inbuf: Buf::with_cap(VNC_IN_CAP),
             outbuf: Buf::with_cap(VNC_OUT_CAP),
+            handshake_deadline: Some(Instant::now() + VNC_HANDSHAKE_TIMEOUT),
         })));
         self.gw.sessions[sidx].conn = Some(ckey);
         info!("gateway session {} → {}: connecting", sidx, target.addr);
@@ -301,20 +312,31 @@ impl Server {
         }
     }
 
-    /// Drop a session and its VNC connection. Viewers still attached are
-    /// told why (they were sent Error by `Session::fail`) and detached.
+    /// Drop a session and its VNC connection. Viewers still attached get
+    /// their last messages (the `Error` from `Session::fail`) and a close,
+    /// even when their socket backlog is over `LOW_WATER` (their pending
+    /// output would otherwise be dropped with the session), then are detached.
     fn end_session(&mut self, sidx: usize) {
-        let Some(s) = self.gw.remove(sidx) else { return };
+        let Some(mut s) = self.gw.remove(sidx) else { return };
         if let Some(k) = s.conn {
             self.remove_conn(k);
         }
-        for (_, v) in s.viewers.iter() {
-            if let Some(c) = self.client_mut(v.client) {
-                if let State::Ws { app, .. } = &mut c.state {
+        let viewers: Vec<(usize, usize)> = s.viewers.iter().map(|(i, v)| (i, v.client)).collect();
+        for (vidx, client) in viewers {
+            let (last, (code, why)) = s.farewell(vidx);
+            let Server { conns, pool, scratch, .. } = self;
+            if let Some(Conn::Client(c)) = conns.get_mut(client) {
+                if let State::Ws { app, ws } = &mut c.state {
                     *app = App::Detached;
+                    if !last.is_empty() && !ws.close_sent() {
+                        scratch.clear();
+                        ws.send_binary(&last, scratch);
+                        let _ = c.outbuf.push(scratch, pool);
+                    }
                 }
+                c.send_close(code, &why, pool, scratch);
             }
-            self.schedule(v.client);
+            self.schedule(client);
         }
     }
 
@@ -467,7 +489,7 @@ impl Server {
                     let mut out = Vec::new();
                     demo.start(&mut out);
                     debug!("demo VNC server: client {peer}");
-                    entry.insert(Conn::Gateway(GatewayConn::Demo(DemoPeer {
+                    entry.insert(Conn::Gateway(GatewayConn::Demo(Box::new(DemoPeer {
                         sock,
                         peer,
                         demo,
@@ -476,7 +498,7 @@ impl Server {
                         out,
                         sent: 0,
                         gen: 0,
-                    })));
+                    }))));
                     self.schedule(key);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
@@ -566,7 +588,38 @@ impl Server {
         }
     }
 
-    pub(crate) fn gateway_sweep(&mut self, _now: Instant) {}
+    /// Handshake deadlines of RFB connections (see `VNC_HANDSHAKE_TIMEOUT`).
+    pub(crate) fn gateway_sweep(&mut self, now: Instant) {
+        use crate::gateway::session::Phase;
+        let mut expired = Vec::new();
+        for (_, conn) in self.conns.iter_mut() {
+            let Conn::Gateway(GatewayConn::Vnc(v)) = conn else { continue };
+            let Some(session) = self.gw.sessions.get(v.session) else { continue };
+            match session.phase {
+                Phase::Ready | Phase::NeedPassword => v.handshake_deadline = None,
+                Phase::Connecting | Phase::Handshake => {
+                    if session.phase == Phase::Handshake && v.handshake_deadline.is_none() {
+                        // Back from NeedPassword: a fresh allowance for the rest.
+                        v.handshake_deadline = Some(now + VNC_HANDSHAKE_TIMEOUT);
+                    }
+                    if v.handshake_deadline.is_some_and(|d| now >= d) {
+                        expired.push(v.session);
+                    }
+                }
+            }
+        }
+        for sidx in expired {
+            let Some(s) = self.gw.sessions.get_mut(sidx) else { continue };
+            let why = format!(
+                "VNC server {} did not complete the connection within {} s",
+                s.label,
+                VNC_HANDSHAKE_TIMEOUT.as_secs()
+            );
+            s.fail(&why, close::INTERNAL_ERROR);
+            info!("gateway session {sidx}: ended: {why}");
+            self.end_session(sidx);
+        }
+    }
 }
 
 fn flush_buf(dst: &mut impl Write, buf: &mut Buf, writable: &mut bool) -> io::Result<usize> {

@@ -20,6 +20,7 @@
 pub mod buf;
 mod client;
 mod gateway_io;
+mod pipe;
 pub mod signal;
 mod stream;
 mod timers;
@@ -63,6 +64,9 @@ const SWEEP_EVERY: Duration = Duration::from_millis(500);
 pub(crate) struct Ready {
     pub readable: bool,
     pub writable: bool,
+    /// The peer's end of stream (or an error) was reported; sticky. Until
+    /// then a short read may clear `readable` (client.rs, `drained`).
+    pub read_closed: bool,
 }
 
 /// One socket the loop owns.
@@ -123,6 +127,8 @@ pub struct Server {
     pub(crate) site: crate::http::Site,
     tokens: TokenTable,
     pub(crate) pool: Pool,
+    /// Empty pipes for the relay's zero-copy path.
+    pub(crate) pipes: pipe::PipePool,
     /// Reused output scratch for WebSocket frames built by `ws`.
     pub(crate) scratch: Vec<u8>,
     /// Reused copy of a message being echoed.
@@ -142,6 +148,9 @@ pub struct Server {
     stats: Stats,
     pub(crate) gw: crate::gateway::Gateways,
     pub(crate) demo_listener: Option<TcpListener>,
+    /// A descriptor held in reserve so that, out of descriptors, a waiting
+    /// connection can still be accepted and refused (see `accept_clients`).
+    spare_fd: Option<std::fs::File>,
 }
 
 impl Server {
@@ -179,12 +188,19 @@ impl Server {
             stop_flag: Arc::new(AtomicBool::new(false)),
             waker,
             pool: Pool::new(BLOCK, 256),
+            pipes: pipe::PipePool::new(64),
             scratch: Vec::new(),
             echo_tmp: Vec::new(),
             rfb_tmp: Vec::new(),
             compose_tmp: Vec::new(),
             epoch: Instant::now(),
-            demo_cfg: crate::demo::DemoConfig::default(),
+            demo_cfg: {
+                let mut d = crate::demo::DemoConfig::default();
+                if let Some((w, h)) = cfg.demo_size {
+                    (d.width, d.height) = (w, h);
+                }
+                d
+            },
             timers: Timers::default(),
             again: Vec::new(),
             shutdown_deadline: None,
@@ -192,6 +208,7 @@ impl Server {
             stats: Stats::default(),
             gw: crate::gateway::Gateways::new(&cfg),
             demo_listener: None,
+            spare_fd: std::fs::File::open("/dev/null").ok(),
             tokens,
             site,
             cfg,
@@ -223,11 +240,13 @@ impl Server {
     }
 
     pub fn stats(&self) -> Stats {
-        Stats { open_clients: self.client_count(), ..self.stats }
+        self.stats
     }
 
+    /// Open browser-side connections (kept by `admit`/`remove_conn`, so a
+    /// check per accept costs O(1), not a walk of the slab).
     fn client_count(&self) -> usize {
-        self.conns.iter().filter(|(_, c)| matches!(c, Conn::Client(_))).count()
+        self.stats.open_clients
     }
 
     /// Run until stopped. Returns Ok after a graceful shutdown.
@@ -261,6 +280,7 @@ impl Server {
                         let ready = Ready {
                             readable: event.is_readable() || event.is_read_closed() || event.is_error(),
                             writable: event.is_writable() || event.is_write_closed() || event.is_error(),
+                            read_closed: event.is_read_closed() || event.is_error(),
                         };
                         self.on_ready(key, ready);
                     }
@@ -312,8 +332,31 @@ impl Server {
                 Ok((sock, peer)) => self.admit(sock, peer),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if is_fd_exhaustion(&e) => {
+                    // Out of file descriptors: the connection would sit in the
+                    // backlog until the client gives up. Free the spare
+                    // descriptor, accept it, answer 503, close, re-take the
+                    // spare (the classic libev/nginx trick).
+                    // Linux reports EMFILE before looking at the backlog, so
+                    // it says nothing about whether a connection is waiting:
+                    // go on only when one was.
+                    self.spare_fd = None;
+                    let refused_one = match self.listener.accept() {
+                        Ok((mut sock, peer)) => {
+                            use std::io::Write;
+                            self.stats.refused += 1;
+                            let _ = sock.write(&crate::http::error_response(503, true));
+                            warn!("{peer}: refused: out of file descriptors ({e})");
+                            true
+                        }
+                        Err(_) => false,
+                    };
+                    self.spare_fd = std::fs::File::open("/dev/null").ok();
+                    if !refused_one || self.spare_fd.is_none() {
+                        return; // nothing waiting, or still exhausted: the next event retries
+                    }
+                }
                 Err(e) => {
-                    // EMFILE and friends: log and let the next event retry.
                     warn!("accept failed: {e}");
                     return;
                 }
@@ -343,6 +386,7 @@ impl Server {
         }
         let now = Instant::now();
         entry.insert(Conn::Client(Client::new(sock, peer, now, self.cfg.max_message)));
+        self.stats.open_clients += 1;
         self.timers.add(now + self.cfg.handshake_timeout, key, 0);
     }
 
@@ -351,11 +395,13 @@ impl Server {
             Some(Conn::Client(c)) => {
                 c.ready.readable |= ready.readable;
                 c.ready.writable |= ready.writable;
+                c.ready.read_closed |= ready.read_closed;
                 self.drive_client(key);
             }
             Some(Conn::Upstream(u)) => {
                 u.ready.readable |= ready.readable;
                 u.ready.writable |= ready.writable;
+                u.ready.read_closed |= ready.read_closed;
                 let client = u.client;
                 self.drive_client(client);
             }
@@ -479,7 +525,10 @@ impl Server {
         let mut conn = self.conns.try_remove(key)?;
         let reg = self.poll.registry();
         let _ = match &mut conn {
-            Conn::Client(c) => reg.deregister(&mut c.sock),
+            Conn::Client(c) => {
+                self.stats.open_clients -= 1;
+                reg.deregister(&mut c.sock)
+            }
             Conn::Upstream(u) => reg.deregister(&mut u.stream),
             Conn::Gateway(g) => g.deregister(reg),
         };
@@ -487,9 +536,15 @@ impl Server {
     }
 }
 
+/// EMFILE/ENFILE: the process or system is out of file descriptors.
+fn is_fd_exhaustion(e: &io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::EMFILE) | Some(libc::ENFILE))
+}
+
 /// Serve only the built-in demo VNC server on `addr` (no HTTP), until SIGINT/SIGTERM.
-pub fn run_demo_server(addr: SocketAddr) -> io::Result<()> {
-    let cfg = Config { listen: "127.0.0.1:0".parse().unwrap(), ..Config::default() };
+/// `demo_size` as `--demo-size`.
+pub fn run_demo_server(addr: SocketAddr, demo_size: Option<(u16, u16)>) -> io::Result<()> {
+    let cfg = Config { listen: "127.0.0.1:0".parse().unwrap(), demo_size, ..Config::default() };
     let mut server = Server::bind(cfg)?;
     server.start_demo_listener(addr)?;
     server.handle_signals()?;

@@ -167,4 +167,75 @@ pub fn rss_kib() -> usize {
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         .unwrap()
 }
+
+/// A WebSocket upgrade written by hand (`extra`: more header lines, each
+/// ending in CRLF). Returns the socket, positioned after the response head,
+/// and the head lowercased.
+pub fn raw_upgrade_with(addr: SocketAddr, path: &str, extra: &str) -> (TcpStream, String) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n{extra}\r\n"
+    )
+    .unwrap();
+    let mut head = Vec::new();
+    let mut b = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        s.read_exact(&mut b).unwrap();
+        head.push(b[0]);
+    }
+    (s, String::from_utf8_lossy(&head).to_ascii_lowercase())
+}
+
+/// The wsvnc binary as a child process (killed on drop), for tests that
+/// measure the server's own memory: an in-process server shares its RSS
+/// with every other test thread of the test binary.
+pub struct Spawned {
+    pub addr: SocketAddr,
+    child: std::process::Child,
+}
+
+impl Spawned {
+    /// Start `wsvnc --listen 127.0.0.1:PORT ARGS...` and wait until it listens.
+    pub fn start(args: &[&str]) -> Spawned {
+        let addr = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_wsvnc"))
+            .arg("--listen")
+            .arg(addr.to_string())
+            .args(["--heartbeat", "0"])
+            .args(args)
+            .env("RUST_LOG", "warn")
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("start wsvnc");
+        let s = Spawned { addr, child };
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while TcpStream::connect(addr).is_err() {
+            assert!(std::time::Instant::now() < deadline, "wsvnc did not listen on {addr}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        s
+    }
+    pub fn url(&self, path: &str) -> String {
+        format!("ws://{}{}", self.addr, path)
+    }
+    /// The server process's resident set size in KiB.
+    pub fn rss_kib(&self) -> usize {
+        let s = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
+        s.lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap()
+    }
+}
+
+impl Drop for Spawned {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 pub mod x11;

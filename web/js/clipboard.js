@@ -6,12 +6,12 @@
 import { MAX_CLIPBOARD_BYTES, utf8Length } from './protocol.js';
 
 export class Clipboard {
-  /** @param send (text) → void */
-  constructor(textarea, sendButton, send) {
+  /** @param send (text) → true when it was sent (false: not connected, or view-only) */
+  constructor(textarea, sendButton, note, send) {
     this.textarea = textarea;
+    this.noteEl = note;
     this.send = send;
     this.last = '';
-    this.onRemote = null; // (text) → void: UI hint
     sendButton.addEventListener('click', () => this.sendLocal(textarea.value));
     textarea.addEventListener('keydown', (e) => {
       if (e.key === 'Enter' && (e.ctrlKey || e.metaKey)) {
@@ -25,7 +25,7 @@ export class Clipboard {
   remote(text) {
     this.last = text;
     this.textarea.value = text;
-    if (this.onRemote) this.onRemote(text);
+    this.note('Copied on the remote desktop.');
     try {
       if (navigator.clipboard && document.hasFocus()) {
         navigator.clipboard.writeText(text).catch(() => {});
@@ -33,11 +33,22 @@ export class Clipboard {
     } catch { /* not permitted: the panel still has it */ }
   }
 
-  /** Sends local text to the remote clipboard; returns false when it is too long. */
+  /** Sends local text to the remote clipboard; says in the panel what became of it. */
   sendLocal(text) {
-    if (utf8Length(text) > MAX_CLIPBOARD_BYTES) return false;
+    if (utf8Length(text) > MAX_CLIPBOARD_BYTES) {
+      this.note('Not sent: 1 MiB of text at most.');
+      return false;
+    }
+    if (!this.send(text)) {
+      this.note('Not sent: not connected, or view only.');
+      return false;
+    }
     this.last = text;
-    this.send(text);
+    // RFB carries Latin-1 only; the gateway turns anything else into "?".
+    this.note(/[^\u0000-\u00ff]/u.test(text)
+      ? 'Sent. Characters outside Latin-1 arrive as “?”.' : 'Sent to the remote desktop.');
     return true;
   }
+
+  note(text) { this.noteEl.textContent = text; }
 }

@@ -129,8 +129,8 @@ export class Connection {
   closed(ws, e) {
     if (ws !== this.ws) return;
     this.ws = null;
-    this.h.onState('closed', { code: e.code });
     const reason = this.failure || closeText(e);
+    this.h.onState('closed', { code: e.code, reason });
     const fatal = this.fatal || FATAL_CODES.has(e.code);
     if (!this.retry || fatal) {
       this.setState('failed', { reason, code: e.code });

@@ -16,6 +16,12 @@
 
 import { S, ProtocolError } from './protocol.js';
 
+// A frame is composed from the current framebuffer, so it covers the desktop at most about
+// once: more than twice the desktop's pixels (plus slack), or this many ops, without an
+// EndFrame is a broken gateway, and memory must not grow with it.
+const MAX_FRAME_OPS = 1 << 20;
+const FRAME_SLACK_BYTES = 1 << 20;
+
 export class Display {
   constructor(canvas, viewport) {
     this.canvas = canvas;
@@ -24,6 +30,8 @@ export class Display {
     this.width = 0;
     this.height = 0;
     this.ops = [];
+    this.queuedBytes = 0;
+    this.queuedArea = 0; // largest desktop area in force during the queued frame
     this.mode = 'fit';
     this.scale = 1;
     this.cursorCss = 'default';
@@ -42,16 +50,30 @@ export class Display {
     this.layout();
   }
 
-  /** Queues one drawing message of the current frame. */
-  queue(m) { this.ops.push(m); }
+  /** Queues one drawing message of the current frame; throws when the frame is too big. */
+  queue(m) {
+    this.queuedArea = Math.max(this.queuedArea, this.width * this.height,
+      m.type === S.RESIZE ? m.width * m.height : 0);
+    if (m.data) this.queuedBytes += m.data.length;
+    this.ops.push(m);
+    if (this.ops.length > MAX_FRAME_OPS || this.queuedBytes > 8 * this.queuedArea + FRAME_SLACK_BYTES) {
+      const n = this.ops.length, bytes = this.queuedBytes;
+      this.reset();
+      throw new ProtocolError(`frame without EndFrame grew to ${n} messages, ${bytes} pixel bytes`);
+    }
+  }
 
   /** Discards a partly received frame (connection lost). */
-  reset() { this.ops.length = 0; }
+  reset() {
+    this.ops.length = 0;
+    this.queuedBytes = this.queuedArea = 0;
+  }
 
   /** Applies every queued op. Throws ProtocolError for an op outside the desktop. */
   flush() {
     const ops = this.ops;
     this.ops = [];
+    this.queuedBytes = this.queuedArea = 0;
     const ctx = this.ctx;
     for (const m of ops) {
       if (m.type === S.RESIZE) {

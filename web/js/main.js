@@ -26,6 +26,7 @@ let session = null;
 let password = null; // remembered in memory for automatic reconnects
 let countdown = null;
 let resizeTimer = null;
+let rejected = null; // the gateway's reason when the password typed last was not accepted
 
 const conn = new Connection(() => socketUrl(settings), { onMessages, onState });
 conn.retry = settings.reconnect;
@@ -40,8 +41,10 @@ const pointer = new Pointer(canvas, display, (x, y, mask) => {
   if (canInput()) send(P.pointer(x, y, mask));
 });
 const touch = new Touch(canvas, display, pointer);
-const clipboard = new Clipboard($('clip-text'), $('clip-send'), (text) => {
-  if (canInput()) send(P.clipboard(text));
+const clipboard = new Clipboard($('clip-text'), $('clip-send'), $('clip-note'), (text) => {
+  if (!canInput()) return false;
+  send(P.clipboard(text));
+  return true;
 });
 keyboard.onPaste = (text) => clipboard.sendLocal(text);
 keyboard.hotkey = hotkey;
@@ -49,7 +52,6 @@ keyboard.onStickyChange = (held) => {
   ui.pressed('b-ctrl', held.has(XK.Control_L));
   ui.pressed('b-alt', held.has(XK.Alt_L));
 };
-clipboard.onRemote = () => { $('clip-note').textContent = 'Copied on the remote desktop.'; };
 
 const focusKeyboard = () => { if (!settings.view_only) kbd.focus({ preventScroll: true }); };
 pointer.onActivate = focusKeyboard;
@@ -79,7 +81,10 @@ function onMessages(msgs, bytes, t) {
         if (m.level > 0) ui.showBar();
         break;
       case S.ERROR:
-        if (session.passwordSent) password = null;
+        if (session.passwordSent && !session.ready) {
+          password = null;
+          rejected = m.text;
+        }
         conn.error(m.text);
         ui.status(`Failed: ${m.text}`, 'Connection failed', m.text);
         break;
@@ -90,6 +95,7 @@ function onMessages(msgs, bytes, t) {
 function hello(m) {
   if (session.ready) throw new ProtocolError('second ServerHello');
   session.ready = true;
+  rejected = null;
   session.name = m.name;
   session.viewOnly = m.viewOnly;
   session.resizeSupported = m.resizeSupported;
@@ -110,13 +116,28 @@ function endFrame(id, t) {
   const w = display.width, h = display.height;
   display.flush();
   const t1 = performance.now();
-  send(P.frameAck(id));
+  queueAck(id);
   stats.frame(first, t0, t1);
   document.body.classList.remove('empty');
   if (w !== display.width || h !== display.height) {
     stats.size = `${display.width}×${display.height}`;
     session.lastRequest = null;
   }
+}
+
+// Frames are drawn as soon as their EndFrame arrives, but acknowledged on the next animation
+// frame, when the browser is about to paint them: a page that is not being painted (hidden
+// tab, busy main thread) holds the gateway at 2 frames in flight (docs/protocol.md, Pacing)
+// instead of being sent frames nobody sees. Acks belong to their connection's session.
+function queueAck(id) {
+  const s = session;
+  if (s.acks.length === 0) {
+    requestAnimationFrame(() => {
+      if (s === session) for (const a of s.acks) send(P.frameAck(a));
+      s.acks.length = 0;
+    });
+  }
+  s.acks.push(id);
 }
 
 function passwordRequired() {
@@ -126,7 +147,9 @@ function passwordRequired() {
     return;
   }
   ui.setPhase('');
-  ui.askPassword('The VNC server asks for a password.');
+  ui.askPassword(rejected === null ? 'The VNC server asks for a password.'
+    : `That password was not accepted (${rejected}). Try again.`);
+  rejected = null;
 }
 
 ui.onPassword = (pw) => {
@@ -166,10 +189,16 @@ function onState(state, info) {
       break;
     case 'open':
       session = { ready: false, name: '', viewOnly: false, resizeSupported: false,
-        frameStart: null, passwordSent: false, lastRequest: null };
+        frameStart: null, passwordSent: false, lastRequest: null, acks: [] };
       ui.status('Waiting for the desktop…');
       break;
     case 'closed':
+      // Closed with 1008 after a password and before ServerHello: the password was rejected
+      // (the gateway may or may not have sent an Error first).
+      if (session && session.passwordSent && !session.ready && info.code === 1008) {
+        password = null;
+        if (rejected === null) rejected = info.reason;
+      }
       session = null;
       keyboard.forget();
       pointer.forget();
@@ -189,6 +218,9 @@ function onState(state, info) {
       break;
     }
     case 'failed':
+      // A rejected password: ask again on a new connection at once (each try needs the
+      // user, so this cannot hammer the server into its lockout).
+      if (rejected !== null) { conn.connect(); break; }
       ui.setPhase('failed');
       ui.connectButton('Reconnect');
       ui.status(`Failed: ${info.reason}`, 'Connection failed', info.reason);

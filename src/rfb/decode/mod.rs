@@ -107,7 +107,7 @@ impl PixelContext {
 /// * Raw (0): always allowed by the protocol anyway.
 pub fn supported() -> &'static [i32] {
     &[
-        // encoding::TIGHT goes first once its decoder lands (tight.rs).
+        encoding::TIGHT,
         encoding::ZRLE,
         encoding::HEXTILE,
         encoding::ZLIB,
@@ -323,6 +323,16 @@ pub(crate) mod testutil {
         assert_eq!(n, input.len());
         assert!(fb.data() == want.data(), "bytewise: framebuffer differs");
         want
+    }
+
+    /// A deterministic xorshift32 generator for randomised tests.
+    pub fn xorshift(mut seed: u32) -> impl FnMut() -> u32 {
+        move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 17;
+            seed ^= seed << 5;
+            seed
+        }
     }
 
     /// Pixel (x, y) of `fb` as RGB.

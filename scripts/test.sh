@@ -1,0 +1,123 @@
+#!/usr/bin/env bash
+# scripts/test.sh — run every test of wsvnc. The one command CI (.ci/run) and
+# the README give.
+#
+#   scripts/test.sh            everything (installs what is missing first)
+#   scripts/test.sh STEP...    only some steps, in the order given:
+#       deps      scripts/deps.sh: apt packages (Xvnc, x11vnc, Xvfb, xterm,
+#                 chromium, ...), npm packages, the Autobahn Python 2.7 venv
+#       cargo     cargo test (unit + integration tests, incl. real Xvnc/x11vnc)
+#       autobahn  the Autobahn testsuite (groups 1-13) against examples/echo
+#       novnc     noVNC 1.7 in Chromium through wsvnc's relay mode to Xvnc
+#       viewer    wsvnc's own viewer in Chromium (mock gateway + real Xvnc)
+#       footprint stripped release binary <= 2 MiB, idle gateway RSS <= 4 MiB
+#
+# Every step must pass; nothing is skipped because a server or browser is
+# missing (deps installs them, and the tests fail loudly without them).
+# Output of each step is printed; a summary of all steps comes at the end.
+set -uo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT"
+export CARGO_TERM_COLOR=never
+ALL_STEPS=(deps cargo autobahn novnc viewer footprint)
+STEPS=("$@")
+[ ${#STEPS[@]} -gt 0 ] || STEPS=("${ALL_STEPS[@]}")
+
+log() { printf '\n[test] ===== %s\n' "$*"; }
+declare -a RESULTS=()
+FAILED=0
+CHILDREN=()
+cleanup() {
+    local pid
+    for pid in "${CHILDREN[@]:-}"; do
+        [ -n "$pid" ] && kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null
+    done
+    return 0
+}
+trap cleanup EXIT
+trap 'cleanup; exit 130' INT TERM
+
+release_build() {
+    # One release build serves the Autobahn echo server, the relay and the
+    # footprint check.
+    [ -n "${RELEASE_BUILT:-}" ] && return 0
+    cargo build --release --locked --bin wsvnc --example echo || return 1
+    RELEASE_BUILT=1
+}
+
+# Wait until HOST:PORT accepts TCP connections (a server we started).
+wait_port() {
+    local addr=$1 pid=$2 i
+    for i in $(seq 1 200); do
+        kill -0 "$pid" 2>/dev/null || { echo "[test] server (pid $pid) exited early" >&2; return 1; }
+        (exec 3<>"/dev/tcp/${addr%:*}/${addr##*:}") 2>/dev/null && return 0
+        sleep 0.1
+    done
+    echo "[test] nothing listening on $addr after 20 s" >&2
+    return 1
+}
+
+step_deps() { scripts/deps.sh apt browser autobahn && (cd tests/viewer && deps_viewer); }
+deps_viewer() {
+    # tests/viewer has its own package.json (playwright-core, ws).
+    local want have=""
+    want=$(sha256sum package-lock.json | cut -d' ' -f1)
+    [ -f node_modules/.wsvnc-lock.sha256 ] && have=$(cat node_modules/.wsvnc-lock.sha256)
+    [ "$want" = "$have" ] && return 0
+    PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund </dev/null || return 1
+    printf '%s\n' "$want" > node_modules/.wsvnc-lock.sha256
+}
+
+step_cargo() { cargo test --locked; }
+
+step_autobahn() {
+    release_build || return 1
+    local addr=127.0.0.1:9001 pid rc
+    RUST_LOG=warn target/release/examples/echo "$addr" >reports-echo.log 2>&1 &
+    pid=$!; CHILDREN+=("$pid")
+    wait_port "$addr" "$pid" || return 1
+    scripts/autobahn.sh "$addr"; rc=$?
+    kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null
+    rm -f reports-echo.log
+    return $rc
+}
+
+step_novnc() {
+    release_build || return 1
+    # The test page comes from the test's own static server (another origin),
+    # as with websockify, which accepts any Origin by default.
+    tests/browser/run.sh "$ROOT/target/release/wsvnc --listen {listen} --target {target} --allow-origin *"
+}
+
+step_viewer() {
+    cargo build --locked --bin wsvnc || return 1
+    (cd tests/viewer && WSVNC_BIN="$ROOT/target/debug/wsvnc" npm test)
+}
+
+step_footprint() {
+    release_build || return 1
+    scripts/footprint.sh target/release/wsvnc
+}
+
+for step in "${STEPS[@]}"; do
+    case " ${ALL_STEPS[*]} " in *" $step "*) ;; *) echo "unknown step '$step' (steps: ${ALL_STEPS[*]})" >&2; exit 2;; esac
+    log "$step"
+    t0=$SECONDS
+    if "step_$step"; then
+        RESULTS+=("PASS  $step ($((SECONDS - t0)) s)")
+    else
+        RESULTS+=("FAIL  $step ($((SECONDS - t0)) s)")
+        FAILED=1
+        # Without dependencies nothing else can run meaningfully.
+        [ "$step" = deps ] && break
+    fi
+done
+
+log "summary"
+printf '  %s\n' "${RESULTS[@]}"
+if [ $FAILED -ne 0 ]; then
+    echo "[test] FAILED" >&2
+    exit 1
+fi
+echo "[test] all steps passed"

@@ -1,0 +1,481 @@
+//! A headless browser-protocol v1 client (docs/protocol.md) on tungstenite,
+//! for integration tests and `examples/gwload.rs`. Self-contained (only
+//! tungstenite), so an example can include it with `#[path]`.
+//!
+//! It checks what the gateway sends as strictly as a viewer must: every
+//! message is parsed, an unknown type, a truncated field or a rectangle
+//! outside the canvas is an `Err` (a gateway bug), never ignored. It keeps
+//! an RGBA canvas up to date from Resize/Fill/Copy/Pixels, staging each
+//! frame's drawing exactly like the viewer: messages apply in order, and
+//! `EndFrame` is acknowledged (when `auto_ack`) after the frame is applied.
+#![allow(dead_code)]
+
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use tungstenite::client::IntoClientRequest;
+use tungstenite::stream::MaybeTlsStream;
+use tungstenite::{Message, WebSocket};
+
+pub type Ws = WebSocket<MaybeTlsStream<TcpStream>>;
+
+pub mod t {
+    pub const SERVER_HELLO: u8 = 0x01;
+    pub const RESIZE: u8 = 0x02;
+    pub const FILL: u8 = 0x03;
+    pub const COPY: u8 = 0x04;
+    pub const PIXELS: u8 = 0x05;
+    pub const END_FRAME: u8 = 0x06;
+    pub const CURSOR: u8 = 0x07;
+    pub const BELL: u8 = 0x08;
+    pub const CLIPBOARD: u8 = 0x09;
+    pub const DESKTOP_NAME: u8 = 0x0A;
+    pub const PASSWORD_REQUIRED: u8 = 0x0B;
+    pub const STATUS: u8 = 0x0C;
+    pub const ERROR: u8 = 0x0D;
+}
+
+/// One gateway → browser message, pixel payloads left out.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Msg {
+    ServerHello { version: u8, width: u16, height: u16, flags: u8, name: String },
+    Resize { width: u16, height: u16 },
+    Fill { x: u16, y: u16, w: u16, h: u16, rgba: [u8; 4] },
+    Copy { x: u16, y: u16, w: u16, h: u16, sx: u16, sy: u16 },
+    Pixels { x: u16, y: u16, w: u16, h: u16 },
+    EndFrame(u32),
+    Cursor { hot_x: u16, hot_y: u16, w: u16, h: u16 },
+    Bell,
+    Clipboard(String),
+    DesktopName(String),
+    PasswordRequired,
+    Status(u8, String),
+    Error(String),
+}
+
+/// What ended a wait.
+#[derive(Debug, Clone, PartialEq)]
+pub enum End {
+    /// WebSocket Close frame (code, reason).
+    Closed(u16, String),
+    /// The TCP connection ended or failed without a Close.
+    Gone(String),
+    /// The read timed out.
+    Timeout,
+}
+
+/// The viewer's model of the session: canvas and everything received.
+/// Transport-free: feed it whole WebSocket messages with [`Canvas::apply`].
+#[derive(Default)]
+pub struct Canvas {
+    pub width: u16,
+    pub height: u16,
+    /// RGBA, stride width*4.
+    pub fb: Vec<u8>,
+    pub hello: Option<Msg>,
+    pub frames: u64,
+    pub last_frame: Option<u32>,
+    /// Copy messages applied.
+    pub copies: u64,
+    pub bells: u64,
+    pub clipboard: Vec<String>,
+    pub statuses: Vec<String>,
+    pub error: Option<String>,
+    pub password_required: bool,
+    pub cursor: Option<(u16, u16, u16, u16)>,
+    pub name: String,
+    /// Bytes of WebSocket payload received.
+    pub bytes: u64,
+}
+
+/// A v1 viewer over tungstenite (no permessage-deflate: tungstenite has none).
+pub struct V1 {
+    pub ws: Ws,
+    pub c: Canvas,
+    /// Send FrameAck for each EndFrame as soon as its message is applied.
+    pub auto_ack: bool,
+    pub closed: Option<End>,
+}
+
+impl std::ops::Deref for V1 {
+    type Target = Canvas;
+    fn deref(&self) -> &Canvas {
+        &self.c
+    }
+}
+
+impl std::ops::DerefMut for V1 {
+    fn deref_mut(&mut self) -> &mut Canvas {
+        &mut self.c
+    }
+}
+
+fn rd_u16(b: &[u8], p: &mut usize) -> Result<u16, String> {
+    let s = b.get(*p..*p + 2).ok_or("truncated u16")?;
+    *p += 2;
+    Ok(u16::from_le_bytes([s[0], s[1]]))
+}
+fn rd_u32(b: &[u8], p: &mut usize) -> Result<u32, String> {
+    let s = b.get(*p..*p + 4).ok_or("truncated u32")?;
+    *p += 4;
+    Ok(u32::from_le_bytes([s[0], s[1], s[2], s[3]]))
+}
+fn rd_u8(b: &[u8], p: &mut usize) -> Result<u8, String> {
+    let v = *b.get(*p).ok_or("truncated u8")?;
+    *p += 1;
+    Ok(v)
+}
+fn rd_bytes<'a>(b: &'a [u8], p: &mut usize, n: usize) -> Result<&'a [u8], String> {
+    let s = b.get(*p..(*p).checked_add(n).ok_or("length overflow")?).ok_or("truncated payload")?;
+    *p += n;
+    Ok(s)
+}
+fn rd_str(b: &[u8], p: &mut usize) -> Result<String, String> {
+    let n = rd_u32(b, p)? as usize;
+    let s = rd_bytes(b, p, n)?;
+    String::from_utf8(s.to_vec()).map_err(|_| "string not UTF-8".to_string())
+}
+
+/// Browser → gateway encoders (docs/protocol.md "Browser → server").
+pub mod enc {
+    fn s(out: &mut Vec<u8>, t: &[u8]) {
+        out.extend_from_slice(&(t.len() as u32).to_le_bytes());
+        out.extend_from_slice(t);
+    }
+    pub fn hello(v: u8) -> Vec<u8> {
+        vec![0x80, v]
+    }
+    pub fn key(down: bool, keysym: u32) -> Vec<u8> {
+        let mut m = vec![0x81, down as u8];
+        m.extend_from_slice(&keysym.to_le_bytes());
+        m
+    }
+    pub fn pointer(x: u16, y: u16, mask: u8) -> Vec<u8> {
+        let mut m = vec![0x82];
+        m.extend_from_slice(&x.to_le_bytes());
+        m.extend_from_slice(&y.to_le_bytes());
+        m.push(mask);
+        m
+    }
+    pub fn clipboard(text: &str) -> Vec<u8> {
+        let mut m = vec![0x83];
+        s(&mut m, text.as_bytes());
+        m
+    }
+    pub fn ack(id: u32) -> Vec<u8> {
+        let mut m = vec![0x84];
+        m.extend_from_slice(&id.to_le_bytes());
+        m
+    }
+    pub fn resize(w: u16, h: u16) -> Vec<u8> {
+        let mut m = vec![0x85];
+        m.extend_from_slice(&w.to_le_bytes());
+        m.extend_from_slice(&h.to_le_bytes());
+        m
+    }
+    pub fn password(pw: &[u8]) -> Vec<u8> {
+        let mut m = vec![0x86];
+        s(&mut m, pw);
+        m
+    }
+}
+
+/// Open `url` offering subprotocol `wsvnc.v1` (no ClientHello yet).
+pub fn open(url: &str) -> Result<Ws, String> {
+    let mut req = url.into_client_request().map_err(|e| e.to_string())?;
+    req.headers_mut().insert("Sec-WebSocket-Protocol", "wsvnc.v1".parse().unwrap());
+    let (ws, resp) = tungstenite::connect(req).map_err(|e| format!("websocket connect {url}: {e}"))?;
+    let proto = resp.headers().get("Sec-WebSocket-Protocol").and_then(|v| v.to_str().ok());
+    if proto != Some("wsvnc.v1") {
+        return Err(format!("gateway did not echo subprotocol wsvnc.v1 (got {proto:?})"));
+    }
+    if let MaybeTlsStream::Plain(s) = ws.get_ref() {
+        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    }
+    Ok(ws)
+}
+
+impl V1 {
+    /// Connect and send ClientHello(1).
+    pub fn connect(url: &str) -> Result<V1, String> {
+        let ws = open(url)?;
+        let mut v = V1::from_ws(ws);
+        v.send(&enc::hello(1))?;
+        Ok(v)
+    }
+
+    pub fn from_ws(ws: Ws) -> V1 {
+        V1 { ws, c: Canvas::default(), auto_ack: true, closed: None }
+    }
+
+    pub fn tcp(&self) -> &TcpStream {
+        match self.ws.get_ref() {
+            MaybeTlsStream::Plain(s) => s,
+            _ => unreachable!("plain ws only"),
+        }
+    }
+
+    pub fn set_read_timeout(&self, d: Duration) {
+        self.tcp().set_read_timeout(Some(d)).unwrap();
+    }
+
+    pub fn send(&mut self, msg: &[u8]) -> Result<(), String> {
+        self.ws.send(Message::Binary(msg.to_vec())).map_err(|e| format!("send: {e}"))
+    }
+    pub fn key(&mut self, down: bool, keysym: u32) -> Result<(), String> {
+        self.send(&enc::key(down, keysym))
+    }
+    pub fn pointer(&mut self, x: u16, y: u16, mask: u8) -> Result<(), String> {
+        self.send(&enc::pointer(x, y, mask))
+    }
+    pub fn clipboard_send(&mut self, text: &str) -> Result<(), String> {
+        self.send(&enc::clipboard(text))
+    }
+    pub fn password(&mut self, pw: &[u8]) -> Result<(), String> {
+        self.send(&enc::password(pw))
+    }
+    pub fn resize_request(&mut self, w: u16, h: u16) -> Result<(), String> {
+        self.send(&enc::resize(w, h))
+    }
+
+    /// Read one WebSocket message and apply every protocol message in it.
+    /// `Ok(msgs)`; `Err(End)` when the connection ended or timed out.
+    /// A malformed message from the gateway panics (it is a gateway bug).
+    pub fn read(&mut self) -> Result<Vec<Msg>, End> {
+        if let Some(e) = &self.closed {
+            return Err(e.clone());
+        }
+        loop {
+            let m = match self.ws.read() {
+                Ok(m) => m,
+                Err(tungstenite::Error::Io(e))
+                    if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) =>
+                {
+                    return Err(End::Timeout)
+                }
+                Err(e) => {
+                    let end = End::Gone(e.to_string());
+                    self.closed = Some(end.clone());
+                    return Err(end);
+                }
+            };
+            match m {
+                Message::Binary(b) => {
+                    let msgs = self.c.apply(&b).unwrap_or_else(|e| panic!("gateway sent a malformed v1 message: {e}"));
+                    if self.auto_ack {
+                        for m in &msgs {
+                            if let Msg::EndFrame(id) = m {
+                                let _ = self.ws.send(Message::Binary(enc::ack(*id)));
+                            }
+                        }
+                    }
+                    return Ok(msgs);
+                }
+                Message::Close(f) => {
+                    let end = match f {
+                        Some(f) => End::Closed(f.code.into(), f.reason.to_string()),
+                        None => End::Closed(1005, String::new()),
+                    };
+                    self.closed = Some(end.clone());
+                    return Err(end);
+                }
+                Message::Text(t) => panic!("gateway sent a text message: {t:?}"),
+                _ => continue,
+            }
+        }
+    }
+
+    /// Read until `pred(self)` holds or the connection ends / `timeout` passes.
+    pub fn wait(&mut self, timeout: Duration, mut pred: impl FnMut(&V1) -> bool) -> Result<(), End> {
+        let deadline = Instant::now() + timeout;
+        while !pred(self) {
+            if Instant::now() >= deadline {
+                return Err(End::Timeout);
+            }
+            match self.read() {
+                Ok(_) | Err(End::Timeout) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    /// Read until the connection ends (Close or TCP end) or `timeout` passes.
+    pub fn wait_end(&mut self, timeout: Duration) -> End {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if Instant::now() >= deadline {
+                return End::Timeout;
+            }
+            match self.read() {
+                Ok(_) | Err(End::Timeout) => {}
+                Err(e) => return e,
+            }
+        }
+    }
+
+    /// Close politely (best effort).
+    pub fn close(mut self) {
+        let _ = self.ws.close(None);
+        let _ = self.ws.flush();
+    }
+}
+
+impl Canvas {
+    /// Parse and apply one WebSocket message's protocol messages.
+    pub fn apply(&mut self, b: &[u8]) -> Result<Vec<Msg>, String> {
+        if b.is_empty() {
+            return Err("empty message".into());
+        }
+        self.bytes += b.len() as u64;
+        let mut out = Vec::new();
+        let mut p = 0;
+        while p < b.len() {
+            let ty = rd_u8(b, &mut p)?;
+            let msg = match ty {
+                t::SERVER_HELLO => {
+                    let version = rd_u8(b, &mut p)?;
+                    let (width, height) = (rd_u16(b, &mut p)?, rd_u16(b, &mut p)?);
+                    let flags = rd_u8(b, &mut p)?;
+                    let name = rd_str(b, &mut p)?;
+                    if version != 1 {
+                        return Err(format!("ServerHello version {version}"));
+                    }
+                    if self.hello.is_some() {
+                        return Err("second ServerHello".into());
+                    }
+                    self.set_size(width, height);
+                    self.name = name.clone();
+                    let m = Msg::ServerHello { version, width, height, flags, name };
+                    self.hello = Some(m.clone());
+                    m
+                }
+                t::RESIZE => {
+                    let (width, height) = (rd_u16(b, &mut p)?, rd_u16(b, &mut p)?);
+                    self.need_hello("Resize")?;
+                    self.set_size(width, height);
+                    Msg::Resize { width, height }
+                }
+                t::FILL => {
+                    let (x, y, w, h) = (rd_u16(b, &mut p)?, rd_u16(b, &mut p)?, rd_u16(b, &mut p)?, rd_u16(b, &mut p)?);
+                    let c = rd_bytes(b, &mut p, 4)?;
+                    let rgba = [c[0], c[1], c[2], c[3]];
+                    self.need_hello("Fill")?;
+                    self.check(x, y, w, h)?;
+                    for row in y as usize..(y + h) as usize {
+                        let o = (row * self.width as usize + x as usize) * 4;
+                        for px in self.fb[o..o + w as usize * 4].chunks_exact_mut(4) {
+                            px.copy_from_slice(&rgba);
+                        }
+                    }
+                    Msg::Fill { x, y, w, h, rgba }
+                }
+                t::COPY => {
+                    let v: Vec<u16> = (0..6).map(|_| rd_u16(b, &mut p)).collect::<Result<_, _>>()?;
+                    let (x, y, w, h, sx, sy) = (v[0], v[1], v[2], v[3], v[4], v[5]);
+                    self.need_hello("Copy")?;
+                    self.check(x, y, w, h)?;
+                    self.check(sx, sy, w, h)?;
+                    let stride = self.width as usize * 4;
+                    let rows: Vec<usize> = if y > sy { (0..h as usize).rev().collect() } else { (0..h as usize).collect() };
+                    for i in rows {
+                        let s = (sy as usize + i) * stride + sx as usize * 4;
+                        let d = (y as usize + i) * stride + x as usize * 4;
+                        self.fb.copy_within(s..s + w as usize * 4, d);
+                    }
+                    self.copies += 1;
+                    Msg::Copy { x, y, w, h, sx, sy }
+                }
+                t::PIXELS => {
+                    let (x, y, w, h) = (rd_u16(b, &mut p)?, rd_u16(b, &mut p)?, rd_u16(b, &mut p)?, rd_u16(b, &mut p)?);
+                    let data = rd_bytes(b, &mut p, w as usize * h as usize * 4)?;
+                    self.need_hello("Pixels")?;
+                    self.check(x, y, w, h)?;
+                    let row = w as usize * 4;
+                    for (i, r) in data.chunks_exact(row.max(1)).enumerate().take(h as usize) {
+                        let o = ((y as usize + i) * self.width as usize + x as usize) * 4;
+                        self.fb[o..o + row].copy_from_slice(r);
+                    }
+                    Msg::Pixels { x, y, w, h }
+                }
+                t::END_FRAME => {
+                    let id = rd_u32(b, &mut p)?;
+                    self.need_hello("EndFrame")?;
+                    self.frames += 1;
+                    self.last_frame = Some(id);
+                    Msg::EndFrame(id)
+                }
+                t::CURSOR => {
+                    let (hx, hy, w, h) = (rd_u16(b, &mut p)?, rd_u16(b, &mut p)?, rd_u16(b, &mut p)?, rd_u16(b, &mut p)?);
+                    rd_bytes(b, &mut p, w as usize * h as usize * 4)?;
+                    self.cursor = Some((hx, hy, w, h));
+                    Msg::Cursor { hot_x: hx, hot_y: hy, w, h }
+                }
+                t::BELL => {
+                    self.bells += 1;
+                    Msg::Bell
+                }
+                t::CLIPBOARD => {
+                    let s = rd_str(b, &mut p)?;
+                    self.clipboard.push(s.clone());
+                    Msg::Clipboard(s)
+                }
+                t::DESKTOP_NAME => {
+                    let s = rd_str(b, &mut p)?;
+                    self.name = s.clone();
+                    Msg::DesktopName(s)
+                }
+                t::PASSWORD_REQUIRED => {
+                    self.password_required = true;
+                    Msg::PasswordRequired
+                }
+                t::STATUS => {
+                    let level = rd_u8(b, &mut p)?;
+                    if level > 1 {
+                        return Err(format!("Status level {level}"));
+                    }
+                    let s = rd_str(b, &mut p)?;
+                    self.statuses.push(s.clone());
+                    Msg::Status(level, s)
+                }
+                t::ERROR => {
+                    let s = rd_str(b, &mut p)?;
+                    self.error = Some(s.clone());
+                    Msg::Error(s)
+                }
+                other => return Err(format!("unknown message type {other:#04x}")),
+            };
+            out.push(msg);
+        }
+        Ok(out)
+    }
+
+    fn need_hello(&self, what: &str) -> Result<(), String> {
+        if self.hello.is_none() {
+            return Err(format!("{what} before ServerHello"));
+        }
+        Ok(())
+    }
+
+    fn set_size(&mut self, w: u16, h: u16) {
+        self.width = w;
+        self.height = h;
+        self.fb = [0, 0, 0, 255].repeat(w as usize * h as usize);
+    }
+
+    fn check(&self, x: u16, y: u16, w: u16, h: u16) -> Result<(), String> {
+        if x as u32 + w as u32 > self.width as u32 || y as u32 + h as u32 > self.height as u32 {
+            return Err(format!("rectangle {w}x{h}+{x}+{y} outside the {}x{} canvas", self.width, self.height));
+        }
+        Ok(())
+    }
+
+    /// RGBA of (x, y); [0, 0, 0, 0] outside the canvas (or before ServerHello).
+    pub fn pixel(&self, x: u16, y: u16) -> [u8; 4] {
+        if x >= self.width || y >= self.height {
+            return [0; 4];
+        }
+        let o = (y as usize * self.width as usize + x as usize) * 4;
+        [self.fb[o], self.fb[o + 1], self.fb[o + 2], self.fb[o + 3]]
+    }
+}

@@ -1,0 +1,1317 @@
+//! Gateway mode end to end: a real wsvnc server in-process, real TCP VNC
+//! servers (the demo VNC server behind a small blocking harness that gives
+//! ground truth, and scripted bad servers), and headless v1 viewers
+//! (tests/common/v1.rs). Only generous timeouts, no timing assertions.
+
+mod common;
+#[path = "common/v1.rs"]
+mod v1;
+
+use std::io::{Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use v1::{End, Msg, V1};
+use wsvnc::demo::{DemoConfig, DemoServer};
+use wsvnc::{Target, TargetAddr};
+
+const T: Duration = Duration::from_secs(20);
+
+// ------------------------------------------------------------ demo harness
+
+/// The demo VNC server (`wsvnc::demo::DemoServer`, one per connection) on
+/// its own port, one blocking thread per connection, with a clock the test
+/// can freeze so the desktop becomes quiescent and comparable.
+struct DemoVnc {
+    addr: SocketAddr,
+    start: Instant,
+    frozen: Arc<AtomicU64>, // u64::MAX = running
+    peers: Arc<Mutex<Vec<Arc<Mutex<DemoServer>>>>>,
+    socks: Arc<Mutex<Vec<TcpStream>>>,
+    stop: Arc<AtomicBool>,
+}
+
+impl DemoVnc {
+    fn start(cfg: DemoConfig) -> DemoVnc {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        l.set_nonblocking(true).unwrap();
+        let d = DemoVnc {
+            addr,
+            start: Instant::now(),
+            frozen: Arc::new(AtomicU64::new(u64::MAX)),
+            peers: Arc::default(),
+            socks: Arc::default(),
+            stop: Arc::default(),
+        };
+        let (start, frozen, peers, socks, stop) =
+            (d.start, d.frozen.clone(), d.peers.clone(), d.socks.clone(), d.stop.clone());
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::SeqCst) {
+                let Ok((sock, _)) = l.accept() else {
+                    std::thread::sleep(Duration::from_millis(5));
+                    continue;
+                };
+                sock.set_nonblocking(false).unwrap();
+                sock.set_nodelay(true).unwrap();
+                sock.set_read_timeout(Some(Duration::from_millis(3))).unwrap();
+                socks.lock().unwrap().push(sock.try_clone().unwrap());
+                let now = clock(start, &frozen);
+                let demo = Arc::new(Mutex::new(DemoServer::new(&cfg, now)));
+                peers.lock().unwrap().push(demo.clone());
+                let (frozen, stop) = (frozen.clone(), stop.clone());
+                std::thread::spawn(move || serve_demo(sock, demo, start, frozen, stop));
+            }
+        });
+        d
+    }
+
+    fn freeze(&self) {
+        self.frozen.store(self.start.elapsed().as_millis() as u64, Ordering::SeqCst);
+    }
+
+    fn connections(&self) -> usize {
+        self.peers.lock().unwrap().len()
+    }
+
+    fn peer(&self, i: usize) -> Arc<Mutex<DemoServer>> {
+        self.peers.lock().unwrap()[i].clone()
+    }
+
+    /// The demo's current frame as RGBA (what an exact viewer shows once
+    /// every update for it has arrived).
+    fn truth(&self, i: usize) -> (u16, u16, Vec<u8>) {
+        let p = self.peer(i);
+        let d = p.lock().unwrap();
+        let (w, h, px) = d.framebuffer();
+        let rgba = px.iter().flat_map(|p| [(p >> 16) as u8, (p >> 8) as u8, *p as u8, 255]).collect();
+        (w, h, rgba)
+    }
+
+    /// Kill every connection and stop accepting (the VNC server "dies").
+    fn kill(&self) {
+        self.stop.store(true, Ordering::SeqCst);
+        for s in self.socks.lock().unwrap().iter() {
+            let _ = s.shutdown(Shutdown::Both);
+        }
+    }
+
+    fn target(&self) -> Target {
+        Target { addr: TargetAddr::Tcp(self.addr), password: None, view_only: false }
+    }
+}
+
+impl Drop for DemoVnc {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn clock(start: Instant, frozen: &AtomicU64) -> u64 {
+    match frozen.load(Ordering::SeqCst) {
+        u64::MAX => start.elapsed().as_millis() as u64,
+        t => t,
+    }
+}
+
+fn serve_demo(mut sock: TcpStream, demo: Arc<Mutex<DemoServer>>, start: Instant, frozen: Arc<AtomicU64>, stop: Arc<AtomicBool>) {
+    let mut inbuf = Vec::new();
+    let mut out = Vec::new();
+    demo.lock().unwrap().start(&mut out);
+    let mut b = vec![0u8; 65536];
+    while !stop.load(Ordering::SeqCst) {
+        if !out.is_empty() {
+            if sock.write_all(&out).is_err() {
+                return;
+            }
+            out.clear();
+        }
+        match sock.read(&mut b) {
+            Ok(0) => return,
+            Ok(n) => inbuf.extend_from_slice(&b[..n]),
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
+            Err(_) => return,
+        }
+        let now = clock(start, &frozen);
+        let mut d = demo.lock().unwrap();
+        match d.handle_input(&inbuf, now, &mut out) {
+            Ok(n) => {
+                inbuf.drain(..n);
+            }
+            Err(_) => {
+                let _ = sock.write_all(&out);
+                return;
+            }
+        }
+        d.poll(now, &mut out);
+    }
+}
+
+// ------------------------------------------------------------ helpers
+
+fn gateway(target: Target) -> common::Running {
+    let mut cfg = common::config();
+    cfg.target = Some(target);
+    common::start(cfg)
+}
+
+fn token_file(name: &str, text: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("wsvnc-gw-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let p = dir.join(name);
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+fn with_tokens(text: &str, name: &str) -> common::Running {
+    let mut cfg = common::config();
+    cfg.token_file = Some(token_file(name, text));
+    common::start(cfg)
+}
+
+fn target_addr(t: &Target) -> String {
+    match &t.addr {
+        TargetAddr::Tcp(a) => a.to_string(),
+        other => panic!("TCP target expected, got {other}"),
+    }
+}
+
+fn viewer(srv: &common::Running, query: &str) -> V1 {
+    V1::connect(&srv.url(&format!("/ws{query}"))).expect("viewer connects")
+}
+
+fn wait_frames(v: &mut V1, n: u64) {
+    let target = v.frames + n;
+    if let Err(e) = v.wait(T, |v| v.frames >= target) {
+        panic!("waiting for {n} frame(s): {e:?}; statuses {:?}, error {:?}", v.statuses, v.error);
+    }
+}
+
+/// Wait until the viewer's canvas equals the demo server's frame `peer`.
+fn wait_equal(v: &mut V1, demo: &DemoVnc, peer: usize) {
+    let deadline = Instant::now() + T;
+    loop {
+        let (w, h, truth) = demo.truth(peer);
+        if (v.width, v.height) == (w, h) && v.fb == truth {
+            return;
+        }
+        if Instant::now() >= deadline {
+            let diff = if v.fb.len() == truth.len() {
+                v.fb.chunks(4).zip(truth.chunks(4)).filter(|(a, b)| a != b).count()
+            } else {
+                usize::MAX
+            };
+            panic!(
+                "canvas {}x{} never matched the VNC server's {w}x{h} framebuffer ({diff} pixels differ)",
+                v.width, v.height
+            );
+        }
+        match v.read() {
+            Ok(_) | Err(End::Timeout) => {}
+            Err(e) => panic!("viewer ended while waiting for equality: {e:?} ({:?})", v.error),
+        }
+    }
+}
+
+/// Wait until `f(demo peer)` holds (input arrived at the VNC server).
+fn wait_demo(demo: &DemoVnc, peer: usize, what: &str, f: impl Fn(&DemoServer) -> bool) {
+    let deadline = Instant::now() + T;
+    while Instant::now() < deadline {
+        if demo.connections() > peer && f(&demo.peer(peer).lock().unwrap()) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    panic!("the VNC server never saw {what}");
+}
+
+fn expect_error_close(v: &mut V1, code: u16, needle: &str) -> String {
+    match v.wait_end(T) {
+        End::Closed(c, reason) => {
+            let err = v.error.clone().unwrap_or_else(|| panic!("closed {c} {reason:?} without an Error message"));
+            assert_eq!(c, code, "close code (Error was {err:?}, reason {reason:?})");
+            assert!(err.to_lowercase().contains(needle), "Error {err:?} should mention {needle:?}");
+            err
+        }
+        other => panic!("expected Error + close {code}, got {other:?} (error {:?})", v.error),
+    }
+}
+
+// ------------------------------------------------------------ tests
+
+/// `--demo`: the built-in demo desktop reaches a viewer through the gateway.
+#[test]
+fn builtin_demo_reaches_viewer() {
+    let mut cfg = common::config();
+    cfg.demo = true;
+    let srv = common::start(cfg);
+    let mut v = viewer(&srv, "");
+    wait_frames(&mut v, 3);
+    match v.hello.clone().unwrap() {
+        Msg::ServerHello { width, height, flags, name, .. } => {
+            assert_eq!((width, height), (1024, 768));
+            assert_eq!(flags & 1, 0, "not view-only");
+            assert_eq!(name, "wsvnc demo");
+        }
+        _ => unreachable!(),
+    }
+    assert!(v.statuses.iter().any(|s| s.contains("connecting")), "{:?}", v.statuses);
+    assert!(v.fb.chunks(4).any(|p| p != [0, 0, 0, 255]), "canvas still black");
+}
+
+/// Every encoding the demo sends (RRE, Hextile, ZRLE, CopyRect, Raw),
+/// decoded into the shadow framebuffer and recomposed as Fill/Pixels, gives
+/// the VNC server's exact pixels.
+#[test]
+fn canvas_equals_vnc_framebuffer() {
+    let demo = DemoVnc::start(DemoConfig { width: 700, height: 500, ..DemoConfig::default() });
+    let srv = gateway(demo.target());
+    let mut v = viewer(&srv, "");
+    wait_frames(&mut v, 10); // animated: incremental updates, CopyRect of the band
+    demo.freeze();
+    wait_equal(&mut v, &demo, 0);
+    assert_eq!(demo.connections(), 1);
+    assert!(v.copies > 0, "the band's CopyRect scroll is forwarded as Copy");
+}
+
+/// Copies are forwarded only where the viewer's canvas holds their source:
+/// viewers that lag (acks late, read slowly, so frames are cut into chunks
+/// while updates arrive) still end up with the exact desktop.
+#[test]
+fn lagging_viewers_stay_exact_with_copies() {
+    let demo = DemoVnc::start(DemoConfig { width: 1024, height: 768, fps: 60, ..DemoConfig::default() });
+    let srv = gateway(demo.target());
+    let mut fast = viewer(&srv, "");
+    let mut late_acker = viewer(&srv, "");
+    late_acker.auto_ack = false;
+    let mut slow_reader = viewer(&srv, "");
+    let until = Instant::now() + Duration::from_secs(3);
+    while Instant::now() < until {
+        let _ = fast.read();
+        let _ = fast.read();
+        if let Ok(msgs) = late_acker.read() {
+            for m in msgs {
+                if let Msg::EndFrame(id) = m {
+                    std::thread::sleep(Duration::from_millis(25));
+                    late_acker.send(&v1::enc::ack(id)).unwrap();
+                }
+            }
+        }
+        let _ = slow_reader.read();
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    late_acker.auto_ack = true;
+    demo.freeze();
+    for v in [&mut fast, &mut late_acker, &mut slow_reader] {
+        wait_equal(v, &demo, 0);
+    }
+    // Whether a lagging viewer ever qualifies for a copy depends on timing;
+    // that some copies were forwarded at all is what matters here.
+    assert!(fast.copies + late_acker.copies + slow_reader.copies > 0, "copies forwarded");
+}
+
+/// The same with a desktop size that is not a multiple of the 64-px tile
+/// and one encoding at a time.
+#[test]
+fn canvas_equals_vnc_framebuffer_per_encoding() {
+    for enc in ["raw", "rre", "hextile", "zrle", "zlib"] {
+        let demo = DemoVnc::start(DemoConfig { width: 333, height: 221, ..DemoConfig::default() });
+        let mut cfg = common::config();
+        cfg.target = Some(demo.target());
+        cfg.encodings = Some(wsvnc::config::parse_encodings(&format!("{enc},copyrect")).unwrap());
+        let srv = common::start(cfg);
+        let mut v = viewer(&srv, "");
+        wait_frames(&mut v, 4);
+        demo.freeze();
+        wait_equal(&mut v, &demo, 0);
+    }
+}
+
+#[test]
+fn input_reaches_vnc_server() {
+    let demo = DemoVnc::start(DemoConfig::default());
+    let srv = gateway(demo.target());
+    let mut v = viewer(&srv, "");
+    wait_frames(&mut v, 1);
+    for c in "hi!".chars() {
+        v.key(true, c as u32).unwrap();
+        v.key(false, c as u32).unwrap();
+    }
+    v.pointer(100, 200, 1).unwrap();
+    v.clipboard_send("héllo € wörld").unwrap();
+    wait_demo(&demo, 0, "typed keys", |d| d.typed_text().contains("hi!"));
+    wait_demo(&demo, 0, "the pointer", |d| d.pointer() == (100, 200, 1));
+    wait_demo(&demo, 0, "the clipboard", |d| d.cut_text() == b"h\xe9llo ? w\xf6rld");
+    // Clamped to the desktop (docs/protocol.md: x, y clamped).
+    v.pointer(60000, 60000, 0).unwrap();
+    wait_demo(&demo, 0, "a clamped pointer", |d| d.pointer() == (1023, 767, 0));
+    // The pointer crosshair the demo draws comes back to the viewer.
+    demo.freeze();
+    wait_equal(&mut v, &demo, 0);
+}
+
+#[test]
+fn server_clipboard_reaches_viewer() {
+    // The demo echoes ClientCutText back as ServerCutText.
+    let demo = DemoVnc::start(DemoConfig::default());
+    let srv = gateway(demo.target());
+    let mut a = viewer(&srv, "");
+    let mut b = viewer(&srv, "");
+    wait_frames(&mut a, 1);
+    wait_frames(&mut b, 1);
+    a.clipboard_send("copy ü").unwrap();
+    b.wait(T, |v| v.clipboard.iter().any(|c| c == "copy ü")).expect("clipboard at the other viewer");
+}
+
+#[test]
+fn viewers_share_one_rfb_connection() {
+    let demo = DemoVnc::start(DemoConfig { width: 640, height: 480, ..DemoConfig::default() });
+    let srv = gateway(demo.target());
+    let mut vs: Vec<V1> = (0..4).map(|_| viewer(&srv, "")).collect();
+    for v in &mut vs {
+        wait_frames(v, 2);
+    }
+    assert_eq!(demo.connections(), 1, "one RFB connection for all viewers");
+    demo.freeze();
+    for v in &mut vs {
+        wait_equal(v, &demo, 0);
+    }
+    // One leaving does not disturb the others.
+    vs.pop().unwrap().close();
+    for v in &mut vs {
+        wait_frames(v, 0);
+        assert!(v.closed.is_none());
+    }
+}
+
+#[test]
+fn late_joiner_gets_a_full_frame_at_once() {
+    let demo = DemoVnc::start(DemoConfig { width: 640, height: 480, ..DemoConfig::default() });
+    let srv = gateway(demo.target());
+    let mut a = viewer(&srv, "");
+    wait_frames(&mut a, 3);
+    demo.freeze();
+    wait_equal(&mut a, &demo, 0);
+    let mut b = viewer(&srv, "");
+    b.wait(T, |v| v.frames >= 1).expect("first frame");
+    match b.hello.clone() {
+        Some(Msg::ServerHello { width: 640, height: 480, .. }) => {}
+        other => panic!("hello {other:?}"),
+    }
+    let (_, _, truth) = demo.truth(0);
+    assert!(b.fb == truth, "the late joiner's first frame is the whole current desktop");
+    assert_eq!(demo.connections(), 1);
+}
+
+#[test]
+fn view_only_viewers_send_no_input() {
+    let demo = DemoVnc::start(DemoConfig::default());
+    let toks = format!("demo: {}\nro: {} view_only\n", demo.addr, demo.addr);
+    let srv = with_tokens(&toks, "viewonly.tokens");
+    let mut ro_param = viewer(&srv, "?token=demo&view_only=1");
+    let mut rw = viewer(&srv, "?token=demo");
+    wait_frames(&mut ro_param, 1);
+    wait_frames(&mut rw, 1);
+    let flags = |v: &V1| match v.hello { Some(Msg::ServerHello { flags, .. }) => flags, _ => 0xff };
+    assert_eq!(flags(&ro_param) & 1, 1, "view-only flag in ServerHello");
+    assert_eq!(flags(&rw) & 1, 0);
+    ro_param.key(true, 'x' as u32).unwrap();
+    ro_param.key(false, 'x' as u32).unwrap();
+    ro_param.pointer(5, 6, 4).unwrap();
+    ro_param.clipboard_send("ro").unwrap();
+
+    // The token file's view_only word (a separate session: another token).
+    let mut ro_tok = viewer(&srv, "?token=ro");
+    wait_frames(&mut ro_tok, 1);
+    assert_eq!(flags(&ro_tok) & 1, 1);
+    ro_tok.key(true, 'y' as u32).unwrap();
+    ro_tok.key(false, 'y' as u32).unwrap();
+    ro_tok.pointer(7, 8, 2).unwrap();
+    ro_tok.clipboard_send("ro").unwrap();
+    wait_frames(&mut ro_tok, 2); // the gateway has read them
+
+    // A marker from the read-write viewer, sent after: once it arrived, the
+    // view-only input (sent earlier on the same session) would have too.
+    rw.key(true, 'M' as u32).unwrap();
+    rw.key(false, 'M' as u32).unwrap();
+    wait_demo(&demo, 0, "the marker key", |d| d.typed_text().contains('M'));
+    let d = demo.peer(0);
+    let d = d.lock().unwrap();
+    assert_eq!(d.typed_text(), "M");
+    assert_ne!(d.pointer(), (5, 6, 4));
+    assert!(d.cut_text().is_empty());
+    drop(d);
+    wait_frames(&mut ro_tok, 1);
+    let d = demo.peer(1);
+    let d = d.lock().unwrap();
+    assert_eq!(d.typed_text(), "", "token view_only sent keys");
+    assert_ne!(d.pointer(), (7, 8, 2));
+    assert!(d.cut_text().is_empty());
+}
+
+fn password_demo() -> DemoVnc {
+    DemoVnc::start(DemoConfig { width: 320, height: 240, password: Some(b"secret".to_vec()), ..DemoConfig::default() })
+}
+
+#[test]
+fn password_asked_from_browser_and_joiners_must_present_it() {
+    let demo = password_demo();
+    let srv = gateway(demo.target());
+    let mut a = viewer(&srv, "");
+    a.wait(T, |v| v.password_required).expect("PasswordRequired");
+    assert!(a.hello.is_none());
+    a.password(b"secret").unwrap();
+    wait_frames(&mut a, 1);
+
+    let mut b = viewer(&srv, "");
+    b.wait(T, |v| v.password_required).expect("a joiner is asked too");
+    assert!(b.hello.is_none() && b.frames == 0, "no pixels before the password");
+    b.password(b"wrong!").unwrap();
+    expect_error_close(&mut b, 1008, "password");
+
+    let mut c = viewer(&srv, "");
+    c.wait(T, |v| v.password_required).expect("PasswordRequired");
+    c.password(b"secret").unwrap();
+    wait_frames(&mut c, 1);
+    wait_frames(&mut a, 1);
+    assert_eq!(demo.connections(), 1, "joiners share the session");
+}
+
+#[test]
+fn wrong_password_gives_a_clear_error() {
+    let demo = password_demo();
+    let srv = gateway(demo.target());
+    let mut a = viewer(&srv, "");
+    a.wait(T, |v| v.password_required).expect("PasswordRequired");
+    a.password(b"nope").unwrap();
+    let err = expect_error_close(&mut a, 1008, "authentication");
+    eprintln!("wrong password error: {err}");
+    // A fresh attempt gets a fresh session and can succeed.
+    let mut b = viewer(&srv, "");
+    b.wait(T, |v| v.password_required).expect("PasswordRequired");
+    b.password(b"secret").unwrap();
+    wait_frames(&mut b, 1);
+}
+
+#[test]
+fn password_from_configuration() {
+    let demo = password_demo();
+    // Token file password= and password-file=.
+    let pwfile = token_file("pw.txt", "secret\n");
+    let toks = format!(
+        "a: {} password=secret\nb: {} password-file={}\nbad: {} password=wrong\n",
+        demo.addr,
+        demo.addr,
+        pwfile.display(),
+        demo.addr
+    );
+    let srv = with_tokens(&toks, "pw.tokens");
+    for tok in ["a", "b"] {
+        let mut v = viewer(&srv, &format!("?token={tok}"));
+        wait_frames(&mut v, 1);
+        assert!(!v.password_required, "token {tok}: browser must not be asked");
+    }
+    let mut v = viewer(&srv, "?token=bad");
+    expect_error_close(&mut v, 1008, "authentication");
+    assert!(!v.password_required);
+
+    // --password-file with --target, through the real command line.
+    let args = ["--listen", "127.0.0.1:0", "--target", &demo.addr.to_string(), "--password-file"];
+    let mut args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+    args.push(pwfile.display().to_string());
+    let wsvnc::config::Command::Run(mut cfg) = wsvnc::config::parse_args(args).unwrap() else { panic!() };
+    cfg.heartbeat = None;
+    let srv = common::start(cfg);
+    let mut v = viewer(&srv, "");
+    wait_frames(&mut v, 1);
+    assert!(!v.password_required);
+}
+
+#[test]
+fn absent_vnc_server_is_a_clear_error() {
+    let srv = gateway(Target { addr: TargetAddr::Tcp(common::closed_port()), password: None, view_only: false });
+    let mut v = viewer(&srv, "");
+    let err = expect_error_close(&mut v, 1011, "connect");
+    eprintln!("absent server error: {err}");
+    // Unknown token: policy.
+    let srv = with_tokens("x: 127.0.0.1:1\n", "absent.tokens");
+    let mut v = viewer(&srv, "?token=nope");
+    expect_error_close(&mut v, 1008, "token");
+}
+
+#[test]
+fn vnc_server_killed_mid_session() {
+    let demo = DemoVnc::start(DemoConfig::default());
+    let srv = gateway(demo.target());
+    let mut a = viewer(&srv, "");
+    let mut b = viewer(&srv, "");
+    wait_frames(&mut a, 2);
+    wait_frames(&mut b, 2);
+    demo.kill();
+    for v in [&mut a, &mut b] {
+        let err = expect_error_close(v, 1011, "vnc");
+        eprintln!("killed server error: {err}");
+    }
+}
+
+// ------------------------------------------------------ scripted servers
+
+/// A scripted RFB 3.8 server (security None, 64×64 desktop named "bad"
+/// unless `init` overrides the ServerInit): after the client's first
+/// FramebufferUpdateRequest it sends `script`, then keeps the socket open
+/// until the peer goes (or closes at once if `close_after`).
+fn scripted(init: Option<Vec<u8>>, script: Vec<u8>, close_after: bool) -> SocketAddr {
+    scripted_steps(init, vec![Step::Reply(script)], close_after, None, None)
+}
+
+/// As [`scripted`], but step `i` is sent in answer to the client's `i`-th
+/// FramebufferUpdateRequest, steps after the first only once `gate` says
+/// so; `done` is told when the last step went out.
+fn scripted_steps(
+    init: Option<Vec<u8>>,
+    steps: Vec<Step>,
+    close_after: bool,
+    gate: Option<std::sync::mpsc::Receiver<()>>,
+    done: Option<std::sync::mpsc::Sender<()>>,
+) -> SocketAddr {
+    let gate = Arc::new(Mutex::new(gate));
+    let steps = Arc::new(steps); // shared, not copied per connection
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for s in l.incoming() {
+            let Ok(mut s) = s else { return };
+            let (init, steps, done, gate) = (init.clone(), steps.clone(), done.clone(), gate.clone());
+            std::thread::spawn(move || {
+                s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+                let mut b = [0u8; 4096];
+                let mut got = Vec::new();
+                let _ = s.write_all(b"RFB 003.008\n");
+                let need = |s: &mut TcpStream, got: &mut Vec<u8>, n: usize| -> bool {
+                    let mut b = [0u8; 4096];
+                    while got.len() < n {
+                        match s.read(&mut b) {
+                            Ok(0) | Err(_) => return false,
+                            Ok(k) => got.extend_from_slice(&b[..k]),
+                        }
+                    }
+                    true
+                };
+                if !need(&mut s, &mut got, 12) {
+                    return;
+                }
+                got.drain(..12);
+                let _ = s.write_all(&[1, 1]); // one type: None
+                if !need(&mut s, &mut got, 1) {
+                    return;
+                }
+                got.drain(..1);
+                let _ = s.write_all(&0u32.to_be_bytes()); // SecurityResult ok
+                if !need(&mut s, &mut got, 1) {
+                    return;
+                }
+                got.drain(..1); // ClientInit
+                let init = init.unwrap_or_else(|| server_init(64, 64, b"bad"));
+                let _ = s.write_all(&init);
+                // Answer each FramebufferUpdateRequest (type 3, 10 bytes) with
+                // the next step; skip SetPixelFormat (20), SetEncodings
+                // (4 + 4n), key (8), pointer (6).
+                for (i, step) in steps.iter().enumerate() {
+                let step = match step {
+                    Step::Reply(b) => b,
+                    Step::Continue(b) => {
+                        if let Some(g) = gate.lock().unwrap().as_ref() {
+                            if g.recv().is_err() {
+                                return;
+                            }
+                        }
+                        let _ = s.write_all(b);
+                        continue;
+                    }
+                };
+                if i > 0 {
+                    if let Some(g) = gate.lock().unwrap().as_ref() {
+                        if g.recv().is_err() {
+                            return;
+                        }
+                    }
+                }
+                loop {
+                    if !need(&mut s, &mut got, 1) {
+                        return;
+                    }
+                    let len = match got[0] {
+                        0 => 20,
+                        2 => {
+                            if !need(&mut s, &mut got, 4) {
+                                return;
+                            }
+                            4 + 4 * u16::from_be_bytes([got[2], got[3]]) as usize
+                        }
+                        3 => {
+                            if !need(&mut s, &mut got, 10) {
+                                return;
+                            }
+                            got.drain(..10);
+                            break;
+                        }
+                        4 => 8,
+                        5 => 6,
+                        _ => return,
+                    };
+                    if !need(&mut s, &mut got, len) {
+                        return;
+                    }
+                    got.drain(..len);
+                }
+                let _ = s.write_all(step);
+                }
+                if let Some(d) = &done {
+                    let _ = d.send(());
+                }
+                if close_after {
+                    return;
+                }
+                while matches!(s.read(&mut b), Ok(n) if n > 0) {}
+            });
+        }
+    });
+    addr
+}
+
+/// One step of a scripted server.
+#[derive(Clone)]
+enum Step {
+    /// Sent in answer to the next FramebufferUpdateRequest.
+    Reply(Vec<u8>),
+    /// Sent as soon as the gate opens (the rest of a message: lets a test
+    /// act while the gateway holds half an update).
+    Continue(Vec<u8>),
+}
+
+fn server_init(w: u16, h: u16, name: &[u8]) -> Vec<u8> {
+    let mut v = Vec::new();
+    v.extend_from_slice(&w.to_be_bytes());
+    v.extend_from_slice(&h.to_be_bytes());
+    // 32 bpp, depth 24, little-endian, true colour, max 255, shifts 16/8/0
+    v.extend_from_slice(&[32, 24, 0, 1, 0, 255, 0, 255, 0, 255, 16, 8, 0, 0, 0, 0]);
+    v.extend_from_slice(&(name.len() as u32).to_be_bytes());
+    v.extend_from_slice(name);
+    v
+}
+
+/// FramebufferUpdate header with one rectangle header.
+fn update_rect(x: u16, y: u16, w: u16, h: u16, enc: i32) -> Vec<u8> {
+    let mut v = vec![0, 0, 0, 1];
+    for n in [x, y, w, h] {
+        v.extend_from_slice(&n.to_be_bytes());
+    }
+    v.extend_from_slice(&enc.to_be_bytes());
+    v
+}
+
+#[test]
+fn bad_vnc_servers_fail_their_session_only() {
+    let good = DemoVnc::start(DemoConfig { width: 320, height: 240, ..DemoConfig::default() });
+    // (token, ServerInit override, script, close after it, word the Error must contain)
+    type Case = (&'static str, Option<Vec<u8>>, Vec<u8>, bool, &'static str);
+    let mut cases: Vec<Case> = Vec::new();
+    // Raw rectangle past the 64×64 framebuffer.
+    let mut oob = update_rect(60, 60, 10, 10, 0);
+    oob.extend_from_slice(&[0u8; 400]);
+    cases.push(("oob", None, oob, false, "outside"));
+    // ServerCutText claiming 2 GiB.
+    let mut cut = vec![3, 0, 0, 0];
+    cut.extend_from_slice(&0x7fff_ffffu32.to_be_bytes());
+    cases.push(("cut", None, cut, false, "cuttext"));
+    // ServerInit with a 4 GiB name.
+    let mut init = server_init(64, 64, b"");
+    let n = init.len();
+    init[n - 4..].copy_from_slice(&u32::MAX.to_be_bytes());
+    cases.push(("name", Some(init), Vec::new(), false, "name"));
+    // Zlib rectangle with a huge compressed length.
+    let mut zl = update_rect(0, 0, 8, 8, 6);
+    zl.extend_from_slice(&0xffff_fff0u32.to_be_bytes());
+    cases.push(("zlen", None, zl, false, "zlib"));
+    // Zlib rectangle with garbage data.
+    let mut zc = update_rect(0, 0, 8, 8, 6);
+    zc.extend_from_slice(&16u32.to_be_bytes());
+    zc.extend_from_slice(&[0xde, 0xad, 0xbe, 0xef, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]);
+    cases.push(("zbad", None, zc, false, "zlib"));
+    // Killed in the middle of a rectangle.
+    let mut half = update_rect(0, 0, 64, 64, 0);
+    half.extend_from_slice(&[0x55u8; 64 * 32 * 4]);
+    cases.push(("half", None, half, true, "vnc"));
+
+    let mut toks = format!("good: {}\n", good.addr);
+    for (name, init, script, close, _) in &cases {
+        toks += &format!("{name}: {}\n", scripted(init.clone(), script.clone(), *close));
+    }
+    let srv = with_tokens(&toks, "bad.tokens");
+    let mut g = viewer(&srv, "?token=good");
+    wait_frames(&mut g, 2);
+    for (name, _, _, _, needle) in &cases {
+        let mut v = viewer(&srv, &format!("?token={name}"));
+        let err = expect_error_close(&mut v, 1011, needle);
+        eprintln!("{name}: {err}");
+        // The good session keeps running.
+        wait_frames(&mut g, 2);
+    }
+    good.freeze();
+    wait_equal(&mut g, &good, 0);
+}
+
+// ------------------------------------------------------ browser misbehaviour
+
+#[test]
+fn malformed_browser_messages_close_only_that_viewer() {
+    let demo = DemoVnc::start(DemoConfig { width: 320, height: 240, ..DemoConfig::default() });
+    let srv = gateway(demo.target());
+    let mut good = viewer(&srv, "");
+    wait_frames(&mut good, 1);
+    let url = srv.url("/ws");
+    let utf8 = |s: &[u8]| {
+        let mut m = vec![0x83];
+        m.extend_from_slice(&(s.len() as u32).to_le_bytes());
+        m.extend_from_slice(s);
+        m
+    };
+    let rows: Vec<(&str, bool, Vec<u8>, u16)> = vec![
+        ("message before ClientHello", false, v1::enc::key(true, 0x61), 1002),
+        ("ClientHello version 2", false, v1::enc::hello(2), 1002),
+        ("unknown type", true, vec![0x99], 1002),
+        ("truncated pointer", true, vec![0x82, 1, 0], 1002),
+        ("string past the end", true, vec![0x83, 9, 0, 0, 0, b'a'], 1002),
+        ("clipboard not UTF-8", true, utf8(&[0xc3, 0x28]), 1007),
+        ("clipboard too long", true, vec![0x83, 0, 0, 0x20, 0], 1008),
+        ("resize 0x0", true, v1::enc::resize(0, 0), 1008),
+        ("password never asked for", true, v1::enc::password(b"x"), 1008),
+        ("second ClientHello", true, v1::enc::hello(1), 1008),
+        ("ack for a frame never sent", true, v1::enc::ack(1000), 1008),
+        ("empty message", true, vec![], 1002),
+    ];
+    for (what, hello, msg, code) in rows {
+        let ws = v1::open(&url).unwrap();
+        let mut v = V1::from_ws(ws);
+        if hello {
+            v.send(&v1::enc::hello(1)).unwrap();
+            wait_frames(&mut v, 1);
+        }
+        v.send(&msg).unwrap();
+        match v.wait_end(T) {
+            End::Closed(c, _) => assert_eq!(c, code, "{what}"),
+            other => panic!("{what}: expected close {code}, got {other:?}"),
+        }
+        wait_frames(&mut good, 1);
+    }
+    // Text messages are refused with 1003.
+    let mut ws = v1::open(&url).unwrap();
+    ws.send(tungstenite::Message::Text("hello".into())).unwrap();
+    let mut v = V1::from_ws(ws);
+    match v.wait_end(T) {
+        End::Closed(c, _) => assert_eq!(c, 1003),
+        other => panic!("text: {other:?}"),
+    }
+    wait_frames(&mut good, 2);
+    assert!(good.closed.is_none());
+}
+
+// ------------------------------------------------------ pacing, memory
+
+#[test]
+fn viewer_that_never_acks_gets_at_most_two_frames() {
+    let demo = DemoVnc::start(DemoConfig { width: 320, height: 240, ..DemoConfig::default() });
+    let srv = gateway(demo.target());
+    let mut lazy = viewer(&srv, "");
+    lazy.auto_ack = false;
+    let mut busy = viewer(&srv, "");
+    lazy.wait(T, |v| v.frames >= 2).expect("two frames");
+    // Plenty of desktop changes go by; the lazy viewer gets nothing more.
+    wait_frames(&mut busy, 30);
+    lazy.set_read_timeout(Duration::from_millis(200));
+    for _ in 0..5 {
+        let _ = lazy.read();
+    }
+    assert_eq!(lazy.frames, 2, "frames beyond MAX_UNACKED without acks");
+    // Acks are cumulative; a repeated ack acknowledges nothing new: acking
+    // frame 1 twice lets exactly one more frame through.
+    assert_eq!(lazy.last_frame, Some(2));
+    lazy.send(&v1::enc::ack(1)).unwrap();
+    lazy.send(&v1::enc::ack(1)).unwrap();
+    lazy.set_read_timeout(T);
+    lazy.wait(T, |v| v.frames >= 3).expect("a frame after acking");
+    wait_frames(&mut busy, 30);
+    lazy.set_read_timeout(Duration::from_millis(200));
+    for _ in 0..5 {
+        let _ = lazy.read();
+    }
+    assert_eq!(lazy.frames, 3, "a repeated ack must not open the window");
+    // Acking the last frame acknowledges both outstanding ones.
+    lazy.send(&v1::enc::ack(3)).unwrap();
+    lazy.set_read_timeout(T);
+    lazy.wait(T, |v| v.frames >= 5).expect("two frames after a cumulative ack");
+}
+
+#[test]
+fn viewer_that_never_reads_keeps_memory_bounded() {
+    let demo = DemoVnc::start(DemoConfig { width: 1024, height: 768, ..DemoConfig::default() });
+    let srv = common::Spawned::start(&["--target", &target_addr(&demo.target())]);
+    let mut busy = V1::connect(&srv.url("/ws")).expect("viewer connects");
+    wait_frames(&mut busy, 5);
+    let before = srv.rss_kib();
+    // Stuck viewers: hello, then nothing is ever read. Their first frame
+    // (3 MiB of pixels) is more than the socket buffers hold, so the gateway
+    // meets their full sockets. (Acks can't be sent blindly: an ack for a
+    // frame not yet sent closes the viewer, docs/protocol.md.)
+    let mut stuck = Vec::new();
+    for _ in 0..4 {
+        let mut ws = v1::open(&srv.url("/ws")).unwrap();
+        ws.send(tungstenite::Message::Binary(v1::enc::hello(1))).unwrap();
+        stuck.push(ws);
+    }
+    // The others keep getting frames while the stuck ones' sockets are full.
+    wait_frames(&mut busy, 150);
+    let after = srv.rss_kib();
+    eprintln!("RSS before {before} KiB, after {after} KiB");
+    assert!(after < before + 32 * 1024, "RSS grew from {before} to {after} KiB");
+    drop(stuck);
+    wait_frames(&mut busy, 5);
+}
+
+/// Bell, ServerCutText, Cursor and DesktopName from the VNC server reach
+/// every viewer; a late joiner gets the current cursor and name.
+#[test]
+fn server_side_events_reach_viewers() {
+    let mut script = vec![2]; // Bell
+    script.extend_from_slice(&[3, 0, 0, 0, 0, 0, 0, 5]);
+    script.extend_from_slice(b"caf\xe9!"); // ServerCutText, Latin-1
+    script.extend_from_slice(&[0, 0, 0, 2]); // FramebufferUpdate, 2 rects
+    for n in [1u16, 1, 2, 2] {
+        script.extend_from_slice(&n.to_be_bytes()); // hotspot 1,1; 2x2
+    }
+    script.extend_from_slice(&(-239i32).to_be_bytes());
+    script.extend_from_slice(&[0xff, 0, 0, 0].repeat(4)); // red in the client's 0/8/16 format
+    script.extend_from_slice(&[0b1000_0000, 0b0100_0000]); // bitmask
+    script.extend_from_slice(&[0; 8]);
+    script.extend_from_slice(&(-307i32).to_be_bytes());
+    script.extend_from_slice(&7u32.to_be_bytes());
+    script.extend_from_slice(b"renamed");
+    // Played once the viewer has joined (events before that are not its own).
+    let (go, gate) = std::sync::mpsc::channel();
+    let addr = scripted_steps(None, vec![Step::Reply(vec![0, 0, 0, 0]), Step::Reply(script)], false, Some(gate), None);
+    let srv = gateway(Target { addr: TargetAddr::Tcp(addr), password: None, view_only: false });
+    let mut a = viewer(&srv, "");
+    wait_frames(&mut a, 1);
+    go.send(()).unwrap();
+    a.wait(T, |v| v.bells == 1 && !v.clipboard.is_empty() && v.cursor.is_some() && v.name == "renamed")
+        .unwrap_or_else(|e| panic!("{e:?}: bells {} clipboard {:?} cursor {:?} name {:?}", a.bells, a.clipboard, a.cursor, a.name));
+    assert_eq!(a.clipboard, vec!["café!".to_string()]);
+    assert_eq!(a.cursor, Some((1, 1, 2, 2)));
+    let mut b = viewer(&srv, "");
+    b.wait(T, |v| v.frames >= 1).expect("late joiner frame");
+    assert_eq!(b.name, "renamed", "late joiner's ServerHello has the current name");
+    assert_eq!(b.cursor, Some((1, 1, 2, 2)), "late joiner gets the cursor");
+}
+
+/// DesktopSize from the VNC server: viewers get Resize, then the new desktop.
+#[test]
+fn server_resize_reaches_viewers() {
+    let demo = DemoVnc::start(DemoConfig { width: 400, height: 300, ..DemoConfig::default() });
+    let srv = gateway(demo.target());
+    let mut v = viewer(&srv, "");
+    wait_frames(&mut v, 2);
+    assert!(demo.peer(0).lock().unwrap().resize(500, 260), "demo accepted the resize");
+    v.wait(T, |v| (v.width, v.height) == (500, 260)).expect("Resize");
+    wait_frames(&mut v, 2);
+    demo.freeze();
+    wait_equal(&mut v, &demo, 0);
+    let mut late = viewer(&srv, "");
+    wait_frames(&mut late, 1);
+    assert_eq!((late.width, late.height), (500, 260));
+}
+
+/// A copy whose source the viewer has not been sent yet (pending damage)
+/// must reach it as pixels, not as a Copy of its stale canvas.
+#[test]
+fn copy_from_unsent_source_is_sent_as_pixels() {
+    let raw_tile = |x: u16, rgb: [u8; 3]| {
+        let mut u = update_rect(x, 0, 64, 64, 0);
+        u.extend_from_slice(&[rgb[0], rgb[1], rgb[2], 0].repeat(64 * 64));
+        u
+    };
+    let mut copy = update_rect(128, 0, 64, 64, 1); // CopyRect
+    copy.extend_from_slice(&[0, 0, 0, 0]); // from (0, 0)
+    let steps = vec![
+        raw_tile(0, [0, 0, 0]),     // answer to the first (full) request
+        raw_tile(0, [255, 0, 0]),   // tile 0 red
+        raw_tile(64, [0, 0, 255]),  // tile 1 blue: frame A, not acked
+        raw_tile(192, [0, 0, 255]), // tile 3 blue: frame B, not acked
+        raw_tile(0, [0, 255, 0]),   // tile 0 green: pending for the viewer
+        copy,                       // tile 2 := tile 0 (green)
+    ];
+    let (tx, rx) = std::sync::mpsc::channel();
+    let (go, gate) = std::sync::mpsc::channel();
+    let steps = steps.into_iter().map(Step::Reply).collect();
+    let addr = scripted_steps(Some(server_init(256, 64, b"copy")), steps, false, Some(gate), Some(tx));
+    let srv = gateway(Target { addr: TargetAddr::Tcp(addr), password: None, view_only: false });
+    let mut v = viewer(&srv, "");
+    go.send(()).unwrap();
+    v.wait(T, |v| v.pixel(10, 10) == [255, 0, 0, 255]).expect("tile 0 red");
+    v.auto_ack = false;
+    go.send(()).unwrap();
+    v.wait(T, |v| v.pixel(70, 10) == [0, 0, 255, 255]).expect("frame A");
+    go.send(()).unwrap();
+    v.wait(T, |v| v.pixel(200, 10) == [0, 0, 255, 255]).expect("frame B");
+    let b = v.last_frame.unwrap();
+    go.send(()).unwrap();
+    go.send(()).unwrap();
+    rx.recv_timeout(T).expect("script played");
+    // Let the gateway apply the last updates (two frames unacked: it sends none).
+    v.set_read_timeout(Duration::from_millis(300));
+    let _ = v.read();
+    v.set_read_timeout(T);
+    assert_eq!(v.last_frame, Some(b));
+    v.send(&v1::enc::ack(b)).unwrap();
+    v.wait(T, |v| v.last_frame != Some(b)).expect("next frame");
+    let green = [0, 255, 0, 255];
+    assert_eq!(v.pixel(10, 10), green, "tile 0");
+    assert_eq!(v.pixel(130, 10), green, "tile 2: the copy's destination");
+}
+
+/// A VNC server that accepts the TCP connection and then says nothing:
+/// the viewer gets a clear Error (handshake timeout), not "connecting" forever.
+#[test]
+fn silent_vnc_server_times_out() {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    let held = std::thread::spawn(move || l.accept().map(|(s, _)| s));
+    let srv = gateway(Target { addr: TargetAddr::Tcp(addr), password: None, view_only: false });
+    let mut v = viewer(&srv, "");
+    let err = expect_error_close(&mut v, 1011, "did not complete");
+    eprintln!("silent server: {err}");
+    drop(held.join());
+}
+
+/// A VNC server changing the clipboard over and over (1 MiB each time)
+/// while a viewer never reads: the gateway keeps only the latest clipboard
+/// for it (memory stays bounded); a reading viewer gets the last one.
+#[test]
+fn clipboard_flood_to_a_stuck_viewer_keeps_memory_bounded() {
+    const N: usize = 60;
+    let mut flood = Vec::with_capacity(N * ((1 << 20) + 8));
+    for i in 0..N {
+        flood.extend_from_slice(&[3, 0, 0, 0]);
+        flood.extend_from_slice(&(1u32 << 20).to_be_bytes());
+        flood.extend(std::iter::repeat_n(if i == N - 1 { b'z' } else { b'a' }, 1 << 20));
+    }
+    let (tx, rx) = std::sync::mpsc::channel();
+    let (go, gate) = std::sync::mpsc::channel();
+    let addr = scripted_steps(None, vec![Step::Reply(vec![0, 0, 0, 0]), Step::Reply(flood)], false, Some(gate), Some(tx));
+    let srv = common::Spawned::start(&["--target", &addr.to_string()]);
+    let mut reader = V1::connect(&srv.url("/ws")).expect("viewer connects");
+    wait_frames(&mut reader, 1);
+    let mut stuck = v1::open(&srv.url("/ws")).unwrap();
+    stuck.send(tungstenite::Message::Binary(v1::enc::hello(1))).unwrap();
+    std::thread::sleep(Duration::from_millis(300)); // let it join before the flood
+    let before = srv.rss_kib();
+    go.send(()).unwrap();
+    rx.recv_timeout(T).expect("flood sent");
+    reader
+        .wait(T, |v| v.clipboard.last().is_some_and(|c| c.starts_with('z')))
+        .expect("the last clipboard reaches the reader");
+    let after = srv.rss_kib();
+    eprintln!("RSS before {before} KiB, after {after} KiB");
+    assert!(after < before + 12 * 1024, "RSS grew from {before} to {after} KiB for a {N} MiB flood");
+    drop(stuck);
+}
+
+/// Pixels sent while an update is half applied may be newer than a copy's
+/// source: that update's copies must then reach the viewer as pixels.
+#[test]
+fn copy_after_pixels_sent_mid_update_is_sent_as_pixels() {
+    let raw = |x: u16, rgb: [u8; 3]| {
+        let mut r = Vec::new();
+        for n in [x, 0, 64, 64] {
+            r.extend_from_slice(&n.to_be_bytes());
+        }
+        r.extend_from_slice(&0i32.to_be_bytes());
+        r.extend_from_slice(&[rgb[0], rgb[1], rgb[2], 0].repeat(64 * 64));
+        r
+    };
+    let tile = |x: u16, rgb: [u8; 3]| {
+        let mut u = vec![0, 0, 0, 1];
+        u.extend(raw(x, rgb));
+        u
+    };
+    // Update in two parts: [copy tile 0 → tile 2, raw tile 0 red] … [raw tile 3].
+    let mut first = vec![0, 0, 0, 3];
+    for n in [128u16, 0, 64, 64] {
+        first.extend_from_slice(&n.to_be_bytes());
+    }
+    first.extend_from_slice(&1i32.to_be_bytes());
+    first.extend_from_slice(&[0, 0, 0, 0]);
+    first.extend(raw(0, [255, 0, 0]));
+    let steps = vec![
+        Step::Reply(vec![0, 0, 0, 0]),       // answer to the first request: nothing changed
+        Step::Reply(tile(64, [0, 0, 255])),  // frame A (unacked)
+        Step::Reply(tile(192, [0, 0, 255])), // frame B (unacked)
+        Step::Reply(tile(0, [0, 255, 0])),   // tile 0 green, pending for the viewer
+        Step::Reply(first),
+        Step::Continue(raw(192, [255, 255, 0])),
+    ];
+    let (tx, rx) = std::sync::mpsc::channel();
+    let (go, gate) = std::sync::mpsc::channel();
+    let addr = scripted_steps(Some(server_init(256, 64, b"mid")), steps, false, Some(gate), Some(tx));
+    let srv = gateway(Target { addr: TargetAddr::Tcp(addr), password: None, view_only: false });
+    let mut v = viewer(&srv, "");
+    v.wait(T, |v| v.frames >= 1).expect("first frame");
+    v.auto_ack = false;
+    // Ack everything so far, then make two unacked frames.
+    let last = v.last_frame.unwrap();
+    v.send(&v1::enc::ack(last)).unwrap();
+    go.send(()).unwrap();
+    v.wait(T, |v| v.pixel(70, 10) == [0, 0, 255, 255]).expect("frame A");
+    go.send(()).unwrap();
+    v.wait(T, |v| v.pixel(200, 10) == [0, 0, 255, 255]).expect("frame B");
+    let b = v.last_frame.unwrap();
+    go.send(()).unwrap(); // tile 0 green: not sent (two unacked)
+    go.send(()).unwrap(); // first half of the update
+    v.set_read_timeout(Duration::from_millis(300));
+    let _ = v.read(); // let the gateway take both
+    v.set_read_timeout(T);
+    // Acking now makes the gateway send tile 0 (red: the half update) mid-update.
+    v.send(&v1::enc::ack(b)).unwrap();
+    v.wait(T, |v| v.pixel(10, 10) == [255, 0, 0, 255]).expect("mid-update frame");
+    let c = v.last_frame.unwrap();
+    v.send(&v1::enc::ack(c)).unwrap();
+    go.send(()).unwrap(); // the rest of the update
+    rx.recv_timeout(T).expect("script played");
+    v.wait(T, |v| v.pixel(200, 10) == [255, 255, 0, 255]).expect("update done");
+    assert_eq!(v.pixel(130, 10), [0, 255, 0, 255], "tile 2 = tile 0 as it was when copied (green)");
+}
+
+// ------------------------------------------------------ a real VNC server
+
+/// TigerVNC `Xvnc` on display :N / port 17100+N (this helper's range),
+/// killed on drop. Missing binaries fail the test with a clear message.
+struct Xvnc {
+    child: std::process::Child,
+    display: String,
+    port: u16,
+}
+
+impl Xvnc {
+    fn start(n: u16, extra: &[&str]) -> Xvnc {
+        let display = format!(":{}", 170 + n);
+        let port = 17100 + n;
+        let mut cmd = std::process::Command::new("Xvnc");
+        cmd.args([&display, "-rfbport", &port.to_string(), "-localhost", "-geometry", "320x240", "-depth", "24"])
+            .args(["-AlwaysShared", "-AcceptSetDesktopSize=1"])
+            .args(extra)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        let child = cmd.spawn().unwrap_or_else(|e| panic!("cannot start Xvnc (tigervnc-standalone-server): {e}"));
+        let x = Xvnc { child, display, port };
+        let deadline = Instant::now() + T;
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "Xvnc {} never listened on {port}", x.display);
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        x
+    }
+
+    fn run(&self, prog: &str, args: &[&str]) -> String {
+        let out = std::process::Command::new(prog)
+            .args(args)
+            .env("DISPLAY", &self.display)
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run {prog}: {e}"));
+        assert!(out.status.success(), "{prog} {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// The X screen as RGBA (ImageMagick `import -window root`).
+    fn screen(&self) -> Vec<u8> {
+        let out = std::process::Command::new("import")
+            .args(["-display", &self.display, "-window", "root", "-depth", "8", "rgba:-"])
+            .output()
+            .expect("cannot run import (imagemagick)");
+        assert!(out.status.success(), "import: {}", String::from_utf8_lossy(&out.stderr));
+        out.stdout
+    }
+
+    fn target(&self) -> Target {
+        Target { addr: TargetAddr::Tcp(SocketAddr::from(([127, 0, 0, 1], self.port))), password: None, view_only: false }
+    }
+}
+
+impl Drop for Xvnc {
+    /// SIGTERM first, so Xvnc removes its lock file and socket; SIGKILL if
+    /// it lingers.
+    fn drop(&mut self) {
+        // SAFETY: kill(2) on our own child's pid.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if matches!(self.child.try_wait(), Ok(Some(_))) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Wait until the viewer's canvas equals the X screen (alpha ignored).
+fn wait_equal_x(v: &mut V1, x: &Xvnc) {
+    let deadline = Instant::now() + T;
+    loop {
+        let screen = x.screen();
+        let same = screen.len() == v.fb.len()
+            && screen.chunks(4).zip(v.fb.chunks(4)).all(|(a, b)| a[..3] == b[..3]);
+        if same {
+            return;
+        }
+        if Instant::now() >= deadline {
+            let diff: Vec<usize> = (0..screen.len().min(v.fb.len()) / 4)
+                .filter(|i| screen[i * 4..i * 4 + 3] != v.fb[i * 4..i * 4 + 3])
+                .collect();
+            let first = diff.first().map(|&i| (i % v.width as usize, i / v.width as usize, &screen[i * 4..i * 4 + 4], &v.fb[i * 4..i * 4 + 4]));
+            panic!(
+                "canvas {}x{} never matched the X screen ({} bytes): {} pixels differ, first (x, y, screen, canvas) {first:?}",
+                v.width,
+                v.height,
+                screen.len(),
+                diff.len()
+            );
+        }
+        v.set_read_timeout(Duration::from_millis(200));
+        let _ = v.read();
+        v.set_read_timeout(T);
+    }
+}
+
+/// TigerVNC through the gateway: pixels equal the X screen, the pointer
+/// arrives, a resize request is carried out.
+#[test]
+fn real_xvnc_pixels_input_resize() {
+    let x = Xvnc::start(1, &["-SecurityTypes", "None"]);
+    x.run("xsetroot", &["-solid", "#336699"]);
+    let srv = gateway(x.target());
+    let mut v = viewer(&srv, "");
+    wait_frames(&mut v, 1);
+    wait_equal_x(&mut v, &x);
+    // A flat-coloured window (xterm) drawn after connecting: an update.
+    let mut term = std::process::Command::new("xterm")
+        .args(["-display", &x.display, "-geometry", "20x5+30+40", "-bg", "#202020", "-fg", "#e0e0e0"])
+        .spawn()
+        .expect("cannot start xterm");
+    std::thread::sleep(Duration::from_millis(500));
+    wait_equal_x(&mut v, &x);
+    v.pointer(123, 77, 0).unwrap();
+    let deadline = Instant::now() + T;
+    loop {
+        let loc = x.run("xdotool", &["getmouselocation", "--shell"]);
+        if loc.contains("X=123\n") && loc.contains("Y=77\n") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "pointer never reached Xvnc: {loc}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    match v.hello.clone() {
+        Some(Msg::ServerHello { flags, .. }) => assert_eq!(flags & 2, 2, "Xvnc supports remote resize"),
+        other => panic!("{other:?}"),
+    }
+    v.resize_request(400, 300).unwrap();
+    v.wait(T, |v| (v.width, v.height) == (400, 300)).expect("Resize to 400x300");
+    wait_equal_x(&mut v, &x);
+    let _ = term.kill();
+    let _ = term.wait();
+}
+
+/// TigerVNC with VncAuth: the browser is asked, the right password works,
+/// a wrong one ends with TigerVNC's reason.
+#[test]
+fn real_xvnc_password() {
+    let pwfile = token_file("xvnc.passwd", "");
+    let out = std::process::Command::new("vncpasswd")
+        .arg("-f")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            c.stdin.take().unwrap().write_all(b"s3cret\n")?;
+            c.wait_with_output()
+        })
+        .expect("cannot run vncpasswd");
+    std::fs::write(&pwfile, out.stdout).unwrap();
+    let pw = pwfile.display().to_string();
+    let x = Xvnc::start(2, &["-SecurityTypes", "VncAuth", "-PasswordFile", &pw]);
+    let srv = gateway(x.target());
+    let mut v = viewer(&srv, "");
+    v.wait(T, |v| v.password_required).expect("PasswordRequired");
+    v.password(b"s3cret").unwrap();
+    wait_frames(&mut v, 1);
+    wait_equal_x(&mut v, &x);
+    drop(v);
+    std::thread::sleep(Duration::from_millis(300)); // session ends with its last viewer
+    let mut w = viewer(&srv, "");
+    w.wait(T, |v| v.password_required).expect("PasswordRequired");
+    w.password(b"wrong").unwrap();
+    let err = expect_error_close(&mut w, 1008, "authentication");
+    eprintln!("Xvnc wrong password: {err}");
+}
+
+/// Keys typed in a viewer reach a program on the real desktop: an xterm
+/// running `cat > FILE` (no window manager: the pointer selects the window).
+#[test]
+fn real_xvnc_typing_reaches_xterm() {
+    let x = Xvnc::start(3, &["-SecurityTypes", "None"]);
+    let file = token_file("typed.txt", "");
+    let script = format!("cat > {}", file.display());
+    let mut term = std::process::Command::new("xterm")
+        .args(["-display", &x.display, "-geometry", "30x6+20+20", "-e", "sh", "-c", &script])
+        .spawn()
+        .expect("cannot start xterm");
+    let srv = gateway(x.target());
+    let mut v = viewer(&srv, "");
+    wait_frames(&mut v, 1);
+    // Wait for the xterm window to be on screen (some non-root pixels).
+    let deadline = Instant::now() + T;
+    let mapped = || {
+        std::process::Command::new("xdotool")
+            .args(["search", "--onlyvisible", "--class", "xterm"])
+            .env("DISPLAY", &x.display)
+            .output()
+            .is_ok_and(|o| o.status.success() && !o.stdout.is_empty())
+    };
+    while !mapped() {
+        assert!(Instant::now() < deadline, "xterm never mapped");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    v.pointer(80, 50, 1).unwrap();
+    v.pointer(80, 50, 0).unwrap();
+    let text = format!("gw{}", std::process::id() % 10000);
+    for c in text.chars() {
+        v.key(true, c as u32).unwrap();
+        v.key(false, c as u32).unwrap();
+    }
+    v.key(true, 0xff0d).unwrap(); // Return
+    v.key(false, 0xff0d).unwrap();
+    let deadline = Instant::now() + T;
+    loop {
+        let got = std::fs::read_to_string(&file).unwrap_or_default();
+        if got == format!("{text}\n") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "xterm got {got:?}, expected {text:?}");
+        let _ = v.read();
+    }
+    let _ = term.kill();
+    let _ = term.wait();
+}
