@@ -278,7 +278,7 @@ pub struct RfbClient {
 
 impl RfbClient {
     pub fn new(mut cfg: RfbConfig) -> Self {
-        let mut decoders = Decoders::new();
+        let decoders = Decoders::new();
         let mut kept = Vec::with_capacity(cfg.encodings.len());
         for &e in &cfg.encodings {
             let ok = match e {
@@ -293,7 +293,9 @@ impl RfbClient {
                 // JPEG quality levels would let a Tight server send JPEG
                 // (rfbproto §7.7.7), which wsvnc does not decode.
                 -32..=-23 => false,
-                e if e >= 0 => decoders.get(e).is_some(),
+                // `supported()`, not `Decoders::get`: a placeholder decoder
+                // (present but unfinished) must not be advertised.
+                e if e >= 0 => crate::rfb::decode::supported().contains(&e),
                 _ => false,
             };
             if !ok {

@@ -237,3 +237,5 @@ impl Drop for Spawned {
         let _ = self.child.wait();
     }
 }
+
+pub mod x11;
