@@ -455,7 +455,6 @@ fn x11vnc_tight_levels() {
 /// rfbTightNoZlib rectangles: compression-control type 0xA (0xE with an
 /// explicit filter), then a compact length and that many raw bytes.
 #[test]
-#[ignore = "rfbTightNoZlib (control 0xA0/0xE0) not decoded yet"]
 fn x11vnc_tight_level0_nozlib() {
     check_levels(Server::X11vnc, encoding::TIGHT, 0..=0);
 }

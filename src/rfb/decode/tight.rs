@@ -200,6 +200,9 @@ pub struct Tight {
     ib: InflateBuf,
     stage: Stage,
     stream: usize,
+    /// TurboVNC's rfbTightNoZlib (control nibble | 0xA): the compact length
+    /// is followed by the filtered bytes as they are, not by zlib data.
+    no_zlib: bool,
     rows: Rows,
 }
 
@@ -210,6 +213,7 @@ impl Default for Tight {
             ib: InflateBuf::default(),
             stage: Stage::Done,
             stream: 0,
+            no_zlib: false,
             rows: Rows {
                 rect: Rect::default(),
                 y: 0,
@@ -265,6 +269,7 @@ impl Decoder for Tight {
         self.rows.y = 0;
         self.rows.colours = 0;
         self.stage = Stage::Control;
+        self.no_zlib = false;
         self.ib.clear();
     }
 
@@ -288,7 +293,16 @@ impl Decoder for Tight {
                             z.reset(true);
                         }
                     }
-                    match ctl >> 4 {
+                    let mut kind = ctl >> 4;
+                    // TurboVNC (and libvncserver at compression level 0) marks
+                    // basic rectangles whose data is not deflated by setting
+                    // 0xA in the type nibble (rfbTightNoZlib), as libvncclient
+                    // and TigerVNC's decoder accept.
+                    if kind & 0xA == 0xA {
+                        kind &= !0xA;
+                        self.no_zlib = true;
+                    }
+                    match kind {
                         0x8 => self.stage = Stage::Fill,
                         0x9 => return Err(err("JPEG not advertised")),
                         m @ 0..=7 => {
@@ -353,6 +367,15 @@ impl Decoder for Tight {
                 }
                 Stage::Length => {
                     let Some((len, n)) = compact_len(rest) else { break };
+                    if self.no_zlib {
+                        let want = self.rows.left(tpx);
+                        if len != want {
+                            return Err(err(format!("uncompressed length {len}, the rows need {want}")));
+                        }
+                        used += n;
+                        self.stage = Stage::Uncompressed;
+                        continue;
+                    }
                     let cap = length_cap_tight(self.rows.left(tpx));
                     if len > cap {
                         return Err(err(format!("compressed length {len} over the {cap} limit")));
@@ -448,6 +471,26 @@ mod tests {
         assert_eq!(rgb(&fb, 4, 3), [10, 20, 30]);
         assert_eq!(rgb(&fb, 2, 3), [0, 0, 0]);
         assert_eq!(rgb(&fb, 4, 1), [0, 0, 0]);
+    }
+
+    #[test]
+    fn no_zlib_basic_rectangles() {
+        let px = ctx();
+        // 0xA0: copy filter, stream 0, data not deflated: compact length 36
+        // then the 36 filtered bytes (4×3 RGB).
+        let data: Vec<u8> = (0..36).map(|i| (i * 5) as u8).collect();
+        let mut input = vec![0xa0, 36];
+        input.extend_from_slice(&data);
+        let fb = check_splits(&mk, Rect::new(0, 0, 4, 3), &input, &px, 4, 3);
+        assert_eq!(rgb(&fb, 0, 0), [0, 5, 10]);
+        assert_eq!(rgb(&fb, 3, 2), [165, 170, 175]);
+        // 0xE0: explicit filter (palette of 2, 1 bit per pixel), 16×1 = 2 bytes
+        // < 12: sent as is, without a length, as for zlib rectangles.
+        let input = [0xe0, 0x01, 0x01, 9, 9, 9, 200, 200, 200, 0b1000_0000, 0b0000_0001];
+        let fb = check_splits(&mk, Rect::new(0, 0, 16, 1), &input, &px, 16, 1);
+        assert_eq!(rgb(&fb, 0, 0), [200, 200, 200]);
+        assert_eq!(rgb(&fb, 1, 0), [9, 9, 9]);
+        assert_eq!(rgb(&fb, 15, 0), [200, 200, 200]);
     }
 
     #[test]
@@ -695,8 +738,9 @@ mod tests {
         assert_eq!(fails(&[0x00, 0xff, 0xff, 0xff], r), "compressed length 4194303 over the 1120 limit");
         assert_eq!(fails(&[0x40, 0x03], r), "unknown filter id 3");
         assert_eq!(fails(&[0x90, 0x05], r), "JPEG not advertised");
-        assert_eq!(fails(&[0xa0], r), "invalid compression type 0xa");
-        assert_eq!(fails(&[0xf0], r), "invalid compression type 0xf");
+        assert_eq!(fails(&[0xc0], r), "invalid compression type 0xc");
+        assert_eq!(fails(&[0xd0], r), "invalid compression type 0xd");
+        assert_eq!(fails(&[0xa0, 47], r), "uncompressed length 47, the rows need 48");
         assert_eq!(
             fails(&[0x00], Rect::new(0, 0, 2049, 1)),
             "BasicCompression rectangle 2049 pixels wide (limit 2048)"
