@@ -168,7 +168,7 @@ impl Conn {
             if let Some(end) = head.windows(4).position(|w| w == b"\r\n\r\n") {
                 if !head.starts_with(b"HTTP/1.1 101") {
                     let line = String::from_utf8_lossy(&head[..head.len().min(60)]).into_owned();
-                    return Err(io::Error::new(ErrorKind::Other, format!("handshake refused: {line}")));
+                    return Err(io::Error::other(format!("handshake refused: {line}")));
                 }
                 let rest = &head[end + 4..];
                 self.ensure_rbuf();
@@ -177,7 +177,7 @@ impl Conn {
                 return Ok(());
             }
             if head.len() > 8192 {
-                return Err(io::Error::new(ErrorKind::Other, "handshake response too long"));
+                return Err(io::Error::other("handshake response too long"));
             }
         }
     }
@@ -498,7 +498,7 @@ fn idle(o: &Opts) -> io::Result<()> {
             stop = "time-cap";
             break;
         }
-        if open.len() % 100 == 0 && avail0.saturating_sub(mem_available_kib()) > max_mem {
+        if open.len().is_multiple_of(100) && avail0.saturating_sub(mem_available_kib()) > max_mem {
             stop = "memory-cap";
             break;
         }

@@ -20,7 +20,7 @@ pub const HEADER_ROOM: usize = 4;
 /// `n` payload bytes (1 ≤ n ≤ MAX_CHUNK). Writes an unmasked FIN binary frame
 /// header and returns the frame's total length, the frame starting at `buf[0]`.
 pub fn frame_in_place(buf: &mut [u8], n: usize) -> usize {
-    debug_assert!(n >= 1 && n <= MAX_CHUNK);
+    debug_assert!((1..=MAX_CHUNK).contains(&n));
     if n <= 125 {
         buf.copy_within(HEADER_ROOM..HEADER_ROOM + n, 2);
         buf[0] = 0x82;

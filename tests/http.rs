@@ -48,7 +48,7 @@ fn bad_requests_get_exact_statuses() {
     many.extend_from_slice(b"\r\n");
     assert_eq!(status_of(&http_raw(srv.addr, &many)), 431);
     let mut big = b"GET / HTTP/1.1\r\nHost: x\r\nX-Big: ".to_vec();
-    big.extend(std::iter::repeat(b'a').take(20000));
+    big.extend(std::iter::repeat_n(b'a', 20000));
     big.extend_from_slice(b"\r\n\r\n");
     assert_eq!(status_of(&http_raw(srv.addr, &big)), 431);
 }

@@ -141,7 +141,7 @@ pub fn route(head: &Head, site: &Site) -> Action {
         Err(status) => return fail(status, true),
     };
 
-    if site.ws_paths.iter().any(|p| *p == clean.decoded) {
+    if site.ws_paths.contains(&clean.decoded) {
         return match upgrade::validate(head, &clean.decoded, query, site) {
             Ok(up) => Action::Upgrade(up),
             Err(status) => fail(status, true),

@@ -241,14 +241,14 @@ fn many_headers(n: usize) -> Vec<u8> {
 
 fn long_target(len: usize) -> Vec<u8> {
     let mut v = b"GET /".to_vec();
-    v.extend(std::iter::repeat(b'a').take(len - 1));
+    v.extend(std::iter::repeat_n(b'a', len - 1));
     v.extend_from_slice(b" HTTP/1.1\r\nHost: a\r\n\r\n");
     v
 }
 
 fn long_line(len: usize) -> Vec<u8> {
     let mut v = b"GET / HTTP/1.1\r\nX: ".to_vec();
-    v.extend(std::iter::repeat(b'v').take(len - 3));
+    v.extend(std::iter::repeat_n(b'v', len - 3));
     v.extend_from_slice(b"\r\n\r\n");
     v
 }
@@ -260,7 +260,7 @@ fn error_rows() -> Vec<(&'static str, Vec<u8>, Limits, u16)> {
     let d = Limits::default();
     let small = Limits { max_head_bytes: 40, max_headers: 32 };
     let mut oversize = b"GET / HTTP/1.1\r\nX: ".to_vec();
-    oversize.extend(std::iter::repeat(b'v').take(8200));
+    oversize.extend(std::iter::repeat_n(b'v', 8200));
     vec![
         ("header without colon", b"GET / HTTP/1.1\r\nBad Header\r\n\r\n".to_vec(), d, 400),
         ("space in name", b"GET / HTTP/1.1\r\nBad Name: v\r\n\r\n".to_vec(), d, 400),

@@ -678,7 +678,7 @@ impl Server {
             // Splicing costs one syscall more per frame, so small messages
             // (echo, input, small updates) stay on the copying path.
             while write_failed.is_none() && u.connected && u.ready.readable && !u.eof && !ws.close_sent() {
-                let idle_pipe = splice.as_ref().map_or(true, Splice::is_idle);
+                let idle_pipe = splice.as_ref().is_none_or(Splice::is_idle);
                 if *bulk && !*copy_only && idle_pipe && c.outbuf.is_empty() {
                     if !c.ready.writable {
                         break;
