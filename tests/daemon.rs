@@ -265,7 +265,7 @@ fn relay_declines_permessage_deflate_and_still_works() {
 
 #[test]
 fn out_of_file_descriptors_refuses_with_503_instead_of_hanging() {
-    const NOFILE: u64 = 24;
+    const NOFILE: u64 = 64;
     use std::os::unix::process::CommandExt;
     let target = tcp_echo();
     let addr = free_addr();
@@ -293,7 +293,7 @@ fn out_of_file_descriptors_refuses_with_503_instead_of_hanging() {
     // Relay connections take two descriptors each; open until refused.
     let mut open = Vec::new();
     let mut refused = None;
-    for _ in 0..30 {
+    for _ in 0..100 {
         match tungstenite::connect(format!("ws://{addr}/websockify")) {
             Ok((ws, _)) => open.push(ws),
             Err(tungstenite::Error::Http(resp)) => {
