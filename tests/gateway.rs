@@ -1093,6 +1093,47 @@ fn copy_after_pixels_sent_mid_update_is_sent_as_pixels() {
     assert_eq!(v.pixel(130, 10), [0, 255, 0, 255], "tile 2 = tile 0 as it was when copied (green)");
 }
 
+/// Damage is tracked finer than tiles: a change of two pixels goes out as
+/// one `Pixels` block of those two pixels, not as the 64×64 tile around them.
+#[test]
+fn small_change_sends_only_its_pixels() {
+    let grey = [40, 40, 40, 255];
+    let mut full = update_rect(0, 0, 256, 64, 0); // Raw
+    full.extend_from_slice(&[40, 40, 40, 0].repeat(256 * 64));
+    let mut two = update_rect(100, 30, 2, 1, 0);
+    two.extend_from_slice(&[255, 0, 0, 0, 0, 0, 255, 0]);
+    let (tx, rx) = std::sync::mpsc::channel();
+    let (go, gate) = std::sync::mpsc::channel();
+    let steps = vec![Step::Reply(full), Step::Reply(two)];
+    let addr = scripted_steps(Some(server_init(256, 64, b"px")), steps, false, Some(gate), Some(tx));
+    let srv = gateway(Target { addr: TargetAddr::Tcp(addr), password: None, view_only: false });
+    let mut v = viewer(&srv, "");
+    v.wait(T, |v| v.frames >= 1 && v.pixel(255, 63) == grey).expect("first frame");
+    let frames = v.frames;
+    go.send(()).unwrap();
+    rx.recv_timeout(T).expect("script played");
+    let mut got = Vec::new();
+    let deadline = Instant::now() + T;
+    while v.frames == frames || v.pixel(100, 30) == grey {
+        assert!(Instant::now() < deadline, "no frame with the change; got {got:?}");
+        match v.read() {
+            Ok(m) => got.extend(m),
+            Err(End::Timeout) => {}
+            Err(e) => panic!("viewer ended: {e:?}"),
+        }
+    }
+    assert!(v.pixel(101, 30) != grey && v.pixel(101, 30) != v.pixel(100, 30), "both pixels drawn");
+    assert!(got.contains(&Msg::Pixels { x: 100, y: 30, w: 2, h: 1 }), "{got:?}");
+    let painted: usize = got
+        .iter()
+        .map(|m| match m {
+            Msg::Pixels { w, h, .. } | Msg::Fill { w, h, .. } => *w as usize * *h as usize,
+            _ => 0,
+        })
+        .sum();
+    assert_eq!(painted, 2, "only the two changed pixels are sent: {got:?}");
+}
+
 // ------------------------------------------------------ a real VNC server
 
 /// TigerVNC `Xvnc` on display :N / port 17100+N (this helper's range),

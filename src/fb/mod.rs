@@ -1,5 +1,6 @@
 //! The shadow framebuffer: one per VNC session, RGBA bytes in canvas order,
-//! with damage tracked in 64×64 tiles.
+//! with damage tracked in 64×64 tiles, each with the bounding box of the
+//! damage inside it (see [`TileSet`]).
 //!
 //! Every drawing call is bounds-checked and returns [`OutOfBounds`] instead of
 //! panicking: rectangles come straight off the wire from a VNC server we do not
@@ -87,8 +88,8 @@ pub const MAX_COPY_LOG: usize = 256;
 /// destination *not* marked dirty — only when its source area is clean, i.e.
 /// untouched since the last `take_dirty`; replaying the logged copies in
 /// order on an image equal to the framebuffer at the last `take_dirty`, then
-/// redrawing the damaged tiles from the current pixels, gives the current
-/// framebuffer exactly.
+/// redrawing the damaged region (`TileSet::for_each_run`) from the current
+/// pixels, gives the current framebuffer exactly.
 ///
 /// [`take_dirty`]: Framebuffer::take_dirty
 /// [`take_copies`]: Framebuffer::take_copies
