@@ -1134,6 +1134,51 @@ fn small_change_sends_only_its_pixels() {
     assert_eq!(painted, 2, "only the two changed pixels are sent: {got:?}");
 }
 
+/// A CopyRect whose source shares a 64×64 tile with fresh damage, but not
+/// the damaged pixels themselves, is still forwarded as a `Copy`, and the
+/// canvas ends up exact.
+#[test]
+fn copy_beside_damage_in_the_same_tile_is_forwarded() {
+    let mut full = update_rect(0, 0, 256, 64, 0); // Raw gradient
+    for y in 0..64u8 {
+        for x in 0..=255u8 {
+            full.extend_from_slice(&[x, y * 4, 128, 0]);
+        }
+    }
+    let mut update = vec![0, 0, 0, 2];
+    update.extend_from_slice(&update_rect(0, 0, 1, 1, 0)[4..]); // Raw 1×1 at (0, 0)
+    update.extend_from_slice(&[255, 255, 255, 0]);
+    update.extend_from_slice(&update_rect(150, 10, 40, 40, 1)[4..]); // CopyRect from (10, 10)
+    update.extend_from_slice(&[0, 10, 0, 10]);
+    let (tx, rx) = std::sync::mpsc::channel();
+    let (go, gate) = std::sync::mpsc::channel();
+    let steps = vec![Step::Reply(full), Step::Reply(update)];
+    let addr = scripted_steps(Some(server_init(256, 64, b"cp")), steps, false, Some(gate), Some(tx));
+    let srv = gateway(Target { addr: TargetAddr::Tcp(addr), password: None, view_only: false });
+    let mut v = viewer(&srv, "");
+    v.wait(T, |v| v.frames >= 1 && v.pixel(255, 63) != [0, 0, 0, 255]).expect("first frame");
+    let (frames, before) = (v.frames, v.pixel(0, 0));
+    go.send(()).unwrap();
+    rx.recv_timeout(T).expect("script played");
+    let mut got = Vec::new();
+    let deadline = Instant::now() + T;
+    while v.frames == frames || v.pixel(0, 0) == before {
+        assert!(Instant::now() < deadline, "no frame with the update; got {got:?}");
+        match v.read() {
+            Ok(m) => got.extend(m),
+            Err(End::Timeout) => {}
+            Err(e) => panic!("viewer ended: {e:?}"),
+        }
+    }
+    assert!(got.contains(&Msg::Copy { x: 150, y: 10, w: 40, h: 40, sx: 10, sy: 10 }), "{got:?}");
+    assert!(v.pixel(10, 10) != v.pixel(49, 49), "the source is a gradient");
+    for y in 0..40 {
+        for x in 0..40 {
+            assert_eq!(v.pixel(150 + x, 10 + y), v.pixel(10 + x, 10 + y), "copied pixel ({x}, {y})");
+        }
+    }
+}
+
 // ------------------------------------------------------ a real VNC server
 
 /// TigerVNC `Xvnc` on display :N / port 17100+N (this helper's range),
