@@ -1093,6 +1093,21 @@ fn copy_after_pixels_sent_mid_update_is_sent_as_pixels() {
     assert_eq!(v.pixel(130, 10), [0, 255, 0, 255], "tile 2 = tile 0 as it was when copied (green)");
 }
 
+/// Every message read until `done(v)` holds (panics after `T`).
+fn messages_until(v: &mut V1, done: impl Fn(&V1) -> bool) -> Vec<Msg> {
+    let mut got = Vec::new();
+    let deadline = Instant::now() + T;
+    while !done(v) {
+        assert!(Instant::now() < deadline, "no frame with the change; got {got:?}");
+        match v.read() {
+            Ok(m) => got.extend(m),
+            Err(End::Timeout) => {}
+            Err(e) => panic!("viewer ended: {e:?}"),
+        }
+    }
+    got
+}
+
 /// Damage is tracked finer than tiles: a change of two pixels goes out as
 /// one `Pixels` block of those two pixels, not as the 64×64 tile around them.
 #[test]
@@ -1112,16 +1127,7 @@ fn small_change_sends_only_its_pixels() {
     let frames = v.frames;
     go.send(()).unwrap();
     rx.recv_timeout(T).expect("script played");
-    let mut got = Vec::new();
-    let deadline = Instant::now() + T;
-    while v.frames == frames || v.pixel(100, 30) == grey {
-        assert!(Instant::now() < deadline, "no frame with the change; got {got:?}");
-        match v.read() {
-            Ok(m) => got.extend(m),
-            Err(End::Timeout) => {}
-            Err(e) => panic!("viewer ended: {e:?}"),
-        }
-    }
+    let got = messages_until(&mut v, |v| v.frames > frames && v.pixel(100, 30) != grey);
     assert!(v.pixel(101, 30) != grey && v.pixel(101, 30) != v.pixel(100, 30), "both pixels drawn");
     assert!(got.contains(&Msg::Pixels { x: 100, y: 30, w: 2, h: 1 }), "{got:?}");
     let painted: usize = got
@@ -1160,16 +1166,7 @@ fn copy_beside_damage_in_the_same_tile_is_forwarded() {
     let (frames, before) = (v.frames, v.pixel(0, 0));
     go.send(()).unwrap();
     rx.recv_timeout(T).expect("script played");
-    let mut got = Vec::new();
-    let deadline = Instant::now() + T;
-    while v.frames == frames || v.pixel(0, 0) == before {
-        assert!(Instant::now() < deadline, "no frame with the update; got {got:?}");
-        match v.read() {
-            Ok(m) => got.extend(m),
-            Err(End::Timeout) => {}
-            Err(e) => panic!("viewer ended: {e:?}"),
-        }
-    }
+    let got = messages_until(&mut v, |v| v.frames > frames && v.pixel(0, 0) != before);
     assert!(got.contains(&Msg::Copy { x: 150, y: 10, w: 40, h: 40, sx: 10, sy: 10 }), "{got:?}");
     assert!(v.pixel(10, 10) != v.pixel(49, 49), "the source is a gradient");
     for y in 0..40 {
