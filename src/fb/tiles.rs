@@ -174,10 +174,11 @@ impl TileSet {
         self.bits.iter().map(|w| w.count_ones() as usize).sum()
     }
 
-    /// Add the damage of `other` (which must have the same shape; a
-    /// different shape marks everything, the safe answer).
+    /// Add the damage of `other` (which must cover the same area; another
+    /// size marks everything, the safe answer: boxes are clipped to their
+    /// own area, so even the same tile grid would not do).
     pub fn union_from(&mut self, other: &TileSet) {
-        if other.cols != self.cols || other.rows != self.rows || other.width != self.width || other.height != self.height {
+        if other.width != self.width || other.height != self.height {
             self.reset(other.width, other.height);
             return;
         }
