@@ -1093,6 +1093,89 @@ fn copy_after_pixels_sent_mid_update_is_sent_as_pixels() {
     assert_eq!(v.pixel(130, 10), [0, 255, 0, 255], "tile 2 = tile 0 as it was when copied (green)");
 }
 
+/// Every message read until `done(v)` holds (panics after `T`).
+fn messages_until(v: &mut V1, done: impl Fn(&V1) -> bool) -> Vec<Msg> {
+    let mut got = Vec::new();
+    let deadline = Instant::now() + T;
+    while !done(v) {
+        assert!(Instant::now() < deadline, "no frame with the change; got {got:?}");
+        match v.read() {
+            Ok(m) => got.extend(m),
+            Err(End::Timeout) => {}
+            Err(e) => panic!("viewer ended: {e:?}"),
+        }
+    }
+    got
+}
+
+/// Damage is tracked finer than tiles: a change of two pixels goes out as
+/// one `Pixels` block of those two pixels, not as the 64×64 tile around them.
+#[test]
+fn small_change_sends_only_its_pixels() {
+    let grey = [40, 40, 40, 255];
+    let mut full = update_rect(0, 0, 256, 64, 0); // Raw
+    full.extend_from_slice(&[40, 40, 40, 0].repeat(256 * 64));
+    let mut two = update_rect(100, 30, 2, 1, 0);
+    two.extend_from_slice(&[255, 0, 0, 0, 0, 0, 255, 0]);
+    let (tx, rx) = std::sync::mpsc::channel();
+    let (go, gate) = std::sync::mpsc::channel();
+    let steps = vec![Step::Reply(full), Step::Reply(two)];
+    let addr = scripted_steps(Some(server_init(256, 64, b"px")), steps, false, Some(gate), Some(tx));
+    let srv = gateway(Target { addr: TargetAddr::Tcp(addr), password: None, view_only: false });
+    let mut v = viewer(&srv, "");
+    v.wait(T, |v| v.frames >= 1 && v.pixel(255, 63) == grey).expect("first frame");
+    let frames = v.frames;
+    go.send(()).unwrap();
+    rx.recv_timeout(T).expect("script played");
+    let got = messages_until(&mut v, |v| v.frames > frames && v.pixel(100, 30) != grey);
+    assert!(v.pixel(101, 30) != grey && v.pixel(101, 30) != v.pixel(100, 30), "both pixels drawn");
+    assert!(got.contains(&Msg::Pixels { x: 100, y: 30, w: 2, h: 1 }), "{got:?}");
+    let painted: usize = got
+        .iter()
+        .map(|m| match m {
+            Msg::Pixels { w, h, .. } | Msg::Fill { w, h, .. } => *w as usize * *h as usize,
+            _ => 0,
+        })
+        .sum();
+    assert_eq!(painted, 2, "only the two changed pixels are sent: {got:?}");
+}
+
+/// A CopyRect whose source shares a 64×64 tile with fresh damage, but not
+/// the damaged pixels themselves, is still forwarded as a `Copy`, and the
+/// canvas ends up exact.
+#[test]
+fn copy_beside_damage_in_the_same_tile_is_forwarded() {
+    let mut full = update_rect(0, 0, 256, 64, 0); // Raw gradient
+    for y in 0..64u8 {
+        for x in 0..=255u8 {
+            full.extend_from_slice(&[x, y * 4, 128, 0]);
+        }
+    }
+    let mut update = vec![0, 0, 0, 2];
+    update.extend_from_slice(&update_rect(0, 0, 1, 1, 0)[4..]); // Raw 1×1 at (0, 0)
+    update.extend_from_slice(&[255, 255, 255, 0]);
+    update.extend_from_slice(&update_rect(150, 10, 40, 40, 1)[4..]); // CopyRect from (10, 10)
+    update.extend_from_slice(&[0, 10, 0, 10]);
+    let (tx, rx) = std::sync::mpsc::channel();
+    let (go, gate) = std::sync::mpsc::channel();
+    let steps = vec![Step::Reply(full), Step::Reply(update)];
+    let addr = scripted_steps(Some(server_init(256, 64, b"cp")), steps, false, Some(gate), Some(tx));
+    let srv = gateway(Target { addr: TargetAddr::Tcp(addr), password: None, view_only: false });
+    let mut v = viewer(&srv, "");
+    v.wait(T, |v| v.frames >= 1 && v.pixel(255, 63) != [0, 0, 0, 255]).expect("first frame");
+    let (frames, before) = (v.frames, v.pixel(0, 0));
+    go.send(()).unwrap();
+    rx.recv_timeout(T).expect("script played");
+    let got = messages_until(&mut v, |v| v.frames > frames && v.pixel(0, 0) != before);
+    assert!(got.contains(&Msg::Copy { x: 150, y: 10, w: 40, h: 40, sx: 10, sy: 10 }), "{got:?}");
+    assert!(v.pixel(10, 10) != v.pixel(49, 49), "the source is a gradient");
+    for y in 0..40 {
+        for x in 0..40 {
+            assert_eq!(v.pixel(150 + x, 10 + y), v.pixel(10 + x, 10 + y), "copied pixel ({x}, {y})");
+        }
+    }
+}
+
 // ------------------------------------------------------ a real VNC server
 
 /// TigerVNC `Xvnc` on display :N / port 17100+N (this helper's range),

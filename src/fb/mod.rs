@@ -1,5 +1,6 @@
 //! The shadow framebuffer: one per VNC session, RGBA bytes in canvas order,
-//! with damage tracked in 64×64 tiles.
+//! with damage tracked in 64×64 tiles, each with the bounding box of the
+//! damage inside it (see [`TileSet`]).
 //!
 //! Every drawing call is bounds-checked and returns [`OutOfBounds`] instead of
 //! panicking: rectangles come straight off the wire from a VNC server we do not
@@ -87,8 +88,8 @@ pub const MAX_COPY_LOG: usize = 256;
 /// destination *not* marked dirty — only when its source area is clean, i.e.
 /// untouched since the last `take_dirty`; replaying the logged copies in
 /// order on an image equal to the framebuffer at the last `take_dirty`, then
-/// redrawing the damaged tiles from the current pixels, gives the current
-/// framebuffer exactly.
+/// redrawing the damaged region (`TileSet::for_each_run`) from the current
+/// pixels, gives the current framebuffer exactly.
 ///
 /// [`take_dirty`]: Framebuffer::take_dirty
 /// [`take_copies`]: Framebuffer::take_copies
@@ -312,7 +313,7 @@ mod tests {
         assert_eq!(fb.pixel(0, 0), [1, 1, 0, 255]);
     }
 
-    /// Replaying logged copies on the old image, then the damaged tiles
+    /// Replaying logged copies on the old image, then the damaged region
     /// from the new one, reproduces the new image (the contract above).
     #[test]
     fn copies_are_logged_only_from_clean_sources() {
@@ -329,9 +330,13 @@ mod tests {
         fb.fill(Rect::new(0, 200, 10, 10), [1, 2, 3, 255]).unwrap();
         fb.copy(Rect::new(0, 100, 20, 20), 0, 195).unwrap(); // source dirty: damage
         fb.copy(Rect::new(100, 150, 5, 5), 0, 0).unwrap(); // source = first copy's dst: logged
+        // Source in the filled square's tile but outside its damage box: logged.
+        fb.copy(Rect::new(200, 20, 5, 5), 20, 200).unwrap();
         fb.take_dirty(&mut seen);
         fb.take_copies(&mut ops);
-        assert_eq!(ops.len(), 2);
+        assert_eq!(ops.len(), 3);
+        assert_eq!(seen.tile_damage(0, 3), Some(Rect::new(0, 200, 10, 10)), "the fill");
+        assert_eq!(seen.tile_damage(0, 1), Some(Rect::new(0, 100, 20, 20)), "the refused copy's destination");
         assert!(!seen.contains_tile(0, 0), "logged copy's destination is not damage");
         assert!(seen.contains_tile(0, 1) && seen.contains_tile(0, 3));
         let mut replay = Framebuffer::new(256, 256);

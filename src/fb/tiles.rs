@@ -1,8 +1,70 @@
-//! A set of damaged 64×64 tiles, one bit each.
+//! Damage as 64×64 tiles, one bit each, plus the bounding box of the damage
+//! inside every marked tile.
+//!
+//! The bit says "something in this tile changed"; the box (four tile-local
+//! offsets, one byte each since a tile is 64 px) says where. Together they
+//! let a frame carry only the changed sub-rectangles while memory stays
+//! fixed by the framebuffer's size: 4 bytes and 1 bit per tile — about
+//! 2 KiB for 1920×1080 — whatever is marked, however often.
+//!
+//! Contract: every pixel passed to [`TileSet::mark`] (and inside the area)
+//! lies in the *damaged region*: the union over marked tiles of their boxes.
+//! [`TileSet::intersects`] and [`TileSet::for_each_run`] answer for that
+//! region, so a caller that redraws every run's pixels redraws every marked
+//! pixel. The region may be larger than what was marked (a box is a bounding
+//! box), never smaller.
 
 use super::{Rect, TILE};
 
-/// Damage as a bitmap of [`TILE`]-sized tiles covering a `width × height` area.
+const T: usize = TILE as usize;
+
+/// A tile-local box `[x0, x1) × [y0, y1)`, 0 ≤ x0 < x1 ≤ 64 (same for y).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+struct TileBox {
+    x0: u8,
+    y0: u8,
+    x1: u8,
+    y1: u8,
+}
+
+impl TileBox {
+    fn union(self, o: TileBox) -> TileBox {
+        TileBox { x0: self.x0.min(o.x0), y0: self.y0.min(o.y0), x1: self.x1.max(o.x1), y1: self.y1.max(o.y1) }
+    }
+    fn overlaps(self, o: TileBox) -> bool {
+        self.x0 < o.x1 && o.x0 < self.x1 && self.y0 < o.y1 && o.y0 < self.y1
+    }
+}
+
+/// Absolute box `[x0, x1) × [y0, y1)` used while merging tiles into runs.
+#[derive(Clone, Copy)]
+struct Span {
+    x0: u32,
+    y0: u32,
+    x1: u32,
+    y1: u32,
+}
+
+impl Span {
+    fn area(&self) -> u64 {
+        (self.x1 - self.x0) as u64 * (self.y1 - self.y0) as u64
+    }
+    fn union(&self, o: &Span) -> Span {
+        Span { x0: self.x0.min(o.x0), y0: self.y0.min(o.y0), x1: self.x1.max(o.x1), y1: self.y1.max(o.y1) }
+    }
+    fn rect(&self) -> Rect {
+        Rect::new(self.x0 as u16, self.y0 as u16, (self.x1 - self.x0) as u16, (self.y1 - self.y0) as u16)
+    }
+}
+
+/// Two neighbouring damaged boxes of a tile row are sent as one rectangle
+/// when that costs at most this many pixels more than sending both: a
+/// message header (9 bytes for `Pixels`) is worth a few pixels, and one
+/// contiguous block deflates better than two.
+const MERGE_SLACK_PX: u64 = 32;
+
+/// Damage as a bitmap of [`TILE`]-sized tiles covering a `width × height`
+/// area, with a bounding box of the damage inside each marked tile.
 #[derive(Clone, Debug)]
 pub struct TileSet {
     width: u16,
@@ -10,13 +72,23 @@ pub struct TileSet {
     cols: usize,
     rows: usize,
     bits: Vec<u64>,
+    /// Per tile (row-major), meaningful only while its bit is set: the
+    /// damaged box inside it, clipped to the area.
+    boxes: Vec<TileBox>,
 }
 
 impl TileSet {
     pub fn new(width: u16, height: u16) -> Self {
-        let cols = (width as usize).div_ceil(TILE as usize);
-        let rows = (height as usize).div_ceil(TILE as usize);
-        TileSet { width, height, cols, rows, bits: vec![0; (cols * rows).div_ceil(64)] }
+        let cols = (width as usize).div_ceil(T);
+        let rows = (height as usize).div_ceil(T);
+        TileSet {
+            width,
+            height,
+            cols,
+            rows,
+            bits: vec![0; (cols * rows).div_ceil(64)],
+            boxes: vec![TileBox::default(); cols * rows],
+        }
     }
 
     /// Reshape for a new framebuffer size; everything is marked.
@@ -32,49 +104,61 @@ impl TileSet {
         self.rows
     }
 
-    fn set(&mut self, i: usize) {
-        self.bits[i / 64] |= 1 << (i % 64);
+    fn is_set(&self, i: usize) -> bool {
+        self.bits[i / 64] & (1 << (i % 64)) != 0
+    }
+
+    /// Add `b` to tile `i`'s damage.
+    fn add(&mut self, i: usize, b: TileBox) {
+        if self.is_set(i) {
+            self.boxes[i] = self.boxes[i].union(b);
+        } else {
+            self.bits[i / 64] |= 1 << (i % 64);
+            self.boxes[i] = b;
+        }
     }
 
     pub fn contains_tile(&self, col: usize, row: usize) -> bool {
-        let i = row * self.cols + col;
-        col < self.cols && row < self.rows && self.bits[i / 64] & (1 << (i % 64)) != 0
+        col < self.cols && row < self.rows && self.is_set(row * self.cols + col)
     }
 
-    /// Mark every tile that `r` touches (clipped to the area).
+    /// The damaged box of a marked tile in framebuffer coordinates, `None`
+    /// for a clean tile or one outside the area.
+    pub fn tile_damage(&self, col: usize, row: usize) -> Option<Rect> {
+        if !self.contains_tile(col, row) {
+            return None;
+        }
+        let b = self.boxes[row * self.cols + col];
+        let (x, y) = ((col * T) as u16, (row * T) as u16);
+        Some(Rect::new(x + b.x0 as u16, y + b.y0 as u16, (b.x1 - b.x0) as u16, (b.y1 - b.y0) as u16))
+    }
+
+    /// `r` clipped to the area as `[x0, x1) × [y0, y1)`, `None` if nothing is left.
+    fn clip(&self, r: Rect) -> Option<(usize, usize, usize, usize)> {
+        let x1 = r.right().min(self.width as u32) as usize;
+        let y1 = r.bottom().min(self.height as u32) as usize;
+        let (x0, y0) = (r.x as usize, r.y as usize);
+        (x0 < x1 && y0 < y1).then_some((x0, y0, x1, y1))
+    }
+
+    /// Mark `r` (clipped to the area): every tile it touches, its box grown
+    /// to cover the part of `r` inside it.
     pub fn mark(&mut self, r: Rect) {
-        if r.is_empty() {
-            return;
-        }
-        let x1 = (r.right().min(self.width as u32)) as usize;
-        let y1 = (r.bottom().min(self.height as u32)) as usize;
-        if x1 <= r.x as usize || y1 <= r.y as usize {
-            return;
-        }
-        let t = TILE as usize;
-        for row in r.y as usize / t..y1.div_ceil(t) {
-            for col in r.x as usize / t..x1.div_ceil(t) {
-                self.set(row * self.cols + col);
-            }
-        }
+        let Some(c) = self.clip(r) else { return };
+        tile_parts(self.cols, c, |i, part| {
+            self.add(i, part);
+            false
+        });
     }
 
-    /// Whether any tile `r` touches is marked (`r` clipped to the area).
+    /// Whether `r` (clipped to the area) overlaps the damaged region.
     pub fn intersects(&self, r: Rect) -> bool {
-        if r.is_empty() {
-            return false;
-        }
-        let x1 = (r.right().min(self.width as u32)) as usize;
-        let y1 = (r.bottom().min(self.height as u32)) as usize;
-        let t = TILE as usize;
-        (r.y as usize / t..y1.div_ceil(t))
-            .any(|row| (r.x as usize / t..x1.div_ceil(t)).any(|col| self.contains_tile(col, row)))
+        let Some(c) = self.clip(r) else { return false };
+        tile_parts(self.cols, c, |i, part| self.is_set(i) && self.boxes[i].overlaps(part))
     }
 
     pub fn mark_all(&mut self) {
-        for i in 0..self.cols * self.rows {
-            self.set(i);
-        }
+        self.mark(Rect::new(0, 0, self.width, self.height));
     }
 
     pub fn clear(&mut self) {
@@ -85,68 +169,261 @@ impl TileSet {
         self.bits.iter().all(|w| *w == 0)
     }
 
+    /// Marked tiles.
     pub fn count(&self) -> usize {
         self.bits.iter().map(|w| w.count_ones() as usize).sum()
     }
 
-    /// Add every tile of `other` (which must have the same shape; a
-    /// different shape marks everything, the safe answer).
+    /// Add the damage of `other` (which must cover the same area; another
+    /// size marks everything, the safe answer: boxes are clipped to their
+    /// own area, so even the same tile grid would not do).
     pub fn union_from(&mut self, other: &TileSet) {
-        if other.cols != self.cols || other.rows != self.rows {
+        if other.width != self.width || other.height != self.height {
             self.reset(other.width, other.height);
             return;
         }
-        for (a, b) in self.bits.iter_mut().zip(&other.bits) {
-            *a |= *b;
+        for (w, &ob) in other.bits.iter().enumerate() {
+            let mut rest = ob & !self.bits[w];
+            // Tiles new to self take other's box; tiles in both, the union.
+            let mut both = ob & self.bits[w];
+            while rest != 0 {
+                let i = w * 64 + rest.trailing_zeros() as usize;
+                self.boxes[i] = other.boxes[i];
+                rest &= rest - 1;
+            }
+            while both != 0 {
+                let i = w * 64 + both.trailing_zeros() as usize;
+                self.boxes[i] = self.boxes[i].union(other.boxes[i]);
+                both &= both - 1;
+            }
+            self.bits[w] |= ob;
         }
     }
 
-    /// Damaged areas as rectangles: runs of adjacent tiles within a tile row,
-    /// clipped to the area. Calls `f` for each.
+    /// The damaged region as rectangles, row of tiles by row of tiles, left
+    /// to right: the boxes of adjacent marked tiles are merged into their
+    /// bounding rectangle while that wastes at most [`MERGE_SLACK_PX`]
+    /// pixels over sending them apart. Every rectangle lies within one tile
+    /// row and within the area; together they cover the damaged region.
     pub fn for_each_run(&self, mut f: impl FnMut(Rect)) {
-        let t = TILE as u32;
         for row in 0..self.rows {
-            let mut col = 0;
-            while col < self.cols {
-                if !self.contains_tile(col, row) {
-                    col += 1;
+            let mut cur: Option<Span> = None;
+            for col in 0..self.cols {
+                let i = row * self.cols + col;
+                if !self.is_set(i) {
+                    if let Some(c) = cur.take() {
+                        f(c.rect());
+                    }
                     continue;
                 }
-                let start = col;
-                while col < self.cols && self.contains_tile(col, row) {
-                    col += 1;
-                }
-                let x = start as u32 * t;
-                let y = row as u32 * t;
-                let w = (col as u32 * t).min(self.width as u32) - x;
-                let h = (y + t).min(self.height as u32) - y;
-                f(Rect::new(x as u16, y as u16, w as u16, h as u16));
+                let b = self.boxes[i];
+                let (tx, ty) = ((col * T) as u32, (row * T) as u32);
+                let s = Span { x0: tx + b.x0 as u32, y0: ty + b.y0 as u32, x1: tx + b.x1 as u32, y1: ty + b.y1 as u32 };
+                cur = Some(match cur {
+                    None => s,
+                    Some(c) => {
+                        let u = c.union(&s);
+                        if u.area() <= c.area() + s.area() + MERGE_SLACK_PX {
+                            u
+                        } else {
+                            f(c.rect());
+                            s
+                        }
+                    }
+                });
+            }
+            if let Some(c) = cur {
+                f(c.rect());
             }
         }
     }
+}
+
+/// Calls `f(tile index, part of the rect inside that tile)` for every tile
+/// the clipped rect `[x0, x1) × [y0, y1)` touches, in a grid `cols` tiles
+/// wide, until `f` returns true; returns whether it did.
+fn tile_parts(cols: usize, (x0, y0, x1, y1): (usize, usize, usize, usize), mut f: impl FnMut(usize, TileBox) -> bool) -> bool {
+    for row in y0 / T..y1.div_ceil(T) {
+        let (ty, by0, by1) = (row * T, y0.max(row * T), y1.min(row * T + T));
+        for col in x0 / T..x1.div_ceil(T) {
+            let (tx, bx0, bx1) = (col * T, x0.max(col * T), x1.min(col * T + T));
+            let part =
+                TileBox { x0: (bx0 - tx) as u8, y0: (by0 - ty) as u8, x1: (bx1 - tx) as u8, y1: (by1 - ty) as u8 };
+            if f(row * cols + col, part) {
+                return true;
+            }
+        }
+    }
+    false
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn runs(t: &TileSet) -> Vec<Rect> {
+        let mut v = vec![];
+        t.for_each_run(|r| v.push(r));
+        v
+    }
+
     #[test]
     fn runs_are_clipped_to_the_area() {
         let mut t = TileSet::new(130, 70);
         t.mark(Rect::new(0, 0, 130, 1));
-        let mut runs = vec![];
-        t.for_each_run(|r| runs.push(r));
-        assert_eq!(runs, vec![Rect::new(0, 0, 130, 64)]);
+        assert_eq!(runs(&t), vec![Rect::new(0, 0, 130, 1)]);
         t.mark(Rect::new(129, 69, 1, 1));
-        runs.clear();
-        t.for_each_run(|r| runs.push(r));
-        assert_eq!(runs[1], Rect::new(128, 64, 2, 6));
+        assert_eq!(runs(&t)[1], Rect::new(129, 69, 1, 1));
+        t.mark_all();
+        assert_eq!(runs(&t), vec![Rect::new(0, 0, 130, 64), Rect::new(0, 64, 130, 6)]);
     }
 
     #[test]
     fn marking_outside_is_ignored() {
         let mut t = TileSet::new(64, 64);
         t.mark(Rect::new(64, 0, 10, 10));
+        t.mark(Rect::new(0, 64, 10, 10));
+        t.mark(Rect::new(65535, 65535, 65535, 65535));
+        t.mark(Rect::new(10, 10, 0, 5));
         assert!(t.is_empty());
+        t.mark(Rect::new(60, 60, 65535, 65535));
+        assert_eq!(t.tile_damage(0, 0), Some(Rect::new(60, 60, 4, 4)));
+    }
+
+    #[test]
+    fn one_pixel_is_one_pixel() {
+        let mut t = TileSet::new(1920, 1080);
+        t.mark(Rect::new(1000, 500, 1, 1));
+        assert_eq!(t.count(), 1);
+        assert_eq!(runs(&t), vec![Rect::new(1000, 500, 1, 1)]);
+        assert!(t.intersects(Rect::new(1000, 500, 1, 1)));
+        assert!(!t.intersects(Rect::new(1001, 500, 10, 10)), "same tile, outside the box");
+        assert!(!t.intersects(Rect::new(960, 448, 40, 64)));
+        assert!(t.intersects(Rect::new(0, 0, 1920, 1080)));
+    }
+
+    #[test]
+    fn boxes_grow_and_stay_inside_their_tile() {
+        let mut t = TileSet::new(200, 200);
+        t.mark(Rect::new(70, 70, 2, 2));
+        t.mark(Rect::new(100, 80, 1, 1));
+        assert_eq!(t.tile_damage(1, 1), Some(Rect::new(70, 70, 31, 11)));
+        // A rect across a tile corner: four tiles, each box at the shared edges.
+        t.clear();
+        t.mark(Rect::new(60, 62, 8, 4));
+        assert_eq!(t.count(), 4);
+        assert_eq!(t.tile_damage(0, 0), Some(Rect::new(60, 62, 4, 2)));
+        assert_eq!(t.tile_damage(1, 0), Some(Rect::new(64, 62, 4, 2)));
+        assert_eq!(t.tile_damage(0, 1), Some(Rect::new(60, 64, 4, 2)));
+        assert_eq!(t.tile_damage(1, 1), Some(Rect::new(64, 64, 4, 2)));
+        assert_eq!(runs(&t), vec![Rect::new(60, 62, 8, 2), Rect::new(60, 64, 8, 2)]);
+        // Last pixel of a tile and first of the next.
+        t.clear();
+        t.mark(Rect::new(63, 0, 1, 64));
+        assert_eq!(t.tile_damage(0, 0), Some(Rect::new(63, 0, 1, 64)));
+        assert_eq!(t.tile_damage(1, 0), None);
+    }
+
+    #[test]
+    fn partial_right_and_bottom_tiles() {
+        let mut t = TileSet::new(100, 70); // tiles 64+36 wide, 64+6 high
+        t.mark_all();
+        assert_eq!(t.count(), 4);
+        assert_eq!(t.tile_damage(1, 1), Some(Rect::new(64, 64, 36, 6)));
+        t.reset(100, 70);
+        assert_eq!(t.tile_damage(1, 0), Some(Rect::new(64, 0, 36, 64)));
+        t.clear();
+        t.mark(Rect::new(99, 69, 1, 1));
+        assert_eq!(runs(&t), vec![Rect::new(99, 69, 1, 1)]);
+    }
+
+    #[test]
+    fn clear_forgets_boxes() {
+        let mut t = TileSet::new(128, 64);
+        t.mark(Rect::new(0, 0, 64, 64));
+        t.clear();
+        assert!(t.is_empty() && !t.intersects(Rect::new(0, 0, 128, 64)));
+        t.mark(Rect::new(5, 5, 1, 1));
+        assert_eq!(t.tile_damage(0, 0), Some(Rect::new(5, 5, 1, 1)), "old box gone");
+    }
+
+    #[test]
+    fn union_merges_boxes() {
+        let mut a = TileSet::new(200, 100);
+        let mut b = TileSet::new(200, 100);
+        a.mark(Rect::new(1, 1, 1, 1));
+        b.mark(Rect::new(10, 20, 1, 1));
+        b.mark(Rect::new(150, 90, 2, 2));
+        a.union_from(&b);
+        assert_eq!(a.count(), 2);
+        assert_eq!(a.tile_damage(0, 0), Some(Rect::new(1, 1, 10, 20)));
+        assert_eq!(a.tile_damage(2, 1), Some(Rect::new(150, 90, 2, 2)));
+        assert_eq!(b.tile_damage(0, 0), Some(Rect::new(10, 20, 1, 1)), "source unchanged");
+        // Different shape: everything.
+        let c = TileSet::new(300, 100);
+        a.union_from(&c);
+        assert_eq!(a.count(), 10);
+        assert_eq!(runs(&a), vec![Rect::new(0, 0, 300, 64), Rect::new(0, 64, 300, 36)]);
+    }
+
+    #[test]
+    fn runs_merge_only_when_cheap() {
+        let mut t = TileSet::new(256, 64);
+        // Same rows in adjacent tiles: one rect.
+        t.mark(Rect::new(50, 10, 30, 5));
+        assert_eq!(runs(&t), vec![Rect::new(50, 10, 30, 5)]);
+        // A line at the top of tile 0 and one at the bottom of tile 1:
+        // merging would send 64 rows for 2; sent apart.
+        t.clear();
+        t.mark(Rect::new(0, 0, 64, 1));
+        t.mark(Rect::new(64, 63, 64, 1));
+        assert_eq!(runs(&t), vec![Rect::new(0, 0, 64, 1), Rect::new(64, 63, 64, 1)]);
+        // A gap of clean tiles always splits.
+        t.clear();
+        t.mark(Rect::new(0, 0, 1, 1));
+        t.mark(Rect::new(200, 0, 1, 1));
+        assert_eq!(runs(&t), vec![Rect::new(0, 0, 1, 1), Rect::new(200, 0, 1, 1)]);
+    }
+
+    /// Every marked pixel is covered by some run, for many random marks
+    /// (a fixed xorshift sequence), and runs stay inside the area.
+    #[test]
+    fn runs_cover_every_marked_pixel() {
+        let (w, h) = (203u16, 141u16);
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        let mut next = |m: u16| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            (seed % m as u64) as u16
+        };
+        for _ in 0..200 {
+            let mut t = TileSet::new(w, h);
+            let mut want = vec![false; w as usize * h as usize];
+            for _ in 0..1 + next(6) {
+                let r = Rect::new(next(w + 10), next(h + 10), next(80), next(80));
+                t.mark(r);
+                for y in r.y as u32..r.bottom().min(h as u32) {
+                    for x in r.x as u32..r.right().min(w as u32) {
+                        want[y as usize * w as usize + x as usize] = true;
+                    }
+                }
+            }
+            let mut got = vec![false; want.len()];
+            t.for_each_run(|r| {
+                assert!(r.right() <= w as u32 && r.bottom() <= h as u32 && !r.is_empty());
+                assert_eq!(r.y / TILE, (r.bottom() as u16 - 1) / TILE, "one tile row");
+                for y in r.y..r.y + r.h {
+                    for x in r.x..r.x + r.w {
+                        got[y as usize * w as usize + x as usize] = true;
+                    }
+                }
+            });
+            for (i, (&m, &c)) in want.iter().zip(&got).enumerate() {
+                assert!(!m || c, "pixel {i} marked but not in a run");
+                let p = Rect::new((i % w as usize) as u16, (i / w as usize) as u16, 1, 1);
+                assert!(!m || t.intersects(p), "pixel {i} marked but not intersecting");
+            }
+        }
     }
 }

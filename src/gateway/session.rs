@@ -8,19 +8,22 @@
 //! ```
 //!
 //! Pacing (docs/protocol.md): every FramebufferUpdate's damage is added to
-//! each viewer's own tile set. A viewer is composed a frame only when it has
-//! damage, fewer than `MAX_UNACKED` unacknowledged frames and room in its
-//! socket; the frame reads the framebuffer's *current* pixels, so a slow
-//! viewer skips intermediate states instead of queueing them. A frame is
-//! composed in chunks (`compose` is called again while the socket has room)
-//! so a viewer's buffered output stays bounded by a chunk, not a frame.
+//! each viewer's own tile set (64×64 tiles, each with the bounding box of
+//! its damage, so a frame carries only the changed sub-rectangles). A
+//! viewer is composed a frame only when it has damage, fewer than
+//! `MAX_UNACKED` unacknowledged frames and room in its socket; the frame
+//! reads the framebuffer's *current* pixels, so a slow viewer skips
+//! intermediate states instead of queueing them. A frame is composed in
+//! chunks (`compose` is called again while the socket has room) so a
+//! viewer's buffered output stays bounded by a chunk, not a frame.
 //! CopyRects are forwarded as `Copy` where the viewer's canvas allows it
 //! (`hand_out_update`), else they become damage.
 //!
 //! Memory per viewer is bounded whatever the viewer does: damage is a tile
-//! bitmap, queued copies are capped, session state (clipboard, cursor,
-//! name) is sent latest-wins from the session's single copy (`News`), and
-//! one-off messages are capped (`MAX_PENDING`).
+//! bitmap with 4 bytes of box per tile (about 2 KiB at 1920×1080), queued
+//! copies are capped, session state (clipboard, cursor, name) is sent
+//! latest-wins from the session's single copy (`News`), and one-off
+//! messages are capped (`MAX_PENDING`).
 
 use slab::Slab;
 
@@ -69,7 +72,7 @@ pub enum Phase {
 /// A frame being sent to one viewer.
 struct FrameInProgress {
     id: u32,
-    /// Damaged areas still to send (runs of tiles), in order.
+    /// Damaged areas still to send (`TileSet::for_each_run`), in order.
     rects: Vec<Rect>,
     next: usize,
 }
@@ -602,8 +605,9 @@ impl Session {
     }
 }
 
-/// Send one damaged run (a horizontal strip of tiles): solid tiles as Fill,
-/// consecutive other tiles as one Pixels block.
+/// Send one damaged run (a rectangle within one row of tiles, see
+/// `TileSet::for_each_run`), cut at tile columns: a solid piece as Fill,
+/// consecutive other pieces as one Pixels block.
 fn encode_run(fb: &Framebuffer, run: Rect, out: &mut Vec<u8>) {
     if !fb.contains(run) || run.is_empty() {
         return;
@@ -612,14 +616,15 @@ fn encode_run(fb: &Framebuffer, run: Rect, out: &mut Vec<u8>) {
     let end = run.x as u32 + run.w as u32;
     let mut block_start: Option<u16> = None;
     while (x as u32) < end {
-        let w = (TILE as u32).min(end - x as u32) as u16;
-        let tile = Rect::new(x, run.y, w, run.h);
-        match solid_colour(fb, tile) {
+        let next_col = (x as u32 / TILE as u32 + 1) * TILE as u32;
+        let w = (next_col.min(end) - x as u32) as u16;
+        let piece = Rect::new(x, run.y, w, run.h);
+        match solid_colour(fb, piece) {
             Some(rgba) => {
                 if let Some(bx) = block_start.take() {
                     pixels(fb, Rect::new(bx, run.y, x - bx, run.h), out);
                 }
-                proto::fill(out, tile.x, tile.y, tile.w, tile.h, rgba);
+                proto::fill(out, piece.x, piece.y, piece.w, piece.h, rgba);
             }
             None => {
                 block_start.get_or_insert(x);
