@@ -722,7 +722,7 @@ fn check_killed(server: Server) {
     desk.kill_vnc_server();
     let err = c.read_to_end();
     let msg = err.to_string();
-    assert!(matches!(err, RfbError::Protocol(_)) && msg.contains("closed the connection"), "unclear error: {msg}");
+    assert!(matches!(err, RfbError::Closed(_)) && msg.contains("closed the connection"), "unclear error: {msg}");
 }
 
 /// SIGKILL while a Raw update larger than the kernel's socket buffers is on

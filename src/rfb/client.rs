@@ -146,6 +146,9 @@ pub enum RfbError {
     Refused(String),
     /// We support none of the server's security types.
     Unsupported(String),
+    /// The server closed the connection (not a protocol error by itself);
+    /// the text says when ("in the middle of a message", ...).
+    Closed(String),
 }
 
 impl std::fmt::Display for RfbError {
@@ -155,6 +158,7 @@ impl std::fmt::Display for RfbError {
             RfbError::AuthFailed(m) => write!(f, "VNC authentication failed: {m}"),
             RfbError::Refused(m) => write!(f, "VNC server refused the connection: {m}"),
             RfbError::Unsupported(m) => write!(f, "unsupported VNC server: {m}"),
+            RfbError::Closed(m) => write!(f, "the VNC server closed the connection{m}"),
         }
     }
 }
@@ -459,16 +463,16 @@ impl RfbClient {
     pub fn closed_error(&self) -> RfbError {
         match &self.state {
             State::Failed(e) => e.clone(),
-            State::Version => proto("server closed the connection before sending its version"),
+            State::Version => RfbError::Closed(" before sending its version".into()),
             State::SecurityResult | State::LenPrefixed { then: Then::AuthFailedReason, .. } => {
                 RfbError::AuthFailed(self.default_auth_failure(1))
             }
             State::Collect { then: Then::AuthFailedReason, .. } => {
                 RfbError::AuthFailed(self.default_auth_failure(1))
             }
-            State::Idle => proto("server closed the connection"),
-            _ if self.normal => proto("server closed the connection in the middle of a message"),
-            _ => proto("server closed the connection during the handshake"),
+            State::Idle => RfbError::Closed(String::new()),
+            _ if self.normal => RfbError::Closed(" in the middle of a message".into()),
+            _ => RfbError::Closed(" during the handshake".into()),
         }
     }
 
