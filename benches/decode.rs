@@ -175,13 +175,7 @@ fn tight_cases() -> Vec<(&'static str, Vec<Vec<u8>>)> {
     let photos = photos();
     let copy = photos.iter().map(|p| basic(false, &[], p)).collect();
     let grad = photos.iter().map(|p| basic(true, &[2], &gradient_filter(p, RW as usize))).collect();
-    vec![
-        ("fill", fill),
-        ("text-palette2", text),
-        ("ui-palette12", ui),
-        ("photo-copy", copy),
-        ("photo-gradient", grad),
-    ]
+    vec![("fill", fill), ("text-palette2", text), ("ui-palette12", ui), ("photo-copy", copy), ("photo-gradient", grad)]
 }
 
 fn decode_frame(d: &mut dyn Decoder, rects: &[Rect], data: &[Vec<u8>], px: &PixelContext, fb: &mut Framebuffer) {
@@ -218,9 +212,7 @@ fn bench(c: &mut Criterion) {
 
     let raw: Vec<Vec<u8>> = rs.iter().map(|r| (0..r.area() * 4).map(|i| i as u8).collect()).collect();
     let mut d = Raw::default();
-    g.bench_function(BenchmarkId::new("raw", "rgbx"), |b| {
-        b.iter(|| decode_frame(&mut d, &rs, &raw, &px, &mut fb))
-    });
+    g.bench_function(BenchmarkId::new("raw", "rgbx"), |b| b.iter(|| decode_frame(&mut d, &rs, &raw, &px, &mut fb)));
     g.finish();
 }
 

@@ -11,8 +11,8 @@
 use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use wsvnc::demo::{DemoConfig, DemoServer};
 use wsvnc::fb::Framebuffer;
-use wsvnc::rfb::{RfbClient, RfbConfig, RfbEvent};
 use wsvnc::rfb::encoding;
+use wsvnc::rfb::{RfbClient, RfbConfig, RfbEvent};
 
 const W: u16 = 1024;
 const H: u16 = 768;

@@ -51,7 +51,9 @@ fn mask(c: &mut Criterion) {
         let mut buf = vec![0x5au8; len + 1];
         g.throughput(Throughput::Bytes(len as u64));
         g.bench_function(BenchmarkId::new("word", name), |b| b.iter(|| apply_mask(black_box(&mut buf[1..]), KEY, 1)));
-        g.bench_function(BenchmarkId::new("naive", name), |b| b.iter(|| apply_mask_naive(black_box(&mut buf[1..]), KEY, 1)));
+        g.bench_function(BenchmarkId::new("naive", name), |b| {
+            b.iter(|| apply_mask_naive(black_box(&mut buf[1..]), KEY, 1))
+        });
     }
     g.finish();
 }

@@ -596,7 +596,11 @@ mod proc_tree {
     pub fn ticks_per_sec() -> f64 {
         // SAFETY: sysconf has no preconditions.
         let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-        if t > 0 { t as f64 } else { 100.0 }
+        if t > 0 {
+            t as f64
+        } else {
+            100.0
+        }
     }
 
     /// Fields of /proc/PID/stat after the command name: index 0 is field 3 (state).
@@ -707,7 +711,10 @@ mod sink {
         Cmd(Vec<u8>),
         /// Bytes left to send, bytes sent.
         Stream(u64, u64),
-        Echo { pending: Vec<u8>, pos: usize },
+        Echo {
+            pending: Vec<u8>,
+            pos: usize,
+        },
         Hold,
     }
 
@@ -743,8 +750,17 @@ mod sink {
                                 let _ = sock.set_nodelay(true);
                                 let e = peers.vacant_entry();
                                 let tok = Token(e.key());
-                                if poll.registry().register(&mut sock, tok, Interest::READABLE | Interest::WRITABLE).is_ok() {
-                                    e.insert(Peer { sock, mode: Mode::Cmd(Vec::new()), readable: false, writable: false });
+                                if poll
+                                    .registry()
+                                    .register(&mut sock, tok, Interest::READABLE | Interest::WRITABLE)
+                                    .is_ok()
+                                {
+                                    e.insert(Peer {
+                                        sock,
+                                        mode: Mode::Cmd(Vec::new()),
+                                        readable: false,
+                                        writable: false,
+                                    });
                                 }
                             }
                             Err(e) if e.kind() == ErrorKind::WouldBlock => break,

@@ -274,8 +274,8 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Command, Co
             "--idle-timeout" => cfg.idle_timeout = secs(&value(&mut args)?, "--idle-timeout")?,
             "--heartbeat" => cfg.heartbeat = secs(&value(&mut args)?, "--heartbeat")?,
             "--handshake-timeout" => {
-                cfg.handshake_timeout = secs(&value(&mut args)?, "--handshake-timeout")?
-                    .unwrap_or(Duration::from_secs(10))
+                cfg.handshake_timeout =
+                    secs(&value(&mut args)?, "--handshake-timeout")?.unwrap_or(Duration::from_secs(10))
             }
             "--max-message" => {
                 let v = value(&mut args)?;
@@ -294,14 +294,16 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Command, Co
                 let v = value(&mut args)?;
                 let size = v.split_once('x').and_then(|(w, h)| Some((w.parse::<u16>().ok()?, h.parse::<u16>().ok()?)));
                 cfg.demo_size = match size {
-                    Some((w, h)) if (1..=crate::demo::MAX_DIMENSION).contains(&w)
-                        && (1..=crate::demo::MAX_DIMENSION).contains(&h) => Some((w, h)),
+                    Some((w, h))
+                        if (1..=crate::demo::MAX_DIMENSION).contains(&w)
+                            && (1..=crate::demo::MAX_DIMENSION).contains(&h) =>
+                    {
+                        Some((w, h))
+                    }
                     _ => return err(format!("--demo-size wants WIDTHxHEIGHT, each 1..=4096, not '{v}'")),
                 }
             }
-            s if s.starts_with('-') && s.len() > 1 => {
-                return err(format!("unknown option '{s}' (see --help)"))
-            }
+            s if s.starts_with('-') && s.len() > 1 => return err(format!("unknown option '{s}' (see --help)")),
             _ => positional.push(arg),
         }
     }
@@ -370,8 +372,7 @@ impl TokenTable {
                 TargetAddr::Unix(PathBuf::from(path))
             } else {
                 TargetAddr::Tcp(
-                    resolve(addr, "127.0.0.1")
-                        .map_err(|e| ConfigError(format!("token file line {}: {e}", n + 1)))?,
+                    resolve(addr, "127.0.0.1").map_err(|e| ConfigError(format!("token file line {}: {e}", n + 1)))?,
                 )
             };
             let mut target = Target { addr, password: None, view_only: false };
@@ -430,8 +431,17 @@ mod tests {
     #[test]
     fn named_options() {
         let c = run(&[
-            "--listen", "127.0.0.1:7000", "--target=127.0.0.1:5901", "--max-connections", "10",
-            "--idle-timeout", "60", "--heartbeat", "0", "--allow-origin", "https://a.example",
+            "--listen",
+            "127.0.0.1:7000",
+            "--target=127.0.0.1:5901",
+            "--max-connections",
+            "10",
+            "--idle-timeout",
+            "60",
+            "--heartbeat",
+            "0",
+            "--allow-origin",
+            "https://a.example",
         ])
         .unwrap();
         assert_eq!(c.listen.port(), 7000);

@@ -122,9 +122,19 @@ fn bad_command_line_exits_2_with_a_message() {
     let help = Command::new(env!("CARGO_BIN_EXE_wsvnc")).arg("--help").output().unwrap();
     assert!(help.status.success());
     let text = String::from_utf8_lossy(&help.stdout);
-    for opt in ["--listen", "--target", "--token-file", "--web", "--allow-origin", "--max-connections",
-        "--idle-timeout", "--heartbeat", "--unix-target", "--demo", "--encodings"]
-    {
+    for opt in [
+        "--listen",
+        "--target",
+        "--token-file",
+        "--web",
+        "--allow-origin",
+        "--max-connections",
+        "--idle-timeout",
+        "--heartbeat",
+        "--unix-target",
+        "--demo",
+        "--encodings",
+    ] {
         assert!(text.contains(opt), "--help does not explain {opt}");
     }
 }

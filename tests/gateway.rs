@@ -117,7 +117,13 @@ fn clock(start: Instant, frozen: &AtomicU64) -> u64 {
     }
 }
 
-fn serve_demo(mut sock: TcpStream, demo: Arc<Mutex<DemoServer>>, start: Instant, frozen: Arc<AtomicU64>, stop: Arc<AtomicBool>) {
+fn serve_demo(
+    mut sock: TcpStream,
+    demo: Arc<Mutex<DemoServer>>,
+    start: Instant,
+    frozen: Arc<AtomicU64>,
+    stop: Arc<AtomicBool>,
+) {
     let mut inbuf = Vec::new();
     let mut out = Vec::new();
     demo.lock().unwrap().start(&mut out);
@@ -415,7 +421,10 @@ fn view_only_viewers_send_no_input() {
     let mut rw = viewer(&srv, "?token=demo");
     wait_frames(&mut ro_param, 1);
     wait_frames(&mut rw, 1);
-    let flags = |v: &V1| match v.hello { Some(Msg::ServerHello { flags, .. }) => flags, _ => 0xff };
+    let flags = |v: &V1| match v.hello {
+        Some(Msg::ServerHello { flags, .. }) => flags,
+        _ => 0xff,
+    };
     assert_eq!(flags(&ro_param) & 1, 1, "view-only flag in ServerHello");
     assert_eq!(flags(&rw) & 1, 0);
     ro_param.key(true, 'x' as u32).unwrap();
@@ -620,54 +629,54 @@ fn scripted_steps(
                 // the next step; skip SetPixelFormat (20), SetEncodings
                 // (4 + 4n), key (8), pointer (6).
                 for (i, step) in steps.iter().enumerate() {
-                let step = match step {
-                    Step::Reply(b) => b,
-                    Step::Continue(b) => {
+                    let step = match step {
+                        Step::Reply(b) => b,
+                        Step::Continue(b) => {
+                            if let Some(g) = gate.lock().unwrap().as_ref() {
+                                if g.recv().is_err() {
+                                    return;
+                                }
+                            }
+                            let _ = s.write_all(b);
+                            continue;
+                        }
+                    };
+                    if i > 0 {
                         if let Some(g) = gate.lock().unwrap().as_ref() {
                             if g.recv().is_err() {
                                 return;
                             }
                         }
-                        let _ = s.write_all(b);
-                        continue;
                     }
-                };
-                if i > 0 {
-                    if let Some(g) = gate.lock().unwrap().as_ref() {
-                        if g.recv().is_err() {
+                    loop {
+                        if !need(&mut s, &mut got, 1) {
                             return;
                         }
-                    }
-                }
-                loop {
-                    if !need(&mut s, &mut got, 1) {
-                        return;
-                    }
-                    let len = match got[0] {
-                        0 => 20,
-                        2 => {
-                            if !need(&mut s, &mut got, 4) {
-                                return;
+                        let len = match got[0] {
+                            0 => 20,
+                            2 => {
+                                if !need(&mut s, &mut got, 4) {
+                                    return;
+                                }
+                                4 + 4 * u16::from_be_bytes([got[2], got[3]]) as usize
                             }
-                            4 + 4 * u16::from_be_bytes([got[2], got[3]]) as usize
-                        }
-                        3 => {
-                            if !need(&mut s, &mut got, 10) {
-                                return;
+                            3 => {
+                                if !need(&mut s, &mut got, 10) {
+                                    return;
+                                }
+                                got.drain(..10);
+                                break;
                             }
-                            got.drain(..10);
-                            break;
+                            4 => 8,
+                            5 => 6,
+                            _ => return,
+                        };
+                        if !need(&mut s, &mut got, len) {
+                            return;
                         }
-                        4 => 8,
-                        5 => 6,
-                        _ => return,
-                    };
-                    if !need(&mut s, &mut got, len) {
-                        return;
+                        got.drain(..len);
                     }
-                    got.drain(..len);
-                }
-                let _ = s.write_all(step);
+                    let _ = s.write_all(step);
                 }
                 if let Some(d) = &done {
                     let _ = d.send(());
@@ -906,8 +915,9 @@ fn server_side_events_reach_viewers() {
     let mut a = viewer(&srv, "");
     wait_frames(&mut a, 1);
     go.send(()).unwrap();
-    a.wait(T, |v| v.bells == 1 && !v.clipboard.is_empty() && v.cursor.is_some() && v.name == "renamed")
-        .unwrap_or_else(|e| panic!("{e:?}: bells {} clipboard {:?} cursor {:?} name {:?}", a.bells, a.clipboard, a.cursor, a.name));
+    a.wait(T, |v| v.bells == 1 && !v.clipboard.is_empty() && v.cursor.is_some() && v.name == "renamed").unwrap_or_else(
+        |e| panic!("{e:?}: bells {} clipboard {:?} cursor {:?} name {:?}", a.bells, a.clipboard, a.cursor, a.name),
+    );
     assert_eq!(a.clipboard, vec!["café!".to_string()]);
     assert_eq!(a.cursor, Some((1, 1, 2, 2)));
     let mut b = viewer(&srv, "");
@@ -1009,7 +1019,8 @@ fn clipboard_flood_to_a_stuck_viewer_keeps_memory_bounded() {
     }
     let (tx, rx) = std::sync::mpsc::channel();
     let (go, gate) = std::sync::mpsc::channel();
-    let addr = scripted_steps(None, vec![Step::Reply(vec![0, 0, 0, 0]), Step::Reply(flood)], false, Some(gate), Some(tx));
+    let addr =
+        scripted_steps(None, vec![Step::Reply(vec![0, 0, 0, 0]), Step::Reply(flood)], false, Some(gate), Some(tx));
     let srv = common::Spawned::start(&["--target", &addr.to_string()]);
     let mut reader = V1::connect(&srv.url("/ws")).expect("viewer connects");
     wait_frames(&mut reader, 1);
@@ -1227,7 +1238,11 @@ impl Xvnc {
     }
 
     fn target(&self) -> Target {
-        Target { addr: TargetAddr::Tcp(SocketAddr::from(([127, 0, 0, 1], self.port))), password: None, view_only: false }
+        Target {
+            addr: TargetAddr::Tcp(SocketAddr::from(([127, 0, 0, 1], self.port))),
+            password: None,
+            view_only: false,
+        }
     }
 }
 
@@ -1254,8 +1269,7 @@ fn wait_equal_x(v: &mut V1, x: &Xvnc) {
     let deadline = Instant::now() + T;
     loop {
         let screen = x.screen();
-        let same = screen.len() == v.fb.len()
-            && screen.chunks(4).zip(v.fb.chunks(4)).all(|(a, b)| a[..3] == b[..3]);
+        let same = screen.len() == v.fb.len() && screen.chunks(4).zip(v.fb.chunks(4)).all(|(a, b)| a[..3] == b[..3]);
         if same {
             return;
         }
@@ -1263,7 +1277,9 @@ fn wait_equal_x(v: &mut V1, x: &Xvnc) {
             let diff: Vec<usize> = (0..screen.len().min(v.fb.len()) / 4)
                 .filter(|i| screen[i * 4..i * 4 + 3] != v.fb[i * 4..i * 4 + 3])
                 .collect();
-            let first = diff.first().map(|&i| (i % v.width as usize, i / v.width as usize, &screen[i * 4..i * 4 + 4], &v.fb[i * 4..i * 4 + 4]));
+            let first = diff.first().map(|&i| {
+                (i % v.width as usize, i / v.width as usize, &screen[i * 4..i * 4 + 4], &v.fb[i * 4..i * 4 + 4])
+            });
             panic!(
                 "canvas {}x{} never matched the X screen ({} bytes): {} pixels differ, first (x, y, screen, canvas) {first:?}",
                 v.width,

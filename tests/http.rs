@@ -65,8 +65,13 @@ fn upgrade_rules() {
     assert_eq!(status_of(&r), 403, "{r}");
     let mut s = TcpStream::connect(srv.addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    s.write_all(req(&format!("Sec-WebSocket-Version: 13\r\nOrigin: http://{host}\r\nSec-WebSocket-Protocol: binary, base64\r\n")).as_bytes())
-        .unwrap();
+    s.write_all(
+        req(&format!(
+            "Sec-WebSocket-Version: 13\r\nOrigin: http://{host}\r\nSec-WebSocket-Protocol: binary, base64\r\n"
+        ))
+        .as_bytes(),
+    )
+    .unwrap();
     let mut b = [0u8; 1024];
     let n = s.read(&mut b).unwrap();
     let head = String::from_utf8_lossy(&b[..n]);

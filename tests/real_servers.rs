@@ -764,7 +764,6 @@ fn x11vnc_killed_mid_session() {
     check_killed(Server::X11vnc);
 }
 
-
 // ------------------------------------------------ whole gateway (v1 viewer)
 
 /// A minimal browser-protocol v1 viewer (docs/protocol.md): rebuilds the
@@ -879,7 +878,9 @@ impl Viewer {
                     let rgba = f.take(4).to_vec();
                     self.check_rect(x, y, w, h, "Fill");
                     for row in y..y + h {
-                        for px in self.canvas[(row * self.width + x) * 4..(row * self.width + x + w) * 4].chunks_exact_mut(4) {
+                        for px in
+                            self.canvas[(row * self.width + x) * 4..(row * self.width + x + w) * 4].chunks_exact_mut(4)
+                        {
                             px.copy_from_slice(&rgba);
                         }
                     }
@@ -963,7 +964,11 @@ impl Viewer {
                  ({} frames, {} copies):\n{}",
                 self.frames,
                 self.copies,
-                if self.canvas.is_empty() { "no ServerHello".into() } else { diff_report(&self.canvas, self.width, want) }
+                if self.canvas.is_empty() {
+                    "no ServerHello".into()
+                } else {
+                    diff_report(&self.canvas, self.width, want)
+                }
             );
         }
     }

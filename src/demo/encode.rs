@@ -193,7 +193,7 @@ impl Encoder {
                 let raw_size = 1 + tw * th * bpp;
                 let bg = most_common(&self.tile, &mut self.pal);
                 let ncol = self.pal.colours.len(); // capped at 17 by most_common
-                // Collect subrects (colour, x, y, w, h) into a small list.
+                                                   // Collect subrects (colour, x, y, w, h) into a small list.
                 self.covered.clear();
                 self.covered.resize(tw * th, false);
                 self.subs.clear();
@@ -424,11 +424,8 @@ impl Encoder {
             5..=16 => 4,
             _ => 0,
         };
-        let packed = if palette_ok && packed_bits > 0 {
-            n * cpp + (tw * packed_bits).div_ceil(8) * th
-        } else {
-            usize::MAX
-        };
+        let packed =
+            if palette_ok && packed_bits > 0 { n * cpp + (tw * packed_bits).div_ceil(8) * th } else { usize::MAX };
         let prle = if palette_ok { n * cpp + pal_len } else { usize::MAX };
         let best = raw.min(plain).min(packed).min(prle);
         if best == raw {

@@ -57,8 +57,8 @@ use des::cipher::{generic_array::GenericArray, BlockEncrypt, KeyInit};
 use encode::{Encoder, COPY_RECT, DESKTOP_SIZE, HEXTILE, RRE, TIGHT, ZRLE};
 pub use pixfmt::PixelFormat;
 use pixfmt::WireFormat;
-pub use scene::{Rect, CLICK_COLOUR, POINTER_COLOUR, POINTER_PRESSED_COLOUR};
 use scene::{Kind, Layout, Overlay, UNKNOWN};
+pub use scene::{Rect, CLICK_COLOUR, POINTER_COLOUR, POINTER_PRESSED_COLOUR};
 
 /// Largest client message the server accepts whole (a ClientCutText of
 /// [`MAX_CUT_TEXT`] bytes); the host's input buffer must hold this much.
@@ -106,9 +106,14 @@ enum State {
     /// Waiting for the client's 12-byte ProtocolVersion.
     Version,
     /// 3.7/3.8: waiting for the client's choice of security type.
-    SecurityType { minor: u8 },
+    SecurityType {
+        minor: u8,
+    },
     /// Challenge sent; waiting for the 16-byte response.
-    VncAuth { minor: u8, challenge: [u8; 16] },
+    VncAuth {
+        minor: u8,
+        challenge: [u8; 16],
+    },
     /// Waiting for ClientInit (1 byte).
     ClientInit,
     Normal,
@@ -745,7 +750,7 @@ impl DemoServer {
     fn key_down(&mut self, keysym: u32) {
         let ch = match keysym {
             0x20..=0x7e | 0xa0..=0xff => char::from_u32(keysym),
-            0xff0d | 0xff8d => Some('\n'),         // Return, KP_Enter
+            0xff0d | 0xff8d => Some('\n'), // Return, KP_Enter
             0xffb0..=0xffb9 => char::from_u32(keysym - 0xffb0 + u32::from(b'0')), // KP_0..KP_9
             0x0100_0000..=0x0110_ffff => char::from_u32(keysym - 0x0100_0000), // Unicode keysyms
             0xff08 => {

@@ -194,7 +194,8 @@ fn same_session_at_any_chunking(list: &[i32]) {
 
 #[test]
 fn vnc_auth_and_input_round_trip() {
-    let mut lb = Loopback::new(Some(b"12345678"), RfbConfig { password: Some(b"123456789".to_vec()), ..cfg(&[enc::ZRLE]) });
+    let mut lb =
+        Loopback::new(Some(b"12345678"), RfbConfig { password: Some(b"123456789".to_vec()), ..cfg(&[enc::ZRLE]) });
     session(&mut lb, 2);
     assert_eq!(lb.events[0], RfbEvent::Connected { width: 320, height: 200, name: "loopback".into() });
     let mut out = Vec::new();
@@ -362,12 +363,12 @@ fn encoders_round_trip_in_every_pixel_format() {
         blue_shift: shift[2],
     };
     let formats = [
-        pf(32, 24, false, [255; 3], [0, 8, 16]),  // what wsvnc asks for
-        pf(32, 24, false, [255; 3], [16, 8, 0]),  // X servers' native
-        pf(32, 24, true, [255; 3], [16, 8, 0]),   // big-endian
-        pf(16, 16, true, [31, 63, 31], [11, 5, 0]), // RGB565 BE
+        pf(32, 24, false, [255; 3], [0, 8, 16]),     // what wsvnc asks for
+        pf(32, 24, false, [255; 3], [16, 8, 0]),     // X servers' native
+        pf(32, 24, true, [255; 3], [16, 8, 0]),      // big-endian
+        pf(16, 16, true, [31, 63, 31], [11, 5, 0]),  // RGB565 BE
         pf(16, 15, false, [31, 31, 31], [10, 5, 0]), // RGB555 LE
-        pf(8, 8, false, [7, 7, 3], [0, 3, 6]),     // BGR233
+        pf(8, 8, false, [7, 7, 3], [0, 3, 6]),       // BGR233
     ];
     // Content: solid, two colours, five colours, smooth many colours.
     let (w, h) = (37usize, 21usize);

@@ -52,11 +52,7 @@ pub struct OutOfBounds {
 impl std::fmt::Display for OutOfBounds {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let r = self.rect;
-        write!(
-            f,
-            "rectangle {}x{}+{}+{} outside the {}x{} framebuffer",
-            r.w, r.h, r.x, r.y, self.width, self.height
-        )
+        write!(f, "rectangle {}x{}+{}+{} outside the {}x{} framebuffer", r.w, r.h, r.x, r.y, self.width, self.height)
     }
 }
 
@@ -104,13 +100,8 @@ pub struct Framebuffer {
 impl Framebuffer {
     /// A black framebuffer, wholly dirty.
     pub fn new(width: u16, height: u16) -> Self {
-        let mut fb = Framebuffer {
-            width: 0,
-            height: 0,
-            pixels: Vec::new(),
-            dirty: TileSet::new(0, 0),
-            copies: Vec::new(),
-        };
+        let mut fb =
+            Framebuffer { width: 0, height: 0, pixels: Vec::new(), dirty: TileSet::new(0, 0), copies: Vec::new() };
         fb.resize(width, height);
         fb
     }
@@ -186,8 +177,7 @@ impl Framebuffer {
         }
         for (i, y) in (r.y..r.y + r.h).enumerate() {
             let start = self.offset(r.x, y);
-            self.pixels[start..start + row_bytes]
-                .copy_from_slice(&src[i * row_bytes..(i + 1) * row_bytes]);
+            self.pixels[start..start + row_bytes].copy_from_slice(&src[i * row_bytes..(i + 1) * row_bytes]);
         }
         if !r.is_empty() {
             self.dirty.mark(r);
@@ -213,11 +203,8 @@ impl Framebuffer {
             return Ok(());
         }
         let row_bytes = dst.w as usize * 4;
-        let rows: Box<dyn Iterator<Item = u16>> = if dst.y > src_y {
-            Box::new((0..dst.h).rev())
-        } else {
-            Box::new(0..dst.h)
-        };
+        let rows: Box<dyn Iterator<Item = u16>> =
+            if dst.y > src_y { Box::new((0..dst.h).rev()) } else { Box::new(0..dst.h) };
         for i in rows {
             let s = self.offset(src_x, src_y + i);
             let d = self.offset(dst.x, dst.y + i);
@@ -330,7 +317,7 @@ mod tests {
         fb.fill(Rect::new(0, 200, 10, 10), [1, 2, 3, 255]).unwrap();
         fb.copy(Rect::new(0, 100, 20, 20), 0, 195).unwrap(); // source dirty: damage
         fb.copy(Rect::new(100, 150, 5, 5), 0, 0).unwrap(); // source = first copy's dst: logged
-        // Source in the filled square's tile but outside its damage box: logged.
+                                                           // Source in the filled square's tile but outside its damage box: logged.
         fb.copy(Rect::new(200, 20, 5, 5), 20, 200).unwrap();
         fb.take_dirty(&mut seen);
         fb.take_copies(&mut ops);

@@ -242,7 +242,11 @@ impl TileSet {
 /// Calls `f(tile index, part of the rect inside that tile)` for every tile
 /// the clipped rect `[x0, x1) × [y0, y1)` touches, in a grid `cols` tiles
 /// wide, until `f` returns true; returns whether it did.
-fn tile_parts(cols: usize, (x0, y0, x1, y1): (usize, usize, usize, usize), mut f: impl FnMut(usize, TileBox) -> bool) -> bool {
+fn tile_parts(
+    cols: usize,
+    (x0, y0, x1, y1): (usize, usize, usize, usize),
+    mut f: impl FnMut(usize, TileBox) -> bool,
+) -> bool {
     for row in y0 / T..y1.div_ceil(T) {
         let (ty, by0, by1) = (row * T, y0.max(row * T), y1.min(row * T + T));
         for col in x0 / T..x1.div_ceil(T) {

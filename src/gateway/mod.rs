@@ -60,13 +60,7 @@ impl Gateways {
             use encoding::*;
             encodings.extend([EXTENDED_DESKTOP_SIZE, DESKTOP_SIZE, LAST_RECT, CURSOR, DESKTOP_NAME]);
         }
-        Gateways {
-            sessions: Slab::new(),
-            by_key: HashMap::new(),
-            demo: None,
-            encodings,
-            shared: cfg.shared,
-        }
+        Gateways { sessions: Slab::new(), by_key: HashMap::new(), demo: None, encodings, shared: cfg.shared }
     }
 
     pub fn demo_target(&self) -> Option<Target> {
@@ -84,11 +78,8 @@ impl Gateways {
 
     /// Create a session for `key` connecting to `target`.
     pub fn create(&mut self, key: &str, target: &Target) -> usize {
-        let cfg = RfbConfig {
-            shared: self.shared,
-            encodings: self.encodings.clone(),
-            password: target.password.clone(),
-        };
+        let cfg =
+            RfbConfig { shared: self.shared, encodings: self.encodings.clone(), password: target.password.clone() };
         let idx = self.sessions.insert(Session::new(key.to_string(), target.addr.to_string(), cfg));
         self.by_key.insert(key.to_string(), idx);
         idx

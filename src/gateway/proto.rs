@@ -196,10 +196,7 @@ impl<'a> Reader<'a> {
 
 /// Parse every message in one WebSocket message, calling `f` for each.
 /// Stops at the first bad one (nothing after it is delivered).
-pub fn parse_all<'a>(
-    msg: &'a [u8],
-    mut f: impl FnMut(Input<'a>) -> Result<(), BadInput>,
-) -> Result<(), BadInput> {
+pub fn parse_all<'a>(msg: &'a [u8], mut f: impl FnMut(Input<'a>) -> Result<(), BadInput>) -> Result<(), BadInput> {
     if msg.is_empty() {
         return Err(bad(PROTOCOL, "empty message"));
     }

@@ -436,10 +436,9 @@ impl Session {
                     self.after_hello(idx);
                     Ok(())
                 }
-                Input::ClientHello { .. } => Err(BadInput {
-                    code: close::PROTOCOL_ERROR,
-                    reason: "unsupported protocol version",
-                }),
+                Input::ClientHello { .. } => {
+                    Err(BadInput { code: close::PROTOCOL_ERROR, reason: "unsupported protocol version" })
+                }
                 _ => Err(BadInput { code: close::PROTOCOL_ERROR, reason: "ClientHello must come first" }),
             };
         }

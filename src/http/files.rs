@@ -70,11 +70,7 @@ fn key(p: &CleanPath, index: bool) -> String {
 fn embedded(p: &CleanPath) -> Result<Found, u16> {
     let k = key(p, p.trailing_slash);
     if let Some(a) = assets::lookup(&k) {
-        return Ok(Found::File(File {
-            body: Cow::Borrowed(a.body),
-            mime: a.mime,
-            etag: Cow::Borrowed(a.etag),
-        }));
+        return Ok(Found::File(File { body: Cow::Borrowed(a.body), mime: a.mime, etag: Cow::Borrowed(a.etag) }));
     }
     if !p.trailing_slash && assets::lookup(&key(p, true)).is_some() {
         return Ok(Found::Redirect);
@@ -136,9 +132,7 @@ fn from_disk(root: &Path, p: &CleanPath, cap: u64) -> Result<Found, u16> {
     }
     // Read at most cap+1 bytes: the file may have grown since the stat.
     let mut body = Vec::with_capacity(meta.len() as usize);
-    fs::File::open(&real)
-        .and_then(|f| f.take(cap + 1).read_to_end(&mut body))
-        .map_err(|e| io_status(&e))?;
+    fs::File::open(&real).and_then(|f| f.take(cap + 1).read_to_end(&mut body)).map_err(|e| io_status(&e))?;
     if body.len() as u64 > cap {
         return Err(500);
     }

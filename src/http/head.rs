@@ -53,10 +53,7 @@ impl Head {
 
     /// Every field named `name` (case-insensitive), in order.
     pub fn header_all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
-        self.headers
-            .iter()
-            .filter(move |(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        self.headers.iter().filter(move |(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
     }
 
     /// How many fields are named `name`.
@@ -130,8 +127,7 @@ pub fn parse_head(buf: &[u8], limits: &Limits) -> Result<Option<(Head, usize)>, 
     if n > limits.max_head_bytes {
         return Err(431);
     }
-    let (Some(method), Some(target), Some(version_minor)) = (req.method, req.path, req.version)
-    else {
+    let (Some(method), Some(target), Some(version_minor)) = (req.method, req.path, req.version) else {
         return Err(400);
     };
     let headers = req
@@ -142,12 +138,7 @@ pub fn parse_head(buf: &[u8], limits: &Limits) -> Result<Option<(Head, usize)>, 
             (h.name.to_string(), value.trim_matches([' ', '\t']).to_string())
         })
         .collect();
-    let head = Head {
-        method: method.to_string(),
-        target: target.to_string(),
-        version_minor,
-        headers,
-    };
+    let head = Head { method: method.to_string(), target: target.to_string(), version_minor, headers };
     Ok(Some((head, n)))
 }
 
@@ -211,9 +202,7 @@ fn classify_version(buf: &[u8]) -> u16 {
     let mut parts = line.splitn(3, |&b| b == b' ');
     let version = parts.nth(2).unwrap_or(b"");
     match version.strip_prefix(b"HTTP/") {
-        Some(rest) if !rest.is_empty() && rest.iter().all(|b| b.is_ascii_digit() || *b == b'.') => {
-            505
-        }
+        Some(rest) if !rest.is_empty() && rest.iter().all(|b| b.is_ascii_digit() || *b == b'.') => 505,
         _ => 400,
     }
 }

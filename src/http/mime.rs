@@ -41,11 +41,7 @@ pub fn mime_for(path: &str) -> &'static str {
         Some((stem, ext)) if !stem.is_empty() => ext,
         _ => return DEFAULT_MIME,
     };
-    TABLE
-        .iter()
-        .find(|(e, _)| e.eq_ignore_ascii_case(ext))
-        .map(|(_, m)| *m)
-        .unwrap_or(DEFAULT_MIME)
+    TABLE.iter().find(|(e, _)| e.eq_ignore_ascii_case(ext)).map(|(_, m)| *m).unwrap_or(DEFAULT_MIME)
 }
 
 /// True for HTML documents (they get `no-cache` and a Content-Security-Policy).

@@ -188,20 +188,14 @@ pub fn route(head: &Head, site: &Site) -> Action {
             let html = mime::is_html(f.mime);
             // Files from --web DIR are being edited: always revalidate them.
             let cache = if html || site.web_dir.is_some() { "no-cache" } else { "public, max-age=3600" };
-            let not_modified = head
-                .tokens("if-none-match")
-                .any(|t| t == "*" || t.strip_prefix("W/").unwrap_or(t) == f.etag);
+            let not_modified =
+                head.tokens("if-none-match").any(|t| t == "*" || t.strip_prefix("W/").unwrap_or(t) == f.etag);
             let status = if not_modified { 304 } else { 200 };
             let mut b = Builder::new(status);
             if !not_modified {
-                b = b
-                    .header("Content-Type", f.mime)
-                    .header("Content-Length", &f.body.len().to_string());
+                b = b.header("Content-Type", f.mime).header("Content-Length", &f.body.len().to_string());
             }
-            b = b
-                .header("Cache-Control", cache)
-                .header("ETag", &f.etag)
-                .header("X-Content-Type-Options", "nosniff");
+            b = b.header("Cache-Control", cache).header("ETag", &f.etag).header("X-Content-Type-Options", "nosniff");
             if html {
                 b = b.header("Content-Security-Policy", CSP).header("Referrer-Policy", "no-referrer");
             }

@@ -203,8 +203,7 @@ fn parse_complete_heads_at_every_split() {
         assert_eq!(h.method, row.method);
         assert_eq!(h.target, row.target);
         assert_eq!(h.version_minor, row.minor);
-        let want: Vec<(String, String)> =
-            row.headers.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect();
+        let want: Vec<(String, String)> = row.headers.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect();
         assert_eq!(h.headers, want);
     }
 }
@@ -333,12 +332,7 @@ fn header_lookup_and_tokens() {
         "GET",
         "/",
         1,
-        &[
-            ("Host", "a"),
-            ("Connection", "keep-alive, Upgrade"),
-            ("X-Multi", "one"),
-            ("x-multi", "two ,, three"),
-        ],
+        &[("Host", "a"), ("Connection", "keep-alive, Upgrade"), ("X-Multi", "one"), ("x-multi", "two ,, three")],
     );
     assert_eq!(h.header("HOST"), Some("a"));
     assert_eq!(h.header("x-MULTI"), Some("one"));
@@ -393,10 +387,37 @@ fn clean_path_rows() {
         assert_eq!(p.raw, raw);
     }
     let bad = [
-        "", "index.html", "*", "http://evil/x", "/..", "/../etc/passwd", "/.", "/a/./b", "/a/../b",
-        "/%2e%2e/x", "/%2E%2E", "/a/%2E%2E/%2e%2e/x", "/..%2fx", "/%2e%2e%2fx", "//etc/passwd",
-        "//", "/a//b", "/a%2f%2fb", "/a\\..\\b", "/a%5cb", "/%5C", "/%00", "/a%00.html", "/%0d%0a",
-        "/%7f", "/%zz", "/%", "/%4", "/%%30", "/%C0%AE%C0%AE/x", "/%ff",
+        "",
+        "index.html",
+        "*",
+        "http://evil/x",
+        "/..",
+        "/../etc/passwd",
+        "/.",
+        "/a/./b",
+        "/a/../b",
+        "/%2e%2e/x",
+        "/%2E%2E",
+        "/a/%2E%2E/%2e%2e/x",
+        "/..%2fx",
+        "/%2e%2e%2fx",
+        "//etc/passwd",
+        "//",
+        "/a//b",
+        "/a%2f%2fb",
+        "/a\\..\\b",
+        "/a%5cb",
+        "/%5C",
+        "/%00",
+        "/a%00.html",
+        "/%0d%0a",
+        "/%7f",
+        "/%zz",
+        "/%",
+        "/%4",
+        "/%%30",
+        "/%C0%AE%C0%AE/x",
+        "/%ff",
     ];
     for raw in bad {
         assert_eq!(path::clean_path(raw), Err(400), "{raw:?}");
@@ -549,7 +570,11 @@ fn disk_serving() {
     ];
     for &(target, status, ctype, body) in rows {
         let r = route_resp(&get(target), &site);
-        assert_eq!((r.status, r.h("Content-Type"), r.body.as_slice()), (status, Some(ctype), body.as_bytes()), "{target}");
+        assert_eq!(
+            (r.status, r.h("Content-Type"), r.body.as_slice()),
+            (status, Some(ctype), body.as_bytes()),
+            "{target}"
+        );
         assert_eq!(r.h("X-Content-Type-Options"), Some("nosniff"));
         assert_eq!(r.h("Cache-Control"), Some("no-cache"), "{target}: --web DIR always revalidates");
         assert_eq!(r.h("ETag").map(str::to_string), Some(etag::etag_for(body.as_bytes())));
@@ -663,8 +688,7 @@ fn conditional_get() {
     let tag = etag::etag_for(b"export const x = 1;\n");
     let weak = format!("W/{tag}");
     let list = format!("\"nope\", {tag}");
-    let rows: Vec<(&str, u16)> =
-        vec![(&tag, 304), (&weak, 304), (&list, 304), ("*", 304), ("\"nope\"", 200)];
+    let rows: Vec<(&str, u16)> = vec![(&tag, 304), (&weak, 304), (&list, 304), ("*", 304), ("\"nope\"", 200)];
     for (inm, want) in rows {
         let h = head("GET", "/app.js", 1, &[("Host", "h"), ("If-None-Match", inm)]);
         let r = route_resp(&h, &site);
@@ -818,7 +842,11 @@ struct WsRow {
     want: Result<Option<&'static str>, u16>,
 }
 
-const fn row(name: &'static str, set: &'static [(&'static str, &'static str)], want: Result<Option<&'static str>, u16>) -> WsRow {
+const fn row(
+    name: &'static str,
+    set: &'static [(&'static str, &'static str)],
+    want: Result<Option<&'static str>, u16>,
+) -> WsRow {
     WsRow { name, method: "GET", minor: 1, set, protocols: &["binary"], allowed: &[], want }
 }
 
@@ -875,10 +903,7 @@ const WS_ROWS: &[WsRow] = &[
     row("ipv6", &[("Host", "[::1]:6080"), ("Origin", "http://[::1]:6080")], Ok(None)),
     row("ipv6 other port", &[("Host", "[::1]:6080"), ("Origin", "http://[::1]:6081")], Err(403)),
     row("file scheme", &[("Origin", "file://localhost:6080")], Err(403)),
-    WsRow {
-        allowed: &["https://example.com"],
-        ..row("allowed list", &[("Origin", "https://example.com")], Ok(None))
-    },
+    WsRow { allowed: &["https://example.com"], ..row("allowed list", &[("Origin", "https://example.com")], Ok(None)) },
     WsRow {
         allowed: &["https://example.com"],
         ..row("allowed list other port", &[("Origin", "https://example.com:8443")], Err(403))

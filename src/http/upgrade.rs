@@ -98,10 +98,7 @@ pub fn validate(head: &Head, path: &str, query: Option<&str>, site: &Site) -> Re
 /// §4.2.1 item 5: "a base64-encoded value that, when decoded, is 16 bytes in
 /// length". 16 bytes encode to exactly 24 characters ending in "==".
 fn key_is_valid(key: &str) -> bool {
-    key.len() == 24
-        && base64::engine::general_purpose::STANDARD
-            .decode(key)
-            .is_ok_and(|k| k.len() == 16)
+    key.len() == 24 && base64::engine::general_purpose::STANDARD.decode(key).is_ok_and(|k| k.len() == 16)
 }
 
 /// RFC 6455 §10.2 / RFC 6454: a browser always sends `Origin`; a page from

@@ -54,10 +54,7 @@ mod tests {
         assert_eq!(vnc_des_key(b""), [0; 8]);
         // Bytes past the 8th do not matter.
         assert_eq!(vnc_des_key(b"password"), vnc_des_key(b"password-and-more"));
-        assert_eq!(
-            vnc_des_key(b"password"),
-            [0x0e, 0x86, 0xce, 0xce, 0xee, 0xf6, 0x4e, 0x26]
-        );
+        assert_eq!(vnc_des_key(b"password"), [0x0e, 0x86, 0xce, 0xce, 0xee, 0xf6, 0x4e, 0x26]);
     }
 
     #[test]

@@ -110,12 +110,19 @@ pub enum RfbEvent {
     /// ServerInit received and our SetPixelFormat/SetEncodings sent; the
     /// framebuffer has been resized to `width × height`. Nothing is requested
     /// yet: the gateway calls `request_update(false, ..)`.
-    Connected { width: u16, height: u16, name: String },
+    Connected {
+        width: u16,
+        height: u16,
+        name: String,
+    },
     /// Framebuffer size changed (DesktopSize/ExtendedDesktopSize); fb already
     /// resized, which cleared it. Only sent on an actual size change, so
     /// answering it with a non-incremental request cannot loop (rfbproto
     /// §7.8.2 warns about that loop).
-    Resized { width: u16, height: u16 },
+    Resized {
+        width: u16,
+        height: u16,
+    },
     /// ExtendedDesktopSize seen (first time only): the server accepts
     /// SetDesktopSize.
     ResizeSupported,
@@ -123,7 +130,11 @@ pub enum RfbEvent {
     /// and a non-zero status, rfbproto §7.8.2); the size is unchanged.
     ResizeRefused(String),
     /// A CopyRect rectangle was applied (lets the gateway forward a copy).
-    Copied { dst: Rect, src_x: u16, src_y: u16 },
+    Copied {
+        dst: Rect,
+        src_x: u16,
+        src_y: u16,
+    },
     /// One FramebufferUpdate fully applied.
     UpdateDone,
     Bell,
@@ -131,7 +142,13 @@ pub enum RfbEvent {
     ServerCutText(String),
     /// Cursor pseudo-encoding: RGBA image (alpha 255 where the bitmask is
     /// set, else 0). `width`/`height` 0 means "no cursor" (empty `rgba`).
-    Cursor { hot_x: u16, hot_y: u16, width: u16, height: u16, rgba: Vec<u8> },
+    Cursor {
+        hot_x: u16,
+        hot_y: u16,
+        width: u16,
+        height: u16,
+        rgba: Vec<u8>,
+    },
     DesktopName(String),
 }
 
@@ -319,10 +336,7 @@ impl RfbClient {
             events: VecDeque::new(),
             scratch: Vec::new(),
             decoders,
-            px: PixelContext {
-                format: PixelFormat::wanted(),
-                colour_map: Box::new([[0, 0, 0, 255]; 256]),
-            },
+            px: PixelContext { format: PixelFormat::wanted(), colour_map: Box::new([[0, 0, 0, 255]; 256]) },
             server_format: None,
             rects_left: 0,
             rect: Rect::default(),
@@ -342,12 +356,7 @@ impl RfbClient {
     /// on the next call). Replies go to `out`; events are queued for
     /// `poll_event` (drain them after every call). Resumable at any split.
     /// After an error every later call returns the same error.
-    pub fn handle_input(
-        &mut self,
-        input: &[u8],
-        fb: &mut Framebuffer,
-        out: &mut Vec<u8>,
-    ) -> Result<usize, RfbError> {
+    pub fn handle_input(&mut self, input: &[u8], fb: &mut Framebuffer, out: &mut Vec<u8>) -> Result<usize, RfbError> {
         if let State::Failed(e) = &self.state {
             return Err(e.clone());
         }
@@ -434,12 +443,7 @@ impl RfbClient {
     /// Returns false, sending nothing, unless the server showed support with
     /// ExtendedDesktopSize, or if `w`/`h` is 0 or over the size limit.
     pub fn set_desktop_size(&mut self, w: u16, h: u16, out: &mut Vec<u8>) -> bool {
-        if !self.normal
-            || !self.resize_supported
-            || w == 0
-            || h == 0
-            || w as usize * h as usize > MAX_FB_PIXELS
-        {
+        if !self.normal || !self.resize_supported || w == 0 || h == 0 || w as usize * h as usize > MAX_FB_PIXELS {
             return false;
         }
         let s = self.screens.first().copied().unwrap_or(Screen { id: 0, flags: 0 });
@@ -467,9 +471,7 @@ impl RfbClient {
             State::SecurityResult | State::LenPrefixed { then: Then::AuthFailedReason, .. } => {
                 RfbError::AuthFailed(self.default_auth_failure(1))
             }
-            State::Collect { then: Then::AuthFailedReason, .. } => {
-                RfbError::AuthFailed(self.default_auth_failure(1))
-            }
+            State::Collect { then: Then::AuthFailedReason, .. } => RfbError::AuthFailed(self.default_auth_failure(1)),
             State::Idle => RfbError::Closed(String::new()),
             _ if self.normal => RfbError::Closed(" in the middle of a message".into()),
             _ => RfbError::Closed(" during the handshake".into()),
@@ -493,12 +495,7 @@ impl RfbClient {
 
     /// One unit of work. `Ok(Some(n))`: progress, `n` bytes used (0 only
     /// together with a state change); `Ok(None)`: need more bytes.
-    fn step(
-        &mut self,
-        input: &[u8],
-        fb: &mut Framebuffer,
-        out: &mut Vec<u8>,
-    ) -> Result<Option<usize>, RfbError> {
+    fn step(&mut self, input: &[u8], fb: &mut Framebuffer, out: &mut Vec<u8>) -> Result<Option<usize>, RfbError> {
         match self.state.clone() {
             State::Version => {
                 let Some(b) = input.get(..12) else { return Ok(None) };
@@ -509,11 +506,7 @@ impl RfbClient {
                     Version::V3_7 => b"RFB 003.007\n",
                     Version::V3_8 => b"RFB 003.008\n",
                 });
-                self.set_state(if v == Version::V3_3 {
-                    State::SecurityType33
-                } else {
-                    State::SecurityTypes
-                });
+                self.set_state(if v == Version::V3_3 { State::SecurityType33 } else { State::SecurityTypes });
                 Ok(Some(12))
             }
             State::SecurityTypes => {
@@ -675,10 +668,7 @@ impl RfbClient {
                 };
                 if n > input.len() {
                     // A decoder bug, not the server's fault; never index past the input.
-                    return Err(proto(format!(
-                        "decoder for encoding {enc} claimed {n} of {} bytes",
-                        input.len()
-                    )));
+                    return Err(proto(format!("decoder for encoding {enc} claimed {n} of {} bytes", input.len())));
                 }
                 if done {
                     self.end_rect();
@@ -730,11 +720,7 @@ impl RfbClient {
             Then::RefusedReason => Err(RfbError::Refused(text(data))),
             Then::AuthFailedReason => {
                 let reason = text(data);
-                Err(RfbError::AuthFailed(if reason.is_empty() {
-                    self.default_auth_failure(1)
-                } else {
-                    reason
-                }))
+                Err(RfbError::AuthFailed(if reason.is_empty() { self.default_auth_failure(1) } else { reason }))
             }
             Then::ServerName { width, height } => {
                 self.name = text(data);
@@ -769,13 +755,7 @@ impl RfbClient {
             Then::Cursor => {
                 let r = self.rect;
                 let rgba = cursor_rgba(&self.px, r.w, r.h, data);
-                self.events.push_back(RfbEvent::Cursor {
-                    hot_x: r.x,
-                    hot_y: r.y,
-                    width: r.w,
-                    height: r.h,
-                    rgba,
-                });
+                self.events.push_back(RfbEvent::Cursor { hot_x: r.x, hot_y: r.y, width: r.w, height: r.h, rgba });
                 self.end_rect();
                 Ok(())
             }
@@ -883,15 +863,12 @@ impl RfbClient {
                 self.end_rect();
             }
             encoding::EXTENDED_DESKTOP_SIZE => self.set_state(State::RectFixed(Fixed::ScreenCount)),
-            encoding::DESKTOP_NAME => self.set_state(State::LenPrefixed {
-                max: MAX_NAME_LEN,
-                what: "DesktopName",
-                then: Then::DesktopName,
-            }),
+            encoding::DESKTOP_NAME => {
+                self.set_state(State::LenPrefixed { max: MAX_NAME_LEN, what: "DesktopName", then: Then::DesktopName })
+            }
             encoding::CURSOR => {
                 // rfbproto §7.8.1: w*h pixels, then ((w+7)/8)*h bitmask bytes.
-                let size = r.area() * self.px.format.bytes_per_pixel()
-                    + (r.w as usize).div_ceil(8) * r.h as usize;
+                let size = r.area() * self.px.format.bytes_per_pixel() + (r.w as usize).div_ceil(8) * r.h as usize;
                 if r.w > MAX_CURSOR_DIM || r.h > MAX_CURSOR_DIM {
                     log::warn!("RFB: skipping {}x{} cursor (limit {MAX_CURSOR_DIM})", r.w, r.h);
                     self.set_state(State::Skip { left: size });
@@ -956,12 +933,7 @@ impl RfbClient {
 /// support that is not above the server's (3.5 and other odd minors → 3.3,
 /// Apple's 3.889 → 3.8; a major above 3 → 3.8).
 fn parse_version(b: &[u8]) -> Result<Version, RfbError> {
-    let bad = || {
-        proto(format!(
-            "not an RFB server: expected \"RFB xxx.yyy\\n\", got {:?}",
-            String::from_utf8_lossy(b)
-        ))
-    };
+    let bad = || proto(format!("not an RFB server: expected \"RFB xxx.yyy\\n\", got {:?}", String::from_utf8_lossy(b)));
     if &b[..4] != b"RFB " || b[7] != b'.' || b[11] != b'\n' {
         return Err(bad());
     }
@@ -979,9 +951,7 @@ fn parse_version(b: &[u8]) -> Result<Version, RfbError> {
 
 fn check_size(w: u16, h: u16, what: &str) -> Result<(), RfbError> {
     if w as usize * h as usize > MAX_FB_PIXELS {
-        return Err(proto(format!(
-            "{what} framebuffer size {w}x{h} exceeds the limit of {MAX_FB_PIXELS} pixels"
-        )));
+        return Err(proto(format!("{what} framebuffer size {w}x{h} exceeds the limit of {MAX_FB_PIXELS} pixels")));
     }
     Ok(())
 }

@@ -54,12 +54,7 @@ impl PixelFormat {
 
     /// Append the 16-byte wire form.
     pub fn write(&self, out: &mut Vec<u8>) {
-        out.extend_from_slice(&[
-            self.bits_per_pixel,
-            self.depth,
-            self.big_endian as u8,
-            self.true_colour as u8,
-        ]);
+        out.extend_from_slice(&[self.bits_per_pixel, self.depth, self.big_endian as u8, self.true_colour as u8]);
         out.extend_from_slice(&self.red_max.to_be_bytes());
         out.extend_from_slice(&self.green_max.to_be_bytes());
         out.extend_from_slice(&self.blue_max.to_be_bytes());
@@ -479,8 +474,14 @@ mod tests {
         assert_eq!(PixelReader::cpixel(&hibe, &m).rgba(&[3, 2, 1]), [1, 2, 3, 255]);
         // 10-bit components (depth 30) → no CPIXEL packing.
         let deep = PixelFormat {
-            depth: 30, red_max: 1023, green_max: 1023, blue_max: 1023,
-            red_shift: 20, green_shift: 10, blue_shift: 0, ..PixelFormat::wanted()
+            depth: 30,
+            red_max: 1023,
+            green_max: 1023,
+            blue_max: 1023,
+            red_shift: 20,
+            green_shift: 10,
+            blue_shift: 0,
+            ..PixelFormat::wanted()
         };
         assert_eq!(deep.cpixel_layout(), None);
         assert_eq!(deep.bytes_per_cpixel(), 4);

@@ -51,7 +51,10 @@ pub(crate) enum App {
 
 pub(crate) enum State {
     Http,
-    Ws { ws: Box<WsSession>, app: App },
+    Ws {
+        ws: Box<WsSession>,
+        app: App,
+    },
     /// Send what is buffered, then close.
     Draining,
 }
@@ -769,7 +772,8 @@ impl Server {
             let in_flight = splice.is_some();
 
             // Flush both directions (a frame still in its pipe goes first).
-            let flushed = if in_flight { Ok(0) } else { flush(&mut c.sock, &mut c.outbuf, &mut c.ready.writable, pool) };
+            let flushed =
+                if in_flight { Ok(0) } else { flush(&mut c.sock, &mut c.outbuf, &mut c.ready.writable, pool) };
             match flushed {
                 Ok(n) => {
                     c.bytes_out += n as u64;

@@ -165,7 +165,8 @@ impl Server {
         let sidx = self.gw.create(session_key, target);
         let entry = self.conns.vacant_entry();
         let ckey = entry.key();
-        if let Err(e) = self.poll.registry().register(&mut stream, Token(ckey), Interest::READABLE | Interest::WRITABLE) {
+        if let Err(e) = self.poll.registry().register(&mut stream, Token(ckey), Interest::READABLE | Interest::WRITABLE)
+        {
             self.gw.remove(sidx);
             return Err(format!("cannot register VNC connection: {e}"));
         }
@@ -215,7 +216,10 @@ impl Server {
                                     }
                                 }
                                 Some(Event::Text(_)) => {
-                                    fail = Some((close::UNSUPPORTED_DATA, "text messages are not part of the protocol".into()))
+                                    fail = Some((
+                                        close::UNSUPPORTED_DATA,
+                                        "text messages are not part of the protocol".into(),
+                                    ))
                                 }
                                 Some(Event::Close { code, reason }) => {
                                     c.close_code.get_or_insert(code);
@@ -481,7 +485,12 @@ impl Server {
                     let _ = sock.set_nodelay(true);
                     let entry = self.conns.vacant_entry();
                     let key = entry.key();
-                    if self.poll.registry().register(&mut sock, Token(key), Interest::READABLE | Interest::WRITABLE).is_err() {
+                    if self
+                        .poll
+                        .registry()
+                        .register(&mut sock, Token(key), Interest::READABLE | Interest::WRITABLE)
+                        .is_err()
+                    {
                         continue;
                     }
                     let now_ms = ms_since(self.epoch, Instant::now());

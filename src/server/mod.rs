@@ -163,8 +163,9 @@ impl Server {
         poll.registry().register(&mut listener, LISTENER, Interest::READABLE)?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
         let tokens = match &cfg.token_file {
-            Some(path) => TokenTable::load(path)
-                .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?,
+            Some(path) => {
+                TokenTable::load(path).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?
+            }
             None => TokenTable::default(),
         };
         let mut protocols = vec!["binary"];
@@ -378,9 +379,7 @@ impl Server {
         }
         let entry = self.conns.vacant_entry();
         let key = entry.key();
-        if let Err(e) =
-            self.poll.registry().register(&mut sock, Token(key), Interest::READABLE | Interest::WRITABLE)
-        {
+        if let Err(e) = self.poll.registry().register(&mut sock, Token(key), Interest::READABLE | Interest::WRITABLE) {
             warn!("{peer}: register failed: {e}");
             return;
         }
@@ -441,12 +440,8 @@ impl Server {
     /// Periodic housekeeping: token file reload, idle timeouts, heartbeats.
     fn sweep(&mut self, now: Instant) {
         self.reload_tokens_if_changed();
-        let keys: Vec<usize> = self
-            .conns
-            .iter()
-            .filter(|(_, c)| matches!(c, Conn::Client(_)))
-            .map(|(k, _)| k)
-            .collect();
+        let keys: Vec<usize> =
+            self.conns.iter().filter(|(_, c)| matches!(c, Conn::Client(_))).map(|(k, _)| k).collect();
         for key in keys {
             self.client_sweep(key, now);
         }
@@ -473,10 +468,7 @@ impl Server {
     }
 
     /// The target for a request: `?token=` from the token file, else `--target`.
-    pub(crate) fn lookup_target(
-        &self,
-        token: Option<&str>,
-    ) -> Result<crate::config::Target, String> {
+    pub(crate) fn lookup_target(&self, token: Option<&str>) -> Result<crate::config::Target, String> {
         match token {
             Some(t) => match self.tokens.entries.get(t) {
                 Some(target) => Ok(target.clone()),
@@ -488,7 +480,9 @@ impl Server {
             None => match (&self.cfg.target, self.gw.demo_target()) {
                 (Some(t), _) => Ok(t.clone()),
                 (None, Some(t)) => Ok(t),
-                (None, None) => Err("no target configured: use ?token= (token file) or start wsvnc with --target".into()),
+                (None, None) => {
+                    Err("no target configured: use ?token= (token file) or start wsvnc with --target".into())
+                }
             },
         }
     }

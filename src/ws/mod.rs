@@ -85,6 +85,8 @@ pub enum Event<'a> {
     Pong(&'a [u8]),
     /// The peer sent Close; our reply Close is already in `out` (unless we
     /// had sent one first). `code` is 1005 when the frame had no status.
-    Close { code: u16, reason: &'a str },
+    Close {
+        code: u16,
+        reason: &'a str,
+    },
 }
-

@@ -24,7 +24,7 @@
 //! Output: frames are appended to the caller's `out`. The caller owns and
 //! bounds it (backpressure lives in `server`).
 
-use super::deflate::{grow_capped, Compressor, DeflateParams, Decompressor};
+use super::deflate::{grow_capped, Compressor, Decompressor, DeflateParams};
 use super::frame::{self, FrameHeader, OP_BINARY, OP_CLOSE, OP_CONTINUATION, OP_PING, OP_PONG, OP_TEXT};
 use super::mask::apply_mask;
 use super::utf8::Utf8Validator;
@@ -134,7 +134,11 @@ impl WsSession {
     /// replies (pong for ping, close echo) are appended to `out`. On `Err` the
     /// caller calls `send_close(err.code, err.reason, out)` and stops reading.
     /// After a Close was received, input is discarded and no event follows.
-    pub fn read<'a>(&'a mut self, input: &'a mut [u8], out: &mut Vec<u8>) -> Result<(usize, Option<Event<'a>>), WsError> {
+    pub fn read<'a>(
+        &'a mut self,
+        input: &'a mut [u8],
+        out: &mut Vec<u8>,
+    ) -> Result<(usize, Option<Event<'a>>), WsError> {
         if self.close_received {
             return Ok((input.len(), None));
         }
@@ -231,7 +235,12 @@ impl WsSession {
     }
 
     /// Consume what is present of a data frame's payload from `input[pos..]`.
-    fn payload<'a>(&'a mut self, mut frame: DataFrame, mut pos: usize, input: &'a mut [u8]) -> Result<(usize, Option<Event<'a>>), WsError> {
+    fn payload<'a>(
+        &'a mut self,
+        mut frame: DataFrame,
+        mut pos: usize,
+        input: &'a mut [u8],
+    ) -> Result<(usize, Option<Event<'a>>), WsError> {
         let Some(msg) = self.msg else {
             return Err(proto("payload without message"));
         };
@@ -310,7 +319,14 @@ impl WsSession {
     }
 
     /// A whole control frame (§5.5) is needed before anything is consumed.
-    fn control<'a>(&'a mut self, h: FrameHeader, hlen: usize, key: [u8; 4], input: &'a mut [u8], out: &mut Vec<u8>) -> Result<(usize, Option<Event<'a>>), WsError> {
+    fn control<'a>(
+        &'a mut self,
+        h: FrameHeader,
+        hlen: usize,
+        key: [u8; 4],
+        input: &'a mut [u8],
+        out: &mut Vec<u8>,
+    ) -> Result<(usize, Option<Event<'a>>), WsError> {
         // §5.5: "All control frames MUST have a payload length of 125 bytes
         // or less and MUST NOT be fragmented."
         if !h.fin {
@@ -422,7 +438,8 @@ fn parse_close(payload: &[u8]) -> Result<(u16, &str), WsError> {
             if !close::is_valid_received(code) {
                 return Err(proto("invalid close code"));
             }
-            let reason = std::str::from_utf8(reason).map_err(|_| WsError { code: close::INVALID_PAYLOAD, reason: "invalid UTF-8 in close reason" })?;
+            let reason = std::str::from_utf8(reason)
+                .map_err(|_| WsError { code: close::INVALID_PAYLOAD, reason: "invalid UTF-8 in close reason" })?;
             Ok((code, reason))
         }
     }
@@ -892,14 +909,25 @@ mod tests {
 
     #[test]
     fn deflate_round_trip_through_sessions() {
-        for offer in ["permessage-deflate", "permessage-deflate; server_no_context_takeover; client_no_context_takeover", "permessage-deflate; server_max_window_bits=9", "permessage-deflate; server_max_window_bits=8"] {
+        for offer in [
+            "permessage-deflate",
+            "permessage-deflate; server_no_context_takeover; client_no_context_takeover",
+            "permessage-deflate; server_max_window_bits=9",
+            "permessage-deflate; server_max_window_bits=8",
+        ] {
             let (p, _) = negotiate(offer).unwrap();
             let mut server = WsSession::new(limits(1 << 20), Delivery::Whole, Some(p));
             // client → server: compress as the client, mask, feed.
             // The client honours client_no_context_takeover if we agreed it.
-            let cp = DeflateParams { server_no_context_takeover: p.client_no_context_takeover, ..DeflateParams::default() };
+            let cp =
+                DeflateParams { server_no_context_takeover: p.client_no_context_takeover, ..DeflateParams::default() };
             let mut client_comp = Compressor::new(&cp).unwrap();
-            let texts = ["Hello, world! Hello, world! Hello, world!", "Hello, world! again and again", "short", "κόσμε κόσμε κόσμε κόσμε κόσμε"];
+            let texts = [
+                "Hello, world! Hello, world! Hello, world!",
+                "Hello, world! again and again",
+                "short",
+                "κόσμε κόσμε κόσμε κόσμε κόσμε",
+            ];
             let mut wire = Vec::new();
             for t in texts {
                 wire.extend(cframe(0xc1, client_comp.compress(t.as_bytes())));

@@ -113,13 +113,13 @@ mod tests {
     fn fails_fast_on_invalid_prefix() {
         // Each is rejected at its last byte, whatever follows.
         let cases: &[&[u8]] = &[
-            &[0xf4, 0x90],       // > U+10FFFF
-            &[0xed, 0xa0],       // surrogate
-            &[0xe0, 0x80],       // overlong 3-byte
-            &[0xf0, 0x80],       // overlong 4-byte
-            &[0xc0],             // never valid
+            &[0xf4, 0x90], // > U+10FFFF
+            &[0xed, 0xa0], // surrogate
+            &[0xe0, 0x80], // overlong 3-byte
+            &[0xf0, 0x80], // overlong 4-byte
+            &[0xc0],       // never valid
             &[0xff],
-            &[0x80],             // lone continuation
+            &[0x80], // lone continuation
             &[0xce, 0xba, 0xe1, 0xbd, 0xb9, 0xcf, 0x83, 0xce, 0xbc, 0xce, 0xb5, 0xf4, 0x90],
         ];
         for c in cases {

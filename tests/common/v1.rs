@@ -377,7 +377,8 @@ impl Canvas {
                     self.check(x, y, w, h)?;
                     self.check(sx, sy, w, h)?;
                     let stride = self.width as usize * 4;
-                    let rows: Vec<usize> = if y > sy { (0..h as usize).rev().collect() } else { (0..h as usize).collect() };
+                    let rows: Vec<usize> =
+                        if y > sy { (0..h as usize).rev().collect() } else { (0..h as usize).collect() };
                     for i in rows {
                         let s = (sy as usize + i) * stride + sx as usize * 4;
                         let d = (y as usize + i) * stride + x as usize * 4;
@@ -406,7 +407,8 @@ impl Canvas {
                     Msg::EndFrame(id)
                 }
                 t::CURSOR => {
-                    let (hx, hy, w, h) = (rd_u16(b, &mut p)?, rd_u16(b, &mut p)?, rd_u16(b, &mut p)?, rd_u16(b, &mut p)?);
+                    let (hx, hy, w, h) =
+                        (rd_u16(b, &mut p)?, rd_u16(b, &mut p)?, rd_u16(b, &mut p)?, rd_u16(b, &mut p)?);
                     rd_bytes(b, &mut p, w as usize * h as usize * 4)?;
                     self.cursor = Some((hx, hy, w, h));
                     Msg::Cursor { hot_x: hx, hot_y: hy, w, h }

@@ -105,10 +105,7 @@ impl Proc {
     /// Start `cmd` in a new process group with stdout+stderr to `log`.
     pub fn spawn(name: &str, mut cmd: Command, log: &Path) -> Proc {
         let f = std::fs::File::create(log).expect("create log file");
-        cmd.stdin(Stdio::null())
-            .stdout(f.try_clone().expect("dup log"))
-            .stderr(f)
-            .process_group(0);
+        cmd.stdin(Stdio::null()).stdout(f.try_clone().expect("dup log")).stderr(f).process_group(0);
         // SAFETY: prctl is async-signal-safe; no allocation between fork and exec.
         unsafe {
             cmd.pre_exec(|| {
@@ -171,12 +168,7 @@ impl Drop for Proc {
 /// Run a short-lived command to completion; panics with its output on failure.
 pub fn run(cmd: &mut Command) -> Vec<u8> {
     let out = cmd.stdin(Stdio::null()).output().unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed ({}): {}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{cmd:?} failed ({}): {}", out.status, String::from_utf8_lossy(&out.stderr));
     out.stdout
 }
 
@@ -234,11 +226,8 @@ impl Desktop {
         for port in [slot.vnc_port(), slot.aux_port()] {
             assert!(!listening(port), "127.0.0.1:{port} is taken by a process these tests did not start");
         }
-        let dir = std::env::temp_dir().join(format!(
-            "wsvnc-real-{}-{}-{tag}",
-            std::process::id(),
-            slot.display_number()
-        ));
+        let dir =
+            std::env::temp_dir().join(format!("wsvnc-real-{}-{}-{tag}", std::process::id(), slot.display_number()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("create temp dir");
         Desktop { slot, dir, clients: Vec::new(), servers: Vec::new(), size: (WIDTH, HEIGHT).into() }
@@ -280,9 +269,7 @@ impl Desktop {
         let x11vnc = require("x11vnc", "x11vnc");
         let mut d = Desktop::new("x11vnc");
         let mut cmd = Command::new(xvfb);
-        cmd.arg(d.slot.display())
-            .args(["-screen", "0", &format!("{WIDTH}x{HEIGHT}x24")])
-            .args(["-nolisten", "tcp"]);
+        cmd.arg(d.slot.display()).args(["-screen", "0", &format!("{WIDTH}x{HEIGHT}x24")]).args(["-nolisten", "tcp"]);
         let log = d.dir.join("Xvfb.log");
         d.servers.push(Proc::spawn("Xvfb", cmd, &log));
         let n = d.slot.display_number();

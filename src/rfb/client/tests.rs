@@ -249,9 +249,8 @@ fn refusals_carry_the_reason() {
 /// `openssl enc -des-ecb -provider legacy -provider default
 ///  -K 0e86ceceeef64e26 -nopad` (the key is "password" with each byte's
 /// bits reversed).
-const VECTOR_RESPONSE: [u8; 16] = [
-    0x56, 0x45, 0xab, 0xeb, 0x5f, 0x1e, 0x64, 0x75, 0xe8, 0xfe, 0xb1, 0x1b, 0xeb, 0x66, 0xea, 0x19,
-];
+const VECTOR_RESPONSE: [u8; 16] =
+    [0x56, 0x45, 0xab, 0xeb, 0x5f, 0x1e, 0x64, 0x75, 0xe8, 0xfe, 0xb1, 0x1b, 0xeb, 0x66, 0xea, 0x19];
 
 #[test]
 fn vnc_auth_known_vector_all_versions() {
@@ -468,13 +467,7 @@ fn every_message_and_rectangle_kind_at_every_chunking() {
         [
             connected(32, 24, "sink"),
             RfbEvent::Copied { dst: Rect::new(8, 8, 2, 2), src_x: 0, src_y: 0 },
-            RfbEvent::Cursor {
-                hot_x: 1,
-                hot_y: 0,
-                width: 2,
-                height: 1,
-                rgba: vec![255, 0, 0, 255, 0, 0, 255, 0],
-            },
+            RfbEvent::Cursor { hot_x: 1, hot_y: 0, width: 2, height: 1, rgba: vec![255, 0, 0, 255, 0, 0, 255, 0] },
             RfbEvent::DesktopName("renam".into()),
             RfbEvent::ResizeSupported,
             RfbEvent::UpdateDone,
@@ -708,7 +701,8 @@ fn colour_map_format_converts_through_the_map() {
 fn whole_session_with_the_demo_server() {
     use crate::demo::tests::Loopback;
     // VNC auth with the demo's password, every encoding both sides know.
-    let mut lb = Loopback::new(Some(b"sesame"), RfbConfig { password: Some(b"sesame".to_vec()), ..RfbConfig::default() });
+    let mut lb =
+        Loopback::new(Some(b"sesame"), RfbConfig { password: Some(b"sesame".to_vec()), ..RfbConfig::default() });
     lb.connect().unwrap();
     assert_eq!(lb.events[0], connected(320, 200, "loopback"));
     for frame in 0..6 {
@@ -732,7 +726,8 @@ fn whole_session_with_the_demo_server() {
 #[test]
 fn wrong_password_against_the_demo() {
     use crate::demo::tests::Loopback;
-    let mut lb = Loopback::new(Some(b"sesame"), RfbConfig { password: Some(b"sesame!".to_vec()), ..RfbConfig::default() });
+    let mut lb =
+        Loopback::new(Some(b"sesame"), RfbConfig { password: Some(b"sesame!".to_vec()), ..RfbConfig::default() });
     // "sesame!" differs from "sesame" within the first 8 bytes.
     assert_eq!(lb.connect(), Err(RfbError::AuthFailed("authentication failed".into())));
 }

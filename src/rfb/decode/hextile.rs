@@ -84,12 +84,7 @@ impl Decoder for Hextile {
         self.fg = [0, 0, 0, 255];
     }
 
-    fn decode(
-        &mut self,
-        input: &[u8],
-        px: &PixelContext,
-        fb: &mut Framebuffer,
-    ) -> Result<Step, DecodeError> {
+    fn decode(&mut self, input: &[u8], px: &PixelContext, fb: &mut Framebuffer) -> Result<Step, DecodeError> {
         let rd = PixelReader::new(&px.format, &px.colour_map);
         let bpp = rd.bytes();
         let mut used = 0;
@@ -110,21 +105,13 @@ impl Decoder for Hextile {
 
 impl Hextile {
     /// Draw one tile from its complete bytes `b`.
-    fn tile_body(
-        &mut self,
-        b: &[u8],
-        t: Rect,
-        rd: &PixelReader,
-        fb: &mut Framebuffer,
-    ) -> Result<(), DecodeError> {
+    fn tile_body(&mut self, b: &[u8], t: Rect, rd: &PixelReader, fb: &mut Framebuffer) -> Result<(), DecodeError> {
         let bpp = rd.bytes();
         let mask = b[0];
         if mask & RAW != 0 {
             let row = t.w as usize * bpp;
             for (i, src) in b[1..].chunks_exact(row).enumerate() {
-                let dst = fb
-                    .row_mut(t.x, t.y + i as u16, t.w)
-                    .map_err(|e| super::oob(ENC, e))?;
+                let dst = fb.row_mut(t.x, t.y + i as u16, t.w).map_err(|e| super::oob(ENC, e))?;
                 rd.row(src, dst);
             }
             fb.mark_dirty(t);
@@ -157,10 +144,7 @@ impl Hextile {
             if x + w > t.w || y + h > t.h {
                 return Err(DecodeError {
                     encoding: ENC,
-                    reason: format!(
-                        "subrectangle {w}x{h}+{x}+{y} outside the {}x{} tile",
-                        t.w, t.h
-                    ),
+                    reason: format!("subrectangle {w}x{h}+{x}+{y} outside the {}x{} tile", t.w, t.h),
                 });
             }
             fill(fb, Rect::new(t.x + x, t.y + y, w, h), self.fg, ENC)?;
@@ -224,7 +208,7 @@ mod tests {
         assert_eq!(rgb(&fb, 20, 16), c);
         assert_eq!(rgb(&fb, 19, 16), a);
         assert_eq!(rgb(&fb, 21, 1), [0, 0, 0]); // outside the rect
-        // tile 2 at (1,17), raw
+                                                // tile 2 at (1,17), raw
         assert_eq!(rgb(&fb, 1, 17), [0, 1, 2]);
         assert_eq!(rgb(&fb, 16, 17), [15, 1, 2]);
         assert_eq!(rgb(&fb, 1, 18), [16, 1, 2]);

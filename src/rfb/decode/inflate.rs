@@ -60,12 +60,7 @@ impl InflateBuf {
 
     /// Inflate `input` through `z` into at most `limit` more bytes of
     /// buffer. Returns (input bytes used, bytes produced).
-    fn fill(
-        &mut self,
-        z: &mut Decompress,
-        input: &[u8],
-        limit: usize,
-    ) -> Result<(usize, usize), String> {
+    fn fill(&mut self, z: &mut Decompress, input: &[u8], limit: usize) -> Result<(usize, usize), String> {
         self.reserve_unit(0);
         if self.start > 0 {
             self.buf.copy_within(self.start..self.end, 0);
@@ -146,7 +141,7 @@ pub(crate) fn pump(
                 Err(err("a unit does not fit the inflate buffer".into()))
             } else {
                 Err(err("zlib stream stalled".into()))
-            }
+            };
         }
     }
 }

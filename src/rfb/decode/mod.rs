@@ -59,12 +59,7 @@ pub trait Decoder {
     /// Begin a new rectangle (already checked to be inside the framebuffer).
     fn start(&mut self, rect: Rect);
     /// Decode as much of the current rectangle as `input` allows.
-    fn decode(
-        &mut self,
-        input: &[u8],
-        px: &PixelContext,
-        fb: &mut Framebuffer,
-    ) -> Result<Step, DecodeError>;
+    fn decode(&mut self, input: &[u8], px: &PixelContext, fb: &mut Framebuffer) -> Result<Step, DecodeError>;
 }
 
 mod hextile;
@@ -106,14 +101,7 @@ impl PixelContext {
 /// * RRE (2): only good for flat areas; kept for old servers.
 /// * Raw (0): always allowed by the protocol anyway.
 pub fn supported() -> &'static [i32] {
-    &[
-        encoding::TIGHT,
-        encoding::ZRLE,
-        encoding::HEXTILE,
-        encoding::ZLIB,
-        encoding::RRE,
-        encoding::RAW,
-    ]
+    &[encoding::TIGHT, encoding::ZRLE, encoding::HEXTILE, encoding::ZLIB, encoding::RRE, encoding::RAW]
 }
 
 /// One decoder per implemented encoding, for one RFB connection: the zlib
@@ -236,9 +224,7 @@ pub(crate) mod testutil {
                 let consumed = (self.0.total_in() - start_in) as usize;
                 out.reserve(4096);
                 self.0.compress_vec(&data[consumed..], &mut out, FlushCompress::Sync).unwrap();
-                if (self.0.total_in() - start_in) as usize == data.len()
-                    && out.len() < out.capacity()
-                {
+                if (self.0.total_in() - start_in) as usize == data.len() && out.len() < out.capacity() {
                     break;
                 }
             }
@@ -257,10 +243,9 @@ pub(crate) mod testutil {
         d.start(rect);
         match d.decode(input, px, fb)? {
             Step::Done(n) => Ok(n),
-            Step::Partial(n) => Err(DecodeError {
-                encoding: "test",
-                reason: format!("incomplete after {n} of {} bytes", input.len()),
-            }),
+            Step::Partial(n) => {
+                Err(DecodeError { encoding: "test", reason: format!("incomplete after {n} of {} bytes", input.len()) })
+            }
         }
     }
 

@@ -20,12 +20,7 @@ impl Decoder for Raw {
         self.cur = ScanCursor::new(rect);
     }
 
-    fn decode(
-        &mut self,
-        input: &[u8],
-        px: &PixelContext,
-        fb: &mut Framebuffer,
-    ) -> Result<Step, DecodeError> {
+    fn decode(&mut self, input: &[u8], px: &PixelContext, fb: &mut Framebuffer) -> Result<Step, DecodeError> {
         let rd = PixelReader::new(&px.format, &px.colour_map);
         let used = self.cur.feed(input, &rd, fb, ENC)?;
         Ok(if self.cur.done() { Step::Done(used) } else { Step::Partial(used) })
@@ -106,12 +101,8 @@ mod tests {
 
     #[test]
     fn colour_map_8bpp() {
-        let mut px = PixelContext::new(PixelFormat {
-            bits_per_pixel: 8,
-            depth: 8,
-            true_colour: false,
-            ..PixelFormat::wanted()
-        });
+        let mut px =
+            PixelContext::new(PixelFormat { bits_per_pixel: 8, depth: 8, true_colour: false, ..PixelFormat::wanted() });
         px.colour_map[1] = [200, 100, 50, 255];
         px.colour_map[255] = [1, 2, 3, 255];
         let fb = check_splits(&mk, Rect::new(0, 0, 3, 1), &[1, 255, 0], &px, 3, 1);

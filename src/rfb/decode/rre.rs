@@ -27,12 +27,7 @@ impl Decoder for Rre {
         self.left = None;
     }
 
-    fn decode(
-        &mut self,
-        input: &[u8],
-        px: &PixelContext,
-        fb: &mut Framebuffer,
-    ) -> Result<Step, DecodeError> {
+    fn decode(&mut self, input: &[u8], px: &PixelContext, fb: &mut Framebuffer) -> Result<Step, DecodeError> {
         let rd = PixelReader::new(&px.format, &px.colour_map);
         let bpp = rd.bytes();
         let r = self.rect;
@@ -45,10 +40,7 @@ impl Decoder for Rre {
                 }
                 let n = u32::from_be_bytes([input[0], input[1], input[2], input[3]]);
                 if n as u64 > r.area() as u64 {
-                    return Err(err(format!(
-                        "{n} subrectangles in a {}x{} rectangle",
-                        r.w, r.h
-                    )));
+                    return Err(err(format!("{n} subrectangles in a {}x{} rectangle", r.w, r.h)));
                 }
                 fill(fb, r, rd.rgba(&input[4..]), ENC)?;
                 used = 4 + bpp;
@@ -61,10 +53,7 @@ impl Decoder for Rre {
             let f = |i: usize| u16::from_be_bytes([s[bpp + i], s[bpp + i + 1]]);
             let (x, y, w, h) = (f(0), f(2), f(4), f(6));
             if x as u32 + w as u32 > r.w as u32 || y as u32 + h as u32 > r.h as u32 {
-                return Err(err(format!(
-                    "subrectangle {w}x{h}+{x}+{y} outside the {}x{} rectangle",
-                    r.w, r.h
-                )));
+                return Err(err(format!("subrectangle {w}x{h}+{x}+{y} outside the {}x{} rectangle", r.w, r.h)));
             }
             fill(fb, Rect::new(r.x + x, r.y + y, w, h), rd.rgba(s), ENC)?;
             used += unit;

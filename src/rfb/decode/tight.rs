@@ -273,12 +273,7 @@ impl Decoder for Tight {
         self.ib.clear();
     }
 
-    fn decode(
-        &mut self,
-        input: &[u8],
-        px: &PixelContext,
-        fb: &mut Framebuffer,
-    ) -> Result<Step, DecodeError> {
+    fn decode(&mut self, input: &[u8], px: &PixelContext, fb: &mut Framebuffer) -> Result<Step, DecodeError> {
         let rd = PixelReader::tpixel(&px.format, &px.colour_map);
         let tpx = rd.bytes();
         let mut used = 0;
@@ -385,11 +380,10 @@ impl Decoder for Tight {
                 }
                 Stage::Zlib(mut left_in) => {
                     let rows = &mut self.rows;
-                    let (u, done) =
-                        pump(&mut self.z[self.stream], &mut self.ib, &mut left_in, rest, ENC, |data| {
-                            let n = rows.feed(data, &rd, fb)?;
-                            Ok(Parsed { used: n, done: rows.done(), want: rows.left(tpx) })
-                        })?;
+                    let (u, done) = pump(&mut self.z[self.stream], &mut self.ib, &mut left_in, rest, ENC, |data| {
+                        let n = rows.feed(data, &rd, fb)?;
+                        Ok(Parsed { used: n, done: rows.done(), want: rows.left(tpx) })
+                    })?;
                     used += u;
                     self.stage = if done { Stage::Done } else { Stage::Zlib(left_in) };
                     if !done {

@@ -47,12 +47,7 @@ impl Decoder for Zlib {
         self.cur = ScanCursor::new(rect);
     }
 
-    fn decode(
-        &mut self,
-        input: &[u8],
-        px: &PixelContext,
-        fb: &mut Framebuffer,
-    ) -> Result<Step, DecodeError> {
+    fn decode(&mut self, input: &[u8], px: &PixelContext, fb: &mut Framebuffer) -> Result<Step, DecodeError> {
         let rd = PixelReader::new(&px.format, &px.colour_map);
         let bpp = rd.bytes();
         let mut used = 0;
@@ -173,10 +168,7 @@ mod tests {
         // Too little output: rect of 2x2 needs 16 bytes, give it 12.
         let mut s = Server::new();
         let short = rect_bytes(&mut s, &raw[..12]);
-        assert_eq!(
-            fails(&short, Rect::new(0, 0, 2, 2)),
-            "zlib data ended before the rectangle was complete"
-        );
+        assert_eq!(fails(&short, Rect::new(0, 0, 2, 2)), "zlib data ended before the rectangle was complete");
         // Too much output: 1x2 needs 8.
         assert_eq!(fails(&good, Rect::new(0, 0, 1, 2)), "more zlib output than the rectangle needs");
         // Corrupt stream.

@@ -57,12 +57,7 @@ impl Decoder for Zrle {
         self.ty = if rect.is_empty() { rect.h.max(1) } else { 0 };
     }
 
-    fn decode(
-        &mut self,
-        input: &[u8],
-        px: &PixelContext,
-        fb: &mut Framebuffer,
-    ) -> Result<Step, DecodeError> {
+    fn decode(&mut self, input: &[u8], px: &PixelContext, fb: &mut Framebuffer) -> Result<Step, DecodeError> {
         let rd = PixelReader::cpixel(&px.format, &px.colour_map);
         let mut used = 0;
         let mut left_in = match self.left_in {
@@ -132,21 +127,13 @@ fn run_length(b: &[u8], p: &mut usize, max: usize) -> Result<Option<usize>, Deco
 
 /// Draw a run of `len` pixels starting at pixel index `pos` of tile `t`.
 #[inline]
-fn draw_run(
-    fb: &mut Framebuffer,
-    t: Rect,
-    pos: usize,
-    len: usize,
-    c: [u8; 4],
-) -> Result<(), DecodeError> {
+fn draw_run(fb: &mut Framebuffer, t: Rect, pos: usize, len: usize, c: [u8; 4]) -> Result<(), DecodeError> {
     let tw = t.w as usize;
     let (mut x, mut y) = (pos % tw, pos / tw);
     let mut left = len;
     while left > 0 {
         let seg = left.min(tw - x);
-        let dst = fb
-            .row_mut(t.x + x as u16, t.y + y as u16, seg as u16)
-            .map_err(|e| super::oob(ENC, e))?;
+        let dst = fb.row_mut(t.x + x as u16, t.y + y as u16, seg as u16).map_err(|e| super::oob(ENC, e))?;
         splat(dst, c);
         left -= seg;
         x = 0;
@@ -289,8 +276,21 @@ mod tests {
     }
 
     const P: [[u8; 3]; 16] = [
-        [0, 0, 0], [1, 1, 1], [2, 2, 2], [3, 3, 3], [4, 4, 4], [5, 5, 5], [6, 6, 6], [7, 7, 7],
-        [8, 8, 8], [9, 9, 9], [10, 10, 10], [11, 11, 11], [12, 12, 12], [13, 13, 13], [14, 14, 14],
+        [0, 0, 0],
+        [1, 1, 1],
+        [2, 2, 2],
+        [3, 3, 3],
+        [4, 4, 4],
+        [5, 5, 5],
+        [6, 6, 6],
+        [7, 7, 7],
+        [8, 8, 8],
+        [9, 9, 9],
+        [10, 10, 10],
+        [11, 11, 11],
+        [12, 12, 12],
+        [13, 13, 13],
+        [14, 14, 14],
         [15, 15, 15],
     ];
 
@@ -363,8 +363,7 @@ mod tests {
         assert_eq!(rgb(&fb, 1, 67), [0, 0, 0]);
         for split in [1, 4, 5, 100, input.len() / 2, input.len() - 1] {
             let mut fb2 = Framebuffer::new(72, 68);
-            run_split(&mut Zrle::default(), Rect::new(1, 1, 70, 66), &input, split, false, &ctx(), &mut fb2)
-                .unwrap();
+            run_split(&mut Zrle::default(), Rect::new(1, 1, 70, 66), &input, split, false, &ctx(), &mut fb2).unwrap();
             assert!(fb2.data() == fb.data());
         }
     }
