@@ -87,6 +87,27 @@ impl Buf {
         }
     }
 
+    /// Write to `dst` until empty or `WouldBlock` (which clears `*writable`,
+    /// the edge-triggered readiness we hold). Returns bytes written, or the
+    /// error that ended the connection.
+    pub fn write_to(&mut self, dst: &mut impl std::io::Write, writable: &mut bool) -> std::io::Result<usize> {
+        use std::io::ErrorKind;
+        let mut total = 0;
+        while !self.is_empty() && *writable {
+            match dst.write(self.data()) {
+                Ok(0) => return Err(ErrorKind::WriteZero.into()),
+                Ok(n) => {
+                    self.consume(n);
+                    total += n;
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => *writable = false,
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(total)
+    }
+
     /// Make sure `extra` more bytes fit after `end` (within the cap).
     fn make_room(&mut self, extra: usize, pool: &mut Pool) {
         if self.store.is_empty() {

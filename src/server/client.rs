@@ -123,22 +123,11 @@ fn read_some(src: &mut impl Read, buf: &mut Buf, pool: &mut Pool) -> ReadOutcome
     }
 }
 
-/// Write from `buf` until empty or `WouldBlock`. Returns bytes written, or
-/// the error that ended the connection.
+/// Write from `buf` until empty or `WouldBlock`, then give an emptied
+/// buffer's storage back to the pool. Returns bytes written, or the error
+/// that ended the connection.
 fn flush(dst: &mut impl Write, buf: &mut Buf, writable: &mut bool, pool: &mut Pool) -> io::Result<usize> {
-    let mut total = 0;
-    while !buf.is_empty() && *writable {
-        match dst.write(buf.data()) {
-            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-            Ok(n) => {
-                buf.consume(n);
-                total += n;
-            }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => *writable = false,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
+    let total = buf.write_to(dst, writable)?;
     buf.release_if_empty(pool);
     Ok(total)
 }

@@ -434,13 +434,11 @@ impl Server {
             }
             v.inbuf.release_if_empty(pool);
             if failure.is_none() && v.connected {
-                let mut w = v.ready.writable;
-                match flush_buf(&mut v.stream, &mut v.outbuf, &mut w) {
+                match v.outbuf.write_to(&mut v.stream, &mut v.ready.writable) {
                     // Room made for viewer input that may be waiting.
                     Ok(n) => drained = n > 0,
                     Err(e) => failure = Some(format!("VNC connection failed: {e}")),
                 }
-                v.ready.writable = w;
                 v.outbuf.release_if_empty(pool);
             }
             if let Some(why) = &failure {
@@ -629,21 +627,4 @@ impl Server {
             self.end_session(sidx);
         }
     }
-}
-
-fn flush_buf(dst: &mut impl Write, buf: &mut Buf, writable: &mut bool) -> io::Result<usize> {
-    let mut total = 0;
-    while !buf.is_empty() && *writable {
-        match dst.write(buf.data()) {
-            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-            Ok(n) => {
-                buf.consume(n);
-                total += n;
-            }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => *writable = false,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(total)
 }
