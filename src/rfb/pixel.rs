@@ -392,18 +392,7 @@ mod tests {
         m
     }
 
-    const RGB565_BE: PixelFormat = PixelFormat {
-        bits_per_pixel: 16,
-        depth: 16,
-        big_endian: true,
-        true_colour: true,
-        red_max: 31,
-        green_max: 63,
-        blue_max: 31,
-        red_shift: 11,
-        green_shift: 5,
-        blue_shift: 0,
-    };
+    const RGB565_BE: PixelFormat = PixelFormat { big_endian: true, ..crate::rfb::decode::testutil::RGB565_LE };
 
     #[test]
     fn wanted_round_trips_and_is_fast_path() {

@@ -210,6 +210,25 @@ pub(crate) mod testutil {
         PixelContext::new(PixelFormat::wanted())
     }
 
+    /// 16 bpp true colour, R5 G6 B5, little-endian.
+    pub const RGB565_LE: PixelFormat = PixelFormat {
+        bits_per_pixel: 16,
+        depth: 16,
+        big_endian: false,
+        true_colour: true,
+        red_max: 31,
+        green_max: 63,
+        blue_max: 31,
+        red_shift: 11,
+        green_shift: 5,
+        blue_shift: 0,
+    };
+
+    /// R5 G6 B5 in either byte order.
+    pub fn rgb565(big_endian: bool) -> PixelFormat {
+        PixelFormat { big_endian, ..RGB565_LE }
+    }
+
     /// A persistent compressor like a server's: each call is one rectangle's
     /// worth, ended with a sync flush.
     pub struct Server(pub Compress);

@@ -79,18 +79,7 @@ mod tests {
 
     #[test]
     fn rgb565_big_endian() {
-        let px = PixelContext::new(PixelFormat {
-            bits_per_pixel: 16,
-            depth: 16,
-            big_endian: true,
-            true_colour: true,
-            red_max: 31,
-            green_max: 63,
-            blue_max: 31,
-            red_shift: 11,
-            green_shift: 5,
-            blue_shift: 0,
-        });
+        let px = PixelContext::new(rgb565(true));
         let input = [0xF8, 0x00, 0x07, 0xE0, 0x00, 0x1F, 0xFF, 0xFF];
         let fb = check_splits(&mk, Rect::new(0, 0, 2, 2), &input, &px, 2, 2);
         assert_eq!(fb.pixel(0, 0), [255, 0, 0, 255]);

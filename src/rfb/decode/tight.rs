@@ -597,18 +597,7 @@ mod tests {
 
     #[test]
     fn gradient_and_copy_in_rgb565() {
-        let mut px = PixelContext::new(PixelFormat {
-            bits_per_pixel: 16,
-            depth: 16,
-            big_endian: false,
-            true_colour: true,
-            red_max: 31,
-            green_max: 63,
-            blue_max: 31,
-            red_shift: 11,
-            green_shift: 5,
-            blue_shift: 0,
-        });
+        let mut px = PixelContext::new(rgb565(false));
         // TPIXEL == PIXEL here. V = (31,0,0), (0,63,31):
         // D0 = (31,0,0) = 0xF800; D1 = V1 - V0 mod (max+1) = (1,63,31) = 0x0FFF.
         let input = [0x40, 0x02, 0x00, 0xf8, 0xff, 0x0f];
