@@ -98,6 +98,9 @@ pub struct Viewer {
     /// sent as pixels to this viewer.
     mid_update_pixels: bool,
     frame: Option<FrameInProgress>,
+    /// The last frame's rectangle list, kept for the next frame's (no
+    /// allocation per frame once it has grown).
+    spare_rects: Vec<Rect>,
     /// Id of the last frame whose EndFrame was sent (0: none yet). Frame
     /// ids count up from 1, wrapping.
     last_sent: u32,
@@ -125,6 +128,7 @@ impl Viewer {
             copies: Vec::new(),
             mid_update_pixels: false,
             frame: None,
+            spare_rects: Vec::new(),
             last_sent: 0,
             acked: 0,
             pending: Vec::new(),
@@ -552,7 +556,8 @@ impl Session {
                 let (d, sx, sy) = (op.dst, op.src_x, op.src_y);
                 proto::copy(out, d.x, d.y, d.w, d.h, sx, sy);
             }
-            let mut rects = Vec::new();
+            let mut rects = std::mem::take(&mut v.spare_rects);
+            rects.clear();
             v.damage.for_each_run(|r| rects.push(r));
             v.damage.clear();
             let id = v.last_sent.wrapping_add(1);
@@ -569,7 +574,7 @@ impl Session {
             if f.next == f.rects.len() {
                 proto::end_frame(out, f.id);
                 v.last_sent = f.id;
-                v.frame = None;
+                v.spare_rects = v.frame.take().map(|f| f.rects).unwrap_or_default();
             }
         }
         out.len() > start_len
