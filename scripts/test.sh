@@ -73,7 +73,7 @@ step_cargo() { cargo test --locked; }
 
 step_autobahn() {
     release_build || return 1
-    local addr=127.0.0.1:9001 pid rc
+    local addr=127.0.0.1:$((9001 + ${WSVNC_TEST_OFFSET:-0})) pid rc
     RUST_LOG=warn target/release/examples/echo "$addr" >reports-echo.log 2>&1 &
     pid=$!; CHILDREN+=("$pid")
     wait_port "$addr" "$pid" || return 1

@@ -12,6 +12,8 @@
 //! runner that is itself killed. Displays `:70`–`:79` and ports 18000–18199
 //! belong to these tests: a [`Slot`] hands out one display with its ports and
 //! blocks while all ten are busy, so parallel test threads never collide.
+//! `WSVNC_TEST_OFFSET=N` (default 0) moves the range to displays `:70+20N`
+//! and ports `18000+1000N`, so several checkouts can run their tests at once.
 //!
 //! A missing program is a test FAILURE naming the Debian package to install,
 //! never a skip.
@@ -71,16 +73,25 @@ impl Slot {
         }
     }
     pub fn display_number(&self) -> u16 {
-        FIRST_DISPLAY + self.index
+        FIRST_DISPLAY + 20 * test_offset() + self.index
     }
     pub fn display(&self) -> String {
         format!(":{}", self.display_number())
     }
     pub fn vnc_port(&self) -> u16 {
-        FIRST_VNC_PORT + self.index
+        FIRST_VNC_PORT + 1000 * test_offset() + self.index
     }
     pub fn aux_port(&self) -> u16 {
-        FIRST_AUX_PORT + self.index
+        FIRST_AUX_PORT + 1000 * test_offset() + self.index
+    }
+}
+
+/// `WSVNC_TEST_OFFSET` (0..=9): which range of displays and ports this
+/// checkout's tests use (see the module docs).
+pub fn test_offset() -> u16 {
+    match std::env::var("WSVNC_TEST_OFFSET") {
+        Ok(v) => v.parse().ok().filter(|n| *n <= 9).expect("WSVNC_TEST_OFFSET must be 0..=9"),
+        Err(_) => 0,
     }
 }
 

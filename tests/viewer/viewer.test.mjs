@@ -31,8 +31,13 @@ import {
   startWsvnc, startXvnc, stopXvnc,
 } from './harness.mjs';
 
-const PORT = { mock: 19100, gw: 19110, xvnc: 19111, gwPw: 19120, xvncPw: 19121 };
-const DISPLAY = { main: 80, pw: 81 };
+// WSVNC_TEST_OFFSET=N (0..9) moves ports by 1000·N and displays by 20·N, so several
+// checkouts can run their tests at once.
+const OFFSET = Number(process.env.WSVNC_TEST_OFFSET ?? 0);
+if (!(Number.isInteger(OFFSET) && OFFSET >= 0 && OFFSET <= 9)) throw new Error('WSVNC_TEST_OFFSET must be 0..9');
+const PORT = Object.fromEntries(Object.entries({ mock: 19100, gw: 19110, xvnc: 19111, gwPw: 19120, xvncPw: 19121 })
+  .map(([k, v]) => [k, v + 1000 * OFFSET]));
+const DISPLAY = { main: 80 + 20 * OFFSET, pw: 81 + 20 * OFFSET };
 // Extra wsvnc arguments, e.g. WSVNC_ARGS='--encodings zrle,copyrect' to test one
 // encoding's path; by default the gateway's own encoding list (Tight first).
 const EXTRA = (process.env.WSVNC_ARGS ?? '')
