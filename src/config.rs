@@ -76,6 +76,23 @@ pub struct Config {
     pub demo_size: Option<(u16, u16)>,
     /// Every WebSocket path echoes (for the Autobahn example; not a CLI option).
     pub echo: bool,
+    // --- TLS and reverse proxies (transport) ---
+    /// Serve HTTPS/WSS with this certificate and key (`--cert`, `--key`).
+    pub tls: Option<TlsFiles>,
+    /// Peers whose `Forwarded`/`X-Forwarded-*` fields are believed (`--trusted-proxy`).
+    pub trusted_proxies: Vec<crate::transport::proxy::Cidr>,
+}
+
+/// Certificate files for TLS on the listening port.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    /// PEM certificate chain, leaf first (may hold the key too).
+    pub cert: PathBuf,
+    /// PEM private key (defaults to `cert`, websockify's convention).
+    pub key: PathBuf,
+    /// Refuse plain HTTP on the port (`--ssl-only`); else both are served,
+    /// told apart by the first byte (a TLS ClientHello starts with 0x16).
+    pub only: bool,
 }
 
 impl Default for Config {
@@ -100,6 +117,8 @@ impl Default for Config {
             demo_server: None,
             demo_size: None,
             echo: false,
+            tls: None,
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -142,9 +161,24 @@ OPTIONS:
     --demo                    run the built-in demo VNC server and use it as the target
     --demo-server ADDR:PORT   run only the demo VNC server on ADDR:PORT (for tests, benchmarks)
     --demo-size WxH           desktop size of the demo VNC server [default: 1024x768]
+
+TLS AND REVERSE PROXIES:
+    --cert FILE               serve HTTPS and WSS with this PEM certificate chain (leaf first);
+                              plain HTTP keeps working on the same port unless --ssl-only.
+                              Reloaded on SIGHUP and when the file changes (live sessions keep
+                              theirs). Also --tls-cert. TLS 1.2/1.3 only, ALPN http/1.1
+    --key FILE                PEM private key for --cert [default: the --cert file]. Also --tls-key
+    --ssl-only                refuse plain HTTP on the port (TLS only). Also --tls-only
+    --trusted-proxy ADDR[/PREFIX]
+                              a reverse proxy (repeatable): requests from it may name the client
+                              (Forwarded, X-Forwarded-For) for logs and per-address limits, and
+                              the public host and scheme (X-Forwarded-Host/-Proto) for the
+                              Origin check. Fields from any other peer are ignored
     -h, --help                print this help
     -V, --version             print the version
 
+Signals: SIGTERM/SIGINT close every WebSocket (1001) and exit; SIGHUP reloads the token file
+and the certificates.
 Logging: RUST_LOG=info (default) | debug | warn.";
 
 /// A command-line or token-file problem, for the user.
@@ -163,8 +197,10 @@ fn err<T>(msg: impl Into<String>) -> Result<T, ConfigError> {
     Err(ConfigError(msg.into()))
 }
 
-/// What the command line asked for.
+/// What the command line asked for. (Made once per process: the size of
+/// `Run` does not matter.)
 #[derive(Debug)]
+#[allow(clippy::large_enum_variant)]
 pub enum Command {
     Run(Config),
     Help,
@@ -242,6 +278,7 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Command, Co
     let mut target_spec: Option<String> = None;
     let mut unix_target: Option<PathBuf> = None;
     let mut password_file: Option<PathBuf> = None;
+    let (mut cert, mut key, mut ssl_only): (Option<PathBuf>, Option<PathBuf>, bool) = (None, None, false);
     let mut args = args.into_iter();
     while let Some(arg) = args.next() {
         let (name, inline) = match arg.split_once('=') {
@@ -303,6 +340,13 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Command, Co
                     _ => return err(format!("--demo-size wants WIDTHxHEIGHT, each 1..=4096, not '{v}'")),
                 }
             }
+            "--cert" | "--tls-cert" => cert = Some(PathBuf::from(value(&mut args)?)),
+            "--key" | "--tls-key" => key = Some(PathBuf::from(value(&mut args)?)),
+            "--ssl-only" | "--tls-only" => ssl_only = true,
+            "--trusted-proxy" => {
+                let v = value(&mut args)?;
+                cfg.trusted_proxies.push(v.parse().map_err(|e| ConfigError(format!("--trusted-proxy: {e}")))?);
+            }
             s if s.starts_with('-') && s.len() > 1 => return err(format!("unknown option '{s}' (see --help)")),
             _ => positional.push(arg),
         }
@@ -329,6 +373,12 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Command, Co
         (Some(t), None) => Some(TargetAddr::Tcp(resolve(&t, "127.0.0.1")?)),
         (None, Some(p)) => Some(TargetAddr::Unix(p)),
         (None, None) => None,
+    };
+    cfg.tls = match (cert, key, ssl_only) {
+        (Some(cert), key, only) => Some(TlsFiles { key: key.unwrap_or_else(|| cert.clone()), cert, only }),
+        (None, Some(_), _) => return err("--key needs --cert"),
+        (None, None, true) => return err("--ssl-only needs --cert"),
+        (None, None, false) => None,
     };
     let password = match &password_file {
         Some(p) => Some(read_password_file(p)?),
@@ -486,6 +536,21 @@ mod tests {
         assert_eq!(t.entries["sock"].addr, TargetAddr::Unix("/tmp/vnc.sock".into()));
         assert!(TokenTable::parse("nocolon\n", Path::new(".")).is_err());
         assert!(TokenTable::parse("a: 127.0.0.1:1 frob\n", Path::new(".")).is_err());
+    }
+
+    #[test]
+    fn tls_and_proxy_options() {
+        let c = run(&["--cert", "/c.pem", "--trusted-proxy", "10.0.0.0/8", "--trusted-proxy=::1"]).unwrap();
+        let t = c.tls.unwrap();
+        assert_eq!((t.cert.to_str(), t.key.to_str(), t.only), (Some("/c.pem"), Some("/c.pem"), false));
+        assert_eq!(c.trusted_proxies.len(), 2);
+        let c = run(&["--tls-cert", "/c.pem", "--tls-key", "/k.pem", "--tls-only"]).unwrap();
+        assert_eq!(c.tls.unwrap(), TlsFiles { cert: "/c.pem".into(), key: "/k.pem".into(), only: true });
+        let c = run(&["--cert=/c.pem", "--ssl-only", "6080", "127.0.0.1:5900"]).unwrap();
+        assert!(c.tls.unwrap().only && c.target.is_some());
+        assert!(run(&["--ssl-only"]).is_err());
+        assert!(run(&["--key", "/k.pem"]).is_err());
+        assert!(run(&["--trusted-proxy", "nginx.local"]).is_err());
     }
 
     #[test]

@@ -168,19 +168,7 @@ impl Splice {
 /// An unmasked FIN binary frame header for `n` payload bytes (RFC 6455
 /// §5.2, minimal length encoding). Returns its length.
 fn frame_header(h: &mut [u8; 10], n: usize) -> usize {
-    h[0] = 0x82;
-    if n <= 125 {
-        h[1] = n as u8;
-        2
-    } else if n <= 0xffff {
-        h[1] = 126;
-        h[2..4].copy_from_slice(&(n as u16).to_be_bytes());
-        4
-    } else {
-        h[1] = 127;
-        h[2..10].copy_from_slice(&(n as u64).to_be_bytes());
-        10
-    }
+    crate::ws::frame::put_header(h, true, false, crate::ws::frame::OP_BINARY, n)
 }
 
 #[cfg(target_os = "linux")]
