@@ -5,8 +5,10 @@
 #
 # usage: benches/relay_vs_websockify.sh
 #   env: REPS=5 (bulk; ≥5 for the README)   RTT_REPS=9   IDLE_CONNS=10000   IDLE_MARK=1000
-#        BASE_PORT=20000 (uses BASE_PORT..BASE_PORT+13)   NO_BUILD=1 (skip cargo build)
+#        BASE_PORT=20000 (uses BASE_PORT..BASE_PORT+15)   NO_BUILD=1 (skip cargo build)
 #        OUT=target/relay-bench (logs, raw results, table)
+#        BASELINE=PATH another wsvnc binary (e.g. the build before a change), run as
+#                 column "wsvnc-base" beside the others, for before/after in one run
 #
 # Every server is started in its own session (setsid) and its whole process
 # group is stopped by PID on exit, error or signal. Traffic stays on 127.0.0.1.
@@ -86,6 +88,10 @@ wait_port() {
 # wsvnc-copy: the same binary with --relay-copy (no splice), to weigh the
 # zero-copy path in the same run. Left out of the idle phase (same memory).
 RELAYS=(direct socat websockify wsvnc wsvnc-copy)
+if [ -n "${BASELINE:-}" ]; then
+    [ -x "$BASELINE" ] || fail "BASELINE=$BASELINE is not an executable"
+    RELAYS+=(wsvnc-base)
+fi
 
 # start_relay NAME RELAY_PORT SINK_PORT: sets PID_OF_RELAY ("" for direct).
 start_relay() {
@@ -99,6 +105,8 @@ start_relay() {
         --target "127.0.0.1:$sink" --max-connections 30000 ;;
     wsvnc-copy) start "wsvnc-copy-$port" env RUST_LOG=warn "$WSVNC" --listen "127.0.0.1:$port" \
         --target "127.0.0.1:$sink" --max-connections 30000 --relay-copy ;;
+    wsvnc-base) start "wsvnc-base-$port" env RUST_LOG=warn "$BASELINE" --listen "127.0.0.1:$port" \
+        --target "127.0.0.1:$sink" --max-connections 30000 ;;
     esac
     PID_OF_RELAY=$STARTED
     wait_port "$port"
@@ -224,15 +232,15 @@ done
 # ---------------------------------------------------------------- table
 
 ELAPSED=$(($(date +%s) - T0))
-python3 - "$RES" "$REPS/$RTT_REPS" "$IDLE_CONNS" "$IDLE_MARK" "$ELAPSED" "$(nproc)" <<'PY' | tee "$OUT/table.txt"
+python3 - "$RES" "$REPS/$RTT_REPS" "$IDLE_CONNS" "$IDLE_MARK" "$ELAPSED" "$(nproc)" "${RELAYS[*]}" <<'PY' | tee "$OUT/table.txt"
 import sys, statistics
 from collections import defaultdict
 res, reps, idle_n, mark, elapsed, ncpu = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5], sys.argv[6]
+relays = sys.argv[7].split()
 vals = defaultdict(list)
 for line in open(res):
     relay, key, v = line.split()
     vals[(relay, key)].append(v)
-relays = ["direct", "socat", "websockify", "wsvnc", "wsvnc-copy"]
 
 def nums(r, k):
     return [float(x) for x in vals.get((r, k), []) if x not in ("-", "")]

@@ -13,7 +13,7 @@
 //!   the length is known (RFC 6455 §5.2: minimal length encoding, so payloads
 //!   of ≤ 125 bytes use the 2-byte form and are moved down 2 bytes);
 //! * zero copy (`transport::pipe`): target → pipe → browser, one frame per
-//!   splice, taken once a read filled its whole chunk (a bulk stream) and
+//!   splice, taken once a read brought at least 32 KiB (a bulk stream) and
 //!   only while nothing else is queued for the browser. Splicing costs one
 //!   syscall more per frame, so small messages (echo, input, small updates)
 //!   stay on the copying path, and TLS browsers always use it (the bytes must
@@ -40,8 +40,9 @@ pub const PATH: &str = "/websockify";
 pub const MAX_CHUNK: usize = 65535;
 /// Header room reserved before each chunk.
 pub const HEADER_ROOM: usize = 4;
-/// A target read at least this large that filled its whole chunk marks a
-/// bulk stream: the relay then splices instead of copying.
+/// A target read at least this large marks a bulk stream (the target had
+/// this much waiting at once): the relay then splices instead of copying,
+/// until a splice finds less.
 const BULK_READ: usize = 32 << 10;
 
 pub struct Relay {
@@ -235,7 +236,7 @@ fn pass(conn: &mut Conn, ctx: &mut Ctx) -> Pass {
         match r.target.read_framed(&mut ep.output, HEADER_ROOM, max, &mut ctx.pool, ctx.now, frame_in_place) {
             Read::Data(n) => {
                 progress = true;
-                r.bulk = n == max && n >= BULK_READ;
+                r.bulk = n >= BULK_READ;
             }
             Read::Nothing | Read::Eof => {}
             Read::Failed(e) => debug!("{peer}: target read failed: {e}"),

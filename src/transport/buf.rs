@@ -150,33 +150,35 @@ impl Buf {
         true
     }
 
-    /// Let `read` fill up to `max` spare bytes after the pending ones (and
-    /// within the cap); it returns how many it filled. Its `io::Error` is
-    /// passed on with nothing appended.
+    /// Let `read` fill spare bytes after the pending ones: what the storage
+    /// has free (at least half a pool block, growing only for that), at
+    /// most `max` and within the cap; it returns how many it filled. Its
+    /// `io::Error` is passed on with nothing appended.
     pub fn fill_with(
         &mut self,
         max: usize,
         pool: &mut Pool,
         read: impl FnOnce(&mut [u8]) -> io::Result<usize>,
     ) -> io::Result<usize> {
-        let want = max.min(self.room());
-        if want == 0 {
+        let limit = max.min(self.room());
+        if limit == 0 {
             return Ok(0);
         }
-        self.reserve(want, pool);
+        self.reserve(limit.min(pool.block_size() / 2), pool);
         let len = self.store.len();
+        let want = (self.store.capacity() - len).min(limit);
         if len + want > self.init {
             self.store.resize(len + want, 0);
             self.init = len + want;
         } else {
-            // SAFETY: `len + want <= init <= capacity` (reserve made the room;
-            // `init` never exceeds the capacity of the storage it describes),
-            // and every byte below `init` has been written before: zeroed when
-            // the storage was made (`Pool::take`) or by the `resize` above, or
-            // by data later truncated away. Truncation and growth of a
-            // `Vec<u8>` never un-initialise bytes. Zeroing instead would cost a
-            // memset of up to 64 KiB per socket read (benches/README.md,
-            // "Buffers").
+            // SAFETY: `len + want <= init <= capacity` (`want` is at most the
+            // spare capacity; `init` never exceeds the capacity of the
+            // storage it describes), and every byte below `init` has been
+            // written before: zeroed when the storage was made (`Pool::take`)
+            // or by the `resize` above, or by data later truncated away.
+            // Truncation and growth of a `Vec<u8>` never un-initialise bytes.
+            // Zeroing instead would cost a memset of up to 64 KiB per socket
+            // read (benches/README.md, "Buffers").
             unsafe { self.store.set_len(len + want) };
         }
         let result = read(&mut self.store[len..len + want]);
@@ -292,7 +294,11 @@ mod tests {
         assert_eq!(fill(&mut b, &mut pool, b"xyz"), 3);
         b.consume(1);
         assert_eq!(b.data(), b"yz");
-        assert_eq!(fill(&mut b, &mut pool, b"0123456789"), 6);
+        // What the storage has free now (no compaction for it)...
+        assert_eq!(fill(&mut b, &mut pool, b"0123456789"), 5);
+        assert_eq!(b.data(), b"yz01234");
+        // ...then the rest of the room, after compacting.
+        assert_eq!(fill(&mut b, &mut pool, b"5678"), 1);
         assert_eq!(b.data(), b"yz012345");
         assert_eq!(fill(&mut b, &mut pool, b"more"), 0, "full: nothing read");
         b.consume(8);
@@ -317,7 +323,10 @@ mod tests {
         assert!(pool.free.is_empty(), "grown storage is not pooled");
         // After growth, reads still see their own bytes only.
         assert!(b.push(&[9; 10], &mut pool));
-        assert_eq!(fill(&mut b, &mut pool, &[7; 10]), 10);
+        let mut n = 0;
+        while n < 10 {
+            n += fill(&mut b, &mut pool, &[7; 10][n..]);
+        }
         assert_eq!(b.data(), [[9u8; 10], [7u8; 10]].concat());
     }
 
