@@ -36,8 +36,9 @@ APT_PACKAGES=(
     fonts-dejavu-core
     # browser test
     chromium imagemagick
-    # relays and plumbing
-    socat websockify ca-certificates
+    # relays and plumbing; openssl makes the test CA (scripts/test-ca.sh),
+    # nginx is the reverse proxy of the TLS-termination test (tests/proxy)
+    socat websockify ca-certificates openssl nginx
     # python3 (bootstrap of the Python 2.7 environment)
     python3 python3-venv python3-pip gcc libc6-dev
     # shared libraries the Debian 11 python2.7 build links against

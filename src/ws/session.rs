@@ -49,6 +49,11 @@ const KEEP_BUF: usize = 256 * 1024;
 /// RFC 7692 §6): deflate cannot win on them.
 const MIN_COMPRESS: usize = 16;
 
+/// The deflater is made for the first message at least this long; shorter
+/// ones before it go uncompressed. So a connection that only ever gets
+/// status lines (a viewer before its ClientHello) holds no deflate state.
+const MAKE_DEFLATER_AT: usize = 1024;
+
 #[derive(Debug, Clone, Copy)]
 enum ReadState {
     /// Waiting for the next frame header.
@@ -461,9 +466,13 @@ impl Sender {
         self.deflate.is_some_and(|p| p.server_max_window_bits >= 9)
     }
 
-    /// The deflater, made at the first message worth compressing; None
-    /// when we send uncompressed (no extension, or window bits 8).
-    fn deflater(&mut self) -> Option<&mut Compressor> {
+    /// The deflater for a message of `len` bytes: made at the first message
+    /// of [`MAKE_DEFLATER_AT`] bytes or more; None when this message goes
+    /// uncompressed (too short, no extension, or window bits 8).
+    fn deflater(&mut self, len: usize) -> Option<&mut Compressor> {
+        if len < MIN_COMPRESS || (self.deflater.is_none() && len < MAKE_DEFLATER_AT) {
+            return None;
+        }
         if self.deflater.is_none() {
             self.deflater = Compressor::new(self.deflate.as_ref()?).map(Box::new);
         }
@@ -496,8 +505,7 @@ impl Sender {
         let at = out.len();
         out.reserve(MAX_SERVER_HEADER_LEN + data.len());
         out.resize(at + MAX_SERVER_HEADER_LEN, 0);
-        let deflater = if data.len() >= MIN_COMPRESS { self.deflater() } else { None };
-        let compressed = match deflater {
+        let compressed = match self.deflater(data.len()) {
             Some(comp) => {
                 comp.compress_into(data, out);
                 true
@@ -539,8 +547,8 @@ impl Sender {
                 out.truncate(at);
                 return None;
             }
-            match self.deflater() {
-                Some(comp) if scratch.len() >= MIN_COMPRESS => {
+            match self.deflater(scratch.len()) {
+                Some(comp) => {
                     comp.compress_into(scratch, out);
                     true
                 }
@@ -1270,7 +1278,12 @@ mod tests {
     fn send_with_deflates_through_scratch() {
         let mut s = deflate_session("permessage-deflate", 1 << 20, Delivery::Whole);
         assert!(!s.deflate_allocated(), "deflate state is made when first needed");
-        let text = "hello hello hello hello hello hello".repeat(20);
+        // Short messages before the first long one go uncompressed and make none.
+        let mut out = Vec::new();
+        s.send_text("status: connecting to the VNC server", &mut out);
+        assert_eq!(out[0] & 0x40, 0, "RSV1 clear");
+        assert!(!s.deflate_allocated());
+        let text = "hello hello hello hello hello hello".repeat(40);
         let mut out = Vec::new();
         let mut scratch = Vec::new();
         let p =
