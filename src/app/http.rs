@@ -167,6 +167,7 @@ fn error(conn: &mut Conn, status: u16, ctx: &mut Ctx) {
 fn request(conn: &mut Conn, key: usize, mut head: http::Head, ctx: &mut Ctx) {
     let fwd = proxy::forwarded(&head, conn.peer.socket, &ctx.cfg.trusted_proxies);
     conn.peer.client = fwd.client;
+    let via_proxy_without_host = fwd.via_proxy && fwd.host.is_none();
     if let Some(host) = fwd.host {
         // The Host the browser used, as the trusted proxy reports it: the
         // Origin check and the Host checks compare against that.
@@ -177,6 +178,16 @@ fn request(conn: &mut Conn, key: usize, mut head: http::Head, ctx: &mut Ctx) {
     match http::route_deferred(&head, &ctx.site) {
         Action::Respond { bytes, close, status } => {
             debug!("{} {} {} → {status}", conn.peer, head.method, head.target);
+            if status == 403 && via_proxy_without_host && head.header("origin").is_some() {
+                // nginx's default Host is the proxy_pass host: the page's
+                // Origin cannot be compared with it (docs/reverse-proxy.md).
+                info!(
+                    "{}: WebSocket refused: the proxy sent Host {:?}, not the host the browser used; \
+                     add `proxy_set_header Host $http_host;` (or X-Forwarded-Host), or --allow-origin",
+                    conn.peer,
+                    head.header("host").unwrap_or("")
+                );
+            }
             respond(conn, bytes, close, ctx);
         }
         Action::File(req) => {

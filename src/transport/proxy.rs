@@ -82,15 +82,18 @@ pub struct Forwarded {
     pub host: Option<String>,
     /// The scheme the client used ("http" or "https"), likewise.
     pub proto: Option<String>,
+    /// The TCP peer is a trusted proxy.
+    pub via_proxy: bool,
 }
 
 /// Read `head` from TCP peer `peer` under the trusted-proxy list.
 pub fn forwarded(head: &Head, peer: SocketAddr, trusted: &[Cidr]) -> Forwarded {
     let peer_ip = canonical(peer.ip());
-    let mut out = Forwarded { client: peer_ip, host: None, proto: None };
+    let mut out = Forwarded { client: peer_ip, host: None, proto: None, via_proxy: false };
     if !is_trusted(peer_ip, trusted) {
         return out;
     }
+    out.via_proxy = true;
     let rfc7239: Vec<Element> = head.header_all("forwarded").flat_map(split_elements).map(parse_element).collect();
     let (chain, last) = if !rfc7239.is_empty() {
         let chain: Vec<Option<IpAddr>> = rfc7239.iter().map(|e| e.for_.as_deref().and_then(node_ip)).collect();
@@ -227,7 +230,7 @@ mod tests {
     fn untrusted_peers_cannot_claim_anything() {
         let h = head(&[("X-Forwarded-For", "1.2.3.4"), ("X-Forwarded-Host", "evil.example")]);
         let f = forwarded(&h, "198.51.100.7:5555".parse().unwrap(), &nets(&["127.0.0.1"]));
-        assert_eq!(f, Forwarded { client: "198.51.100.7".parse().unwrap(), host: None, proto: None });
+        assert_eq!(f, Forwarded { client: "198.51.100.7".parse().unwrap(), host: None, proto: None, via_proxy: false });
     }
 
     #[test]
