@@ -79,6 +79,10 @@ fn bad_command_line_exits_2_with_a_message() {
         "--unix-target",
         "--demo",
         "--encodings",
+        "--cert",
+        "--key",
+        "--ssl-only",
+        "--trusted-proxy",
     ] {
         assert!(text.contains(opt), "--help does not explain {opt}");
     }

@@ -13,7 +13,7 @@
 //!   the length is known (RFC 6455 §5.2: minimal length encoding, so payloads
 //!   of ≤ 125 bytes use the 2-byte form and are moved down 2 bytes);
 //! * zero copy (`transport::pipe`): target → pipe → browser, one frame per
-//!   splice, taken once a read brought at least 32 KiB (a bulk stream) and
+//!   splice, taken once a read filled its whole chunk of >= 32 KiB (a bulk stream) and
 //!   only while nothing else is queued for the browser. Splicing costs one
 //!   syscall more per frame, so small messages (echo, input, small updates)
 //!   stay on the copying path, and TLS browsers always use it (the bytes must
@@ -40,9 +40,9 @@ pub const PATH: &str = "/websockify";
 pub const MAX_CHUNK: usize = 65535;
 /// Header room reserved before each chunk.
 pub const HEADER_ROOM: usize = 4;
-/// A target read at least this large marks a bulk stream (the target had
-/// this much waiting at once): the relay then splices instead of copying,
-/// until a splice finds less.
+/// A target read at least this large that filled all the room it was
+/// offered marks a bulk stream (the target sends faster than we read): the
+/// relay then splices instead of copying, until a splice finds less.
 const BULK_READ: usize = 32 << 10;
 
 pub struct Relay {
@@ -234,12 +234,12 @@ fn pass(conn: &mut Conn, ctx: &mut Ctx) -> Pass {
         }
         let max = (ep.output.room() - CONTROL_ROOM - HEADER_ROOM).min(MAX_CHUNK);
         match r.target.read_framed(&mut ep.output, HEADER_ROOM, max, &mut ctx.pool, ctx.now, frame_in_place) {
-            Read::Data(n) => {
+            (Read::Data(n), offered) => {
                 progress = true;
-                r.bulk = n >= BULK_READ;
+                r.bulk = n == offered && n >= BULK_READ;
             }
-            Read::Nothing | Read::Eof => {}
-            Read::Failed(e) => debug!("{peer}: target read failed: {e}"),
+            (Read::Nothing | Read::Eof, _) => {}
+            (Read::Failed(e), _) => debug!("{peer}: target read failed: {e}"),
         }
     }
     // An idle pipe goes back to the pool: idle relays hold none.

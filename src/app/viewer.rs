@@ -427,7 +427,8 @@ fn drive_vnc(conns: &mut Slab<Conn>, key: usize, ctx: &mut Ctx) -> Step {
     };
     if let Some(why) = failure {
         session.fail(&why, close::INTERNAL_ERROR);
-        info!("gateway session {sidx}: ended: {why}");
+        // The text may be the VNC server's own: escaped for the log.
+        info!("gateway session {sidx}: ended: {}", crate::transport::endpoint::printable(&why));
         end_session(conns, sidx, ctx);
         return Step::Close("session ended");
     }

@@ -332,7 +332,9 @@ impl Endpoint {
     /// endpoint's output): at most `max` bytes after `header` bytes of room,
     /// then `frame(spare, n)` turns the `n` bytes read into what is kept
     /// (returns its length, e.g. a WebSocket frame around them). Readiness
-    /// as for [`Endpoint::read`]; `Read::Data` counts the bytes read.
+    /// as for [`Endpoint::read`]; `Read::Data` counts the bytes read. Also
+    /// returns the room that was offered (a read that filled it suggests
+    /// more is waiting).
     pub fn read_framed(
         &mut self,
         dst: &mut Buf,
@@ -341,10 +343,14 @@ impl Endpoint {
         pool: &mut Pool,
         now: Instant,
         frame: impl FnOnce(&mut [u8], usize) -> usize,
-    ) -> Read {
-        let r = read_once(&mut self.stream, &mut self.ready, &mut self.read_eof, dst, max, header, pool, frame);
+    ) -> (Read, usize) {
+        let mut offered = 0;
+        let r = read_once(&mut self.stream, &mut self.ready, &mut self.read_eof, dst, max, header, pool, |b, n| {
+            offered = b.len() - header;
+            frame(b, n)
+        });
         self.count_in(&r, now);
-        r
+        (r, offered)
     }
 
     fn count_in(&mut self, r: &Read, now: Instant) {
