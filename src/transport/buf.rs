@@ -240,6 +240,7 @@ impl Buf {
     /// Give the storage back, dropping anything pending.
     pub fn release(&mut self, pool: &mut Pool) {
         self.store.clear();
+        self.start = 0;
         self.release_if_empty(pool);
     }
 
@@ -273,6 +274,18 @@ mod tests {
         b.release_if_empty(&mut pool);
         assert_eq!(b.capacity(), 0);
         assert_eq!(pool.free.len(), 1);
+    }
+
+    #[test]
+    fn release_drops_partly_consumed_data() {
+        let mut pool = Pool::new(16, 4);
+        let mut b = Buf::with_cap(16);
+        assert!(b.push(b"hello world", &mut pool));
+        b.consume(3);
+        b.release(&mut pool);
+        assert_eq!((b.len(), b.room(), b.capacity()), (0, 16, 0));
+        assert!(b.push(b"again", &mut pool));
+        assert_eq!(b.data(), b"again");
     }
 
     #[test]
