@@ -6,21 +6,21 @@
 # them as the reference (what TLS costs). See benches/README.md ("TLS").
 #
 # usage: benches/tls.sh
-#   env: REPS=5 (bulk)  RTT_REPS=5  HS_COUNT=2000 (handshakes per run)  HS_REPS=3
+#   env: REPS=5 (bulk)  RTT_REPS=9  HS_COUNT=2000 (handshakes per run)  HS_REPS=3
 #        IDLE=400 (idle TLS connections held per relay)
 #        BASE_PORT=21500 (uses BASE_PORT..BASE_PORT+12)  NO_BUILD=1  OUT=target/tls-bench
 #
 # Rows: full handshakes per second (4 client threads) and the relay's CPU
 # per handshake; bulk server→client MiB/s and CPU-s/GB (1 and 8 connections of
 # 64 MiB, relay CPU pooled); echo round trips (64 B, 16 KiB) through each,
-# interleaved; memory per idle connection (RSS, PSS of the relay's process
+# interleaved by one client; memory per idle connection (RSS, PSS of the relay's process
 # tree, growth over IDLE connections). socat relays plain TCP inside TLS (no
 # WebSocket framing); the others relay WebSocket.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 REPS=${REPS:-5}
-RTT_REPS=${RTT_REPS:-5}
+RTT_REPS=${RTT_REPS:-9}
 HS_COUNT=${HS_COUNT:-2000}
 HS_REPS=${HS_REPS:-3}
 IDLE=${IDLE:-400}
@@ -113,18 +113,27 @@ for rep in $(seq "$REPS"); do
         done
     done
 done
-# Round trips: one client holds an echo connection through every relay and
-# sends to each in turn (wsload rtt --targets has no TLS, so one run each,
-# interleaved by repetition).
+# Round trips in their own phase: one client holds an echo connection
+# through every relay and sends to each in turn, so all see the same load.
+sleep 2
+targets=""
+for r in "${RELAYS[@]}"; do
+    case $r in
+    socat-tls) t="tls://127.0.0.1:${PORT[$r]}" ;;
+    wsvnc-plain) t="127.0.0.1:${PORT[$r]}/websockify" ;;
+    *) t="tls://127.0.0.1:${PORT[$r]}/websockify" ;;
+    esac
+    targets="$targets${targets:+,}$r=$t"
+done
 for rep in $(seq "$RTT_REPS"); do
     echo "echo round trips, repetition $rep/$RTT_REPS ..." >&2
     for size in 64 16384; do
-        for r in "${RELAYS[@]}"; do
-            args=$(client_args "$r" "${PORT[$r]}")
-            # shellcheck disable=SC2086
-            line=$(timeout 120 "$WSLOAD" rtt $args --size "$size" --count 1000 --warmup 100) || fail "$r rtt failed"
+        out=$(timeout 120 "$WSLOAD" rtt --targets "$targets" --tls "$CA/ca.pem" --size "$size" --count 1000 \
+            --warmup 100) || fail "rtt $size failed"
+        while read -r line; do
+            r=$(sed -n 's/.*target=\([^ ]*\).*/\1/p' <<<"$line")
             record "$r" "rtt$size" "$line" p50_us p99_us
-        done
+        done <<<"$out"
     done
 done
 for r in "${RELAYS[@]}"; do stop_group "${PID[$r]}"; done

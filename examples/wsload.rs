@@ -10,7 +10,7 @@
 //! wsload sink  --listen ADDR                     target: streams / echoes / holds
 //! wsload bulk  --addr ADDR [--ws PATH] --bytes N [--conns C] [--pid P]
 //! wsload rtt   --addr ADDR [--ws PATH] --size S [--count N] [--warmup W]
-//! wsload rtt   --targets name=ADDR[/path],... --size S ...   (interleaved)
+//! wsload rtt   --targets name=[tls://]ADDR[/path],... --size S ...   (interleaved)
 //! wsload idle  --addr ADDR [--ws PATH] --conns N [--mark M] [--hold S] [--pid P]
 //!              [--deadline S] [--max-mem-mib M]
 //! wsload handshakes --addr ADDR --tls CA --count N [--conns C] [--pid P]
@@ -511,7 +511,7 @@ fn rtt(o: &Opts) -> io::Result<()> {
     // loop, one message to each in turn, so all see the same machine load;
     // else the single `--addr [--ws]` target.
     let targets: Vec<(String, Target)> = match o.get("targets") {
-        Some(list) => list.split(',').map(parse_named_target).collect(),
+        Some(list) => list.split(',').map(|spec| parse_named_target(spec, o)).collect(),
         None => vec![("-".into(), o.target())],
     };
     let size = o.num("size", 64) as usize;
@@ -543,19 +543,24 @@ fn rtt(o: &Opts) -> io::Result<()> {
     Ok(())
 }
 
-/// `name=127.0.0.1:PORT` (TCP) or `name=127.0.0.1:PORT/path` (WebSocket).
-fn parse_named_target(spec: &str) -> (String, Target) {
+/// `name=127.0.0.1:PORT` (TCP) or `name=127.0.0.1:PORT/path` (WebSocket);
+/// a `tls://` prefix connects with TLS (trusting `--tls CA.pem`).
+fn parse_named_target(spec: &str, o: &Opts) -> (String, Target) {
     let bad = || -> ! {
-        eprintln!("--targets: expected name=ADDR[/path], got {spec}");
+        eprintln!("--targets: expected name=[tls://]ADDR[/path], got {spec}");
         std::process::exit(2)
     };
     let Some((name, rest)) = spec.split_once('=') else { bad() };
+    let (rest, tls) = match rest.strip_prefix("tls://") {
+        Some(r) => (r, Some(o.tls().unwrap_or_else(|| bad()))),
+        None => (rest, None),
+    };
     let (addr, path) = match rest.find('/') {
         Some(i) => (&rest[..i], Some(rest[i..].to_string())),
         None => (rest, None),
     };
     let Ok(addr) = addr.parse() else { bad() };
-    (name.to_string(), Target { addr, ws_path: path, tls: None })
+    (name.to_string(), Target { addr, ws_path: path, tls })
 }
 
 // ------------------------------------------------------------------ idle

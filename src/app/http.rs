@@ -51,8 +51,10 @@ impl HttpApp {
         HttpApp { start, waiting: false, deadline: now + ctx.cfg.handshake_timeout }
     }
 
-    pub fn poll_timeout(&self) -> Instant {
-        self.deadline
+    /// The head deadline; none while the helper thread reads a file for
+    /// the current request (the deadline restarts with its response).
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        (!self.waiting).then_some(self.deadline)
     }
 }
 
@@ -238,7 +240,7 @@ pub fn file_done(conn: &mut Conn, action: Action, ctx: &mut Ctx) {
 /// The head did not arrive in time: 408 if part of one came, then close.
 pub fn handle_timeout(conn: &mut Conn, ctx: &mut Ctx) -> Option<&'static str> {
     let super::App::Http(app) = &mut conn.app else { return None };
-    if ctx.now < app.deadline || app.waiting {
+    if app.poll_timeout().is_none_or(|d| ctx.now < d) {
         return None;
     }
     debug!("{}: handshake timeout", conn.peer);

@@ -240,7 +240,7 @@ impl Conn {
     /// The earliest moment [`Conn::handle_timeout`] has work.
     pub fn poll_timeout(&self, ctx: &Ctx) -> Option<Instant> {
         let app = match &self.app {
-            App::Http(h) => Some(h.poll_timeout()),
+            App::Http(h) => h.poll_timeout(),
             App::Vnc(v) => v.poll_timeout(),
             App::Demo(d) => d.poll_timeout(),
             _ => None,

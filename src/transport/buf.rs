@@ -20,38 +20,65 @@
 
 use std::io;
 
-/// Free storage blocks of one size, reused across connections.
+/// Free storage, reused across connections: blocks of one size (what most
+/// buffers need), and a few larger ones (a viewer's composed frames, a
+/// burst), so that a buffer that had to grow does not cost an allocation
+/// and a copy every time it fills again.
 pub struct Pool {
     block: usize,
     free: Vec<Vec<u8>>,
     max_free: usize,
+    /// Larger storage with the length of its initialised prefix.
+    large: Vec<(Vec<u8>, usize)>,
 }
+
+/// Larger storage kept at most: this many, each up to `LARGE_MAX` bytes.
+const LARGE_KEPT: usize = 8;
+const LARGE_MAX: usize = 1 << 20;
 
 impl Pool {
     /// Blocks of `block` bytes; at most `max_free` are kept for reuse.
     pub fn new(block: usize, max_free: usize) -> Self {
-        Pool { block, free: Vec::new(), max_free }
+        Pool { block, free: Vec::new(), max_free, large: Vec::new() }
     }
 
     pub fn block_size(&self) -> usize {
         self.block
     }
 
-    /// An empty Vec of `block` capacity, every byte of it initialised.
-    fn take(&mut self) -> Vec<u8> {
-        self.free.pop().unwrap_or_else(|| {
-            let mut v = vec![0; self.block];
-            v.clear();
-            v
-        })
+    /// An empty Vec of at least `want` capacity (a block, or larger) and how
+    /// many of its bytes are initialised (a block's are all).
+    fn take(&mut self, want: usize) -> (Vec<u8>, usize) {
+        if want <= self.block {
+            let v = self.free.pop().unwrap_or_else(|| {
+                let mut v = vec![0; self.block];
+                v.clear();
+                v
+            });
+            return (v, self.block);
+        }
+        match self.large.iter().position(|(v, _)| v.capacity() >= want) {
+            Some(i) => self.large.swap_remove(i),
+            None => (Vec::with_capacity(want), 0),
+        }
     }
 
-    /// Keep `v` if it is a block that was never grown (its whole capacity is
-    /// then initialised, see `take`).
-    fn give(&mut self, mut v: Vec<u8>) {
-        if self.free.len() < self.max_free && v.capacity() == self.block {
-            v.clear();
-            self.free.push(v);
+    /// Keep `v` (emptied) for reuse: a block, or larger storage up to
+    /// `LARGE_MAX` while fewer than `LARGE_KEPT` are kept (the smallest
+    /// gives way to a larger one).
+    fn give(&mut self, mut v: Vec<u8>, init: usize) {
+        v.clear();
+        let cap = v.capacity();
+        if cap == self.block {
+            if self.free.len() < self.max_free {
+                self.free.push(v);
+            }
+        } else if cap > self.block && cap <= LARGE_MAX {
+            if self.large.len() < LARGE_KEPT {
+                self.large.push((v, init));
+            } else if let Some(i) = self.large.iter().position(|(l, _)| l.capacity() < cap) {
+                self.large[i] = (v, init);
+            }
         }
     }
 }
@@ -113,11 +140,13 @@ impl Buf {
 
     /// Storage for `extra` more bytes after the pending ones: from the pool
     /// when there is none, else by moving the pending bytes to the front
-    /// (when that makes room or they are few), else by growing.
+    /// (when that makes room or they are few), else by moving them to
+    /// larger storage (only the pending bytes are copied).
     fn reserve(&mut self, extra: usize, pool: &mut Pool) {
         if self.store.capacity() == 0 {
-            self.store = pool.take();
-            self.init = self.store.capacity();
+            (self.store, self.init) = pool.take(extra);
+            self.start = 0;
+            return;
         }
         let fits = self.store.capacity() - self.store.len() >= extra;
         if self.start > 0 && (!fits || self.start >= self.len()) {
@@ -125,8 +154,15 @@ impl Buf {
             self.store.truncate(self.len());
             self.start = 0;
         }
-        // Growing keeps the old contents (and so the `init` prefix).
-        self.store.reserve(extra);
+        if self.store.capacity() - self.store.len() < extra {
+            let want = (self.len() + extra).max(2 * self.store.capacity());
+            let (mut larger, init) = pool.take(want);
+            larger.extend_from_slice(&self.store[self.start..]);
+            let old = std::mem::replace(&mut self.store, larger);
+            pool.give(old, self.init);
+            self.init = init.max(self.store.len());
+            self.start = 0;
+        }
     }
 
     /// The pending bytes as a Vec to append to. The caller appends at most
@@ -165,6 +201,8 @@ impl Buf {
             return Ok(0);
         }
         self.reserve(limit.min(pool.block_size() / 2), pool);
+        // Growth may continue inside the existing allocation: its bytes past
+        // `init` are not known to be initialised (`resize` below covers them).
         let len = self.store.len();
         let want = (self.store.capacity() - len).min(limit);
         if len + want > self.init {
@@ -231,9 +269,9 @@ impl Buf {
     /// Give the storage back to the pool if nothing is pending.
     pub fn release_if_empty(&mut self, pool: &mut Pool) {
         if self.is_empty() && self.store.capacity() > 0 {
+            pool.give(std::mem::take(&mut self.store), self.init);
             self.init = 0;
             self.start = 0;
-            pool.give(std::mem::take(&mut self.store));
         }
     }
 
