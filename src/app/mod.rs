@@ -73,7 +73,6 @@ pub enum Job {
 }
 
 impl Ctx {
-    #[allow(clippy::too_many_arguments)]
     pub fn new(
         cfg: Config,
         site: crate::http::Site,
