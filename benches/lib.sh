@@ -1,5 +1,9 @@
 # benches/lib.sh — shell helpers shared by the relay benchmarks (sourced).
-# Needs: OUT (log directory), RES (results file), fail().
+# Needs: OUT (log directory), RES (results file), fail(); for start_all and
+# bulk_runs also RELAYS, WSLOAD, BULK_BYTES and the script's start_relay and
+# client_args.
+
+declare -gA PORT PID
 
 GROUPS_STARTED=()
 cleanup() {
@@ -52,3 +56,38 @@ record() {
     done
 }
 
+
+# start_all SINK_PORT: the sink on SINK_PORT and every relay of RELAYS on the
+# ports after it; fills PORT[relay] and PID[relay], sets SINK_PID.
+start_all() {
+    SINK_PORT=$1
+    start sink "$WSLOAD" sink --listen "127.0.0.1:$SINK_PORT"
+    SINK_PID=$STARTED
+    wait_port "$SINK_PORT"
+    local r i=1
+    for r in "${RELAYS[@]}"; do
+        PORT[$r]=$((SINK_PORT + i))
+        start_relay "$r" "${PORT[$r]}" "$SINK_PORT"
+        PID[$r]=$PID_OF_RELAY
+        i=$((i + 1))
+    done
+}
+
+# bulk_runs REPS: 1 and 8 connections of BULK_BYTES each through every relay,
+# REPS times, relays interleaved; recorded as bulk1_* and bulk8_*.
+bulk_runs() {
+    local rep r c args pidarg line
+    for rep in $(seq "$1"); do
+        echo "bulk, repetition $rep/$1 ..." >&2
+        for r in "${RELAYS[@]}"; do
+            args=$(client_args "$r" "${PORT[$r]}" "$SINK_PORT")
+            pidarg=${PID[$r]:+--pid ${PID[$r]}}
+            for c in 1 8; do
+                # shellcheck disable=SC2086
+                line=$(timeout 300 "$WSLOAD" bulk $args --bytes $((BULK_BYTES * c)) --conns $c $pidarg) ||
+                    fail "$r bulk $c failed"
+                record "$r" "bulk$c" "$line" mib_s cpu_s bytes
+            done
+        done
+    done
+}

@@ -97,32 +97,8 @@ echo "open-file limit: $(ulimit -n)" >&2
 
 # ---------------------------------------------------------------- throughput and latency
 
-SINK_PORT=$BASE_PORT
-start sink "$WSLOAD" sink --listen "127.0.0.1:$SINK_PORT"
-SINK_PID=$STARTED
-wait_port "$SINK_PORT"
-declare -A PORT PID
-i=1
-for r in "${RELAYS[@]}"; do
-    PORT[$r]=$((BASE_PORT + i))
-    start_relay "$r" "${PORT[$r]}" "$SINK_PORT"
-    PID[$r]=$PID_OF_RELAY
-    i=$((i + 1))
-done
-
-for rep in $(seq "$REPS"); do
-    echo "bulk, repetition $rep/$REPS ..." >&2
-    for r in "${RELAYS[@]}"; do
-        args=$(client_args "$r" "${PORT[$r]}" "$SINK_PORT")
-        pidarg=${PID[$r]:+--pid ${PID[$r]}}
-        for c in 1 8; do
-            # shellcheck disable=SC2086
-            line=$(timeout 120 "$WSLOAD" bulk $args --bytes $((BULK_BYTES * c)) --conns $c $pidarg) ||
-                fail "$r bulk $c failed"
-            record "$r" "bulk$c" "$line" mib_s cpu_s bytes
-        done
-    done
-done
+start_all "$BASE_PORT"
+bulk_runs "$REPS"
 # Round trips in their own phase, after a pause. One client holds an echo
 # connection through every relay and sends to each in turn, so all four
 # see the same load (this machine is shared; latency there is bimodal,

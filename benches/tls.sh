@@ -70,7 +70,7 @@ start_relay() {
     wait_port "$port"
 }
 
-# client_args NAME PORT: how wsload reaches the relay.
+# client_args NAME PORT SINK: how wsload reaches the relay.
 client_args() {
     case $1 in
     socat-tls) echo "--addr 127.0.0.1:$2 --tls $CA/ca.pem" ;;
@@ -79,18 +79,7 @@ client_args() {
     esac
 }
 
-SINK=$BASE_PORT
-start sink "$WSLOAD" sink --listen "127.0.0.1:$SINK"
-SINK_PID=$STARTED
-wait_port "$SINK"
-declare -A PORT PID
-i=1
-for r in "${RELAYS[@]}"; do
-    PORT[$r]=$((BASE_PORT + i))
-    start_relay "$r" "${PORT[$r]}" "$SINK"
-    PID[$r]=$PID_OF_RELAY
-    i=$((i + 1))
-done
+start_all "$BASE_PORT"
 
 for rep in $(seq "$HS_REPS"); do
     echo "handshakes, repetition $rep/$HS_REPS ..." >&2
@@ -101,18 +90,7 @@ for rep in $(seq "$HS_REPS"); do
         record "$r" hs "$line" per_s cpu_ms_each
     done
 done
-for rep in $(seq "$REPS"); do
-    echo "bulk, repetition $rep/$REPS ..." >&2
-    for r in "${RELAYS[@]}"; do
-        args=$(client_args "$r" "${PORT[$r]}")
-        for c in 1 8; do
-            # shellcheck disable=SC2086
-            line=$(timeout 300 "$WSLOAD" bulk $args --bytes $((BULK_BYTES * c)) --conns $c --pid "${PID[$r]}") ||
-                fail "$r bulk $c failed"
-            record "$r" "bulk$c" "$line" mib_s cpu_s bytes
-        done
-    done
-done
+bulk_runs "$REPS"
 # Round trips in their own phase: one client holds an echo connection
 # through every relay and sends to each in turn, so all see the same load.
 sleep 2
@@ -144,7 +122,7 @@ for r in "${RELAYS[@]}"; do
     port=$((BASE_PORT + 8 + i))
     i=$((i + 1))
     echo "idle: $r, $IDLE connections ..." >&2
-    start_relay "$r" "$port" "$SINK"
+    start_relay "$r" "$port" "$SINK_PORT"
     args=$(client_args "$r" "$port")
     # shellcheck disable=SC2086
     line=$(timeout 300 "$WSLOAD" idle $args --conns "$IDLE" --mark "$IDLE" --hold 2 --deadline 120 \
