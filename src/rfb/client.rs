@@ -379,7 +379,7 @@ pub struct RfbClient {
 
 impl RfbClient {
     pub fn new(mut cfg: RfbConfig) -> Self {
-        let decoders = Decoders::new();
+        let mut decoders = Decoders::new();
         let mut kept = Vec::with_capacity(cfg.encodings.len());
         for &e in &cfg.encodings {
             let ok = match e {
@@ -415,7 +415,6 @@ impl RfbClient {
             }
         }
         cfg.encodings = kept;
-        let mut decoders = decoders;
         let jpeg = cfg.encodings.iter().any(|e| (encoding::JPEG_QUALITY_0..=encoding::JPEG_QUALITY_9).contains(e));
         decoders.allow_jpeg(jpeg);
         RfbClient {
