@@ -36,6 +36,8 @@ APT_PACKAGES=(
     fonts-dejavu-core
     # browser test
     chromium imagemagick
+    # photo content (Tight JPEG test) and an ARGB cursor theme (cursor test)
+    gnome-backgrounds adwaita-icon-theme
     # relays and plumbing
     socat websockify ca-certificates
     # python3 (bootstrap of the Python 2.7 environment)

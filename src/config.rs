@@ -64,6 +64,9 @@ pub struct Config {
     pub relay_splice: bool,
     /// Gateway: RFB encodings to advertise, in order (None = built-in default).
     pub encodings: Option<Vec<i32>>,
+    /// Gateway: accept Tight JPEG from the VNC server at this quality level
+    /// (0..=9, the JPEG Quality Level pseudo-encoding); None = lossless only.
+    pub vnc_jpeg: Option<u8>,
     /// Gateway: ClientInit shared flag.
     pub shared: bool,
     /// Gateway: all viewers view-only.
@@ -94,6 +97,7 @@ impl Default for Config {
             relay_buffer: 256 << 10,
             relay_splice: true,
             encodings: None,
+            vnc_jpeg: None,
             shared: true,
             view_only: false,
             demo: false,
@@ -135,6 +139,9 @@ OPTIONS:
     --max-message BYTES       largest WebSocket message accepted [default: 4194304]
     --encodings LIST          gateway: RFB encodings in preference order, comma separated
                               (tight,zrle,hextile,zlib,rre,copyrect,raw)
+    --vnc-jpeg QUALITY        gateway: let the VNC server send Tight JPEG at quality 0-9 (9 best)
+                              for photo-like areas, decoded into the framebuffer: lossy, for
+                              VNC servers far away [default: off, lossless]
     --relay-copy              relay: copy bulk streams through user space instead of splice(2)
                               (zero-copy, the default; for comparison and odd kernels)
     --exclusive               gateway: ask the VNC server for an exclusive session (not shared)
@@ -285,6 +292,13 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Command, Co
                 }
             }
             "--encodings" => cfg.encodings = Some(parse_encodings(&value(&mut args)?)?),
+            "--vnc-jpeg" => {
+                let v = value(&mut args)?;
+                cfg.vnc_jpeg = match v.parse() {
+                    Ok(q @ 0..=9) => Some(q),
+                    _ => return err(format!("--vnc-jpeg wants a quality from 0 to 9, not '{v}'")),
+                }
+            }
             "--exclusive" => cfg.shared = false,
             "--view-only" => cfg.view_only = true,
             "--relay-copy" => cfg.relay_splice = false,
@@ -486,6 +500,16 @@ mod tests {
         assert_eq!(t.entries["sock"].addr, TargetAddr::Unix("/tmp/vnc.sock".into()));
         assert!(TokenTable::parse("nocolon\n", Path::new(".")).is_err());
         assert!(TokenTable::parse("a: 127.0.0.1:1 frob\n", Path::new(".")).is_err());
+    }
+
+    #[test]
+    fn vnc_jpeg_quality() {
+        assert_eq!(run(&["--vnc-jpeg", "6"]).unwrap().vnc_jpeg, Some(6));
+        assert_eq!(run(&["--vnc-jpeg=0"]).unwrap().vnc_jpeg, Some(0));
+        assert_eq!(run(&[]).unwrap().vnc_jpeg, None);
+        for bad in ["10", "-1", "x", ""] {
+            assert!(run(&["--vnc-jpeg", bad]).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -38,7 +38,8 @@ pub struct ViewerId {
 pub fn default_encodings() -> Vec<i32> {
     use encoding::*;
     let mut v: Vec<i32> = crate::rfb::decode::supported().iter().copied().filter(|&e| e != RAW).collect();
-    v.extend([COPY_RECT, RAW, EXTENDED_DESKTOP_SIZE, DESKTOP_SIZE, LAST_RECT, CURSOR, DESKTOP_NAME]);
+    v.extend([COPY_RECT, RAW]);
+    v.extend_from_slice(crate::rfb::PSEUDO_ENCODINGS);
     v
 }
 
@@ -57,9 +58,9 @@ impl Gateways {
         // An operator's --encodings lists real encodings; the pseudo-encodings
         // are always wanted.
         if cfg.encodings.is_some() {
-            use encoding::*;
-            encodings.extend([EXTENDED_DESKTOP_SIZE, DESKTOP_SIZE, LAST_RECT, CURSOR, DESKTOP_NAME]);
+            encodings.extend_from_slice(crate::rfb::PSEUDO_ENCODINGS);
         }
+        encodings.extend(cfg.vnc_jpeg.map(|q| encoding::JPEG_QUALITY_0 + q as i32));
         Gateways { sessions: Slab::new(), by_key: HashMap::new(), demo: None, encodings, shared: cfg.shared }
     }
 

@@ -330,6 +330,7 @@ impl Session {
                 }
             }
             RfbEvent::Copied { .. } => {}
+            RfbEvent::LedState { .. } => {} // not forwarded to viewers yet (browser protocol v1 has no message)
             RfbEvent::UpdateDone => {
                 self.hand_out_update();
                 if !self.synced {
