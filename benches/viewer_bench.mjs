@@ -3,7 +3,7 @@
 //
 //   wsvnc --demo-server 127.0.0.1:19150            the animated demo desktop (30 fps)
 //   wsvnc --listen :19151 --target …:19150          gateway: our viewer at /, protocol v1 at /ws
-//   wsvnc --listen :19152 --target …:19150 --web D  relay: noVNC page from D, /websockify
+//   wsvnc --listen :19152 --target …:19150 --relay --web D  relay: noVNC page from D, /websockify
 //
 // Both pages get the same instrumentation (an init script, before any page code):
 // * first pixels: ms from navigation start until ≥ 90 % of a 16×12 grid of points on the
@@ -90,7 +90,7 @@ const INSTRUMENT = `(() => {
 })();`;
 
 // noVNC's RFB class on a bare page, as tests/browser/page/index.html embeds it. The script
-// is a file of its own: wsvnc's Content-Security-Policy allows no inline scripts.
+// is a file of its own, so the page also works under a strict --web-csp.
 const NOVNC_PAGE = `<!doctype html>
 <html><head><meta charset="utf-8"><title>noVNC bench</title>
 <style>html,body{margin:0;background:#000}#screen{width:1024px;height:768px}</style>
@@ -169,7 +169,7 @@ async function run() {
     const target = ['--target', `127.0.0.1:${PORT.demo}`];
     await startDemo();
     const ours = await startWsvnc('bench-gateway', PORT.gateway, target);
-    const theirs = await startWsvnc('bench-relay', PORT.relay, [...target, '--web', web]);
+    const theirs = await startWsvnc('bench-relay', PORT.relay, [...target, '--relay', '--web', web]);
     browser = await launchChromium();
     const clients = [
       { name: 'wsvnc viewer (gateway)', url: `${ours.url}?resize=0`, server: ours, runs: [] },

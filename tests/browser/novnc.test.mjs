@@ -9,7 +9,7 @@
 // Every missing prerequisite fails the test; nothing is skipped.
 // RELAY_CMD: command template with {listen} and {target} (HOST:PORT), e.g.
 //   websockify {listen} {target}
-//   target/release/wsvnc --listen {listen} --target {target}
+//   target/release/wsvnc --listen {listen} --target {target} --relay --allow-origin *
 
 import { after, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
