@@ -24,12 +24,14 @@ import os from 'node:os';
 import path from 'node:path';
 
 import { assertRunning, killAll, sleep, spawnTracked, tcpReady, waitFor } from '../tests/browser/lib.mjs';
-import { ROOT, WSVNC, assertPortFree, launchChromium, startWsvnc } from '../tests/viewer/harness.mjs';
+import { ROOT, WSVNC, assertPortFree, launchChromium, startWsvnc, testOffset } from '../tests/viewer/harness.mjs';
 
 const RUNS = Number(process.env.RUNS || 5);
 const WINDOW_MS = Number(process.env.WINDOW_MS || 5000);
 const WARMUP_MS = 1000;
-const PORT = { demo: 19150, gateway: 19151, relay: 19152 };
+// + 1000 per WSVNC_TEST_OFFSET step, so parallel checkouts do not collide.
+const PORT = Object.fromEntries(Object.entries({ demo: 19150, gateway: 19151, relay: 19152 })
+  .map(([k, v]) => [k, v + 1000 * testOffset()]));
 const NOVNC = path.join(ROOT, 'tests', 'browser', 'node_modules', '@novnc', 'novnc');
 
 // The instrumentation, injected into both pages before their own scripts.
