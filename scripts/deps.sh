@@ -38,8 +38,8 @@ APT_PACKAGES=(
     chromium imagemagick
     # photo content (Tight JPEG test) and an ARGB cursor theme (cursor test)
     gnome-backgrounds adwaita-icon-theme
-    # relays and plumbing
-    socat websockify ca-certificates
+    # relays and plumbing; noVNC's pages as Debian ships them (websockify-compat test)
+    socat websockify novnc ca-certificates
     # python3 (bootstrap of the Python 2.7 environment)
     python3 python3-venv python3-pip gcc libc6-dev
     # shared libraries the Debian 11 python2.7 build links against

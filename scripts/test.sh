@@ -87,7 +87,7 @@ step_novnc() {
     release_build || return 1
     # The test page comes from the test's own static server (another origin),
     # as with websockify, which accepts any Origin by default.
-    tests/browser/run.sh "$ROOT/target/release/wsvnc --listen {listen} --target {target} --allow-origin *"
+    tests/browser/run.sh "$ROOT/target/release/wsvnc --listen {listen} --target {target} --relay --allow-origin *"
 }
 
 step_viewer() {

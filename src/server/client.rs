@@ -384,7 +384,7 @@ impl Server {
         }
         // Relay: the target comes from configuration only, never the URL.
         let token = http::query_param(&up.query, "token").map(str::to_string);
-        let target = self.lookup_target(token.as_deref());
+        let target = self.lookup_target(token.as_deref()).and_then(|t| crate::relay::relayable(t, self.cfg.view_only));
         let resp = http::upgrade_response(&up, None);
         let relay_cap = self.cfg.relay_buffer;
         let relay_splice = self.cfg.relay_splice;

@@ -13,6 +13,7 @@ import { Touch } from './touch.js';
 import { Clipboard } from './clipboard.js';
 import { Stats } from './stats.js';
 import { UI } from './ui.js';
+import { t } from './i18n.js';
 
 const $ = (id) => document.getElementById(id);
 const settings = load();
@@ -269,8 +270,7 @@ function setScale(mode) {
   settings.scale = mode;
   display.setMode(mode);
   ui.pressed('b-scale', mode === 'native');
-  $('b-scale').setAttribute('aria-label', mode === 'fit'
-    ? 'Scale: fit to window (press for 1:1)' : 'Scale: 1:1 (press to fit to window)');
+  $('b-scale').setAttribute('aria-label', t(mode === 'fit' ? 'scale.fit' : 'scale.native'));
 }
 
 function toggleStats(on = !stats.visible) {
