@@ -35,6 +35,8 @@ for cmd in buildah:buildah umoci:umoci runc:runc curl:curl jq:jq nsenter:util-li
     command -v "${cmd%%:*}" >/dev/null || die "${cmd%%:*} not found (Debian package ${cmd#*:}; run: scripts/deps.sh apt)"
 done
 [ "$(id -u)" -eq 0 ] || die "needs root (runc and umoci unpack a root filesystem)"
+[ -e /proc/sys/fs/binfmt_misc/qemu-aarch64 ] \
+    || die "running the arm64 image needs qemu-aarch64 registered with binfmt_misc (run: scripts/deps.sh cross)"
 
 scripts/cross.sh build
 
