@@ -92,11 +92,17 @@ function makeCertificates(dir) {
   return { ca: fs.readFileSync(path.join(dir, 'ca.pem')), spki: crypto.createHash('sha256').update(spkiDer).digest('base64') };
 }
 
+/** `--relay` where the binary makes relay mode (/websockify) opt-in, nothing where it is always on. */
+function relayArgs() {
+  const help = execFileSync(WSVNC, ['--help']).toString();
+  return /^\s+--relay\s/m.test(help) ? ['--relay'] : [];
+}
+
 async function startInstance(name, label = name) {
   const port = INSTANCES[name];
   if (await tcpReady(port)) throw new Error(`127.0.0.1:${port} is already in use`);
-  const p = spawnTracked(`fleet-${label}`, WSVNC, ['--listen', `127.0.0.1:${port}`, '--token-file', state.tokenFile],
-    { env: { ...process.env, RUST_LOG: 'info' } });
+  const args = ['--listen', `127.0.0.1:${port}`, '--token-file', state.tokenFile, ...relayArgs()];
+  const p = spawnTracked(`fleet-${label}`, WSVNC, args, { env: { ...process.env, RUST_LOG: 'info' } });
   await waitFor(`${name} on ${port}`, async () => { assertRunning(p); return tcpReady(port); }, WAIT);
   state.instances[name] = p;
 }
