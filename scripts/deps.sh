@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # scripts/deps.sh — install what the tests need, when it is missing.
 #
-# Usage: scripts/deps.sh [apt] [browser] [autobahn]     (no argument: all three)
+# Usage: scripts/deps.sh [apt] [browser] [autobahn] [cross]    (no argument: all four)
 #
 #   apt       Debian packages (Xvnc, xterm, Chromium, ImageMagick, ...), checked
 #             one by one with dpkg-query; `apt-get update` + install only when
@@ -15,6 +15,11 @@
 #             bootstrapped from PyPI wheels; pinned packages installed
 #             --no-deps. Rebuilt only when the recipe below changes.
 #             Entry points: .deps/py27/bin/python2.7, .deps/py27/bin/wstest.
+#   cross     for scripts/cross.sh (run `apt` first): the rustup targets
+#             x86_64-unknown-linux-musl and aarch64-unknown-linux-musl, and
+#             qemu-aarch64 registered with binfmt_misc (flags F: found from inside
+#             containers too), so that aarch64 test binaries can exec the aarch64
+#             wsvnc binary.
 #
 # Runs as root with no standard input (CI). Prints what it installs; any
 # failure stops it with a message and a non-zero exit.
@@ -45,6 +50,10 @@ APT_PACKAGES=(
     # shared libraries the Debian 11 python2.7 build links against
     libbz2-1.0 libcrypt1 libdb5.3 libexpat1 libncursesw6 libnsl2 libreadline8
     libsqlite3-0 libtinfo6 libtirpc3 zlib1g
+    # static musl builds and the aarch64 tests under qemu-user (scripts/cross.sh)
+    gcc-aarch64-linux-gnu musl-tools qemu-user-static
+    # the fleet test (HAProxy, test CA, socket table) and the container image (scripts/image.sh)
+    haproxy openssl iproute2 curl jq buildah umoci runc
 )
 
 apt_missing() {
@@ -243,16 +252,42 @@ EOF
     log "autobahn: done in $((SECONDS - t0)) s ($PY27/bin/wstest)"
 }
 
+# ---------------------------------------------------------------- cross (scripts/cross.sh)
+
+do_cross() {
+    command -v rustup >/dev/null 2>&1 || die "cross: rustup not found (the musl targets come from rustup)"
+    local t installed
+    installed=$(rustup target list --installed)
+    for t in x86_64-unknown-linux-musl aarch64-unknown-linux-musl; do
+        if grep -qx "$t" <<<"$installed"; then continue; fi
+        log "cross: rustup target add $t"
+        rustup target add "$t" </dev/null
+    done
+    local conf=/usr/lib/binfmt.d/qemu-aarch64.conf dir=/proc/sys/fs/binfmt_misc
+    [ -f "$conf" ] || die "cross: $conf missing (Debian package qemu-user-static; run: scripts/deps.sh apt)"
+    if ! mountpoint -q "$dir"; then
+        log "cross: mounting binfmt_misc on $dir"
+        mount -t binfmt_misc binfmt_misc "$dir" || die "cross: cannot mount binfmt_misc (not root, or no kernel support)"
+    fi
+    if [ ! -e "$dir/qemu-aarch64" ]; then
+        log "cross: registering qemu-aarch64 with binfmt_misc ($conf)"
+        grep -v '^#' "$conf" | head -1 >"$dir/register"
+    fi
+    [ "$(head -1 "$dir/qemu-aarch64")" = enabled ] || echo 1 >"$dir/qemu-aarch64"
+    log "cross: rustup musl targets present; qemu-aarch64 registered ($(grep ^flags "$dir/qemu-aarch64"))"
+}
+
 # ---------------------------------------------------------------- main
 
 steps=("$@")
-[ ${#steps[@]} -gt 0 ] || steps=(apt browser autobahn)
+[ ${#steps[@]} -gt 0 ] || steps=(apt browser autobahn cross)
 for s in "${steps[@]}"; do
     case "$s" in
         apt) do_apt ;;
         browser) do_browser ;;
         autobahn) do_autobahn ;;
-        *) die "unknown step '$s' (apt, browser, autobahn)" ;;
+        cross) do_cross ;;
+        *) die "unknown step '$s' (apt, browser, autobahn, cross)" ;;
     esac
 done
 log "all requested steps done: ${steps[*]}"

@@ -11,6 +11,12 @@
 #       novnc     noVNC 1.7 in Chromium through wsvnc's relay mode to Xvnc
 #       viewer    wsvnc's own viewer in Chromium (mock gateway + real Xvnc)
 #       footprint stripped release binary <= 2 MiB, idle gateway RSS <= 4 MiB
+#       cross     static musl builds for x86_64 and aarch64 (sizes), and the unit and
+#                 integration tests for aarch64 under qemu-user (scripts/cross.sh)
+#       image     the FROM-scratch container image: built from the Dockerfile by
+#                 buildah, run under runc for amd64 and arm64 (scripts/image.sh)
+#       fleet     three instances behind a real HAProxy: routing by token, TLS,
+#                 failover and rejoin, Chromium viewers (tests/fleet)
 #
 # Every step must pass; nothing is skipped because a server or browser is
 # missing (deps installs them, and the tests fail loudly without them).
@@ -20,7 +26,7 @@ set -uo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 export CARGO_TERM_COLOR=never
-ALL_STEPS=(deps cargo autobahn novnc viewer footprint)
+ALL_STEPS=(deps cargo autobahn novnc viewer footprint cross image fleet)
 STEPS=("$@")
 [ ${#STEPS[@]} -gt 0 ] || STEPS=("${ALL_STEPS[@]}")
 
@@ -58,7 +64,7 @@ wait_port() {
     return 1
 }
 
-step_deps() { scripts/deps.sh apt browser autobahn && (cd tests/viewer && deps_viewer); }
+step_deps() { scripts/deps.sh apt browser autobahn cross && (cd tests/viewer && deps_viewer) && (cd tests/fleet && deps_viewer); }
 deps_viewer() {
     # tests/viewer has its own package.json (playwright-core, ws).
     local want have=""
@@ -98,6 +104,15 @@ step_viewer() {
 step_footprint() {
     release_build || return 1
     scripts/footprint.sh target/release/wsvnc
+}
+
+step_cross() { scripts/cross.sh build test; }
+
+step_image() { scripts/image.sh; }
+
+step_fleet() {
+    release_build || return 1
+    (cd tests/fleet && WSVNC_BIN="$ROOT/target/release/wsvnc" npm test)
 }
 
 for step in "${STEPS[@]}"; do
