@@ -1189,7 +1189,8 @@ fn copy_beside_damage_in_the_same_tile_is_forwarded() {
 
 // ------------------------------------------------------ a real VNC server
 
-/// TigerVNC `Xvnc` on display :N / port 17100+N (this helper's range),
+/// TigerVNC `Xvnc` on display :300+10·O+n / port 30000+100·O+n (this
+/// helper's range; O = `WSVNC_TEST_OFFSET`, see tests/common/x11.rs),
 /// killed on drop. Missing binaries fail the test with a clear message.
 struct Xvnc {
     child: std::process::Child,
@@ -1199,8 +1200,9 @@ struct Xvnc {
 
 impl Xvnc {
     fn start(n: u16, extra: &[&str]) -> Xvnc {
-        let display = format!(":{}", 170 + n);
-        let port = 17100 + n;
+        let offset = common::x11::test_offset();
+        let display = format!(":{}", 300 + 10 * offset + n);
+        let port = 30000 + 100 * offset + n;
         let mut cmd = std::process::Command::new("Xvnc");
         cmd.args([&display, "-rfbport", &port.to_string(), "-localhost", "-geometry", "320x240", "-depth", "24"])
             .args(["-AlwaysShared", "-AcceptSetDesktopSize=1"])
