@@ -3,6 +3,9 @@
 //! framebuffer ("latest frame wins"). Wire protocol: docs/protocol.md.
 //! Sans-IO: `server::gateway_io` moves the bytes.
 
+pub mod encode;
+pub mod frames;
+pub mod pacing;
 pub mod proto;
 pub mod session;
 
@@ -12,16 +15,15 @@ use slab::Slab;
 
 use crate::config::{Config, Target};
 use crate::rfb::{encoding, RfbConfig};
-pub use session::Session;
+pub use session::{Composed, Session};
 
 /// WebSocket path of the gateway (relay mode has `/websockify`).
 pub const PATH: &str = "/ws";
-/// Subprotocol of browser protocol v1.
-pub const SUBPROTOCOL: &str = "wsvnc.v1";
+/// Subprotocol of browser protocol v2.
+pub const SUBPROTOCOL: &str = "wsvnc.v2";
 /// A viewer gets more output only when its socket buffer is below this.
 pub const LOW_WATER: usize = 128 << 10;
-/// Raw protocol bytes composed per WebSocket message.
-pub const CHUNK: usize = 256 << 10;
+pub use frames::CHUNK;
 
 /// Identifies a viewer: (session key, viewer key within the session).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
