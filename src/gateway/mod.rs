@@ -51,6 +51,7 @@ pub struct Gateways {
     demo: Option<Target>,
     encodings: Vec<i32>,
     shared: bool,
+    lossless: bool,
 }
 
 impl Gateways {
@@ -62,7 +63,14 @@ impl Gateways {
             use encoding::*;
             encodings.extend([EXTENDED_DESKTOP_SIZE, DESKTOP_SIZE, LAST_RECT, CURSOR, DESKTOP_NAME]);
         }
-        Gateways { sessions: Slab::new(), by_key: HashMap::new(), demo: None, encodings, shared: cfg.shared }
+        Gateways {
+            sessions: Slab::new(),
+            by_key: HashMap::new(),
+            demo: None,
+            encodings,
+            shared: cfg.shared,
+            lossless: cfg.lossless,
+        }
     }
 
     pub fn demo_target(&self) -> Option<Target> {
@@ -82,7 +90,9 @@ impl Gateways {
     pub fn create(&mut self, key: &str, target: &Target) -> usize {
         let cfg =
             RfbConfig { shared: self.shared, encodings: self.encodings.clone(), password: target.password.clone() };
-        let idx = self.sessions.insert(Session::new(key.to_string(), target.addr.to_string(), cfg));
+        let mut session = Session::new(key.to_string(), target.addr.to_string(), cfg);
+        session.lossless = self.lossless;
+        let idx = self.sessions.insert(session);
         self.by_key.insert(key.to_string(), idx);
         idx
     }
