@@ -34,8 +34,8 @@ APT_PACKAGES=(
     tigervnc-standalone-server tigervnc-tools x11vnc xvfb xterm xfonts-base
     xkb-data x11-xkb-utils x11-utils x11-xserver-utils xauth xdotool xclip
     fonts-dejavu-core
-    # browser test
-    chromium imagemagick
+    # browser test; photo-like content for the gateway's JPEG path (gnome-backgrounds)
+    chromium imagemagick gnome-backgrounds
     # relays and plumbing
     socat websockify ca-certificates
     # python3 (bootstrap of the Python 2.7 environment)

@@ -896,6 +896,28 @@ fn gateway_xvnc_pixels() {
     v.sync_to(&change_root_colour(&desk), "gateway to Xvnc, after a root colour change");
 }
 
+/// Photo content: ImageMagick `display` of a gnome-backgrounds wallpaper on
+/// Xvnc. The gateway sends it as JPEG (the test viewer decodes it), then
+/// refines it: the canvas ends equal to the X screenshot, pixel for pixel.
+#[test]
+fn gateway_xvnc_photo_jpeg_then_exact() {
+    let wallpaper = std::path::Path::new("/usr/share/backgrounds/gnome/wood-d.webp");
+    assert!(wallpaper.exists(), "{} missing: apt-get install gnome-backgrounds", wallpaper.display());
+    let mut desk = Desktop::xvnc(Auth::None);
+    desk.draw_scene();
+    let gw = gateway_for(&desk, None);
+    let mut v = Viewer::connect(&gw.url("/ws"));
+    v.sync_to(&desk.stable_screenshot(), "gateway to Xvnc before the photo");
+    let mut c = desk.x_command("display", "imagemagick");
+    c.args(["-title", "wsvnc-photo", "-geometry", "400x300+100+100", "-resize", "400x300!", "-borderwidth", "0"])
+        .arg(wallpaper);
+    desk.spawn_client("display-photo", c);
+    desk.window("wsvnc-photo");
+    let want = desk.stable_screenshot();
+    v.sync_to(&want, "gateway to Xvnc, photo refined to exact pixels");
+    assert!(v.v.kinds[v2::kind::JPEG].0 > 0, "the photo went as JPEG first: {:?}", v.v.kinds);
+}
+
 /// Browser → wsvnc → x11vnc on Xvfb, default encodings.
 #[test]
 fn gateway_x11vnc_pixels() {
