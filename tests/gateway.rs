@@ -192,7 +192,10 @@ fn viewer(srv: &common::Running, query: &str) -> V2 {
 fn wait_frames(v: &mut V2, n: u64) {
     let target = v.frames + n;
     if let Err(e) = v.wait(T, |v| v.frames >= target) {
-        panic!("waiting for {n} frame(s): {e:?}; statuses {:?}, error {:?}", v.statuses, v.error);
+        panic!(
+            "waiting for {n} frame(s): {e:?}; statuses {:?}, error {:?}, hello {:?}, {} frames, {} bytes",
+            v.statuses, v.error, v.hello, v.frames, v.bytes
+        );
     }
 }
 

@@ -172,7 +172,7 @@ impl Pacer {
 
     /// Bytes the next frame may take (0: wait for acknowledgements).
     pub fn room(&self) -> u64 {
-        if self.flights.len() >= MAX_FRAMES || (self.draining && self.in_flight() > 0) {
+        if self.flights.len() >= MAX_FRAMES || (self.draining && !self.flights.is_empty()) {
             return 0;
         }
         self.budget().saturating_sub(self.in_flight())
@@ -202,7 +202,9 @@ impl Pacer {
 
     /// A frame starts (its first bytes are about to be handed over).
     pub fn frame_started(&mut self, now: Instant) {
-        let idle = self.in_flight() == 0;
+        // No frame in flight. (Bytes sent between frames, state messages,
+        // count as in flight until a later frame's ack covers them.)
+        let idle = self.flights.is_empty();
         // Less than half the budget in flight: the link was not kept busy,
         // so the rate over this frame says little about its capacity.
         let thin = self.in_flight() < self.budget() / 2;

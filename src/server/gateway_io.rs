@@ -275,6 +275,7 @@ impl Server {
     /// The viewer's socket has drained: send more if there is more.
     pub(crate) fn gateway_viewer_writable(&mut self, key: usize, vid: ViewerId) {
         self.pump_viewer(key, vid);
+        self.wake_session_at_poll_timeout(vid.session);
     }
 
     /// Compose output for one viewer while its socket has room.
@@ -308,7 +309,6 @@ impl Server {
         if wrote {
             self.schedule(key);
         }
-        self.wake_session_at_poll_timeout(vid.session);
     }
 
     /// Set a timer for the session's next wake-up (JPEG areas due for
@@ -332,6 +332,7 @@ impl Server {
         for (client, vidx) in viewers {
             self.pump_viewer(client, ViewerId { session: sidx, viewer: vidx });
         }
+        self.wake_session_at_poll_timeout(sidx);
     }
 
     /// A viewer's WebSocket is gone.

@@ -223,14 +223,16 @@ function paletteToRgba(m) {
     const [r, g, b] = [colours[i * 3], colours[i * 3 + 1], colours[i * 3 + 2]];
     pal[i] = probe ? (0xff000000 | b << 16 | g << 8 | r) >>> 0 : (r << 24 | g << 16 | b << 8 | 0xff) >>> 0;
   }
-  const mask = (1 << bits) - 1;
+  const mask = (1 << bits) - 1, perByte = 8 / bits;
   for (let y = 0, o = 0; y < h; y++) {
-    const row = y * rowBytes;
-    for (let x = 0; x < w; x++, o++) {
-      const bit = x * bits;
-      const idx = (data[row + (bit >> 3)] >> (8 - bits - (bit & 7))) & mask;
-      if (idx >= n) throw new ProtocolError(`Palette index ${idx} of ${n} colours`);
-      px[o] = pal[idx];
+    // Whole bytes of the row, `perByte` indices each, most significant first.
+    for (let b = y * rowBytes, left = w; left > 0; b++) {
+      const byte = data[b];
+      for (let k = 0, shift = 8 - bits; k < perByte && left > 0; k++, left--, shift -= bits) {
+        const idx = (byte >> shift) & mask;
+        if (idx >= n) throw new ProtocolError(`Palette index ${idx} of ${n} colours`);
+        px[o++] = pal[idx];
+      }
     }
   }
   return out;

@@ -197,6 +197,20 @@ fn small_change_overtakes_a_huge_frame() {
     assert!(ahead < 200_000.0, "not behind the huge frame");
 }
 
+/// Bytes sent outside frames (state messages) are covered by a later
+/// frame's ack; they must not keep a draining pacer from probing.
+#[test]
+fn bytes_between_frames_do_not_block_the_probe() {
+    let mut s = Sim::new(1e6, 20);
+    s.run(7000); // past the 5 s probe interval: the pacer drains at some point
+    s.pacer.on_wire(7, s.t); // a Status message after the last frame
+    s.run(12_000);
+    assert!(s.pacer.room() > 0 || s.pacer.frames_in_flight() > 0, "stuck: {:?}", s.pacer);
+    let before = s.sent_bytes;
+    s.run(1000);
+    assert!(s.sent_bytes > before + 500_000, "frames keep going");
+}
+
 #[test]
 fn quality_follows_rate_and_backlog() {
     let t0 = Instant::now();

@@ -9,7 +9,6 @@ use super::*;
 use crate::fb::Rect;
 use crate::gateway::encode::jpeg::tests::{photo, psnr};
 
-#[allow(dead_code)]
 #[path = "../../../tests/common/v2.rs"]
 mod v2;
 
