@@ -11,7 +11,7 @@
 //! | piece                                 | form                                   |
 //! |---------------------------------------|----------------------------------------|
 //! | one colour                            | `Fill` (neighbours of one colour merged) |
-//! | ≤ 256 colours (text, UI)              | `Palette`: 1/2/4/8-bit indices          |
+//! | ≤ 256 colours (text, UI)              | `Palette`: 1/2/4/8-bit indices (neighbours merged while ≤ 256 colours) |
 //! | photo-like, lossy allowed, ≥ 1024 px   | `Jpeg` (neighbouring pieces merged)     |
 //! | photo-like otherwise                  | `Palette` if ≤ 256 colours, else `Pixels` (RGB) |
 //!
@@ -90,6 +90,7 @@ impl Encoder {
         }
         let mut photo = false;
         let mut span: Option<Span> = None;
+        let mut exact: Option<Span> = None;
         let mut fill: Option<(u16, u32, [u8; 4])> = None;
         let end = run.right();
         let mut x = run.x as u32;
@@ -101,6 +102,7 @@ impl Encoder {
             let sampled = classify::sample(fb, piece);
             if let Sampled::Uniform(c) = sampled {
                 if classify::is_solid(fb, piece, c) {
+                    self.flush_exact(fb, run, &mut exact, out, notes);
                     self.flush_span(fb, run, &mut span, quality, out, notes);
                     match &mut fill {
                         Some((_, e, fc)) if *fc == c && *e == piece.x as u32 => *e = piece.right(),
@@ -116,18 +118,42 @@ impl Encoder {
             let many = sampled == Sampled::Many;
             photo |= many;
             if many && quality.is_some() {
-                match &mut span {
-                    Some(s) => s.end = piece.right(),
-                    None => span = Some(Span { x: piece.x, end: piece.right() }),
-                }
+                self.flush_exact(fb, run, &mut exact, out, notes);
+                extend(&mut span, piece);
                 continue;
             }
             self.flush_span(fb, run, &mut span, quality, out, notes);
-            self.lossless(fb, piece, out, notes);
+            extend(&mut exact, piece);
         }
         flush_fill(run, &mut fill, out, notes);
+        self.flush_exact(fb, run, &mut exact, out, notes);
         self.flush_span(fb, run, &mut span, quality, out, notes);
         photo
+    }
+
+    /// Neighbouring pieces to be sent exactly: one `Palette` for all of
+    /// them when ≤ 256 colours (fewer messages, fewer canvas calls in the
+    /// browser), else piece by piece.
+    fn flush_exact(
+        &mut self,
+        fb: &Framebuffer,
+        run: Rect,
+        span: &mut Option<Span>,
+        out: &mut Vec<u8>,
+        notes: &mut Vec<Note>,
+    ) {
+        let Some(s) = span.take() else { return };
+        let r = Rect::new(s.x, run.y, (s.end - s.x as u32) as u16, run.h);
+        if r.w <= TILE || self.palette.build(fb, r, palette::MAX_COLOURS) {
+            self.lossless(fb, r, out, notes);
+            return;
+        }
+        let mut x = r.x as u32;
+        while x < r.right() {
+            let w = ((x / TILE as u32 + 1) * TILE as u32).min(r.right()) - x;
+            self.lossless(fb, Rect::new(x as u16, r.y, w as u16, r.h), out, notes);
+            x += w;
+        }
     }
 
     /// Encode `r` exactly: Fill, Palette or Pixels, whichever applies.
@@ -180,6 +206,13 @@ impl Encoder {
             self.lossless(fb, Rect::new(x as u16, r.y, w as u16, r.h), out, notes);
             x += w;
         }
+    }
+}
+
+fn extend(span: &mut Option<Span>, piece: Rect) {
+    match span {
+        Some(s) => s.end = piece.right(),
+        None => *span = Some(Span { x: piece.x, end: piece.right() }),
     }
 }
 
