@@ -3,7 +3,7 @@
 //! 1920×64 run (one row of 30 tiles, what a frame is made of):
 //!
 //! * `flat`: one colour per tile (Fill);
-//! * `ui`: the demo desktop's terminal and bar (text, few colours: Palette);
+//! * `ui`: a title bar and lines of text-like strokes (few colours: Palette);
 //! * `photo`: a gnome-backgrounds wallpaper (Debian package gnome-backgrounds,
 //!   scaled by ImageMagick's `convert`), lossless (Pixels) and as JPEG at
 //!   qualities 30, 60, 90.
@@ -14,7 +14,6 @@
 use std::process::Command;
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
-use wsvnc::demo::{DemoConfig, DemoServer};
 use wsvnc::fb::{Framebuffer, Rect};
 use wsvnc::gateway::encode::Encoder;
 
@@ -37,14 +36,26 @@ fn photo() -> Framebuffer {
 }
 
 fn ui() -> Framebuffer {
-    // The demo desktop's top 64 rows: bar with text, terminal with text.
-    let mut demo = DemoServer::new(&DemoConfig { width: W, height: 1080, ..DemoConfig::default() }, 0);
-    demo.poll(500, &mut Vec::new());
-    let (w, _, px) = demo.framebuffer();
+    // Text-like rows: a title bar, then lines of "glyphs" (strokes of 2-3
+    // colours with anti-aliasing greys) on a light background.
     let mut fb = Framebuffer::new(W, H);
-    let rgba: Vec<u8> =
-        px[..w as usize * H as usize].iter().flat_map(|p| [(p >> 16) as u8, (p >> 8) as u8, *p as u8, 255]).collect();
-    fb.put_rgba(fb.full_rect(), &rgba).unwrap();
+    fb.fill(fb.full_rect(), [245, 245, 245, 255]).unwrap();
+    fb.fill(Rect::new(0, 0, W, 20), [48, 48, 48, 255]).unwrap();
+    let mut seed = 0x2545_f491u32;
+    for line in 0..3u16 {
+        let y = 24 + line * 13;
+        let mut x = 4u16;
+        while x + 8 < W {
+            seed ^= seed << 13;
+            seed ^= seed >> 17;
+            seed ^= seed << 5;
+            let (gw, ink) = (3 + (seed % 5) as u16, if seed % 7 == 0 { [200, 40, 40, 255] } else { [20, 20, 20, 255] });
+            fb.fill(Rect::new(x, y, 1, 9), ink).unwrap();
+            fb.fill(Rect::new(x + 1, y + (seed % 3) as u16 * 4, gw, 1), ink).unwrap();
+            fb.fill(Rect::new(x + gw, y, 1, 9), [128, 128, 128, 255]).unwrap();
+            x += gw + 3 + (seed % 11 == 0) as u16 * 6;
+        }
+    }
     fb
 }
 
