@@ -49,11 +49,12 @@ fn ui() -> Framebuffer {
             seed ^= seed << 13;
             seed ^= seed >> 17;
             seed ^= seed << 5;
-            let (gw, ink) = (3 + (seed % 5) as u16, if seed % 7 == 0 { [200, 40, 40, 255] } else { [20, 20, 20, 255] });
+            let (gw, ink) =
+                (3 + (seed % 5) as u16, if seed.is_multiple_of(7) { [200, 40, 40, 255] } else { [20, 20, 20, 255] });
             fb.fill(Rect::new(x, y, 1, 9), ink).unwrap();
             fb.fill(Rect::new(x + 1, y + (seed % 3) as u16 * 4, gw, 1), ink).unwrap();
             fb.fill(Rect::new(x + gw, y, 1, 9), [128, 128, 128, 255]).unwrap();
-            x += gw + 3 + (seed % 11 == 0) as u16 * 6;
+            x += gw + 3 + seed.is_multiple_of(11) as u16 * 6;
         }
     }
     fb

@@ -1,7 +1,7 @@
 //! Gateway mode end to end: a real wsvnc server in-process, real TCP VNC
 //! servers (the demo VNC server behind a small blocking harness that gives
-//! ground truth, and scripted bad servers), and headless v1 viewers
-//! (tests/common/v1.rs). Only generous timeouts, no timing assertions.
+//! ground truth, and scripted bad servers), and headless v2 viewers
+//! (tests/common/v2.rs). Only generous timeouts, no timing assertions.
 
 mod common;
 #[path = "common/v2.rs"]

@@ -13,7 +13,7 @@
 //! * CopyRect (window moves), SetDesktopSize/xrandr, VncAuth (right, asked
 //!   for, wrong), a server killed mid-session.
 //! * The whole gateway: wsvnc in-process with `--target` the real server, a
-//!   minimal browser-protocol v1 viewer (below) rebuilding the canvas.
+//!   browser-protocol v2 viewer (tests/common/v2.rs) rebuilding the canvas.
 //!
 //! `RfbClient` runs over a blocking `TcpStream` (`Conn`). On a mismatch the
 //! failure names the differing pixels and saves the server's bytes under
