@@ -2,7 +2,7 @@
 // desktop, in headless Chromium. Run through benches/viewer_vs_novnc.sh.
 //
 //   wsvnc --demo-server 127.0.0.1:19150            the animated demo desktop (30 fps)
-//   wsvnc --listen :19151 --target …:19150          gateway: our viewer at /, protocol v1 at /ws
+//   wsvnc --listen :19151 --target …:19150          gateway: our viewer at /, protocol v2 at /ws
 //   wsvnc --listen :19152 --target …:19150 --relay --web D  relay: noVNC page from D, /websockify
 //
 // Both pages get the same instrumentation (an init script, before any page code):
@@ -11,7 +11,8 @@
 // * frames/s: animation frames in which the visible (connected) canvas was drawn on,
 //   counted over a 5 s window after 1 s of warm-up;
 // * main-thread ms/frame: time inside WebSocket message handlers (noVNC decodes RFB and
-//   draws there; our viewer parses protocol v1 and draws there), per counted frame;
+//   draws there; our viewer parses protocol v2 there and draws in a promise callback once a frame's images are
+//   decoded, which this does not count: see the canvas column), per counted frame;
 // * canvas ms/frame: time inside fillRect/putImageData/drawImage on any canvas, per frame;
 // * WS KiB/s: WebSocket payload received (after permessage-deflate inflation), and the
 //   bytes the server put on the wire for the whole session (its log line at close);

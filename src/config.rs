@@ -78,6 +78,8 @@ pub struct Config {
     pub shared: bool,
     /// Gateway: all viewers view-only.
     pub view_only: bool,
+    /// Gateway: never send lossy (JPEG) regions to browsers.
+    pub lossless: bool,
     /// Run the built-in demo VNC server and use it as the default target.
     pub demo: bool,
     /// Serve only the demo VNC server on this address (no HTTP).
@@ -120,6 +122,7 @@ impl Default for Config {
             vnc_jpeg: None,
             shared: true,
             view_only: false,
+            lossless: false,
             demo: false,
             demo_server: None,
             demo_size: None,
@@ -191,6 +194,9 @@ OPTIONS:
                               (zero-copy, the default; for comparison and odd kernels)
     --exclusive               gateway: ask the VNC server for an exclusive session (not shared)
     --view-only               gateway: viewers cannot send input; relay mode is not offered
+    --lossless                gateway: never send JPEG to browsers, only exact pixels (more
+                              bytes on photo-like content; by default JPEG quality follows each
+                              browser's measured link and areas are refined to exact later)
     --demo                    run the built-in demo VNC server and use it as the target
     --demo-server ADDR:PORT   run only the demo VNC server on ADDR:PORT (for tests, benchmarks)
     --demo-size WxH           desktop size of the demo VNC server [default: 1024x768]
@@ -352,6 +358,7 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Command, Co
             }
             "--exclusive" => cfg.shared = false,
             "--view-only" => cfg.view_only = true,
+            "--lossless" => cfg.lossless = true,
             "--relay-copy" => cfg.relay_splice = false,
             "--demo" => cfg.demo = true,
             "--demo-server" => cfg.demo_server = Some(resolve(&value(&mut args)?, "127.0.0.1")?),

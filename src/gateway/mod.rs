@@ -3,6 +3,9 @@
 //! framebuffer ("latest frame wins"). Wire protocol: docs/protocol.md.
 //! Sans-IO: `server::gateway_io` moves the bytes.
 
+pub mod encode;
+pub mod frames;
+pub mod pacing;
 pub mod proto;
 pub mod session;
 
@@ -12,16 +15,15 @@ use slab::Slab;
 
 use crate::config::{Config, Target};
 use crate::rfb::{encoding, RfbConfig};
-pub use session::Session;
+pub use session::{Composed, Session};
 
 /// WebSocket path of the gateway (relay mode has `/websockify`).
 pub const PATH: &str = "/ws";
-/// Subprotocol of browser protocol v1.
-pub const SUBPROTOCOL: &str = "wsvnc.v1";
+/// Subprotocol of browser protocol v2.
+pub const SUBPROTOCOL: &str = "wsvnc.v2";
 /// A viewer gets more output only when its socket buffer is below this.
 pub const LOW_WATER: usize = 128 << 10;
-/// Raw protocol bytes composed per WebSocket message.
-pub const CHUNK: usize = 256 << 10;
+pub use frames::CHUNK;
 
 /// Identifies a viewer: (session key, viewer key within the session).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,6 +52,7 @@ pub struct Gateways {
     demo: Option<Target>,
     encodings: Vec<i32>,
     shared: bool,
+    lossless: bool,
 }
 
 impl Gateways {
@@ -61,7 +64,14 @@ impl Gateways {
             encodings.extend_from_slice(crate::rfb::PSEUDO_ENCODINGS);
         }
         encodings.extend(cfg.vnc_jpeg.map(|q| encoding::JPEG_QUALITY_0 + q as i32));
-        Gateways { sessions: Slab::new(), by_key: HashMap::new(), demo: None, encodings, shared: cfg.shared }
+        Gateways {
+            sessions: Slab::new(),
+            by_key: HashMap::new(),
+            demo: None,
+            encodings,
+            shared: cfg.shared,
+            lossless: cfg.lossless,
+        }
     }
 
     pub fn demo_target(&self) -> Option<Target> {
@@ -81,7 +91,9 @@ impl Gateways {
     pub fn create(&mut self, key: &str, target: &Target) -> usize {
         let cfg =
             RfbConfig { shared: self.shared, encodings: self.encodings.clone(), password: target.password.clone() };
-        let idx = self.sessions.insert(Session::new(key.to_string(), target.addr.to_string(), cfg));
+        let mut session = Session::new(key.to_string(), target.addr.to_string(), cfg);
+        session.lossless = self.lossless;
+        let idx = self.sessions.insert(session);
         self.by_key.insert(key.to_string(), idx);
         idx
     }
