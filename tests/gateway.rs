@@ -1219,7 +1219,7 @@ fn copy_beside_damage_in_the_same_tile_is_forwarded() {
 
 // ------------------------------------------------------ a real VNC server
 
-/// TigerVNC `Xvnc` on display :300+10·O+n / port 30000+100·O+n (this
+/// TigerVNC `Xvnc` on display :400+10·O+n / port 31000+100·O+n (this
 /// helper's range; O = `WSVNC_TEST_OFFSET`, see tests/common/x11.rs),
 /// killed on drop. Missing binaries fail the test with a clear message.
 struct Xvnc {
@@ -1231,8 +1231,8 @@ struct Xvnc {
 impl Xvnc {
     fn start(n: u16, extra: &[&str]) -> Xvnc {
         let offset = common::x11::test_offset();
-        let display = format!(":{}", 300 + 10 * offset + n);
-        let port = 30000 + 100 * offset + n;
+        let display = format!(":{}", 400 + 10 * offset + n);
+        let port = 31000 + 100 * offset + n;
         let mut cmd = std::process::Command::new("Xvnc");
         cmd.args([&display, "-rfbport", &port.to_string(), "-localhost", "-geometry", "320x240", "-depth", "24"])
             .args(["-AlwaysShared", "-AcceptSetDesktopSize=1"])
