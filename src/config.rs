@@ -6,12 +6,15 @@
 //! Token file: websockify's format, one `token: host:port` per line, `#` comments.
 //! wsvnc adds optional words after the address (ignored by nothing else, since
 //! websockify files never have them): `password=SECRET`, `password-file=PATH`,
-//! `view_only`. Names are resolved when the file is read, never per connection.
+//! `view_only`, and for the RFB security types `username=NAME`,
+//! `vnc-ca=PATH`, `vnc-fingerprint=sha256:HEX`. Names are resolved and files
+//! read when the token file is read, never per connection.
 
 use std::collections::HashMap;
 use std::fmt;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 /// Where a session connects to.
@@ -37,6 +40,79 @@ pub struct Target {
     /// VNC password for gateway mode; `None` = ask the browser if needed.
     pub password: Option<Vec<u8>>,
     pub view_only: bool,
+    /// User name and TLS certificate checks for the VNC server.
+    pub security: TargetSecurity,
+}
+
+impl Target {
+    /// No password, not view-only, no security settings.
+    pub fn new(addr: TargetAddr) -> Target {
+        Target { addr, password: None, view_only: false, security: TargetSecurity::default() }
+    }
+}
+
+// ------------------------------------------------- RFB security settings
+
+/// How wsvnc logs in to a target's VNC server beyond the password, and how
+/// it checks the server's TLS certificate (VeNCrypt X509 sub-types; see
+/// `rfb::security`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TargetSecurity {
+    /// User name for X509Plain and Apple Remote Desktop (`--vnc-username`, `username=`).
+    pub username: Option<Vec<u8>>,
+    /// CA certificates, PEM, read at start (`--vnc-ca FILE`, `vnc-ca=PATH`).
+    pub ca_pem: Option<Arc<[u8]>>,
+    /// SHA-256 of the server's certificate (`--vnc-fingerprint`, `vnc-fingerprint=`).
+    pub fingerprint: Option<[u8; 32]>,
+    /// The host as written in the configuration: the name the certificate
+    /// must carry when checked against a CA.
+    pub host: Option<String>,
+}
+
+impl TargetSecurity {
+    /// The RFB client's settings for a connection to `addr`. The
+    /// certificate name is the configured host, else the address's IP, else
+    /// (Unix socket) `localhost`.
+    pub fn rfb(&self, addr: &TargetAddr) -> crate::rfb::security::SecurityConfig {
+        let tls = (self.ca_pem.is_some() || self.fingerprint.is_some()).then(|| crate::rfb::security::TlsTrust {
+            server_name: match (&self.host, addr) {
+                (Some(h), _) => h.clone(),
+                (None, TargetAddr::Tcp(a)) => a.ip().to_string(),
+                (None, TargetAddr::Unix(_)) => "localhost".into(),
+            },
+            ca_pem: self.ca_pem.clone(),
+            fingerprint: self.fingerprint,
+        });
+        crate::rfb::security::SecurityConfig { username: self.username.clone(), tls }
+    }
+
+    /// One `--vnc-*` option or token-file word; `Ok(false)` if not one of
+    /// them. `base` resolves a relative CA path.
+    fn apply(&mut self, name: &str, value: &str, base: &Path) -> Result<bool, ConfigError> {
+        match name {
+            "username" => self.username = Some(value.as_bytes().to_vec()),
+            "vnc-ca" => self.ca_pem = Some(read_ca_file(&base.join(value))?),
+            "vnc-fingerprint" => {
+                self.fingerprint = Some(crate::rfb::security::parse_fingerprint(value).map_err(ConfigError)?)
+            }
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
+}
+
+/// Read and check a PEM file of CA certificates.
+pub fn read_ca_file(path: &Path) -> Result<Arc<[u8]>, ConfigError> {
+    let pem = std::fs::read(path).map_err(|e| ConfigError(format!("cannot read CA file {}: {e}", path.display())))?;
+    crate::rfb::security::check_ca_pem(&pem).map_err(|e| ConfigError(format!("CA file {}: {e}", path.display())))?;
+    Ok(pem.into())
+}
+
+/// The host part of `host:port` (`[v6]:port` too), as the user wrote it.
+fn host_of(spec: &str) -> Option<String> {
+    let (host, _) = spec.trim().rsplit_once(':')?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    (!host.is_empty()).then(|| host.to_string())
 }
 
 /// Everything the daemon needs. `Default` gives the documented defaults.
@@ -124,6 +200,14 @@ OPTIONS:
                               ?token=NAME picks the target; re-read when the file changes
     --password-file FILE      VNC password for --target (first line); without one the browser
                               is asked when the VNC server wants a password
+    --vnc-username NAME       user name for --target, for VeNCrypt X509Plain and Apple Remote
+                              Desktop (token file: username=NAME)
+    --vnc-ca FILE             PEM CA certificate(s) the VNC server's TLS certificate must chain
+                              to, for the name in --target; enables VeNCrypt X509None, X509Vnc,
+                              X509Plain (token file: vnc-ca=PATH)
+    --vnc-fingerprint sha256:HEX
+                              accept exactly the VNC server certificate with this SHA-256
+                              (token file: vnc-fingerprint=sha256:HEX)
     --web DIR                 serve the viewer from DIR instead of the copy built into the binary
     --allow-origin ORIGIN     also accept WebSockets from ORIGIN (repeatable; '*' = any). By
                               default only pages from this server (Origin matching Host) or
@@ -242,6 +326,7 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Command, Co
     let mut target_spec: Option<String> = None;
     let mut unix_target: Option<PathBuf> = None;
     let mut password_file: Option<PathBuf> = None;
+    let mut security = TargetSecurity::default();
     let mut args = args.into_iter();
     while let Some(arg) = args.next() {
         let (name, inline) = match arg.split_once('=') {
@@ -262,6 +347,10 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Command, Co
             "--unix-target" => unix_target = Some(PathBuf::from(value(&mut args)?)),
             "--token-file" => cfg.token_file = Some(PathBuf::from(value(&mut args)?)),
             "--password-file" => password_file = Some(PathBuf::from(value(&mut args)?)),
+            "--vnc-username" | "--vnc-ca" | "--vnc-fingerprint" => {
+                let word = if name == "--vnc-username" { "username" } else { &name[2..] };
+                security.apply(word, &value(&mut args)?, Path::new("."))?;
+            }
             "--web" => cfg.web_dir = Some(PathBuf::from(value(&mut args)?)),
             "--allow-origin" => cfg.allowed_origins.push(value(&mut args)?),
             "--max-connections" => {
@@ -326,7 +415,10 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Command, Co
     }
     let addr = match (target_spec, unix_target) {
         (Some(_), Some(_)) => return err("--target and --unix-target exclude each other"),
-        (Some(t), None) => Some(TargetAddr::Tcp(resolve(&t, "127.0.0.1")?)),
+        (Some(t), None) => {
+            security.host = host_of(&t);
+            Some(TargetAddr::Tcp(resolve(&t, "127.0.0.1")?))
+        }
         (None, Some(p)) => Some(TargetAddr::Unix(p)),
         (None, None) => None,
     };
@@ -335,9 +427,9 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Command, Co
         None => None,
     };
     if let Some(addr) = addr {
-        cfg.target = Some(Target { addr, password, view_only: false });
-    } else if password_file.is_some() {
-        return err("--password-file applies to --target/--unix-target; give one of them");
+        cfg.target = Some(Target { addr, password, view_only: false, security });
+    } else if password_file.is_some() || security != TargetSecurity::default() {
+        return err("--password-file and --vnc-* apply to --target/--unix-target; give one of them");
     }
     Ok(Command::Run(cfg))
 }
@@ -368,15 +460,24 @@ impl TokenTable {
             let Some(addr) = words.next() else {
                 return err(format!("token file line {}: missing host:port", n + 1));
             };
+            let mut host = None;
             let addr = if let Some(path) = addr.strip_prefix("unix:") {
                 TargetAddr::Unix(PathBuf::from(path))
             } else {
+                host = host_of(addr);
                 TargetAddr::Tcp(
                     resolve(addr, "127.0.0.1").map_err(|e| ConfigError(format!("token file line {}: {e}", n + 1)))?,
                 )
             };
-            let mut target = Target { addr, password: None, view_only: false };
+            let mut target = Target::new(addr);
+            target.security.host = host;
             for w in words {
+                let at_line = |e: ConfigError| ConfigError(format!("token file line {}: {e}", n + 1));
+                if let Some((name, value)) = w.split_once('=') {
+                    if target.security.apply(name, value, base).map_err(at_line)? {
+                        continue;
+                    }
+                }
                 if let Some(pw) = w.strip_prefix("password=") {
                     target.password = Some(pw.as_bytes().to_vec());
                 } else if let Some(p) = w.strip_prefix("password-file=") {

@@ -141,7 +141,7 @@ fn bad_command_line_exits_2_with_a_message() {
 
 fn relay_cfg(target: SocketAddr) -> wsvnc::Config {
     let mut cfg = config();
-    cfg.target = Some(Target { addr: TargetAddr::Tcp(target), password: None, view_only: false });
+    cfg.target = Some(Target::new(TargetAddr::Tcp(target)));
     cfg
 }
 
@@ -233,7 +233,7 @@ fn unix_socket_target() {
         std::thread::sleep(Duration::from_secs(2));
     });
     let mut cfg = config();
-    cfg.target = Some(Target { addr: TargetAddr::Unix(path.clone()), password: None, view_only: false });
+    cfg.target = Some(Target::new(TargetAddr::Unix(path.clone())));
     let srv = start(cfg);
     let mut ws = connect(&srv.url("/websockify"));
     ws.send(Message::Binary(b"unix".to_vec())).unwrap();

@@ -100,7 +100,7 @@ impl DemoVnc {
     }
 
     fn target(&self) -> Target {
-        Target { addr: TargetAddr::Tcp(self.addr), password: None, view_only: false }
+        Target::new(TargetAddr::Tcp(self.addr))
     }
 }
 
@@ -541,7 +541,7 @@ fn password_from_configuration() {
 
 #[test]
 fn absent_vnc_server_is_a_clear_error() {
-    let srv = gateway(Target { addr: TargetAddr::Tcp(common::closed_port()), password: None, view_only: false });
+    let srv = gateway(Target::new(TargetAddr::Tcp(common::closed_port())));
     let mut v = viewer(&srv, "");
     let err = expect_error_close(&mut v, 1011, "connect");
     eprintln!("absent server error: {err}");
@@ -911,7 +911,7 @@ fn server_side_events_reach_viewers() {
     // Played once the viewer has joined (events before that are not its own).
     let (go, gate) = std::sync::mpsc::channel();
     let addr = scripted_steps(None, vec![Step::Reply(vec![0, 0, 0, 0]), Step::Reply(script)], false, Some(gate), None);
-    let srv = gateway(Target { addr: TargetAddr::Tcp(addr), password: None, view_only: false });
+    let srv = gateway(Target::new(TargetAddr::Tcp(addr)));
     let mut a = viewer(&srv, "");
     wait_frames(&mut a, 1);
     go.send(()).unwrap();
@@ -966,7 +966,7 @@ fn copy_from_unsent_source_is_sent_as_pixels() {
     let (go, gate) = std::sync::mpsc::channel();
     let steps = steps.into_iter().map(Step::Reply).collect();
     let addr = scripted_steps(Some(server_init(256, 64, b"copy")), steps, false, Some(gate), Some(tx));
-    let srv = gateway(Target { addr: TargetAddr::Tcp(addr), password: None, view_only: false });
+    let srv = gateway(Target::new(TargetAddr::Tcp(addr)));
     let mut v = viewer(&srv, "");
     go.send(()).unwrap();
     v.wait(T, |v| v.pixel(10, 10) == [255, 0, 0, 255]).expect("tile 0 red");
@@ -998,7 +998,7 @@ fn silent_vnc_server_times_out() {
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = l.local_addr().unwrap();
     let held = std::thread::spawn(move || l.accept().map(|(s, _)| s));
-    let srv = gateway(Target { addr: TargetAddr::Tcp(addr), password: None, view_only: false });
+    let srv = gateway(Target::new(TargetAddr::Tcp(addr)));
     let mut v = viewer(&srv, "");
     let err = expect_error_close(&mut v, 1011, "did not complete");
     eprintln!("silent server: {err}");
@@ -1076,7 +1076,7 @@ fn copy_after_pixels_sent_mid_update_is_sent_as_pixels() {
     let (tx, rx) = std::sync::mpsc::channel();
     let (go, gate) = std::sync::mpsc::channel();
     let addr = scripted_steps(Some(server_init(256, 64, b"mid")), steps, false, Some(gate), Some(tx));
-    let srv = gateway(Target { addr: TargetAddr::Tcp(addr), password: None, view_only: false });
+    let srv = gateway(Target::new(TargetAddr::Tcp(addr)));
     let mut v = viewer(&srv, "");
     v.wait(T, |v| v.frames >= 1).expect("first frame");
     v.auto_ack = false;
@@ -1132,7 +1132,7 @@ fn small_change_sends_only_its_pixels() {
     let (go, gate) = std::sync::mpsc::channel();
     let steps = vec![Step::Reply(full), Step::Reply(two)];
     let addr = scripted_steps(Some(server_init(256, 64, b"px")), steps, false, Some(gate), Some(tx));
-    let srv = gateway(Target { addr: TargetAddr::Tcp(addr), password: None, view_only: false });
+    let srv = gateway(Target::new(TargetAddr::Tcp(addr)));
     let mut v = viewer(&srv, "");
     v.wait(T, |v| v.frames >= 1 && v.pixel(255, 63) == grey).expect("first frame");
     let frames = v.frames;
@@ -1171,7 +1171,7 @@ fn copy_beside_damage_in_the_same_tile_is_forwarded() {
     let (go, gate) = std::sync::mpsc::channel();
     let steps = vec![Step::Reply(full), Step::Reply(update)];
     let addr = scripted_steps(Some(server_init(256, 64, b"cp")), steps, false, Some(gate), Some(tx));
-    let srv = gateway(Target { addr: TargetAddr::Tcp(addr), password: None, view_only: false });
+    let srv = gateway(Target::new(TargetAddr::Tcp(addr)));
     let mut v = viewer(&srv, "");
     v.wait(T, |v| v.frames >= 1 && v.pixel(255, 63) != [0, 0, 0, 255]).expect("first frame");
     let (frames, before) = (v.frames, v.pixel(0, 0));
@@ -1238,11 +1238,7 @@ impl Xvnc {
     }
 
     fn target(&self) -> Target {
-        Target {
-            addr: TargetAddr::Tcp(SocketAddr::from(([127, 0, 0, 1], self.port))),
-            password: None,
-            view_only: false,
-        }
+        Target::new(TargetAddr::Tcp(SocketAddr::from(([127, 0, 0, 1], self.port))))
     }
 }
 

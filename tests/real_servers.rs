@@ -143,6 +143,7 @@ impl Conn {
             shared: true,
             encodings: encodings.to_vec(),
             password: password.map(|p| p.as_bytes().to_vec()),
+            ..RfbConfig::default()
         };
         let client = RfbClient::new(cfg);
         for &e in encodings {
@@ -997,9 +998,8 @@ fn gateway_for(desk: &Desktop, password: Option<&str>) -> common::Running {
     let mut cfg = common::config();
     cfg.listen = SocketAddr::from(([127, 0, 0, 1], desk.slot.aux_port()));
     cfg.target = Some(wsvnc::Target {
-        addr: wsvnc::TargetAddr::Tcp(desk.addr()),
         password: password.map(|p| p.as_bytes().to_vec()),
-        view_only: false,
+        ..wsvnc::Target::new(wsvnc::TargetAddr::Tcp(desk.addr()))
     });
     common::start(cfg)
 }

@@ -78,8 +78,12 @@ impl Gateways {
 
     /// Create a session for `key` connecting to `target`.
     pub fn create(&mut self, key: &str, target: &Target) -> usize {
-        let cfg =
-            RfbConfig { shared: self.shared, encodings: self.encodings.clone(), password: target.password.clone() };
+        let cfg = RfbConfig {
+            shared: self.shared,
+            encodings: self.encodings.clone(),
+            password: target.password.clone(),
+            security: target.security.rfb(&target.addr),
+        };
         let idx = self.sessions.insert(Session::new(key.to_string(), target.addr.to_string(), cfg));
         self.by_key.insert(key.to_string(), idx);
         idx

@@ -9,6 +9,8 @@ pub mod auth;
 pub mod client;
 pub mod decode;
 pub mod pixel;
+pub mod security;
+mod transport;
 
 pub use client::{RfbClient, RfbConfig, RfbError, RfbEvent};
 pub use pixel::PixelFormat;
