@@ -41,6 +41,8 @@
 mod wire;
 
 #[cfg(test)]
+mod security_tests;
+#[cfg(test)]
 mod tests;
 
 use std::collections::VecDeque;

@@ -49,6 +49,16 @@ impl Transport {
         Ok(())
     }
 
+    /// Decrypted bytes waiting for the state machine.
+    #[cfg(test)]
+    pub fn buffered(&self) -> usize {
+        match self {
+            Transport::Plain => 0,
+            #[cfg(feature = "tls")]
+            Transport::Tls(t) => t.plain.len(),
+        }
+    }
+
     /// Append what `write` produces to `out`, encrypted when TLS is on.
     pub fn emit(&mut self, out: &mut Vec<u8>, write: impl FnOnce(&mut Vec<u8>)) -> Result<(), RfbError> {
         match self {
@@ -75,7 +85,7 @@ pub(crate) mod tls {
     pub(crate) struct TlsStream {
         conn: ClientConnection,
         /// Decrypted, not yet taken by the state machine (≤ PLAIN_CAP).
-        plain: Vec<u8>,
+        pub(super) plain: Vec<u8>,
         /// Decrypted bytes rustls still holds (not yet moved to `plain`).
         held: usize,
         /// Plaintext replies of one call, before encryption (reused).

@@ -15,17 +15,17 @@ const SERVER_PF: [u8; 16] = [32, 24, 0, 1, 0, 255, 0, 255, 0, 255, 16, 8, 0, 0, 
 
 /// Everything the client produced for one input stream.
 #[derive(Debug, PartialEq)]
-struct Outcome {
-    result: Result<(), RfbError>,
-    events: Vec<RfbEvent>,
-    out: Vec<u8>,
-    fb: Vec<u8>,
-    size: (u16, u16),
+pub(super) struct Outcome {
+    pub result: Result<(), RfbError>,
+    pub events: Vec<RfbEvent>,
+    pub out: Vec<u8>,
+    pub fb: Vec<u8>,
+    pub size: (u16, u16),
     /// Input bytes the client never consumed.
-    left: usize,
+    pub left: usize,
 }
 
-fn cfg(encodings: &[i32], password: Option<&[u8]>) -> RfbConfig {
+pub(super) fn cfg(encodings: &[i32], password: Option<&[u8]>) -> RfbConfig {
     RfbConfig {
         shared: true,
         encodings: encodings.to_vec(),
@@ -43,7 +43,7 @@ fn all_encodings() -> RfbConfig {
 
 /// Feed `input` to a new client in chunks of the sizes `chunk` yields,
 /// the way the gateway does: keep unconsumed bytes, append, call again.
-fn feed_with(c: RfbConfig, input: &[u8], mut chunk: impl FnMut() -> usize) -> Outcome {
+pub(super) fn feed_with(c: RfbConfig, input: &[u8], mut chunk: impl FnMut() -> usize) -> Outcome {
     let mut client = RfbClient::new(c);
     let mut fb = Framebuffer::new(0, 0);
     let mut out = Vec::new();
@@ -82,12 +82,12 @@ fn feed_with(c: RfbConfig, input: &[u8], mut chunk: impl FnMut() -> usize) -> Ou
     }
 }
 
-fn feed(c: RfbConfig, input: &[u8]) -> Outcome {
+pub(super) fn feed(c: RfbConfig, input: &[u8]) -> Outcome {
     feed_with(c, input, || usize::MAX)
 }
 
 /// Feed whole, byte by byte and at pseudo-random splits: all must agree.
-fn feed_every_way(c: RfbConfig, input: &[u8]) -> Outcome {
+pub(super) fn feed_every_way(c: RfbConfig, input: &[u8]) -> Outcome {
     let whole = feed(c.clone(), input);
     let bytewise = feed_with(c.clone(), input, || 1);
     assert_eq!(bytewise, whole, "byte-at-a-time differs from all-at-once");
@@ -112,7 +112,7 @@ fn hello(w: u16, h: u16, name: &str) -> Vec<u8> {
     v
 }
 
-fn server_init(w: u16, h: u16, name: &str) -> Vec<u8> {
+pub(super) fn server_init(w: u16, h: u16, name: &str) -> Vec<u8> {
     let mut v = be16s(&[w, h]);
     v.extend_from_slice(&SERVER_PF);
     v.extend_from_slice(&(name.len() as u32).to_be_bytes());
@@ -121,7 +121,7 @@ fn server_init(w: u16, h: u16, name: &str) -> Vec<u8> {
 }
 
 /// What the client sends after ServerInit: SetPixelFormat + SetEncodings.
-fn after_init(encodings: &[i32]) -> Vec<u8> {
+pub(super) fn after_init(encodings: &[i32]) -> Vec<u8> {
     let mut v = vec![0, 0, 0, 0];
     PixelFormat::wanted().write(&mut v);
     v.extend_from_slice(&[2, 0]);
@@ -154,7 +154,7 @@ fn at(o: &Outcome, x: u16, y: u16) -> [u8; 3] {
     [o.fb[i], o.fb[i + 1], o.fb[i + 2]]
 }
 
-fn connected(w: u16, h: u16, name: &str) -> RfbEvent {
+pub(super) fn connected(w: u16, h: u16, name: &str) -> RfbEvent {
     RfbEvent::Connected { width: w, height: h, name: name.into() }
 }
 
@@ -255,7 +255,7 @@ fn refusals_carry_the_reason() {
 /// `openssl enc -des-ecb -provider legacy -provider default
 ///  -K 0e86ceceeef64e26 -nopad` (the key is "password" with each byte's
 /// bits reversed).
-const VECTOR_RESPONSE: [u8; 16] =
+pub(super) const VECTOR_RESPONSE: [u8; 16] =
     [0x56, 0x45, 0xab, 0xeb, 0x5f, 0x1e, 0x64, 0x75, 0xe8, 0xfe, 0xb1, 0x1b, 0xeb, 0x66, 0xea, 0x19];
 
 #[test]

@@ -215,6 +215,31 @@ pub(crate) mod tests {
         )
     }
 
+    /// Computed by scripts/ard_vectors.py (Python's pow, hashlib.md5 and the
+    /// `cryptography` package's AES) for the inputs built below.
+    const PYTHON_VECTOR: &str = concat!(
+        "4f03131db28bde6be963944c302b2cdeb9acb1f033429aee752398efc69e3756fd7a5f86e1b6ef41d0f75bc12d182e",
+        "d7a96edeb8002f7831c21a5fcd441e6d53077267158e1f8b78ac86e4edfa72c8a131c950af8215fc00926037c406f5",
+        "77053393af5c7142662c1cb51935dbeb34b6d394e3b1f54c51e45b83987018f80564be8675fd073891ace30f0ae9c2",
+        "f40b2cb6d5b6643937f845734a444b7c6e66286aa5edef78e8cff8eecd231897e416f0aeaf61001d80032c133aaf3a",
+        "dd9f7d10",
+    );
+
+    #[test]
+    fn matches_the_python_vector() {
+        let pattern = |n: usize, mul: usize, add: usize| -> Vec<u8> { (0..n).map(|i| (i * mul + add) as u8).collect() };
+        let mut p = pattern(64, 151, 77);
+        p[0] |= 0x80;
+        p[63] |= 1;
+        let mut y = pattern(64, 37, 11);
+        y[0] = 0x10;
+        let x = pattern(64, 91, 5);
+        let pad: [u8; 128] = pattern(128, 13, 7).try_into().unwrap();
+        let params = DhParams::new(5, &[p, y].concat()).unwrap();
+        let got = params.respond_with(b"alice", "pässwörd".as_bytes(), &x, &pad);
+        assert_eq!(got, unhex(PYTHON_VECTOR));
+    }
+
     #[test]
     fn prime_tables_are_the_published_ones() {
         // Both primes begin and end with 64 one-bits by construction.

@@ -476,7 +476,9 @@ mod tests {
 
     #[test]
     fn top_level_preference() {
-        let rows: &[(&[u8], bool, bool, Result<u8, ()>)] = &[
+        // (offered, user name configured, CA or pin configured, choice)
+        type Row = (&'static [u8], bool, bool, Result<u8, ()>);
+        let rows: &[Row] = &[
             (&[1, 2], false, false, Ok(1)),
             (&[2, 1], false, false, Ok(1)),
             (&[2, 19], false, false, Ok(2)),

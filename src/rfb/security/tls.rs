@@ -112,11 +112,11 @@ struct Rejected {
 
 impl std::fmt::Display for Rejected {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} (the certificate's fingerprint is sha256:", self.why)?;
+        write!(f, "{}; its SHA-256 fingerprint is sha256:", self.why)?;
         for b in self.fingerprint {
             write!(f, "{b:02x}")?;
         }
-        f.write_str(")")
+        Ok(())
     }
 }
 
@@ -144,13 +144,13 @@ impl ServerCertVerifier for Verifier {
             rustls::Error::InvalidCertificate(CertificateError::Other(e))
         };
         if self.pin.is_some_and(|pin| pin != got) {
-            return Err(reject("it does not have the pinned fingerprint (vnc-fingerprint=)".into()));
+            return Err(reject("it is not the certificate pinned with vnc-fingerprint=".into()));
         }
         if let Some(w) = &self.webpki {
             match w.verify_server_cert(end_entity, intermediates, server_name, ocsp, now) {
                 Ok(_) => {}
                 Err(rustls::Error::InvalidCertificate(c)) => {
-                    return Err(reject(format!("{c}, checked against the configured CA (--vnc-ca, vnc-ca=)")))
+                    return Err(reject(format!("{c} (checked against the CA of --vnc-ca / vnc-ca=)")))
                 }
                 Err(e) => return Err(reject(e.to_string())),
             }
