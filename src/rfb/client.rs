@@ -525,6 +525,12 @@ impl RfbClient {
         answer.fill(0);
     }
 
+    /// Everything to and from the server is encrypted (VeNCrypt X509: the TLS
+    /// handshake has completed).
+    pub fn encrypted(&self) -> bool {
+        self.tls_up && self.transport.is_tls()
+    }
+
     /// Handshake done (ServerInit processed) and not failed.
     pub fn is_normal(&self) -> bool {
         self.normal

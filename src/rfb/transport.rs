@@ -50,7 +50,7 @@ impl Transport {
     }
 
     /// Decrypted bytes waiting for the state machine.
-    #[cfg(test)]
+    #[cfg(all(test, feature = "tls"))]
     pub fn buffered(&self) -> usize {
         match self {
             Transport::Plain => 0,

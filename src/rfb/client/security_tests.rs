@@ -330,8 +330,7 @@ mod x509 {
     use super::*;
     use crate::rfb::security::tls;
 
-    /// Test certificates: a CA, a server certificate it signed for
-    /// `localhost` and 127.0.0.1, and an unrelated CA.
+    /// The test PKI, and the server certificate's chain and fingerprint.
     struct Certs {
         ca_pem: String,
         other_ca_pem: String,
@@ -341,24 +340,13 @@ mod x509 {
     }
 
     fn certs() -> Certs {
-        let ca = |name: &str| {
-            let key = rcgen::KeyPair::generate().unwrap();
-            let mut p = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-            p.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-            p.distinguished_name.push(rcgen::DnType::CommonName, name);
-            (p.self_signed(&key).unwrap(), key)
-        };
-        let (ca_cert, ca_key) = ca("wsvnc test CA");
-        let (other, _) = ca("some other CA");
-        let key = rcgen::KeyPair::generate().unwrap();
-        let p = rcgen::CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()]).unwrap();
-        let cert = p.signed_by(&key, &ca_cert, &ca_key).unwrap();
+        let pki = crate::rfb::security::test_pki::generate();
         Certs {
-            ca_pem: ca_cert.pem(),
-            other_ca_pem: other.pem(),
-            fingerprint: tls::fingerprint(cert.der()),
-            chain: vec![cert.der().clone()],
-            key_pem: key.serialize_pem(),
+            fingerprint: tls::fingerprint(&pki.cert_der),
+            chain: vec![CertificateDer::from(pki.cert_der)],
+            ca_pem: pki.ca_pem,
+            other_ca_pem: pki.other_ca_pem,
+            key_pem: pki.key_pem,
         }
     }
 

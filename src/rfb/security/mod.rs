@@ -37,6 +37,8 @@
 
 pub mod ard;
 pub mod plain;
+#[cfg(all(test, feature = "tls"))]
+pub(crate) mod test_pki;
 #[cfg(feature = "tls")]
 pub mod tls;
 
