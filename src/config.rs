@@ -589,6 +589,83 @@ mod tests {
         assert!(TokenTable::parse("a: 127.0.0.1:1 frob\n", Path::new(".")).is_err());
     }
 
+    /// A directory with a CA file (a real certificate: with `tls` it is parsed).
+    fn ca_dir(tag: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("wsvnc-config-{tag}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut p = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        p.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        std::fs::write(dir.join("ca.pem"), p.self_signed(&key).unwrap().pem()).unwrap();
+        std::fs::write(dir.join("bad.pem"), "no certificate here\n").unwrap();
+        dir
+    }
+
+    #[test]
+    fn vnc_security_options() {
+        let dir = ca_dir("cli");
+        let ca = dir.join("ca.pem");
+        let pin = format!("sha256:{}", "0f".repeat(32));
+        let c = run(&[
+            "--target",
+            "localhost:5901",
+            "--vnc-username",
+            "alice",
+            "--vnc-ca",
+            ca.to_str().unwrap(),
+            "--vnc-fingerprint",
+            &pin,
+        ])
+        .unwrap();
+        let t = c.target.unwrap();
+        assert_eq!(t.security.username.as_deref(), Some(&b"alice"[..]));
+        assert_eq!(t.security.ca_pem.as_deref(), Some(&std::fs::read(&ca).unwrap()[..]));
+        assert_eq!(t.security.fingerprint, Some([0x0f; 32]));
+        let rfb = t.security.rfb(&t.addr);
+        assert_eq!(rfb.tls.as_ref().unwrap().server_name, "localhost", "the name as written, not the address");
+        assert_eq!(rfb.username.as_deref(), Some(&b"alice"[..]));
+
+        // IPv6 and address targets name the address; no CA or pin: no TLS.
+        let t = run(&["--target", "[::1]:5900", "--vnc-fingerprint", &pin]).unwrap().target.unwrap();
+        assert_eq!(t.security.rfb(&t.addr).tls.unwrap().server_name, "::1");
+        let t = run(&["--target", "127.0.0.1:5900", "--vnc-username", "u"]).unwrap().target.unwrap();
+        assert!(t.security.rfb(&t.addr).tls.is_none());
+        let t = run(&["--unix-target", "/tmp/v.sock", "--vnc-fingerprint", &pin]).unwrap().target.unwrap();
+        assert_eq!(t.security.rfb(&t.addr).tls.unwrap().server_name, "localhost");
+
+        let e = |args: &[&str]| run(args).unwrap_err().0;
+        assert!(e(&["--target", "127.0.0.1:1", "--vnc-ca", "/nonexistent/ca.pem"]).contains("/nonexistent/ca.pem"));
+        assert!(e(&["--target", "127.0.0.1:1", "--vnc-ca", dir.join("bad.pem").to_str().unwrap()])
+            .contains("no CERTIFICATE"));
+        assert!(e(&["--target", "127.0.0.1:1", "--vnc-fingerprint", "abcd"]).contains("sha256:"));
+        assert!(e(&["--vnc-username", "u"]).contains("--target"));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn token_file_security_words() {
+        let dir = ca_dir("tokens");
+        let pin = format!("sha256:{}", "AB:".repeat(31) + "AB");
+        let text = format!(
+            "a: localhost:5901 username=bob vnc-ca=ca.pem password=pw\nb: 127.0.0.1:5902 vnc-fingerprint={pin}\nc: 127.0.0.1:5903\n"
+        );
+        let t = TokenTable::parse(&text, &dir).unwrap();
+        let a = &t.entries["a"];
+        assert_eq!(a.security.username.as_deref(), Some(&b"bob"[..]));
+        assert!(a.security.ca_pem.is_some(), "vnc-ca= relative to the token file");
+        assert_eq!(a.password.as_deref(), Some(&b"pw"[..]));
+        assert_eq!(a.security.rfb(&a.addr).tls.unwrap().server_name, "localhost");
+        let b = &t.entries["b"];
+        assert_eq!(b.security.fingerprint, Some([0xab; 32]));
+        assert_eq!(b.security.rfb(&b.addr).tls.unwrap().server_name, "127.0.0.1");
+        assert_eq!(t.entries["c"].security, TargetSecurity { host: Some("127.0.0.1".into()), ..Default::default() });
+        let err = |line: &str| TokenTable::parse(line, &dir).unwrap_err().0;
+        assert!(err("x: 127.0.0.1:1 vnc-fingerprint=sha1:00").starts_with("token file line 1:"));
+        assert!(err("x: 127.0.0.1:1\ny: 127.0.0.1:1 vnc-ca=missing.pem").starts_with("token file line 2:"));
+        assert!(err("x: 127.0.0.1:1 vnc-cert=a").contains("unknown word"));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
     #[test]
     fn encodings_by_name() {
         assert_eq!(parse_encodings("zrle, raw,zrle").unwrap(), vec![16, 0]);
