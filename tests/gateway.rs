@@ -1413,11 +1413,13 @@ fn real_xvnc_typing_reaches_xterm() {
 
 // ------------------------------------------------------ security types
 
+type UserAndPassword = (Vec<u8>, Vec<u8>);
+
 /// An Apple Remote Desktop server (RFB 3.889, security type 30 only) that
 /// opens the gateway's answer with its own modpow (num-bigint), reports the
 /// credentials on `got`, and serves a 16×16 desktop: SecurityResult ok,
 /// ServerInit, then a Raw frame for every FramebufferUpdateRequest.
-fn ard_server() -> (SocketAddr, std::sync::mpsc::Receiver<(Vec<u8>, Vec<u8>)>) {
+fn ard_server() -> (SocketAddr, std::sync::mpsc::Receiver<UserAndPassword>) {
     use num_bigint::BigUint;
     let (tx, rx) = std::sync::mpsc::channel();
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
