@@ -29,5 +29,11 @@ mod tests {
         let mut v = Vec::new();
         super::write(&mut v, b"alice", b"pw");
         assert_eq!(v, b"\0\0\0\x05\0\0\0\x02alicepw");
+        // Fields are cut at MAX_FIELD.
+        let long = vec![b'x'; super::MAX_FIELD + 5];
+        let mut v = Vec::new();
+        super::write(&mut v, &long, b"");
+        assert_eq!(v[..8], [0, 0, 4, 0, 0, 0, 0, 0]);
+        assert_eq!(v.len(), 8 + super::MAX_FIELD);
     }
 }
