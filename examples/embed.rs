@@ -23,11 +23,8 @@ fn main() -> std::io::Result<()> {
 
     let mut cfg = Config::default();
     cfg.listen = listen.parse().expect("listen address, e.g. 127.0.0.1:6080");
-    cfg.target = Some(Target {
-        addr: TargetAddr::Tcp(vnc.parse().expect("VNC server address, e.g. 127.0.0.1:5900")),
-        password: None, // the browser is asked if the VNC server wants one
-        view_only: false,
-    });
+    // No password: the browser is asked if the VNC server wants one.
+    cfg.target = Some(Target::new(TargetAddr::Tcp(vnc.parse().expect("VNC server address, e.g. 127.0.0.1:5900"))));
     cfg.max_connections = 64; // a small appliance
 
     let mut server = Server::bind(cfg)?;

@@ -22,5 +22,5 @@ pub mod rfb;
 pub mod server;
 pub mod ws;
 
-pub use config::{Config, Target, TargetAddr};
+pub use config::{Config, Target, TargetAddr, TargetSecurity};
 pub use server::{Server, Stats, StopHandle};

@@ -251,4 +251,6 @@ impl Drop for Spawned {
     }
 }
 
+#[cfg(feature = "tls")]
+pub mod vnc_tls;
 pub mod x11;

@@ -5,6 +5,7 @@
 //! checked against literal bytes.
 
 use super::tests::*;
+use super::tests::Outcome;
 use super::*;
 use crate::rfb::encoding::*;
 
