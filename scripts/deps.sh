@@ -38,6 +38,8 @@ APT_PACKAGES=(
     chromium imagemagick
     # relays and plumbing
     socat websockify ca-certificates
+    # benches/slow_links.sh: photo-like wallpapers, network namespaces
+    gnome-backgrounds iproute2
     # python3 (bootstrap of the Python 2.7 environment)
     python3 python3-venv python3-pip gcc libc6-dev
     # shared libraries the Debian 11 python2.7 build links against
