@@ -39,9 +39,9 @@ need npm npm
 need mkfifo coreutils
 [ -x /usr/bin/python3 ] || missing+=("/usr/bin/python3 (Debian package python3)")
 [ -x "${CHROMIUM_PATH:-/usr/bin/chromium}" ] || missing+=("${CHROMIUM_PATH:-/usr/bin/chromium} (Debian package chromium)")
-ls /usr/lib/x86_64-linux-gnu/libX11.so.6 /usr/lib/*/libX11.so.6 >/dev/null 2>&1 \
+compgen -G '/usr/lib/*/libX11.so.6' >/dev/null \
     || missing+=("libX11.so.6 (Debian package libx11-6)")
-ls /usr/share/backgrounds/gnome/*.webp >/dev/null 2>&1 \
+compgen -G '/usr/share/backgrounds/gnome/*.webp' >/dev/null \
     || missing+=("/usr/share/backgrounds/gnome/*.webp (Debian package gnome-backgrounds)")
 if [ ${#missing[@]} -gt 0 ]; then
     printf '[slowlink] missing prerequisites (scripts/deps.sh apt installs them):\n' >&2

@@ -157,11 +157,14 @@ function stepper(step) {
       };
       timer = setTimeout(tick, STEP_MS);
     },
+    /** Stops stepping; throws (once) the error of a step that failed since start(). */
     async stop() {
       clearTimeout(timer);
       timer = null;
-      await busy;
-      if (s.error) throw s.error;
+      await busy?.catch(() => {});
+      const e = s.error;
+      s.error = null;
+      if (e) throw e;
     },
   };
   return s;

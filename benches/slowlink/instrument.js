@@ -24,7 +24,7 @@
   S.now = now;
 
   /** cfg: { selector, region: [x, y, w, h], probe: [x, y], base: [r, g, b] (root colour before
-   *  the probe runs), sig: { points: [...], refs: [[...]] } } */
+   *  the probe runs), sig: { refs: [{ points: [...], values: [r, g, b, ...] }] } } */
   S.configure = (cfg) => { S.cfg = cfg; S.canvas = null; S.ctx = null; };
 
   function canvas() {
@@ -69,21 +69,22 @@
     return h >>> 0;
   }
 
-  // Index of the reference state whose sample the region matches clearly (mean absolute
-  // difference per channel at most 24 and under 0.35 of the runner-up's), else -1.
+  // Index of the reference state the region clearly shows, else -1 (torn, partly drawn or
+  // something else). Each reference has its own sample points (chosen where it differs from
+  // its nearest neighbours); score = mean absolute difference per channel there. Clear = the
+  // best score is at most 24 and under 0.35 of the runner-up's.
   function identify(data) {
     const sig = S.cfg.sig;
     if (!sig || !sig.refs.length) return -1;
-    const pts = sig.points;
     let best = Infinity, second = Infinity, bestI = -1;
     for (let r = 0; r < sig.refs.length; r++) {
-      const ref = sig.refs[r];
+      const { points, values } = sig.refs[r];
       let sum = 0;
-      for (let k = 0; k < pts.length; k++) {
-        const o = pts[k] * 4, q = k * 3;
-        sum += Math.abs(data[o] - ref[q]) + Math.abs(data[o + 1] - ref[q + 1]) + Math.abs(data[o + 2] - ref[q + 2]);
+      for (let k = 0; k < points.length; k++) {
+        const o = points[k] * 4, q = k * 3;
+        sum += Math.abs(data[o] - values[q]) + Math.abs(data[o + 1] - values[q + 1]) + Math.abs(data[o + 2] - values[q + 2]);
       }
-      const mean = sum / (pts.length * 3);
+      const mean = sum / (points.length * 3);
       if (mean < best) { second = best; best = mean; bestI = r; } else if (mean < second) second = mean;
     }
     return best <= 24 && best < 0.35 * second ? bestI : -1;

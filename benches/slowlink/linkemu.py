@@ -14,8 +14,9 @@ RATE 0 = packets are passed on at once (the LAN case). The TUN MTU is set per li
 shaped links (real packetisation), large on the unshaped one so that a Python forwarder is
 not the bottleneck (like GSO/GRO on a real LAN interface).
 
-Control: one command per line on stdin, one JSON line per command on stdout (commands are
-read once both devices are configured, so the first answer also says the link is up).
+Control: one command per line on stdin, prefixed with a request id (a word, echoed as "id"),
+one JSON line per command on stdout (commands are read once both devices are configured, so the
+first answer also says the link is up).
     set RATE_BPS DELAY_MS QUEUE_BYTES MTU   -> {"ok": true}
     stats                                   -> {"down": {...}, "up": {...}, "t": unix_s}
     idle                                    -> {"idle": bool}  (nothing queued or in flight)
@@ -146,14 +147,17 @@ def main():
     os.set_blocking(sys.stdin.fileno(), False)
     pending = b''
 
-    def reply(obj):
-        sys.stdout.write(json.dumps(obj) + '\n')
-        sys.stdout.flush()
-
     def command(line, now):
         words = line.split()
         if not words:
             return True
+        req, words = words[0], words[1:] or ['']
+
+        def reply(obj):
+            obj['id'] = req
+            sys.stdout.write(json.dumps(obj) + '\n')
+            sys.stdout.flush()
+
         if words[0] == 'set' and len(words) == 5:
             rate, delay, queue, mtu = (float(words[1]), float(words[2]), int(words[3]), int(words[4]))
             for d in (down, up):

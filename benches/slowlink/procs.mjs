@@ -121,15 +121,18 @@ export function tcpReady(port, host = '127.0.0.1') {
 }
 
 /**
- * A helper process that answers each stdin line with one JSON line on stdout, in order
- * (linkemu.py, xhelper.py). `call(line)` resolves with the parsed answer; every call is
- * bounded by `timeoutMs`; an {"error": ...} answer rejects.
+ * A helper process that answers each stdin line with one JSON line on stdout (linkemu.py,
+ * xhelper.py). `call(line)` sends `ID line` and resolves with the answer carrying that id;
+ * every call is bounded by `timeoutMs`; an {"error": ...} answer rejects. An answer that
+ * arrives after its call timed out is logged and dropped, so one slow answer cannot shift the
+ * answers of later calls.
  */
 export function jsonLineProcess(name, cmd, args, opts = {}) {
   const entry = spawnTracked(name, cmd, args, { ...opts, stdio: ['pipe', 'pipe', 'pipe'] });
   const log = fs.createWriteStream(entry.logPath, { flags: 'a' });
   entry.child.stderr.pipe(log);
-  const waiting = [];
+  const waiting = new Map(); // id -> { resolve, reject, timer }
+  let seq = 0;
   let buf = '';
   entry.child.stdout.setEncoding('utf8');
   entry.child.stdout.on('data', (chunk) => {
@@ -138,31 +141,32 @@ export function jsonLineProcess(name, cmd, args, opts = {}) {
     while ((nl = buf.indexOf('\n')) >= 0) {
       const line = buf.slice(0, nl);
       buf = buf.slice(nl + 1);
-      const w = waiting.shift();
-      if (!w) { log.write(`unexpected: ${line}\n`); continue; }
-      clearTimeout(w.timer);
       let v;
-      try { v = JSON.parse(line); } catch { w.reject(new Error(`${name}: bad answer ${line}`)); continue; }
+      try { v = JSON.parse(line); } catch { log.write(`bad answer: ${line}\n`); continue; }
+      const w = waiting.get(String(v.id));
+      if (!w) { log.write(`late or unknown answer: ${line}\n`); continue; }
+      waiting.delete(String(v.id));
+      clearTimeout(w.timer);
       if (v.error) w.reject(new Error(`${name}: ${v.error}`)); else w.resolve(v);
     }
   });
   entry.child.on('exit', (code, sig) => {
-    for (const w of waiting.splice(0)) {
+    for (const w of waiting.values()) {
       clearTimeout(w.timer);
       w.reject(new Error(`${name} exited (code ${code}, signal ${sig}); log ${entry.logPath}:\n${logTail(entry)}`));
     }
+    waiting.clear();
   });
   entry.child.stdin.on('error', () => { /* reported through 'exit' */ });
-  entry.call = (line, timeoutMs = 10000) => new Promise((resolve, reject) => {
+  entry.call = (line, timeoutMs = 15000) => new Promise((resolve, reject) => {
     if (!alive(entry.child)) { reject(new Error(`${name} is not running; log:\n${logTail(entry)}`)); return; }
-    const w = { resolve, reject };
-    w.timer = setTimeout(() => {
-      const i = waiting.indexOf(w);
-      if (i >= 0) waiting.splice(i, 1);
+    const id = String(++seq);
+    const timer = setTimeout(() => {
+      waiting.delete(id);
       reject(new Error(`${name}: no answer to '${line}' in ${timeoutMs} ms`));
     }, timeoutMs);
-    waiting.push(w);
-    entry.child.stdin.write(line + '\n');
+    waiting.set(id, { resolve, reject, timer });
+    entry.child.stdin.write(`${id} ${line}\n`);
   });
   return entry;
 }

@@ -94,7 +94,7 @@ export function aggregate(rows) {
 /** METRICS: label, key, digits, shown for which contents (null = all). */
 const METRICS = [
   ['updates seen /s (canvas region changes)', 'updates', 1, null],
-  ['whole states seen /s (identified frames)', 'whole', 1, ['slideshow', 'terminal']],
+  ['whole states seen /s (identified frames)', 'whole', 1, null],
   ['small change → pixel p50 ms', 'p50', 0, null],
   ['small change → pixel p95 ms', 'p95', 0, null],
   ['small changes shown (pooled)', 'shown', null, null],

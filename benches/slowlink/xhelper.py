@@ -5,7 +5,8 @@ Doing these through one long-lived connection instead of spawning `xsetroot`, `x
 `import` per step keeps the timing exact (each reply's timestamp is taken after XSync, so the
 X server has applied the request) and costs no process start per step (2-7 ms of CPU each).
 
-Commands, one per line; one JSON line answers each (in order):
+Commands, one per line, each prefixed with a request id (a word, echoed as "id" in the answer);
+one JSON line answers each, in order:
     root R G B             root window background := solid colour, cleared   -> {"t": ms}
     move WINDOW X Y        XMoveWindow (WINDOW decimal or 0x hex)          -> {"t": ms}
     pointer X Y            warp the pointer to X,Y and give the root window a blank cursor
@@ -115,6 +116,9 @@ def main():
         words = line.split()
         if not words:
             continue
+        req, words = words[0], words[1:]
+        if not words:
+            words = ['']
         try:
             if words[0] == 'root' and len(words) == 4:
                 r, g, b = (int(v) for v in words[1:])
@@ -148,6 +152,7 @@ def main():
                 errors.clear()
         except Exception as e:  # noqa: BLE001 - reported to the driver, which fails the run
             out = {'error': str(e)}
+        out['id'] = req
         sys.stdout.write(json.dumps(out) + '\n')
         sys.stdout.flush()
 
