@@ -6,7 +6,7 @@
 # in motion (PSNR) and at rest (exact match); ratios wsvnc/noVNC. Method: benches/README.md.
 #
 #   benches/slow_links.sh                 full run (3 runs per cell), ~15 min
-#   QUICK=1 benches/slow_links.sh         1 run per cell, shorter windows, ~4 min
+#   QUICK=1 benches/slow_links.sh         1 run per cell, shorter phases, ~4 min
 #   WSVNC_BIN=/path/to/wsvnc benches/slow_links.sh    another build (skips cargo build)
 #   LINKS=lan,4/40 CONTENTS=slideshow CLIENTS=wsvnc RUNS=5 WINDOW_MS=8000 QUEUE_MS=60 ...
 #
