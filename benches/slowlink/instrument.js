@@ -25,16 +25,34 @@
 
   /** cfg: { selector, region: [x, y, w, h], probe: [x, y], base: [r, g, b] (root colour before
    *  the probe runs), sig: { refs: [{ points: [...], values: [r, g, b, ...] }] } } */
-  S.configure = (cfg) => { S.cfg = cfg; S.canvas = null; S.ctx = null; };
+  S.configure = (cfg) => { S.cfg = cfg; S.canvas = null; };
 
   function canvas() {
     const c = S.canvas && S.canvas.isConnected ? S.canvas : document.querySelector(S.cfg.selector);
     if (!c || !c.width || !c.height) return null;
-    if (c !== S.canvas) { S.canvas = c; S.ctx = c.getContext('2d'); }
+    S.canvas = c;
     return c;
   }
 
-  S.canvasElement = () => canvas();
+  // Pixels are read by drawing the client's canvas into a scratch canvas of our own, never
+  // through a context on the client's canvas: asking it for a '2d' context first would take
+  // the place of the client's own (a WebGL or bitmaprenderer viewer), and this works for any
+  // kind of canvas. 'copy' replaces the scratch pixels exactly, alpha included.
+  let scratch = null;
+  let sctx = null;
+  function read(x, y, w, h) {
+    if (!scratch || scratch.width < w || scratch.height < h) {
+      const [ow, oh] = scratch ? [scratch.width, scratch.height] : [0, 0];
+      scratch = document.createElement('canvas');
+      scratch.width = Math.max(w, ow);
+      scratch.height = Math.max(h, oh);
+      sctx = scratch.getContext('2d', { willReadFrequently: true });
+      sctx.globalCompositeOperation = 'copy';
+      sctx.imageSmoothingEnabled = false;
+    }
+    sctx.drawImage(S.canvas, x, y, w, h, 0, 0, w, h);
+    return sctx.getImageData(0, 0, w, h).data;
+  }
 
   /** The canvas's size once the client has sized it (connected), else null. */
   S.size = () => {
@@ -46,7 +64,7 @@
   S.firstPicture = () => {
     if (!S.cfg || !canvas()) return false;
     const [x, y] = S.cfg.probe;
-    const d = S.ctx.getImageData(x, y, 1, 1).data;
+    const d = read(x, y, 1, 1);
     const b = S.cfg.base;
     return Math.max(Math.abs(d[0] - b[0]), Math.abs(d[1] - b[1]), Math.abs(d[2] - b[2])) <= 8;
   };
@@ -92,7 +110,7 @@
 
   function sampleWindow(w) {
     const [x, y, rw, rh] = S.cfg.region;
-    const data = S.ctx.getImageData(x, y, rw, rh).data;
+    const data = read(x, y, rw, rh);
     w.sampled++;
     const h = hashRegion(data);
     if (h === w.lastHash) return;
@@ -112,7 +130,7 @@
 
   function sampleProbe(p, t) {
     const [x, y] = S.cfg.probe;
-    const d = S.ctx.getImageData(x, y, 1, 1).data;
+    const d = read(x, y, 1, 1);
     const key = (d[0] << 16) | (d[1] << 8) | d[2];
     if (key !== p.last) { p.last = key; p.obs.push([t, d[0], d[1], d[2]]); }
   }
@@ -138,7 +156,7 @@
 
   function sampleRest(r, t) {
     const c = S.canvas;
-    const data = S.ctx.getImageData(0, 0, c.width, c.height).data;
+    const data = read(0, 0, c.width, c.height);
     const h = hashRegion(data);
     if (h !== r.lastHash) {
       if (r.lastHash !== null) r.lastChange = t;
@@ -166,11 +184,10 @@
     if (diff === 0) r.exactAt = r.lastChange;
   }
 
-  /** The region's pixels as base64 RGBA (for PSNR in the driver). */
-  S.grabRegion = () => {
-    if (!canvas()) return null;
-    const [x, y, w, h] = S.cfg.region;
-    const d = S.ctx.getImageData(x, y, w, h).data;
+  /** The canvas's pixels in x, y, w, h as base64 RGBA (for PSNR and dumps in the driver). */
+  S.grab = (x, y, w, h) => {
+    if (!S.cfg || !canvas()) return null;
+    const d = read(x, y, w, h);
     let s = '';
     for (let i = 0; i < d.length; i += 0x8000) s += String.fromCharCode.apply(null, d.subarray(i, i + 0x8000));
     return btoa(s);

@@ -174,7 +174,7 @@ export async function measure({ ctx, client, content, link, run, emu, xprobe, xw
     row.motionPsnr = [];
     for (let k = 0; k < CFG.psnrSamples; k++) {
       await sleep(250);
-      const b64 = await page.evaluate(() => window.__slb.grabRegion());
+      const b64 = await page.evaluate((r) => window.__slb.grab(...r), content.region);
       if (b64) row.motionPsnr.push(motionPsnr(Buffer.from(b64, 'base64'), content.refs, sig));
     }
     phase('psnr');
@@ -225,13 +225,7 @@ export async function measure({ ctx, client, content, link, run, emu, xprobe, xw
 
 /** SLB_DUMP=1: the canvas and the X screen of a measurement that ended inexact, as PNGs. */
 async function dumpRest(page, shot, row) {
-  const rgba = await page.evaluate(() => {
-    const c = window.__slb.canvasElement();
-    const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
-    let s = '';
-    for (let i = 0; i < d.length; i += 0x8000) s += String.fromCharCode.apply(null, d.subarray(i, i + 0x8000));
-    return btoa(s);
-  });
+  const rgba = await page.evaluate(([w, h]) => window.__slb.grab(0, 0, w, h), [SCREEN.w, SCREEN.h]);
   const base = path.join(OUT, 'logs', `rest-${row.link.replace('/', '_')}-${row.content}-${row.client}-${row.run}`);
   const size = ['-size', `${SCREEN.w}x${SCREEN.h}`, '-depth', '8'];
   spawnSync('convert', [...size, 'rgba:-', `png:${base}-canvas.png`], { input: Buffer.from(rgba, 'base64') });

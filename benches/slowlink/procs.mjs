@@ -12,7 +12,9 @@ export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const tracked = new Set();
 let logDir = null;
 
+/** Sets (and empties) the directory the process logs go to. */
 export function setLogDir(dir) {
+  fs.rmSync(dir, { recursive: true, force: true });
   fs.mkdirSync(dir, { recursive: true });
   logDir = dir;
 }
