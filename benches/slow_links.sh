@@ -11,9 +11,10 @@
 #   LINKS=lan,4/40 CONTENTS=slideshow CLIENTS=wsvnc RUNS=5 WINDOW_MS=8000 QUEUE_MS=60 ...
 #
 # Needs root (network namespace, TUN devices). With WSVNC_TEST_OFFSET=N (default 0) it uses
-# X display :300+N (SLB_DISPLAY), ports 27000+20N..+2 (SLB_PORT_BASE; Xvnc on 127.0.0.1, the
-# two web servers on the link's host address), network namespace wsvnc-bench-bN (SLB_NETNS),
-# addresses 10.223.N.1 (host) / 10.223.N.2 (browser). Results: target/slowlink-bench/.
+# X display :300+N (SLB_DISPLAY), ports 27000+20N..+3 (SLB_PORT_BASE; Xvnc on 127.0.0.1, the
+# web servers and the link check on the link's host address), network namespace
+# wsvnc-bench-bN (SLB_NETNS), addresses 10.223.N.1 (host) / 10.223.N.2 (browser).
+# Results: target/slowlink-bench/.
 # Every process is killed by PID and the namespace removed on exit, error and Ctrl-C.
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
