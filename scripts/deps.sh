@@ -45,6 +45,8 @@ APT_PACKAGES=(
     gnome-backgrounds adwaita-icon-theme
     # relays and plumbing; noVNC's pages as Debian ships them (websockify-compat test)
     socat websockify novnc ca-certificates
+    # benches/slow_links.sh: network namespaces
+    iproute2
     # python3 (bootstrap of the Python 2.7 environment)
     python3 python3-venv python3-pip gcc libc6-dev
     # RFB security tests: AES for the independent ARD vectors
