@@ -10,7 +10,7 @@ use crate::fb::Rect;
 use crate::gateway::encode::jpeg::tests::{photo, psnr};
 
 #[path = "../../../tests/common/v2.rs"]
-mod v2;
+pub(super) mod v2;
 
 /// A session in `Ready` state with a `w × h` framebuffer and `n` viewers
 /// that have joined.
