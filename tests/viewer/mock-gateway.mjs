@@ -4,6 +4,7 @@
 //
 //   node mock-gateway.mjs [--port 6080] [--web ../../web]   → a demo desktop for manual use
 //     ?token=password   asks for a password ("secret")
+//     ?token=credentials  asks for a user name and a password ("me", "secret")
 //     ?token=error      fails with an Error message
 //     ?token=drop       drops the connection 3 s after the first frame
 //
@@ -315,6 +316,15 @@ export async function demoSession(s) {
     s.send(enc.passwordRequired());
     const pw = await s.waitType('Password', 1, 120000);
     if (pw.password !== 'secret') {
+      s.send(enc.error('Authentication failed'));
+      s.close(1008, 'authentication failed');
+      return;
+    }
+  }
+  if (token === 'credentials') {
+    s.send(enc.credentialsRequired());
+    const c = await s.waitType('Credentials', 1, 120000);
+    if (c.username !== 'me' || c.password !== 'secret') {
       s.send(enc.error('Authentication failed'));
       s.close(1008, 'authentication failed');
       return;

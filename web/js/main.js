@@ -385,4 +385,4 @@ if (settings.autoconnect) conn.connect();
 else onState('idle', {});
 
 // For tests and debugging: read-only handles, no effect on the page.
-window.wsvnc = { settings, display, conn, stats };
+window.wsvnc = { settings, display, conn, stats, keyboard, clipboard };
