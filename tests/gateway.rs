@@ -1433,6 +1433,37 @@ fn real_xvnc_password() {
     eprintln!("Xvnc wrong password: {err}");
 }
 
+/// TigerVNC and a lingering session: continuous updates are paused while
+/// nobody watches; a viewer back within the linger gets the picture at once
+/// and then what changed on the X screen meanwhile (Xvnc keeps that damage
+/// for the connection), with no new VNC connection.
+#[test]
+fn real_xvnc_linger_pauses_and_resumes_updates() {
+    let x = Xvnc::start(4, &["-SecurityTypes", "None"]);
+    let mut cfg = common::config();
+    cfg.target = Some(x.target());
+    cfg.linger = Duration::from_secs(30);
+    let srv = common::start(cfg);
+    x.run("xsetroot", &["-solid", "#204060"]);
+    let mut v = viewer(&srv, "");
+    wait_frames(&mut v, 1);
+    wait_equal_x(&mut v, &x);
+    // Close and wait for the gateway's end of the TCP connection: by then it
+    // has detached the viewer and sent the pause.
+    v.ws.close(None).unwrap();
+    assert!(matches!(v.wait_end(T), End::Closed(..) | End::Gone(_)));
+    std::thread::sleep(Duration::from_millis(100));
+    x.run("xsetroot", &["-solid", "#a05010"]);
+    // Updates are paused: however long this takes, the change stays at Xvnc.
+    std::thread::sleep(Duration::from_millis(500));
+    let mut back = viewer(&srv, "");
+    wait_frames(&mut back, 1);
+    assert_eq!(back.pixel(300, 230)[..3], [0x20, 0x40, 0x60], "the picture as it was, at once");
+    wait_equal_x(&mut back, &x);
+    assert_eq!(back.pixel(300, 230)[..3], [0xa0, 0x50, 0x10]);
+    assert_eq!(back.statuses, ["joining the session"], "no new VNC connection");
+}
+
 /// Keys typed in a viewer reach a program on the real desktop: an xterm
 /// running `cat > FILE` (no window manager: the pointer selects the window).
 #[test]
