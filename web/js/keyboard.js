@@ -1,26 +1,16 @@
-// Keyboard input → Key / KeyCode messages.
+// Keyboard input → Key / KeyCode messages (rules: docs/protocol.md "Keyboard").
 //
 // Keys are read on a hidden <textarea> that holds focus while the remote screen is in use
-// (so IME, dead keys and phone keyboards work). Rules:
-// * A keydown that maps to a keysym is sent with its KeyboardEvent.code (the physical key) and
-//   its default action prevented, so browser shortcuts go to the remote where the browser
-//   allows it (fullscreen + Keyboard Lock extends that to Esc, Ctrl+W, …). The gateway turns
-//   the code into a scancode when the VNC server takes them (QEMU extended key events): the
-//   server then applies *its* keyboard layout; otherwise the keysym is used.
-// * Every key-up sends exactly the keysym and code its key-down sent: what was sent is
-//   remembered per KeyboardEvent.code, so Shift released before "A" still releases "A".
-// * Dead keys: the dead key goes as its code with no keysym (a scancode server composes it
-//   with the next key; a keysym server ignores it) and the browser composes; the character
-//   that completes the composition goes as its keysym with the code of the key that completed
-//   it — a keysym server types the composed character, a scancode server composes it itself.
-// * IME and "Unidentified" keys (phone keyboards) are not sent as keys; the text they produce
-//   arrives as input/compositionend and is sent as down+up per character (keysyms only).
-// * Caps Lock and Num Lock follow this keyboard: when the VNC server reports its LED state
-//   (LedState) and a key arrives while the local lock differs, the lock key is tapped on the
-//   remote first (noVNC's rule: then the remote state is unknown until the next report).
+// (so IME, dead keys and phone keyboards work).
+// * A key with a keysym goes with its KeyboardEvent.code, default prevented (browser
+//   shortcuts go to the remote where allowed; fullscreen + Keyboard Lock add Esc, Ctrl+W…).
+// * A key-up sends what its key-down sent (remembered per code).
+// * A dead key goes as its code alone (not prevented: the browser composes); the composed
+//   character goes with the code of the key that completed it.
+// * IME and phone-keyboard text goes as keysyms (input/compositionend).
+// * A remote Caps/Num Lock (LedState) that differs from ours is tapped before the next key.
 // * Everything held is released when the page loses focus or is hidden.
-// * Ctrl+V / Shift+Insert: the browser's paste event runs first so the clipboard reaches the
-//   remote before the V does (see `onPaste` in main.js).
+// * Ctrl+V / Shift+Insert wait for the paste event, so the clipboard goes first (main.js).
 
 import { keysymForEvent, keysymsForText, keysymForCodePoint, isModifier, XK } from './keysyms.js';
 import { isKeyCode } from './protocol.js';
@@ -31,8 +21,8 @@ const CODE_OF = new Map([
   [XK.Tab, 'Tab'], [XK.Escape, 'Escape'], [XK.Delete, 'Delete'],
 ]);
 
-// Lock keys kept in step: getModifierState name, code, keysym. NumLock is not reported by
-// Apple's browsers (always false), so it is left alone there.
+// Lock keys kept in step: [getModifierState name, code, keysym]; Apple's browsers do not
+// report NumLock.
 const APPLE = typeof navigator !== 'undefined' && /Mac|iPhone|iPad|iPod/.test(navigator.platform || '');
 const LOCKS = [['CapsLock', 'CapsLock', XK.Caps_Lock], ...(APPLE ? [] : [['NumLock', 'NumLock', XK.Num_Lock]])];
 
@@ -124,10 +114,7 @@ export class Keyboard {
     if (!isModifier(e) && k.keysym !== 0) this.releaseSticky();
   }
 
-  /**
-   * Remote lock keys that differ from this keyboard's are tapped on the remote before the key
-   * (not when the key is that lock key itself: it is toggling it).
-   */
+  /** Taps remote locks that differ from ours (not for the lock key itself: it toggles). */
   syncLocks(e, code) {
     const r = this.remoteLocks;
     if (!r || typeof e.getModifierState !== 'function') return;
@@ -175,10 +162,7 @@ export class Keyboard {
     this.target.value = '';
   }
 
-  /**
-   * Text from the browser: after a dead key, its one character goes with the code of the key
-   * that completed it; anything else as keysyms.
-   */
+  /** Browser text: after a dead key, one character goes with the completing key's code. */
   composed(text) {
     const code = this.completing;
     const after = this.dead;
