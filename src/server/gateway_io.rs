@@ -87,9 +87,8 @@ impl Server {
 
     /// A WebSocket upgrade on the gateway path.
     pub(crate) fn gateway_attach(&mut self, key: usize, up: http::Upgrade) {
-        let token = http::query_param(&up.query, "token").map(str::to_string);
         let view_only_param = matches!(http::query_param(&up.query, "view_only"), Some("1" | "true"));
-        let target = self.lookup_target(token.as_deref());
+        let (session_key, target) = self.target_for(&up);
         let deflate = crate::ws::deflate::negotiate(&up.extensions);
         let reply = deflate.as_ref().map(|(_, r)| r.clone());
         let resp = http::upgrade_response(&up, reply.as_deref());
@@ -116,7 +115,6 @@ impl Server {
                 return;
             }
         };
-        let session_key = token.unwrap_or_default();
         let sidx = match self.gw.find(&session_key) {
             Some(s) => s,
             None => match self.gateway_open_session(&session_key, &target) {
