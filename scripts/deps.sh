@@ -37,7 +37,7 @@ APT_PACKAGES=(
     # browser test
     chromium imagemagick
     # relays and plumbing
-    socat websockify ca-certificates
+    socat websockify ca-certificates curl
     # python3 (bootstrap of the Python 2.7 environment)
     python3 python3-venv python3-pip gcc libc6-dev
     # shared libraries the Debian 11 python2.7 build links against

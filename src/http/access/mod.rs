@@ -315,6 +315,7 @@ impl Access {
         }
         let fingerprint = auth.fingerprint(&user, &password);
         if auth.verified.get(&fingerprint).is_some_and(|until| *until > peer.now) {
+            auth.throttle.succeeded(&key);
             return Ok(Grant::default());
         }
         let (start, used) = &mut auth.hash_window;
