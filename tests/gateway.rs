@@ -480,6 +480,7 @@ fn password_asked_from_browser_and_joiners_must_present_it() {
     assert!(b.hello.is_none() && b.frames == 0, "no pixels before the password");
     b.password(b"wrong!").unwrap();
     expect_error_close(&mut b, 1008, "password");
+    std::thread::sleep(THROTTLE_FIRST_DELAY); // this address's next try is held off that long
 
     let mut c = viewer(&srv, "");
     c.wait(T, |v| v.password_required).expect("PasswordRequired");
@@ -498,11 +499,49 @@ fn wrong_password_gives_a_clear_error() {
     a.password(b"nope").unwrap();
     let err = expect_error_close(&mut a, 1008, "authentication");
     eprintln!("wrong password error: {err}");
-    // A fresh attempt gets a fresh session and can succeed.
+    // A fresh attempt gets a fresh session and can succeed (after the
+    // throttle's first delay for this address).
+    std::thread::sleep(THROTTLE_FIRST_DELAY);
     let mut b = viewer(&srv, "");
     b.wait(T, |v| v.password_required).expect("PasswordRequired");
     b.password(b"secret").unwrap();
     wait_frames(&mut b, 1);
+}
+
+/// A little over the password throttle's delay after one failure (0.5 s).
+const THROTTLE_FIRST_DELAY: Duration = Duration::from_millis(600);
+
+/// Joiners guessing the session's password: each failure holds the address
+/// off longer (0.5, 1, 2, 4 s), the 5th locks it out for 10 s; an attempt
+/// while held off is refused with the time to wait, even with the right
+/// password; other addresses' viewers already joined are not disturbed.
+#[test]
+fn joiner_password_guessing_is_throttled() {
+    let demo = password_demo();
+    let srv = gateway(demo.target());
+    let mut a = viewer(&srv, "");
+    a.wait(T, |v| v.password_required).expect("PasswordRequired");
+    a.password(b"secret").unwrap();
+    wait_frames(&mut a, 1);
+    for (n, wait_ms) in [0u64, 600, 1100, 2100, 4100].into_iter().enumerate() {
+        std::thread::sleep(Duration::from_millis(wait_ms));
+        let mut g = viewer(&srv, "");
+        g.wait(T, |v| v.password_required).expect("PasswordRequired");
+        g.password(b"guess").unwrap();
+        let err = expect_error_close(&mut g, 1008, "password");
+        assert!(err.contains("wrong password"), "guess {}: {err}", n + 1);
+    }
+    // Locked out for 10 s now: even the right password is refused, with a reason.
+    let mut g = viewer(&srv, "");
+    g.wait(T, |v| v.password_required).expect("PasswordRequired");
+    g.password(b"secret").unwrap();
+    let err = expect_error_close(&mut g, 1008, "too many attempts");
+    let secs: u64 =
+        err.split("retry in ").nth(1).and_then(|r| r.split(' ').next()).and_then(|n| n.parse().ok()).unwrap();
+    assert!((1..=10).contains(&secs), "{err}");
+    // The viewer that joined before keeps its session.
+    wait_frames(&mut a, 1);
+    assert!(a.closed.is_none());
 }
 
 #[test]

@@ -28,6 +28,7 @@
 use slab::Slab;
 
 use super::proto::{self, BadInput, Input};
+use super::Attempt;
 use crate::fb::{CopyOp, Framebuffer, Rect, TileSet, TILE};
 use crate::rfb::{RfbClient, RfbConfig, RfbError, RfbEvent};
 use crate::ws::close;
@@ -170,6 +171,10 @@ pub struct Session {
     clipboard_msg: Vec<u8>,
     /// Password typed by the browser that unlocked this session, if any.
     browser_password: Option<Vec<u8>>,
+    /// Address whose password was forwarded to the VNC server (counted as a
+    /// failure until the server accepts it), then, once accepted, whose
+    /// failure record to clear at the next viewer message.
+    vnc_attempt: Option<(std::net::IpAddr, bool)>,
     /// Damage of the update being received, handed to viewers at its end.
     update_damage: TileSet,
     /// Copies logged by the framebuffer during the update being received.
@@ -199,6 +204,7 @@ impl Session {
             cursor_msg: Vec::new(),
             clipboard_msg: Vec::new(),
             browser_password: None,
+            vnc_attempt: None,
             update_damage: TileSet::new(0, 0),
             update_copies: Vec::new(),
             want_full: false,
@@ -281,6 +287,9 @@ impl Session {
             }
             RfbEvent::Connected { width, height, name } => {
                 self.phase = Phase::Ready;
+                if let Some((_, accepted)) = &mut self.vnc_attempt {
+                    *accepted = true;
+                }
                 self.name = name;
                 self.update_damage = TileSet::new(width, height);
                 let mut discard = TileSet::new(width, height);
@@ -424,13 +433,30 @@ impl Session {
 
     /// A binary message from viewer `idx`. Server-bound RFB goes to
     /// `to_server`. An error means: close this viewer with that code.
-    pub fn handle_viewer_message(&mut self, idx: usize, msg: &[u8], to_server: &mut Vec<u8>) -> Result<(), BadInput> {
-        proto::parse_all(msg, |input| self.viewer_input(idx, input, to_server))?;
+    /// `at` says who sent it and when (password throttling).
+    pub fn handle_viewer_message(
+        &mut self,
+        idx: usize,
+        msg: &[u8],
+        to_server: &mut Vec<u8>,
+        at: &mut Attempt<'_>,
+    ) -> Result<(), BadInput> {
+        if let Some((peer, true)) = self.vnc_attempt {
+            self.vnc_attempt = None;
+            at.guard.succeeded(peer, &self.key);
+        }
+        proto::parse_all(msg, |input| self.viewer_input(idx, input, to_server, at))?;
         self.maybe_request(to_server);
         Ok(())
     }
 
-    fn viewer_input(&mut self, idx: usize, input: Input<'_>, to_server: &mut Vec<u8>) -> Result<(), BadInput> {
+    fn viewer_input(
+        &mut self,
+        idx: usize,
+        input: Input<'_>,
+        to_server: &mut Vec<u8>,
+        at: &mut Attempt<'_>,
+    ) -> Result<(), BadInput> {
         let policy = |reason| BadInput { code: close::POLICY_VIOLATION, reason };
         let Some(v) = self.viewers.get_mut(idx) else { return Ok(()) };
         if !v.hello {
@@ -448,7 +474,7 @@ impl Session {
         }
         match input {
             Input::ClientHello { .. } => return Err(policy("second ClientHello")),
-            Input::Password(pw) => return self.password(idx, pw, to_server),
+            Input::Password(pw) => return self.password(idx, pw, to_server, at),
             _ if !v.joined => return Err(policy("input before the session is ready")),
             Input::FrameAck(id) => {
                 // Cumulative (docs/protocol.md): acknowledges `id` and every
@@ -500,10 +526,33 @@ impl Session {
         }
     }
 
-    fn password(&mut self, idx: usize, pw: &[u8], to_server: &mut Vec<u8>) -> Result<(), BadInput> {
+    /// A browser's password: checked here against the one that unlocked the
+    /// session, or forwarded to the VNC server. Either way throttled per
+    /// address and per session ([`super::PasswordGuard`]); a blocked viewer
+    /// is closed with "too many attempts, retry in N s".
+    fn password(
+        &mut self,
+        idx: usize,
+        pw: &[u8],
+        to_server: &mut Vec<u8>,
+        at: &mut Attempt<'_>,
+    ) -> Result<(), BadInput> {
         let policy = |reason| BadInput { code: close::POLICY_VIOLATION, reason };
+        let checked =
+            matches!((&self.phase, &self.browser_password), (Phase::NeedPassword, _) | (Phase::Ready, Some(_)));
+        if checked {
+            if let Err(b) = at.guard.check(at.peer, &self.key, at.now) {
+                let why = format!("too many attempts, retry in {} s", b.retry_secs());
+                self.viewers[idx].fail(close::POLICY_VIOLATION, &why);
+                return Ok(());
+            }
+        }
         match (&self.phase, &self.browser_password) {
             (Phase::NeedPassword, _) => {
+                // A failure until the VNC server accepts it (a refusal ends
+                // the session, and with it any chance to count it later).
+                at.guard.failed(at.peer, &self.key, at.now);
+                self.vnc_attempt = Some((at.peer, false));
                 self.browser_password = Some(pw.to_vec());
                 self.viewers[idx].authorized = true;
                 self.phase = Phase::Handshake;
@@ -514,9 +563,11 @@ impl Session {
             }
             (Phase::Ready, Some(known)) => {
                 if constant_time_eq(known, pw) {
+                    at.guard.succeeded(at.peer, &self.key);
                     self.viewers[idx].authorized = true;
                     self.join(idx);
                 } else {
+                    at.guard.failed(at.peer, &self.key, at.now);
                     self.viewers[idx].fail(close::POLICY_VIOLATION, "wrong password");
                 }
                 Ok(())

@@ -17,7 +17,7 @@ use super::stream::Stream;
 use super::{Conn, Ready, Server, BLOCK, DEMO_LISTENER, READS_PER_WAKEUP};
 use crate::config::{Target, TargetAddr};
 use crate::demo::DemoServer;
-use crate::gateway::{ViewerId, CHUNK, LOW_WATER};
+use crate::gateway::{Attempt, ViewerId, CHUNK, LOW_WATER};
 use crate::http;
 use crate::ws::{close, Delivery, Event, Limits, WsSession};
 
@@ -208,7 +208,9 @@ impl Server {
                             match ev {
                                 Some(Event::Binary(msg)) => {
                                     if let Some(s) = gw.sessions.get_mut(vid.session) {
-                                        if let Err(bad) = s.handle_viewer_message(vid.viewer, msg, &mut to_server) {
+                                        let now = Instant::now();
+                                        let at = &mut Attempt { guard: &mut gw.guard, peer: c.peer.ip(), now };
+                                        if let Err(bad) = s.handle_viewer_message(vid.viewer, msg, &mut to_server, at) {
                                             fail = Some((bad.code, bad.reason.to_string()));
                                         }
                                     }
