@@ -567,6 +567,41 @@ mod tests {
     }
 
     #[test]
+    fn access_options() {
+        let dir = std::env::temp_dir().join(format!("wsvnc-config-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let key = dir.join("key");
+        std::fs::write(&key, "0123456789abcdef0123456789abcdef\n").unwrap();
+        let short = dir.join("short");
+        std::fs::write(&short, "too short\n").unwrap();
+        let key_s = key.to_str().unwrap();
+        let c = run(&[
+            "--allowed-host",
+            "vnc.example.com",
+            "--jwt-secret-file",
+            key_s,
+            "--jwt-target",
+            "10.0.0.0/8:5900-5999",
+            "--no-auth",
+        ])
+        .unwrap();
+        assert_eq!(c.access.allowed_hosts, ["vnc.example.com"]);
+        assert_eq!(c.access.jwt_secret.as_deref(), Some(&b"0123456789abcdef0123456789abcdef"[..]));
+        assert_eq!(c.access.jwt_targets.len(), 1);
+        assert!(c.access.no_auth);
+        let e = run(&["--jwt-secret-file", short.to_str().unwrap()]).unwrap_err();
+        assert!(e.0.contains("at least 32 bytes"), "{e}");
+        assert!(run(&["--jwt-target", "vnc.lan:5900"]).is_err());
+        assert!(run(&["--basic-auth-file", dir.join("missing").to_str().unwrap()]).is_err());
+        assert!(matches!(
+            parse_args(["hash-password".to_string(), "ann".to_string()]),
+            Ok(Command::HashPassword { cost: 10, .. })
+        ));
+        assert!(parse_args(["hash-password".to_string(), "ann".to_string(), "40".to_string()]).is_err());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
     fn encodings_by_name() {
         assert_eq!(parse_encodings("zrle, raw,zrle").unwrap(), vec![16, 0]);
     }

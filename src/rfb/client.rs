@@ -55,6 +55,12 @@ pub const MAX_CUT_TEXT: u32 = 1024 * 1024;
 pub const MAX_FB_PIXELS: usize = 8192 * 8192;
 /// Cursor images wider or taller than this are skipped (no event), not fatal.
 pub const MAX_CURSOR_DIM: u16 = 256;
+/// Framebuffer pixels one `handle_input` call may write (fills, copies,
+/// decoded pixels, resizes) before it returns early with
+/// [`RfbClient::yielded`] set: 32 Mpx is ~128 MiB of memory traffic, tens of
+/// milliseconds, so one VNC server cannot hold the event loop for long. One
+/// unit of work (a rectangle, a resize) may overshoot it by its own size.
+pub const WORK_PER_CALL: u64 = 32 << 20;
 
 /// Client-side settings.
 #[derive(Debug, Clone)]
@@ -295,6 +301,14 @@ pub struct RfbClient {
     /// ExtendedDesktopSize seen: SetDesktopSize allowed.
     resize_supported: bool,
     screens: Vec<Screen>,
+    /// Size announced by DesktopSize/ExtendedDesktopSize in the current
+    /// update, applied before the next pixel rectangle or at the update's
+    /// end (so a run of size rectangles costs one resize).
+    pending_size: Option<(u16, u16)>,
+    /// A resize was applied in the current update (a second one is refused).
+    resized_in_update: bool,
+    /// The last `handle_input` stopped at its work budget.
+    yielded: bool,
 }
 
 impl RfbClient {
@@ -343,6 +357,9 @@ impl RfbClient {
             update_pending: false,
             resize_supported: false,
             screens: Vec::new(),
+            pending_size: None,
+            resized_in_update: false,
+            yielded: false,
         }
     }
 
@@ -361,18 +378,31 @@ impl RfbClient {
             return Err(e.clone());
         }
         let mut used = 0;
+        self.yielded = false;
+        fb.take_work();
         loop {
+            if fb.work() >= WORK_PER_CALL && used < input.len() {
+                self.yielded = true;
+                return Ok(used);
+            }
             match self.step(&input[used..], fb, out) {
                 Ok(Some(n)) => used += n,
                 Ok(None) => return Ok(used),
                 Err(e) => {
-                    log::debug!("RFB: connection failed: {e}");
+                    log::debug!("RFB: connection failed: {}", crate::logsafe::esc(&e.to_string()));
                     self.normal = false;
                     self.state = State::Failed(e.clone());
                     return Err(e);
                 }
             }
         }
+    }
+
+    /// The last [`RfbClient::handle_input`] returned early because it had
+    /// done [`WORK_PER_CALL`] pixels of work: call it again with the bytes
+    /// it left, after other connections have had their turn.
+    pub fn yielded(&self) -> bool {
+        self.yielded
     }
 
     pub fn poll_event(&mut self) -> Option<RfbEvent> {
@@ -631,7 +661,7 @@ impl RfbClient {
                     self.set_state(State::Skip { left: left - n });
                     return Ok(if n == 0 { None } else { Some(n) });
                 }
-                self.end_rect();
+                self.end_rect(fb)?;
                 Ok(Some(n))
             }
             State::Idle => self.message_start(input),
@@ -647,7 +677,7 @@ impl RfbClient {
                             proto(format!("CopyRect {}x{}+{}+{} from {sx},{sy}: {e}", dst.w, dst.h, dst.x, dst.y))
                         })?;
                         self.events.push_back(RfbEvent::Copied { dst, src_x: sx, src_y: sy });
-                        self.end_rect();
+                        self.end_rect(fb)?;
                     }
                     Fixed::ScreenCount => {
                         // rfbproto §7.8.2: U8 number-of-screens, 3 padding, screens.
@@ -671,7 +701,7 @@ impl RfbClient {
                     return Err(proto(format!("decoder for encoding {enc} claimed {n} of {} bytes", input.len())));
                 }
                 if done {
-                    self.end_rect();
+                    self.end_rect(fb)?;
                     Ok(Some(n))
                 } else if n == 0 {
                     Ok(None)
@@ -756,7 +786,7 @@ impl RfbClient {
                 let r = self.rect;
                 let rgba = cursor_rgba(&self.px, r.w, r.h, data);
                 self.events.push_back(RfbEvent::Cursor { hot_x: r.x, hot_y: r.y, width: r.w, height: r.h, rgba });
-                self.end_rect();
+                self.end_rect(fb)?;
                 Ok(())
             }
             Then::Screens => {
@@ -784,15 +814,15 @@ impl RfbClient {
                     };
                     self.events.push_back(RfbEvent::ResizeRefused(why));
                 } else {
-                    self.resize(r.w, r.h, "ExtendedDesktopSize", fb)?;
+                    self.resize(r.w, r.h, "ExtendedDesktopSize")?;
                 }
-                self.end_rect();
+                self.end_rect(fb)?;
                 Ok(())
             }
             Then::DesktopName => {
                 self.name = text(data);
                 self.events.push_back(RfbEvent::DesktopName(self.name.clone()));
-                self.end_rect();
+                self.end_rect(fb)?;
                 Ok(())
             }
         }
@@ -806,6 +836,7 @@ impl RfbClient {
                 // FramebufferUpdate: U8 type, padding, U16 number-of-rectangles.
                 let Some(b) = input.get(..4) else { return Ok(None) };
                 self.rects_left = be16(&b[2..4]);
+                self.resized_in_update = false;
                 if self.rects_left == 0 {
                     self.end_update();
                 } else {
@@ -855,12 +886,12 @@ impl RfbClient {
         match enc {
             encoding::DESKTOP_SIZE => {
                 // rfbproto §7.8.2 (DesktopSize): x, y ignored; no data.
-                self.resize(r.w, r.h, "DesktopSize", fb)?;
-                self.end_rect();
+                self.resize(r.w, r.h, "DesktopSize")?;
+                self.end_rect(fb)?;
             }
             encoding::LAST_RECT => {
                 self.rects_left = 1;
-                self.end_rect();
+                self.end_rect(fb)?;
             }
             encoding::EXTENDED_DESKTOP_SIZE => self.set_state(State::RectFixed(Fixed::ScreenCount)),
             encoding::DESKTOP_NAME => {
@@ -877,7 +908,9 @@ impl RfbClient {
                 }
             }
             _ => {
-                // A real encoding: its pixels go into the framebuffer.
+                // A real encoding: its pixels go into the framebuffer, at
+                // the size announced so far in this update.
+                self.apply_pending_size(fb)?;
                 if !fb.contains(r) {
                     return Err(proto(format!(
                         "rectangle {}x{}+{}+{} (encoding {enc}) outside the {}x{} framebuffer",
@@ -903,23 +936,47 @@ impl RfbClient {
         Ok(Some(12))
     }
 
-    fn resize(&mut self, w: u16, h: u16, what: &str, fb: &mut Framebuffer) -> Result<(), RfbError> {
+    /// A size rectangle: checked now, applied by [`Self::apply_pending_size`]
+    /// (the last of a run of size rectangles wins: a hostile server's
+    /// 200 alternating sizes cost one resize, not 200).
+    fn resize(&mut self, w: u16, h: u16, what: &str) -> Result<(), RfbError> {
         check_size(w, h, what)?;
-        if (w, h) != (fb.width(), fb.height()) {
-            fb.resize(w, h);
-            self.events.push_back(RfbEvent::Resized { width: w, height: h });
+        self.pending_size = Some((w, h));
+        Ok(())
+    }
+
+    /// Resize `fb` to the pending size, if it differs: at most once per
+    /// FramebufferUpdate (no sane server changes the size twice in one
+    /// update with pixels in between; allowing it would let one update
+    /// reallocate and clear up to 256 MiB per rectangle).
+    fn apply_pending_size(&mut self, fb: &mut Framebuffer) -> Result<(), RfbError> {
+        let Some((w, h)) = self.pending_size.take() else { return Ok(()) };
+        if (w, h) == (fb.width(), fb.height()) {
+            return Ok(());
         }
+        if self.resized_in_update {
+            return Err(proto(format!(
+                "second framebuffer size ({w}x{h}) in one update, after pixels at {}x{}",
+                fb.width(),
+                fb.height()
+            )));
+        }
+        self.resized_in_update = true;
+        fb.resize(w, h);
+        self.events.push_back(RfbEvent::Resized { width: w, height: h });
         Ok(())
     }
 
     /// The current rectangle is complete.
-    fn end_rect(&mut self) {
+    fn end_rect(&mut self, fb: &mut Framebuffer) -> Result<(), RfbError> {
         self.rects_left = self.rects_left.saturating_sub(1);
         if self.rects_left == 0 {
+            self.apply_pending_size(fb)?;
             self.end_update();
         } else {
             self.set_state(State::RectHeader);
         }
+        Ok(())
     }
 
     fn end_update(&mut self) {

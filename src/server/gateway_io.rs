@@ -396,28 +396,32 @@ impl Server {
                 }
             }
             let mut reads = 0;
-            while failure.is_none() && v.connected && v.ready.readable {
-                if reads == READS_PER_WAKEUP {
-                    more = true;
-                    break;
-                }
-                reads += 1;
-                let spare = v.inbuf.spare(pool);
-                if spare.is_empty() {
-                    failure = Some("VNC server sent a message larger than the gateway accepts".into());
-                    break;
-                }
-                match v.stream.read(spare) {
-                    Ok(0) => {
-                        failure = Some(session.rfb.closed_error().to_string());
+            // Bytes a budgeted RFB client left last time are handled first.
+            let mut backlog = session.rfb.yielded() && !v.inbuf.is_empty();
+            while failure.is_none() && v.connected && (backlog || v.ready.readable) {
+                if !std::mem::take(&mut backlog) {
+                    if reads == READS_PER_WAKEUP {
+                        more = true;
                         break;
                     }
-                    Ok(n) => v.inbuf.commit(n),
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => v.ready.readable = false,
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    Err(e) => {
-                        failure = Some(format!("VNC connection failed: {e}"));
+                    reads += 1;
+                    let spare = v.inbuf.spare(pool);
+                    if spare.is_empty() {
+                        failure = Some("VNC server sent a message larger than the gateway accepts".into());
                         break;
+                    }
+                    match v.stream.read(spare) {
+                        Ok(0) => {
+                            failure = Some(session.rfb.closed_error().to_string());
+                            break;
+                        }
+                        Ok(n) => v.inbuf.commit(n),
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => v.ready.readable = false,
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                        Err(e) => {
+                            failure = Some(format!("VNC connection failed: {e}"));
+                            break;
+                        }
                     }
                 }
                 to_server.clear();
@@ -430,6 +434,11 @@ impl Server {
                 }
                 if !v.outbuf.push(&to_server, pool) {
                     failure = Some("VNC server is not reading".into());
+                }
+                if session.rfb.yielded() {
+                    // Its work budget is spent: other connections first.
+                    more = true;
+                    break;
                 }
             }
             v.inbuf.release_if_empty(pool);
