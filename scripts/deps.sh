@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # scripts/deps.sh — install what the tests need, when it is missing.
 #
-# Usage: scripts/deps.sh [apt] [browser] [autobahn]     (no argument: all three)
+# Usage: scripts/deps.sh [apt] [browser] [autobahn] [fuzz]   (no argument: all four)
 #
 #   apt       Debian packages (Xvnc, xterm, Chromium, ImageMagick, ...), checked
 #             one by one with dpkg-query; `apt-get update` + install only when
@@ -15,6 +15,8 @@
 #             bootstrapped from PyPI wheels; pinned packages installed
 #             --no-deps. Rebuilt only when the recipe below changes.
 #             Entry points: .deps/py27/bin/python2.7, .deps/py27/bin/wstest.
+#   fuzz      a nightly Rust toolchain (rustup) and cargo-fuzz (cargo install
+#             --locked), for the fuzz step.
 #
 # Runs as root with no standard input (CI). Prints what it installs; any
 # failure stops it with a message and a non-zero exit.
@@ -241,16 +243,33 @@ EOF
     log "autobahn: done in $((SECONDS - t0)) s ($PY27/bin/wstest)"
 }
 
+# ---------------------------------------------------------------- fuzz
+
+do_fuzz() {
+    command -v rustup >/dev/null 2>&1 || die "fuzz: rustup not found (the fuzz step needs a nightly toolchain)"
+    if ! rustup toolchain list | grep -q '^nightly'; then
+        log "fuzz: installing the nightly toolchain (rustup, minimal profile)"
+        rustup toolchain install nightly --profile minimal </dev/null || die "fuzz: cannot install rust nightly"
+    fi
+    if cargo fuzz --version >/dev/null 2>&1; then
+        log "fuzz: $(cargo fuzz --version) present"
+        return
+    fi
+    log "fuzz: cargo install cargo-fuzz --locked"
+    cargo install cargo-fuzz --locked </dev/null || die "fuzz: cargo install cargo-fuzz failed"
+}
+
 # ---------------------------------------------------------------- main
 
 steps=("$@")
-[ ${#steps[@]} -gt 0 ] || steps=(apt browser autobahn)
+[ ${#steps[@]} -gt 0 ] || steps=(apt browser autobahn fuzz)
 for s in "${steps[@]}"; do
     case "$s" in
         apt) do_apt ;;
         browser) do_browser ;;
         autobahn) do_autobahn ;;
-        *) die "unknown step '$s' (apt, browser, autobahn)" ;;
+        fuzz) do_fuzz ;;
+        *) die "unknown step '$s' (apt, browser, autobahn, fuzz)" ;;
     esac
 done
 log "all requested steps done: ${steps[*]}"

@@ -11,6 +11,8 @@
 #       novnc     noVNC 1.7 in Chromium through wsvnc's relay mode to Xvnc
 #       viewer    wsvnc's own viewer in Chromium (mock gateway + real Xvnc)
 #       footprint stripped release binary <= 2 MiB, idle gateway RSS <= 4 MiB
+#       fuzz      every cargo-fuzz target (fuzz/) for a fixed number of runs
+#                 from the committed seed corpus (docs/fuzzing.md)
 #
 # Every step must pass; nothing is skipped because a server or browser is
 # missing (deps installs them, and the tests fail loudly without them).
@@ -20,7 +22,7 @@ set -uo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 export CARGO_TERM_COLOR=never
-ALL_STEPS=(deps cargo autobahn novnc viewer footprint)
+ALL_STEPS=(deps cargo autobahn novnc viewer footprint fuzz)
 STEPS=("$@")
 [ ${#STEPS[@]} -gt 0 ] || STEPS=("${ALL_STEPS[@]}")
 
@@ -58,7 +60,7 @@ wait_port() {
     return 1
 }
 
-step_deps() { scripts/deps.sh apt browser autobahn && (cd tests/viewer && deps_viewer); }
+step_deps() { scripts/deps.sh apt browser autobahn fuzz && (cd tests/viewer && deps_viewer); }
 deps_viewer() {
     # tests/viewer has its own package.json (playwright-core, ws).
     local want have=""
@@ -98,6 +100,37 @@ step_viewer() {
 step_footprint() {
     release_build || return 1
     scripts/footprint.sh target/release/wsvnc
+}
+
+# Runs per fuzz target: a short, fixed amount of work so CI catches a
+# regression on the seed corpus and its near neighbours; long campaigns are
+# run by hand (docs/fuzzing.md). FUZZ_RUNS=N overrides for every target.
+FUZZ_RUNS=${FUZZ_RUNS:-}
+step_fuzz() {
+    local targets t runs out rc=0
+    targets=$(cd fuzz && cargo +nightly fuzz list) || return 1
+    (cd fuzz && cargo +nightly fuzz build -O) || return 1
+    out=$(mktemp -d)
+    for t in $targets; do
+        # About 10 s each on a loaded 2-core VM (execs/s measured there:
+        # token_file 19k, browser_proto/jwt 7k, http_route 5k, rfb_client
+        # 1.1k, ws_session 0.8k).
+        case $t in
+            rfb_client|ws_session) runs=${FUZZ_RUNS:-8000} ;;
+            http_route|browser_proto|jwt) runs=${FUZZ_RUNS:-50000} ;;
+            *) runs=${FUZZ_RUNS:-150000} ;;
+        esac
+        mkdir -p "$out/$t"
+        echo "[test] fuzz $t: $runs runs"
+        # New inputs go to a scratch corpus; the committed seeds are only read.
+        if ! (cd fuzz && cargo +nightly fuzz run -O "$t" "$out/$t" "corpus/$t" -- \
+                -runs="$runs" -seed=1 -timeout=10 -rss_limit_mb=3072 -print_final_stats=1 2>&1 | tail -n 12); then
+            echo "[test] fuzz $t FAILED (crash input in fuzz/artifacts/$t/)" >&2
+            rc=1
+        fi
+    done
+    rm -rf "$out"
+    return $rc
 }
 
 for step in "${STEPS[@]}"; do

@@ -188,8 +188,9 @@ fn err<T>(msg: impl Into<String>) -> Result<T, ConfigError> {
     Err(ConfigError(msg.into()))
 }
 
-/// What the command line asked for.
+/// What the command line asked for (made once per process: its size does not matter).
 #[derive(Debug)]
+#[allow(clippy::large_enum_variant)]
 pub enum Command {
     Run(Config),
     Help,

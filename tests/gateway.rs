@@ -1490,7 +1490,7 @@ fn hostile_vnc(updates: usize, pixels_between: bool) -> SocketAddr {
             // Each update ends on the other size: one real resize per update.
             for i in 0..200u16 {
                 for v in [0, 0, 8192, 8192 - (i + n) % 2] {
-                    u.extend_from_slice(&(v as u16).to_be_bytes());
+                    u.extend_from_slice(&v.to_be_bytes());
                 }
                 u.extend_from_slice(&(-223i32).to_be_bytes()); // DesktopSize
                 if pixels_between {

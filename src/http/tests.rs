@@ -671,7 +671,8 @@ fn connection_handling_rows() {
     let t = tmp_web();
     let site = t.site();
     // (version, extra fields, status, close, Connection field)
-    let rows: &[(u8, &[(&str, &str)], u16, bool, Option<&str>)] = &[
+    type Row<'a> = (u8, &'a [(&'a str, &'a str)], u16, bool, Option<&'a str>);
+    let rows: &[Row] = &[
         (1, &[], 200, false, None),
         (1, &[("Connection", "close")], 200, true, Some("close")),
         (0, &[], 200, true, Some("close")),

@@ -176,7 +176,13 @@ impl Parser<'_> {
         }
         // The slice is ASCII by construction.
         let s = std::str::from_utf8(&self.b[start..self.i]).map_err(|_| "bad number")?;
-        s.parse::<f64>().map(Value::Number).map_err(|_| "bad number")
+        // RFC 8259 §6 lets a reader limit the range: beyond f64 is refused,
+        // not read as infinity (found by fuzzing: `2e2222222`).
+        match s.parse::<f64>() {
+            Ok(n) if n.is_finite() => Ok(Value::Number(n)),
+            Ok(_) => Err("number out of range"),
+            Err(_) => Err("bad number"),
+        }
     }
 
     /// A string at `self.i` (which must be '"'), escapes decoded (RFC 8259 §7).
@@ -308,6 +314,8 @@ mod tests {
             (b"\"\xff\"", "not UTF-8"),
             (b"{} {}", "trailing data after the JSON value"),
             (b"NaN", "unexpected character"),
+            (b"1e400", "number out of range"),
+            (b"-2222211111.5e2222222209000000", "number out of range"),
             (deep.as_bytes(), "nested too deeply"),
         ];
         for (text, want) in rows {
