@@ -523,7 +523,9 @@ fn joiner_password_guessing_is_throttled() {
     a.wait(T, |v| v.password_required).expect("PasswordRequired");
     a.password(b"secret").unwrap();
     wait_frames(&mut a, 1);
-    for (n, wait_ms) in [0u64, 600, 1100, 2100, 4100].into_iter().enumerate() {
+    // (The first wait covers a's own password, counted until the VNC server
+    // accepted it and a's next message cleared it.)
+    for (n, wait_ms) in [600u64, 600, 1100, 2100, 4100].into_iter().enumerate() {
         std::thread::sleep(Duration::from_millis(wait_ms));
         let mut g = viewer(&srv, "");
         g.wait(T, |v| v.password_required).expect("PasswordRequired");
@@ -1456,13 +1458,13 @@ fn real_xvnc_typing_reaches_xterm() {
 
 // ------------------------------------------------- a hostile VNC server
 
-/// A scripted VNC server: RFB 3.8, security None, ServerInit `w`×`h`, then
-/// `updates` FramebufferUpdates of 200 DesktopSize rectangles toggling
-/// between 8192×8192 and 8192×8191 (2.4 KB each; every update but the first
-/// ends on a size other than the last one's), with a 1×1 Raw
+/// A scripted VNC server: RFB 3.8, security None, ServerInit `side`×`side-1`,
+/// then `updates` FramebufferUpdates of 200 DesktopSize rectangles toggling
+/// between `side`×`side` and `side`×`side-1` (2.4 KB each; every update but
+/// the first ends on a size other than the last one's), with a 1×1 Raw
 /// rectangle after each size when `pixels_between`. Reads and discards what
 /// the client sends; holds the connection open until the test ends.
-fn hostile_vnc(updates: usize, pixels_between: bool) -> SocketAddr {
+fn hostile_vnc(updates: usize, pixels_between: bool, side: u16) -> SocketAddr {
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = l.local_addr().unwrap();
     std::thread::spawn(move || {
@@ -1475,8 +1477,8 @@ fn hostile_vnc(updates: usize, pixels_between: bool) -> SocketAddr {
         s.write_all(&0u32.to_be_bytes()).unwrap(); // SecurityResult OK
         s.read_exact(&mut b[..1]).unwrap(); // ClientInit
         let mut init = Vec::new();
-        init.extend_from_slice(&8192u16.to_be_bytes());
-        init.extend_from_slice(&8191u16.to_be_bytes());
+        init.extend_from_slice(&side.to_be_bytes());
+        init.extend_from_slice(&(side - 1).to_be_bytes());
         init.extend_from_slice(&[32, 24, 0, 1, 0, 255, 0, 255, 0, 255, 16, 8, 0, 0, 0, 0]);
         init.extend_from_slice(&7u32.to_be_bytes());
         init.extend_from_slice(b"hostile");
@@ -1489,7 +1491,7 @@ fn hostile_vnc(updates: usize, pixels_between: bool) -> SocketAddr {
             u.extend_from_slice(&(200u16 * per).to_be_bytes());
             // Each update ends on the other size: one real resize per update.
             for i in 0..200u16 {
-                for v in [0, 0, 8192, 8192 - (i + n) % 2] {
+                for v in [0, 0, side, side - (i + n) % 2] {
                     u.extend_from_slice(&v.to_be_bytes());
                 }
                 u.extend_from_slice(&(-223i32).to_be_bytes()); // DesktopSize
@@ -1516,8 +1518,12 @@ fn hostile_vnc(updates: usize, pixels_between: bool) -> SocketAddr {
 #[test]
 fn hostile_resize_storm_does_not_stall_other_sessions() {
     let demo = DemoVnc::start(DemoConfig { width: 320, height: 240, ..DemoConfig::default() });
-    let updates = 8;
-    let hostile = hostile_vnc(updates, false);
+    let updates = 5;
+    // The issue's 8192 in release builds (where the printed figures come
+    // from); a quarter of the area in debug builds, so `cargo test` stays
+    // light for the tests running beside it.
+    let side = if cfg!(debug_assertions) { 4096 } else { 8192 };
+    let hostile = hostile_vnc(updates, false, side);
     let tokens = format!("good: {}\nbad: {hostile}\n", demo.addr);
     let srv = with_tokens(&tokens, "storm.tokens");
     let mut good = viewer(&srv, "?token=good");
@@ -1532,8 +1538,8 @@ fn hostile_resize_storm_does_not_stall_other_sessions() {
         let mut resizes = 0;
         while let Ok(m) = bad.read() {
             if let tungstenite::Message::Binary(b) = m {
-                // Count Resize messages (0x02, u16 width 8192 little-endian).
-                let n = b.windows(5).filter(|w| w[0] == v1::t::RESIZE && w[1..3] == [0, 0x20]).count();
+                // Count Resize messages (0x02, u16 width `side` little-endian).
+                let n = b.windows(5).filter(|w| w[0] == v1::t::RESIZE && w[1..3] == side.to_le_bytes()).count();
                 resizes += n;
                 if n > 0 && std::env::var_os("WSVNC_STORM_TRACE").is_some() {
                     eprintln!("storm +{} ms: {resizes} resizes", t0.elapsed().as_millis());
@@ -1575,7 +1581,7 @@ fn hostile_resize_storm_does_not_stall_other_sessions() {
     sorted.sort();
     let pct = |p: usize| sorted.get(sorted.len().saturating_sub(1) * p / 100).copied().unwrap_or_default();
     eprintln!(
-        "resize storm: {updates} updates x 200 DesktopSize rects, {resizes} Resize messages seen in {:.2} s; \
+        "resize storm ({side}x{side}): {updates} updates x 200 DesktopSize rects, {resizes} Resize messages seen in {:.2} s; \
          other session: {} frames, frame gap p50 {} ms, p99 {} ms, max {} ms",
         storm_time.as_secs_f64(),
         gaps.len(),
@@ -1589,7 +1595,7 @@ fn hostile_resize_storm_does_not_stall_other_sessions() {
 /// clear error; other sessions are unaffected.
 #[test]
 fn a_second_resize_in_one_update_ends_only_that_session() {
-    let hostile = hostile_vnc(1, true);
+    let hostile = hostile_vnc(1, true, 300);
     let mut cfg = common::config();
     cfg.target = Some(Target { addr: TargetAddr::Tcp(hostile), password: None, view_only: false });
     let srv = common::start(cfg);
