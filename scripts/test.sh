@@ -112,13 +112,14 @@ step_fuzz() {
     (cd fuzz && cargo +nightly fuzz build -O) || return 1
     out=$(mktemp -d)
     for t in $targets; do
-        # About 10 s each on a loaded 2-core VM (execs/s measured there:
+        # About 10 s each on an idle 2-core VM, a minute on a loaded one (execs/s
+        # measured on a loaded one:
         # token_file 19k, browser_proto/jwt 7k, http_route 5k, rfb_client
         # 1.1k, ws_session 0.8k).
         case $t in
-            rfb_client|ws_session) runs=${FUZZ_RUNS:-8000} ;;
-            http_route|browser_proto|jwt) runs=${FUZZ_RUNS:-50000} ;;
-            *) runs=${FUZZ_RUNS:-150000} ;;
+            rfb_client|ws_session) runs=${FUZZ_RUNS:-16000} ;;
+            http_route|browser_proto|jwt) runs=${FUZZ_RUNS:-100000} ;;
+            *) runs=${FUZZ_RUNS:-300000} ;;
         esac
         mkdir -p "$out/$t"
         echo "[test] fuzz $t: $runs runs"
