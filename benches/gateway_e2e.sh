@@ -20,6 +20,8 @@
 #
 # Env: PORT (17080) SIZE (1920x1080) SECS (10) WARMUP (3) REPEAT (3)
 #      CONFIGS ("N:SLOW:DEFLATE ..."), NICE (nice -n 5)
+#      WSVNC, GWLOAD: binaries to use instead of building (e.g. an older build, to compare
+#      before/after in the same conditions; gwload must speak that gateway's protocol)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PORT=${PORT:-17080}
@@ -33,9 +35,11 @@ NICE=${NICE:-nice -n 5}
 MODE=${MODE:-split}
 VNC_PORT=$((PORT + 1))
 
-cargo build --release --bin wsvnc --example gwload >&2
-WSVNC=target/release/wsvnc
-GWLOAD=target/release/examples/gwload
+if [ -z "${WSVNC:-}" ]; then
+  cargo build --release --bin wsvnc --example gwload >&2
+fi
+WSVNC=${WSVNC:-target/release/wsvnc}
+GWLOAD=${GWLOAD:-target/release/examples/gwload}
 OUT=$(mktemp -d)
 PID=
 VPID=

@@ -11,6 +11,12 @@
 #       novnc     noVNC 1.7 in Chromium through wsvnc's relay mode to Xvnc
 #       viewer    wsvnc's own viewer in Chromium (mock gateway + real Xvnc)
 #       footprint stripped release binary <= 2 MiB, idle gateway RSS <= 4 MiB
+#       cross     static musl builds for x86_64 and aarch64 (sizes), and the unit and
+#                 integration tests for aarch64 under qemu-user (scripts/cross.sh)
+#       image     the FROM-scratch container image: built from the Dockerfile by
+#                 buildah, run under runc for amd64 and arm64 (scripts/image.sh)
+#       fleet     three instances behind a real HAProxy: routing by token, TLS,
+#                 failover and rejoin, Chromium viewers (tests/fleet)
 #       fuzz      every cargo-fuzz target (fuzz/) for a fixed number of runs
 #                 from the committed seed corpus (docs/fuzzing.md)
 #
@@ -22,7 +28,7 @@ set -uo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 export CARGO_TERM_COLOR=never
-ALL_STEPS=(deps cargo autobahn novnc viewer footprint fuzz)
+ALL_STEPS=(deps cargo autobahn novnc viewer footprint cross image fleet fuzz)
 STEPS=("$@")
 [ ${#STEPS[@]} -gt 0 ] || STEPS=("${ALL_STEPS[@]}")
 
@@ -60,7 +66,7 @@ wait_port() {
     return 1
 }
 
-step_deps() { scripts/deps.sh apt browser autobahn fuzz && (cd tests/viewer && deps_viewer); }
+step_deps() { scripts/deps.sh apt browser autobahn cross fuzz && (cd tests/viewer && deps_viewer) && (cd tests/fleet && deps_viewer); }
 deps_viewer() {
     # tests/viewer has its own package.json (playwright-core, ws).
     local want have=""
@@ -89,7 +95,7 @@ step_novnc() {
     release_build || return 1
     # The test page comes from the test's own static server (another origin),
     # as with websockify, which accepts any Origin by default.
-    tests/browser/run.sh "$ROOT/target/release/wsvnc --listen {listen} --target {target} --allow-origin *"
+    tests/browser/run.sh "$ROOT/target/release/wsvnc --listen {listen} --target {target} --relay --allow-origin *"
 }
 
 step_viewer() {
@@ -132,6 +138,15 @@ step_fuzz() {
     done
     rm -rf "$out"
     return $rc
+}
+
+step_cross() { scripts/cross.sh build test; }
+
+step_image() { scripts/image.sh; }
+
+step_fleet() {
+    release_build || return 1
+    (cd tests/fleet && WSVNC_BIN="$ROOT/target/release/wsvnc" npm test)
 }
 
 for step in "${STEPS[@]}"; do

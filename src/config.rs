@@ -3,10 +3,17 @@
 //! Command line (see `USAGE`): named options, or websockify's positional form
 //! `[source_addr:]source_port target_host:target_port` so existing scripts keep working.
 //!
-//! Token file: websockify's format, one `token: host:port` per line, `#` comments.
-//! wsvnc adds optional words after the address (ignored by nothing else, since
-//! websockify files never have them): `password=SECRET`, `password-file=PATH`,
-//! `view_only`. Names are resolved when the file is read, never per connection.
+//! Token file: websockify's format, one `token: host:port` (or
+//! `token: unix_socket:/path`) per line, `#` comments; or, as websockify reads
+//! it, a directory of such files. wsvnc adds optional words after the address
+//! (ignored by nothing else, since websockify files never have them):
+//! `password=SECRET`, `password-file=PATH`, `view_only`. Names are resolved
+//! when the file is read, never per connection.
+//!
+//! Which modes a port serves: gateway mode (`/ws`, the built-in viewer)
+//! always; relay mode (raw RFB for noVNC and other websockify clients, on any
+//! other WebSocket path) only with `--relay` or websockify's positional form,
+//! and never for a view-only target (the relay cannot filter input).
 
 use std::collections::HashMap;
 use std::fmt;
@@ -64,10 +71,15 @@ pub struct Config {
     pub relay_splice: bool,
     /// Gateway: RFB encodings to advertise, in order (None = built-in default).
     pub encodings: Option<Vec<i32>>,
+    /// Gateway: accept Tight JPEG from the VNC server at this quality level
+    /// (0..=9, the JPEG Quality Level pseudo-encoding); None = lossless only.
+    pub vnc_jpeg: Option<u8>,
     /// Gateway: ClientInit shared flag.
     pub shared: bool,
     /// Gateway: all viewers view-only.
     pub view_only: bool,
+    /// Gateway: never send lossy (JPEG) regions to browsers.
+    pub lossless: bool,
     /// Run the built-in demo VNC server and use it as the default target.
     pub demo: bool,
     /// Serve only the demo VNC server on this address (no HTTP).
@@ -78,6 +90,19 @@ pub struct Config {
     pub echo: bool,
     /// Host check and authentication (`--allowed-host`, `--jwt-*`, `--basic-auth-file`, `--no-auth`).
     pub access: crate::http::access::AccessConfig,
+
+    // ---- relay mode and websockify compatibility
+    /// Serve relay mode (raw RFB to noVNC and other websockify clients) on every
+    /// WebSocket path but the gateway's: `--relay`, or websockify's positional
+    /// form. Off by default: the relay passes input, so it is never offered
+    /// for a view-only target (see `Target::view_only`, `view_only`).
+    pub relay: bool,
+    /// websockify's `--idle-timeout`: exit the process after this long without
+    /// any browser connection (None = never).
+    pub exit_when_idle: Option<Duration>,
+    /// `Content-Security-Policy` for HTML files from `--web DIR` (None = none,
+    /// as websockify sends; the embedded viewer always has `http::CSP`).
+    pub web_csp: Option<String>,
 }
 
 impl Default for Config {
@@ -96,13 +121,18 @@ impl Default for Config {
             relay_buffer: 256 << 10,
             relay_splice: true,
             encodings: None,
+            vnc_jpeg: None,
             shared: true,
             view_only: false,
+            lossless: false,
             demo: false,
             demo_server: None,
             demo_size: None,
             echo: false,
             access: Default::default(),
+            relay: false,
+            exit_when_idle: None,
+            web_csp: None,
         }
     }
 }
@@ -111,39 +141,67 @@ pub const USAGE: &str = "\
 wsvnc - VNC in the browser through WebSockets
 
 USAGE:
-    wsvnc [OPTIONS]
-    wsvnc [OPTIONS] [SOURCE_ADDR:]SOURCE_PORT TARGET_HOST:TARGET_PORT   (websockify form)
+    wsvnc [OPTIONS]                  gateway mode only (see MODES)
+    wsvnc [OPTIONS] [SOURCE_ADDR:]SOURCE_PORT [TARGET_HOST:TARGET_PORT]
+                                     websockify's form: gateway + relay mode; the target may be
+                                     left out with --token-plugin/--target-config/--unix-target
     wsvnc --demo                     gateway + built-in demo desktop, open http://127.0.0.1:6080/
     wsvnc hash-password USER [COST]  print an htpasswd line for --basic-auth-file (bcrypt, cost 10;
                                      the password is read from standard input)
 
-Browsers open http://LISTEN/ for the built-in viewer (gateway mode, WebSocket /ws);
-noVNC and other websockify clients use the relay at /websockify.
+MODES (one port serves both; the log says which at start):
+    gateway  always. The built-in viewer at http://LISTEN/ , WebSocket /ws. wsvnc is the VNC
+             client; --view-only and the token word view_only are enforced here.
+    relay    only with --relay or the websockify form. Raw RFB for noVNC and other websockify
+             clients, on ANY WebSocket path except /ws (noVNC's default is /websockify), as
+             websockify does. Never offered for a view-only target: the relay cannot filter
+             input, so such a connection is closed with 1008 and a reason.
+    Precedence for a request: /ws -> gateway; another path asking for a WebSocket -> relay
+    (404 when relay mode is off); any other GET -> static files (embedded viewer or --web DIR).
 
 OPTIONS:
     --listen ADDR:PORT        address to serve HTTP and WebSocket on [default: 127.0.0.1:6080]
     --target HOST:PORT        VNC server for connections without ?token= (resolved at start)
     --unix-target PATH        VNC server on a Unix socket instead of TCP
-    --token-file FILE         websockify token file: lines 'token: host:port' (wsvnc also reads
-                              optional 'password=..', 'password-file=..', 'view_only' words);
-                              ?token=NAME picks the target; re-read when the file changes
+    --token-file PATH         websockify token file, or a directory whose every file (names not
+                              starting with '.') is one: lines 'token: host:port' or
+                              'token: unix_socket:/path' (wsvnc also reads optional
+                              'password=..', 'password-file=..', 'view_only' words);
+                              ?token=NAME picks the target; re-read when a file changes
+    --token-plugin TokenFile --token-source PATH
+    --target-config PATH      websockify's spellings of --token-file (TokenFile and
+                              ReadOnlyTokenFile are the plugins supported)
     --password-file FILE      VNC password for --target (first line); without one the browser
                               is asked when the VNC server wants a password
-    --web DIR                 serve the viewer from DIR instead of the copy built into the binary
+    --relay                   also serve relay mode (see MODES); on with the websockify form
+                              unless --view-only is given
+    --web DIR                 serve files from DIR instead of the viewer built into the binary
+    --web-csp POLICY          Content-Security-Policy sent with HTML from --web DIR [default:
+                              none, as websockify; noVNC's pages have inline scripts]. The
+                              embedded viewer always gets a strict policy (default-src 'self')
     --allow-origin ORIGIN     also accept WebSockets from ORIGIN (repeatable; '*' = any). By
                               default only pages from this server (Origin matching Host) or
                               clients sending no Origin are accepted
     --max-connections N       refuse connections beyond N with 503 [default: 1024]
-    --idle-timeout SECS       close WebSockets idle this long, 0 = never [default: 0]
+    --idle-timeout SECS       exit after SECS without any connection, 0 = never (websockify's
+                              meaning) [default: 0]
+    --ws-idle-timeout SECS    close WebSockets idle this long, 0 = never [default: 0]
+                              (was --idle-timeout before wsvnc followed websockify)
     --heartbeat SECS          ping WebSocket clients this often, 0 = never [default: 30]
     --handshake-timeout SECS  time allowed for an HTTP request head [default: 10]
     --max-message BYTES       largest WebSocket message accepted [default: 4194304]
     --encodings LIST          gateway: RFB encodings in preference order, comma separated
                               (tight,zrle,hextile,zlib,rre,copyrect,raw)
+    --vnc-jpeg QUALITY        gateway: let the VNC server send Tight JPEG at quality 0-9 (9 best)
+                              for photo-like areas, decoded into the framebuffer: lossy, for
+                              VNC servers far away [default: off, lossless]
     --relay-copy              relay: copy bulk streams through user space instead of splice(2)
                               (zero-copy, the default; for comparison and odd kernels)
     --exclusive               gateway: ask the VNC server for an exclusive session (not shared)
-    --view-only               gateway: viewers cannot send input
+    --view-only               gateway: viewers cannot send input; relay mode is not offered
+    --lossless                gateway: never send JPEG to browsers, only exact pixels (more
+                              bytes on photo-like content; by default JPEG quality follows each
+                              browser's measured link and areas are refined to exact later)
     --demo                    run the built-in demo VNC server and use it as the target
     --demo-server ADDR:PORT   run only the demo VNC server on ADDR:PORT (for tests, benchmarks)
     --demo-size WxH           desktop size of the demo VNC server [default: 1024x768]
@@ -306,6 +364,8 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Command, Co
             _ => err("usage: wsvnc hash-password USER [COST]   (password on standard input)"),
         };
     }
+    let mut tokens = TokenOptions::default();
+    let mut relay_asked = false;
     while let Some(arg) = args.next() {
         let (name, inline) = match arg.split_once('=') {
             Some((n, v)) if n.starts_with("--") => (n.to_string(), Some(v.to_string())),
@@ -323,7 +383,10 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Command, Co
             "--listen" => cfg.listen = resolve(&value(&mut args)?, "127.0.0.1")?,
             "--target" => target_spec = Some(value(&mut args)?),
             "--unix-target" => unix_target = Some(PathBuf::from(value(&mut args)?)),
-            "--token-file" => cfg.token_file = Some(PathBuf::from(value(&mut args)?)),
+            "--token-file" | "--token-source" | "--target-config" => tokens.source(&name, value(&mut args)?)?,
+            "--token-plugin" => tokens.plugin(value(&mut args)?)?,
+            "--relay" => relay_asked = true,
+            "--web-csp" => cfg.web_csp = Some(header_value(&value(&mut args)?, "--web-csp")?),
             "--password-file" => password_file = Some(PathBuf::from(value(&mut args)?)),
             "--web" => cfg.web_dir = Some(PathBuf::from(value(&mut args)?)),
             "--allow-origin" => cfg.allowed_origins.push(value(&mut args)?),
@@ -334,7 +397,8 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Command, Co
                     _ => return err(format!("--max-connections wants a positive number, not '{v}'")),
                 }
             }
-            "--idle-timeout" => cfg.idle_timeout = secs(&value(&mut args)?, "--idle-timeout")?,
+            "--idle-timeout" => cfg.exit_when_idle = secs(&value(&mut args)?, "--idle-timeout")?,
+            "--ws-idle-timeout" => cfg.idle_timeout = secs(&value(&mut args)?, "--ws-idle-timeout")?,
             "--heartbeat" => cfg.heartbeat = secs(&value(&mut args)?, "--heartbeat")?,
             "--handshake-timeout" => {
                 cfg.handshake_timeout =
@@ -348,8 +412,16 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Command, Co
                 }
             }
             "--encodings" => cfg.encodings = Some(parse_encodings(&value(&mut args)?)?),
+            "--vnc-jpeg" => {
+                let v = value(&mut args)?;
+                cfg.vnc_jpeg = match v.parse() {
+                    Ok(q @ 0..=9) => Some(q),
+                    _ => return err(format!("--vnc-jpeg wants a quality from 0 to 9, not '{v}'")),
+                }
+            }
             "--exclusive" => cfg.shared = false,
             "--view-only" => cfg.view_only = true,
+            "--lossless" => cfg.lossless = true,
             "--relay-copy" => cfg.relay_splice = false,
             "--demo" => cfg.demo = true,
             "--demo-server" => cfg.demo_server = Some(resolve(&value(&mut args)?, "127.0.0.1")?),
@@ -386,23 +458,38 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Command, Co
             _ => positional.push(arg),
         }
     }
+    cfg.token_file = tokens.finish()?;
     match positional.len() {
         0 => {}
-        2 => {
-            // websockify: [source_addr:]source_port target_host:target_port
+        1 | 2 => {
+            // websockify: [source_addr:]source_port [target_host:target_port];
+            // the target may be left out when a token file or a Unix socket
+            // names it (websockify's rule).
             cfg.listen = resolve(&positional[0], "0.0.0.0")?;
-            if target_spec.is_some() {
-                return err("give the target either positionally or with --target, not both");
+            if let Some(t) = positional.get(1) {
+                if target_spec.is_some() {
+                    return err("give the target either positionally or with --target, not both");
+                }
+                target_spec = Some(t.clone());
+            } else if cfg.token_file.is_none() && unix_target.is_none() {
+                return err(
+                    "websockify form without a target: give TARGET_HOST:TARGET_PORT, a token file or --unix-target",
+                );
             }
-            target_spec = Some(positional[1].clone());
         }
         _ => {
             return err(format!(
-                "expected '[source_addr:]source_port target_host:target_port', got {} positional argument(s)",
+                "expected '[source_addr:]source_port [target_host:target_port]', got {} positional argument(s)",
                 positional.len()
             ))
         }
     }
+    // Relay mode: asked for, or implied by websockify's form (whose users
+    // expect a websockify) unless every target is view-only.
+    if relay_asked && cfg.view_only {
+        return err("--relay and --view-only exclude each other: the relay passes input through");
+    }
+    cfg.relay = relay_asked || (!positional.is_empty() && !cfg.view_only);
     let addr = match (target_spec, unix_target) {
         (Some(_), Some(_)) => return err("--target and --unix-target exclude each other"),
         (Some(t), None) => Some(TargetAddr::Tcp(resolve(&t, "127.0.0.1")?)),
@@ -419,6 +506,58 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Command, Co
         return err("--password-file applies to --target/--unix-target; give one of them");
     }
     Ok(Command::Run(cfg))
+}
+
+/// `--token-file PATH`, or websockify's `--token-plugin TokenFile
+/// --token-source PATH` and `--target-config PATH`: one source, named once.
+#[derive(Default)]
+struct TokenOptions {
+    path: Option<(String, PathBuf)>,
+    plugin: Option<String>,
+}
+
+impl TokenOptions {
+    fn source(&mut self, option: &str, path: String) -> Result<(), ConfigError> {
+        if let Some((first, _)) = &self.path {
+            return err(format!("{option} and {first} both name a token file; give one"));
+        }
+        self.path = Some((option.to_string(), PathBuf::from(path)));
+        Ok(())
+    }
+
+    /// websockify loads `websockify.token_plugins.NAME` for a bare NAME.
+    fn plugin(&mut self, class: String) -> Result<(), ConfigError> {
+        let name = class.strip_prefix("websockify.token_plugins.").unwrap_or(&class);
+        if !matches!(name, "TokenFile" | "ReadOnlyTokenFile") {
+            return err(format!(
+                "--token-plugin {class}: only websockify's TokenFile and ReadOnlyTokenFile are supported"
+            ));
+        }
+        self.plugin = Some(class);
+        Ok(())
+    }
+
+    /// websockify's rules: `--token-source` needs `--token-plugin`, and the
+    /// plugin needs its source.
+    fn finish(self) -> Result<Option<PathBuf>, ConfigError> {
+        match (self.path, self.plugin) {
+            (Some((opt, _)), None) if opt == "--token-source" => err("--token-source needs --token-plugin TokenFile"),
+            (Some((opt, _)), Some(_)) if opt != "--token-source" => {
+                err(format!("--token-plugin goes with --token-source, not {opt}"))
+            }
+            (None, Some(_)) => err("--token-plugin TokenFile needs --token-source PATH"),
+            (path, _) => Ok(path.map(|(_, p)| p)),
+        }
+    }
+}
+
+/// A value we will send as an HTTP header field: printable ASCII, not empty.
+fn header_value(v: &str, name: &str) -> Result<String, ConfigError> {
+    let v = v.trim();
+    if v.is_empty() || !v.bytes().all(|b| (0x20..0x7f).contains(&b)) {
+        return err(format!("{name} wants printable ASCII on one line, not {v:?}"));
+    }
+    Ok(v.to_string())
 }
 
 /// Targets by token, as read from a token file.
@@ -447,7 +586,8 @@ impl TokenTable {
             let Some(addr) = words.next() else {
                 return err(format!("token file line {}: missing host:port", n + 1));
             };
-            let addr = if let Some(path) = addr.strip_prefix("unix:") {
+            // `unix_socket:` is websockify's spelling, `unix:` wsvnc's.
+            let addr = if let Some(path) = addr.strip_prefix("unix_socket:").or_else(|| addr.strip_prefix("unix:")) {
                 TargetAddr::Unix(PathBuf::from(path))
             } else {
                 TargetAddr::Tcp(
@@ -474,18 +614,66 @@ impl TokenTable {
         Ok(TokenTable { entries, mtime: None })
     }
 
-    /// Read and parse the file (blocking file I/O and name resolution; called
-    /// at start-up and when the file's mtime changes).
+    /// Read and parse the file, or every file of a directory (blocking file
+    /// I/O and name resolution; called at start-up and when
+    /// [`token_source_mtime`] changes).
+    ///
+    /// A directory is read as websockify reads one: every file in it, here
+    /// in name order, skipping names that start with '.' (editor swap files);
+    /// a token named in two files takes the later file's line (logged).
     pub fn load(path: &Path) -> Result<TokenTable, ConfigError> {
-        let meta = std::fs::metadata(path)
-            .map_err(|e| ConfigError(format!("cannot read token file {}: {e}", path.display())))?;
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| ConfigError(format!("cannot read token file {}: {e}", path.display())))?;
-        let base = path.parent().unwrap_or(Path::new("."));
-        let mut table = TokenTable::parse(&text, base)?;
-        table.mtime = meta.modified().ok();
+        let cannot = |e: std::io::Error| ConfigError(format!("cannot read token file {}: {e}", path.display()));
+        let mtime = token_source_mtime(path);
+        if !std::fs::metadata(path).map_err(cannot)?.is_dir() {
+            let text = std::fs::read_to_string(path).map_err(cannot)?;
+            let mut table = TokenTable::parse(&text, path.parent().unwrap_or(Path::new(".")))?;
+            table.mtime = mtime;
+            return Ok(table);
+        }
+        let mut table = TokenTable { entries: HashMap::new(), mtime };
+        for file in token_dir_files(path).map_err(cannot)? {
+            let text = std::fs::read_to_string(&file)
+                .map_err(|e| ConfigError(format!("cannot read token file {}: {e}", file.display())))?;
+            let part = TokenTable::parse(&text, path).map_err(|e| ConfigError(format!("{}: {e}", file.display())))?;
+            for (token, target) in part.entries {
+                if table.entries.insert(token.clone(), target).is_some() {
+                    log::warn!("token {token:?} is named again in {}; that line wins", file.display());
+                }
+            }
+        }
         Ok(table)
     }
+}
+
+/// The files a token directory consists of: regular files (symlinks
+/// followed) whose names do not start with '.', in name order.
+fn token_dir_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        if entry.file_name().to_string_lossy().starts_with('.') {
+            continue;
+        }
+        let path = entry.path();
+        if std::fs::metadata(&path).is_ok_and(|m| m.is_file()) {
+            files.push(path);
+        }
+    }
+    files.sort();
+    Ok(files)
+}
+
+/// When a token source last changed: the file's mtime, or for a directory
+/// the latest of its own (files added, removed, renamed) and its files'
+/// (edited in place). None when it cannot be read.
+pub fn token_source_mtime(path: &Path) -> Option<SystemTime> {
+    let meta = std::fs::metadata(path).ok()?;
+    let own = meta.modified().ok();
+    if !meta.is_dir() {
+        return own;
+    }
+    let files = token_dir_files(path).ok()?;
+    files.iter().filter_map(|f| std::fs::metadata(f).and_then(|m| m.modified()).ok()).chain(own).max()
 }
 
 #[cfg(test)]
@@ -515,8 +703,10 @@ mod tests {
             "--target=127.0.0.1:5901",
             "--max-connections",
             "10",
-            "--idle-timeout",
+            "--ws-idle-timeout",
             "60",
+            "--idle-timeout",
+            "5",
             "--heartbeat",
             "0",
             "--allow-origin",
@@ -527,6 +717,7 @@ mod tests {
         assert_eq!(c.target.unwrap().addr, TargetAddr::Tcp("127.0.0.1:5901".parse().unwrap()));
         assert_eq!(c.max_connections, 10);
         assert_eq!(c.idle_timeout, Some(Duration::from_secs(60)));
+        assert_eq!(c.exit_when_idle, Some(Duration::from_secs(5)), "--idle-timeout is websockify's: exit");
         assert_eq!(c.heartbeat, None);
         assert_eq!(c.allowed_origins, vec!["https://a.example".to_string()]);
     }
@@ -600,6 +791,81 @@ mod tests {
         ));
         assert!(parse_args(["hash-password".to_string(), "ann".to_string(), "40".to_string()]).is_err());
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn vnc_jpeg_quality() {
+        assert_eq!(run(&["--vnc-jpeg", "6"]).unwrap().vnc_jpeg, Some(6));
+        assert_eq!(run(&["--vnc-jpeg=0"]).unwrap().vnc_jpeg, Some(0));
+        assert_eq!(run(&[]).unwrap().vnc_jpeg, None);
+        for bad in ["10", "-1", "x", ""] {
+            assert!(run(&["--vnc-jpeg", bad]).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn relay_mode_is_opt_in_and_never_with_view_only() {
+        assert!(!run(&["--target", "127.0.0.1:5900"]).unwrap().relay, "relay is off by default");
+        assert!(run(&["--relay", "--target", "127.0.0.1:5900"]).unwrap().relay);
+        assert!(run(&["6080", "127.0.0.1:5900"]).unwrap().relay, "websockify's form implies relay");
+        let c = run(&["--view-only", "6080", "127.0.0.1:5900"]).unwrap();
+        assert!(!c.relay && c.view_only, "view-only keeps the relay off even in websockify's form");
+        assert!(run(&["--relay", "--view-only", "--target", "127.0.0.1:5900"]).is_err());
+    }
+
+    #[test]
+    fn websockify_token_options_are_aliases() {
+        let tf = |c: Config| c.token_file.unwrap();
+        assert_eq!(tf(run(&["--token-file", "/t"]).unwrap()), PathBuf::from("/t"));
+        assert_eq!(tf(run(&["--token-plugin", "TokenFile", "--token-source", "/t"]).unwrap()), PathBuf::from("/t"));
+        assert_eq!(
+            tf(run(&["--token-source=/t", "--token-plugin=websockify.token_plugins.ReadOnlyTokenFile"]).unwrap()),
+            PathBuf::from("/t")
+        );
+        assert_eq!(tf(run(&["--target-config", "/t"]).unwrap()), PathBuf::from("/t"));
+        // websockify's rules, and one source only.
+        assert!(run(&["--token-source", "/t"]).is_err());
+        assert!(run(&["--token-plugin", "TokenFile"]).is_err());
+        assert!(run(&["--token-plugin", "TokenRedis", "--token-source", "x:6379"]).is_err());
+        assert!(run(&["--token-plugin", "TokenFile", "--token-file", "/t"]).is_err());
+        assert!(run(&["--token-file", "/t", "--target-config", "/u"]).is_err());
+        // websockify's form may leave the target out when tokens name it.
+        let c = run(&["6090", "--token-plugin", "TokenFile", "--token-source", "/t"]).unwrap();
+        assert_eq!(c.listen, "0.0.0.0:6090".parse().unwrap());
+        assert!(c.relay && c.target.is_none());
+        assert!(run(&["6090", "--unix-target", "/s"]).is_ok());
+        assert!(run(&["6090"]).is_err(), "no target at all");
+    }
+
+    #[test]
+    fn web_csp_is_one_printable_line() {
+        assert_eq!(run(&[]).unwrap().web_csp, None);
+        let c = run(&["--web-csp", "default-src 'self' 'unsafe-inline'"]).unwrap();
+        assert_eq!(c.web_csp.as_deref(), Some("default-src 'self' 'unsafe-inline'"));
+        assert!(run(&["--web-csp", "a\r\nSet-Cookie: x"]).is_err());
+        assert!(run(&["--web-csp", " "]).is_err());
+    }
+
+    #[test]
+    fn token_directory_reads_every_visible_file() {
+        let dir = std::env::temp_dir().join(format!("wsvnc-tokdir-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("sub")).unwrap();
+        std::fs::write(dir.join("a.conf"), "one: 127.0.0.1:5901\ntwice: 127.0.0.1:1\n").unwrap();
+        std::fs::write(dir.join("b"), "two: unix_socket:/run/vnc.sock\ntwice: 127.0.0.1:2 view_only\n").unwrap();
+        std::fs::write(dir.join(".b.swp"), "not a token file\n").unwrap();
+        let t = TokenTable::load(&dir).unwrap();
+        assert_eq!(t.entries.len(), 3, "{:?}", t.entries);
+        assert_eq!(t.entries["one"].addr, TargetAddr::Tcp("127.0.0.1:5901".parse().unwrap()));
+        assert_eq!(t.entries["two"].addr, TargetAddr::Unix("/run/vnc.sock".into()));
+        assert_eq!(t.entries["twice"].addr, TargetAddr::Tcp("127.0.0.1:2".parse().unwrap()), "later file wins");
+        assert!(t.entries["twice"].view_only);
+        assert!(t.mtime.is_some());
+        // A bad line names its file.
+        std::fs::write(dir.join("c"), "broken\n").unwrap();
+        let e = TokenTable::load(&dir).unwrap_err();
+        assert!(e.0.contains("/c:") && e.0.contains("line 1"), "{e}");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! The `wsvnc` binary: command line → Config → Server::run.
 
+use std::io::Write;
 use std::process::ExitCode;
 
 use wsvnc::config::{parse_args, Command, USAGE};
@@ -10,12 +11,13 @@ fn main() -> ExitCode {
         .init();
     let cfg = match parse_args(std::env::args().skip(1)) {
         Ok(Command::Run(cfg)) => cfg,
+        // A closed stdout (`wsvnc --help | head`) is not an error worth a panic.
         Ok(Command::Help) => {
-            println!("{USAGE}");
+            let _ = writeln!(std::io::stdout(), "{USAGE}");
             return ExitCode::SUCCESS;
         }
         Ok(Command::Version) => {
-            println!("wsvnc {}", env!("CARGO_PKG_VERSION"));
+            let _ = writeln!(std::io::stdout(), "wsvnc {}", env!("CARGO_PKG_VERSION"));
             return ExitCode::SUCCESS;
         }
         Ok(Command::HashPassword { user, cost }) => return hash_password(&user, cost),

@@ -7,8 +7,24 @@
 //! in once the length is known (RFC 6455 §5.2: minimal length encoding, so
 //! payloads of ≤ 125 bytes use the 2-byte form and are moved down 2 bytes).
 
-/// The WebSocket path noVNC uses by default.
+/// The WebSocket path noVNC uses by default. With relay mode on, every
+/// other path but the gateway's upgrades to the relay too (as websockify).
 pub const PATH: &str = "/websockify";
+
+/// Close reason (1008) for a view-only target: the relay passes the
+/// browser's bytes to the VNC server unfiltered, so it cannot keep a viewer
+/// from sending input. Such targets are served by the gateway only.
+pub const VIEW_ONLY_REFUSED: &str =
+    "view-only target: relay mode is not offered (it would pass input); use the viewer at /";
+
+/// The target if the relay may serve it: not view-only, neither by its
+/// token's `view_only` word nor by `--view-only` (`all_view_only`).
+pub fn relayable(target: crate::config::Target, all_view_only: bool) -> Result<crate::config::Target, String> {
+    if target.view_only || all_view_only {
+        return Err(VIEW_ONLY_REFUSED.to_string());
+    }
+    Ok(target)
+}
 
 /// Largest payload framed per read: fits the 16-bit length form.
 pub const MAX_CHUNK: usize = 65535;
@@ -37,6 +53,16 @@ pub fn frame_in_place(buf: &mut [u8], n: usize) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn view_only_targets_are_not_relayed() {
+        use crate::config::{Target, TargetAddr};
+        let t = |view_only| Target { addr: TargetAddr::Unix("/s".into()), password: None, view_only };
+        assert!(relayable(t(false), false).is_ok());
+        assert_eq!(relayable(t(true), false).unwrap_err(), VIEW_ONLY_REFUSED);
+        assert_eq!(relayable(t(false), true).unwrap_err(), VIEW_ONLY_REFUSED);
+        assert!(VIEW_ONLY_REFUSED.len() <= 123, "a Close reason has 123 bytes at most (RFC 6455 §5.5)");
+    }
 
     #[test]
     fn short_payload_uses_the_two_byte_form() {

@@ -4,8 +4,8 @@
 //! crypt(3) through Python). Every refusal path is driven once.
 
 mod common;
-#[path = "common/v1.rs"]
-mod v1;
+#[path = "common/v2.rs"]
+mod v2;
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -13,7 +13,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use common::Spawned;
 use tungstenite::client::IntoClientRequest;
-use v1::{Msg, V1};
+use v2::{Msg, V2};
 
 const KEY: &str = "a key of more than thirty-two bytes, for tests";
 
@@ -104,14 +104,14 @@ fn ws_status(url: &str, fields: &[(&'static str, &str)]) -> u16 {
 }
 
 fn serves_a_frame(url: &str) {
-    let mut v = V1::connect(url).unwrap_or_else(|e| panic!("{url}: {e}"));
+    let mut v = V2::connect(url).unwrap_or_else(|e| panic!("{url}: {e}"));
     v.wait(Duration::from_secs(20), |v| v.frames >= 1).unwrap_or_else(|e| panic!("{url}: no frame: {e:?}"));
     assert!(matches!(v.hello, Some(Msg::ServerHello { .. })));
 }
 
 #[test]
 fn forged_host_is_refused_on_every_endpoint() {
-    let srv = Spawned::start(&["--demo"]);
+    let srv = Spawned::start(&["--demo", "--relay"]);
     let base = format!("http://{}", srv.addr);
     for (path, upgrade) in [("/", false), ("/ws", true), ("/websockify", true)] {
         let url = format!("{base}{path}");
@@ -137,7 +137,7 @@ fn forged_host_is_refused_on_every_endpoint() {
 #[test]
 fn jwt_from_an_independent_implementation() {
     let key = key_file();
-    let srv = Spawned::start(&["--demo", "--jwt-secret-file", key.to_str().unwrap()]);
+    let srv = Spawned::start(&["--demo", "--relay", "--jwt-secret-file", key.to_str().unwrap()]);
     let base = format!("http://{}", srv.addr);
     let now = unix_now();
     let good = hs256(&format!(r#"{{"exp":{},"sub":"ann"}}"#, now + 120));
@@ -187,13 +187,13 @@ fn jwt_from_an_independent_implementation() {
 
     // Admitted: the gateway by ?jwt= and by cookie, the relay by websockify's ?token=.
     serves_a_frame(&srv.url(&format!("/ws?jwt={good}")));
-    let mut v = V1::from_ws({
+    let mut v = V2::from_ws({
         let mut req = srv.url("/ws").into_client_request().unwrap();
         req.headers_mut().insert("Cookie", pair.parse().unwrap());
-        req.headers_mut().insert("Sec-WebSocket-Protocol", "wsvnc.v1".parse().unwrap());
+        req.headers_mut().insert("Sec-WebSocket-Protocol", "wsvnc.v2".parse().unwrap());
         tungstenite::connect(req).expect("ws with the cookie").0
     });
-    v.send(&v1::enc::hello(1)).unwrap();
+    v.send(&v2::enc::hello(2)).unwrap();
     v.wait(Duration::from_secs(20), |v| v.frames >= 1).expect("a frame by cookie");
     let (mut relay, _) = tungstenite::connect(srv.url(&format!("/websockify?token={good}"))).expect("relay");
     match relay.read().expect("RFB version from the relay") {
@@ -201,7 +201,7 @@ fn jwt_from_an_independent_implementation() {
         m => panic!("{m:?}"),
     }
     // A view-only token on /ws: joined view-only.
-    let mut ro = V1::connect(&srv.url(&format!("/ws?jwt={view_only}"))).unwrap();
+    let mut ro = V2::connect(&srv.url(&format!("/ws?jwt={view_only}"))).unwrap();
     ro.wait(Duration::from_secs(20), |v| v.hello.is_some()).unwrap();
     let Some(Msg::ServerHello { flags, .. }) = ro.hello else { unreachable!() };
     assert_eq!(flags & 1, 1, "view-only flag");
@@ -258,9 +258,9 @@ fn basic_auth_with_curl_and_tungstenite() {
     std::thread::sleep(Duration::from_millis(600)); // the first failure's delay
     let mut req = srv.url("/ws").into_client_request().unwrap();
     req.headers_mut().insert("Authorization", auth.parse().unwrap());
-    req.headers_mut().insert("Sec-WebSocket-Protocol", "wsvnc.v1".parse().unwrap());
-    let mut v = V1::from_ws(tungstenite::connect(req).expect("ws with Basic").0);
-    v.send(&v1::enc::hello(1)).unwrap();
+    req.headers_mut().insert("Sec-WebSocket-Protocol", "wsvnc.v2".parse().unwrap());
+    let mut v = V2::from_ws(tungstenite::connect(req).expect("ws with Basic").0);
+    v.send(&v2::enc::hello(2)).unwrap();
     v.wait(Duration::from_secs(20), |v| v.frames >= 1).expect("a frame with Basic");
 }
 

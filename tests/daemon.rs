@@ -73,7 +73,7 @@ fn free_addr() -> SocketAddr {
 fn shutdown_on(sig: libc::c_int) {
     let target = tcp_echo();
     let addr = free_addr();
-    let d = Daemon::start(&["--listen", &addr.to_string(), "--target", &target.to_string()], addr);
+    let d = Daemon::start(&["--listen", &addr.to_string(), "--target", &target.to_string(), "--relay"], addr);
     let mut ws = connect(&format!("ws://{addr}/websockify"));
     ws.send(Message::Binary(b"ping".to_vec())).unwrap();
     assert_eq!(ws.read().unwrap(), Message::Binary(b"ping".to_vec()));
@@ -134,6 +134,12 @@ fn bad_command_line_exits_2_with_a_message() {
         "--unix-target",
         "--demo",
         "--encodings",
+        "--relay",
+        "--ws-idle-timeout",
+        "--token-plugin",
+        "--token-source",
+        "--target-config",
+        "--web-csp",
     ] {
         assert!(text.contains(opt), "--help does not explain {opt}");
     }
@@ -141,6 +147,7 @@ fn bad_command_line_exits_2_with_a_message() {
 
 fn relay_cfg(target: SocketAddr) -> wsvnc::Config {
     let mut cfg = config();
+    cfg.relay = true;
     cfg.target = Some(Target { addr: TargetAddr::Tcp(target), password: None, view_only: false });
     cfg
 }
@@ -233,6 +240,7 @@ fn unix_socket_target() {
         std::thread::sleep(Duration::from_secs(2));
     });
     let mut cfg = config();
+    cfg.relay = true;
     cfg.target = Some(Target { addr: TargetAddr::Unix(path.clone()), password: None, view_only: false });
     let srv = start(cfg);
     let mut ws = connect(&srv.url("/websockify"));
@@ -280,7 +288,7 @@ fn out_of_file_descriptors_refuses_with_503_instead_of_hanging() {
     let target = tcp_echo();
     let addr = free_addr();
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_wsvnc"));
-    cmd.args(["--listen", &addr.to_string(), "--target", &target.to_string()])
+    cmd.args(["--listen", &addr.to_string(), "--target", &target.to_string(), "--relay"])
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
         .stderr(Stdio::null());

@@ -55,7 +55,9 @@ fn bad_requests_get_exact_statuses() {
 
 #[test]
 fn upgrade_rules() {
-    let srv = start(config());
+    let mut cfg = config();
+    cfg.relay = true;
+    let srv = start(cfg);
     let base = "GET /websockify HTTP/1.1\r\nHost: HOST\r\nUpgrade: websocket\r\nConnection: keep-alive, Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n";
     let host = srv.addr.to_string();
     let req = |extra: &str| format!("{}{}\r\n", base.replace("HOST", &host), extra);

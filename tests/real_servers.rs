@@ -13,7 +13,7 @@
 //! * CopyRect (window moves), SetDesktopSize/xrandr, VncAuth (right, asked
 //!   for, wrong), a server killed mid-session.
 //! * The whole gateway: wsvnc in-process with `--target` the real server, a
-//!   minimal browser-protocol v1 viewer (below) rebuilding the canvas.
+//!   browser-protocol v2 viewer (tests/common/v2.rs) rebuilding the canvas.
 //!
 //! `RfbClient` runs over a blocking `TcpStream` (`Conn`). On a mismatch the
 //! failure names the differing pixels and saves the server's bytes under
@@ -21,6 +21,8 @@
 //! package to install. See docs/testing-real-servers.md.
 
 mod common;
+#[path = "common/v2.rs"]
+mod v2;
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -786,18 +788,15 @@ fn x11vnc_killed_mid_session() {
     check_killed(Server::X11vnc);
 }
 
-// ------------------------------------------------ whole gateway (v1 viewer)
+// ------------------------------------------------ whole gateway (v2 viewer)
 
-/// A minimal browser-protocol v1 viewer (docs/protocol.md): rebuilds the
-/// canvas from ServerHello/Resize/Fill/Copy/Pixels, acks every EndFrame.
+/// A browser-protocol v2 viewer (tests/common/v2.rs) that acks every
+/// EndFrame and keeps the canvas (RGBA, like the browser's) for comparison
+/// with X screenshots.
 struct Viewer {
-    ws: common::Ws,
+    v: v2::V2,
     width: usize,
     height: usize,
-    /// RGBA, like the browser's canvas.
-    canvas: Vec<u8>,
-    frames: usize,
-    copies: usize,
     password_required: bool,
 }
 
@@ -809,174 +808,45 @@ enum ViewerEnd {
     Closed(u16, String),
 }
 
-/// Reads big-endian-free (v1 is little-endian) fields, never past the end.
-struct Fields<'a> {
-    b: &'a [u8],
-}
-
-impl<'a> Fields<'a> {
-    fn take(&mut self, n: usize) -> &'a [u8] {
-        assert!(self.b.len() >= n, "truncated v1 message: need {n} bytes, have {}", self.b.len());
-        let (h, t) = self.b.split_at(n);
-        self.b = t;
-        h
-    }
-    fn u8(&mut self) -> u8 {
-        self.take(1)[0]
-    }
-    fn u16(&mut self) -> usize {
-        u16::from_le_bytes(self.take(2).try_into().unwrap()) as usize
-    }
-    fn u32(&mut self) -> u32 {
-        u32::from_le_bytes(self.take(4).try_into().unwrap())
-    }
-    fn str(&mut self) -> String {
-        let n = self.u32() as usize;
-        String::from_utf8(self.take(n).to_vec()).expect("v1 string is not UTF-8")
-    }
-}
-
 impl Viewer {
     fn connect(url: &str) -> Viewer {
-        use tungstenite::client::IntoClientRequest;
-        let mut req = url.into_client_request().unwrap();
-        req.headers_mut().insert("Sec-WebSocket-Protocol", "wsvnc.v1".parse().unwrap());
-        let (mut ws, resp) = tungstenite::connect(req).unwrap_or_else(|e| panic!("WebSocket to {url}: {e}"));
-        let proto = resp.headers().get("Sec-WebSocket-Protocol").map(|v| v.to_str().unwrap().to_string());
-        assert_eq!(proto.as_deref(), Some("wsvnc.v1"), "gateway did not echo the subprotocol");
-        if let tungstenite::stream::MaybeTlsStream::Plain(s) = ws.get_ref() {
-            s.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
-        }
-        ws.send(tungstenite::Message::binary(vec![0x80, 1])).unwrap(); // ClientHello v1
-        Viewer { ws, width: 0, height: 0, canvas: Vec::new(), frames: 0, copies: 0, password_required: false }
+        let v = v2::V2::connect(url).unwrap_or_else(|e| panic!("WebSocket to {url}: {e}"));
+        v.set_read_timeout(Duration::from_millis(200));
+        Viewer { v, width: 0, height: 0, password_required: false }
     }
 
     fn send(&mut self, msg: Vec<u8>) {
-        self.ws.send(tungstenite::Message::binary(msg)).expect("send to gateway");
+        self.v.send(&msg).expect("send to gateway");
     }
 
     fn send_password(&mut self, pw: &str) {
-        let mut m = vec![0x86];
-        m.extend_from_slice(&(pw.len() as u32).to_le_bytes());
-        m.extend_from_slice(pw.as_bytes());
-        self.send(m);
+        self.v.password(pw.as_bytes()).expect("send to gateway");
     }
 
     /// Read one WebSocket message and apply it. Ok(true): a frame ended.
     /// Ok(false) also on a read timeout.
     fn step(&mut self) -> Result<bool, ViewerEnd> {
-        let data = match self.ws.read() {
-            Ok(tungstenite::Message::Binary(b)) => b,
-            Ok(tungstenite::Message::Close(f)) => {
-                let (code, why) = f.map(|f| (u16::from(f.code), f.reason.to_string())).unwrap_or((1005, String::new()));
-                return Err(ViewerEnd::Closed(code, why));
-            }
-            Ok(tungstenite::Message::Text(t)) => panic!("gateway sent a text message: {t:?}"),
-            Ok(_) => return Ok(false),
-            Err(tungstenite::Error::Io(e)) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
-                return Ok(false)
-            }
-            Err(tungstenite::Error::ConnectionClosed) => return Err(ViewerEnd::Closed(1006, "closed".into())),
-            Err(e) => panic!("reading from the gateway: {e}"),
+        let msgs = match self.v.read() {
+            Ok(m) => m,
+            Err(v2::End::Timeout) => return Ok(false),
+            Err(v2::End::Closed(code, why)) => return Err(ViewerEnd::Closed(code, why)),
+            Err(v2::End::Gone(why)) => return Err(ViewerEnd::Closed(1006, why)),
         };
-        let mut f = Fields { b: &data };
-        let mut frame_done = false;
-        while !f.b.is_empty() {
-            match f.u8() {
-                0x01 => {
-                    let version = f.u8();
-                    assert_eq!(version, 1, "ServerHello version");
-                    let (w, h) = (f.u16(), f.u16());
-                    let _flags = f.u8();
-                    let _name = f.str();
-                    self.resize(w, h);
-                }
-                0x02 => {
-                    let (w, h) = (f.u16(), f.u16());
-                    self.resize(w, h);
-                }
-                0x03 => {
-                    let (x, y, w, h) = (f.u16(), f.u16(), f.u16(), f.u16());
-                    let rgba = f.take(4).to_vec();
-                    self.check_rect(x, y, w, h, "Fill");
-                    for row in y..y + h {
-                        for px in
-                            self.canvas[(row * self.width + x) * 4..(row * self.width + x + w) * 4].chunks_exact_mut(4)
-                        {
-                            px.copy_from_slice(&rgba);
-                        }
-                    }
-                }
-                0x04 => {
-                    let (x, y, w, h, sx, sy) = (f.u16(), f.u16(), f.u16(), f.u16(), f.u16(), f.u16());
-                    self.check_rect(x, y, w, h, "Copy destination");
-                    self.check_rect(sx, sy, w, h, "Copy source");
-                    // Like CanvasRenderingContext2D.drawImage(canvas, ..) on itself: memmove.
-                    let rows: Vec<usize> = if y > sy { (0..h).rev().collect() } else { (0..h).collect() };
-                    for i in rows {
-                        let s = ((sy + i) * self.width + sx) * 4;
-                        let d = ((y + i) * self.width + x) * 4;
-                        self.canvas.copy_within(s..s + w * 4, d);
-                    }
-                    self.copies += 1;
-                }
-                0x05 => {
-                    let (x, y, w, h) = (f.u16(), f.u16(), f.u16(), f.u16());
-                    self.check_rect(x, y, w, h, "Pixels");
-                    let px = f.take(w * h * 4);
-                    for (i, row) in px.chunks_exact(w * 4).enumerate() {
-                        let d = ((y + i) * self.width + x) * 4;
-                        self.canvas[d..d + w * 4].copy_from_slice(row);
-                    }
-                }
-                0x06 => {
-                    let id = f.u32();
-                    let mut ack = vec![0x84];
-                    ack.extend_from_slice(&id.to_le_bytes());
-                    self.send(ack);
-                    self.frames += 1;
-                    frame_done = true;
-                }
-                0x07 => {
-                    let (_hx, _hy, w, h) = (f.u16(), f.u16(), f.u16(), f.u16());
-                    f.take(w * h * 4);
-                }
-                0x08 => {}
-                0x09 | 0x0A => {
-                    f.str();
-                }
-                0x0B => self.password_required = true,
-                0x0C => {
-                    let _level = f.u8();
-                    let _text = f.str();
-                }
-                0x0D => return Err(ViewerEnd::Error(f.str())),
-                t => panic!("unknown v1 message type {t:#04x}"),
-            }
+        (self.width, self.height) = (self.v.width as usize, self.v.height as usize);
+        self.password_required |= self.v.password_required;
+        if let Some(e) = msgs.iter().find_map(|m| if let v2::Msg::Error(e) = m { Some(e.clone()) } else { None }) {
+            return Err(ViewerEnd::Error(e));
         }
-        Ok(frame_done)
+        Ok(msgs.iter().any(|m| matches!(m, v2::Msg::EndFrame(_))))
     }
 
-    fn resize(&mut self, w: usize, h: usize) {
-        (self.width, self.height) = (w, h);
-        self.canvas = [0, 0, 0, 255].repeat(w * h);
-    }
-
-    fn check_rect(&self, x: usize, y: usize, w: usize, h: usize, what: &str) {
-        assert!(
-            x + w <= self.width && y + h <= self.height,
-            "{what} {w}x{h}+{x}+{y} outside the {}x{} canvas",
-            self.width,
-            self.height
-        );
-    }
-
-    /// Apply frames until the canvas equals `want` (RGB) at a frame's end.
+    /// Apply frames until the canvas equals `want` (RGB) at a frame's end
+    /// (JPEG areas are refined to exact pixels once they stop changing).
     fn sync_to(&mut self, want: &[u8], what: &str) {
         let until = Instant::now() + SYNC_TIMEOUT;
         loop {
             match self.step() {
-                Ok(true) if rgb_eq(&self.canvas, want) => return,
+                Ok(true) if rgb_eq(&self.v.fb, want) => return,
                 Ok(_) => {}
                 Err(e) => panic!("{what}: the gateway ended the session: {e:?}"),
             }
@@ -984,13 +854,9 @@ impl Viewer {
                 Instant::now() < until,
                 "{what}: canvas still differs from the X screenshot after {SYNC_TIMEOUT:?} \
                  ({} frames, {} copies):\n{}",
-                self.frames,
-                self.copies,
-                if self.canvas.is_empty() {
-                    "no ServerHello".into()
-                } else {
-                    diff_report(&self.canvas, self.width, want)
-                }
+                self.v.frames,
+                self.v.copies,
+                if self.v.fb.is_empty() { "no ServerHello".into() } else { diff_report(&self.v.fb, self.width, want) }
             );
         }
     }
@@ -1050,6 +916,28 @@ fn gateway_xvnc_pixels() {
         v.sync_to(&want, &format!("gateway to Xvnc, xterm moved to ({x}, {y})"));
     }
     v.sync_to(&change_root_colour(&desk), "gateway to Xvnc, after a root colour change");
+}
+
+/// Photo content: ImageMagick `display` of a gnome-backgrounds wallpaper on
+/// Xvnc. The gateway sends it as JPEG (the test viewer decodes it), then
+/// refines it: the canvas ends equal to the X screenshot, pixel for pixel.
+#[test]
+fn gateway_xvnc_photo_jpeg_then_exact() {
+    let wallpaper = std::path::Path::new("/usr/share/backgrounds/gnome/wood-d.webp");
+    assert!(wallpaper.exists(), "{} missing: apt-get install gnome-backgrounds", wallpaper.display());
+    let mut desk = Desktop::xvnc(Auth::None);
+    desk.draw_scene();
+    let gw = gateway_for(&desk, None);
+    let mut v = Viewer::connect(&gw.url("/ws"));
+    v.sync_to(&desk.stable_screenshot(), "gateway to Xvnc before the photo");
+    let mut c = desk.x_command("display", "imagemagick");
+    c.args(["-title", "wsvnc-photo", "-geometry", "400x300+100+100", "-resize", "400x300!", "-borderwidth", "0"])
+        .arg(wallpaper);
+    desk.spawn_client("display-photo", c);
+    desk.window("wsvnc-photo");
+    let want = desk.stable_screenshot();
+    v.sync_to(&want, "gateway to Xvnc, photo refined to exact pixels");
+    assert!(v.v.kinds[v2::kind::JPEG].0 > 0, "the photo went as JPEG first: {:?}", v.v.kinds);
 }
 
 /// Browser → wsvnc → x11vnc on Xvfb, default encodings.

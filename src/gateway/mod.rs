@@ -3,6 +3,9 @@
 //! framebuffer ("latest frame wins"). Wire protocol: docs/protocol.md.
 //! Sans-IO: `server::gateway_io` moves the bytes.
 
+pub mod encode;
+pub mod frames;
+pub mod pacing;
 pub mod proto;
 pub mod session;
 
@@ -15,16 +18,15 @@ use slab::Slab;
 use crate::config::{Config, Target};
 use crate::rfb::{encoding, RfbConfig};
 use crate::throttle::{addr_key, Blocked, Policy, Throttle};
-pub use session::Session;
+pub use session::{Composed, Session};
 
 /// WebSocket path of the gateway (relay mode has `/websockify`).
 pub const PATH: &str = "/ws";
-/// Subprotocol of browser protocol v1.
-pub const SUBPROTOCOL: &str = "wsvnc.v1";
+/// Subprotocol of browser protocol v2.
+pub const SUBPROTOCOL: &str = "wsvnc.v2";
 /// A viewer gets more output only when its socket buffer is below this.
 pub const LOW_WATER: usize = 128 << 10;
-/// Raw protocol bytes composed per WebSocket message.
-pub const CHUNK: usize = 256 << 10;
+pub use frames::CHUNK;
 
 /// Identifies a viewer: (session key, viewer key within the session).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,7 +43,8 @@ pub struct ViewerId {
 pub fn default_encodings() -> Vec<i32> {
     use encoding::*;
     let mut v: Vec<i32> = crate::rfb::decode::supported().iter().copied().filter(|&e| e != RAW).collect();
-    v.extend([COPY_RECT, RAW, EXTENDED_DESKTOP_SIZE, DESKTOP_SIZE, LAST_RECT, CURSOR, DESKTOP_NAME]);
+    v.extend([COPY_RECT, RAW]);
+    v.extend_from_slice(crate::rfb::PSEUDO_ENCODINGS);
     v
 }
 
@@ -110,6 +113,7 @@ pub struct Gateways {
     demo: Option<Target>,
     encodings: Vec<i32>,
     shared: bool,
+    lossless: bool,
 }
 
 impl Gateways {
@@ -118,9 +122,9 @@ impl Gateways {
         // An operator's --encodings lists real encodings; the pseudo-encodings
         // are always wanted.
         if cfg.encodings.is_some() {
-            use encoding::*;
-            encodings.extend([EXTENDED_DESKTOP_SIZE, DESKTOP_SIZE, LAST_RECT, CURSOR, DESKTOP_NAME]);
+            encodings.extend_from_slice(crate::rfb::PSEUDO_ENCODINGS);
         }
+        encodings.extend(cfg.vnc_jpeg.map(|q| encoding::JPEG_QUALITY_0 + q as i32));
         Gateways {
             sessions: Slab::new(),
             guard: PasswordGuard::default(),
@@ -128,6 +132,7 @@ impl Gateways {
             demo: None,
             encodings,
             shared: cfg.shared,
+            lossless: cfg.lossless,
         }
     }
 
@@ -148,7 +153,9 @@ impl Gateways {
     pub fn create(&mut self, key: &str, target: &Target) -> usize {
         let cfg =
             RfbConfig { shared: self.shared, encodings: self.encodings.clone(), password: target.password.clone() };
-        let idx = self.sessions.insert(Session::new(key.to_string(), target.addr.to_string(), cfg));
+        let mut session = Session::new(key.to_string(), target.addr.to_string(), cfg);
+        session.lossless = self.lossless;
+        let idx = self.sessions.insert(session);
         self.by_key.insert(key.to_string(), idx);
         idx
     }

@@ -1,9 +1,9 @@
-//! Browser protocol v1 (docs/protocol.md): encoders for gateway → browser
+//! Browser protocol v2 (docs/protocol.md): encoders for gateway → browser
 //! messages and a validating parser for browser → gateway messages.
 //! All integers little-endian; strings are `u32` length + UTF-8.
 
 /// Protocol version spoken.
-pub const VERSION: u8 = 1;
+pub const VERSION: u8 = 2;
 
 pub mod to_browser {
     pub const SERVER_HELLO: u8 = 0x01;
@@ -19,6 +19,8 @@ pub mod to_browser {
     pub const PASSWORD_REQUIRED: u8 = 0x0B;
     pub const STATUS: u8 = 0x0C;
     pub const ERROR: u8 = 0x0D;
+    pub const PALETTE: u8 = 0x0E;
+    pub const JPEG: u8 = 0x0F;
 }
 
 pub mod from_browser {
@@ -79,12 +81,32 @@ pub fn copy(out: &mut Vec<u8>, x: u16, y: u16, w: u16, h: u16, sx: u16, sy: u16)
     }
 }
 
-/// The Pixels header; the caller appends `w * h * 4` RGBA bytes.
+/// The Pixels header; the caller appends `w * h * 3` RGB bytes.
 pub fn pixels_header(out: &mut Vec<u8>, x: u16, y: u16, w: u16, h: u16) {
     out.push(to_browser::PIXELS);
     for v in [x, y, w, h] {
         put_u16(out, v);
     }
+}
+
+/// The Palette header for `colours` (1..=256) colours; the caller appends
+/// the colours (RGB) and the packed indices (`encode::palette`).
+pub fn palette_header(out: &mut Vec<u8>, x: u16, y: u16, w: u16, h: u16, colours: usize) {
+    out.push(to_browser::PALETTE);
+    for v in [x, y, w, h] {
+        put_u16(out, v);
+    }
+    out.push((colours - 1) as u8);
+}
+
+/// The Jpeg header with a zero length; the caller appends the JFIF bytes
+/// and patches the `u32` length (the last 4 bytes written here).
+pub fn jpeg_header(out: &mut Vec<u8>, x: u16, y: u16, w: u16, h: u16) {
+    out.push(to_browser::JPEG);
+    for v in [x, y, w, h] {
+        put_u16(out, v);
+    }
+    out.extend_from_slice(&[0; 4]);
 }
 
 pub fn end_frame(out: &mut Vec<u8>, id: u32) {
@@ -255,7 +277,7 @@ mod tests {
     #[test]
     fn several_messages_in_one() {
         let msg = [
-            0x80, 1, // hello
+            0x80, 2, // hello
             0x81, 1, 0x61, 0, 0, 0, // key down 'a'
             0x82, 10, 0, 20, 0, 0x09, // pointer 10,20 left+wheel-up
             0x84, 7, 0, 0, 0, // ack 7
@@ -263,7 +285,7 @@ mod tests {
         assert_eq!(
             parse(&msg).unwrap(),
             vec![
-                Input::ClientHello { version: 1 },
+                Input::ClientHello { version: 2 },
                 Input::Key { down: true, keysym: 0x61 },
                 Input::Pointer { x: 10, y: 20, mask: 9 },
                 Input::FrameAck(7),
@@ -306,7 +328,7 @@ mod tests {
     fn encoders_match_the_documented_layouts() {
         let mut out = Vec::new();
         server_hello(&mut out, 800, 600, true, true, "d");
-        assert_eq!(out, [0x01, 1, 0x20, 0x03, 0x58, 0x02, 0b11, 1, 0, 0, 0, b'd']);
+        assert_eq!(out, [0x01, 2, 0x20, 0x03, 0x58, 0x02, 0b11, 1, 0, 0, 0, b'd']);
         out.clear();
         fill(&mut out, 1, 2, 3, 4, [5, 6, 7, 255]);
         assert_eq!(out, [0x03, 1, 0, 2, 0, 3, 0, 4, 0, 5, 6, 7, 255]);

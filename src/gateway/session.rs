@@ -7,34 +7,39 @@
 //!                            └──────Connected──────▶ Ready ─RFB error/EOF─▶ Failed
 //! ```
 //!
-//! Pacing (docs/protocol.md): every FramebufferUpdate's damage is added to
-//! each viewer's own tile set (64×64 tiles, each with the bounding box of
-//! its damage, so a frame carries only the changed sub-rectangles). A
-//! viewer is composed a frame only when it has damage, fewer than
-//! `MAX_UNACKED` unacknowledged frames and room in its socket; the frame
-//! reads the framebuffer's *current* pixels, so a slow viewer skips
-//! intermediate states instead of queueing them. A frame is composed in
-//! chunks (`compose` is called again while the socket has room) so a
-//! viewer's buffered output stays bounded by a chunk, not a frame.
-//! CopyRects are forwarded as `Copy` where the viewer's canvas allows it
-//! (`hand_out_update`), else they become damage.
+//! Frames (docs/protocol.md "Pacing"): every FramebufferUpdate's damage is
+//! added to each viewer's own tile set (64×64 tiles, each with the bounding
+//! box of its damage). A viewer is sent a frame *part* whenever it has
+//! damage (or JPEG areas due for lossless refinement) and its pacer
+//! (`pacing::Pacer`) has room: the part is encoded from the framebuffer's
+//! *current* pixels ([`super::frames`]), as much as fits the room, urgent
+//! damage first, so a slow viewer skips intermediate states instead of
+//! queueing them, and a small change never waits behind more than about one
+//! frame interval of bytes. Parts are encoded once per session state and
+//! shared by the viewers in that state. CopyRects are forwarded as `Copy`
+//! where the viewer's canvas allows it (`hand_out_update`), else they
+//! become damage.
 //!
-//! Memory per viewer is bounded whatever the viewer does: damage is a tile
-//! bitmap with 4 bytes of box per tile (about 2 KiB at 1920×1080), queued
-//! copies are capped, session state (clipboard, cursor, name) is sent
-//! latest-wins from the session's single copy (`News`), and one-off
-//! messages are capped (`MAX_PENDING`).
+//! Memory per viewer is bounded whatever the viewer does: damage and lossy
+//! areas are tile bitmaps with 4 bytes of box per tile (about 2 KiB each at
+//! 1920×1080, plus 4 bytes per tile of lossy timestamps), queued copies are
+//! capped, the bytes in flight are capped by the pacer's budget
+//! (`pacing::MAX_BUDGET`), encoded parts are shared and at most one per
+//! streaming viewer plus a few spares, session state (clipboard, cursor,
+//! name) is sent latest-wins from the session's single copy (`News`), and
+//! one-off messages are capped (`MAX_PENDING`).
+
+use std::time::{Duration, Instant};
 
 use slab::Slab;
 
+use super::frames::{Lossy, Parts, Request};
+use super::pacing::{Pacer, Quality};
 use super::proto::{self, BadInput, Input};
 use super::Attempt;
-use crate::fb::{CopyOp, Framebuffer, Rect, TileSet, TILE};
+use crate::fb::{CopyOp, Framebuffer, TileSet};
 use crate::rfb::{RfbClient, RfbConfig, RfbError, RfbEvent};
 use crate::ws::close;
-
-/// Frames a viewer may have unacknowledged.
-pub const MAX_UNACKED: u32 = 2;
 /// A viewer whose one-off messages pile up past this is not reading: it is
 /// closed rather than buffered for.
 const MAX_PENDING: usize = 256 << 10;
@@ -48,12 +53,6 @@ struct News {
     clipboard: bool,
     cursor: bool,
     name: bool,
-}
-
-impl News {
-    fn any(&self) -> bool {
-        self.bells > 0 || self.clipboard || self.cursor || self.name
-    }
 }
 
 /// Copies queued per viewer for its next frame; more become damage.
@@ -70,12 +69,27 @@ pub enum Phase {
     Ready,
 }
 
-/// A frame being sent to one viewer.
-struct FrameInProgress {
+/// A part being streamed to one viewer.
+struct Streaming {
+    /// Index in the session's `Parts`.
+    part: usize,
+    /// Next segment, and where its bytes start.
+    seg: usize,
+    from: usize,
     id: u32,
-    /// Damaged areas still to send (`TileSet::for_each_run`), in order.
-    rects: Vec<Rect>,
-    next: usize,
+    /// The part took less than the room it had.
+    app_limited: bool,
+}
+
+/// What `Session::compose` appended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Composed {
+    /// Nothing to send now.
+    Nothing,
+    /// One WebSocket message; compress it (permessage-deflate) if negotiated.
+    Deflate,
+    /// One WebSocket message of mostly JPEG: send it uncompressed (RSV1 clear).
+    Raw,
 }
 
 pub struct Viewer {
@@ -98,10 +112,7 @@ pub struct Viewer {
     /// update's copies did not start from, so that update's copies are
     /// sent as pixels to this viewer.
     mid_update_pixels: bool,
-    frame: Option<FrameInProgress>,
-    /// The last frame's rectangle list, kept for the next frame's (no
-    /// allocation per frame once it has grown).
-    spare_rects: Vec<Rect>,
+    stream: Option<Streaming>,
     /// Id of the last frame whose EndFrame was sent (0: none yet). Frame
     /// ids count up from 1, wrapping.
     last_sent: u32,
@@ -115,6 +126,12 @@ pub struct Viewer {
     news: News,
     /// Set when this viewer must be closed after its pending output.
     pub close: Option<(u16, String)>,
+    pacer: Pacer,
+    quality: Quality,
+    /// Canvas areas holding JPEG approximations.
+    lossy: Lossy,
+    /// Wire bytes per protocol byte of compressed messages (EWMA).
+    ratio: f64,
 }
 
 impl Viewer {
@@ -128,13 +145,16 @@ impl Viewer {
             damage: TileSet::new(0, 0),
             copies: Vec::new(),
             mid_update_pixels: false,
-            frame: None,
-            spare_rects: Vec::new(),
+            stream: None,
             last_sent: 0,
             acked: 0,
             pending: Vec::new(),
             news: News::default(),
             close: None,
+            pacer: Pacer::default(),
+            quality: Quality::default(),
+            lossy: Lossy::new(0, 0),
+            ratio: 0.3,
         }
     }
 
@@ -145,6 +165,17 @@ impl Viewer {
     /// Frames sent (EndFrame written) and not yet acknowledged.
     fn unacked(&self) -> u32 {
         self.last_sent.wrapping_sub(self.acked)
+    }
+
+    /// End the part being streamed now (after a whole message): the
+    /// browser applies what it got; the rest is damage again.
+    fn cut_stream(&mut self, parts: &mut Parts) {
+        if let Some(s) = self.stream.take() {
+            parts.release(s.part);
+            proto::end_frame(&mut self.pending, s.id);
+            self.last_sent = s.id;
+            self.pacer.frame_ended(s.id, false);
+        }
     }
 
     fn fail(&mut self, code: u16, text: &str) {
@@ -188,6 +219,20 @@ pub struct Session {
     pub failed: Option<String>,
     /// Server key of the RFB connection.
     pub conn: Option<usize>,
+    /// Encoded frame parts, shared by the viewers.
+    pub parts: Parts,
+    /// Bumped whenever the framebuffer may have changed (parts encoded at
+    /// another generation are stale).
+    gen: u64,
+    /// Origin of the session clock (ms stamps of lossy tiles).
+    epoch: Option<Instant>,
+    now_ms: u32,
+    /// The last pointer position a viewer sent.
+    pointer: Option<(u16, u16)>,
+    /// Scratch: the refinement set of the viewer being composed.
+    refine: TileSet,
+    /// Never send JPEG (`--lossless`).
+    pub lossless: bool,
 }
 
 impl Session {
@@ -211,7 +256,21 @@ impl Session {
             synced: false,
             failed: None,
             conn: None,
+            parts: Parts::default(),
+            gen: 0,
+            epoch: None,
+            now_ms: 0,
+            pointer: None,
+            refine: TileSet::new(0, 0),
+            lossless: false,
         }
+    }
+
+    /// Advance the session clock; ms since its first use.
+    fn tick(&mut self, now: Instant) -> u32 {
+        let epoch = *self.epoch.get_or_insert(now);
+        self.now_ms = now.saturating_duration_since(epoch).as_millis().min(u32::MAX as u128) as u32;
+        self.now_ms
     }
 
     pub fn add_viewer(&mut self, client: usize, view_only: bool) -> usize {
@@ -226,7 +285,9 @@ impl Session {
     }
 
     pub fn remove_viewer(&mut self, idx: usize) {
-        self.viewers.try_remove(idx);
+        if let Some(Viewer { stream: Some(s), .. }) = self.viewers.try_remove(idx) {
+            self.parts.release(s.part);
+        }
     }
 
     /// The TCP connection to the VNC server is up.
@@ -259,6 +320,9 @@ impl Session {
     /// server go to `to_server`.
     pub fn handle_server_input(&mut self, input: &[u8], to_server: &mut Vec<u8>) -> Result<usize, RfbError> {
         let used = self.rfb.handle_input(input, &mut self.fb, to_server)?;
+        if used > 0 {
+            self.gen += 1;
+        }
         while let Some(ev) = self.rfb.poll_event() {
             self.on_event(ev, to_server);
         }
@@ -310,15 +374,14 @@ impl Session {
                 // rfbproto §7.8.2: the new framebuffer's contents follow a
                 // non-incremental request (only on an actual size change).
                 self.want_full = true;
+                self.gen += 1;
                 self.update_damage = TileSet::new(width, height);
                 for (_, v) in self.viewers.iter_mut() {
                     if v.joined {
-                        if let Some(f) = v.frame.take() {
-                            proto::end_frame(&mut v.pending, f.id);
-                            v.last_sent = f.id;
-                        }
+                        v.cut_stream(&mut self.parts);
                         proto::resize(&mut v.pending, width, height);
                         v.damage.reset(width, height);
+                        v.lossy.reset(width, height);
                         v.copies.clear();
                     }
                 }
@@ -339,6 +402,7 @@ impl Session {
                 }
             }
             RfbEvent::Copied { .. } => {}
+            RfbEvent::LedState { .. } => {} // not forwarded to viewers yet (browser protocol v1 has no message)
             RfbEvent::UpdateDone => {
                 self.hand_out_update();
                 if !self.synced {
@@ -377,23 +441,28 @@ impl Session {
     /// A whole FramebufferUpdate has been applied: give every joined viewer
     /// its changes. Each logged copy is forwarded as a `Copy` only to a
     /// viewer whose canvas holds the copy's source as the framebuffer had it:
-    /// no frame half sent and no pixels sent while this update was half
-    /// applied (either puts pixels newer than the copy's source on the
-    /// canvas), and no pending damage over the source. Otherwise the destination becomes
+    /// no part encoded while this update was half applied (it put pixels
+    /// newer than the copy's source on the canvas), and no pending damage
+    /// over the source. (A part being streamed is a snapshot taken before
+    /// this update: it leaves the canvas equal to the framebuffer as it was
+    /// outside the viewer's damage.) Otherwise the destination becomes
     /// damage. Copies are checked in order, so one whose source is an
-    /// earlier refused copy's destination is refused too.
+    /// earlier refused copy's destination is refused too. A copy of a lossy
+    /// area makes its destination lossy.
     fn hand_out_update(&mut self) {
         self.fb.take_dirty(&mut self.update_damage);
         self.fb.take_copies(&mut self.update_copies);
+        self.gen += 1;
         for (_, v) in self.viewers.iter_mut() {
             if !v.joined {
                 continue;
             }
-            let can_copy = v.frame.is_none() && !v.mid_update_pixels;
+            let can_copy = !v.mid_update_pixels;
             v.mid_update_pixels = false;
             for op in &self.update_copies {
                 if can_copy && v.copies.len() < MAX_VIEWER_COPIES && !v.damage.intersects(op.src()) {
                     v.copies.push(*op);
+                    v.lossy.copied(op, self.now_ms);
                 } else {
                     v.damage.mark(op.dst);
                 }
@@ -428,24 +497,27 @@ impl Session {
         proto::server_hello(&mut v.pending, w, h, v.view_only, self.resize_supported, &self.name);
         v.news = News { cursor: !self.cursor_msg.is_empty(), ..News::default() };
         v.damage.reset(w, h);
+        v.lossy.reset(w, h);
         v.copies.clear();
     }
 
-    /// A binary message from viewer `idx`. Server-bound RFB goes to
-    /// `to_server`. An error means: close this viewer with that code.
-    /// `at` says who sent it and when (password throttling).
+    /// A binary message from viewer `idx`, received at `now`. Server-bound
+    /// RFB goes to `to_server`. An error means: close this viewer with that
+    /// code. `at` says who sent it (password throttling).
     pub fn handle_viewer_message(
         &mut self,
         idx: usize,
         msg: &[u8],
+        now: Instant,
         to_server: &mut Vec<u8>,
         at: &mut Attempt<'_>,
     ) -> Result<(), BadInput> {
+        self.tick(now);
         if let Some((peer, true)) = self.vnc_attempt {
             self.vnc_attempt = None;
             at.guard.succeeded(peer, &self.key);
         }
-        proto::parse_all(msg, |input| self.viewer_input(idx, input, to_server, at))?;
+        proto::parse_all(msg, |input| self.viewer_input(idx, input, now, to_server, at))?;
         self.maybe_request(to_server);
         Ok(())
     }
@@ -454,6 +526,7 @@ impl Session {
         &mut self,
         idx: usize,
         input: Input<'_>,
+        now: Instant,
         to_server: &mut Vec<u8>,
         at: &mut Attempt<'_>,
     ) -> Result<(), BadInput> {
@@ -486,6 +559,7 @@ impl Session {
                 }
                 if behind < v.unacked() {
                     v.acked = id;
+                    v.pacer.on_ack(id, now);
                 } // else: a repeated or older ack; nothing new acknowledged
             }
             Input::Key { down, keysym } => {
@@ -497,6 +571,7 @@ impl Session {
                 if !v.view_only {
                     let x = x.min(self.fb.width().saturating_sub(1));
                     let y = y.min(self.fb.height().saturating_sub(1));
+                    self.pointer = Some((x, y));
                     self.rfb.pointer_event(mask, x, y, to_server);
                 }
             }
@@ -577,17 +652,20 @@ impl Session {
         }
     }
 
-    /// Compose the next chunk of output for viewer `idx` into `out` (about
-    /// `budget` bytes at most, plus one tile row). Returns false when there
-    /// is nothing to send now.
-    pub fn compose(&mut self, idx: usize, budget: usize, out: &mut Vec<u8>) -> bool {
-        let Session { fb, viewers, cursor_msg, clipboard_msg, name, .. } = self;
-        let Some(v) = viewers.get_mut(idx) else { return false };
+    /// Compose the next WebSocket message for viewer `idx` at `now`,
+    /// appended to `out`: its pending messages and state news, or the next
+    /// segment of its current frame part (starting a part when it has
+    /// something to send and its pacer has room). After sending it the
+    /// caller reports the bytes that went on the wire with [`Session::sent`].
+    pub fn compose(&mut self, idx: usize, now: Instant, out: &mut Vec<u8>) -> Composed {
+        let now_ms = self.tick(now);
+        let Session { fb, viewers, cursor_msg, clipboard_msg, name, parts, gen, pointer, refine, lossless, .. } = self;
+        let Some(v) = viewers.get_mut(idx) else { return Composed::Nothing };
         let start_len = out.len();
         out.extend_from_slice(&v.pending);
         v.pending.clear();
         if v.close.is_some() || !v.joined {
-            return out.len() > start_len;
+            return if out.len() > start_len { Composed::Deflate } else { Composed::Nothing };
         }
         let news = std::mem::take(&mut v.news);
         for _ in 0..news.bells {
@@ -602,33 +680,90 @@ impl Session {
         if news.name {
             proto::desktop_name(out, name);
         }
-        if v.frame.is_none() && v.unacked() < MAX_UNACKED && v.has_changes() {
-            for op in v.copies.drain(..) {
-                let (d, sx, sy) = (op.dst, op.src_x, op.src_y);
-                proto::copy(out, d.x, d.y, d.w, d.h, sx, sy);
+        if out.len() > start_len {
+            return Composed::Deflate;
+        }
+        if v.stream.is_none() {
+            let changes = v.has_changes();
+            v.lossy.due(now_ms, &v.damage, refine);
+            let room = v.pacer.room();
+            let rate = v.pacer.rate();
+            if !changes && refine.is_empty() {
+                v.quality.update(now, false, rate);
+                return Composed::Nothing;
             }
-            let mut rects = std::mem::take(&mut v.spare_rects);
-            rects.clear();
-            v.damage.for_each_run(|r| rects.push(r));
-            v.damage.clear();
+            if room == 0 {
+                v.quality.update(now, changes, rate);
+                return Composed::Nothing;
+            }
+            let quality = if *lossless { None } else { Some(v.quality.jpeg()) };
+            let req = Request {
+                gen: *gen,
+                quality,
+                room,
+                ratio: v.ratio,
+                damage: &v.damage,
+                copies: &v.copies,
+                refine,
+                pointer: *pointer,
+            };
+            let pi = parts.get(fb, &req);
+            let p = parts.part(pi);
+            v.damage.copy_from(&p.left);
+            v.copies.clear();
+            v.mid_update_pixels |= p.mid_update;
+            v.lossy.apply(&p.notes, now_ms);
+            v.quality.update(now, !p.complete, rate);
+            v.pacer.frame_started(now);
             let id = v.last_sent.wrapping_add(1);
-            v.frame = Some(FrameInProgress { id, rects, next: 0 });
+            v.stream = Some(Streaming { part: pi, seg: 0, from: 0, id, app_limited: p.complete });
         }
-        if let Some(f) = &mut v.frame {
-            if f.next < f.rects.len() && fb.has_changes() {
-                v.mid_update_pixels = true;
-            }
-            while f.next < f.rects.len() && out.len() - start_len < budget {
-                encode_run(fb, f.rects[f.next], out);
-                f.next += 1;
-            }
-            if f.next == f.rects.len() {
-                proto::end_frame(out, f.id);
-                v.last_sent = f.id;
-                v.spare_rects = v.frame.take().map(|f| f.rects).unwrap_or_default();
-            }
+        let Some(s) = v.stream.as_mut() else { return Composed::Nothing };
+        let p = parts.part(s.part);
+        let seg = p.segs[s.seg];
+        out.extend_from_slice(&p.bytes[s.from..seg.end]);
+        s.from = seg.end;
+        s.seg += 1;
+        if s.seg == p.segs.len() {
+            proto::end_frame(out, s.id);
+            v.last_sent = s.id;
+            v.pacer.frame_ended(s.id, s.app_limited);
+            parts.release(s.part);
+            v.stream = None;
         }
-        out.len() > start_len
+        if seg.raw {
+            Composed::Raw
+        } else {
+            Composed::Deflate
+        }
+    }
+
+    /// The message `compose` produced for viewer `idx` (`protocol` bytes)
+    /// went to its socket as `wire` bytes (after compression and framing).
+    pub fn sent(&mut self, idx: usize, composed: Composed, protocol: usize, wire: usize, now: Instant) {
+        let Some(v) = self.viewers.get_mut(idx) else { return };
+        v.pacer.on_wire(wire, now);
+        if composed == Composed::Deflate && protocol >= 1024 {
+            let r = (wire as f64 / protocol as f64).clamp(0.001, 1.1);
+            v.ratio = 0.8 * v.ratio + 0.2 * r;
+        }
+    }
+
+    /// When the session wants `compose` called again although nothing else
+    /// happens: a viewer with room whose JPEG areas fall due for refinement.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let epoch = self.epoch?;
+        self.viewers
+            .iter()
+            .filter(|(_, v)| v.joined && v.close.is_none() && v.stream.is_none() && v.pacer.room() > 0)
+            .filter_map(|(_, v)| v.lossy.next_due())
+            .min()
+            .map(|ms| epoch + Duration::from_millis(ms.max(self.now_ms) as u64))
+    }
+
+    /// Link estimate of viewer `idx`: (rate bytes/s, min RTT, JPEG quality).
+    pub fn viewer_link(&self, idx: usize) -> Option<(f64, Duration, u8)> {
+        self.viewers.get(idx).map(|v| (v.pacer.rate(), v.pacer.min_rtt(), v.quality.jpeg()))
     }
 
     /// The session is being dropped: viewer `idx`'s last output (its pending
@@ -649,73 +784,6 @@ impl Session {
     pub fn viewer_close(&self, idx: usize) -> Option<(u16, String)> {
         self.viewers.get(idx).and_then(|v| if v.pending.is_empty() { v.close.clone() } else { None })
     }
-
-    pub fn viewer_has_output(&self, idx: usize) -> bool {
-        self.viewers.get(idx).is_some_and(|v| {
-            !v.pending.is_empty()
-                || (v.joined && v.close.is_none() && v.news.any())
-                || v.frame.is_some()
-                || (v.joined && v.unacked() < MAX_UNACKED && v.has_changes())
-        })
-    }
-}
-
-/// Send one damaged run (a rectangle within one row of tiles, see
-/// `TileSet::for_each_run`), cut at tile columns: a solid piece as Fill,
-/// consecutive other pieces as one Pixels block.
-fn encode_run(fb: &Framebuffer, run: Rect, out: &mut Vec<u8>) {
-    if !fb.contains(run) || run.is_empty() {
-        return;
-    }
-    let mut x = run.x;
-    let end = run.x as u32 + run.w as u32;
-    let mut block_start: Option<u16> = None;
-    while (x as u32) < end {
-        let next_col = (x as u32 / TILE as u32 + 1) * TILE as u32;
-        let w = (next_col.min(end) - x as u32) as u16;
-        let piece = Rect::new(x, run.y, w, run.h);
-        match solid_colour(fb, piece) {
-            Some(rgba) => {
-                if let Some(bx) = block_start.take() {
-                    pixels(fb, Rect::new(bx, run.y, x - bx, run.h), out);
-                }
-                proto::fill(out, piece.x, piece.y, piece.w, piece.h, rgba);
-            }
-            None => {
-                block_start.get_or_insert(x);
-            }
-        }
-        x += w;
-    }
-    if let Some(bx) = block_start {
-        pixels(fb, Rect::new(bx, run.y, (end - bx as u32) as u16, run.h), out);
-    }
-}
-
-fn pixels(fb: &Framebuffer, r: Rect, out: &mut Vec<u8>) {
-    proto::pixels_header(out, r.x, r.y, r.w, r.h);
-    let stride = fb.width() as usize * 4;
-    let data = fb.data();
-    let row = r.w as usize * 4;
-    out.reserve(row * r.h as usize);
-    for y in r.y as usize..r.y as usize + r.h as usize {
-        let o = y * stride + r.x as usize * 4;
-        out.extend_from_slice(&data[o..o + row]);
-    }
-}
-
-fn solid_colour(fb: &Framebuffer, r: Rect) -> Option<[u8; 4]> {
-    let stride = fb.width() as usize * 4;
-    let data = fb.data();
-    let first = fb.pixel(r.x, r.y);
-    let row = r.w as usize * 4;
-    for y in r.y as usize..r.y as usize + r.h as usize {
-        let o = y * stride + r.x as usize * 4;
-        if !data[o..o + row].chunks_exact(4).all(|p| p == first) {
-            return None;
-        }
-    }
-    Some(first)
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
@@ -724,3 +792,6 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     }
     a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
+
+#[cfg(test)]
+mod tests;

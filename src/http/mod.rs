@@ -24,10 +24,15 @@
 //! 5. Path in `Site::ws_paths` → WebSocket handshake checks ([`upgrade`]);
 //!    such a path is never served as a file. A plain GET there (no `Upgrade`
 //!    field) gets 426 Upgrade Required with `Upgrade: websocket`.
-//! 6. A WebSocket upgrade request on any other path → 404.
+//! 6. A WebSocket upgrade request on any other path: with
+//!    `Site::upgrade_any_path` (relay mode, as websockify accepts the
+//!    upgrade on every path) the handshake checks, else 404 with a body
+//!    saying relay mode is off.
 //! 7. Methods other than GET/HEAD → 405 with `Allow: GET, HEAD`.
 //! 8. Static file from `Site::web_dir` or the embedded table ([`files`]);
-//!    `If-None-Match` matching the ETag → 304.
+//!    `If-None-Match` matching the ETag → 304. HTML from the embedded table
+//!    gets [`CSP`]; HTML from `web_dir` gets `Site::web_csp` (none by
+//!    default: those are the user's pages, e.g. noVNC's with inline scripts).
 //!
 //! Errors to a request we could parse keep the connection unless they are
 //! 400-class protocol errors on the handshake or bad paths (always close), or
@@ -57,7 +62,7 @@ pub use head::{parse_head, Head, Limits, MAX_HEADER_LINE_BYTES, MAX_TARGET_BYTES
 pub use response::error_response;
 pub use upgrade::{accept_key, upgrade_response};
 
-use response::{error_with, Builder, Conn};
+use response::{error_detail, error_with, Builder, Conn};
 
 /// What the server serves on its HTTP port.
 #[derive(Debug)]
@@ -74,6 +79,11 @@ pub struct Site {
     pub protocols: Vec<&'static str>,
     /// Host check and authentication, with their state.
     pub access: Access,
+    /// Accept a WebSocket upgrade on every path, not only `ws_paths` (relay
+    /// mode: websockify does). Plain GETs still get files.
+    pub upgrade_any_path: bool,
+    /// `Content-Security-Policy` for HTML from `web_dir` (None = none sent).
+    pub web_csp: Option<String>,
 }
 
 impl Default for Site {
@@ -85,6 +95,8 @@ impl Default for Site {
             ws_paths: vec!["/websockify".to_string(), "/ws".to_string()],
             protocols: vec!["binary"],
             access: Access::default(),
+            upgrade_any_path: false,
+            web_csp: None,
         }
     }
 }
@@ -102,7 +114,8 @@ pub enum Action {
 /// A validated WebSocket handshake (RFC 6455 §4.2.1).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Upgrade {
-    /// Decoded request path, one of `Site::ws_paths`.
+    /// Decoded request path: one of `Site::ws_paths`, or any path with
+    /// `Site::upgrade_any_path`.
     pub path: String,
     /// Query pairs, percent-decoded ('+' is a space), in order.
     pub query: Vec<(String, String)>,
@@ -129,6 +142,10 @@ pub fn query_param<'a>(q: &'a [(String, String)], name: &str) -> Option<&'a str>
 /// plugins, no `<base>` rewriting, no framing by other sites.
 pub const CSP: &str = "default-src 'self'; connect-src 'self' ws: wss:; img-src 'self' data: blob:; \
 object-src 'none'; base-uri 'none'; frame-ancestors 'self'";
+
+/// Body of the 404 to a WebSocket upgrade on a path nothing serves.
+pub const RELAY_OFF: &str = "No WebSocket endpoint here: relay mode (noVNC, websockify clients) is off on this \
+port (start wsvnc with --relay); the built-in viewer's WebSocket is /ws.\n";
 
 /// Routes one request from `peer` (see the module documentation for the order).
 pub fn route(head: &Head, site: &mut Site, peer: &Peer) -> Action {
@@ -158,7 +175,8 @@ pub fn route(head: &Head, site: &mut Site, peer: &Peer) -> Action {
         Err(status) => return fail(status, true),
     };
 
-    if clean.decoded == "/healthz" && !head.has_token("upgrade", "websocket") {
+    let wants_ws = head.has_token("upgrade", "websocket");
+    if clean.decoded == "/healthz" && !wants_ws {
         if !matches!(head.method.as_str(), "GET" | "HEAD") {
             return fail(405, close);
         }
@@ -203,7 +221,7 @@ pub fn route(head: &Head, site: &mut Site, peer: &Peer) -> Action {
         access::Grant::default()
     };
 
-    if site.ws_paths.contains(&clean.decoded) {
+    if site.ws_paths.contains(&clean.decoded) || (wants_ws && site.upgrade_any_path) {
         return match upgrade::validate(head, &clean.decoded, query, site) {
             Ok(mut up) => match apply_grant(&mut up, &grant) {
                 Ok(()) => Action::Upgrade(up),
@@ -222,8 +240,9 @@ pub fn route(head: &Head, site: &mut Site, peer: &Peer) -> Action {
             Err(status) => fail(status, true),
         };
     }
-    if head.has_token("upgrade", "websocket") {
-        return fail(404, true);
+    if wants_ws {
+        let bytes = error_detail(404, Conn::Close, head_only, RELAY_OFF);
+        return Action::Respond { bytes, close: true, status: 404 };
     }
 
     if !matches!(head.method.as_str(), "GET" | "HEAD") {
@@ -258,7 +277,11 @@ pub fn route(head: &Head, site: &mut Site, peer: &Peer) -> Action {
             }
             b = b.header("Cache-Control", cache).header("ETag", &f.etag).header("X-Content-Type-Options", "nosniff");
             if html {
-                b = b.header("Content-Security-Policy", CSP).header("Referrer-Policy", "no-referrer");
+                let csp = if site.web_dir.is_some() { site.web_csp.as_deref() } else { Some(CSP) };
+                if let Some(csp) = csp {
+                    b = b.header("Content-Security-Policy", csp);
+                }
+                b = b.header("Referrer-Policy", "no-referrer");
             }
             if let Some(cookie) = &grant.set_cookie {
                 b = b.header("Set-Cookie", cookie);

@@ -99,7 +99,13 @@ pub fn error_response(status: u16, close: bool) -> Vec<u8> {
 }
 
 pub(crate) fn error_with(status: u16, conn: Conn, head_only: bool) -> Vec<u8> {
-    let body = format!("{} {}\n", status, reason(status));
+    error_detail(status, conn, head_only, "")
+}
+
+/// As [`error_with`], with `detail` (ours, never the peer's) after the status
+/// line of the body.
+pub(crate) fn error_detail(status: u16, conn: Conn, head_only: bool, detail: &str) -> Vec<u8> {
+    let body = format!("{} {}\n{detail}", status, reason(status));
     let mut b = Builder::new(status)
         .header("Content-Type", "text/plain; charset=utf-8")
         .header("Content-Length", &body.len().to_string())

@@ -12,12 +12,31 @@
 //!                                                                       ClientInit sent ◀──────────┘
 //!  ServerInit ─▶ (SetPixelFormat + SetEncodings sent, Connected) ─▶ Idle
 //!
-//!  Idle ─┬─ 0 FramebufferUpdate ─▶ RectHeader ─▶ {Decoding | RectFixed | Collect | Skip} ─▶ RectHeader … ─▶ Idle
+//!  Idle ─┬─ 0 FramebufferUpdate ─▶ RectHeader ─▶ {Decoding | CursorDecoding | RectFixed | Collect | Skip} ─▶ RectHeader … ─▶ Idle
 //!        ├─ 1 SetColourMapEntries ─▶ Collect ─▶ Idle
 //!        ├─ 2 Bell ─▶ Idle
-//!        └─ 3 ServerCutText ─▶ Collect ─▶ Idle
+//!        ├─ 3 ServerCutText ─▶ Collect (Latin-1, or Extended Clipboard) | Skip ─▶ Idle
+//!        ├─ 150 EndOfContinuousUpdates ─▶ Idle
+//!        └─ 248 ServerFence ─▶ Collect | Skip ─▶ Idle
 //!  any error ─▶ Failed (sticky: every later call returns the same error)
 //! ```
+//!
+//! Normal-phase API, for the gateway (all methods write into a caller `out`
+//! and do nothing before [`RfbEvent::Connected`]):
+//!
+//! | call | sends | when the server confirmed the extension |
+//! |---|---|---|
+//! | [`RfbClient::request_update`] | FramebufferUpdateRequest | ContinuousUpdates: the first incremental request enables continuous updates, later ones send nothing; [`RfbClient::pause_updates`] turns them off |
+//! | [`RfbClient::key_event`] | KeyEvent (keysym) | — |
+//! | [`RfbClient::key_event_ext`] | QEMU extended key event (keysym + XT scancode from [`crate::rfb::scancodes::rfb_keycode`] of the browser's `KeyboardEvent.code`) | else KeyEvent, or nothing without a keysym |
+//! | [`RfbClient::pointer_event`] | PointerEvent, buttons 1–8 | — |
+//! | [`RfbClient::pointer_event_ext`] | PointerEvent; bit 7 back, bit 8 forward | ExtendedMouseButtons: the extended form when back/forward are down |
+//! | [`RfbClient::client_cut_text`] | ClientCutText, Latin-1 | Extended Clipboard: UTF-8 (notify/provide) |
+//! | [`RfbClient::set_desktop_size`] | SetDesktopSize | ExtendedDesktopSize only |
+//!
+//! Events: see [`RfbEvent`]; `Cursor` comes from any of the four cursor
+//! pseudo-encodings (rich, X, VMware, with alpha), `ServerCutText` from
+//! either clipboard form, `LedState` from QEMU LED State.
 //!
 //! Buffering contract: `handle_input` consumes only whole units. Fixed-size
 //! headers (at most 24 bytes) are consumed only when wholly present;
@@ -28,18 +47,21 @@
 //! 24 bytes works, and any chunking of the same stream yields the same
 //! framebuffer, events and output.
 
+mod continuous;
+mod ext_clipboard;
 mod wire;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_ext;
 
 use std::collections::VecDeque;
 
 use crate::fb::{Framebuffer, Rect};
 use crate::rfb::auth;
-use crate::rfb::decode::{Decoders, PixelContext, Step};
+use crate::rfb::decode::{cursor, Decoders, PixelContext, Step};
 use crate::rfb::encoding;
-use crate::rfb::pixel::PixelReader;
 use crate::rfb::PixelFormat;
 
 pub use wire::latin1_lossy;
@@ -53,8 +75,11 @@ pub const MAX_CUT_TEXT: u32 = 1024 * 1024;
 /// Largest framebuffer accepted (width × height), from ServerInit, DesktopSize
 /// or ExtendedDesktopSize: 8192 × 8192 pixels is 256 MiB of RGBA.
 pub const MAX_FB_PIXELS: usize = 8192 * 8192;
-/// Cursor images wider or taller than this are skipped (no event), not fatal.
+/// Cursor images wider or taller than this are skipped (no event), not
+/// fatal; for Cursor With Alpha in an encoding other than Raw, whose length
+/// is not known in advance, they are a protocol error.
 pub const MAX_CURSOR_DIM: u16 = 256;
+pub use ext_clipboard::MAX_WIRE as MAX_EXT_CLIPBOARD;
 /// Framebuffer pixels one `handle_input` call may write (fills, copies,
 /// decoded pixels, resizes) before it returns early with
 /// [`RfbClient::yielded`] set: 32 Mpx is ~128 MiB of memory traffic, tens of
@@ -71,8 +96,9 @@ pub struct RfbConfig {
     /// [`RfbClient::new`] drops entries it cannot handle (real encodings with
     /// no decoder, pseudo-encodings it does not implement), so a server can
     /// never pick something we would choke on. Compression-level hints
-    /// (-256..=-247) are passed through; JPEG-quality hints (-32..=-23) are
-    /// dropped, since they would allow Tight JPEG rectangles.
+    /// (-256..=-247) and JPEG-quality levels (-32..=-23, which let a Tight
+    /// server send JPEG: lossy, so only on request, see `--vnc-jpeg`) are
+    /// passed through.
     pub encodings: Vec<i32>,
     /// VNC password, if configured. When `None` and the server wants VNC
     /// Authentication, the client emits `RfbEvent::PasswordNeeded` and waits
@@ -80,29 +106,35 @@ pub struct RfbConfig {
     pub password: Option<Vec<u8>>,
 }
 
+/// Every pseudo-encoding the client implements, in the order advertised
+/// after the real encodings. Cursor shapes: TigerVNC picks the first its
+/// own order allows (with alpha, VMware, rich, X), whatever ours is.
+pub const PSEUDO_ENCODINGS: &[i32] = &[
+    encoding::EXTENDED_DESKTOP_SIZE,
+    encoding::DESKTOP_SIZE,
+    encoding::LAST_RECT,
+    encoding::CURSOR_WITH_ALPHA,
+    encoding::VMWARE_CURSOR,
+    encoding::CURSOR,
+    encoding::X_CURSOR,
+    encoding::DESKTOP_NAME,
+    encoding::CONTINUOUS_UPDATES,
+    encoding::FENCE,
+    encoding::EXTENDED_CLIPBOARD,
+    encoding::QEMU_EXTENDED_KEY_EVENT,
+    encoding::QEMU_LED_STATE,
+    encoding::EXTENDED_MOUSE_BUTTONS,
+];
+
 impl Default for RfbConfig {
-    /// Shared, no password, every encoding wsvnc may handle (best first);
-    /// `RfbClient::new` keeps those that have a decoder.
+    /// Shared, no password, every encoding wsvnc may handle (best first),
+    /// then [`PSEUDO_ENCODINGS`]; `RfbClient::new` keeps those that have a
+    /// decoder.
     fn default() -> Self {
         use encoding::*;
-        RfbConfig {
-            shared: true,
-            encodings: vec![
-                TIGHT,
-                ZRLE,
-                HEXTILE,
-                ZLIB,
-                RRE,
-                COPY_RECT,
-                RAW,
-                EXTENDED_DESKTOP_SIZE,
-                DESKTOP_SIZE,
-                LAST_RECT,
-                CURSOR,
-                DESKTOP_NAME,
-            ],
-            password: None,
-        }
+        let mut encodings = vec![TIGHT, ZRLE, HEXTILE, ZLIB, RRE, COPY_RECT, RAW];
+        encodings.extend_from_slice(PSEUDO_ENCODINGS);
+        RfbConfig { shared: true, encodings, password: None }
     }
 }
 
@@ -144,10 +176,12 @@ pub enum RfbEvent {
     /// One FramebufferUpdate fully applied.
     UpdateDone,
     Bell,
-    /// ServerCutText, Latin-1 per rfbproto §7.6.4, converted to a String.
+    /// The server's clipboard: Latin-1 ServerCutText (rfbproto §7.6.4) or
+    /// the Extended Clipboard's UTF-8 text, line ends as LF.
     ServerCutText(String),
-    /// Cursor pseudo-encoding: RGBA image (alpha 255 where the bitmask is
-    /// set, else 0). `width`/`height` 0 means "no cursor" (empty `rgba`).
+    /// A cursor shape (Cursor, X Cursor, VMware Cursor or Cursor With Alpha
+    /// pseudo-encoding) as straight-alpha RGBA, `width × height × 4` bytes.
+    /// `width`/`height` 0 means "no cursor" (empty `rgba`).
     Cursor {
         hot_x: u16,
         hot_y: u16,
@@ -156,6 +190,14 @@ pub enum RfbEvent {
         rgba: Vec<u8>,
     },
     DesktopName(String),
+    /// QEMU LED State pseudo-encoding: the server's lock keys, sent when they
+    /// change (and whenever the server likes), so the browser can keep its
+    /// Caps/Num Lock in step.
+    LedState {
+        scroll_lock: bool,
+        num_lock: bool,
+        caps_lock: bool,
+    },
 }
 
 /// Why the RFB connection ended. `Display` is the message shown to viewers.
@@ -216,10 +258,18 @@ enum Then {
     ServerName { width: u16, height: u16 },
     /// ServerCutText text.
     CutText,
+    /// Extended Clipboard message (ServerCutText with a negative length).
+    ExtClipboard,
+    /// ServerFence payload.
+    Fence { flags: u32 },
     /// SetColourMapEntries RGB triples.
     ColourMap { first: u16 },
     /// Cursor pseudo-rect pixels + bitmask (the rect is in `self.rect`).
     Cursor,
+    /// X Cursor colours, bitmap and mask.
+    XCursor,
+    /// VMware cursor: AND and XOR masks (classic) or RGBA (alpha).
+    VmwareCursor { alpha: bool },
     /// ExtendedDesktopSize SCREEN array (the rect is in `self.rect`).
     Screens,
     /// DesktopName pseudo-rect name.
@@ -233,6 +283,22 @@ enum Fixed {
     CopyRect,
     /// ExtendedDesktopSize number-of-screens + padding (4 bytes).
     ScreenCount,
+    /// QEMU LED State (1 byte).
+    LedState,
+    /// VMware Cursor type + padding (2 bytes).
+    VmwareCursorType,
+    /// Cursor With Alpha: S32 encoding of the pixels (4 bytes).
+    AlphaCursorEncoding,
+}
+
+impl Fixed {
+    fn len(self) -> usize {
+        match self {
+            Fixed::CopyRect | Fixed::ScreenCount | Fixed::AlphaCursorEncoding => 4,
+            Fixed::LedState => 1,
+            Fixed::VmwareCursorType => 2,
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -255,8 +321,9 @@ enum State {
     LenPrefixed { max: u32, what: &'static str, then: Then },
     /// Gathering `need` bytes into `scratch`.
     Collect { need: usize, then: Then },
-    /// Discarding `left` bytes of an oversized cursor.
-    Skip { left: usize },
+    /// Discarding `left` bytes: an oversized cursor (`in_rect`) or an
+    /// oversized clipboard or fence payload (a whole message).
+    Skip { left: usize, in_rect: bool },
     /// Normal phase, between server messages.
     Idle,
     /// Inside a FramebufferUpdate, before a rectangle header.
@@ -265,6 +332,8 @@ enum State {
     RectFixed(Fixed),
     /// A decoder is consuming the current rectangle.
     Decoding { enc: i32 },
+    /// A decoder is consuming Cursor With Alpha pixels into `cursor_fb`.
+    CursorDecoding { enc: i32 },
     /// The connection failed; sticky.
     Failed(RfbError),
 }
@@ -301,6 +370,17 @@ pub struct RfbClient {
     /// ExtendedDesktopSize seen: SetDesktopSize allowed.
     resize_supported: bool,
     screens: Vec<Screen>,
+    /// ContinuousUpdates / Fence state.
+    flow: continuous::Flow,
+    clipboard: ext_clipboard::Clipboard,
+    /// The server sent the QEMU Extended Key Event pseudo-rectangle.
+    qemu_keys: bool,
+    /// The server sent the ExtendedMouseButtons pseudo-rectangle.
+    ext_buttons: bool,
+    /// Cursor With Alpha pixels are decoded here (at most
+    /// MAX_CURSOR_DIM² pixels), in `cursor_px`'s format.
+    cursor_fb: Framebuffer,
+    cursor_px: PixelContext,
     /// Size announced by DesktopSize/ExtendedDesktopSize in the current
     /// update, applied before the next pixel rectangle or at the update's
     /// end (so a run of size rectangles costs one resize).
@@ -313,7 +393,7 @@ pub struct RfbClient {
 
 impl RfbClient {
     pub fn new(mut cfg: RfbConfig) -> Self {
-        let decoders = Decoders::new();
+        let mut decoders = Decoders::new();
         let mut kept = Vec::with_capacity(cfg.encodings.len());
         for &e in &cfg.encodings {
             let ok = match e {
@@ -322,12 +402,21 @@ impl RfbClient {
                 | encoding::EXTENDED_DESKTOP_SIZE
                 | encoding::LAST_RECT
                 | encoding::CURSOR
-                | encoding::DESKTOP_NAME => true,
+                | encoding::X_CURSOR
+                | encoding::CURSOR_WITH_ALPHA
+                | encoding::VMWARE_CURSOR
+                | encoding::DESKTOP_NAME
+                | encoding::CONTINUOUS_UPDATES
+                | encoding::FENCE
+                | encoding::EXTENDED_CLIPBOARD
+                | encoding::QEMU_EXTENDED_KEY_EVENT
+                | encoding::QEMU_LED_STATE
+                | encoding::EXTENDED_MOUSE_BUTTONS => true,
                 // Compression level: a hint only, no rectangles of its own.
                 -256..=-247 => true,
-                // JPEG quality levels would let a Tight server send JPEG
-                // (rfbproto §7.7.7), which wsvnc does not decode.
-                -32..=-23 => false,
+                // JPEG quality: lets a Tight server send JpegCompression
+                // (rfbproto §7.7.7), which the Tight decoder then accepts.
+                encoding::JPEG_QUALITY_0..=encoding::JPEG_QUALITY_9 => true,
                 // `supported()`, not `Decoders::get`: a placeholder decoder
                 // (present but unfinished) must not be advertised.
                 e if e >= 0 => crate::rfb::decode::supported().contains(&e),
@@ -340,6 +429,8 @@ impl RfbClient {
             }
         }
         cfg.encodings = kept;
+        let jpeg = cfg.encodings.iter().any(|e| (encoding::JPEG_QUALITY_0..=encoding::JPEG_QUALITY_9).contains(e));
+        decoders.allow_jpeg(jpeg);
         RfbClient {
             cfg,
             state: State::Version,
@@ -357,6 +448,12 @@ impl RfbClient {
             update_pending: false,
             resize_supported: false,
             screens: Vec::new(),
+            flow: continuous::Flow::default(),
+            clipboard: ext_clipboard::Clipboard::default(),
+            qemu_keys: false,
+            ext_buttons: false,
+            cursor_fb: Framebuffer::new(0, 0),
+            cursor_px: PixelContext::new(PixelFormat::rgba_with_alpha()),
             pending_size: None,
             resized_in_update: false,
             yielded: false,
@@ -430,14 +527,38 @@ impl RfbClient {
         self.normal
     }
 
-    /// Send a FramebufferUpdateRequest (rfbproto §7.5.3) for the whole `fb`.
-    /// Ignored before the handshake is done.
+    /// Ask for an update of the whole `fb`: a FramebufferUpdateRequest
+    /// (rfbproto §7.5.3). Once the server has shown ContinuousUpdates support,
+    /// an incremental request instead enables continuous updates (the first
+    /// time) or sends nothing (they are on: updates come as the screen
+    /// changes); non-incremental requests are always sent. Ignored before the
+    /// handshake is done. See `continuous.rs`.
     pub fn request_update(&mut self, incremental: bool, fb: &Framebuffer, out: &mut Vec<u8>) {
         if !self.normal {
             return;
         }
+        if incremental && self.flow.supported {
+            if !self.flow.active {
+                log::debug!("RFB: enabling continuous updates");
+                self.flow.enable(fb.full_rect(), out);
+            }
+            return;
+        }
         wire::update_request(out, incremental, fb.full_rect());
         self.update_pending = true;
+    }
+
+    /// Continuous updates are on (the server sends updates unasked).
+    pub fn continuous_updates(&self) -> bool {
+        self.flow.active
+    }
+
+    /// Stop continuous updates (e.g. nobody is watching); the next
+    /// incremental `request_update` turns them on again. No-op when off.
+    pub fn pause_updates(&mut self, out: &mut Vec<u8>) {
+        if self.normal {
+            self.flow.disable(out);
+        }
     }
 
     /// A FramebufferUpdateRequest is outstanding (set by `request_update`,
@@ -453,6 +574,27 @@ impl RfbClient {
         }
     }
 
+    /// A key by scancode and keysym: the QEMU Extended Key Event message
+    /// when the server asked for it and `keycode` is known (non-zero, from
+    /// [`crate::rfb::scancodes::rfb_keycode`]), so the server applies its own
+    /// keyboard layout; else a KeyEvent with `keysym` (nothing if `keysym` is
+    /// 0 too). Ignored before the handshake is done.
+    pub fn key_event_ext(&mut self, down: bool, keysym: u32, keycode: u32, out: &mut Vec<u8>) {
+        if !self.normal {
+            return;
+        }
+        if self.qemu_keys && keycode != 0 {
+            wire::qemu_key_event(out, down, keysym, keycode);
+        } else if keysym != 0 {
+            wire::key_event(out, down, keysym);
+        }
+    }
+
+    /// The server takes scancodes (QEMU Extended Key Event confirmed).
+    pub fn supports_scancodes(&self) -> bool {
+        self.qemu_keys
+    }
+
     /// PointerEvent (rfbproto §7.5.5). Ignored before the handshake is done.
     pub fn pointer_event(&mut self, mask: u8, x: u16, y: u16, out: &mut Vec<u8>) {
         if self.normal {
@@ -460,12 +602,42 @@ impl RfbClient {
         }
     }
 
-    /// ClientCutText (rfbproto §7.5.6): Latin-1; characters outside it become
-    /// '?'; `\r\n` is sent as `\n`; at most [`MAX_CUT_TEXT`] bytes.
+    /// PointerEvent with up to 9 buttons: bits 0–6 as in `pointer_event`
+    /// (left, middle, right, wheel up/down/left/right), bit 7 back, bit 8
+    /// forward. When the server confirmed ExtendedMouseButtons and back or
+    /// forward is down, the extended form carries both; otherwise the plain
+    /// form, where bit 7 is back (rfbproto "PointerEvent") and forward is
+    /// not expressible (dropped).
+    pub fn pointer_event_ext(&mut self, mask: u16, x: u16, y: u16, out: &mut Vec<u8>) {
+        if !self.normal {
+            return;
+        }
+        if self.ext_buttons && mask & 0x180 != 0 {
+            wire::pointer_event_ext(out, mask as u8, (mask >> 7) as u8 & 3, x, y);
+        } else {
+            wire::pointer_event(out, mask as u8, x, y);
+        }
+    }
+
+    /// The server takes back/forward buttons (ExtendedMouseButtons confirmed).
+    pub fn supports_extended_buttons(&self) -> bool {
+        self.ext_buttons
+    }
+
+    /// The clipboard text `text`. With the Extended Clipboard (the server
+    /// sent its caps) as UTF-8, up to [`MAX_CUT_TEXT`] bytes (`ext_clipboard.rs`);
+    /// else ClientCutText (rfbproto §7.5.6): Latin-1, characters outside it
+    /// become '?', `\r\n` is sent as `\n`, at most [`MAX_CUT_TEXT`] bytes.
+    /// Ignored before the handshake is done.
     pub fn client_cut_text(&mut self, text: &str, out: &mut Vec<u8>) {
-        if self.normal {
+        if self.normal && !self.clipboard.send_text(text, out) {
             wire::client_cut_text(out, text, MAX_CUT_TEXT as usize);
         }
+    }
+
+    /// The Extended Clipboard is in use (Unicode both ways).
+    pub fn unicode_clipboard(&self) -> bool {
+        self.clipboard.active()
     }
 
     /// SetDesktopSize (rfbproto §7.5.8): ask for a `w × h` framebuffer with one
@@ -655,19 +827,23 @@ impl RfbClient {
                 r?;
                 Ok(Some(n))
             }
-            State::Skip { left } => {
+            State::Skip { left, in_rect } => {
                 let n = left.min(input.len());
                 if n < left {
-                    self.set_state(State::Skip { left: left - n });
+                    self.set_state(State::Skip { left: left - n, in_rect });
                     return Ok(if n == 0 { None } else { Some(n) });
                 }
-                self.end_rect(fb)?;
+                if in_rect {
+                    self.end_rect(fb, out)?;
+                } else {
+                    self.set_state(State::Idle);
+                }
                 Ok(Some(n))
             }
             State::Idle => self.message_start(input),
-            State::RectHeader => self.rect_header(input, fb),
+            State::RectHeader => self.rect_header(input, fb, out),
             State::RectFixed(kind) => {
-                let Some(b) = input.get(..4) else { return Ok(None) };
+                let Some(b) = input.get(..kind.len()) else { return Ok(None) };
                 match kind {
                     Fixed::CopyRect => {
                         // rfbproto §7.7.2: U16 src-x, U16 src-y.
@@ -677,21 +853,38 @@ impl RfbClient {
                             proto(format!("CopyRect {}x{}+{}+{} from {sx},{sy}: {e}", dst.w, dst.h, dst.x, dst.y))
                         })?;
                         self.events.push_back(RfbEvent::Copied { dst, src_x: sx, src_y: sy });
-                        self.end_rect(fb)?;
+                        self.end_rect(fb, out)?;
                     }
                     Fixed::ScreenCount => {
                         // rfbproto §7.8.2: U8 number-of-screens, 3 padding, screens.
                         let n = b[0] as usize;
                         self.begin_collect(n * 16, Then::Screens);
                     }
+                    Fixed::LedState => {
+                        // rfbproto "QEMU LED State": bit 0 scroll, 1 num, 2 caps.
+                        let s = b[0];
+                        self.events.push_back(RfbEvent::LedState {
+                            scroll_lock: s & 1 != 0,
+                            num_lock: s & 2 != 0,
+                            caps_lock: s & 4 != 0,
+                        });
+                        self.end_rect(fb, out)?;
+                    }
+                    Fixed::VmwareCursorType => self.vmware_cursor(b[0])?,
+                    Fixed::AlphaCursorEncoding => self.alpha_cursor(be32(b) as i32)?,
                 }
-                Ok(Some(4))
+                Ok(Some(kind.len()))
             }
-            State::Decoding { enc } => {
+            State::Decoding { enc } | State::CursorDecoding { enc } => {
                 let Some(dec) = self.decoders.get(enc) else {
                     return Err(proto(format!("no decoder for encoding {enc}")));
                 };
-                let step = dec.decode(input, &self.px, fb).map_err(|e| proto(e.to_string()))?;
+                let step = if let State::CursorDecoding { .. } = self.state {
+                    dec.decode(input, &self.cursor_px, &mut self.cursor_fb)
+                } else {
+                    dec.decode(input, &self.px, fb)
+                };
+                let step = step.map_err(|e| proto(e.to_string()))?;
                 let (n, done) = match step {
                     Step::Done(n) => (n, true),
                     Step::Partial(n) => (n, false),
@@ -701,7 +894,10 @@ impl RfbClient {
                     return Err(proto(format!("decoder for encoding {enc} claimed {n} of {} bytes", input.len())));
                 }
                 if done {
-                    self.end_rect(fb)?;
+                    if let State::CursorDecoding { .. } = self.state {
+                        self.finish_alpha_cursor();
+                    }
+                    self.end_rect(fb, out)?;
                     Ok(Some(n))
                 } else if n == 0 {
                     Ok(None)
@@ -771,6 +967,19 @@ impl RfbClient {
                 self.set_state(State::Idle);
                 Ok(())
             }
+            Then::ExtClipboard => {
+                match self.clipboard.handle(data, out).map_err(|e| proto(e.0))? {
+                    ext_clipboard::Incoming::Text(t) => self.events.push_back(RfbEvent::ServerCutText(t)),
+                    ext_clipboard::Incoming::Nothing => {}
+                }
+                self.set_state(State::Idle);
+                Ok(())
+            }
+            Then::Fence { flags } => {
+                self.flow.server_fence(flags, data, out);
+                self.set_state(State::Idle);
+                Ok(())
+            }
             Then::ColourMap { first } => {
                 // rfbproto §7.6.2: U16 red, green, blue per entry; keep the top 8 bits.
                 for (i, rgb) in data.chunks_exact(6).enumerate() {
@@ -782,11 +991,16 @@ impl RfbClient {
                 self.set_state(State::Idle);
                 Ok(())
             }
-            Then::Cursor => {
+            Then::Cursor | Then::XCursor | Then::VmwareCursor { .. } => {
                 let r = self.rect;
-                let rgba = cursor_rgba(&self.px, r.w, r.h, data);
-                self.events.push_back(RfbEvent::Cursor { hot_x: r.x, hot_y: r.y, width: r.w, height: r.h, rgba });
-                self.end_rect(fb)?;
+                let rgba = match then {
+                    Then::Cursor => cursor::rich_cursor(&self.px, r.w, r.h, data),
+                    Then::XCursor => cursor::x_cursor(r.w, r.h, data),
+                    Then::VmwareCursor { alpha: false } => cursor::vmware_classic(&self.px, r.w, r.h, data),
+                    _ => data.to_vec(),
+                };
+                self.cursor_event(rgba);
+                self.end_rect(fb, out)?;
                 Ok(())
             }
             Then::Screens => {
@@ -816,13 +1030,13 @@ impl RfbClient {
                 } else {
                     self.resize(r.w, r.h, "ExtendedDesktopSize")?;
                 }
-                self.end_rect(fb)?;
+                self.end_rect(fb, out)?;
                 Ok(())
             }
             Then::DesktopName => {
                 self.name = text(data);
                 self.events.push_back(RfbEvent::DesktopName(self.name.clone()));
-                self.end_rect(fb)?;
+                self.end_rect(fb, out)?;
                 Ok(())
             }
         }
@@ -857,14 +1071,44 @@ impl RfbClient {
                 Ok(Some(1))
             }
             3 => {
-                // ServerCutText: type, 3 padding, U32 length, text.
+                // ServerCutText: type, 3 padding, U32 length, text. With the
+                // Extended Clipboard the length is an S32: negative means
+                // abs(length) bytes of the extended form follow.
                 let Some(b) = input.get(..8) else { return Ok(None) };
                 let len = be32(&b[4..8]);
+                if (len as i32) < 0 && self.cfg.encodings.contains(&encoding::EXTENDED_CLIPBOARD) {
+                    let n = (len as i32).unsigned_abs();
+                    if n > MAX_EXT_CLIPBOARD {
+                        log::warn!("RFB: skipping extended clipboard message of {n} bytes (limit {MAX_EXT_CLIPBOARD})");
+                        self.set_state(State::Skip { left: n as usize, in_rect: false });
+                    } else {
+                        self.begin_collect(n as usize, Then::ExtClipboard);
+                    }
+                    return Ok(Some(8));
+                }
                 if len > MAX_CUT_TEXT {
                     return Err(proto(format!("ServerCutText of {len} bytes (limit {MAX_CUT_TEXT})")));
                 }
                 self.begin_collect(len as usize, Then::CutText);
                 Ok(Some(8))
+            }
+            150 => {
+                // EndOfContinuousUpdates: the type byte alone.
+                self.flow.end_of_continuous_updates();
+                Ok(Some(1))
+            }
+            248 => {
+                // ServerFence: type, 3 padding, U32 flags, U8 length, payload.
+                let Some(b) = input.get(..9) else { return Ok(None) };
+                let (flags, len) = (be32(&b[4..8]), b[8] as usize);
+                if len > continuous::MAX_FENCE_PAYLOAD {
+                    // TigerVNC's viewer ignores such a fence; so do we.
+                    log::warn!("RFB: ignoring a ServerFence with a {len}-byte payload (limit 64)");
+                    self.set_state(State::Skip { left: len, in_rect: false });
+                } else {
+                    self.begin_collect(len, Then::Fence { flags });
+                }
+                Ok(Some(9))
             }
             // Messages have no length field: an unknown one cannot be skipped.
             t => Err(proto(format!("unknown server message type {t}"))),
@@ -872,7 +1116,12 @@ impl RfbClient {
     }
 
     /// rfbproto §7.6.1 rectangle header: U16 x, y, w, h, S32 encoding.
-    fn rect_header(&mut self, input: &[u8], fb: &mut Framebuffer) -> Result<Option<usize>, RfbError> {
+    fn rect_header(
+        &mut self,
+        input: &[u8],
+        fb: &mut Framebuffer,
+        out: &mut Vec<u8>,
+    ) -> Result<Option<usize>, RfbError> {
         let Some(b) = input.get(..12) else { return Ok(None) };
         let r = Rect::new(be16(&b[0..2]), be16(&b[2..4]), be16(&b[4..6]), be16(&b[6..8]));
         let enc = be32(&b[8..12]) as i32;
@@ -887,11 +1136,11 @@ impl RfbClient {
             encoding::DESKTOP_SIZE => {
                 // rfbproto §7.8.2 (DesktopSize): x, y ignored; no data.
                 self.resize(r.w, r.h, "DesktopSize")?;
-                self.end_rect(fb)?;
+                self.end_rect(fb, out)?;
             }
             encoding::LAST_RECT => {
                 self.rects_left = 1;
-                self.end_rect(fb)?;
+                self.end_rect(fb, out)?;
             }
             encoding::EXTENDED_DESKTOP_SIZE => self.set_state(State::RectFixed(Fixed::ScreenCount)),
             encoding::DESKTOP_NAME => {
@@ -899,18 +1148,27 @@ impl RfbClient {
             }
             encoding::CURSOR => {
                 // rfbproto §7.8.1: w*h pixels, then ((w+7)/8)*h bitmask bytes.
-                let size = r.area() * self.px.format.bytes_per_pixel() + (r.w as usize).div_ceil(8) * r.h as usize;
-                if r.w > MAX_CURSOR_DIM || r.h > MAX_CURSOR_DIM {
-                    log::warn!("RFB: skipping {}x{} cursor (limit {MAX_CURSOR_DIM})", r.w, r.h);
-                    self.set_state(State::Skip { left: size });
+                let size = r.area() * self.px.format.bytes_per_pixel() + cursor::mask_stride(r.w) * r.h as usize;
+                self.collect_cursor(size, Then::Cursor);
+            }
+            encoding::X_CURSOR => self.collect_cursor(cursor::x_cursor_len(r.w, r.h), Then::XCursor),
+            encoding::VMWARE_CURSOR => self.set_state(State::RectFixed(Fixed::VmwareCursorType)),
+            encoding::CURSOR_WITH_ALPHA => self.set_state(State::RectFixed(Fixed::AlphaCursorEncoding)),
+            encoding::QEMU_LED_STATE => self.set_state(State::RectFixed(Fixed::LedState)),
+            encoding::QEMU_EXTENDED_KEY_EVENT | encoding::EXTENDED_MOUSE_BUTTONS => {
+                // Empty pseudo-rectangles: the server confirms the extension.
+                if enc == encoding::QEMU_EXTENDED_KEY_EVENT {
+                    self.qemu_keys = true;
                 } else {
-                    self.begin_collect(size, Then::Cursor);
+                    self.ext_buttons = true;
                 }
+                log::debug!("RFB: server confirmed pseudo-encoding {enc}");
+                self.end_rect(fb, out)?;
             }
             _ => {
                 // A real encoding: its pixels go into the framebuffer, at
                 // the size announced so far in this update.
-                self.apply_pending_size(fb)?;
+                self.apply_pending_size(fb, out)?;
                 if !fb.contains(r) {
                     return Err(proto(format!(
                         "rectangle {}x{}+{}+{} (encoding {enc}) outside the {}x{} framebuffer",
@@ -949,7 +1207,7 @@ impl RfbClient {
     /// FramebufferUpdate (no sane server changes the size twice in one
     /// update with pixels in between; allowing it would let one update
     /// reallocate and clear up to 256 MiB per rectangle).
-    fn apply_pending_size(&mut self, fb: &mut Framebuffer) -> Result<(), RfbError> {
+    fn apply_pending_size(&mut self, fb: &mut Framebuffer, out: &mut Vec<u8>) -> Result<(), RfbError> {
         let Some((w, h)) = self.pending_size.take() else { return Ok(()) };
         if (w, h) == (fb.width(), fb.height()) {
             return Ok(());
@@ -964,14 +1222,86 @@ impl RfbClient {
         self.resized_in_update = true;
         fb.resize(w, h);
         self.events.push_back(RfbEvent::Resized { width: w, height: h });
+        if self.flow.active {
+            // Continuous updates cover an area: make it the new screen
+            // (as TigerVNC's CConnection::setExtendedDesktopSize does).
+            self.flow.enable(fb.full_rect(), out);
+        }
         Ok(())
     }
 
+    /// A cursor shape of `size` bytes follows: gather it, or skip it if the
+    /// cursor is over the size limit.
+    fn collect_cursor(&mut self, size: usize, then: Then) {
+        let r = self.rect;
+        if r.w > MAX_CURSOR_DIM || r.h > MAX_CURSOR_DIM {
+            log::warn!("RFB: skipping {}x{} cursor (limit {MAX_CURSOR_DIM})", r.w, r.h);
+            self.set_state(State::Skip { left: size, in_rect: true });
+        } else {
+            self.begin_collect(size, then);
+        }
+    }
+
+    /// rfbproto "VMware Cursor Pseudo-encoding": after U8 cursor-type and a
+    /// padding byte, type 0 has AND and XOR masks (w·h PIXELs each), type 1
+    /// w·h R,G,B,A.
+    fn vmware_cursor(&mut self, kind: u8) -> Result<(), RfbError> {
+        let area = self.rect.area();
+        match kind {
+            0 => self.collect_cursor(2 * area * self.px.format.bytes_per_pixel(), Then::VmwareCursor { alpha: false }),
+            1 => self.collect_cursor(4 * area, Then::VmwareCursor { alpha: true }),
+            t => return Err(proto(format!("VMware cursor of unknown type {t}"))),
+        }
+        Ok(())
+    }
+
+    /// rfbproto "Cursor With Alpha Pseudo-encoding": w·h R,G,B,A pixels
+    /// (premultiplied) in encoding `enc`, decoded by the data decoders (their
+    /// zlib streams are shared with data rectangles, as the spec says) into
+    /// `cursor_fb`.
+    fn alpha_cursor(&mut self, enc: i32) -> Result<(), RfbError> {
+        let r = self.rect;
+        let too_big = r.w > MAX_CURSOR_DIM || r.h > MAX_CURSOR_DIM;
+        if enc == encoding::RAW && too_big {
+            log::warn!("RFB: skipping {}x{} cursor (limit {MAX_CURSOR_DIM})", r.w, r.h);
+            self.set_state(State::Skip { left: r.area() * 4, in_rect: true });
+            return Ok(());
+        }
+        if too_big {
+            return Err(proto(format!("{}x{} cursor with alpha (limit {MAX_CURSOR_DIM})", r.w, r.h)));
+        }
+        if enc != encoding::RAW && !self.cfg.encodings.contains(&enc) {
+            return Err(proto(format!("cursor with alpha in encoding {enc}, which we did not ask for")));
+        }
+        let Some(dec) = self.decoders.get(enc) else {
+            return Err(proto(format!("cursor with alpha in encoding {enc}, which wsvnc cannot decode")));
+        };
+        if (self.cursor_fb.width(), self.cursor_fb.height()) != (r.w, r.h) {
+            self.cursor_fb.resize(r.w, r.h);
+        }
+        dec.start(Rect::new(0, 0, r.w, r.h));
+        self.set_state(State::CursorDecoding { enc });
+        Ok(())
+    }
+
+    fn finish_alpha_cursor(&mut self) {
+        let mut rgba = self.cursor_fb.data().to_vec();
+        cursor::unpremultiply(&mut rgba);
+        self.cursor_event(rgba);
+    }
+
+    fn cursor_event(&mut self, rgba: Vec<u8>) {
+        let r = self.rect;
+        let (width, height) = if r.is_empty() { (0, 0) } else { (r.w, r.h) };
+        let rgba = if r.is_empty() { Vec::new() } else { rgba };
+        self.events.push_back(RfbEvent::Cursor { hot_x: r.x, hot_y: r.y, width, height, rgba });
+    }
+
     /// The current rectangle is complete.
-    fn end_rect(&mut self, fb: &mut Framebuffer) -> Result<(), RfbError> {
+    fn end_rect(&mut self, fb: &mut Framebuffer, out: &mut Vec<u8>) -> Result<(), RfbError> {
         self.rects_left = self.rects_left.saturating_sub(1);
         if self.rects_left == 0 {
-            self.apply_pending_size(fb)?;
+            self.apply_pending_size(fb, out)?;
             self.end_update();
         } else {
             self.set_state(State::RectHeader);
@@ -1028,25 +1358,4 @@ fn be16(b: &[u8]) -> u16 {
 
 fn be32(b: &[u8]) -> u32 {
     u32::from_be_bytes([b[0], b[1], b[2], b[3]])
-}
-
-/// Cursor pseudo-encoding data (pixels then bitmask, MSB = leftmost) → RGBA.
-/// `data` holds exactly the size computed from `w`, `h` and the format.
-fn cursor_rgba(px: &PixelContext, w: u16, h: u16, data: &[u8]) -> Vec<u8> {
-    let rd = PixelReader::new(&px.format, &px.colour_map);
-    let bpp = rd.bytes();
-    let (w, h) = (w as usize, h as usize);
-    let mask_stride = w.div_ceil(8);
-    let (pixels, mask) = data.split_at((w * h * bpp).min(data.len()));
-    let mut rgba = Vec::with_capacity(w * h * 4);
-    for y in 0..h {
-        for x in 0..w {
-            let i = y * w + x;
-            let mut c = pixels.get(i * bpp..(i + 1) * bpp).map_or([0; 4], |p| rd.rgba(p));
-            let bit = mask.get(y * mask_stride + x / 8).map_or(0, |m| (m >> (7 - x % 8)) & 1);
-            c[3] = if bit == 1 { 255 } else { 0 };
-            rgba.extend_from_slice(&c);
-        }
-    }
-    rgba
 }

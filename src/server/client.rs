@@ -386,6 +386,7 @@ impl Server {
         }
         // Relay: the target comes from configuration only, never the URL.
         let (_, target) = self.target_for(&up);
+        let target = target.and_then(|t| crate::relay::relayable(t, self.cfg.view_only));
         let resp = http::upgrade_response(&up, None);
         let relay_cap = self.cfg.relay_buffer;
         let relay_splice = self.cfg.relay_splice;

@@ -17,7 +17,7 @@ use super::stream::Stream;
 use super::{Conn, Ready, Server, BLOCK, DEMO_LISTENER, READS_PER_WAKEUP};
 use crate::config::{Target, TargetAddr};
 use crate::demo::DemoServer;
-use crate::gateway::{Attempt, ViewerId, CHUNK, LOW_WATER};
+use crate::gateway::{Attempt, Composed, ViewerId, LOW_WATER};
 use crate::http;
 use crate::ws::{close, Delivery, Event, Limits, WsSession};
 
@@ -25,7 +25,8 @@ use crate::ws::{close, Delivery, Event, Limits, WsSession};
 const VNC_IN_CAP: usize = 4 << 20;
 /// Input to the VNC server (key/pointer/clipboard) waiting to be written.
 const VNC_OUT_CAP: usize = 2 << 20;
-/// A viewer's buffered output: below LOW_WATER before each chunk, plus one chunk.
+/// A viewer's buffered output: below LOW_WATER before each chunk, plus one
+/// chunk (`gateway::CHUNK`, or one larger message of a part).
 const VIEWER_OUT_CAP: usize = 8 << 20;
 /// Viewer input is read only while the VNC side has this much room.
 const VNC_OUT_HEADROOM: usize = 64 << 10;
@@ -55,7 +56,13 @@ pub(crate) struct VncConn {
     /// The TCP connect and RFB handshake must be done by then; `None`
     /// while a browser is being asked for the password, and once Ready.
     handshake_deadline: Option<Instant>,
+    /// A timer is set for the session's `poll_timeout` at this time.
+    wake: Option<Instant>,
 }
+
+/// Timer generation of a session's wake-up (`Session::poll_timeout`) on its
+/// VNC connection's key.
+const SESSION_WAKE: u64 = u64::MAX;
 
 /// One client of the built-in demo VNC server.
 pub(crate) struct DemoPeer {
@@ -176,6 +183,7 @@ impl Server {
             inbuf: Buf::with_cap(VNC_IN_CAP),
             outbuf: Buf::with_cap(VNC_OUT_CAP),
             handshake_deadline: Some(Instant::now() + VNC_HANDSHAKE_TIMEOUT),
+            wake: None,
         })));
         self.gw.sessions[sidx].conn = Some(ckey);
         info!("gateway session {} → {}: connecting", sidx, target.addr);
@@ -189,6 +197,7 @@ impl Server {
             _ => return,
         };
         for _ in 0..READS_PER_WAKEUP {
+            let now = Instant::now();
             let mut to_server = std::mem::take(&mut self.rfb_tmp);
             to_server.clear();
             let vnc_key = self.gw.sessions.get(vid.session).and_then(|s| s.conn);
@@ -208,9 +217,10 @@ impl Server {
                             match ev {
                                 Some(Event::Binary(msg)) => {
                                     if let Some(s) = gw.sessions.get_mut(vid.session) {
-                                        let now = Instant::now();
                                         let at = &mut Attempt { guard: &mut gw.guard, peer: c.peer.ip(), now };
-                                        if let Err(bad) = s.handle_viewer_message(vid.viewer, msg, &mut to_server, at) {
+                                        if let Err(bad) =
+                                            s.handle_viewer_message(vid.viewer, msg, now, &mut to_server, at)
+                                        {
                                             fail = Some((bad.code, bad.reason.to_string()));
                                         }
                                     }
@@ -265,10 +275,12 @@ impl Server {
     /// The viewer's socket has drained: send more if there is more.
     pub(crate) fn gateway_viewer_writable(&mut self, key: usize, vid: ViewerId) {
         self.pump_viewer(key, vid);
+        self.wake_session_at_poll_timeout(vid.session);
     }
 
     /// Compose output for one viewer while its socket has room.
     pub(crate) fn pump_viewer(&mut self, key: usize, vid: ViewerId) {
+        let now = Instant::now();
         let Server { conns, pool, scratch, gw, compose_tmp, .. } = self;
         let Some(Conn::Client(c)) = conns.get_mut(key) else { return };
         let Some(session) = gw.sessions.get_mut(vid.session) else { return };
@@ -276,11 +288,14 @@ impl Server {
         let mut wrote = false;
         while c.outbuf.len() < LOW_WATER && !ws.close_sent() {
             compose_tmp.clear();
-            if !session.compose(vid.viewer, CHUNK, compose_tmp) {
-                break;
-            }
+            let composed = session.compose(vid.viewer, now, compose_tmp);
             scratch.clear();
-            ws.send_binary(compose_tmp, scratch);
+            match composed {
+                Composed::Nothing => break,
+                Composed::Deflate => ws.send_binary(compose_tmp, scratch),
+                Composed::Raw => ws.send_binary_uncompressed(compose_tmp, scratch),
+            }
+            session.sent(vid.viewer, composed, compose_tmp.len(), scratch.len(), now);
             if !c.outbuf.push(scratch, pool) {
                 warn!("{}: viewer output over its cap; closing", c.peer);
                 c.read_eof = true;
@@ -296,6 +311,19 @@ impl Server {
         }
     }
 
+    /// Set a timer for the session's next wake-up (JPEG areas due for
+    /// refinement), unless one is set for that time or earlier.
+    fn wake_session_at_poll_timeout(&mut self, sidx: usize) {
+        let Some(s) = self.gw.sessions.get(sidx) else { return };
+        let (Some(at), Some(k)) = (s.poll_timeout(), s.conn) else { return };
+        if let Some(Conn::Gateway(GatewayConn::Vnc(v))) = self.conns.get_mut(k) {
+            if v.wake.is_none_or(|w| at < w) {
+                v.wake = Some(at);
+                self.timers.add(at, k, SESSION_WAKE);
+            }
+        }
+    }
+
     fn pump_session(&mut self, sidx: usize) {
         let viewers: Vec<(usize, usize)> = match self.gw.sessions.get(sidx) {
             Some(s) => s.viewers.iter().map(|(i, v)| (v.client, i)).collect(),
@@ -304,6 +332,7 @@ impl Server {
         for (client, vidx) in viewers {
             self.pump_viewer(client, ViewerId { session: sidx, viewer: vidx });
         }
+        self.wake_session_at_poll_timeout(sidx);
     }
 
     /// A viewer's WebSocket is gone.
@@ -597,10 +626,14 @@ impl Server {
     }
 
     pub(crate) fn gateway_timer(&mut self, key: usize, gen: u64, _now: Instant) {
-        if let Some(Conn::Gateway(GatewayConn::Demo(d))) = self.conns.get(key) {
-            if d.gen == gen {
-                self.drive_demo(key);
+        match self.conns.get_mut(key) {
+            Some(Conn::Gateway(GatewayConn::Demo(d))) if d.gen == gen => self.drive_demo(key),
+            Some(Conn::Gateway(GatewayConn::Vnc(v))) if gen == SESSION_WAKE => {
+                v.wake = None;
+                let sidx = v.session;
+                self.pump_session(sidx);
             }
+            _ => {}
         }
     }
 

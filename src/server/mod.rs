@@ -144,6 +144,8 @@ pub struct Server {
     /// Connections that stopped early (work cap, or a peer that drained).
     again: Vec<usize>,
     shutdown_deadline: Option<Instant>,
+    /// Last time a browser connection was open (for `Config::exit_when_idle`).
+    last_client: Instant,
     next_sweep: Instant,
     stats: Stats,
     pub(crate) gw: crate::gateway::Gateways,
@@ -175,12 +177,16 @@ impl Server {
             allowed_origins: cfg.allowed_origins.clone(),
             ws_paths: if cfg.echo {
                 vec!["/".to_string(), crate::relay::PATH.to_string(), crate::gateway::PATH.to_string()]
-            } else {
+            } else if cfg.relay {
                 vec![crate::relay::PATH.to_string(), crate::gateway::PATH.to_string()]
+            } else {
+                vec![crate::gateway::PATH.to_string()]
             },
             protocols,
             access: crate::http::Access::new(&cfg.access, cfg.listen)
                 .map_err(|e| io::Error::new(io::ErrorKind::PermissionDenied, e))?,
+            upgrade_any_path: cfg.relay,
+            web_csp: cfg.web_csp.clone(),
         };
         let mut server = Server {
             poll,
@@ -207,6 +213,7 @@ impl Server {
             timers: Timers::default(),
             again: Vec::new(),
             shutdown_deadline: None,
+            last_client: Instant::now(),
             next_sweep: Instant::now(),
             stats: Stats::default(),
             gw: crate::gateway::Gateways::new(&cfg),
@@ -255,7 +262,8 @@ impl Server {
     /// Run until stopped. Returns Ok after a graceful shutdown.
     pub fn run(&mut self) -> io::Result<()> {
         let mut events = Events::with_capacity(1024);
-        info!("wsvnc listening on http://{}/", self.local_addr);
+        let relay = if self.cfg.relay { "; relay mode on every other WebSocket path" } else { "; relay mode off" };
+        info!("wsvnc listening on http://{}/ (gateway mode at /ws{relay})", self.local_addr);
         loop {
             let timeout = self.poll_timeout();
             if let Err(e) = self.poll.poll(&mut events, Some(timeout)) {
@@ -299,6 +307,11 @@ impl Server {
                 self.next_sweep = now + SWEEP_EVERY;
                 self.sweep(now);
             }
+            if self.idle_exit_due(now) {
+                info!("no connection for {:?} (--idle-timeout): exiting", self.cfg.exit_when_idle.unwrap_or_default());
+                self.close_everything();
+                return Ok(());
+            }
             if let Some(deadline) = self.shutdown_deadline {
                 if self.client_count() == 0 || now >= deadline {
                     self.close_everything();
@@ -307,6 +320,15 @@ impl Server {
                 }
             }
         }
+    }
+
+    /// websockify's `--idle-timeout`: no browser connection open for that long.
+    fn idle_exit_due(&mut self, now: Instant) -> bool {
+        let Some(limit) = self.cfg.exit_when_idle else { return false };
+        if self.client_count() > 0 {
+            self.last_client = now;
+        }
+        now.saturating_duration_since(self.last_client) >= limit
     }
 
     fn poll_timeout(&self) -> Duration {
@@ -386,6 +408,7 @@ impl Server {
             return;
         }
         let now = Instant::now();
+        self.last_client = now;
         entry.insert(Conn::Client(Client::new(sock, peer, now, self.cfg.max_message)));
         self.stats.open_clients += 1;
         self.timers.add(now + self.cfg.handshake_timeout, key, 0);
@@ -452,7 +475,7 @@ impl Server {
 
     fn reload_tokens_if_changed(&mut self) {
         let Some(path) = self.cfg.token_file.clone() else { return };
-        let mtime = std::fs::metadata(&path).and_then(|m| m.modified()).ok();
+        let mtime = crate::config::token_source_mtime(&path);
         if mtime.is_some() && mtime == self.tokens.mtime {
             return;
         }

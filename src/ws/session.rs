@@ -368,20 +368,29 @@ impl WsSession {
 
     /// Send a text message (one frame; compressed when negotiated).
     pub fn send_text(&mut self, text: &str, out: &mut Vec<u8>) {
-        self.send_data(OP_TEXT, text.as_bytes(), out);
+        self.send_data(OP_TEXT, text.as_bytes(), true, out);
     }
 
     /// Send a binary message (one frame; compressed when negotiated).
     pub fn send_binary(&mut self, data: &[u8], out: &mut Vec<u8>) {
-        self.send_data(OP_BINARY, data, out);
+        self.send_data(OP_BINARY, data, true, out);
     }
 
-    fn send_data(&mut self, opcode: u8, data: &[u8], out: &mut Vec<u8>) {
+    /// Send a binary message uncompressed (RSV1 clear) even when
+    /// permessage-deflate is in use: for data that does not compress (JPEG).
+    /// RFC 7692 §6.1 lets the sender choose per message; the compressor's
+    /// history is untouched, so later compressed messages still refer to it
+    /// correctly (the peer does not add uncompressed messages to its window).
+    pub fn send_binary_uncompressed(&mut self, data: &[u8], out: &mut Vec<u8>) {
+        self.send_data(OP_BINARY, data, false, out);
+    }
+
+    fn send_data(&mut self, opcode: u8, data: &[u8], compress: bool, out: &mut Vec<u8>) {
         // §5.5.1: no data frames after our Close.
         if self.close_sent {
             return;
         }
-        if data.len() >= MIN_COMPRESS {
+        if compress && data.len() >= MIN_COMPRESS {
             if let Some(comp) = self.deflate.as_mut().and_then(|d| d.comp.as_mut()) {
                 let z = comp.compress(data);
                 out.reserve(frame::header_len(z.len()) + z.len());
@@ -905,6 +914,29 @@ mod tests {
             p += n + h.payload_len as usize;
         }
         msgs
+    }
+
+    /// RFC 7692 §6.1: a message may go uncompressed (RSV1 clear) between
+    /// compressed ones; the client's inflater, fed only the compressed ones,
+    /// still decodes everything after it with context takeover.
+    #[test]
+    fn uncompressed_message_between_compressed_ones() {
+        let (p, _) = negotiate("permessage-deflate").unwrap();
+        let mut server = WsSession::new(limits(1 << 20), Delivery::Whole, Some(p));
+        let text = b"the same words the same words the same words".to_vec();
+        let jpeg: Vec<u8> = (0..5000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8).collect();
+        let mut out = Vec::new();
+        server.send_binary(&text, &mut out);
+        server.send_binary_uncompressed(&jpeg, &mut out);
+        server.send_binary(&text, &mut out);
+        let mut d = Decompressor::new(&p);
+        let msgs = client_decode(&out, &mut d);
+        assert_eq!(msgs, vec![(OP_BINARY, text.clone()), (OP_BINARY, jpeg.clone()), (OP_BINARY, text.clone())]);
+        // The raw one really is raw: RSV1 clear, the payload as given.
+        let first = frame::parse_header(&out).unwrap().unwrap();
+        let second = frame::parse_header(&out[first.1 + first.0.payload_len as usize..]).unwrap().unwrap();
+        assert!(first.0.rsv1 && !second.0.rsv1);
+        assert_eq!(second.0.payload_len, 5000);
     }
 
     #[test]

@@ -246,6 +246,11 @@ impl Desktop {
 
     /// TigerVNC's Xvnc, 640×480×24, on 127.0.0.1 only.
     pub fn xvnc(auth: Auth) -> Desktop {
+        Desktop::xvnc_with(auth, &[])
+    }
+
+    /// Xvnc with extra options (e.g. `-RawKeyboard`).
+    pub fn xvnc_with(auth: Auth, extra: &[&str]) -> Desktop {
         let xvnc = require("Xvnc", "tigervnc-standalone-server");
         let mut d = Desktop::new("xvnc");
         let mut cmd = Command::new(xvnc);
@@ -263,6 +268,7 @@ impl Desktop {
                 cmd.args(["-SecurityTypes", "VncAuth", "-PasswordFile"]).arg(file);
             }
         }
+        cmd.args(extra);
         let log = d.dir.join("Xvnc.log");
         d.servers.push(Proc::spawn("Xvnc", cmd, &log));
         d.wait_servers_ready();

@@ -155,3 +155,30 @@ export async function saveCanvasPng(page, file, selector = '#canvas') {
   }, selector);
   if (url) fs.writeFileSync(file, Buffer.from(url.split(',')[1], 'base64'));
 }
+
+/** WSVNC_TEST_OFFSET (0..9): this checkout's ports are + 1000·N, its X displays + 20·N. */
+export function testOffset() {
+  const n = Number(process.env.WSVNC_TEST_OFFSET ?? 0);
+  if (!(Number.isInteger(n) && n >= 0 && n <= 9)) throw new Error('WSVNC_TEST_OFFSET must be 0..9');
+  return n;
+}
+
+/**
+ * For suites against the page alone: mock-gateway.mjs (its demo desktop by default) on
+ * 127.0.0.1:port and a Chromium. Resolves with { gw, browser, stop() }.
+ */
+export async function startMockAndChromium(port) {
+  checkPrerequisites([]);
+  const { MockGateway } = await import('./mock-gateway.mjs');
+  const gw = new MockGateway();
+  await gw.start(port);
+  const browser = await launchChromium();
+  fs.mkdirSync(ARTIFACTS, { recursive: true });
+  return {
+    gw, browser,
+    async stop() {
+      await browser.close().catch(() => {});
+      await gw.stop();
+    },
+  };
+}

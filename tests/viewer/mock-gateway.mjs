@@ -1,5 +1,5 @@
 // A stand-in for the wsvnc gateway: serves web/ statically (with the gateway's CSP) and
-// speaks browser protocol v1 (docs/protocol.md) at /ws, with an independent encoder and a
+// speaks browser protocol v2 (docs/protocol.md) at /ws, with an independent encoder and a
 // strict decoder of browser messages that records everything the viewer sends.
 //
 //   node mock-gateway.mjs [--port 6080] [--web ../../web]   → a demo desktop for manual use
@@ -9,6 +9,7 @@
 //
 // Tests import MockGateway and script each session themselves (gw.onSession).
 
+import { execFileSync } from 'node:child_process';
 import http from 'node:http';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -34,13 +35,30 @@ class W {
 }
 
 export const enc = {
-  hello: (w, h, flags = 0, name = 'mock desktop', version = 1) =>
+  hello: (w, h, flags = 0, name = 'mock desktop', version = 2) =>
     new W().u8(0x01).u8(version).u16(w).u16(h).u8(flags).str(name).done(),
   resize: (w, h) => new W().u8(0x02).u16(w).u16(h).done(),
   fill: (x, y, w, h, [r, g, b, a = 255]) =>
     new W().u8(0x03).u16(x).u16(y).u16(w).u16(h).u8(r).u8(g).u8(b).u8(a).done(),
   copy: (x, y, w, h, sx, sy) => new W().u8(0x04).u16(x).u16(y).u16(w).u16(h).u16(sx).u16(sy).done(),
-  pixels: (x, y, w, h, rgba) => new W().u8(0x05).u16(x).u16(y).u16(w).u16(h).raw(rgba).done(),
+  // Pixels carry RGB; tests hand RGBA blocks (rgba() below), the alpha is dropped here.
+  pixels: (x, y, w, h, rgbaBlock) => new W().u8(0x05).u16(x).u16(y).u16(w).u16(h)
+    .raw(rgbaBlock.filter((_, i) => i % 4 !== 3)).done(),
+  // Palette: `colours` [[r, g, b], …] (1..256), `index(x, y)` → colour number.
+  palette: (x, y, w, h, colours, index) => {
+    const n = colours.length;
+    const bits = n <= 2 ? 1 : n <= 4 ? 2 : n <= 16 ? 4 : 8;
+    const rowBytes = Math.ceil(w * bits / 8);
+    const packed = Buffer.alloc(rowBytes * h);
+    for (let yy = 0; yy < h; yy++) {
+      for (let xx = 0; xx < w; xx++) {
+        const bit = xx * bits;
+        packed[yy * rowBytes + (bit >> 3)] |= index(xx, yy) << (8 - bits - (bit & 7));
+      }
+    }
+    return new W().u8(0x0e).u16(x).u16(y).u16(w).u16(h).u8(n - 1).raw(colours.flat()).raw(packed).done();
+  },
+  jpeg: (x, y, w, h, bytes) => new W().u8(0x0f).u16(x).u16(y).u16(w).u16(h).u32(bytes.length).raw(bytes).done(),
   endFrame: (id) => new W().u8(0x06).u32(id).done(),
   cursor: (hx, hy, w, h, rgba) => new W().u8(0x07).u16(hx).u16(hy).u16(w).u16(h).raw(rgba).done(),
   bell: () => Buffer.from([0x08]),
@@ -50,6 +68,16 @@ export const enc = {
   status: (level, text) => new W().u8(0x0c).u8(level).str(text).done(),
   error: (text) => new W().u8(0x0d).str(text).done(),
 };
+
+/**
+ * Real JPEG bytes of a w×h image filled by fn(x, y) → [r, g, b], made by ImageMagick's
+ * `convert` (Debian package imagemagick) at 4:4:4, quality 95.
+ */
+export function jpegOf(w, h, fn) {
+  const rgb = rgba(w, h, fn).filter((_, i) => i % 4 !== 3);
+  return execFileSync('convert', ['-size', `${w}x${h}`, '-depth', '8', 'rgb:-',
+    '-sampling-factor', '1x1', '-quality', '95', 'jpeg:-'], { input: rgb });
+}
 
 /** w×h RGBA block filled by fn(x, y) → [r, g, b]. */
 export function rgba(w, h, fn) {
@@ -176,7 +204,7 @@ export class MockGateway {
     this.wss = new WebSocketServer({
       noServer: true,
       perMessageDeflate: true,
-      handleProtocols: (protocols) => (protocols.has('wsvnc.v1') ? 'wsvnc.v1' : false),
+      handleProtocols: (protocols) => (protocols.has('wsvnc.v2') ? 'wsvnc.v2' : false),
     });
     this.http.on('upgrade', (req, sock, head) => {
       if (new URL(req.url, 'http://x').pathname !== '/ws') { sock.destroy(); return; }
@@ -281,7 +309,7 @@ export async function demoSession(s) {
   const timer = setInterval(() => {
     if (s.closed) { clearInterval(timer); return; }
     const acked = s.of('FrameAck').length;
-    if (id - acked >= 2) return; // pacing: at most 2 frames unacknowledged
+    if (id - acked >= 2) return; // simple pacing for manual use: 2 frames unacknowledged
     t++;
     const x = 60 + (t * 7) % 380;
     s.send(enc.fill(60, 500, 440, 40, [32, 58, 96]), enc.fill(x, 505, 60, 30, [255, 210, 60]),

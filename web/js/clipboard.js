@@ -4,6 +4,7 @@
 // Text goes as UTF-8; the gateway converts it to what the VNC server takes (Latin-1).
 
 import { MAX_CLIPBOARD_BYTES, utf8Length } from './protocol.js';
+import { t } from './i18n.js';
 
 export class Clipboard {
   /** @param send (text) → true when it was sent (false: not connected, or view-only) */
@@ -25,7 +26,7 @@ export class Clipboard {
   remote(text) {
     this.last = text;
     this.textarea.value = text;
-    this.note('Copied on the remote desktop.');
+    this.note(t('clip.copied'));
     try {
       if (navigator.clipboard && document.hasFocus()) {
         navigator.clipboard.writeText(text).catch(() => {});
@@ -36,17 +37,16 @@ export class Clipboard {
   /** Sends local text to the remote clipboard; says in the panel what became of it. */
   sendLocal(text) {
     if (utf8Length(text) > MAX_CLIPBOARD_BYTES) {
-      this.note('Not sent: 1 MiB of text at most.');
+      this.note(t('clip.tooBig'));
       return false;
     }
     if (!this.send(text)) {
-      this.note('Not sent: not connected, or view only.');
+      this.note(t('clip.notSent'));
       return false;
     }
     this.last = text;
     // RFB carries Latin-1 only; the gateway turns anything else into "?".
-    this.note(/[^\u0000-\u00ff]/u.test(text)
-      ? 'Sent. Characters outside Latin-1 arrive as “?”.' : 'Sent to the remote desktop.');
+    this.note(t(/[^\u0000-\u00ff]/u.test(text) ? 'clip.sentLossy' : 'clip.sent'));
     return true;
   }
 

@@ -13,6 +13,7 @@ import { Touch } from './touch.js';
 import { Clipboard } from './clipboard.js';
 import { Stats } from './stats.js';
 import { UI } from './ui.js';
+import { t } from './i18n.js';
 
 const $ = (id) => document.getElementById(id);
 const settings = load();
@@ -64,7 +65,7 @@ function onMessages(msgs, bytes, t) {
   for (const m of msgs) {
     switch (m.type) {
       case S.SERVER_HELLO: hello(m); break;
-      case S.RESIZE: case S.FILL: case S.COPY: case S.PIXELS:
+      case S.RESIZE: case S.FILL: case S.COPY: case S.PIXELS: case S.PALETTE: case S.JPEG:
         if (!session.ready) throw new ProtocolError('drawing message before ServerHello');
         if (session.frameStart === null) session.frameStart = t;
         display.queue(m);
@@ -102,6 +103,8 @@ function hello(m) {
   conn.established();
   ui.hidePassword();
   display.setSize(m.width, m.height);
+  session.width = m.width;
+  session.height = m.height;
   stats.size = `${m.width}×${m.height}`;
   applyInputState();
   showLive();
@@ -112,22 +115,29 @@ function hello(m) {
 function endFrame(id, t) {
   const first = session.frameStart ?? t;
   session.frameStart = null;
-  const t0 = performance.now();
-  const w = display.width, h = display.height;
-  display.flush();
-  const t1 = performance.now();
-  queueAck(id);
-  stats.frame(first, t0, t1);
-  document.body.classList.remove('empty');
-  if (w !== display.width || h !== display.height) {
+  const s = session;
+  display.endFrame().then((t0) => {
+    if (t0 === null || s !== session) return; // the connection went away meanwhile
+    const t1 = performance.now();
+    queueAck(id);
+    stats.frame(first, t0, t1);
+    document.body.classList.remove('empty');
     stats.size = `${display.width}×${display.height}`;
-    session.lastRequest = null;
-  }
+    if (s.width !== display.width || s.height !== display.height) {
+      s.width = display.width;
+      s.height = display.height;
+      s.lastRequest = null;
+    }
+  }, (err) => {
+    if (s !== session) return;
+    const what = err instanceof ProtocolError ? 'bad message from the gateway' : 'viewer error';
+    conn.fail(`${what}: ${err.message}`);
+  });
 }
 
-// Frames are drawn as soon as their EndFrame arrives, but acknowledged on the next animation
+// Frames are drawn once their EndFrame (and their images) arrived, and acknowledged on the next animation
 // frame, when the browser is about to paint them: a page that is not being painted (hidden
-// tab, busy main thread) holds the gateway at 2 frames in flight (docs/protocol.md, Pacing)
+// tab, busy main thread) holds the gateway at its in-flight budget (docs/protocol.md, Pacing)
 // instead of being sent frames nobody sees. Acks belong to their connection's session.
 function queueAck(id) {
   const s = session;
@@ -189,7 +199,7 @@ function onState(state, info) {
       break;
     case 'open':
       session = { ready: false, name: '', viewOnly: false, resizeSupported: false,
-        frameStart: null, passwordSent: false, lastRequest: null, acks: [] };
+        frameStart: null, passwordSent: false, lastRequest: null, acks: [], width: 0, height: 0 };
       ui.status('Waiting for the desktop…');
       break;
     case 'closed':
@@ -269,8 +279,7 @@ function setScale(mode) {
   settings.scale = mode;
   display.setMode(mode);
   ui.pressed('b-scale', mode === 'native');
-  $('b-scale').setAttribute('aria-label', mode === 'fit'
-    ? 'Scale: fit to window (press for 1:1)' : 'Scale: 1:1 (press to fit to window)');
+  $('b-scale').setAttribute('aria-label', t(mode === 'fit' ? 'scale.fit' : 'scale.native'));
 }
 
 function toggleStats(on = !stats.visible) {

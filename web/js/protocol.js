@@ -1,14 +1,15 @@
-// wsvnc browser protocol v1 (docs/protocol.md): decode server messages, encode
+// wsvnc browser protocol v2 (docs/protocol.md): decode server messages, encode
 // browser messages. Pure functions, no DOM: also imported by Node unit tests.
 // All integers little-endian; `str` = u32 byte length + UTF-8.
 
-export const VERSION = 1;
-export const SUBPROTOCOL = 'wsvnc.v1';
+export const VERSION = 2;
+export const SUBPROTOCOL = 'wsvnc.v2';
 
 export const S = {
   SERVER_HELLO: 0x01, RESIZE: 0x02, FILL: 0x03, COPY: 0x04, PIXELS: 0x05,
   END_FRAME: 0x06, CURSOR: 0x07, BELL: 0x08, CLIPBOARD: 0x09,
   DESKTOP_NAME: 0x0a, PASSWORD_REQUIRED: 0x0b, STATUS: 0x0c, ERROR: 0x0d,
+  PALETTE: 0x0e, JPEG: 0x0f,
 };
 export const C = {
   CLIENT_HELLO: 0x80, KEY: 0x81, POINTER: 0x82, CLIPBOARD: 0x83,
@@ -102,10 +103,28 @@ export function decode(buf) {
         out.push(m);
         break;
       }
-      case S.PIXELS: {
+      case S.PIXELS: { // RGB, 3 bytes per pixel
         const m = r.rect('Pixels');
         m.type = type;
-        m.data = r.bytes(m.w * m.h * 4, 'Pixels data');
+        m.data = r.bytes(m.w * m.h * 3, 'Pixels data');
+        out.push(m);
+        break;
+      }
+      case S.PALETTE: { // n colours (RGB), then indices packed MSB first, rows byte-aligned
+        const m = r.rect('Palette');
+        m.type = type;
+        m.n = r.u8('Palette') + 1;
+        m.colours = r.bytes(m.n * 3, 'Palette colours');
+        m.bits = m.n <= 2 ? 1 : m.n <= 4 ? 2 : m.n <= 16 ? 4 : 8;
+        m.rowBytes = Math.ceil(m.w * m.bits / 8);
+        m.data = r.bytes(m.rowBytes * m.h, 'Palette indices');
+        out.push(m);
+        break;
+      }
+      case S.JPEG: { // baseline JFIF of exactly w×h
+        const m = r.rect('Jpeg');
+        m.type = type;
+        m.data = r.bytes(r.u32('Jpeg'), 'Jpeg data');
         out.push(m);
         break;
       }

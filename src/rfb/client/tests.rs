@@ -15,21 +15,21 @@ const SERVER_PF: [u8; 16] = [32, 24, 0, 1, 0, 255, 0, 255, 0, 255, 16, 8, 0, 0, 
 
 /// Everything the client produced for one input stream.
 #[derive(Debug, PartialEq)]
-struct Outcome {
-    result: Result<(), RfbError>,
-    events: Vec<RfbEvent>,
-    out: Vec<u8>,
-    fb: Vec<u8>,
-    size: (u16, u16),
+pub(super) struct Outcome {
+    pub result: Result<(), RfbError>,
+    pub events: Vec<RfbEvent>,
+    pub out: Vec<u8>,
+    pub fb: Vec<u8>,
+    pub size: (u16, u16),
     /// Input bytes the client never consumed.
-    left: usize,
+    pub left: usize,
 }
 
-fn cfg(encodings: &[i32], password: Option<&[u8]>) -> RfbConfig {
+pub(super) fn cfg(encodings: &[i32], password: Option<&[u8]>) -> RfbConfig {
     RfbConfig { shared: true, encodings: encodings.to_vec(), password: password.map(|p| p.to_vec()) }
 }
 
-fn all_encodings() -> RfbConfig {
+pub(super) fn all_encodings() -> RfbConfig {
     let mut c = RfbConfig::default();
     c.encodings.push(ZLIB);
     c.password = Some(b"password".to_vec());
@@ -38,7 +38,7 @@ fn all_encodings() -> RfbConfig {
 
 /// Feed `input` to a new client in chunks of the sizes `chunk` yields,
 /// the way the gateway does: keep unconsumed bytes, append, call again.
-fn feed_with(c: RfbConfig, input: &[u8], mut chunk: impl FnMut() -> usize) -> Outcome {
+pub(super) fn feed_with(c: RfbConfig, input: &[u8], mut chunk: impl FnMut() -> usize) -> Outcome {
     let mut client = RfbClient::new(c);
     let mut fb = Framebuffer::new(0, 0);
     let mut out = Vec::new();
@@ -77,12 +77,12 @@ fn feed_with(c: RfbConfig, input: &[u8], mut chunk: impl FnMut() -> usize) -> Ou
     }
 }
 
-fn feed(c: RfbConfig, input: &[u8]) -> Outcome {
+pub(super) fn feed(c: RfbConfig, input: &[u8]) -> Outcome {
     feed_with(c, input, || usize::MAX)
 }
 
 /// Feed whole, byte by byte and at pseudo-random splits: all must agree.
-fn feed_every_way(c: RfbConfig, input: &[u8]) -> Outcome {
+pub(super) fn feed_every_way(c: RfbConfig, input: &[u8]) -> Outcome {
     let whole = feed(c.clone(), input);
     let bytewise = feed_with(c.clone(), input, || 1);
     assert_eq!(bytewise, whole, "byte-at-a-time differs from all-at-once");
@@ -94,12 +94,12 @@ fn feed_every_way(c: RfbConfig, input: &[u8]) -> Outcome {
     whole
 }
 
-fn be16s(v: &[u16]) -> Vec<u8> {
+pub(super) fn be16s(v: &[u16]) -> Vec<u8> {
     v.iter().flat_map(|x| x.to_be_bytes()).collect()
 }
 
 /// `RFB 003.008` + None + SecurityResult ok + ServerInit (w, h, name).
-fn hello(w: u16, h: u16, name: &str) -> Vec<u8> {
+pub(super) fn hello(w: u16, h: u16, name: &str) -> Vec<u8> {
     let mut v = b"RFB 003.008\n".to_vec();
     v.extend_from_slice(&[1, NONE]);
     v.extend_from_slice(&0u32.to_be_bytes());
@@ -107,7 +107,7 @@ fn hello(w: u16, h: u16, name: &str) -> Vec<u8> {
     v
 }
 
-fn server_init(w: u16, h: u16, name: &str) -> Vec<u8> {
+pub(super) fn server_init(w: u16, h: u16, name: &str) -> Vec<u8> {
     let mut v = be16s(&[w, h]);
     v.extend_from_slice(&SERVER_PF);
     v.extend_from_slice(&(name.len() as u32).to_be_bytes());
@@ -116,7 +116,7 @@ fn server_init(w: u16, h: u16, name: &str) -> Vec<u8> {
 }
 
 /// What the client sends after ServerInit: SetPixelFormat + SetEncodings.
-fn after_init(encodings: &[i32]) -> Vec<u8> {
+pub(super) fn after_init(encodings: &[i32]) -> Vec<u8> {
     let mut v = vec![0, 0, 0, 0];
     PixelFormat::wanted().write(&mut v);
     v.extend_from_slice(&[2, 0]);
@@ -127,29 +127,29 @@ fn after_init(encodings: &[i32]) -> Vec<u8> {
     v
 }
 
-fn rect(x: u16, y: u16, w: u16, h: u16, enc: i32) -> Vec<u8> {
+pub(super) fn rect(x: u16, y: u16, w: u16, h: u16, enc: i32) -> Vec<u8> {
     let mut v = be16s(&[x, y, w, h]);
     v.extend_from_slice(&enc.to_be_bytes());
     v
 }
 
-fn update(n: u16) -> Vec<u8> {
+pub(super) fn update(n: u16) -> Vec<u8> {
     let mut v = vec![0, 0];
     v.extend_from_slice(&n.to_be_bytes());
     v
 }
 
 /// RGBX wire pixel in the format the client asks for (shifts 0/8/16 LE).
-fn px(r: u8, g: u8, b: u8) -> [u8; 4] {
+pub(super) fn px(r: u8, g: u8, b: u8) -> [u8; 4] {
     [r, g, b, 0]
 }
 
-fn at(o: &Outcome, x: u16, y: u16) -> [u8; 3] {
+pub(super) fn at(o: &Outcome, x: u16, y: u16) -> [u8; 3] {
     let i = (y as usize * o.size.0 as usize + x as usize) * 4;
     [o.fb[i], o.fb[i + 1], o.fb[i + 2]]
 }
 
-fn connected(w: u16, h: u16, name: &str) -> RfbEvent {
+pub(super) fn connected(w: u16, h: u16, name: &str) -> RfbEvent {
     RfbEvent::Connected { width: w, height: h, name: name.into() }
 }
 
@@ -362,10 +362,10 @@ fn server_init_limits() {
 #[test]
 fn set_encodings_keeps_order_drops_the_unsupported() {
     // Order as configured (--encodings), duplicates and unknowns dropped,
-    // compression hints kept, JPEG quality hints dropped (no JPEG decoder).
-    let c = cfg(&[HEXTILE, 99, ZRLE, HEXTILE, -239, -300, -250, -27, TIGHT, RAW], None);
+    // compression and JPEG quality hints kept.
+    let c = cfg(&[HEXTILE, 99, ZRLE, HEXTILE, -239, -300, -250, -27, TIGHT, RAW, -259], None);
     let client = RfbClient::new(c.clone());
-    let want = [HEXTILE, ZRLE, CURSOR, -250, TIGHT, RAW];
+    let want = [HEXTILE, ZRLE, CURSOR, -250, -27, TIGHT, RAW];
     assert_eq!(client.encodings(), want);
     let o = feed(c, &hello(1, 1, ""));
     assert_eq!(&o.out[o.out.len() - after_init(&want).len()..], &after_init(&want)[..]);
@@ -501,7 +501,7 @@ fn every_message_and_rectangle_kind_at_every_chunking() {
 }
 
 /// A client that has taken `hello` and one FramebufferUpdate header.
-fn in_update(c: RfbConfig, w: u16, h: u16) -> (RfbClient, Framebuffer) {
+pub(super) fn in_update(c: RfbConfig, w: u16, h: u16) -> (RfbClient, Framebuffer) {
     let mut client = RfbClient::new(c);
     let mut fb = Framebuffer::new(0, 0);
     let mut input = hello(w, h, "");
