@@ -7,15 +7,17 @@
 //! on memory:
 //!
 //! ```text
-//!  failure n (n = 1, 2, …):  blocked for  delay · 2^(n-1)          while n < free
+//!  failure n (n = 1, 2, …):  not blocked                          n = 1 (a typo)
+//!                            blocked for  delay · 2^(n-2)          while 1 < n < free
 //!                                         lockout · 2^(n-free)     from n = free on (capped at max_lockout)
 //!  attempt while blocked:    refused with the time left; not counted
 //!  success:                  the key's record is removed
 //!  no failure for `forget`   after the block ends: the record is dropped
 //! ```
 //!
-//! With [`Policy::PER_ADDRESS`]: failures 1–4 block for 0.5, 1, 2, 4 s; the
-//! 5th locks the address out for 10 s, the 6th for 20 s, … up to an hour.
+//! With [`Policy::PER_ADDRESS`]: failure 1 is free, 2–4 block for 0.5, 1,
+//! 2 s; the 5th locks the address out for 10 s, the 6th for 20 s, … up to an
+//! hour.
 //! At most `max_entries` keys are remembered; when full, the record whose
 //! block ends first is dropped (an attacker filling the table evicts only
 //! its own oldest records, each of which had to fail first).
@@ -66,9 +68,14 @@ impl Policy {
         max_entries: 10_000,
     };
 
-    /// How long failure number `n` (1-based) blocks.
+    /// How long failure number `n` (1-based) blocks. The first is free (a
+    /// typo is no attack, and a person retyping at once must not be held).
     pub fn block_for(&self, n: u32) -> Duration {
-        let (base, exp) = if n < self.free { (self.delay, n - 1) } else { (self.lockout, n - self.free) };
+        let (base, exp) = match n {
+            0 | 1 if self.free > 1 => return Duration::ZERO,
+            n if n < self.free => (self.delay, n - 2),
+            n => (self.lockout, n.saturating_sub(self.free)),
+        };
         base.saturating_mul(1u32 << exp.min(24)).min(self.max_lockout)
     }
 }
@@ -188,7 +195,7 @@ mod tests {
     fn per_address_schedule() {
         let p = Policy::PER_ADDRESS;
         let got: Vec<u64> = (1..=12).map(|n| p.block_for(n).as_millis() as u64).collect();
-        assert_eq!(got, [500, 1000, 2000, 4000, 10_000, 20_000, 40_000, 80_000, 160_000, 320_000, 640_000, 1_280_000]);
+        assert_eq!(got, [0, 500, 1000, 2000, 10_000, 20_000, 40_000, 80_000, 160_000, 320_000, 640_000, 1_280_000]);
         assert_eq!(p.block_for(13), S(2560).min(p.max_lockout));
         assert_eq!(p.block_for(40), p.max_lockout);
         assert_eq!(p.block_for(u32::MAX), p.max_lockout);
@@ -201,7 +208,9 @@ mod tests {
         let k = "1.2.3.4";
         assert!(t.check(&k, t0).is_ok());
         let mut now = t0;
-        for n in 1..=4 {
+        assert_eq!(t.failed(&k, now).retry_in, Duration::ZERO, "a first failure is free");
+        assert!(t.check(&k, now).is_ok());
+        for n in 2..=4 {
             let b = t.failed(&k, now);
             assert!(!b.locked_out, "failure {n}");
             assert_eq!(t.check(&k, now), Err(Blocked { retry_in: b.retry_in, locked_out: false }));
@@ -217,7 +226,7 @@ mod tests {
         assert_eq!(t.failed(&k, now).retry_in, S(20), "the lockout doubles");
         t.succeeded(&k);
         assert!(t.check(&k, now).is_ok());
-        assert_eq!(t.failed(&k, now).retry_in, Duration::from_millis(500), "a success starts over");
+        assert_eq!(t.failed(&k, now).retry_in, Duration::ZERO, "a success starts over");
     }
 
     #[test]
@@ -226,14 +235,16 @@ mod tests {
         let policy = Policy { max_entries: 3, ..Policy::PER_ADDRESS };
         let mut t = Throttle::new(policy);
         t.failed(&1, t0);
+        t.failed(&1, t0);
         let later = t0 + policy.forget + S(1);
-        assert_eq!(t.failed(&1, later).retry_in, policy.delay, "forgotten after `forget`");
+        assert_eq!(t.failed(&1, later).retry_in, Duration::ZERO, "forgotten after `forget`");
         for k in 2..=3 {
             t.failed(&k, later);
         }
         assert_eq!(t.len(), 3);
-        t.failed(&1, later + S(1)); // key 1 now blocked longest
+        t.failed(&1, later + S(1)); // key 1's second failure: blocked longest
         t.failed(&4, later + S(1)); // full: the record whose block ends first goes
+        t.failed(&4, later + S(1));
         assert_eq!(t.len(), 3);
         assert!(t.check(&4, later + S(1)).is_err());
         assert!(t.check(&1, later + S(1)).is_err(), "the oldest-ending block was evicted, not key 1");

@@ -237,7 +237,7 @@ fn basic_auth_with_curl_and_tungstenite() {
     assert_eq!(curl(&[&url, "-u", "ann:right horse"]).0, 200);
     assert_eq!(curl(&[&url, "-u", "bob:battery"]).0, 200, "a crypt(3) bcrypt entry");
     assert_eq!(curl_upgrade(&srv.url("/websockify").replace("ws:", "http:"), &[]).0, 401);
-    // Failures hold the address off for 0.5, 1, 2, 4 s (then lock it out):
+    // Failures hold the address off for 0, 0.5, 1, 2 s (then lock it out):
     // four of them, each after the previous delay.
     for delay_ms in [0, 600, 1100, 2100] {
         std::thread::sleep(Duration::from_millis(delay_ms));
