@@ -120,7 +120,7 @@ impl Client {
         if mode == Mode::Continuous {
             encodings.extend([CONTINUOUS_UPDATES, FENCE]);
         }
-        let rfb = RfbClient::new(RfbConfig { shared: true, encodings, password: None });
+        let rfb = RfbClient::new(RfbConfig { shared: true, encodings, password: None, ..Default::default() });
         let mut c = Client { sock, rfb, fb: Framebuffer::new(0, 0), inbuf: Vec::new(), out: Vec::new(), updates: 0 };
         let until = Instant::now() + Duration::from_secs(10);
         while !c.rfb.is_normal() {

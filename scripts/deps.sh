@@ -47,8 +47,14 @@ APT_PACKAGES=(
     gnome-backgrounds adwaita-icon-theme
     # relays and plumbing; noVNC's pages as Debian ships them (websockify-compat test)
     socat websockify novnc ca-certificates curl
+    # benches/slow_links.sh: network namespaces
+    iproute2
     # python3 (bootstrap of the Python 2.7 environment)
     python3 python3-venv python3-pip gcc libc6-dev
+    # RFB security tests: AES for the independent ARD vectors
+    # (scripts/ard_vectors.py), db_load for the test-only PAM user database
+    # of X509Plain (docs/testing-real-servers.md), openssl for test CAs
+    python3-cryptography db-util openssl
     # shared libraries the Debian 11 python2.7 build links against
     libbz2-1.0 libcrypt1 libdb5.3 libexpat1 libncursesw6 libnsl2 libreadline8
     libsqlite3-0 libtinfo6 libtirpc3 zlib1g

@@ -6,7 +6,8 @@
 #   scripts/test.sh STEP...    only some steps, in the order given:
 #       deps      scripts/deps.sh: apt packages (Xvnc, x11vnc, Xvfb, xterm,
 #                 chromium, ...), npm packages, the Autobahn Python 2.7 venv
-#       cargo     cargo test (unit + integration tests, incl. real Xvnc/x11vnc)
+#       cargo     cargo test (unit + integration tests, incl. real Xvnc/x11vnc),
+#                 and a check of the build without the `tls` feature
 #       autobahn  the Autobahn testsuite (groups 1-13) against examples/echo
 #       novnc     noVNC 1.7 in Chromium through wsvnc's relay mode to Xvnc
 #       viewer    wsvnc's own viewer in Chromium (mock gateway + real Xvnc)
@@ -77,7 +78,9 @@ deps_viewer() {
     printf '%s\n' "$want" > node_modules/.wsvnc-lock.sha256
 }
 
-step_cargo() { cargo test --locked; }
+# The `tls` feature (rustls, VeNCrypt) is on by default; the build without
+# it must keep compiling (and refusing VeNCrypt X509 with a message).
+step_cargo() { cargo test --locked && cargo check --locked --no-default-features --all-targets; }
 
 step_autobahn() {
     release_build || return 1

@@ -7,8 +7,10 @@
 //! `token: unix_socket:/path`) per line, `#` comments; or, as websockify reads
 //! it, a directory of such files. wsvnc adds optional words after the address
 //! (ignored by nothing else, since websockify files never have them):
-//! `password=SECRET`, `password-file=PATH`, `view_only`. Names are resolved
-//! when the file is read, never per connection.
+//! `password=SECRET`, `password-file=PATH`, `view_only`, and for the RFB
+//! security types `username=NAME`, `vnc-ca=PATH`, `vnc-fingerprint=sha256:HEX`.
+//! Names are resolved and files read when the token file is read, never per
+//! connection.
 //!
 //! Which modes a port serves: gateway mode (`/ws`, the built-in viewer)
 //! always; relay mode (raw RFB for noVNC and other websockify clients, on any
@@ -19,6 +21,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 /// Where a session connects to.
@@ -44,6 +47,79 @@ pub struct Target {
     /// VNC password for gateway mode; `None` = ask the browser if needed.
     pub password: Option<Vec<u8>>,
     pub view_only: bool,
+    /// User name and TLS certificate checks for the VNC server.
+    pub security: TargetSecurity,
+}
+
+impl Target {
+    /// No password, not view-only, no security settings.
+    pub fn new(addr: TargetAddr) -> Target {
+        Target { addr, password: None, view_only: false, security: TargetSecurity::default() }
+    }
+}
+
+// ------------------------------------------------- RFB security settings
+
+/// How wsvnc logs in to a target's VNC server beyond the password, and how
+/// it checks the server's TLS certificate (VeNCrypt X509 sub-types; see
+/// `rfb::security`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TargetSecurity {
+    /// User name for X509Plain and Apple Remote Desktop (`--vnc-username`, `username=`).
+    pub username: Option<Vec<u8>>,
+    /// CA certificates, PEM, read at start (`--vnc-ca FILE`, `vnc-ca=PATH`).
+    pub ca_pem: Option<Arc<[u8]>>,
+    /// SHA-256 of the server's certificate (`--vnc-fingerprint`, `vnc-fingerprint=`).
+    pub fingerprint: Option<[u8; 32]>,
+    /// The host as written in the configuration: the name the certificate
+    /// must carry when checked against a CA.
+    pub host: Option<String>,
+}
+
+impl TargetSecurity {
+    /// The RFB client's settings for a connection to `addr`. The
+    /// certificate name is the configured host, else the address's IP, else
+    /// (Unix socket) `localhost`.
+    pub fn rfb(&self, addr: &TargetAddr) -> crate::rfb::security::SecurityConfig {
+        let tls = (self.ca_pem.is_some() || self.fingerprint.is_some()).then(|| crate::rfb::security::TlsTrust {
+            server_name: match (&self.host, addr) {
+                (Some(h), _) => h.clone(),
+                (None, TargetAddr::Tcp(a)) => a.ip().to_string(),
+                (None, TargetAddr::Unix(_)) => "localhost".into(),
+            },
+            ca_pem: self.ca_pem.clone(),
+            fingerprint: self.fingerprint,
+        });
+        crate::rfb::security::SecurityConfig { username: self.username.clone(), tls }
+    }
+
+    /// One `--vnc-*` option or token-file word; `Ok(false)` if not one of
+    /// them. `base` resolves a relative CA path.
+    fn apply(&mut self, name: &str, value: &str, base: &Path) -> Result<bool, ConfigError> {
+        match name {
+            "username" => self.username = Some(value.as_bytes().to_vec()),
+            "vnc-ca" => self.ca_pem = Some(read_ca_file(&base.join(value))?),
+            "vnc-fingerprint" => {
+                self.fingerprint = Some(crate::rfb::security::parse_fingerprint(value).map_err(ConfigError)?)
+            }
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
+}
+
+/// Read and check a PEM file of CA certificates.
+pub fn read_ca_file(path: &Path) -> Result<Arc<[u8]>, ConfigError> {
+    let pem = std::fs::read(path).map_err(|e| ConfigError(format!("cannot read CA file {}: {e}", path.display())))?;
+    crate::rfb::security::check_ca_pem(&pem).map_err(|e| ConfigError(format!("CA file {}: {e}", path.display())))?;
+    Ok(pem.into())
+}
+
+/// The host part of `host:port` (`[v6]:port` too), as the user wrote it.
+fn host_of(spec: &str) -> Option<String> {
+    let (host, _) = spec.trim().rsplit_once(':')?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    (!host.is_empty()).then(|| host.to_string())
 }
 
 /// Everything the daemon needs. `Default` gives the documented defaults.
@@ -173,6 +249,14 @@ OPTIONS:
                               ReadOnlyTokenFile are the plugins supported)
     --password-file FILE      VNC password for --target (first line); without one the browser
                               is asked when the VNC server wants a password
+    --vnc-username NAME       user name for --target, for VeNCrypt X509Plain and Apple Remote
+                              Desktop (token file: username=NAME)
+    --vnc-ca FILE             PEM CA certificate(s) the VNC server's TLS certificate must chain
+                              to, for the name in --target; enables VeNCrypt X509None, X509Vnc,
+                              X509Plain (token file: vnc-ca=PATH)
+    --vnc-fingerprint sha256:HEX
+                              accept exactly the VNC server certificate with this SHA-256
+                              (token file: vnc-fingerprint=sha256:HEX)
     --relay                   also serve relay mode (see MODES); on with the websockify form
                               unless --view-only is given
     --web DIR                 serve files from DIR instead of the viewer built into the binary
@@ -366,6 +450,7 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Command, Co
     }
     let mut tokens = TokenOptions::default();
     let mut relay_asked = false;
+    let mut security = TargetSecurity::default();
     while let Some(arg) = args.next() {
         let (name, inline) = match arg.split_once('=') {
             Some((n, v)) if n.starts_with("--") => (n.to_string(), Some(v.to_string())),
@@ -388,6 +473,10 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Command, Co
             "--relay" => relay_asked = true,
             "--web-csp" => cfg.web_csp = Some(header_value(&value(&mut args)?, "--web-csp")?),
             "--password-file" => password_file = Some(PathBuf::from(value(&mut args)?)),
+            "--vnc-username" | "--vnc-ca" | "--vnc-fingerprint" => {
+                let word = if name == "--vnc-username" { "username" } else { &name[2..] };
+                security.apply(word, &value(&mut args)?, Path::new("."))?;
+            }
             "--web" => cfg.web_dir = Some(PathBuf::from(value(&mut args)?)),
             "--allow-origin" => cfg.allowed_origins.push(value(&mut args)?),
             "--max-connections" => {
@@ -492,7 +581,10 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Command, Co
     cfg.relay = relay_asked || (!positional.is_empty() && !cfg.view_only);
     let addr = match (target_spec, unix_target) {
         (Some(_), Some(_)) => return err("--target and --unix-target exclude each other"),
-        (Some(t), None) => Some(TargetAddr::Tcp(resolve(&t, "127.0.0.1")?)),
+        (Some(t), None) => {
+            security.host = host_of(&t);
+            Some(TargetAddr::Tcp(resolve(&t, "127.0.0.1")?))
+        }
         (None, Some(p)) => Some(TargetAddr::Unix(p)),
         (None, None) => None,
     };
@@ -501,9 +593,9 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Command, Co
         None => None,
     };
     if let Some(addr) = addr {
-        cfg.target = Some(Target { addr, password, view_only: false });
-    } else if password_file.is_some() {
-        return err("--password-file applies to --target/--unix-target; give one of them");
+        cfg.target = Some(Target { addr, password, view_only: false, security });
+    } else if password_file.is_some() || security != TargetSecurity::default() {
+        return err("--password-file and --vnc-* apply to --target/--unix-target; give one of them");
     }
     Ok(Command::Run(cfg))
 }
@@ -586,16 +678,25 @@ impl TokenTable {
             let Some(addr) = words.next() else {
                 return err(format!("token file line {}: missing host:port", n + 1));
             };
+            let mut host = None;
             // `unix_socket:` is websockify's spelling, `unix:` wsvnc's.
             let addr = if let Some(path) = addr.strip_prefix("unix_socket:").or_else(|| addr.strip_prefix("unix:")) {
                 TargetAddr::Unix(PathBuf::from(path))
             } else {
+                host = host_of(addr);
                 TargetAddr::Tcp(
                     resolve(addr, "127.0.0.1").map_err(|e| ConfigError(format!("token file line {}: {e}", n + 1)))?,
                 )
             };
-            let mut target = Target { addr, password: None, view_only: false };
+            let mut target = Target::new(addr);
+            target.security.host = host;
             for w in words {
+                let at_line = |e: ConfigError| ConfigError(format!("token file line {}: {e}", n + 1));
+                if let Some((name, value)) = w.split_once('=') {
+                    if target.security.apply(name, value, base).map_err(at_line)? {
+                        continue;
+                    }
+                }
                 if let Some(pw) = w.strip_prefix("password=") {
                     target.password = Some(pw.as_bytes().to_vec());
                 } else if let Some(p) = w.strip_prefix("password-file=") {
@@ -756,6 +857,83 @@ mod tests {
         assert_eq!(t.entries["sock"].addr, TargetAddr::Unix("/tmp/vnc.sock".into()));
         assert!(TokenTable::parse("nocolon\n", Path::new(".")).is_err());
         assert!(TokenTable::parse("a: 127.0.0.1:1 frob\n", Path::new(".")).is_err());
+    }
+
+    /// A directory with a CA file (a real certificate: with `tls` it is parsed).
+    fn ca_dir(tag: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("wsvnc-config-{tag}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut p = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        p.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        std::fs::write(dir.join("ca.pem"), p.self_signed(&key).unwrap().pem()).unwrap();
+        std::fs::write(dir.join("bad.pem"), "no certificate here\n").unwrap();
+        dir
+    }
+
+    #[test]
+    fn vnc_security_options() {
+        let dir = ca_dir("cli");
+        let ca = dir.join("ca.pem");
+        let pin = format!("sha256:{}", "0f".repeat(32));
+        let c = run(&[
+            "--target",
+            "localhost:5901",
+            "--vnc-username",
+            "alice",
+            "--vnc-ca",
+            ca.to_str().unwrap(),
+            "--vnc-fingerprint",
+            &pin,
+        ])
+        .unwrap();
+        let t = c.target.unwrap();
+        assert_eq!(t.security.username.as_deref(), Some(&b"alice"[..]));
+        assert_eq!(t.security.ca_pem.as_deref(), Some(&std::fs::read(&ca).unwrap()[..]));
+        assert_eq!(t.security.fingerprint, Some([0x0f; 32]));
+        let rfb = t.security.rfb(&t.addr);
+        assert_eq!(rfb.tls.as_ref().unwrap().server_name, "localhost", "the name as written, not the address");
+        assert_eq!(rfb.username.as_deref(), Some(&b"alice"[..]));
+
+        // IPv6 and address targets name the address; no CA or pin: no TLS.
+        let t = run(&["--target", "[::1]:5900", "--vnc-fingerprint", &pin]).unwrap().target.unwrap();
+        assert_eq!(t.security.rfb(&t.addr).tls.unwrap().server_name, "::1");
+        let t = run(&["--target", "127.0.0.1:5900", "--vnc-username", "u"]).unwrap().target.unwrap();
+        assert!(t.security.rfb(&t.addr).tls.is_none());
+        let t = run(&["--unix-target", "/tmp/v.sock", "--vnc-fingerprint", &pin]).unwrap().target.unwrap();
+        assert_eq!(t.security.rfb(&t.addr).tls.unwrap().server_name, "localhost");
+
+        let e = |args: &[&str]| run(args).unwrap_err().0;
+        assert!(e(&["--target", "127.0.0.1:1", "--vnc-ca", "/nonexistent/ca.pem"]).contains("/nonexistent/ca.pem"));
+        assert!(e(&["--target", "127.0.0.1:1", "--vnc-ca", dir.join("bad.pem").to_str().unwrap()])
+            .contains("no CERTIFICATE"));
+        assert!(e(&["--target", "127.0.0.1:1", "--vnc-fingerprint", "abcd"]).contains("sha256:"));
+        assert!(e(&["--vnc-username", "u"]).contains("--target"));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn token_file_security_words() {
+        let dir = ca_dir("tokens");
+        let pin = format!("sha256:{}", "AB:".repeat(31) + "AB");
+        let text = format!(
+            "a: localhost:5901 username=bob vnc-ca=ca.pem password=pw\nb: 127.0.0.1:5902 vnc-fingerprint={pin}\nc: 127.0.0.1:5903\n"
+        );
+        let t = TokenTable::parse(&text, &dir).unwrap();
+        let a = &t.entries["a"];
+        assert_eq!(a.security.username.as_deref(), Some(&b"bob"[..]));
+        assert!(a.security.ca_pem.is_some(), "vnc-ca= relative to the token file");
+        assert_eq!(a.password.as_deref(), Some(&b"pw"[..]));
+        assert_eq!(a.security.rfb(&a.addr).tls.unwrap().server_name, "localhost");
+        let b = &t.entries["b"];
+        assert_eq!(b.security.fingerprint, Some([0xab; 32]));
+        assert_eq!(b.security.rfb(&b.addr).tls.unwrap().server_name, "127.0.0.1");
+        assert_eq!(t.entries["c"].security, TargetSecurity { host: Some("127.0.0.1".into()), ..Default::default() });
+        let err = |line: &str| TokenTable::parse(line, &dir).unwrap_err().0;
+        assert!(err("x: 127.0.0.1:1 vnc-fingerprint=sha1:00").starts_with("token file line 1:"));
+        assert!(err("x: 127.0.0.1:1\ny: 127.0.0.1:1 vnc-ca=missing.pem").starts_with("token file line 2:"));
+        assert!(err("x: 127.0.0.1:1 vnc-cert=a").contains("unknown word"));
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

@@ -24,5 +24,5 @@ pub mod server;
 pub mod throttle;
 pub mod ws;
 
-pub use config::{Config, Target, TargetAddr};
+pub use config::{Config, Target, TargetAddr, TargetSecurity};
 pub use server::{Server, Stats, StopHandle};

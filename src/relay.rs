@@ -57,7 +57,7 @@ mod tests {
     #[test]
     fn view_only_targets_are_not_relayed() {
         use crate::config::{Target, TargetAddr};
-        let t = |view_only| Target { addr: TargetAddr::Unix("/s".into()), password: None, view_only };
+        let t = |view_only| Target { view_only, ..Target::new(TargetAddr::Unix("/s".into())) };
         assert!(relayable(t(false), false).is_ok());
         assert_eq!(relayable(t(true), false).unwrap_err(), VIEW_ONLY_REFUSED);
         assert_eq!(relayable(t(false), true).unwrap_err(), VIEW_ONLY_REFUSED);

@@ -148,7 +148,7 @@ fn bad_command_line_exits_2_with_a_message() {
 fn relay_cfg(target: SocketAddr) -> wsvnc::Config {
     let mut cfg = config();
     cfg.relay = true;
-    cfg.target = Some(Target { addr: TargetAddr::Tcp(target), password: None, view_only: false });
+    cfg.target = Some(Target::new(TargetAddr::Tcp(target)));
     cfg
 }
 
@@ -241,7 +241,7 @@ fn unix_socket_target() {
     });
     let mut cfg = config();
     cfg.relay = true;
-    cfg.target = Some(Target { addr: TargetAddr::Unix(path.clone()), password: None, view_only: false });
+    cfg.target = Some(Target::new(TargetAddr::Unix(path.clone())));
     let srv = start(cfg);
     let mut ws = connect(&srv.url("/websockify"));
     ws.send(Message::Binary(b"unix".to_vec())).unwrap();

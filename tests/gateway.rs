@@ -100,7 +100,7 @@ impl DemoVnc {
     }
 
     fn target(&self) -> Target {
-        Target { addr: TargetAddr::Tcp(self.addr), password: None, view_only: false }
+        Target::new(TargetAddr::Tcp(self.addr))
     }
 }
 
@@ -585,7 +585,7 @@ fn password_from_configuration() {
 
 #[test]
 fn absent_vnc_server_is_a_clear_error() {
-    let srv = gateway(Target { addr: TargetAddr::Tcp(common::closed_port()), password: None, view_only: false });
+    let srv = gateway(Target::new(TargetAddr::Tcp(common::closed_port())));
     let mut v = viewer(&srv, "");
     let err = expect_error_close(&mut v, 1011, "connect");
     eprintln!("absent server error: {err}");
@@ -959,7 +959,7 @@ fn server_side_events_reach_viewers() {
     // Played once the viewer has joined (events before that are not its own).
     let (go, gate) = std::sync::mpsc::channel();
     let addr = scripted_steps(None, vec![Step::Reply(vec![0, 0, 0, 0]), Step::Reply(script)], false, Some(gate), None);
-    let srv = gateway(Target { addr: TargetAddr::Tcp(addr), password: None, view_only: false });
+    let srv = gateway(Target::new(TargetAddr::Tcp(addr)));
     let mut a = viewer(&srv, "");
     wait_frames(&mut a, 1);
     go.send(()).unwrap();
@@ -1037,7 +1037,7 @@ fn copy_from_unsent_source_is_sent_as_pixels() {
     let (tx, rx) = std::sync::mpsc::channel();
     let (go, gate) = std::sync::mpsc::channel();
     let addr = scripted_steps(Some(server_init(256, 64, b"copy")), steps, false, Some(gate), Some(tx));
-    let srv = gateway(Target { addr: TargetAddr::Tcp(addr), password: None, view_only: false });
+    let srv = gateway(Target::new(TargetAddr::Tcp(addr)));
     let mut v = viewer(&srv, "");
     go.send(()).unwrap();
     v.wait(T, |v| v.pixel(10, 10) == [255, 0, 0, 255]).expect("tile 0 red");
@@ -1067,7 +1067,7 @@ fn silent_vnc_server_times_out() {
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = l.local_addr().unwrap();
     let held = std::thread::spawn(move || l.accept().map(|(s, _)| s));
-    let srv = gateway(Target { addr: TargetAddr::Tcp(addr), password: None, view_only: false });
+    let srv = gateway(Target::new(TargetAddr::Tcp(addr)));
     let mut v = viewer(&srv, "");
     let err = expect_error_close(&mut v, 1011, "did not complete");
     eprintln!("silent server: {err}");
@@ -1143,7 +1143,7 @@ fn copy_after_pixels_sent_mid_update_is_sent_as_pixels() {
     let (tx, rx) = std::sync::mpsc::channel();
     let (go, gate) = std::sync::mpsc::channel();
     let addr = scripted_steps(Some(server_init(256, 64, b"mid")), steps, false, Some(gate), Some(tx));
-    let srv = gateway(Target { addr: TargetAddr::Tcp(addr), password: None, view_only: false });
+    let srv = gateway(Target::new(TargetAddr::Tcp(addr)));
     let mut v = viewer(&srv, "");
     v.wait(T, |v| v.frames >= 1).expect("first frame");
     v.auto_ack = false;
@@ -1198,7 +1198,7 @@ fn small_change_sends_only_its_pixels() {
     let (go, gate) = std::sync::mpsc::channel();
     let steps = vec![Step::Reply(full), Step::Reply(two)];
     let addr = scripted_steps(Some(server_init(256, 64, b"px")), steps, false, Some(gate), Some(tx));
-    let srv = gateway(Target { addr: TargetAddr::Tcp(addr), password: None, view_only: false });
+    let srv = gateway(Target::new(TargetAddr::Tcp(addr)));
     let mut v = viewer(&srv, "");
     v.wait(T, |v| v.frames >= 1 && v.pixel(255, 63) == grey).expect("first frame");
     let frames = v.frames;
@@ -1239,7 +1239,7 @@ fn copy_beside_damage_in_the_same_tile_is_forwarded() {
     let (go, gate) = std::sync::mpsc::channel();
     let steps = vec![Step::Reply(full), Step::Reply(update)];
     let addr = scripted_steps(Some(server_init(256, 64, b"cp")), steps, false, Some(gate), Some(tx));
-    let srv = gateway(Target { addr: TargetAddr::Tcp(addr), password: None, view_only: false });
+    let srv = gateway(Target::new(TargetAddr::Tcp(addr)));
     let mut v = viewer(&srv, "");
     v.wait(T, |v| v.frames >= 1 && v.pixel(255, 63) != [0, 0, 0, 255]).expect("first frame");
     let (frames, before) = (v.frames, v.pixel(0, 0));
@@ -1308,11 +1308,7 @@ impl Xvnc {
     }
 
     fn target(&self) -> Target {
-        Target {
-            addr: TargetAddr::Tcp(SocketAddr::from(([127, 0, 0, 1], self.port))),
-            password: None,
-            view_only: false,
-        }
+        Target::new(TargetAddr::Tcp(SocketAddr::from(([127, 0, 0, 1], self.port))))
     }
 }
 
@@ -1626,9 +1622,106 @@ fn hostile_resize_storm_does_not_stall_other_sessions() {
 fn a_second_resize_in_one_update_ends_only_that_session() {
     let hostile = hostile_vnc(1, true, 300);
     let mut cfg = common::config();
-    cfg.target = Some(Target { addr: TargetAddr::Tcp(hostile), password: None, view_only: false });
+    cfg.target = Some(Target::new(TargetAddr::Tcp(hostile)));
     let srv = common::start(cfg);
     let mut v = viewer(&srv, "");
     let err = expect_error_close(&mut v, 1011, "second framebuffer size");
     eprintln!("hostile server's session ended: {err}");
+}
+
+// ------------------------------------------------------ security types
+
+type UserAndPassword = (Vec<u8>, Vec<u8>);
+
+/// An Apple Remote Desktop server (RFB 3.889, security type 30 only) that
+/// opens the gateway's answer with its own modpow (num-bigint), reports the
+/// credentials on `got`, and serves a 16×16 desktop: SecurityResult ok,
+/// ServerInit, then a Raw frame for every FramebufferUpdateRequest.
+fn ard_server() -> (SocketAddr, std::sync::mpsc::Receiver<UserAndPassword>) {
+    use num_bigint::BigUint;
+    let (tx, rx) = std::sync::mpsc::channel();
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for s in l.incoming() {
+            let (Ok(mut s), tx) = (s, tx.clone()) else { return };
+            std::thread::spawn(move || {
+                s.set_read_timeout(Some(T)).unwrap();
+                let mut w = s.try_clone().unwrap();
+                let mut read = |n: usize| -> Option<Vec<u8>> {
+                    let mut b = vec![0u8; n];
+                    s.read_exact(&mut b).ok().map(|_| b)
+                };
+                // A 64-byte odd modulus: the arithmetic needs no prime.
+                let mut p: Vec<u8> = (0..64u32).map(|i| (i * 151 + 77) as u8).collect();
+                p[0] |= 0x80;
+                p[63] |= 1;
+                let (pn, x) = (BigUint::from_bytes_be(&p), BigUint::from(0x1234_5678_9abc_def1u64));
+                let y = BigUint::from(2u32).modpow(&x, &pn).to_bytes_be();
+                let mut hello = b"RFB 003.889\n\x01\x1e\x00\x02\x00\x40".to_vec();
+                hello.extend_from_slice(&p);
+                hello.extend(std::iter::repeat_n(0, 64 - y.len()));
+                hello.extend_from_slice(&y);
+                w.write_all(&hello[..12]).unwrap();
+                let Some(_version) = read(12) else { return };
+                w.write_all(&hello[12..14]).unwrap();
+                let Some(_choice) = read(1) else { return };
+                w.write_all(&hello[14..]).unwrap();
+                let Some(answer) = read(128 + 64) else { return };
+                let secret = BigUint::from_bytes_be(&answer[128..]).modpow(&x, &pn).to_bytes_be();
+                let secret = [vec![0; 64 - secret.len()], secret].concat();
+                let creds = {
+                    use aes::cipher::{generic_array::GenericArray, BlockDecrypt, KeyInit};
+                    use md5::Digest;
+                    let aes = aes::Aes128::new(&md5::Md5::digest(&secret));
+                    let mut c = answer[..128].to_vec();
+                    c.chunks_exact_mut(16).for_each(|b| aes.decrypt_block(GenericArray::from_mut_slice(b)));
+                    c
+                };
+                let field = |f: &[u8]| f[..f.iter().position(|&b| b == 0).unwrap_or(0)].to_vec();
+                let _ = tx.send((field(&creds[..64]), field(&creds[64..])));
+                w.write_all(&0u32.to_be_bytes()).unwrap();
+                let Some(_client_init) = read(1) else { return };
+                w.write_all(&server_init(16, 16, b"mac")).unwrap();
+                let mut frame = update_rect(0, 0, 16, 16, 0);
+                frame.extend_from_slice(&[0x40; 16 * 16 * 4]);
+                // SetPixelFormat (20), SetEncodings (4 + 4n), request (10).
+                while let Some(t) = read(1) {
+                    let rest = match t[0] {
+                        0 => 19,
+                        2 => {
+                            let Some(h) = read(3) else { return };
+                            4 * u16::from_be_bytes([h[1], h[2]]) as usize
+                        }
+                        3 => 9,
+                        _ => return,
+                    };
+                    if read(rest).is_none() {
+                        return;
+                    }
+                    if t[0] == 3 && w.write_all(&frame).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (addr, rx)
+}
+
+/// Apple Remote Desktop through the gateway: the user name from the token
+/// file, the password from the browser; the server decrypts exactly those.
+/// Without a configured user name the session fails saying what to set.
+#[test]
+fn ard_user_name_from_the_token_file_password_from_the_browser() {
+    let (addr, got) = ard_server();
+    let srv = with_tokens(&format!("mac: {addr} username=bob\nnouser: {addr}\n"), "ard.tokens");
+    let mut v = viewer(&srv, "?token=mac");
+    v.wait(T, |v| v.password_required).expect("PasswordRequired");
+    v.password("s3cret ü".as_bytes()).unwrap();
+    wait_frames(&mut v, 1);
+    assert_eq!(got.recv_timeout(T).unwrap(), (b"bob".to_vec(), "s3cret ü".as_bytes().to_vec()));
+    let mut w = viewer(&srv, "?token=nouser");
+    let err = expect_error_close(&mut w, 1011, "user name");
+    assert!(err.contains("username="), "{err}");
 }

@@ -14,6 +14,9 @@
 //!   for, wrong), a server killed mid-session.
 //! * The whole gateway: wsvnc in-process with `--target` the real server, a
 //!   browser-protocol v2 viewer (tests/common/v2.rs) rebuilding the canvas.
+//! * VeNCrypt (module `vencrypt`): Xvnc with a test CA made at test time —
+//!   X509Vnc, X509None pinned, X509Plain through a test-only PAM service,
+//!   refused certificates, anonymous TLS refused, and the gateway in front.
 //!
 //! `RfbClient` runs over a blocking `TcpStream` (`Conn`). On a mismatch the
 //! failure names the differing pixels and saves the server's bytes under
@@ -138,16 +141,22 @@ enum End {
 
 impl Conn {
     fn open(addr: SocketAddr, encodings: &[i32], password: Option<&str>) -> Conn {
-        let sock = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect {addr}: {e}"));
-        sock.set_nodelay(true).unwrap();
-        sock.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
         let cfg = RfbConfig {
             shared: true,
             encodings: encodings.to_vec(),
             password: password.map(|p| p.as_bytes().to_vec()),
+            ..RfbConfig::default()
         };
+        Conn::open_with(addr, cfg)
+    }
+
+    fn open_with(addr: SocketAddr, cfg: RfbConfig) -> Conn {
+        let sock = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect {addr}: {e}"));
+        sock.set_nodelay(true).unwrap();
+        sock.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+        let encodings = cfg.encodings.clone();
         let client = RfbClient::new(cfg);
-        for &e in encodings {
+        for &e in &encodings {
             assert!(
                 client.encodings().contains(&e),
                 "RfbClient::new dropped encoding {e} ({}): advertised {:?}",
@@ -693,8 +702,8 @@ fn check_rfb_version(version: &str, auth: Auth) {
     desk.draw_scene();
     let want = desk.stable_screenshot();
     let pw = match auth {
-        Auth::None => None,
         Auth::Vnc(p) => Some(p),
+        _ => None,
     };
     let mut c = Conn::open(desk.addr(), &[encoding::ZRLE, encoding::CURSOR], pw);
     c.handshake().unwrap_or_else(|e| panic!("RFB {version} handshake failed: {e:?}\n{}", desk.logs()));
@@ -819,6 +828,15 @@ impl Viewer {
         self.v.send(&msg).expect("send to gateway");
     }
 
+    /// Read until the gateway asks for the password (20 s at most).
+    fn wait_password_required(&mut self) {
+        let until = Instant::now() + Duration::from_secs(20);
+        while !self.password_required {
+            self.step().unwrap_or_else(|e| panic!("before PasswordRequired: {e:?}"));
+            assert!(Instant::now() < until, "no PasswordRequired from the gateway");
+        }
+    }
+
     fn send_password(&mut self, pw: &str) {
         self.v.password(pw.as_bytes()).expect("send to gateway");
     }
@@ -881,15 +899,28 @@ impl Viewer {
 
 /// wsvnc in-process on this slot's aux port, gateway target = the desktop.
 fn gateway_for(desk: &Desktop, password: Option<&str>) -> common::Running {
+    let target = wsvnc::Target {
+        password: password.map(|p| p.as_bytes().to_vec()),
+        ..wsvnc::Target::new(wsvnc::TargetAddr::Tcp(desk.addr()))
+    };
+    gateway_to(desk, target)
+}
+
+/// wsvnc in-process on this slot's aux port with `target`.
+fn gateway_to(desk: &Desktop, target: wsvnc::Target) -> common::Running {
     init_logger();
     let mut cfg = common::config();
     cfg.listen = SocketAddr::from(([127, 0, 0, 1], desk.slot.aux_port()));
-    cfg.target = Some(wsvnc::Target {
-        addr: wsvnc::TargetAddr::Tcp(desk.addr()),
-        password: password.map(|p| p.as_bytes().to_vec()),
-        view_only: false,
-    });
+    cfg.target = Some(target);
     common::start(cfg)
+}
+
+/// A viewer that waits for PasswordRequired, answers `pw` and syncs to `want`.
+fn browser_password(gw: &common::Running, pw: &str, want: &[u8], what: &str) {
+    let mut v = Viewer::connect(&gw.url("/ws"));
+    v.wait_password_required();
+    v.send_password(pw);
+    v.sync_to(want, what);
 }
 
 /// The scene on `desk`, wsvnc in front of it, one viewer synced to it.
@@ -992,14 +1023,7 @@ fn gateway_xvnc_browser_password() {
     desk.draw_scene();
     let want = desk.stable_screenshot();
     let gw = gateway_for(&desk, None);
-    let mut v = Viewer::connect(&gw.url("/ws"));
-    let until = Instant::now() + Duration::from_secs(20);
-    while !v.password_required {
-        v.step().unwrap_or_else(|e| panic!("before PasswordRequired: {e:?}"));
-        assert!(Instant::now() < until, "no PasswordRequired from the gateway");
-    }
-    v.send_password(PASSWORD);
-    v.sync_to(&want, "gateway to Xvnc with the browser's password");
+    browser_password(&gw, PASSWORD, &want, "gateway to Xvnc with the browser's password");
 }
 
 #[test]
@@ -1027,4 +1051,216 @@ fn gateway_xvnc_killed() {
     let (text2, _) = v2.expect_error();
     assert!(!text2.is_empty());
     gw.shutdown().expect("gateway shut down cleanly");
+}
+
+// ------------------------------------------------------------ VeNCrypt (TLS)
+
+/// TigerVNC's VeNCrypt with a test PKI made at test time: X509Vnc, X509None
+/// (pinned), X509Plain through a test-only PAM service; certificates that
+/// must be refused; anonymous TLS refused; and the whole gateway in front.
+#[cfg(feature = "tls")]
+mod vencrypt {
+    use super::*;
+    use common::vnc_tls::{PamService, Pki};
+    use common::x11::Tls;
+    use wsvnc::rfb::security::{SecurityConfig, TlsTrust};
+
+    const PLAIN_USER: &str = "vncuser";
+    const PLAIN_PW: &str = "pl@in-Pw 9";
+
+    fn xvnc(types: &str, pki: &Pki, password: Option<&str>, pam: Option<&PamService>) -> Desktop {
+        Desktop::xvnc(Auth::Tls(Tls { types, pki, password, pam }))
+    }
+
+    fn trust(ca: Option<&std::path::Path>, pin: Option<[u8; 32]>, name: &str) -> Option<TlsTrust> {
+        let ca_pem = ca.map(|p| std::fs::read(p).unwrap().into());
+        Some(TlsTrust { server_name: name.into(), ca_pem, fingerprint: pin })
+    }
+
+    fn cfg(password: Option<&str>, user: Option<&str>, tls: Option<TlsTrust>) -> RfbConfig {
+        RfbConfig {
+            encodings: vec![encoding::ZRLE, encoding::CURSOR],
+            password: password.map(|p| p.as_bytes().to_vec()),
+            security: SecurityConfig { username: user.map(|u| u.as_bytes().to_vec()), tls },
+            ..RfbConfig::default()
+        }
+    }
+
+    /// Handshake, then the scene pixel for pixel; typing goes through TLS.
+    fn check_scene(desk: &mut Desktop, cfg: RfbConfig, what: &str) {
+        desk.draw_scene();
+        let want = desk.stable_screenshot();
+        let mut c = Conn::open_with(desk.addr(), cfg);
+        c.handshake().unwrap_or_else(|e| panic!("{what}: handshake failed: {e:?}\n{}", desk.logs()));
+        assert!(c.client.encrypted(), "{what}: not encrypted");
+        c.sync_to(&want, what);
+        c.type_into_xterm("Typed over TLS 7\n");
+        let typed = desk.stable_screenshot();
+        assert_ne!(want, typed, "{what}: typing changed nothing on the X screen");
+        c.sync_to(&typed, &format!("{what}, after typing"));
+    }
+
+    fn handshake_error(desk: &Desktop, cfg: RfbConfig) -> RfbError {
+        let mut c = Conn::open_with(desk.addr(), cfg);
+        match c.handshake() {
+            Err(End::Rfb(e)) => e,
+            other => panic!("handshake gave {other:?}, not an error"),
+        }
+    }
+
+    #[test]
+    fn xvnc_x509vnc_with_the_ca() {
+        init_logger();
+        let pki = Pki::new();
+        let mut desk = xvnc("X509Vnc", &pki, Some(PASSWORD), None);
+        let c = cfg(Some(PASSWORD), None, trust(Some(&pki.ca), None, "127.0.0.1"));
+        check_scene(&mut desk, c, "Xvnc X509Vnc, CA");
+    }
+
+    #[test]
+    fn xvnc_x509none_pinned() {
+        init_logger();
+        let pki = Pki::new();
+        let mut desk = xvnc("X509None", &pki, None, None);
+        // A pin alone: the name is not checked.
+        let c = cfg(None, None, trust(None, Some(pki.fingerprint), "any.name.invalid"));
+        check_scene(&mut desk, c, "Xvnc X509None, pinned");
+    }
+
+    /// Certificates that must be refused, each on a new connection to the
+    /// same server, then the right one works. TigerVNC counts each aborted TLS
+    /// handshake towards its lockout (five failures): three here.
+    #[test]
+    fn xvnc_x509_untrusted_certificates() {
+        init_logger();
+        let pki = Pki::new();
+        let desk = xvnc("X509Vnc", &pki, Some(PASSWORD), None);
+        let cases = [
+            ("another CA", trust(Some(&pki.other_ca), None, "127.0.0.1"), "UnknownIssuer"),
+            ("wrong name", trust(Some(&pki.ca), None, "vnc.example.org"), "vnc.example.org"),
+            ("wrong pin", trust(None, Some([7; 32]), "127.0.0.1"), "pinned with vnc-fingerprint="),
+        ];
+        for (what, t, words) in cases {
+            match handshake_error(&desk, cfg(Some(PASSWORD), None, t)) {
+                RfbError::Certificate(m) => {
+                    assert!(m.contains(words), "{what}: {m}");
+                    assert!(m.contains(&pki.pin()), "{what}: the certificate's fingerprint is not named: {m}");
+                }
+                e => panic!("{what}: {e:?}"),
+            }
+        }
+        let mut c = Conn::open_with(desk.addr(), cfg(Some(PASSWORD), None, trust(Some(&pki.ca), None, "localhost")));
+        c.handshake().unwrap_or_else(|e| panic!("after 3 refused certificates: {e:?}\n{}", desk.logs()));
+    }
+
+    /// X509Plain through PAM: configured credentials, then asked for, then
+    /// a wrong password (one failure: TigerVNC locks out after five).
+    #[test]
+    fn xvnc_x509plain_pam() {
+        init_logger();
+        let pki = Pki::new();
+        let pam = PamService::new(PLAIN_USER, PLAIN_PW);
+        let mut desk = xvnc("X509Plain", &pki, None, Some(&pam));
+        let t = trust(Some(&pki.ca), None, "127.0.0.1");
+        check_scene(&mut desk, cfg(Some(PLAIN_PW), Some(PLAIN_USER), t.clone()), "Xvnc X509Plain");
+
+        let mut c = Conn::open_with(desk.addr(), cfg(None, None, t.clone()));
+        c.wait_event(&RfbEvent::CredentialsNeeded { username: true });
+        c.client.set_credentials(PLAIN_USER.as_bytes(), PLAIN_PW.as_bytes(), &mut c.out).unwrap();
+        c.flush();
+        c.handshake().unwrap_or_else(|e| panic!("after set_credentials: {e:?}\n{}", desk.logs()));
+
+        match handshake_error(&desk, cfg(Some("wrong"), Some(PLAIN_USER), t)) {
+            RfbError::AuthFailed(reason) => assert!(!reason.is_empty()),
+            e => panic!("wrong Plain password: {e:?}"),
+        }
+    }
+
+    /// TigerVNC's default "TLSVnc,VncAuth": VncAuth (no TLS); with a CA
+    /// configured and "X509Vnc,VncAuth": VeNCrypt. "TLSNone" alone: refused,
+    /// naming what to configure on the server.
+    #[test]
+    fn xvnc_type_choice_and_anonymous_tls() {
+        init_logger();
+        let pki = Pki::new();
+        let desk = xvnc("TLSVnc,VncAuth", &pki, Some(PASSWORD), None);
+        let mut c = Conn::open_with(desk.addr(), cfg(Some(PASSWORD), None, trust(Some(&pki.ca), None, "127.0.0.1")));
+        c.handshake().unwrap_or_else(|e| panic!("TLSVnc,VncAuth: {e:?}"));
+        drop(desk);
+
+        let desk = xvnc("X509Vnc,VncAuth", &pki, Some(PASSWORD), None);
+        let mut c = Conn::open_with(desk.addr(), cfg(Some(PASSWORD), None, trust(Some(&pki.ca), None, "127.0.0.1")));
+        c.handshake().unwrap_or_else(|e| panic!("X509Vnc,VncAuth with a CA: {e:?}"));
+        assert!(c.client.encrypted(), "a CA is configured: VeNCrypt must be chosen");
+        let mut c = Conn::open_with(desk.addr(), cfg(Some(PASSWORD), None, None));
+        c.handshake().unwrap_or_else(|e| panic!("X509Vnc,VncAuth without a CA: {e:?}"));
+        assert!(!c.client.encrypted(), "no CA: VncAuth");
+        drop(desk);
+
+        let desk = xvnc("TLSNone", &pki, None, None);
+        match handshake_error(&desk, cfg(None, None, trust(Some(&pki.ca), None, "127.0.0.1"))) {
+            RfbError::Unsupported(m) => assert!(m.contains("anonymous TLS") && m.contains("-X509Cert"), "{m}"),
+            e => panic!("TLSNone: {e:?}"),
+        }
+    }
+
+    fn gateway_tls(
+        desk: &Desktop,
+        password: Option<&str>,
+        user: Option<&str>,
+        ca: &std::path::Path,
+    ) -> common::Running {
+        let security = wsvnc::TargetSecurity {
+            username: user.map(|u| u.as_bytes().to_vec()),
+            ca_pem: Some(wsvnc::config::read_ca_file(ca).unwrap()),
+            fingerprint: None,
+            host: Some("127.0.0.1".into()),
+        };
+        let target = wsvnc::Target {
+            password: password.map(|p| p.as_bytes().to_vec()),
+            security,
+            ..wsvnc::Target::new(wsvnc::TargetAddr::Tcp(desk.addr()))
+        };
+        gateway_to(desk, target)
+    }
+
+    /// Browser → wsvnc → Xvnc X509Vnc, with the CA configured for the target.
+    #[test]
+    fn gateway_xvnc_x509vnc() {
+        init_logger();
+        let pki = Pki::new();
+        let mut desk = xvnc("X509Vnc", &pki, Some(PASSWORD), None);
+        desk.draw_scene();
+        let want = desk.stable_screenshot();
+        let gw = gateway_tls(&desk, Some(PASSWORD), None, &pki.ca);
+        let mut v = Viewer::connect(&gw.url("/ws"));
+        v.sync_to(&want, "gateway to Xvnc X509Vnc");
+        v.sync_to(&change_root_colour(&desk), "gateway to Xvnc X509Vnc, after a root colour change");
+    }
+
+    /// X509Plain with the user name configured: the browser is asked for
+    /// the password only, and gets the desktop.
+    #[test]
+    fn gateway_xvnc_x509plain_browser_password() {
+        init_logger();
+        let pki = Pki::new();
+        let pam = PamService::new(PLAIN_USER, PLAIN_PW);
+        let mut desk = xvnc("X509Plain", &pki, None, Some(&pam));
+        desk.draw_scene();
+        let want = desk.stable_screenshot();
+        let gw = gateway_tls(&desk, None, Some(PLAIN_USER), &pki.ca);
+        browser_password(&gw, PLAIN_PW, &want, "gateway to Xvnc X509Plain with the browser's password");
+    }
+
+    /// The wrong CA: the viewer is told the certificate was rejected.
+    #[test]
+    fn gateway_xvnc_x509_wrong_ca() {
+        init_logger();
+        let pki = Pki::new();
+        let desk = xvnc("X509Vnc", &pki, Some(PASSWORD), None);
+        let gw = gateway_tls(&desk, Some(PASSWORD), None, &pki.other_ca);
+        let mut v = Viewer::connect(&gw.url("/ws"));
+        let (text, _code) = v.expect_error();
+        assert!(text.contains("certificate was rejected") && text.contains("UnknownIssuer"), "error text: {text:?}");
+    }
 }

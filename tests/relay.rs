@@ -19,7 +19,7 @@ fn relay_config() -> wsvnc::Config {
 
 fn relay_to(addr: std::net::SocketAddr) -> Running {
     let mut cfg = relay_config();
-    cfg.target = Some(Target { addr: TargetAddr::Tcp(addr), password: None, view_only: false });
+    cfg.target = Some(Target::new(TargetAddr::Tcp(addr)));
     start(cfg)
 }
 
@@ -234,7 +234,7 @@ fn graceful_shutdown_sends_1001() {
 fn max_connections_refuses_cleanly_with_503() {
     let mut cfg = relay_config();
     cfg.max_connections = 2;
-    cfg.target = Some(Target { addr: TargetAddr::Tcp(tcp_echo()), password: None, view_only: false });
+    cfg.target = Some(Target::new(TargetAddr::Tcp(tcp_echo())));
     let srv = start(cfg);
     let a = connect(&srv.url("/websockify"));
     let b = connect(&srv.url("/websockify"));

@@ -170,7 +170,7 @@ fn relay_upgrades_on_any_path_while_ws_and_files_keep_theirs() {
     let mut cfg = config();
     cfg.relay = true;
     cfg.web_dir = Some(web.path().to_path_buf());
-    cfg.target = Some(Target { addr: TargetAddr::Tcp(target), password: None, view_only: false });
+    cfg.target = Some(Target::new(TargetAddr::Tcp(target)));
     let srv = start(cfg);
     for path in ["/", "/websockify", "/vnc/websockify?path=x", "/index.html", "/healthz"] {
         echoes(&mut connect(&srv.url(path)), path.as_bytes());

@@ -151,8 +151,12 @@ impl Gateways {
 
     /// Create a session for `key` connecting to `target`.
     pub fn create(&mut self, key: &str, target: &Target) -> usize {
-        let cfg =
-            RfbConfig { shared: self.shared, encodings: self.encodings.clone(), password: target.password.clone() };
+        let cfg = RfbConfig {
+            shared: self.shared,
+            encodings: self.encodings.clone(),
+            password: target.password.clone(),
+            security: target.security.rfb(&target.addr),
+        };
         let mut session = Session::new(key.to_string(), target.addr.to_string(), cfg);
         session.lossless = self.lossless;
         let idx = self.sessions.insert(session);

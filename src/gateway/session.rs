@@ -324,6 +324,14 @@ impl Session {
             self.gen += 1;
         }
         while let Some(ev) = self.rfb.poll_event() {
+            if ev == (RfbEvent::CredentialsNeeded { username: true }) {
+                // Browser protocol v1 carries a password only.
+                return Err(RfbError::Unsupported(
+                    "the VNC server asks for a user name: configure it (--vnc-username, or username= in the \
+                     token file)"
+                        .into(),
+                ));
+            }
             self.on_event(ev, to_server);
         }
         self.maybe_request(to_server);
@@ -341,7 +349,9 @@ impl Session {
 
     fn on_event(&mut self, ev: RfbEvent, to_server: &mut Vec<u8>) {
         match ev {
-            RfbEvent::PasswordNeeded => {
+            // With the user name configured, the browser's password completes
+            // the credentials (`RfbClient::set_password`).
+            RfbEvent::PasswordNeeded | RfbEvent::CredentialsNeeded { .. } => {
                 self.phase = Phase::NeedPassword;
                 for (_, v) in self.viewers.iter_mut() {
                     if v.hello {

@@ -8,6 +8,8 @@
 //! ```text
 //!  Version ──▶ SecurityTypes (3.7, 3.8) ─┬─▶ VncChallenge ─▶ [AwaitPassword] ─▶ SecurityResult ─┐
 //!     │                                   ├─▶ (None, 3.8) ───────────────────────▶ SecurityResult ─┤
+//!     │                                   ├─▶ Security (VeNCrypt, ARD: security/) ┬▶ SecurityResult ─┤
+//!     │                                   │                                       └▶ VncChallenge    │
 //!     └──▶ SecurityType33 (3.3) ──────────┴─▶ (None, 3.3/3.7) ───────────────────────────────────┤
 //!                                                                       ClientInit sent ◀──────────┘
 //!  ServerInit ─▶ (SetPixelFormat + SetEncodings sent, Connected) ─▶ Idle
@@ -46,11 +48,21 @@
 //! consumed progressively by the decoders. So any caller buffer of at least
 //! 24 bytes works, and any chunking of the same stream yields the same
 //! framebuffer, events and output.
+//!
+//! Once a VeNCrypt X509 sub-type has started TLS, `handle_input` takes socket
+//! bytes (TLS records): all that rustls accepts counts as used, and the
+//! decrypted stream runs through the same state machine under the contract
+//! above (`transport.rs` states the bounds). Every output — replies here, and
+//! the messages of `key_event` and the other senders — reaches `out`
+//! already encrypted, so the caller moves bytes the same way in both modes.
+//! A method that writes to `out` must go through `Transport::emit` (`send`).
 
 mod continuous;
 mod ext_clipboard;
 mod wire;
 
+#[cfg(test)]
+mod security_tests;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
@@ -62,6 +74,8 @@ use crate::fb::{Framebuffer, Rect};
 use crate::rfb::auth;
 use crate::rfb::decode::{cursor, Decoders, PixelContext, Step};
 use crate::rfb::encoding;
+use crate::rfb::security::{self, Ctx, Negotiation, Next, Outcome, SecurityConfig};
+use crate::rfb::transport::Transport;
 use crate::rfb::PixelFormat;
 
 pub use wire::latin1_lossy;
@@ -104,6 +118,8 @@ pub struct RfbConfig {
     /// Authentication, the client emits `RfbEvent::PasswordNeeded` and waits
     /// for `set_password`.
     pub password: Option<Vec<u8>>,
+    /// User name and TLS certificate checks for the other security types.
+    pub security: SecurityConfig,
 }
 
 /// Every pseudo-encoding the client implements, in the order advertised
@@ -134,7 +150,7 @@ impl Default for RfbConfig {
         use encoding::*;
         let mut encodings = vec![TIGHT, ZRLE, HEXTILE, ZLIB, RRE, COPY_RECT, RAW];
         encodings.extend_from_slice(PSEUDO_ENCODINGS);
-        RfbConfig { shared: true, encodings, password: None }
+        RfbConfig { shared: true, encodings, password: None, security: SecurityConfig::default() }
     }
 }
 
@@ -145,6 +161,13 @@ pub enum RfbEvent {
     /// call [`RfbClient::set_password`], then `handle_input` again with any
     /// bytes still unconsumed.
     PasswordNeeded,
+    /// The server wants a user name and a password (X509Plain, Apple Remote
+    /// Desktop) and they are not both configured: call
+    /// [`RfbClient::set_credentials`] (or `set_password` when `username` is
+    /// false, i.e. a user name is configured).
+    CredentialsNeeded {
+        username: bool,
+    },
     /// ServerInit received and our SetPixelFormat/SetEncodings sent; the
     /// framebuffer has been resized to `width × height`. Nothing is requested
     /// yet: the gateway calls `request_update(false, ..)`.
@@ -214,6 +237,12 @@ pub enum RfbError {
     /// The server closed the connection (not a protocol error by itself);
     /// the text says when ("in the middle of a message", ...).
     Closed(String),
+    /// TLS with the server failed (handshake, alert, bad record).
+    Tls(String),
+    /// The server's certificate failed the configured check.
+    Certificate(String),
+    /// A local failure (random number generator, unusable CA file).
+    Local(String),
 }
 
 impl std::fmt::Display for RfbError {
@@ -224,6 +253,9 @@ impl std::fmt::Display for RfbError {
             RfbError::Refused(m) => write!(f, "VNC server refused the connection: {m}"),
             RfbError::Unsupported(m) => write!(f, "unsupported VNC server: {m}"),
             RfbError::Closed(m) => write!(f, "the VNC server closed the connection{m}"),
+            RfbError::Tls(m) => write!(f, "TLS with the VNC server failed: {m}"),
+            RfbError::Certificate(m) => write!(f, "the VNC server's certificate was rejected: {m}"),
+            RfbError::Local(m) => write!(f, "cannot talk to the VNC server: {m}"),
         }
     }
 }
@@ -234,6 +266,14 @@ fn proto(msg: impl Into<String>) -> RfbError {
     RfbError::Protocol(msg.into())
 }
 
+/// Credentials sent during the security handshake.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Sent {
+    Nothing,
+    Password,
+    UserAndPassword,
+}
+
 /// Negotiated protocol version (rfbproto §7.1.1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Version {
@@ -242,10 +282,9 @@ enum Version {
     V3_8,
 }
 
-/// Security type numbers (rfbproto §7.1.2).
-const SEC_INVALID: u8 = 0;
-const SEC_NONE: u8 = 1;
-const SEC_VNC_AUTH: u8 = 2;
+/// Security type numbers (rfbproto §7.1.2); the others are in `security::types`.
+const SEC_NONE: u8 = security::types::NONE as u8;
+const SEC_VNC_AUTH: u8 = security::types::VNC_AUTH as u8;
 
 /// What to do with a payload once `Collect` has gathered it.
 #[derive(Debug, Clone, Copy)]
@@ -313,6 +352,8 @@ enum State {
     VncChallenge,
     /// Challenge received, no password yet (PasswordNeeded emitted).
     AwaitPassword([u8; 16]),
+    /// VeNCrypt or Apple Remote Desktop, run by `RfbClient::negotiation`.
+    Security,
     /// U32 SecurityResult.
     SecurityResult,
     /// ServerInit fixed part (24 bytes).
@@ -351,8 +392,14 @@ pub struct RfbClient {
     cfg: RfbConfig,
     state: State,
     version: Version,
-    /// Security type in use (for the AuthFailed message).
-    security: u8,
+    /// Credentials sent so far (for the AuthFailed message).
+    sent: Sent,
+    /// The negotiation of VeNCrypt or ARD while in `State::Security`.
+    negotiation: Option<Negotiation>,
+    /// Plain bytes, or TLS once VeNCrypt started it.
+    transport: Transport,
+    /// The TLS handshake has completed (set for each decrypted round).
+    tls_up: bool,
     normal: bool,
     name: String,
     events: VecDeque<RfbEvent>,
@@ -435,7 +482,10 @@ impl RfbClient {
             cfg,
             state: State::Version,
             version: Version::V3_8,
-            security: SEC_INVALID,
+            sent: Sent::Nothing,
+            negotiation: None,
+            transport: Transport::Plain,
+            tls_up: false,
             normal: false,
             name: String::new(),
             events: VecDeque::new(),
@@ -474,24 +524,85 @@ impl RfbClient {
         if let State::Failed(e) = &self.state {
             return Err(e.clone());
         }
-        let mut used = 0;
         self.yielded = false;
         fb.take_work();
-        loop {
-            if fb.work() >= WORK_PER_CALL && used < input.len() {
-                self.yielded = true;
+        let r = self.drive(input, fb, out);
+        if let Err(e) = &r {
+            self.fail(e.clone());
+        }
+        r
+    }
+
+    fn fail(&mut self, e: RfbError) {
+        log::debug!("RFB: connection failed: {}", crate::logsafe::esc(&e.to_string()));
+        self.normal = false;
+        self.state = State::Failed(e);
+    }
+
+    /// Plain bytes through the state machine until TLS starts (if it does),
+    /// the rest through TLS.
+    fn drive(&mut self, input: &[u8], fb: &mut Framebuffer, out: &mut Vec<u8>) -> Result<usize, RfbError> {
+        let mut used = 0;
+        if !self.transport.is_tls() {
+            used = self.run(input, fb, out, true)?;
+            if !self.transport.is_tls() {
                 return Ok(used);
             }
-            match self.step(&input[used..], fb, out) {
-                Ok(Some(n)) => used += n,
-                Ok(None) => return Ok(used),
-                Err(e) => {
-                    log::debug!("RFB: connection failed: {}", crate::logsafe::esc(&e.to_string()));
-                    self.normal = false;
-                    self.state = State::Failed(e.clone());
-                    return Err(e);
-                }
+        }
+        #[cfg(feature = "tls")]
+        {
+            // The stream is taken out for the call so the closure may borrow
+            // the rest of `self`.
+            let Transport::Tls(mut t) = std::mem::replace(&mut self.transport, Transport::Plain) else {
+                unreachable!("checked is_tls")
+            };
+            let r = t.pump(&input[used..], out, |plain, tx, up| {
+                self.tls_up = up;
+                // Not budgeted: the TLS layer expects its plaintext used whole.
+                self.run(plain, fb, tx, false)
+            });
+            self.transport = Transport::Tls(t);
+            used += r?;
+        }
+        Ok(used)
+    }
+
+    /// Steps over `input` until one needs more bytes, or TLS has just
+    /// started (the bytes after that point are TLS records), or (when
+    /// `budgeted`) [`WORK_PER_CALL`] pixels have been written (`yielded`).
+    /// Bytes used.
+    fn run(
+        &mut self,
+        input: &[u8],
+        fb: &mut Framebuffer,
+        out: &mut Vec<u8>,
+        budgeted: bool,
+    ) -> Result<usize, RfbError> {
+        let mut used = 0;
+        loop {
+            if budgeted && fb.work() >= WORK_PER_CALL && used < input.len() {
+                self.yielded = true;
+                break;
             }
+            let Some(n) = self.step(&input[used..], fb, out)? else { break };
+            used += n;
+            if self.transport.is_tls() {
+                break;
+            }
+        }
+        Ok(used)
+    }
+
+    /// Append a message to `out` (encrypted when TLS is on). A failure to
+    /// encrypt fails the connection; the next `handle_input` reports it.
+    /// The transport is taken out for the call, so `write` may use the rest
+    /// of the client (`c`).
+    fn send(&mut self, out: &mut Vec<u8>, write: impl FnOnce(&mut Self, &mut Vec<u8>)) {
+        let mut transport = std::mem::replace(&mut self.transport, Transport::Plain);
+        let r = transport.emit(out, |o| write(self, o));
+        self.transport = transport;
+        if let Err(e) = r {
+            self.fail(e);
         }
     }
 
@@ -516,10 +627,49 @@ impl RfbClient {
         }
         self.cfg.password = Some(pw.to_vec());
         if let State::AwaitPassword(challenge) = self.state {
-            out.extend_from_slice(&auth::vnc_auth_response(pw, &challenge));
+            self.sent = Sent::Password;
+            self.send(out, |_, o| o.extend_from_slice(&auth::vnc_auth_response(pw, &challenge)));
             self.set_state(State::SecurityResult);
+        } else if let (State::Security, Some(user)) = (&self.state, self.cfg.security.username.clone()) {
+            self.supply(&user, pw, out);
         }
-        Ok(())
+        match &self.state {
+            State::Failed(e) => Err(e.clone()),
+            _ => Ok(()),
+        }
+    }
+
+    /// Supply a user name and password (after `CredentialsNeeded`, or ahead
+    /// of time). An awaited answer goes into `out` now; for VNC
+    /// Authentication only the password counts. Errors only if the client
+    /// has failed.
+    pub fn set_credentials(&mut self, username: &[u8], pw: &[u8], out: &mut Vec<u8>) -> Result<(), RfbError> {
+        if let State::Failed(e) = &self.state {
+            return Err(e.clone());
+        }
+        self.cfg.security.username = Some(username.to_vec());
+        self.set_password(pw, out)
+    }
+
+    /// Credentials for the running negotiation, if it awaits them.
+    fn supply(&mut self, user: &[u8], pw: &[u8], out: &mut Vec<u8>) {
+        let Some(n) = self.negotiation.as_mut() else { return };
+        let mut answer = Vec::new();
+        match n.supply(user, pw, &mut answer) {
+            Ok(Some(next)) => {
+                self.send(out, |_, o| o.extend_from_slice(&answer));
+                self.security_next(next);
+            }
+            Ok(None) => {}
+            Err(e) => self.fail(e),
+        }
+        answer.fill(0);
+    }
+
+    /// Everything to and from the server is encrypted (VeNCrypt X509: the TLS
+    /// handshake has completed).
+    pub fn encrypted(&self) -> bool {
+        self.tls_up && self.transport.is_tls()
     }
 
     /// Handshake done (ServerInit processed) and not failed.
@@ -540,11 +690,12 @@ impl RfbClient {
         if incremental && self.flow.supported {
             if !self.flow.active {
                 log::debug!("RFB: enabling continuous updates");
-                self.flow.enable(fb.full_rect(), out);
+                let area = fb.full_rect();
+                self.send(out, |c, o| c.flow.enable(area, o));
             }
             return;
         }
-        wire::update_request(out, incremental, fb.full_rect());
+        self.send(out, |_, o| wire::update_request(o, incremental, fb.full_rect()));
         self.update_pending = true;
     }
 
@@ -557,7 +708,7 @@ impl RfbClient {
     /// incremental `request_update` turns them on again. No-op when off.
     pub fn pause_updates(&mut self, out: &mut Vec<u8>) {
         if self.normal {
-            self.flow.disable(out);
+            self.send(out, |c, o| c.flow.disable(o));
         }
     }
 
@@ -570,7 +721,7 @@ impl RfbClient {
     /// KeyEvent (rfbproto §7.5.4). Ignored before the handshake is done.
     pub fn key_event(&mut self, down: bool, keysym: u32, out: &mut Vec<u8>) {
         if self.normal {
-            wire::key_event(out, down, keysym);
+            self.send(out, |_, o| wire::key_event(o, down, keysym));
         }
     }
 
@@ -584,9 +735,9 @@ impl RfbClient {
             return;
         }
         if self.qemu_keys && keycode != 0 {
-            wire::qemu_key_event(out, down, keysym, keycode);
+            self.send(out, |_, o| wire::qemu_key_event(o, down, keysym, keycode));
         } else if keysym != 0 {
-            wire::key_event(out, down, keysym);
+            self.send(out, |_, o| wire::key_event(o, down, keysym));
         }
     }
 
@@ -598,7 +749,7 @@ impl RfbClient {
     /// PointerEvent (rfbproto §7.5.5). Ignored before the handshake is done.
     pub fn pointer_event(&mut self, mask: u8, x: u16, y: u16, out: &mut Vec<u8>) {
         if self.normal {
-            wire::pointer_event(out, mask, x, y);
+            self.send(out, |_, o| wire::pointer_event(o, mask, x, y));
         }
     }
 
@@ -613,9 +764,9 @@ impl RfbClient {
             return;
         }
         if self.ext_buttons && mask & 0x180 != 0 {
-            wire::pointer_event_ext(out, mask as u8, (mask >> 7) as u8 & 3, x, y);
+            self.send(out, |_, o| wire::pointer_event_ext(o, mask as u8, (mask >> 7) as u8 & 3, x, y));
         } else {
-            wire::pointer_event(out, mask as u8, x, y);
+            self.send(out, |_, o| wire::pointer_event(o, mask as u8, x, y));
         }
     }
 
@@ -630,8 +781,12 @@ impl RfbClient {
     /// become '?', `\r\n` is sent as `\n`, at most [`MAX_CUT_TEXT`] bytes.
     /// Ignored before the handshake is done.
     pub fn client_cut_text(&mut self, text: &str, out: &mut Vec<u8>) {
-        if self.normal && !self.clipboard.send_text(text, out) {
-            wire::client_cut_text(out, text, MAX_CUT_TEXT as usize);
+        if self.normal {
+            self.send(out, |c, o| {
+                if !c.clipboard.send_text(text, o) {
+                    wire::client_cut_text(o, text, MAX_CUT_TEXT as usize);
+                }
+            });
         }
     }
 
@@ -649,7 +804,7 @@ impl RfbClient {
             return false;
         }
         let s = self.screens.first().copied().unwrap_or(Screen { id: 0, flags: 0 });
-        wire::set_desktop_size(out, w, h, s.id, s.flags);
+        self.send(out, |_, o| wire::set_desktop_size(o, w, h, s.id, s.flags));
         true
     }
 
@@ -674,6 +829,10 @@ impl RfbClient {
                 RfbError::AuthFailed(self.default_auth_failure(1))
             }
             State::Collect { then: Then::AuthFailedReason, .. } => RfbError::AuthFailed(self.default_auth_failure(1)),
+            State::Security => match &self.negotiation {
+                Some(n) => n.closed_error(),
+                None => RfbError::Closed(" during the handshake".into()),
+            },
             State::Idle => RfbError::Closed(String::new()),
             _ if self.normal => RfbError::Closed(" in the middle of a message".into()),
             _ => RfbError::Closed(" during the handshake".into()),
@@ -686,12 +845,11 @@ impl RfbClient {
     }
 
     fn default_auth_failure(&self, status: u32) -> String {
-        if status == 2 {
-            "too many attempts".into()
-        } else if self.security == SEC_VNC_AUTH {
-            "wrong password".into()
-        } else {
-            "authentication failed".into()
+        match (status, self.sent) {
+            (2, _) => "too many attempts".into(),
+            (_, Sent::Password) => "wrong password".into(),
+            (_, Sent::UserAndPassword) => "wrong user name or password".into(),
+            (_, Sent::Nothing) => "authentication failed".into(),
         }
     }
 
@@ -724,15 +882,8 @@ impl RfbClient {
                     return Ok(Some(1));
                 }
                 let Some(types) = input.get(1..1 + count as usize) else { return Ok(None) };
-                let pick = if types.contains(&SEC_NONE) {
-                    SEC_NONE
-                } else if types.contains(&SEC_VNC_AUTH) {
-                    SEC_VNC_AUTH
-                } else {
-                    return Err(RfbError::Unsupported(format!(
-                        "server offers security types {types:?}; wsvnc supports None (1) and VNC Authentication (2)"
-                    )));
-                };
+                let pick = security::choose(types, &self.cfg.security)?;
+                log::debug!("RFB: security type {} of {types:?}", security::types::name(pick as u32));
                 out.push(pick);
                 self.begin_security(pick, out);
                 Ok(Some(1 + count as usize))
@@ -759,6 +910,7 @@ impl RfbClient {
                 match &self.cfg.password {
                     Some(pw) => {
                         out.extend_from_slice(&auth::vnc_auth_response(pw, &challenge));
+                        self.sent = Sent::Password;
                         self.set_state(State::SecurityResult);
                     }
                     None => {
@@ -770,6 +922,7 @@ impl RfbClient {
             }
             // Nothing more is expected from the server until we answer.
             State::AwaitPassword(_) => Ok(None),
+            State::Security => self.security_step(input, out),
             State::SecurityResult => {
                 // rfbproto §7.1.3: U32 status; 3.8 adds a reason on failure.
                 let Some(b) = input.get(..4) else { return Ok(None) };
@@ -911,14 +1064,57 @@ impl RfbClient {
 
     /// After the security type is chosen (3.3: told; 3.7+: we replied).
     fn begin_security(&mut self, t: u8, out: &mut Vec<u8>) {
-        self.security = t;
         if t == SEC_VNC_AUTH {
             self.set_state(State::VncChallenge);
+        } else if t != SEC_NONE {
+            self.negotiation = Some(Negotiation::new(t as u32));
+            self.set_state(State::Security);
         } else if self.version == Version::V3_8 {
             // rfbproto §7.2.1: None has a SecurityResult from 3.8 on only.
             self.set_state(State::SecurityResult);
         } else {
             self.client_init(out);
+        }
+    }
+
+    /// `State::Security`: one step of the VeNCrypt/ARD negotiation.
+    fn security_step(&mut self, input: &[u8], out: &mut Vec<u8>) -> Result<Option<usize>, RfbError> {
+        let ctx = Ctx { cfg: &self.cfg.security, password: self.cfg.password.as_deref(), tls_up: self.tls_up };
+        let Some(n) = self.negotiation.as_mut() else { return Err(proto("security negotiation missing")) };
+        let Some((used, outcome)) = n.step(input, &ctx, out)? else { return Ok(None) };
+        match outcome {
+            Outcome::Continue => {}
+            Outcome::StartTls => self.start_tls(out)?,
+            Outcome::Ask(ev) => self.events.push_back(ev),
+            Outcome::Done(next) => self.security_next(next),
+        }
+        Ok(Some(used))
+    }
+
+    #[cfg(feature = "tls")]
+    fn start_tls(&mut self, out: &mut Vec<u8>) -> Result<(), RfbError> {
+        let Some(trust) = &self.cfg.security.tls else {
+            return Err(RfbError::Local("TLS without a certificate check configured".into()));
+        };
+        log::debug!("RFB: starting TLS with {}", trust.server_name);
+        self.transport.start_tls(trust, out)
+    }
+
+    #[cfg(not(feature = "tls"))]
+    fn start_tls(&mut self, _out: &mut Vec<u8>) -> Result<(), RfbError> {
+        Err(RfbError::Unsupported("this wsvnc was built without the `tls` feature".into()))
+    }
+
+    /// The negotiation is done: continue with the standard states.
+    fn security_next(&mut self, next: Next) {
+        self.negotiation = None;
+        match next {
+            Next::VncAuth => self.set_state(State::VncChallenge),
+            Next::SecurityResult => self.set_state(State::SecurityResult),
+            Next::CredentialsSent => {
+                self.sent = Sent::UserAndPassword;
+                self.set_state(State::SecurityResult);
+            }
         }
     }
 

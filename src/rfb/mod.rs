@@ -12,6 +12,8 @@ pub mod client;
 pub mod decode;
 pub mod pixel;
 pub mod scancodes;
+pub mod security;
+mod transport;
 
 pub use client::{RfbClient, RfbConfig, RfbError, RfbEvent, PSEUDO_ENCODINGS};
 pub use pixel::PixelFormat;

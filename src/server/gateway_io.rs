@@ -508,7 +508,7 @@ impl Server {
         self.poll.registry().register(&mut l, DEMO_LISTENER, Interest::READABLE)?;
         let local = l.local_addr()?;
         info!("demo VNC server on {local}");
-        self.gw.set_demo_target(Target { addr: TargetAddr::Tcp(local), password: None, view_only: false });
+        self.gw.set_demo_target(Target::new(TargetAddr::Tcp(local)));
         self.demo_listener = Some(l);
         Ok(())
     }

@@ -497,10 +497,7 @@ impl Server {
     pub(crate) fn target_for(&self, up: &crate::http::Upgrade) -> (String, Result<crate::config::Target, String>) {
         let token = crate::http::query_param(&up.query, "token");
         match up.target {
-            Some(a) => (
-                format!("jwt {a}"),
-                Ok(crate::config::Target { addr: crate::config::TargetAddr::Tcp(a), password: None, view_only: false }),
-            ),
+            Some(a) => (format!("jwt {a}"), Ok(crate::config::Target::new(crate::config::TargetAddr::Tcp(a)))),
             None => (token.unwrap_or_default().to_string(), self.lookup_target(token)),
         }
     }

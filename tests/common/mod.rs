@@ -248,4 +248,6 @@ impl Drop for Spawned {
     }
 }
 
+#[cfg(feature = "tls")]
+pub mod vnc_tls;
 pub mod x11;

@@ -214,11 +214,26 @@ fn x_ready(n: u16) -> bool {
 // ---------------------------------------------------------------- desktops
 
 /// How a VNC server checks clients.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy)]
 pub enum Auth<'a> {
     None,
     /// VNC Authentication with this password.
     Vnc(&'a str),
+    /// VeNCrypt (Xvnc only).
+    #[cfg(feature = "tls")]
+    Tls(Tls<'a>),
+}
+
+/// Xvnc's VeNCrypt settings: `-SecurityTypes types` (e.g. "X509Vnc,X509Plain")
+/// with the PKI's certificate and key; `password` for the *Vnc types, `pam`
+/// (service and permitted user) for the *Plain types.
+#[cfg(feature = "tls")]
+#[derive(Clone, Copy)]
+pub struct Tls<'a> {
+    pub types: &'a str,
+    pub pki: &'a super::vnc_tls::Pki,
+    pub password: Option<&'a str>,
+    pub pam: Option<&'a super::vnc_tls::PamService>,
 }
 
 /// An X display served over VNC, with the X clients drawn on it.
@@ -267,6 +282,16 @@ impl Desktop {
                 let file = d.password_file(pw);
                 cmd.args(["-SecurityTypes", "VncAuth", "-PasswordFile"]).arg(file);
             }
+            #[cfg(feature = "tls")]
+            Auth::Tls(t) => {
+                cmd.args(["-SecurityTypes", t.types, "-X509Cert"]).arg(&t.pki.cert).arg("-X509Key").arg(&t.pki.key);
+                if let Some(pw) = t.password {
+                    cmd.arg("-PasswordFile").arg(d.password_file(pw));
+                }
+                if let Some(pam) = t.pam {
+                    cmd.args(["-PAMService", &pam.name, "-PlainUsers", &pam.user]);
+                }
+            }
         }
         cmd.args(extra);
         let log = d.dir.join("Xvnc.log");
@@ -307,6 +332,8 @@ impl Desktop {
             Auth::Vnc(pw) => {
                 cmd.args(["-passwd", pw]);
             }
+            #[cfg(feature = "tls")]
+            Auth::Tls(_) => panic!("these tests use VeNCrypt with Xvnc only"),
         }
         cmd.args(extra);
         let log = d.dir.join("x11vnc.log");

@@ -21,7 +21,7 @@ mod v2;
 /// A session in `Ready` state with a `w × h` framebuffer and `n` viewers
 /// that have joined.
 fn ready(w: u16, h: u16, n: usize) -> (Session, Vec<usize>, Vec<v2::Canvas>) {
-    let cfg = RfbConfig { shared: true, encodings: vec![], password: None };
+    let cfg = RfbConfig { shared: true, encodings: vec![], password: None, ..Default::default() };
     let mut s = Session::new("k".into(), "test".into(), cfg);
     s.phase = Phase::Ready;
     s.synced = true;

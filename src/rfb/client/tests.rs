@@ -26,7 +26,12 @@ pub(super) struct Outcome {
 }
 
 pub(super) fn cfg(encodings: &[i32], password: Option<&[u8]>) -> RfbConfig {
-    RfbConfig { shared: true, encodings: encodings.to_vec(), password: password.map(|p| p.to_vec()) }
+    RfbConfig {
+        shared: true,
+        encodings: encodings.to_vec(),
+        password: password.map(|p| p.to_vec()),
+        ..Default::default()
+    }
 }
 
 pub(super) fn all_encodings() -> RfbConfig {
@@ -207,9 +212,10 @@ fn security_type_choice() {
     assert_eq!(o.out, b"RFB 003.008\n\x01");
     // Only unsupported types.
     let mut input = b"RFB 003.008\n".to_vec();
-    input.extend_from_slice(&[2, 16, 19]);
+    input.extend_from_slice(&[2, 16, 113]);
     let o = feed(cfg(&[RAW], None), &input);
-    assert!(matches!(o.result, Err(RfbError::Unsupported(ref m)) if m.contains("[16, 19]")), "{:?}", o.result);
+    let names = "Tight (16), MSLogonII (113)";
+    assert!(matches!(o.result, Err(RfbError::Unsupported(ref m)) if m.contains(names)), "{:?}", o.result);
     // 3.3 server choosing an invalid type.
     let mut input = b"RFB 003.003\n".to_vec();
     input.extend_from_slice(&5u32.to_be_bytes());
@@ -249,7 +255,7 @@ fn refusals_carry_the_reason() {
 /// `openssl enc -des-ecb -provider legacy -provider default
 ///  -K 0e86ceceeef64e26 -nopad` (the key is "password" with each byte's
 /// bits reversed).
-const VECTOR_RESPONSE: [u8; 16] =
+pub(super) const VECTOR_RESPONSE: [u8; 16] =
     [0x56, 0x45, 0xab, 0xeb, 0x5f, 0x1e, 0x64, 0x75, 0xe8, 0xfe, 0xb1, 0x1b, 0xeb, 0x66, 0xea, 0x19];
 
 #[test]
