@@ -36,6 +36,7 @@ use slab::Slab;
 use super::frames::{Lossy, Parts, Request};
 use super::pacing::{Pacer, Quality};
 use super::proto::{self, BadInput, Input};
+use super::Attempt;
 use crate::fb::{CopyOp, Framebuffer, TileSet};
 use crate::rfb::{RfbClient, RfbConfig, RfbError, RfbEvent};
 use crate::ws::close;
@@ -201,6 +202,10 @@ pub struct Session {
     clipboard_msg: Vec<u8>,
     /// Password typed by the browser that unlocked this session, if any.
     browser_password: Option<Vec<u8>>,
+    /// Address whose password was forwarded to the VNC server (counted as a
+    /// failure until the server accepts it), then, once accepted, whose
+    /// failure record to clear at the next viewer message.
+    vnc_attempt: Option<(std::net::IpAddr, bool)>,
     /// Damage of the update being received, handed to viewers at its end.
     update_damage: TileSet,
     /// Copies logged by the framebuffer during the update being received.
@@ -244,6 +249,7 @@ impl Session {
             cursor_msg: Vec::new(),
             clipboard_msg: Vec::new(),
             browser_password: None,
+            vnc_attempt: None,
             update_damage: TileSet::new(0, 0),
             update_copies: Vec::new(),
             want_full: false,
@@ -355,6 +361,9 @@ impl Session {
             }
             RfbEvent::Connected { width, height, name } => {
                 self.phase = Phase::Ready;
+                if let Some((_, accepted)) = &mut self.vnc_attempt {
+                    *accepted = true;
+                }
                 self.name = name;
                 self.update_damage = TileSet::new(width, height);
                 let mut discard = TileSet::new(width, height);
@@ -504,16 +513,21 @@ impl Session {
 
     /// A binary message from viewer `idx`, received at `now`. Server-bound
     /// RFB goes to `to_server`. An error means: close this viewer with that
-    /// code.
+    /// code. `at` says who sent it (password throttling).
     pub fn handle_viewer_message(
         &mut self,
         idx: usize,
         msg: &[u8],
         now: Instant,
         to_server: &mut Vec<u8>,
+        at: &mut Attempt<'_>,
     ) -> Result<(), BadInput> {
         self.tick(now);
-        proto::parse_all(msg, |input| self.viewer_input(idx, input, now, to_server))?;
+        if let Some((peer, true)) = self.vnc_attempt {
+            self.vnc_attempt = None;
+            at.guard.succeeded(peer, &self.key);
+        }
+        proto::parse_all(msg, |input| self.viewer_input(idx, input, now, to_server, at))?;
         self.maybe_request(to_server);
         Ok(())
     }
@@ -524,6 +538,7 @@ impl Session {
         input: Input<'_>,
         now: Instant,
         to_server: &mut Vec<u8>,
+        at: &mut Attempt<'_>,
     ) -> Result<(), BadInput> {
         let policy = |reason| BadInput { code: close::POLICY_VIOLATION, reason };
         let Some(v) = self.viewers.get_mut(idx) else { return Ok(()) };
@@ -542,7 +557,7 @@ impl Session {
         }
         match input {
             Input::ClientHello { .. } => return Err(policy("second ClientHello")),
-            Input::Password(pw) => return self.password(idx, pw, to_server),
+            Input::Password(pw) => return self.password(idx, pw, to_server, at),
             _ if !v.joined => return Err(policy("input before the session is ready")),
             Input::FrameAck(id) => {
                 // Cumulative (docs/protocol.md): acknowledges `id` and every
@@ -596,10 +611,33 @@ impl Session {
         }
     }
 
-    fn password(&mut self, idx: usize, pw: &[u8], to_server: &mut Vec<u8>) -> Result<(), BadInput> {
+    /// A browser's password: checked here against the one that unlocked the
+    /// session, or forwarded to the VNC server. Either way throttled per
+    /// address and per session ([`super::PasswordGuard`]); a blocked viewer
+    /// is closed with "too many attempts, retry in N s".
+    fn password(
+        &mut self,
+        idx: usize,
+        pw: &[u8],
+        to_server: &mut Vec<u8>,
+        at: &mut Attempt<'_>,
+    ) -> Result<(), BadInput> {
         let policy = |reason| BadInput { code: close::POLICY_VIOLATION, reason };
+        let checked =
+            matches!((&self.phase, &self.browser_password), (Phase::NeedPassword, _) | (Phase::Ready, Some(_)));
+        if checked {
+            if let Err(b) = at.guard.check(at.peer, &self.key, at.now) {
+                let why = format!("too many attempts, retry in {} s", b.retry_secs());
+                self.viewers[idx].fail(close::POLICY_VIOLATION, &why);
+                return Ok(());
+            }
+        }
         match (&self.phase, &self.browser_password) {
             (Phase::NeedPassword, _) => {
+                // A failure until the VNC server accepts it (a refusal ends
+                // the session, and with it any chance to count it later).
+                at.guard.failed(at.peer, &self.key, at.now);
+                self.vnc_attempt = Some((at.peer, false));
                 self.browser_password = Some(pw.to_vec());
                 self.viewers[idx].authorized = true;
                 self.phase = Phase::Handshake;
@@ -610,9 +648,11 @@ impl Session {
             }
             (Phase::Ready, Some(known)) => {
                 if constant_time_eq(known, pw) {
+                    at.guard.succeeded(at.peer, &self.key);
                     self.viewers[idx].authorized = true;
                     self.join(idx);
                 } else {
+                    at.guard.failed(at.peer, &self.key, at.now);
                     self.viewers[idx].fail(close::POLICY_VIOLATION, "wrong password");
                 }
                 Ok(())
