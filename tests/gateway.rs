@@ -498,6 +498,7 @@ fn password_asked_from_browser_and_joiners_must_present_it() {
     let srv = gateway(demo.target());
     let mut a = viewer_with_password(&srv, b"secret");
     refused_with_password(&srv, b"wrong!");
+    // A first failure costs no delay: a typo is retyped at once.
     viewer_with_password(&srv, b"secret");
     wait_frames(&mut a, 1);
     assert_eq!(demo.connections(), 1, "joiners share the session");
@@ -544,11 +545,48 @@ fn wrong_password_gives_a_clear_error() {
     a.password(b"nope").unwrap();
     let err = expect_error_close(&mut a, 1008, "authentication");
     eprintln!("wrong password error: {err}");
-    // A fresh attempt gets a fresh session and can succeed.
+    // A fresh attempt gets a fresh session and can succeed at once (a first
+    // failure is not held against the address).
     let mut b = viewer(&srv, "");
     b.wait(T, |v| v.password_required).expect("PasswordRequired");
     b.password(b"secret").unwrap();
     wait_frames(&mut b, 1);
+}
+
+/// Joiners guessing the session's password: each failure holds the address
+/// off longer (the first is free, then 0.5, 1, 2 s), the 5th locks it out
+/// for 10 s; an attempt
+/// while held off is refused with the time to wait, even with the right
+/// password; other addresses' viewers already joined are not disturbed.
+#[test]
+fn joiner_password_guessing_is_throttled() {
+    let demo = password_demo();
+    let srv = gateway(demo.target());
+    let mut a = viewer(&srv, "");
+    a.wait(T, |v| v.password_required).expect("PasswordRequired");
+    a.password(b"secret").unwrap();
+    wait_frames(&mut a, 1);
+    // (The first wait covers a's own password, counted until the VNC server
+    // accepted it and a's next message cleared it.)
+    for (n, wait_ms) in [600u64, 600, 1100, 2100, 4100].into_iter().enumerate() {
+        std::thread::sleep(Duration::from_millis(wait_ms));
+        let mut g = viewer(&srv, "");
+        g.wait(T, |v| v.password_required).expect("PasswordRequired");
+        g.password(b"guess").unwrap();
+        let err = expect_error_close(&mut g, 1008, "password");
+        assert!(err.contains("wrong password"), "guess {}: {err}", n + 1);
+    }
+    // Locked out for 10 s now: even the right password is refused, with a reason.
+    let mut g = viewer(&srv, "");
+    g.wait(T, |v| v.password_required).expect("PasswordRequired");
+    g.password(b"secret").unwrap();
+    let err = expect_error_close(&mut g, 1008, "too many attempts");
+    let secs: u64 =
+        err.split("retry in ").nth(1).and_then(|r| r.split(' ').next()).and_then(|n| n.parse().ok()).unwrap();
+    assert!((1..=10).contains(&secs), "{err}");
+    // The viewer that joined before keeps its session.
+    wait_frames(&mut a, 1);
+    assert!(a.closed.is_none());
 }
 
 #[test]
@@ -1512,6 +1550,154 @@ fn real_xvnc_typing_reaches_xterm() {
     }
     let _ = term.kill();
     let _ = term.wait();
+}
+
+// ------------------------------------------------- a hostile VNC server
+
+/// A scripted VNC server: RFB 3.8, security None, ServerInit `side`×`side-1`,
+/// then `updates` FramebufferUpdates of 200 DesktopSize rectangles toggling
+/// between `side`×`side` and `side`×`side-1` (2.4 KB each; every update but
+/// the first ends on a size other than the last one's), with a 1×1 Raw
+/// rectangle after each size when `pixels_between`. Reads and discards what
+/// the client sends; holds the connection open until the test ends.
+fn hostile_vnc(updates: usize, pixels_between: bool, side: u16) -> SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    std::thread::spawn(move || {
+        let Ok((mut s, _)) = l.accept() else { return };
+        let mut b = [0u8; 12];
+        s.write_all(b"RFB 003.008\n").unwrap();
+        s.read_exact(&mut b).unwrap();
+        s.write_all(&[1, 1]).unwrap(); // one security type: None
+        s.read_exact(&mut b[..1]).unwrap();
+        s.write_all(&0u32.to_be_bytes()).unwrap(); // SecurityResult OK
+        s.read_exact(&mut b[..1]).unwrap(); // ClientInit
+        let mut init = Vec::new();
+        init.extend_from_slice(&side.to_be_bytes());
+        init.extend_from_slice(&(side - 1).to_be_bytes());
+        init.extend_from_slice(&[32, 24, 0, 1, 0, 255, 0, 255, 0, 255, 16, 8, 0, 0, 0, 0]);
+        init.extend_from_slice(&7u32.to_be_bytes());
+        init.extend_from_slice(b"hostile");
+        s.write_all(&init).unwrap();
+        let mut r = s.try_clone().unwrap();
+        std::thread::spawn(move || while matches!(r.read(&mut [0u8; 4096]), Ok(n) if n > 0) {});
+        let per = if pixels_between { 2 } else { 1 };
+        for n in 0..updates as u16 {
+            let mut u = vec![0, 0];
+            u.extend_from_slice(&(200u16 * per).to_be_bytes());
+            // Each update ends on the other size: one real resize per update.
+            for i in 0..200u16 {
+                for v in [0, 0, side, side - (i + n) % 2] {
+                    u.extend_from_slice(&v.to_be_bytes());
+                }
+                u.extend_from_slice(&(-223i32).to_be_bytes()); // DesktopSize
+                if pixels_between {
+                    u.extend_from_slice(&[0, 0, 0, 0, 0, 1, 0, 1, 0, 0, 0, 0, 9, 9, 9, 0]);
+                    // Raw 1×1
+                }
+            }
+            if s.write_all(&u).is_err() {
+                return;
+            }
+        }
+        std::thread::sleep(Duration::from_secs(60));
+    });
+    addr
+}
+
+/// Issue: 200 DesktopSize rectangles toggling 8192×8192 / 8192×8191 made
+/// the gateway reallocate and clear 256 MiB per rectangle, blocking every
+/// session for ~19 s. Now a run of size rectangles costs one resize, and
+/// the RFB client yields after a bounded amount of work per wakeup: another
+/// session's viewer keeps getting frames during the storm. (Its frame gaps
+/// are printed for the report; no timing is asserted.)
+#[test]
+fn hostile_resize_storm_does_not_stall_other_sessions() {
+    let demo = DemoVnc::start(DemoConfig { width: 320, height: 240, ..DemoConfig::default() });
+    let updates = 5;
+    // The issue's 8192 in release builds (where the printed figures come
+    // from); a quarter of the area in debug builds, so `cargo test` stays
+    // light for the tests running beside it.
+    let side = if cfg!(debug_assertions) { 4096 } else { 8192 };
+    let hostile = hostile_vnc(updates, false, side);
+    let tokens = format!("good: {}\nbad: {hostile}\n", demo.addr);
+    let srv = with_tokens(&tokens, "storm.tokens");
+    let mut good = viewer(&srv, "?token=good");
+    wait_frames(&mut good, 2);
+
+    // The attacker's viewer reads but never acknowledges (at most two frames
+    // are composed for it); it counts the Resize messages of the storm.
+    let (mut bad, _) = tungstenite::connect(srv.url("/ws?token=bad")).expect("hostile session's viewer");
+    bad.send(tungstenite::Message::Binary(v2::enc::hello(2))).unwrap();
+    let t0 = Instant::now();
+    let storm = std::thread::spawn(move || {
+        let mut resizes = 0;
+        while let Ok(m) = bad.read() {
+            if let tungstenite::Message::Binary(b) = m {
+                // Count Resize messages (0x02, u16 width `side` little-endian).
+                let n = b.windows(5).filter(|w| w[0] == v2::t::RESIZE && w[1..3] == side.to_le_bytes()).count();
+                resizes += n;
+                if n > 0 && std::env::var_os("WSVNC_STORM_TRACE").is_some() {
+                    eprintln!("storm +{} ms: {resizes} resizes", t0.elapsed().as_millis());
+                }
+            }
+            if resizes + 1 >= updates || t0.elapsed() > Duration::from_secs(60) {
+                break;
+            }
+        }
+        (resizes, t0.elapsed())
+    });
+    let mut gaps = Vec::new();
+    let mut last = Instant::now();
+    let start_frames = good.frames;
+    while !storm.is_finished() {
+        let before = good.frames;
+        match good.read() {
+            Ok(_) | Err(End::Timeout) => {}
+            Err(e) => panic!("the other session's viewer lost its connection: {e:?}"),
+        }
+        if good.frames > before {
+            gaps.push(last.elapsed());
+            last = Instant::now();
+            if std::env::var_os("WSVNC_STORM_TRACE").is_some() {
+                eprintln!(
+                    "storm +{} ms: frame (gap {} ms)",
+                    t0.elapsed().as_millis(),
+                    gaps.last().unwrap().as_millis()
+                );
+            }
+        }
+        assert!(t0.elapsed() < Duration::from_secs(90), "hang guard: the storm never ended");
+    }
+    let (resizes, storm_time) = storm.join().unwrap();
+    // It got its frames, during and after the storm.
+    wait_frames(&mut good, 1);
+    assert!(good.frames > start_frames, "the other session's viewer got frames");
+    let mut sorted = gaps.clone();
+    sorted.sort();
+    let pct = |p: usize| sorted.get(sorted.len().saturating_sub(1) * p / 100).copied().unwrap_or_default();
+    eprintln!(
+        "resize storm ({side}x{side}): {updates} updates x 200 DesktopSize rects, {resizes} Resize messages seen in {:.2} s; \
+         other session: {} frames, frame gap p50 {} ms, p99 {} ms, max {} ms",
+        storm_time.as_secs_f64(),
+        gaps.len(),
+        pct(50).as_millis(),
+        pct(99).as_millis(),
+        sorted.last().copied().unwrap_or_default().as_millis()
+    );
+}
+
+/// A second size after pixels in the same update ends that session with a
+/// clear error; other sessions are unaffected.
+#[test]
+fn a_second_resize_in_one_update_ends_only_that_session() {
+    let hostile = hostile_vnc(1, true, 300);
+    let mut cfg = common::config();
+    cfg.target = Some(Target::new(TargetAddr::Tcp(hostile)));
+    let srv = common::start(cfg);
+    let mut v = viewer(&srv, "");
+    let err = expect_error_close(&mut v, 1011, "second framebuffer size");
+    eprintln!("hostile server's session ended: {err}");
 }
 
 // ------------------------------------------------------ security types

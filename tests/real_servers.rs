@@ -406,6 +406,28 @@ fn server_name(s: Server) -> &'static str {
     }
 }
 
+/// The X helpers find windows while others are created and destroyed around
+/// them (loops of short-lived `xmessage` windows): `xdotool search` gets
+/// `BadWindow` from XQueryTree when a window dies mid-walk, which once
+/// failed `xvnc_rre` on a fresh machine. Each lookup must still succeed.
+#[test]
+fn x_helpers_survive_windows_coming_and_going() {
+    init_logger();
+    let mut desk = Desktop::xvnc(Auth::None);
+    let mut churn = desk.x_command("sh", "dash");
+    // Two windows at a time, each created, mapped and destroyed in turn.
+    churn.args(["-c", "while :; do xmessage -timeout 1 a & xmessage -timeout 1 b; wait; done"]);
+    desk.spawn_client("churn", churn);
+    let mut c = desk.x_command("xterm", "xterm");
+    c.args(["-T", "wsvnc-still", "-geometry", "20x2+10+10"]);
+    desk.spawn_client("xterm", c);
+    let id = desk.window("wsvnc-still");
+    for i in 0..20u16 {
+        assert_eq!(desk.window("wsvnc-still"), id, "lookup {i}");
+        desk.move_window(&id, 11 + i, 10); // a new position each time: --sync waits for the move
+    }
+}
+
 #[test]
 fn xvnc_raw() {
     check_encoding(Server::Xvnc, encoding::RAW);

@@ -11,11 +11,14 @@ pub mod proto;
 pub mod session;
 
 use std::collections::HashMap;
+use std::net::IpAddr;
+use std::time::Instant;
 
 use slab::Slab;
 
 use crate::config::{Config, Target};
 use crate::rfb::{encoding, RfbConfig};
+use crate::throttle::{addr_key, Blocked, Policy, Throttle};
 pub use session::{Composed, Session};
 
 /// WebSocket path of the gateway (relay mode has `/websockify`).
@@ -46,9 +49,67 @@ pub fn default_encodings() -> Vec<i32> {
     v
 }
 
+/// Password guessing by browsers (joiners checked against the session's
+/// password, and passwords forwarded to the VNC server): throttled per
+/// client address across all sessions and per session key, with
+/// [`crate::throttle`]'s TigerVNC-like policy. Each lockout is logged once.
+#[derive(Debug)]
+pub struct PasswordGuard {
+    by_addr: Throttle<IpAddr>,
+    by_session: Throttle<String>,
+}
+
+impl Default for PasswordGuard {
+    fn default() -> Self {
+        PasswordGuard { by_addr: Throttle::new(Policy::PER_ADDRESS), by_session: Throttle::new(Policy::PER_SESSION) }
+    }
+}
+
+impl PasswordGuard {
+    /// May `peer` try a password for session `key` now? Err: for how long not.
+    pub fn check(&self, peer: IpAddr, key: &str, now: Instant) -> Result<(), Blocked> {
+        let by_addr = self.by_addr.check(&addr_key(peer), now);
+        let by_session = self.by_session.check(&key.to_string(), now);
+        match (by_addr, by_session) {
+            (Err(a), Err(b)) => Err(if a.retry_in >= b.retry_in { a } else { b }),
+            (Err(b), _) | (_, Err(b)) => Err(b),
+            _ => Ok(()),
+        }
+    }
+
+    pub fn failed(&mut self, peer: IpAddr, key: &str, now: Instant) {
+        let a = self.by_addr.failed(&addr_key(peer), now);
+        if a.locked_out {
+            log::warn!("{peer}: too many wrong VNC passwords: address locked out for {} s", a.retry_secs());
+        }
+        let s = self.by_session.failed(&key.to_string(), now);
+        if s.locked_out {
+            log::warn!(
+                "gateway session '{}': too many wrong passwords (last from {peer}): joining locked for {} s",
+                crate::logsafe::esc(key),
+                s.retry_secs()
+            );
+        }
+    }
+
+    pub fn succeeded(&mut self, peer: IpAddr, key: &str) {
+        self.by_addr.succeeded(&addr_key(peer));
+        self.by_session.succeeded(&key.to_string());
+    }
+}
+
+/// Who sends a viewer message, and when: for password throttling.
+pub struct Attempt<'a> {
+    pub guard: &'a mut PasswordGuard,
+    pub peer: IpAddr,
+    pub now: Instant,
+}
+
 /// Every gateway session, by the key viewers asked for.
 pub struct Gateways {
     pub sessions: Slab<Session>,
+    /// Password attempts of all sessions' browsers.
+    pub guard: PasswordGuard,
     by_key: HashMap<String, usize>,
     demo: Option<Target>,
     encodings: Vec<i32>,
@@ -68,6 +129,7 @@ impl Gateways {
         encodings.extend(cfg.vnc_jpeg.map(|q| encoding::JPEG_QUALITY_0 + q as i32));
         Gateways {
             sessions: Slab::new(),
+            guard: PasswordGuard::default(),
             by_key: HashMap::new(),
             demo: None,
             encodings,

@@ -49,6 +49,7 @@ use super::frames::{Lossy, Parts, Request};
 use super::login::{Answer, Ask};
 use super::pacing::{Pacer, Quality};
 use super::proto::{self, BadInput, Input};
+use super::Attempt;
 use crate::fb::{CopyOp, Framebuffer, TileSet};
 use crate::rfb::scancodes::rfb_keycode;
 use crate::rfb::{RfbClient, RfbConfig, RfbError, RfbEvent};
@@ -227,6 +228,10 @@ pub struct Session {
     linger_until: Option<Instant>,
     /// The session has no viewers and no reason to stay: drop it.
     over: bool,
+    /// Address whose password was forwarded to the VNC server (counted as a
+    /// failure until the server accepts it), then, once accepted, whose
+    /// failure record to clear at the next viewer message.
+    vnc_attempt: Option<(std::net::IpAddr, bool)>,
     /// Damage of the update being received, handed to viewers at its end.
     update_damage: TileSet,
     /// Copies logged by the framebuffer during the update being received.
@@ -275,6 +280,7 @@ impl Session {
             linger: Duration::ZERO,
             linger_until: None,
             over: false,
+            vnc_attempt: None,
             update_damage: TileSet::new(0, 0),
             update_copies: Vec::new(),
             want_full: false,
@@ -416,6 +422,9 @@ impl Session {
             }
             RfbEvent::Connected { width, height, name } => {
                 self.phase = Phase::Ready;
+                if let Some((_, accepted)) = &mut self.vnc_attempt {
+                    *accepted = true;
+                }
                 self.name = name;
                 self.update_damage = TileSet::new(width, height);
                 let mut discard = TileSet::new(width, height);
@@ -573,16 +582,21 @@ impl Session {
 
     /// A binary message from viewer `idx`, received at `now`. Server-bound
     /// RFB goes to `to_server`. An error means: close this viewer with that
-    /// code.
+    /// code. `at` says who sent it (password throttling).
     pub fn handle_viewer_message(
         &mut self,
         idx: usize,
         msg: &[u8],
         now: Instant,
         to_server: &mut Vec<u8>,
+        at: &mut Attempt<'_>,
     ) -> Result<(), BadInput> {
         self.tick(now);
-        proto::parse_all(msg, |input| self.viewer_input(idx, input, now, to_server))?;
+        if let Some((peer, true)) = self.vnc_attempt {
+            self.vnc_attempt = None;
+            at.guard.succeeded(peer, &self.key);
+        }
+        proto::parse_all(msg, |input| self.viewer_input(idx, input, now, to_server, at))?;
         self.maybe_request(to_server);
         Ok(())
     }
@@ -593,6 +607,7 @@ impl Session {
         input: Input<'_>,
         now: Instant,
         to_server: &mut Vec<u8>,
+        at: &mut Attempt<'_>,
     ) -> Result<(), BadInput> {
         let policy = |reason| BadInput { code: close::POLICY_VIOLATION, reason };
         let Some(v) = self.viewers.get_mut(idx) else { return Ok(()) };
@@ -611,7 +626,7 @@ impl Session {
         }
         match input {
             Input::ClientHello { .. } => return Err(policy("second ClientHello")),
-            Input::Password(_) | Input::Credentials { .. } => return self.login(idx, &input, to_server),
+            Input::Password(_) | Input::Credentials { .. } => return self.login(idx, &input, to_server, at),
             _ if !v.joined => return Err(policy("input before the session is ready")),
             Input::FrameAck(id) => {
                 // Cumulative (docs/protocol.md): acknowledges `id` and every
@@ -672,8 +687,16 @@ impl Session {
     }
 
     /// A `Password` or `Credentials` message from viewer `idx`: the answer
-    /// for the VNC server, or a joiner's proof that it knows it.
-    fn login(&mut self, idx: usize, input: &Input<'_>, to_server: &mut Vec<u8>) -> Result<(), BadInput> {
+    /// for the VNC server, or a joiner's proof that it knows it. Either way
+    /// throttled per address and per session ([`super::PasswordGuard`]); a
+    /// blocked viewer is closed with "too many attempts, retry in N s".
+    fn login(
+        &mut self,
+        idx: usize,
+        input: &Input<'_>,
+        to_server: &mut Vec<u8>,
+        at: &mut Attempt<'_>,
+    ) -> Result<(), BadInput> {
         let policy = |reason| BadInput { code: close::POLICY_VIOLATION, reason };
         let Some(ask) = self.ask else { return Err(policy("no password was asked for")) };
         let answer = match Answer::of(ask, input) {
@@ -681,8 +704,21 @@ impl Session {
             Some(Err(why)) => return Err(policy(why)),
             None => return Ok(()),
         };
+        let checked =
+            matches!((&self.phase, &self.browser_login), (Phase::NeedPassword, _) | (Phase::Ready, Some(_)));
+        if checked {
+            if let Err(b) = at.guard.check(at.peer, &self.key, at.now) {
+                let why = format!("too many attempts, retry in {} s", b.retry_secs());
+                self.viewers[idx].fail(close::POLICY_VIOLATION, &why);
+                return Ok(());
+            }
+        }
         match (&self.phase, &self.browser_login) {
             (Phase::NeedPassword, _) => {
+                // A failure until the VNC server accepts it (a refusal ends
+                // the session, and with it any chance to count it later).
+                at.guard.failed(at.peer, &self.key, at.now);
+                self.vnc_attempt = Some((at.peer, false));
                 self.viewers[idx].authorized = true;
                 self.phase = Phase::Handshake;
                 let sent = match &answer.username {
@@ -697,9 +733,11 @@ impl Session {
             }
             (Phase::Ready, Some(known)) => {
                 if known.matches(&answer) {
+                    at.guard.succeeded(at.peer, &self.key);
                     self.viewers[idx].authorized = true;
                     self.join(idx);
                 } else {
+                    at.guard.failed(at.peer, &self.key, at.now);
                     self.wrong_login(idx);
                 }
                 Ok(())
@@ -710,10 +748,7 @@ impl Session {
     }
 
     /// A joiner gave another answer than the one that unlocked the session:
-    /// it is refused (1008). This is where a per-address guessing throttle
-    /// plugs in (wsvnc has none yet: each wrong answer costs the guesser a
-    /// new WebSocket, and never reaches the VNC server, so its lockout is
-    /// not triggered).
+    /// it is refused (1008; the guess is counted by the caller).
     fn wrong_login(&mut self, idx: usize) {
         let what = match self.ask {
             Some(Ask::Credentials) => "wrong user name or password",

@@ -17,7 +17,7 @@ use super::stream::Stream;
 use super::{Conn, Ready, Server, BLOCK, DEMO_LISTENER, READS_PER_WAKEUP};
 use crate::config::{Target, TargetAddr};
 use crate::demo::DemoServer;
-use crate::gateway::{Composed, ViewerId, LOW_WATER};
+use crate::gateway::{Attempt, Composed, ViewerId, LOW_WATER};
 use crate::http;
 use crate::ws::{close, Delivery, Event, Limits, WsSession};
 
@@ -94,9 +94,8 @@ impl Server {
 
     /// A WebSocket upgrade on the gateway path.
     pub(crate) fn gateway_attach(&mut self, key: usize, up: http::Upgrade) {
-        let token = http::query_param(&up.query, "token").map(str::to_string);
         let view_only_param = matches!(http::query_param(&up.query, "view_only"), Some("1" | "true"));
-        let target = self.lookup_target(token.as_deref());
+        let (session_key, target) = self.target_for(&up);
         let deflate = crate::ws::deflate::negotiate(&up.extensions);
         let reply = deflate.as_ref().map(|(_, r)| r.clone());
         let resp = http::upgrade_response(&up, reply.as_deref());
@@ -123,7 +122,6 @@ impl Server {
                 return;
             }
         };
-        let session_key = token.unwrap_or_default();
         let sidx = match self.gw.find(&session_key) {
             Some(s) => s,
             None => match self.gateway_open_session(&session_key, &target) {
@@ -219,7 +217,9 @@ impl Server {
                             match ev {
                                 Some(Event::Binary(msg)) => {
                                     if let Some(s) = gw.sessions.get_mut(vid.session) {
-                                        if let Err(bad) = s.handle_viewer_message(vid.viewer, msg, now, &mut to_server)
+                                        let at = &mut Attempt { guard: &mut gw.guard, peer: c.peer.ip(), now };
+                                        if let Err(bad) =
+                                            s.handle_viewer_message(vid.viewer, msg, now, &mut to_server, at)
                                         {
                                             fail = Some((bad.code, bad.reason.to_string()));
                                         }
@@ -438,28 +438,32 @@ impl Server {
                 }
             }
             let mut reads = 0;
-            while failure.is_none() && v.connected && v.ready.readable {
-                if reads == READS_PER_WAKEUP {
-                    more = true;
-                    break;
-                }
-                reads += 1;
-                let spare = v.inbuf.spare(pool);
-                if spare.is_empty() {
-                    failure = Some("VNC server sent a message larger than the gateway accepts".into());
-                    break;
-                }
-                match v.stream.read(spare) {
-                    Ok(0) => {
-                        failure = Some(session.rfb.closed_error().to_string());
+            // Bytes a budgeted RFB client left last time are handled first.
+            let mut backlog = session.rfb.yielded() && !v.inbuf.is_empty();
+            while failure.is_none() && v.connected && (backlog || v.ready.readable) {
+                if !std::mem::take(&mut backlog) {
+                    if reads == READS_PER_WAKEUP {
+                        more = true;
                         break;
                     }
-                    Ok(n) => v.inbuf.commit(n),
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => v.ready.readable = false,
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    Err(e) => {
-                        failure = Some(format!("VNC connection failed: {e}"));
+                    reads += 1;
+                    let spare = v.inbuf.spare(pool);
+                    if spare.is_empty() {
+                        failure = Some("VNC server sent a message larger than the gateway accepts".into());
                         break;
+                    }
+                    match v.stream.read(spare) {
+                        Ok(0) => {
+                            failure = Some(session.rfb.closed_error().to_string());
+                            break;
+                        }
+                        Ok(n) => v.inbuf.commit(n),
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => v.ready.readable = false,
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                        Err(e) => {
+                            failure = Some(format!("VNC connection failed: {e}"));
+                            break;
+                        }
                     }
                 }
                 to_server.clear();
@@ -472,6 +476,11 @@ impl Server {
                 }
                 if !v.outbuf.push(&to_server, pool) {
                     failure = Some("VNC server is not reading".into());
+                }
+                if session.rfb.yielded() {
+                    // Its work budget is spent: other connections first.
+                    more = true;
+                    break;
                 }
             }
             v.inbuf.release_if_empty(pool);

@@ -8,8 +8,14 @@ use std::time::{Duration, Instant};
 
 use super::tests::v2;
 use super::*;
+use crate::gateway::{Attempt, PasswordGuard};
 use crate::rfb::encoding;
 use crate::rfb::security::ard;
+
+/// A loopback browser at `now` with a password guard of its own.
+fn at(now: Instant) -> Attempt<'static> {
+    Attempt { guard: Box::leak(Box::default()), peer: std::net::Ipv4Addr::LOCALHOST.into(), now }
+}
 
 fn be16(v: u16) -> [u8; 2] {
     v.to_be_bytes()
@@ -42,7 +48,7 @@ fn session(n: usize) -> (Session, Vec<usize>) {
     let ids = (0..n)
         .map(|k| {
             let i = s.add_viewer(k, false);
-            s.handle_viewer_message(i, &[0x80, proto::VERSION], t0, &mut Vec::new()).unwrap();
+            s.handle_viewer_message(i, &[0x80, proto::VERSION], t0, &mut Vec::new(), &mut at(t0)).unwrap();
             i
         })
         .collect();
@@ -69,8 +75,15 @@ fn messages(s: &mut Session, i: usize, c: &mut v2::Canvas, now: Instant) -> Vec<
 }
 
 fn viewer_says(s: &mut Session, i: usize, msg: &[u8]) -> (Result<(), BadInput>, Vec<u8>) {
+    viewer_says_to(s, i, msg, &mut PasswordGuard::default())
+}
+
+/// As `viewer_says`, the attempt counted by `guard`.
+fn viewer_says_to(s: &mut Session, i: usize, msg: &[u8], guard: &mut PasswordGuard) -> (Result<(), BadInput>, Vec<u8>) {
     let mut out = Vec::new();
-    let r = s.handle_viewer_message(i, msg, Instant::now(), &mut out);
+    let now = Instant::now();
+    let mut at = Attempt { guard, peer: std::net::Ipv4Addr::LOCALHOST.into(), now };
+    let r = s.handle_viewer_message(i, msg, now, &mut out, &mut at);
     (r, out)
 }
 
@@ -87,20 +100,26 @@ fn connect_none(s: &mut Session, pseudo: &[(i32, &[u8])]) -> Vec<u8> {
     out
 }
 
+/// Apple Remote Desktop's security type and DH parameters (2048-bit
+/// group, server key 4), with no user name configured: the session asks
+/// for a user name and a password.
+fn ard_hello(s: &mut Session) {
+    let mut hello = b"RFB 003.008\n\x01\x1e".to_vec();
+    let prime = ard::tests::ffdhe_2048();
+    hello.extend_from_slice(&[0, 2, 1, 0]);
+    hello.extend_from_slice(&prime);
+    hello.extend_from_slice(&[vec![0; 255], vec![4]].concat());
+    assert_eq!(server(s, &hello), b"RFB 003.008\n\x1e");
+}
+
 #[test]
 fn browser_credentials_log_in_and_joiners_must_give_the_same() {
     let (mut s, ids) = session(2);
     let (a, b) = (ids[0], ids[1]);
     let (mut ca, mut cb) = (v2::Canvas::default(), v2::Canvas::default());
     let t = Instant::now();
-    // Apple Remote Desktop with no user name configured: both viewers are
-    // asked for a user name and a password.
-    let mut hello = b"RFB 003.008\n\x01\x1e".to_vec();
-    let prime = ard::tests::ffdhe_2048();
-    hello.extend_from_slice(&[0, 2, 1, 0]);
-    hello.extend_from_slice(&prime);
-    hello.extend_from_slice(&[vec![0; 255], vec![4]].concat());
-    assert_eq!(server(&mut s, &hello), b"RFB 003.008\n\x1e");
+    // Both viewers are asked for a user name and a password.
+    ard_hello(&mut s);
     assert_eq!(s.phase, Phase::NeedPassword);
     assert!(messages(&mut s, a, &mut ca, t).contains(&v2::Msg::CredentialsRequired));
     assert!(messages(&mut s, b, &mut cb, t).contains(&v2::Msg::CredentialsRequired));
@@ -138,6 +157,33 @@ fn browser_credentials_log_in_and_joiners_must_give_the_same() {
     viewer_says(&mut s, b, &v2::enc::credentials("ünï".as_bytes(), b"wrong")).0.unwrap();
     messages(&mut s, b, &mut cb, t);
     assert_eq!(cb.error.as_deref(), Some("wrong user name or password"));
+}
+
+/// Wrong credentials of joiners count as guesses (`PasswordGuard`): the
+/// second is refused, a third at once is blocked before it is compared,
+/// even when right.
+#[test]
+fn credential_guesses_are_throttled() {
+    let (mut s, ids) = session(1);
+    ard_hello(&mut s);
+    viewer_says(&mut s, ids[0], &v2::enc::credentials(b"u", b"p")).0.unwrap();
+    server(&mut s, &[0, 0, 0, 0]);
+    server(&mut s, &server_init(8, 8));
+    server(&mut s, &update(&[]));
+    let mut guard = PasswordGuard::default();
+    let t = Instant::now();
+    let mut errors = Vec::new();
+    for (k, pw) in [b"x", b"y", b"p"].into_iter().enumerate() {
+        let j = s.add_viewer(10 + k, false);
+        viewer_says_to(&mut s, j, &[0x80, proto::VERSION], &mut guard).0.unwrap();
+        viewer_says_to(&mut s, j, &v2::enc::credentials(b"u", pw), &mut guard).0.unwrap();
+        let mut c = v2::Canvas::default();
+        messages(&mut s, j, &mut c, t);
+        errors.push(c.error);
+    }
+    assert_eq!(errors[0].as_deref(), Some("wrong user name or password"));
+    assert_eq!(errors[1].as_deref(), Some("wrong user name or password"));
+    assert!(errors[2].as_deref().is_some_and(|e| e.starts_with("too many attempts, retry in")), "{errors:?}");
 }
 
 #[test]
