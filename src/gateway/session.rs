@@ -704,8 +704,7 @@ impl Session {
             Some(Err(why)) => return Err(policy(why)),
             None => return Ok(()),
         };
-        let checked =
-            matches!((&self.phase, &self.browser_login), (Phase::NeedPassword, _) | (Phase::Ready, Some(_)));
+        let checked = matches!((&self.phase, &self.browser_login), (Phase::NeedPassword, _) | (Phase::Ready, Some(_)));
         if checked {
             if let Err(b) = at.guard.check(at.peer, &self.key, at.now) {
                 let why = format!("too many attempts, retry in {} s", b.retry_secs());
