@@ -842,6 +842,7 @@ impl Viewer {
     }
 
     /// Read until the gateway asks for a user name and a password (20 s at most).
+    #[cfg(feature = "tls")]
     fn wait_credentials_required(&mut self) {
         let until = Instant::now() + Duration::from_secs(20);
         while !self.v.credentials_required {
