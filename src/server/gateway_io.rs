@@ -339,9 +339,9 @@ impl Server {
     /// now or lingers (`Session::remove_viewer`).
     pub(crate) fn gateway_detach(&mut self, vid: ViewerId) {
         let now = Instant::now();
+        let Some(s) = self.gw.sessions.get_mut(vid.session) else { return };
         let mut to_server = std::mem::take(&mut self.rfb_tmp);
         to_server.clear();
-        let Some(s) = self.gw.sessions.get_mut(vid.session) else { return };
         s.remove_viewer(vid.viewer, now, &mut to_server);
         let (over, linger, label, conn) = (s.is_over(), s.lingering_until(), s.label.clone(), s.conn);
         if over {
