@@ -7,8 +7,9 @@
 //! `token: unix_socket:/path`) per line, `#` comments; or, as websockify reads
 //! it, a directory of such files. wsvnc adds optional words after the address
 //! (ignored by nothing else, since websockify files never have them):
-//! `password=SECRET`, `password-file=PATH`, `view_only`, and for the RFB
-//! security types `username=NAME`, `vnc-ca=PATH`, `vnc-fingerprint=sha256:HEX`.
+//! `password=SECRET`, `password-file=PATH`, `view_only`, `linger=SECS`, and
+//! for the RFB security types `username=NAME`, `vnc-ca=PATH`,
+//! `vnc-fingerprint=sha256:HEX`.
 //! Names are resolved and files read when the token file is read, never per
 //! connection.
 //!
@@ -49,12 +50,26 @@ pub struct Target {
     pub view_only: bool,
     /// User name and TLS certificate checks for the VNC server.
     pub security: TargetSecurity,
+    /// Token word `linger=SECS`: overrides `Config::linger` for this target.
+    pub linger: Option<Duration>,
 }
 
 impl Target {
-    /// No password, not view-only, no security settings.
+    /// No password, not view-only, no security settings, the default linger.
     pub fn new(addr: TargetAddr) -> Target {
-        Target { addr, password: None, view_only: false, security: TargetSecurity::default() }
+        Target { addr, password: None, view_only: false, security: TargetSecurity::default(), linger: None }
+    }
+}
+
+/// Longest `--linger` / `linger=` accepted: a lingering session holds its VNC
+/// connection and framebuffer (up to 256 MiB) with nobody watching.
+pub const MAX_LINGER: Duration = Duration::from_secs(3600);
+
+/// Parse a linger in whole seconds, 0..=MAX_LINGER (0 = off).
+fn linger_secs(v: &str, name: &str) -> Result<Duration, ConfigError> {
+    match v.parse::<u64>() {
+        Ok(n) if n <= MAX_LINGER.as_secs() => Ok(Duration::from_secs(n)),
+        _ => err(format!("{name} wants whole seconds from 0 to {}, not '{v}'", MAX_LINGER.as_secs())),
     }
 }
 
@@ -156,6 +171,9 @@ pub struct Config {
     pub view_only: bool,
     /// Gateway: never send lossy (JPEG) regions to browsers.
     pub lossless: bool,
+    /// Gateway: keep a VNC session this long after its last viewer left
+    /// (`--linger`; zero = end it at once).
+    pub linger: Duration,
     /// Run the built-in demo VNC server and use it as the default target.
     pub demo: bool,
     /// Serve only the demo VNC server on this address (no HTTP).
@@ -201,6 +219,7 @@ impl Default for Config {
             shared: true,
             view_only: false,
             lossless: false,
+            linger: Duration::from_secs(5),
             demo: false,
             demo_server: None,
             demo_size: None,
@@ -286,6 +305,10 @@ OPTIONS:
     --lossless                gateway: never send JPEG to browsers, only exact pixels (more
                               bytes on photo-like content; by default JPEG quality follows each
                               browser's measured link and areas are refined to exact later)
+    --linger SECS             gateway: keep a VNC session (its connection and picture) SECS
+                              after its last viewer left, so a viewer coming back needs no new
+                              VNC login; 0 = end it at once, at most 3600 (token file:
+                              linger=SECS) [default: 5]
     --demo                    run the built-in demo VNC server and use it as the target
     --demo-server ADDR:PORT   run only the demo VNC server on ADDR:PORT (for tests, benchmarks)
     --demo-size WxH           desktop size of the demo VNC server [default: 1024x768]
@@ -511,6 +534,7 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Command, Co
             "--exclusive" => cfg.shared = false,
             "--view-only" => cfg.view_only = true,
             "--lossless" => cfg.lossless = true,
+            "--linger" => cfg.linger = linger_secs(&value(&mut args)?, "--linger")?,
             "--relay-copy" => cfg.relay_splice = false,
             "--demo" => cfg.demo = true,
             "--demo-server" => cfg.demo_server = Some(resolve(&value(&mut args)?, "127.0.0.1")?),
@@ -593,7 +617,7 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Command, Co
         None => None,
     };
     if let Some(addr) = addr {
-        cfg.target = Some(Target { addr, password, view_only: false, security });
+        cfg.target = Some(Target { password, security, ..Target::new(addr) });
     } else if password_file.is_some() || security != TargetSecurity::default() {
         return err("--password-file and --vnc-* apply to --target/--unix-target; give one of them");
     }
@@ -703,6 +727,8 @@ impl TokenTable {
                     target.password = Some(read_password_file(&base.join(p))?);
                 } else if w == "view_only" {
                     target.view_only = true;
+                } else if let Some(v) = w.strip_prefix("linger=") {
+                    target.linger = Some(linger_secs(v, "linger=").map_err(at_line)?);
                 } else {
                     return err(format!("token file line {}: unknown word '{w}'", n + 1));
                 }
@@ -841,6 +867,29 @@ mod tests {
         assert!(run(&["--target", "127.0.0.1:1", "--unix-target", "/x"]).is_err());
         assert!(run(&["--encodings", "zrle,bogus"]).is_err());
         assert!(matches!(parse_args(["--help".to_string()]), Ok(Command::Help)));
+    }
+
+    #[test]
+    fn linger_option_and_token_word() {
+        assert_eq!(run(&[]).unwrap().linger, Duration::from_secs(5), "default");
+        assert_eq!(run(&["--linger", "0"]).unwrap().linger, Duration::ZERO);
+        assert_eq!(run(&["--linger", "3600"]).unwrap().linger, MAX_LINGER);
+        for bad in ["3601", "-1", "2.5", ""] {
+            assert!(run(&["--linger", bad]).is_err(), "--linger {bad:?}");
+        }
+        let t = TokenTable::parse(
+            "a: 127.0.0.1:1 linger=30
+b: 127.0.0.1:2 linger=0
+c: 127.0.0.1:3
+",
+            Path::new("."),
+        )
+        .unwrap();
+        assert_eq!(t.entries["a"].linger, Some(Duration::from_secs(30)));
+        assert_eq!(t.entries["b"].linger, Some(Duration::ZERO));
+        assert_eq!(t.entries["c"].linger, None);
+        let e = TokenTable::parse("a: 127.0.0.1:1 linger=x\n", Path::new(".")).unwrap_err();
+        assert!(e.0.contains("line 1") && e.0.contains("linger="), "{e}");
     }
 
     #[test]

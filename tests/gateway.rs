@@ -32,6 +32,8 @@ struct DemoVnc {
     peers: Arc<Mutex<Vec<Arc<Mutex<DemoServer>>>>>,
     socks: Arc<Mutex<Vec<TcpStream>>>,
     stop: Arc<AtomicBool>,
+    /// Connections the gateway has closed (end of stream seen).
+    closed: Arc<AtomicU64>,
 }
 
 impl DemoVnc {
@@ -46,9 +48,10 @@ impl DemoVnc {
             peers: Arc::default(),
             socks: Arc::default(),
             stop: Arc::default(),
+            closed: Arc::default(),
         };
-        let (start, frozen, peers, socks, stop) =
-            (d.start, d.frozen.clone(), d.peers.clone(), d.socks.clone(), d.stop.clone());
+        let (start, frozen, peers, socks, stop, closed) =
+            (d.start, d.frozen.clone(), d.peers.clone(), d.socks.clone(), d.stop.clone(), d.closed.clone());
         std::thread::spawn(move || {
             while !stop.load(Ordering::SeqCst) {
                 let Ok((sock, _)) = l.accept() else {
@@ -62,8 +65,12 @@ impl DemoVnc {
                 let now = clock(start, &frozen);
                 let demo = Arc::new(Mutex::new(DemoServer::new(&cfg, now)));
                 peers.lock().unwrap().push(demo.clone());
-                let (frozen, stop) = (frozen.clone(), stop.clone());
-                std::thread::spawn(move || serve_demo(sock, demo, start, frozen, stop));
+                let (frozen, stop, closed) = (frozen.clone(), stop.clone(), closed.clone());
+                std::thread::spawn(move || {
+                    if serve_demo(sock, demo, start, frozen, stop) {
+                        closed.fetch_add(1, Ordering::SeqCst);
+                    }
+                });
             }
         });
         d
@@ -75,6 +82,10 @@ impl DemoVnc {
 
     fn connections(&self) -> usize {
         self.peers.lock().unwrap().len()
+    }
+
+    fn closed_by_gateway(&self) -> u64 {
+        self.closed.load(Ordering::SeqCst)
     }
 
     fn peer(&self, i: usize) -> Arc<Mutex<DemoServer>> {
@@ -117,13 +128,14 @@ fn clock(start: Instant, frozen: &AtomicU64) -> u64 {
     }
 }
 
+/// Serve one connection; true when the client (the gateway) closed it.
 fn serve_demo(
     mut sock: TcpStream,
     demo: Arc<Mutex<DemoServer>>,
     start: Instant,
     frozen: Arc<AtomicU64>,
     stop: Arc<AtomicBool>,
-) {
+) -> bool {
     let mut inbuf = Vec::new();
     let mut out = Vec::new();
     demo.lock().unwrap().start(&mut out);
@@ -131,15 +143,15 @@ fn serve_demo(
     while !stop.load(Ordering::SeqCst) {
         if !out.is_empty() {
             if sock.write_all(&out).is_err() {
-                return;
+                return true;
             }
             out.clear();
         }
         match sock.read(&mut b) {
-            Ok(0) => return,
+            Ok(0) => return true,
             Ok(n) => inbuf.extend_from_slice(&b[..n]),
             Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
-            Err(_) => return,
+            Err(_) => return true,
         }
         let now = clock(start, &frozen);
         let mut d = demo.lock().unwrap();
@@ -149,11 +161,12 @@ fn serve_demo(
             }
             Err(_) => {
                 let _ = sock.write_all(&out);
-                return;
+                return false;
             }
         }
         d.poll(now, &mut out);
     }
+    false
 }
 
 // ------------------------------------------------------------ helpers
@@ -161,6 +174,14 @@ fn serve_demo(
 fn gateway(target: Target) -> common::Running {
     let mut cfg = common::config();
     cfg.target = Some(target);
+    common::start(cfg)
+}
+
+/// A gateway whose sessions end with their last viewer (`--linger 0`).
+fn gateway_no_linger(target: Target) -> common::Running {
+    let mut cfg = common::config();
+    cfg.target = Some(target);
+    cfg.linger = Duration::ZERO;
     common::start(cfg)
 }
 
@@ -475,25 +496,44 @@ fn password_demo() -> DemoVnc {
 fn password_asked_from_browser_and_joiners_must_present_it() {
     let demo = password_demo();
     let srv = gateway(demo.target());
-    let mut a = viewer(&srv, "");
-    a.wait(T, |v| v.password_required).expect("PasswordRequired");
-    assert!(a.hello.is_none());
-    a.password(b"secret").unwrap();
-    wait_frames(&mut a, 1);
-
-    let mut b = viewer(&srv, "");
-    b.wait(T, |v| v.password_required).expect("a joiner is asked too");
-    assert!(b.hello.is_none() && b.frames == 0, "no pixels before the password");
-    b.password(b"wrong!").unwrap();
-    expect_error_close(&mut b, 1008, "password");
+    let mut a = viewer_with_password(&srv, b"secret");
+    refused_with_password(&srv, b"wrong!");
     // A first failure costs no delay: a typo is retyped at once.
-
-    let mut c = viewer(&srv, "");
-    c.wait(T, |v| v.password_required).expect("PasswordRequired");
-    c.password(b"secret").unwrap();
-    wait_frames(&mut c, 1);
+    viewer_with_password(&srv, b"secret");
     wait_frames(&mut a, 1);
     assert_eq!(demo.connections(), 1, "joiners share the session");
+}
+
+/// A viewer asked for the password (and shown nothing before it) that
+/// gives `pw` and gets a frame.
+fn viewer_with_password(srv: &common::Running, pw: &[u8]) -> V2 {
+    let mut v = viewer(srv, "");
+    v.wait(T, |v| v.password_required).expect("PasswordRequired");
+    assert!(v.hello.is_none() && v.frames == 0, "no pixels before the password");
+    v.password(pw).unwrap();
+    wait_frames(&mut v, 1);
+    v
+}
+
+/// A viewer asked for the password that gives a wrong `pw`: refused (1008).
+fn refused_with_password(srv: &common::Running, pw: &[u8]) {
+    let mut v = viewer(srv, "");
+    v.wait(T, |v| v.password_required).expect("PasswordRequired");
+    v.password(pw).unwrap();
+    expect_error_close(&mut v, 1008, "wrong password");
+}
+
+/// A session unlocked by a browser's password still asks for it when its
+/// viewer comes back within the linger (and a wrong one gets nothing),
+/// without a new VNC login.
+#[test]
+fn returning_viewer_must_present_the_password_again() {
+    let demo = password_demo();
+    let srv = gateway(demo.target());
+    viewer_with_password(&srv, b"secret").close();
+    refused_with_password(&srv, b"guess");
+    viewer_with_password(&srv, b"secret");
+    assert_eq!(demo.connections(), 1, "one VNC connection, one login");
 }
 
 #[test]
@@ -1416,7 +1456,7 @@ fn real_xvnc_password() {
     std::fs::write(&pwfile, out.stdout).unwrap();
     let pw = pwfile.display().to_string();
     let x = Xvnc::start(2, &["-SecurityTypes", "VncAuth", "-PasswordFile", &pw]);
-    let srv = gateway(x.target());
+    let srv = gateway_no_linger(x.target());
     let mut v = viewer(&srv, "");
     v.wait(T, |v| v.password_required).expect("PasswordRequired");
     v.password(b"s3cret").unwrap();
@@ -1429,6 +1469,37 @@ fn real_xvnc_password() {
     w.password(b"wrong").unwrap();
     let err = expect_error_close(&mut w, 1008, "authentication");
     eprintln!("Xvnc wrong password: {err}");
+}
+
+/// TigerVNC and a lingering session: continuous updates are paused while
+/// nobody watches; a viewer back within the linger gets the picture at once
+/// and then what changed on the X screen meanwhile (Xvnc keeps that damage
+/// for the connection), with no new VNC connection.
+#[test]
+fn real_xvnc_linger_pauses_and_resumes_updates() {
+    let x = Xvnc::start(4, &["-SecurityTypes", "None"]);
+    let mut cfg = common::config();
+    cfg.target = Some(x.target());
+    cfg.linger = Duration::from_secs(30);
+    let srv = common::start(cfg);
+    x.run("xsetroot", &["-solid", "#204060"]);
+    let mut v = viewer(&srv, "");
+    wait_frames(&mut v, 1);
+    wait_equal_x(&mut v, &x);
+    // Close and wait for the gateway's end of the TCP connection: by then it
+    // has detached the viewer and sent the pause.
+    v.ws.close(None).unwrap();
+    assert!(matches!(v.wait_end(T), End::Closed(..) | End::Gone(_)));
+    std::thread::sleep(Duration::from_millis(100));
+    x.run("xsetroot", &["-solid", "#a05010"]);
+    // Updates are paused: however long this takes, the change stays at Xvnc.
+    std::thread::sleep(Duration::from_millis(500));
+    let mut back = viewer(&srv, "");
+    wait_frames(&mut back, 1);
+    assert_eq!(back.pixel(300, 230)[..3], [0x20, 0x40, 0x60], "the picture as it was, at once");
+    wait_equal_x(&mut back, &x);
+    assert_eq!(back.pixel(300, 230)[..3], [0xa0, 0x50, 0x10]);
+    assert_eq!(back.statuses, ["joining the session"], "no new VNC connection");
 }
 
 /// Keys typed in a viewer reach a program on the real desktop: an xterm
@@ -1633,6 +1704,39 @@ fn a_second_resize_in_one_update_ends_only_that_session() {
 
 type UserAndPassword = (Vec<u8>, Vec<u8>);
 
+/// A viewer that leaves and comes back within the linger finds its session
+/// as it was: no new connection to the VNC server (so no new VNC login) and
+/// the whole current desktop from the gateway's framebuffer. Once the
+/// linger has run out with nobody back, the session and its VNC
+/// connection end, and the next viewer starts a new one.
+#[test]
+fn linger_keeps_the_session_for_a_returning_viewer() {
+    let demo = DemoVnc::start(DemoConfig::default());
+    let mut cfg = common::config();
+    cfg.target = Some(demo.target());
+    cfg.linger = Duration::from_secs(4);
+    let srv = common::start(cfg);
+    let mut v = viewer(&srv, "");
+    wait_frames(&mut v, 1);
+    demo.freeze();
+    wait_equal(&mut v, &demo, 0);
+    v.close();
+    let mut back = viewer(&srv, "");
+    wait_equal(&mut back, &demo, 0);
+    assert!(!back.password_required && back.error.is_none());
+    assert_eq!(demo.connections(), 1, "the returning viewer reused the VNC connection");
+    assert_eq!(demo.closed_by_gateway(), 0);
+    back.close();
+    let deadline = Instant::now() + T;
+    while demo.closed_by_gateway() == 0 {
+        assert!(Instant::now() < deadline, "the VNC connection outlived the linger");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let mut later = viewer(&srv, "");
+    wait_frames(&mut later, 1);
+    assert_eq!(demo.connections(), 2, "after the linger a new session");
+}
+
 /// An Apple Remote Desktop server (RFB 3.889, security type 30 only) that
 /// opens the gateway's answer with its own modpow (num-bigint), reports the
 /// credentials on `got`, and serves a 16×16 desktop: SecurityResult ok,
@@ -1711,17 +1815,46 @@ fn ard_server() -> (SocketAddr, std::sync::mpsc::Receiver<UserAndPassword>) {
 
 /// Apple Remote Desktop through the gateway: the user name from the token
 /// file, the password from the browser; the server decrypts exactly those.
-/// Without a configured user name the session fails saying what to set.
 #[test]
 fn ard_user_name_from_the_token_file_password_from_the_browser() {
     let (addr, got) = ard_server();
-    let srv = with_tokens(&format!("mac: {addr} username=bob\nnouser: {addr}\n"), "ard.tokens");
+    let srv = with_tokens(&format!("mac: {addr} username=bob\n"), "ard.tokens");
     let mut v = viewer(&srv, "?token=mac");
     v.wait(T, |v| v.password_required).expect("PasswordRequired");
+    assert!(!v.credentials_required);
     v.password("s3cret ü".as_bytes()).unwrap();
     wait_frames(&mut v, 1);
     assert_eq!(got.recv_timeout(T).unwrap(), (b"bob".to_vec(), "s3cret ü".as_bytes().to_vec()));
-    let mut w = viewer(&srv, "?token=nouser");
-    let err = expect_error_close(&mut w, 1011, "user name");
-    assert!(err.contains("username="), "{err}");
+}
+
+/// Apple Remote Desktop with no user name configured: the browser is asked
+/// for both, the server decrypts exactly what it typed; a password alone
+/// is refused (1008); a joiner must give the same user name and password,
+/// and a wrong one never reaches the VNC server.
+#[test]
+fn ard_without_a_user_name_asks_the_browser_for_both() {
+    let (addr, got) = ard_server();
+    let srv = with_tokens(&format!("nouser: {addr}\n"), "ard-nouser.tokens");
+    let mut v = viewer(&srv, "?token=nouser");
+    v.wait(T, |v| v.credentials_required).expect("CredentialsRequired");
+    assert!(!v.password_required);
+    let mut early = viewer(&srv, "?token=nouser");
+    early.wait(T, |v| v.credentials_required).expect("CredentialsRequired for a second viewer");
+    early.password(b"just a password").unwrap();
+    match early.wait_end(T) {
+        End::Closed(1008, why) => assert!(why.contains("user name"), "{why}"),
+        other => panic!("a password where credentials were asked: {other:?}"),
+    }
+    v.credentials("zoë".as_bytes(), b"pa55 w0rd").unwrap();
+    wait_frames(&mut v, 1);
+    assert_eq!(got.recv_timeout(T).unwrap(), ("zoë".as_bytes().to_vec(), b"pa55 w0rd".to_vec()));
+    let mut wrong = viewer(&srv, "?token=nouser");
+    wrong.wait(T, |v| v.credentials_required).expect("a joiner is asked too");
+    wrong.credentials(b"zoe", b"pa55 w0rd").unwrap();
+    expect_error_close(&mut wrong, 1008, "wrong user name or password");
+    let mut right = viewer(&srv, "?token=nouser");
+    right.wait(T, |v| v.credentials_required).expect("a joiner is asked too");
+    right.credentials("zoë".as_bytes(), b"pa55 w0rd").unwrap();
+    wait_frames(&mut right, 1);
+    assert!(got.try_recv().is_err(), "joiners' answers never reach the VNC server (one login)");
 }

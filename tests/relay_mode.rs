@@ -148,7 +148,7 @@ fn view_only_everywhere_means_no_relay() {
     let srv = Spawned::start_with(|addr| vec!["--view-only".into(), addr.to_string(), target.to_string()]);
     assert_eq!(refused(&srv.url("/websockify")).0, 404);
     // The gateway is still there (and view-only).
-    let (_s, head) = raw_upgrade_with(srv.addr, "/ws", "Sec-WebSocket-Protocol: wsvnc.v1\r\n");
+    let (_s, head) = raw_upgrade_with(srv.addr, "/ws", "Sec-WebSocket-Protocol: wsvnc.v2\r\n");
     assert!(head.starts_with("http/1.1 101"), "{head}");
     drop(srv);
     assert!(accepted.load(Ordering::SeqCst) <= 1, "only the gateway may have connected");

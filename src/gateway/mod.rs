@@ -5,6 +5,7 @@
 
 pub mod encode;
 pub mod frames;
+pub mod login;
 pub mod pacing;
 pub mod proto;
 pub mod session;
@@ -114,6 +115,7 @@ pub struct Gateways {
     encodings: Vec<i32>,
     shared: bool,
     lossless: bool,
+    linger: std::time::Duration,
 }
 
 impl Gateways {
@@ -133,6 +135,7 @@ impl Gateways {
             encodings,
             shared: cfg.shared,
             lossless: cfg.lossless,
+            linger: cfg.linger,
         }
     }
 
@@ -144,9 +147,11 @@ impl Gateways {
         self.demo = Some(t);
     }
 
-    /// The live session for `key`, if any (failed sessions don't count).
+    /// The live session for `key`, if any (failed and finished sessions
+    /// don't count; a lingering one does).
     pub fn find(&self, key: &str) -> Option<usize> {
-        self.by_key.get(key).copied().filter(|s| self.sessions.get(*s).is_some_and(|s| s.failed.is_none()))
+        let live = |s: &Session| s.failed.is_none() && !s.is_over();
+        self.by_key.get(key).copied().filter(|s| self.sessions.get(*s).is_some_and(live))
     }
 
     /// Create a session for `key` connecting to `target`.
@@ -159,6 +164,7 @@ impl Gateways {
         };
         let mut session = Session::new(key.to_string(), target.addr.to_string(), cfg);
         session.lossless = self.lossless;
+        session.linger = target.linger.unwrap_or(self.linger);
         let idx = self.sessions.insert(session);
         self.by_key.insert(key.to_string(), idx);
         idx

@@ -335,14 +335,27 @@ impl Server {
         self.wake_session_at_poll_timeout(sidx);
     }
 
-    /// A viewer's WebSocket is gone.
+    /// A viewer's WebSocket is gone. The session decides whether it ends
+    /// now or lingers (`Session::remove_viewer`).
     pub(crate) fn gateway_detach(&mut self, vid: ViewerId) {
+        let now = Instant::now();
         let Some(s) = self.gw.sessions.get_mut(vid.session) else { return };
-        s.remove_viewer(vid.viewer);
-        if s.viewers.is_empty() {
-            info!("gateway session {} → {}: last viewer left; disconnecting", vid.session, s.label);
+        let mut to_server = std::mem::take(&mut self.rfb_tmp);
+        to_server.clear();
+        s.remove_viewer(vid.viewer, now, &mut to_server);
+        let (over, linger, label, conn) = (s.is_over(), s.lingering_until(), s.label.clone(), s.conn);
+        if over {
+            info!("gateway session {} → {label}: last viewer left; disconnecting", vid.session);
             self.end_session(vid.session);
+        } else if let Some(until) = linger {
+            let secs = until.saturating_duration_since(now).as_secs_f32();
+            info!("gateway session {} → {label}: last viewer left; kept for {secs:.0} s", vid.session);
+            if let (Some(k), false) = (conn, to_server.is_empty()) {
+                self.vnc_send(k, &to_server);
+            }
+            self.wake_session_at_poll_timeout(vid.session);
         }
+        self.rfb_tmp = to_server;
     }
 
     /// Drop a session and its VNC connection. Viewers still attached get
@@ -625,12 +638,19 @@ impl Server {
         }
     }
 
-    pub(crate) fn gateway_timer(&mut self, key: usize, gen: u64, _now: Instant) {
+    pub(crate) fn gateway_timer(&mut self, key: usize, gen: u64, now: Instant) {
         match self.conns.get_mut(key) {
             Some(Conn::Gateway(GatewayConn::Demo(d))) if d.gen == gen => self.drive_demo(key),
             Some(Conn::Gateway(GatewayConn::Vnc(v))) if gen == SESSION_WAKE => {
                 v.wake = None;
                 let sidx = v.session;
+                let Some(s) = self.gw.sessions.get_mut(sidx) else { return };
+                s.handle_timeout(now);
+                if s.is_over() {
+                    info!("gateway session {sidx} → {}: nobody came back; disconnecting", s.label);
+                    self.end_session(sidx);
+                    return;
+                }
                 self.pump_session(sidx);
             }
             _ => {}

@@ -16,7 +16,7 @@ fn at(now: Instant) -> Attempt<'static> {
 }
 
 #[path = "../../../tests/common/v2.rs"]
-mod v2;
+pub(super) mod v2;
 
 /// A session in `Ready` state with a `w × h` framebuffer and `n` viewers
 /// that have joined.
