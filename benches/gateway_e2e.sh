@@ -2,7 +2,7 @@
 # End-to-end gateway benchmark (see examples/gwload.rs for what is measured).
 #
 # Starts the release gateway fresh for every run and drives it with
-# `gwload` (N headless v1 viewers, permessage-deflate like browsers), reads
+# `gwload` (N headless v2 viewers, permessage-deflate like browsers), reads
 # the gateway's CPU (utime+stime, /proc/PID/stat) and RSS over the
 # measurement window, repeats each configuration REPEAT times and prints one
 # table of medians.
@@ -20,6 +20,8 @@
 #
 # Env: PORT (17080) SIZE (1920x1080) SECS (10) WARMUP (3) REPEAT (3)
 #      CONFIGS ("N:SLOW:DEFLATE ..."), NICE (nice -n 5)
+#      WSVNC, GWLOAD: binaries to use instead of building (e.g. an older build, to compare
+#      before/after in the same conditions; gwload must speak that gateway's protocol)
 #      BASELINE=PATH another wsvnc binary (e.g. the build before a change) run as
 #               the gateway right after each run of this one (rows marked "base")
 set -euo pipefail
@@ -35,9 +37,11 @@ NICE=${NICE:-nice -n 5}
 MODE=${MODE:-split}
 VNC_PORT=$((PORT + 1))
 
-cargo build --release --bin wsvnc --example gwload >&2
-WSVNC=target/release/wsvnc
-GWLOAD=target/release/examples/gwload
+if [ -z "${WSVNC:-}" ]; then
+  cargo build --release --bin wsvnc --example gwload >&2
+fi
+WSVNC=${WSVNC:-target/release/wsvnc}
+GWLOAD=${GWLOAD:-target/release/examples/gwload}
 OUT=$(mktemp -d)
 PID=
 VPID=

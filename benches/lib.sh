@@ -36,6 +36,12 @@ stop_group() {
     sleep 0.2
 }
 
+# relay_flag BIN: "--relay" when that wsvnc build has relay mode opt-in (and
+# needs it), nothing for an older build that relays by default.
+relay_flag() {
+    if "$1" --help 2>/dev/null | grep -q -- '--relay '; then echo --relay; fi
+}
+
 wait_port() {
     local port=$1 i
     for i in $(seq 100); do

@@ -65,11 +65,11 @@ start_relay() {
         "TCP-LISTEN:$port,bind=127.0.0.1,reuseaddr,fork,backlog=4096,nodelay" "TCP:127.0.0.1:$sink,nodelay" ;;
     websockify) start "websockify-$port" websockify "127.0.0.1:$port" "127.0.0.1:$sink" ;;
     wsvnc) start "wsvnc-$port" env RUST_LOG=warn "$WSVNC" --listen "127.0.0.1:$port" \
-        --target "127.0.0.1:$sink" --max-connections 30000 ;;
+        --target "127.0.0.1:$sink" --relay --max-connections 30000 ;;
     wsvnc-copy) start "wsvnc-copy-$port" env RUST_LOG=warn "$WSVNC" --listen "127.0.0.1:$port" \
-        --target "127.0.0.1:$sink" --max-connections 30000 --relay-copy ;;
+        --target "127.0.0.1:$sink" --relay --max-connections 30000 --relay-copy ;;
     wsvnc-base) start "wsvnc-base-$port" env RUST_LOG=warn "$BASELINE" --listen "127.0.0.1:$port" \
-        --target "127.0.0.1:$sink" --max-connections 30000 ;;
+        --target "127.0.0.1:$sink" $(relay_flag "$BASELINE") --max-connections 30000 ;;
     esac
     PID_OF_RELAY=$STARTED
     wait_port "$port"

@@ -6,6 +6,12 @@
 //! handshake is ~100 bytes, noise next to a full frame. `memcpy` of the same
 //! RGBA frame is the ceiling.
 //!
+//! With the `tls` feature, group `rfb_tls`: the same frame (Raw, ZRLE) after
+//! a VeNCrypt X509None handshake, so the client decrypts TLS records first
+//! (the server's encryption happens outside the timed part), beside the
+//! plain stream; the handshake itself (in memory, both sides); and the
+//! client's Apple Remote Desktop answer per group size.
+//!
 //! Run: `cargo bench --bench rfb_session -- --warm-up-time 1 --measurement-time 3`.
 
 use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
@@ -89,5 +95,158 @@ fn bench(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bench);
+/// VeNCrypt X509None against an in-memory rustls server: the server's side
+/// of the handshake, then whatever it sends, encrypted.
+#[cfg(feature = "tls")]
+mod tls {
+    use std::io::{Read, Write};
+    use std::sync::Arc;
+
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+    use wsvnc::rfb::security::{tls, SecurityConfig, TlsTrust};
+
+    use super::*;
+
+    pub struct Setup {
+        server: Arc<rustls::ServerConfig>,
+        trust: TlsTrust,
+    }
+
+    impl Setup {
+        pub fn new() -> Setup {
+            let key = rcgen::KeyPair::generate().unwrap();
+            let cert = rcgen::CertificateParams::new(vec!["localhost".to_string()]).unwrap().self_signed(&key).unwrap();
+            #[allow(deprecated)]
+            let provider = Arc::new(rustls::crypto::ring::default_provider());
+            let server = rustls::ServerConfig::builder_with_provider(provider)
+                .with_safe_default_protocol_versions()
+                .unwrap()
+                .with_no_client_auth()
+                .with_single_cert(
+                    vec![CertificateDer::from(cert.der().to_vec())],
+                    PrivateKeyDer::from_pem_slice(key.serialize_pem().as_bytes()).unwrap(),
+                )
+                .unwrap();
+            let trust = TlsTrust {
+                server_name: "localhost".into(),
+                ca_pem: None,
+                fingerprint: Some(tls::fingerprint(cert.der())),
+            };
+            Setup { server: Arc::new(server), trust }
+        }
+
+        /// A client through the handshake (until its ClientInit), and the
+        /// server's connection.
+        pub fn connect(&self, enc: i32) -> (RfbClient, Framebuffer, rustls::ServerConnection) {
+            let cfg = RfbConfig {
+                encodings: vec![enc],
+                security: SecurityConfig { username: None, tls: Some(self.trust.clone()) },
+                ..RfbConfig::default()
+            };
+            let mut client = RfbClient::new(cfg);
+            let mut fb = Framebuffer::new(1, 1);
+            let mut server = rustls::ServerConnection::new(self.server.clone()).unwrap();
+            let mut to_client = b"RFB 003.008\n\x01\x13\x00\x02\x00\x01\x00\x00\x01\x04\x01".to_vec();
+            let mut to_server = Vec::new();
+            let n = client.handle_input(&to_client, &mut fb, &mut to_server).unwrap();
+            assert_eq!(n, to_client.len());
+            to_client.clear();
+            // Client's plain bytes: version, 19, VeNCrypt 0.2, sub-type 260.
+            let hello = to_server.split_off(12 + 1 + 2 + 4);
+            to_server = hello;
+            let mut sent = false;
+            for _ in 0..100 {
+                let n = server.read_tls(&mut &to_server[..]).unwrap();
+                to_server.drain(..n);
+                server.process_new_packets().unwrap();
+                if !server.is_handshaking() && !sent {
+                    server.writer().write_all(&0u32.to_be_bytes()).unwrap(); // SecurityResult
+                    sent = true;
+                }
+                while server.wants_write() {
+                    server.write_tls(&mut to_client).unwrap();
+                }
+                let n = client.handle_input(&to_client, &mut fb, &mut to_server).unwrap();
+                to_client.drain(..n);
+                if sent && to_client.is_empty() && client.encrypted() {
+                    // ClientInit arrives encrypted.
+                    let n = server.read_tls(&mut &to_server[..]).unwrap();
+                    to_server.drain(..n);
+                    server.process_new_packets().unwrap();
+                    let mut b = [0u8; 1];
+                    server.reader().read_exact(&mut b).unwrap();
+                    assert_eq!(b, [1]);
+                    return (client, fb, server);
+                }
+            }
+            panic!("no TLS handshake");
+        }
+    }
+
+    /// The server's ServerInit and updates (`plain`, from the demo), encrypted.
+    pub fn seal(server: &mut rustls::ServerConnection, plain: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        for chunk in plain.chunks(16 * 1024) {
+            server.writer().write_all(chunk).unwrap();
+            while server.wants_write() {
+                server.write_tls(&mut out).unwrap();
+            }
+        }
+        out
+    }
+}
+
+#[cfg(feature = "tls")]
+fn bench_tls(c: &mut Criterion) {
+    use criterion::BatchSize;
+    use wsvnc::rfb::security::ard::DhParams;
+    let setup = tls::Setup::new();
+    let mut g = c.benchmark_group("rfb_tls");
+    g.throughput(Throughput::Elements(W as u64 * H as u64));
+    for (name, enc) in [("raw", encoding::RAW), ("zrle", encoding::ZRLE)] {
+        let stream = capture(enc);
+        // The demo's handshake: version, [1, None], SecurityResult; then
+        // ServerInit (24 bytes + name) and the updates.
+        let after_security = 12 + 2 + 4;
+        let plain = &stream[after_security..];
+        g.bench_function(BenchmarkId::new("plain", name), |b| b.iter(|| decode(&stream, enc)));
+        g.bench_function(BenchmarkId::new("tls", name), |b| {
+            b.iter_batched(
+                || {
+                    let (client, fb, mut server) = setup.connect(enc);
+                    let records = tls::seal(&mut server, plain);
+                    (client, fb, records)
+                },
+                |(mut client, mut fb, records)| {
+                    let mut out = Vec::new();
+                    let n = client.handle_input(black_box(&records), &mut fb, &mut out).expect("decode");
+                    assert_eq!(n, records.len());
+                    fb
+                },
+                BatchSize::LargeInput,
+            )
+        });
+    }
+    g.finish();
+
+    let mut g = c.benchmark_group("rfb_security");
+    g.bench_function("vencrypt_x509none_handshake", |b| b.iter(|| setup.connect(encoding::RAW)));
+    for (bits, prime) in [(1024, 128usize), (2048, 256), (4096, 512)] {
+        // An odd modulus of the size (the cost does not depend on primality).
+        let mut keys = vec![0xc5u8; 2 * prime];
+        keys[prime - 1] |= 1;
+        keys[prime] = 0x11;
+        let params = DhParams::new(2, &keys).unwrap();
+        g.bench_function(BenchmarkId::new("ard_answer", bits), |b| {
+            b.iter(|| params.respond(b"user", b"password").unwrap())
+        });
+    }
+    g.finish();
+}
+
+#[cfg(not(feature = "tls"))]
+fn bench_tls(_: &mut Criterion) {}
+
+criterion_group!(benches, bench, bench_tls);
 criterion_main!(benches);

@@ -57,14 +57,14 @@ start_relay() {
     local name=$1 port=$2 sink=$3
     case $name in
     wsvnc-tls) start "$name-$port" env RUST_LOG=warn "$WSVNC" --listen "127.0.0.1:$port" \
-        --target "127.0.0.1:$sink" --max-connections 30000 --cert "$CERT" --key "$KEY" --ssl-only ;;
+        --target "127.0.0.1:$sink" --relay --max-connections 30000 --cert "$CERT" --key "$KEY" --ssl-only ;;
     websockify-tls) start "$name-$port" websockify --cert "$CERT" --key "$KEY" --ssl-only \
         "127.0.0.1:$port" "127.0.0.1:$sink" ;;
     socat-tls) start "$name-$port" socat -b 65536 \
         "OPENSSL-LISTEN:$port,bind=127.0.0.1,reuseaddr,fork,backlog=4096,cert=$CERT,key=$KEY,verify=0" \
         "TCP:127.0.0.1:$sink,nodelay" ;;
     wsvnc-plain) start "$name-$port" env RUST_LOG=warn "$WSVNC" --listen "127.0.0.1:$port" \
-        --target "127.0.0.1:$sink" --max-connections 30000 ;;
+        --target "127.0.0.1:$sink" --relay --max-connections 30000 ;;
     esac
     PID_OF_RELAY=$STARTED
     wait_port "$port"

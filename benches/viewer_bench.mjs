@@ -2,8 +2,8 @@
 // desktop, in headless Chromium. Run through benches/viewer_vs_novnc.sh.
 //
 //   wsvnc --demo-server 127.0.0.1:19150            the animated demo desktop (30 fps)
-//   wsvnc --listen :19151 --target …:19150          gateway: our viewer at /, protocol v1 at /ws
-//   wsvnc --listen :19152 --target …:19150 --web D  relay: noVNC page from D, /websockify
+//   wsvnc --listen :19151 --target …:19150          gateway: our viewer at /, protocol v2 at /ws
+//   wsvnc --listen :19152 --target …:19150 --relay --web D  relay: noVNC page from D, /websockify
 //
 // Both pages get the same instrumentation (an init script, before any page code):
 // * first pixels: ms from navigation start until ≥ 90 % of a 16×12 grid of points on the
@@ -11,7 +11,8 @@
 // * frames/s: animation frames in which the visible (connected) canvas was drawn on,
 //   counted over a 5 s window after 1 s of warm-up;
 // * main-thread ms/frame: time inside WebSocket message handlers (noVNC decodes RFB and
-//   draws there; our viewer parses protocol v1 and draws there), per counted frame;
+//   draws there; our viewer parses protocol v2 there and draws in a promise callback once a frame's images are
+//   decoded, which this does not count: see the canvas column), per counted frame;
 // * canvas ms/frame: time inside fillRect/putImageData/drawImage on any canvas, per frame;
 // * WS KiB/s: WebSocket payload received (after permessage-deflate inflation), and the
 //   bytes the server put on the wire for the whole session (its log line at close);
@@ -24,12 +25,14 @@ import os from 'node:os';
 import path from 'node:path';
 
 import { assertRunning, killAll, sleep, spawnTracked, tcpReady, waitFor } from '../tests/browser/lib.mjs';
-import { ROOT, WSVNC, assertPortFree, launchChromium, startWsvnc } from '../tests/viewer/harness.mjs';
+import { ROOT, WSVNC, assertPortFree, launchChromium, startWsvnc, testOffset } from '../tests/viewer/harness.mjs';
 
 const RUNS = Number(process.env.RUNS || 5);
 const WINDOW_MS = Number(process.env.WINDOW_MS || 5000);
 const WARMUP_MS = 1000;
-const PORT = { demo: 19150, gateway: 19151, relay: 19152 };
+// + 1000 per WSVNC_TEST_OFFSET step, so parallel checkouts do not collide.
+const PORT = Object.fromEntries(Object.entries({ demo: 19150, gateway: 19151, relay: 19152 })
+  .map(([k, v]) => [k, v + 1000 * testOffset()]));
 const NOVNC = path.join(ROOT, 'tests', 'browser', 'node_modules', '@novnc', 'novnc');
 
 // The instrumentation, injected into both pages before their own scripts.
@@ -90,7 +93,7 @@ const INSTRUMENT = `(() => {
 })();`;
 
 // noVNC's RFB class on a bare page, as tests/browser/page/index.html embeds it. The script
-// is a file of its own: wsvnc's Content-Security-Policy allows no inline scripts.
+// is a file of its own, so the page also works under a strict --web-csp.
 const NOVNC_PAGE = `<!doctype html>
 <html><head><meta charset="utf-8"><title>noVNC bench</title>
 <style>html,body{margin:0;background:#000}#screen{width:1024px;height:768px}</style>
@@ -169,7 +172,7 @@ async function run() {
     const target = ['--target', `127.0.0.1:${PORT.demo}`];
     await startDemo();
     const ours = await startWsvnc('bench-gateway', PORT.gateway, target);
-    const theirs = await startWsvnc('bench-relay', PORT.relay, [...target, '--web', web]);
+    const theirs = await startWsvnc('bench-relay', PORT.relay, [...target, '--relay', '--web', web]);
     browser = await launchChromium();
     const clients = [
       { name: 'wsvnc viewer (gateway)', url: `${ours.url}?resize=0`, server: ours, runs: [] },

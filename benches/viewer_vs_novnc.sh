@@ -8,7 +8,8 @@
 #   WSVNC_BIN=target/debug/wsvnc benches/viewer_vs_novnc.sh   (skips the release build)
 #
 # Needs: chromium (Debian), node 20, npm (playwright-core in tests/viewer, @novnc/novnc in
-# tests/browser: installed here with `npm ci` when missing). Uses 127.0.0.1:19150-19152.
+# tests/browser: installed here with `npm ci` when missing). Uses 127.0.0.1:19150-19152
+# (+ 1000 · WSVNC_TEST_OFFSET).
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"

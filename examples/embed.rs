@@ -23,11 +23,8 @@ fn main() -> std::io::Result<()> {
 
     let cfg = Config {
         listen: listen.parse().expect("listen address, e.g. 127.0.0.1:6080"),
-        target: Some(Target {
-            addr: TargetAddr::Tcp(vnc.parse().expect("VNC server address, e.g. 127.0.0.1:5900")),
-            password: None, // the browser is asked if the VNC server wants one
-            view_only: false,
-        }),
+        // No password: the browser is asked if the VNC server wants one.
+        target: Some(Target::new(TargetAddr::Tcp(vnc.parse().expect("VNC server address, e.g. 127.0.0.1:5900")))),
         max_connections: 64, // a small appliance
         ..Config::default()
     };

@@ -1,5 +1,5 @@
 //! gwload: end-to-end load for gateway mode. N headless browser-protocol
-//! v1 viewers (docs/protocol.md) on one wsvnc gateway, each on its own
+//! v2 viewers (docs/protocol.md) on one wsvnc gateway, each on its own
 //! thread, each parsing every message into an RGBA canvas and acking every
 //! frame as a browser does; optionally slow viewers reading at a fixed rate.
 //!
@@ -29,8 +29,8 @@
 //!        [--pid GATEWAY_PID] [--vnc-pid VNC_SERVER_PID]
 //! Prints a human summary and one `RESULT key=value ...` line.
 
-#[path = "../tests/common/v1.rs"]
-mod v1;
+#[path = "../tests/common/v2.rs"]
+mod v2;
 
 use std::io::{self, Read, Write};
 use std::net::TcpStream;
@@ -39,7 +39,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use flate2::{Decompress, FlushDecompress, Status};
-use v1::{enc, Canvas, Msg};
+use v2::{enc, Canvas, Msg};
 
 // ------------------------------------------------------------ WebSocket client
 
@@ -69,7 +69,7 @@ impl WsClient {
             sock,
             "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
              Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\
-             Sec-WebSocket-Protocol: wsvnc.v1\r\n{ext}\r\n"
+             Sec-WebSocket-Protocol: wsvnc.v2\r\n{ext}\r\n"
         )?;
         let mut c = WsClient {
             sock,
@@ -95,8 +95,8 @@ impl WsClient {
         if !head.starts_with("http/1.1 101") {
             return Err(io::Error::other(format!("no upgrade: {}", head.lines().next().unwrap_or(""))));
         }
-        if !head.contains("sec-websocket-protocol: wsvnc.v1") {
-            return Err(io::Error::other("subprotocol wsvnc.v1 not echoed"));
+        if !head.contains("sec-websocket-protocol: wsvnc.v2") {
+            return Err(io::Error::other("subprotocol wsvnc.v2 not echoed"));
         }
         if let Some(line) = head.lines().find(|l| l.starts_with("sec-websocket-extensions:")) {
             if line.contains("permessage-deflate") {
@@ -273,7 +273,7 @@ fn run_viewer(
     let result = (|| -> io::Result<()> {
         let mut ws = WsClient::connect(&addr, &path, deflate, rate)?;
         ws.sock.set_read_timeout(Some(Duration::from_secs(1)))?;
-        ws.send(&enc::hello(1))?;
+        ws.send(&enc::hello(v2::VERSION))?;
         let mut canvas = Canvas::default();
         // Probe state: the spot the pointer was sent to and when.
         let mut pending: Option<(u16, u16, Instant)> = None;

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # scripts/deps.sh — install what the tests need, when it is missing.
 #
-# Usage: scripts/deps.sh [apt] [browser] [autobahn]     (no argument: all three)
+# Usage: scripts/deps.sh [apt] [browser] [autobahn] [cross] [fuzz]   (no argument: all five)
 #
 #   apt       Debian packages (Xvnc, xterm, Chromium, ImageMagick, ...), checked
 #             one by one with dpkg-query; `apt-get update` + install only when
@@ -15,6 +15,13 @@
 #             bootstrapped from PyPI wheels; pinned packages installed
 #             --no-deps. Rebuilt only when the recipe below changes.
 #             Entry points: .deps/py27/bin/python2.7, .deps/py27/bin/wstest.
+#   fuzz      a nightly Rust toolchain (rustup) and cargo-fuzz (cargo install
+#             --locked), for the fuzz step.
+#   cross     for scripts/cross.sh (run `apt` first): the rustup targets
+#             x86_64-unknown-linux-musl and aarch64-unknown-linux-musl, and
+#             qemu-aarch64 registered with binfmt_misc (flags F: found from inside
+#             containers too), so that aarch64 test binaries can exec the aarch64
+#             wsvnc binary.
 #
 # Runs as root with no standard input (CI). Prints what it installs; any
 # failure stops it with a message and a non-zero exit.
@@ -36,14 +43,27 @@ APT_PACKAGES=(
     fonts-dejavu-core
     # browser test
     chromium imagemagick
-    # relays and plumbing; openssl makes the test CA (scripts/test-ca.sh),
-    # nginx is the reverse proxy of the TLS-termination test (tests/proxy)
-    socat websockify ca-certificates openssl nginx
+    # photo content (Tight JPEG test) and an ARGB cursor theme (cursor test)
+    gnome-backgrounds adwaita-icon-theme
+    # relays and plumbing; noVNC's pages as Debian ships them (websockify-compat test);
+    # openssl makes the test CA (scripts/test-ca.sh), nginx is the reverse proxy
+    # of the TLS-termination test (tests/proxy)
+    socat websockify novnc ca-certificates curl openssl nginx
+    # benches/slow_links.sh: network namespaces
+    iproute2
     # python3 (bootstrap of the Python 2.7 environment)
     python3 python3-venv python3-pip gcc libc6-dev
+    # RFB security tests: AES for the independent ARD vectors
+    # (scripts/ard_vectors.py), db_load for the test-only PAM user database
+    # of X509Plain (docs/testing-real-servers.md), openssl for test CAs
+    python3-cryptography db-util openssl
     # shared libraries the Debian 11 python2.7 build links against
     libbz2-1.0 libcrypt1 libdb5.3 libexpat1 libncursesw6 libnsl2 libreadline8
     libsqlite3-0 libtinfo6 libtirpc3 zlib1g
+    # static musl builds and the aarch64 tests under qemu-user (scripts/cross.sh)
+    gcc-aarch64-linux-gnu musl-tools qemu-user-static
+    # the fleet test (HAProxy, test CA, socket table) and the container image (scripts/image.sh)
+    haproxy openssl iproute2 curl jq buildah umoci runc
 )
 
 apt_missing() {
@@ -242,16 +262,59 @@ EOF
     log "autobahn: done in $((SECONDS - t0)) s ($PY27/bin/wstest)"
 }
 
+# ---------------------------------------------------------------- fuzz
+
+do_fuzz() {
+    command -v rustup >/dev/null 2>&1 || die "fuzz: rustup not found (the fuzz step needs a nightly toolchain)"
+    if ! rustup toolchain list | grep -q '^nightly'; then
+        log "fuzz: installing the nightly toolchain (rustup, minimal profile)"
+        rustup toolchain install nightly --profile minimal </dev/null || die "fuzz: cannot install rust nightly"
+    fi
+    if cargo fuzz --version >/dev/null 2>&1; then
+        log "fuzz: $(cargo fuzz --version) present"
+        return
+    fi
+    log "fuzz: cargo install cargo-fuzz --locked"
+    cargo install cargo-fuzz --locked </dev/null || die "fuzz: cargo install cargo-fuzz failed"
+}
+
+# ---------------------------------------------------------------- cross (scripts/cross.sh)
+
+do_cross() {
+    command -v rustup >/dev/null 2>&1 || die "cross: rustup not found (the musl targets come from rustup)"
+    local t installed
+    installed=$(rustup target list --installed)
+    for t in x86_64-unknown-linux-musl aarch64-unknown-linux-musl; do
+        if grep -qx "$t" <<<"$installed"; then continue; fi
+        log "cross: rustup target add $t"
+        rustup target add "$t" </dev/null
+    done
+    local conf=/usr/lib/binfmt.d/qemu-aarch64.conf dir=/proc/sys/fs/binfmt_misc
+    [ -f "$conf" ] || die "cross: $conf missing (Debian package qemu-user-static; run: scripts/deps.sh apt)"
+    if ! mountpoint -q "$dir"; then
+        log "cross: mounting binfmt_misc on $dir"
+        mount -t binfmt_misc binfmt_misc "$dir" || die "cross: cannot mount binfmt_misc (not root, or no kernel support)"
+    fi
+    if [ ! -e "$dir/qemu-aarch64" ]; then
+        log "cross: registering qemu-aarch64 with binfmt_misc ($conf)"
+        grep -v '^#' "$conf" | head -1 >"$dir/register"
+    fi
+    [ "$(head -1 "$dir/qemu-aarch64")" = enabled ] || echo 1 >"$dir/qemu-aarch64"
+    log "cross: rustup musl targets present; qemu-aarch64 registered ($(grep ^flags "$dir/qemu-aarch64"))"
+}
+
 # ---------------------------------------------------------------- main
 
 steps=("$@")
-[ ${#steps[@]} -gt 0 ] || steps=(apt browser autobahn)
+[ ${#steps[@]} -gt 0 ] || steps=(apt browser autobahn cross fuzz)
 for s in "${steps[@]}"; do
     case "$s" in
         apt) do_apt ;;
         browser) do_browser ;;
         autobahn) do_autobahn ;;
-        *) die "unknown step '$s' (apt, browser, autobahn)" ;;
+        cross) do_cross ;;
+        fuzz) do_fuzz ;;
+        *) die "unknown step '$s' (apt, browser, autobahn, cross, fuzz)" ;;
     esac
 done
 log "all requested steps done: ${steps[*]}"

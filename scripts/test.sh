@@ -7,13 +7,22 @@
 #       deps      scripts/deps.sh: apt packages (Xvnc, x11vnc, Xvfb, xterm,
 #                 chromium, ...), npm packages, the Autobahn Python 2.7 venv
 #       cargo     cargo test (unit + integration tests, incl. real Xvnc/x11vnc,
-#                 TLS with a test CA, a real nginx in front of wsvnc)
+#                 TLS with a test CA, a real nginx in front of wsvnc), and a
+#                 check of the build without the `tls` feature
 #       autobahn  the Autobahn testsuite (groups 1-13) against examples/echo
 #       novnc     noVNC 1.7 in Chromium through wsvnc's relay mode to Xvnc,
 #                 plain and over wss://
 #       viewer    wsvnc's own viewer in Chromium (mock gateway + real Xvnc;
 #                 over https/wss; behind nginx terminating TLS)
 #       footprint stripped release binary <= 2 MiB, idle gateway RSS <= 4 MiB
+#       cross     static musl builds for x86_64 and aarch64 (sizes), and the unit and
+#                 integration tests for aarch64 under qemu-user (scripts/cross.sh)
+#       image     the FROM-scratch container image: built from the Dockerfile by
+#                 buildah, run under runc for amd64 and arm64 (scripts/image.sh)
+#       fleet     three instances behind a real HAProxy: routing by token, TLS,
+#                 failover and rejoin, Chromium viewers (tests/fleet)
+#       fuzz      every cargo-fuzz target (fuzz/) for a fixed number of runs
+#                 from the committed seed corpus (docs/fuzzing.md)
 #
 # Every step must pass; nothing is skipped because a server or browser is
 # missing (deps installs them, and the tests fail loudly without them).
@@ -23,7 +32,7 @@ set -uo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 export CARGO_TERM_COLOR=never
-ALL_STEPS=(deps cargo autobahn novnc viewer footprint)
+ALL_STEPS=(deps cargo autobahn novnc viewer footprint cross image fleet fuzz)
 STEPS=("$@")
 [ ${#STEPS[@]} -gt 0 ] || STEPS=("${ALL_STEPS[@]}")
 
@@ -61,7 +70,7 @@ wait_port() {
     return 1
 }
 
-step_deps() { scripts/deps.sh apt browser autobahn && (cd tests/viewer && deps_viewer); }
+step_deps() { scripts/deps.sh apt browser autobahn cross fuzz && (cd tests/viewer && deps_viewer) && (cd tests/fleet && deps_viewer); }
 deps_viewer() {
     # tests/viewer has its own package.json (playwright-core, ws).
     local want have=""
@@ -72,7 +81,9 @@ deps_viewer() {
     printf '%s\n' "$want" > node_modules/.wsvnc-lock.sha256
 }
 
-step_cargo() { cargo test --locked; }
+# The `tls` feature (rustls, VeNCrypt) is on by default; the build without
+# it must keep compiling (and refusing VeNCrypt X509 with a message).
+step_cargo() { cargo test --locked && cargo check --locked --no-default-features --all-targets; }
 
 step_autobahn() {
     release_build || return 1
@@ -90,7 +101,7 @@ step_novnc() {
     release_build || return 1
     # The test page comes from the test's own static server (another origin),
     # as with websockify, which accepts any Origin by default.
-    local relay="$ROOT/target/release/wsvnc --listen {listen} --target {target} --allow-origin *"
+    local relay="$ROOT/target/release/wsvnc --listen {listen} --target {target} --relay --allow-origin *"
     tests/browser/run.sh "$relay" || return 1
     # Again over wss:// (TLS only), with a throwaway CA.
     local ca
@@ -110,6 +121,47 @@ step_viewer() {
 step_footprint() {
     release_build || return 1
     scripts/footprint.sh target/release/wsvnc
+}
+
+# Runs per fuzz target: a short, fixed amount of work so CI catches a
+# regression on the seed corpus and its near neighbours; long campaigns are
+# run by hand (docs/fuzzing.md). FUZZ_RUNS=N overrides for every target.
+FUZZ_RUNS=${FUZZ_RUNS:-}
+step_fuzz() {
+    local targets t runs out rc=0
+    targets=$(cd fuzz && cargo +nightly fuzz list) || return 1
+    (cd fuzz && cargo +nightly fuzz build -O) || return 1
+    out=$(mktemp -d)
+    for t in $targets; do
+        # About 10 s each on an idle 2-core VM, a minute on a loaded one (execs/s
+        # measured on a loaded one:
+        # token_file 19k, browser_proto/jwt 7k, http_route 5k, rfb_client
+        # 1.1k, ws_session 0.8k).
+        case $t in
+            rfb_client|ws_session) runs=${FUZZ_RUNS:-16000} ;;
+            http_route|browser_proto|jwt) runs=${FUZZ_RUNS:-100000} ;;
+            *) runs=${FUZZ_RUNS:-300000} ;;
+        esac
+        mkdir -p "$out/$t"
+        echo "[test] fuzz $t: $runs runs"
+        # New inputs go to a scratch corpus; the committed seeds are only read.
+        if ! (cd fuzz && cargo +nightly fuzz run -O "$t" "$out/$t" "corpus/$t" -- \
+                -runs="$runs" -seed=1 -timeout=10 -rss_limit_mb=3072 -print_final_stats=1 2>&1 | tail -n 12); then
+            echo "[test] fuzz $t FAILED (crash input in fuzz/artifacts/$t/)" >&2
+            rc=1
+        fi
+    done
+    rm -rf "$out"
+    return $rc
+}
+
+step_cross() { scripts/cross.sh build test; }
+
+step_image() { scripts/image.sh; }
+
+step_fleet() {
+    release_build || return 1
+    (cd tests/fleet && WSVNC_BIN="$ROOT/target/release/wsvnc" npm test)
 }
 
 for step in "${STEPS[@]}"; do

@@ -18,10 +18,12 @@ pub mod demo;
 pub mod fb;
 pub mod gateway;
 pub mod http;
+pub mod logsafe;
 pub mod rfb;
 pub mod server;
+pub mod throttle;
 pub mod transport;
 pub mod ws;
 
-pub use config::{Config, Target, TargetAddr};
+pub use config::{Config, Target, TargetAddr, TargetSecurity};
 pub use server::{Server, Stats, StopHandle};

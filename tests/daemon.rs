@@ -18,7 +18,7 @@ use wsvnc::{Target, TargetAddr};
 fn shutdown_on(sig: libc::c_int) {
     let target = tcp_echo();
     let addr = free_addr();
-    let d = Daemon::start(&["--listen", &addr.to_string(), "--target", &target.to_string()], addr);
+    let d = Daemon::start(&["--listen", &addr.to_string(), "--target", &target.to_string(), "--relay"], addr);
     let mut ws = connect(&format!("ws://{addr}/websockify"));
     ws.send(Message::Binary(b"ping".to_vec())).unwrap();
     assert_eq!(ws.read().unwrap(), Message::Binary(b"ping".to_vec()));
@@ -83,6 +83,12 @@ fn bad_command_line_exits_2_with_a_message() {
         "--key",
         "--ssl-only",
         "--trusted-proxy",
+        "--relay",
+        "--ws-idle-timeout",
+        "--token-plugin",
+        "--token-source",
+        "--target-config",
+        "--web-csp",
     ] {
         assert!(text.contains(opt), "--help does not explain {opt}");
     }
@@ -90,7 +96,8 @@ fn bad_command_line_exits_2_with_a_message() {
 
 fn relay_cfg(target: SocketAddr) -> wsvnc::Config {
     let mut cfg = config();
-    cfg.target = Some(Target { addr: TargetAddr::Tcp(target), password: None, view_only: false });
+    cfg.relay = true;
+    cfg.target = Some(Target::new(TargetAddr::Tcp(target)));
     cfg
 }
 
@@ -182,7 +189,8 @@ fn unix_socket_target() {
         std::thread::sleep(Duration::from_secs(2));
     });
     let mut cfg = config();
-    cfg.target = Some(Target { addr: TargetAddr::Unix(path.clone()), password: None, view_only: false });
+    cfg.relay = true;
+    cfg.target = Some(Target::new(TargetAddr::Unix(path.clone())));
     let srv = start(cfg);
     let mut ws = connect(&srv.url("/websockify"));
     ws.send(Message::Binary(b"unix".to_vec())).unwrap();
@@ -229,7 +237,7 @@ fn out_of_file_descriptors_refuses_with_503_instead_of_hanging() {
     let target = tcp_echo();
     let addr = free_addr();
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_wsvnc"));
-    cmd.args(["--listen", &addr.to_string(), "--target", &target.to_string()])
+    cmd.args(["--listen", &addr.to_string(), "--target", &target.to_string(), "--relay"])
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
         .stderr(Stdio::null());
@@ -286,7 +294,7 @@ fn web_dir_files_are_served_off_the_loop_in_request_order() {
     let srv = start(cfg);
     let mut s = std::net::TcpStream::connect(srv.addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    s.write_all(b"GET /a.js HTTP/1.1\r\nHost: x\r\n\r\nGET /missing.js HTTP/1.1\r\nHost: x\r\n\r\nGET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    s.write_all(b"GET /a.js HTTP/1.1\r\nHost: localhost\r\n\r\nGET /missing.js HTTP/1.1\r\nHost: localhost\r\n\r\nGET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
         .unwrap();
     let mut all = String::new();
     s.read_to_string(&mut all).unwrap();
@@ -304,7 +312,7 @@ fn pipelined_requests_that_are_never_read_hold_one_response() {
     let srv = Spawned::start(&[]);
     let before = srv.rss_kib();
     let mut conns = Vec::new();
-    let req = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n".repeat(1400);
+    let req = b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n".repeat(1400);
     for _ in 0..10 {
         let mut s = std::net::TcpStream::connect(srv.addr).unwrap();
         s.set_write_timeout(Some(Duration::from_secs(5))).unwrap();
@@ -315,7 +323,7 @@ fn pipelined_requests_that_are_never_read_hold_one_response() {
     let grown = srv.rss_kib().saturating_sub(before);
     assert!(grown < 4 * 1024, "RSS grew by {grown} KiB for 10 clients that never read");
     // The server still answers everyone else.
-    let r = http_raw(srv.addr, b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    let r = http_raw(srv.addr, b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
     assert_eq!(status_of(&r), 200);
 }
 
@@ -329,7 +337,7 @@ fn ping_flood_from_a_client_that_never_reads_is_bounded() {
     ping.extend(std::iter::repeat_n(0u8, 125));
     let flood = ping.repeat(8192); // ~1 MiB of pings, answered by ~1 MiB of pongs
     let echo = tcp_echo().to_string();
-    for (args, path) in [(&["--demo"][..], "/ws"), (&["--target", &echo][..], "/websockify")] {
+    for (args, path) in [(&["--demo"][..], "/ws"), (&["--target", &echo, "--relay"][..], "/websockify")] {
         let srv = Spawned::start(args);
         let mut socks = Vec::new();
         // The demo session (its framebuffers) is up before the measurement.

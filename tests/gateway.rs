@@ -1,11 +1,11 @@
 //! Gateway mode end to end: a real wsvnc server in-process, real TCP VNC
 //! servers (the demo VNC server behind a small blocking harness that gives
-//! ground truth, and scripted bad servers), and headless v1 viewers
-//! (tests/common/v1.rs). Only generous timeouts, no timing assertions.
+//! ground truth, and scripted bad servers), and headless v2 viewers
+//! (tests/common/v2.rs). Only generous timeouts, no timing assertions.
 
 mod common;
-#[path = "common/v1.rs"]
-mod v1;
+#[path = "common/v2.rs"]
+mod v2;
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use v1::{End, Msg, V1};
+use v2::{End, Msg, V2};
 use wsvnc::demo::{DemoConfig, DemoServer};
 use wsvnc::{Target, TargetAddr};
 
@@ -32,6 +32,8 @@ struct DemoVnc {
     peers: Arc<Mutex<Vec<Arc<Mutex<DemoServer>>>>>,
     socks: Arc<Mutex<Vec<TcpStream>>>,
     stop: Arc<AtomicBool>,
+    /// Connections the gateway has closed (end of stream seen).
+    closed: Arc<AtomicU64>,
 }
 
 impl DemoVnc {
@@ -46,9 +48,10 @@ impl DemoVnc {
             peers: Arc::default(),
             socks: Arc::default(),
             stop: Arc::default(),
+            closed: Arc::default(),
         };
-        let (start, frozen, peers, socks, stop) =
-            (d.start, d.frozen.clone(), d.peers.clone(), d.socks.clone(), d.stop.clone());
+        let (start, frozen, peers, socks, stop, closed) =
+            (d.start, d.frozen.clone(), d.peers.clone(), d.socks.clone(), d.stop.clone(), d.closed.clone());
         std::thread::spawn(move || {
             while !stop.load(Ordering::SeqCst) {
                 let Ok((sock, _)) = l.accept() else {
@@ -62,8 +65,12 @@ impl DemoVnc {
                 let now = clock(start, &frozen);
                 let demo = Arc::new(Mutex::new(DemoServer::new(&cfg, now)));
                 peers.lock().unwrap().push(demo.clone());
-                let (frozen, stop) = (frozen.clone(), stop.clone());
-                std::thread::spawn(move || serve_demo(sock, demo, start, frozen, stop));
+                let (frozen, stop, closed) = (frozen.clone(), stop.clone(), closed.clone());
+                std::thread::spawn(move || {
+                    if serve_demo(sock, demo, start, frozen, stop) {
+                        closed.fetch_add(1, Ordering::SeqCst);
+                    }
+                });
             }
         });
         d
@@ -75,6 +82,10 @@ impl DemoVnc {
 
     fn connections(&self) -> usize {
         self.peers.lock().unwrap().len()
+    }
+
+    fn closed_by_gateway(&self) -> u64 {
+        self.closed.load(Ordering::SeqCst)
     }
 
     fn peer(&self, i: usize) -> Arc<Mutex<DemoServer>> {
@@ -100,7 +111,7 @@ impl DemoVnc {
     }
 
     fn target(&self) -> Target {
-        Target { addr: TargetAddr::Tcp(self.addr), password: None, view_only: false }
+        Target::new(TargetAddr::Tcp(self.addr))
     }
 }
 
@@ -117,13 +128,14 @@ fn clock(start: Instant, frozen: &AtomicU64) -> u64 {
     }
 }
 
+/// Serve one connection; true when the client (the gateway) closed it.
 fn serve_demo(
     mut sock: TcpStream,
     demo: Arc<Mutex<DemoServer>>,
     start: Instant,
     frozen: Arc<AtomicU64>,
     stop: Arc<AtomicBool>,
-) {
+) -> bool {
     let mut inbuf = Vec::new();
     let mut out = Vec::new();
     demo.lock().unwrap().start(&mut out);
@@ -131,15 +143,15 @@ fn serve_demo(
     while !stop.load(Ordering::SeqCst) {
         if !out.is_empty() {
             if sock.write_all(&out).is_err() {
-                return;
+                return true;
             }
             out.clear();
         }
         match sock.read(&mut b) {
-            Ok(0) => return,
+            Ok(0) => return true,
             Ok(n) => inbuf.extend_from_slice(&b[..n]),
             Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
-            Err(_) => return,
+            Err(_) => return true,
         }
         let now = clock(start, &frozen);
         let mut d = demo.lock().unwrap();
@@ -149,11 +161,12 @@ fn serve_demo(
             }
             Err(_) => {
                 let _ = sock.write_all(&out);
-                return;
+                return false;
             }
         }
         d.poll(now, &mut out);
     }
+    false
 }
 
 // ------------------------------------------------------------ helpers
@@ -161,6 +174,14 @@ fn serve_demo(
 fn gateway(target: Target) -> common::Running {
     let mut cfg = common::config();
     cfg.target = Some(target);
+    common::start(cfg)
+}
+
+/// A gateway whose sessions end with their last viewer (`--linger 0`).
+fn gateway_no_linger(target: Target) -> common::Running {
+    let mut cfg = common::config();
+    cfg.target = Some(target);
+    cfg.linger = Duration::ZERO;
     common::start(cfg)
 }
 
@@ -185,19 +206,22 @@ fn target_addr(t: &Target) -> String {
     }
 }
 
-fn viewer(srv: &common::Running, query: &str) -> V1 {
-    V1::connect(&srv.url(&format!("/ws{query}"))).expect("viewer connects")
+fn viewer(srv: &common::Running, query: &str) -> V2 {
+    V2::connect(&srv.url(&format!("/ws{query}"))).expect("viewer connects")
 }
 
-fn wait_frames(v: &mut V1, n: u64) {
+fn wait_frames(v: &mut V2, n: u64) {
     let target = v.frames + n;
     if let Err(e) = v.wait(T, |v| v.frames >= target) {
-        panic!("waiting for {n} frame(s): {e:?}; statuses {:?}, error {:?}", v.statuses, v.error);
+        panic!(
+            "waiting for {n} frame(s): {e:?}; statuses {:?}, error {:?}, hello {:?}, {} frames, {} bytes",
+            v.statuses, v.error, v.hello, v.frames, v.bytes
+        );
     }
 }
 
 /// Wait until the viewer's canvas equals the demo server's frame `peer`.
-fn wait_equal(v: &mut V1, demo: &DemoVnc, peer: usize) {
+fn wait_equal(v: &mut V2, demo: &DemoVnc, peer: usize) {
     let deadline = Instant::now() + T;
     loop {
         let (w, h, truth) = demo.truth(peer);
@@ -234,7 +258,7 @@ fn wait_demo(demo: &DemoVnc, peer: usize, what: &str, f: impl Fn(&DemoServer) ->
     panic!("the VNC server never saw {what}");
 }
 
-fn expect_error_close(v: &mut V1, code: u16, needle: &str) -> String {
+fn expect_error_close(v: &mut V2, code: u16, needle: &str) -> String {
     match v.wait_end(T) {
         End::Closed(c, reason) => {
             let err = v.error.clone().unwrap_or_else(|| panic!("closed {c} {reason:?} without an Error message"));
@@ -302,7 +326,7 @@ fn lagging_viewers_stay_exact_with_copies() {
             for m in msgs {
                 if let Msg::EndFrame(id) = m {
                     std::thread::sleep(Duration::from_millis(25));
-                    late_acker.send(&v1::enc::ack(id)).unwrap();
+                    late_acker.send(&v2::enc::ack(id)).unwrap();
                 }
             }
         }
@@ -376,7 +400,7 @@ fn server_clipboard_reaches_viewer() {
 fn viewers_share_one_rfb_connection() {
     let demo = DemoVnc::start(DemoConfig { width: 640, height: 480, ..DemoConfig::default() });
     let srv = gateway(demo.target());
-    let mut vs: Vec<V1> = (0..4).map(|_| viewer(&srv, "")).collect();
+    let mut vs: Vec<V2> = (0..4).map(|_| viewer(&srv, "")).collect();
     for v in &mut vs {
         wait_frames(v, 2);
     }
@@ -393,8 +417,10 @@ fn viewers_share_one_rfb_connection() {
     }
 }
 
+/// A late joiner gets the whole current desktop without waiting for it to
+/// change.
 #[test]
-fn late_joiner_gets_a_full_frame_at_once() {
+fn late_joiner_gets_the_whole_desktop() {
     let demo = DemoVnc::start(DemoConfig { width: 640, height: 480, ..DemoConfig::default() });
     let srv = gateway(demo.target());
     let mut a = viewer(&srv, "");
@@ -407,8 +433,9 @@ fn late_joiner_gets_a_full_frame_at_once() {
         Some(Msg::ServerHello { width: 640, height: 480, .. }) => {}
         other => panic!("hello {other:?}"),
     }
-    let (_, _, truth) = demo.truth(0);
-    assert!(b.fb == truth, "the late joiner's first frame is the whole current desktop");
+    // The desktop no longer changes: whatever b gets is the initial full
+    // frame (in parts as its pacer allows, JPEG areas refined).
+    wait_equal(&mut b, &demo, 0);
     assert_eq!(demo.connections(), 1);
 }
 
@@ -421,7 +448,7 @@ fn view_only_viewers_send_no_input() {
     let mut rw = viewer(&srv, "?token=demo");
     wait_frames(&mut ro_param, 1);
     wait_frames(&mut rw, 1);
-    let flags = |v: &V1| match v.hello {
+    let flags = |v: &V2| match v.hello {
         Some(Msg::ServerHello { flags, .. }) => flags,
         _ => 0xff,
     };
@@ -469,24 +496,44 @@ fn password_demo() -> DemoVnc {
 fn password_asked_from_browser_and_joiners_must_present_it() {
     let demo = password_demo();
     let srv = gateway(demo.target());
-    let mut a = viewer(&srv, "");
-    a.wait(T, |v| v.password_required).expect("PasswordRequired");
-    assert!(a.hello.is_none());
-    a.password(b"secret").unwrap();
-    wait_frames(&mut a, 1);
-
-    let mut b = viewer(&srv, "");
-    b.wait(T, |v| v.password_required).expect("a joiner is asked too");
-    assert!(b.hello.is_none() && b.frames == 0, "no pixels before the password");
-    b.password(b"wrong!").unwrap();
-    expect_error_close(&mut b, 1008, "password");
-
-    let mut c = viewer(&srv, "");
-    c.wait(T, |v| v.password_required).expect("PasswordRequired");
-    c.password(b"secret").unwrap();
-    wait_frames(&mut c, 1);
+    let mut a = viewer_with_password(&srv, b"secret");
+    refused_with_password(&srv, b"wrong!");
+    // A first failure costs no delay: a typo is retyped at once.
+    viewer_with_password(&srv, b"secret");
     wait_frames(&mut a, 1);
     assert_eq!(demo.connections(), 1, "joiners share the session");
+}
+
+/// A viewer asked for the password (and shown nothing before it) that
+/// gives `pw` and gets a frame.
+fn viewer_with_password(srv: &common::Running, pw: &[u8]) -> V2 {
+    let mut v = viewer(srv, "");
+    v.wait(T, |v| v.password_required).expect("PasswordRequired");
+    assert!(v.hello.is_none() && v.frames == 0, "no pixels before the password");
+    v.password(pw).unwrap();
+    wait_frames(&mut v, 1);
+    v
+}
+
+/// A viewer asked for the password that gives a wrong `pw`: refused (1008).
+fn refused_with_password(srv: &common::Running, pw: &[u8]) {
+    let mut v = viewer(srv, "");
+    v.wait(T, |v| v.password_required).expect("PasswordRequired");
+    v.password(pw).unwrap();
+    expect_error_close(&mut v, 1008, "wrong password");
+}
+
+/// A session unlocked by a browser's password still asks for it when its
+/// viewer comes back within the linger (and a wrong one gets nothing),
+/// without a new VNC login.
+#[test]
+fn returning_viewer_must_present_the_password_again() {
+    let demo = password_demo();
+    let srv = gateway(demo.target());
+    viewer_with_password(&srv, b"secret").close();
+    refused_with_password(&srv, b"guess");
+    viewer_with_password(&srv, b"secret");
+    assert_eq!(demo.connections(), 1, "one VNC connection, one login");
 }
 
 #[test]
@@ -498,11 +545,48 @@ fn wrong_password_gives_a_clear_error() {
     a.password(b"nope").unwrap();
     let err = expect_error_close(&mut a, 1008, "authentication");
     eprintln!("wrong password error: {err}");
-    // A fresh attempt gets a fresh session and can succeed.
+    // A fresh attempt gets a fresh session and can succeed at once (a first
+    // failure is not held against the address).
     let mut b = viewer(&srv, "");
     b.wait(T, |v| v.password_required).expect("PasswordRequired");
     b.password(b"secret").unwrap();
     wait_frames(&mut b, 1);
+}
+
+/// Joiners guessing the session's password: each failure holds the address
+/// off longer (the first is free, then 0.5, 1, 2 s), the 5th locks it out
+/// for 10 s; an attempt
+/// while held off is refused with the time to wait, even with the right
+/// password; other addresses' viewers already joined are not disturbed.
+#[test]
+fn joiner_password_guessing_is_throttled() {
+    let demo = password_demo();
+    let srv = gateway(demo.target());
+    let mut a = viewer(&srv, "");
+    a.wait(T, |v| v.password_required).expect("PasswordRequired");
+    a.password(b"secret").unwrap();
+    wait_frames(&mut a, 1);
+    // (The first wait covers a's own password, counted until the VNC server
+    // accepted it and a's next message cleared it.)
+    for (n, wait_ms) in [600u64, 600, 1100, 2100, 4100].into_iter().enumerate() {
+        std::thread::sleep(Duration::from_millis(wait_ms));
+        let mut g = viewer(&srv, "");
+        g.wait(T, |v| v.password_required).expect("PasswordRequired");
+        g.password(b"guess").unwrap();
+        let err = expect_error_close(&mut g, 1008, "password");
+        assert!(err.contains("wrong password"), "guess {}: {err}", n + 1);
+    }
+    // Locked out for 10 s now: even the right password is refused, with a reason.
+    let mut g = viewer(&srv, "");
+    g.wait(T, |v| v.password_required).expect("PasswordRequired");
+    g.password(b"secret").unwrap();
+    let err = expect_error_close(&mut g, 1008, "too many attempts");
+    let secs: u64 =
+        err.split("retry in ").nth(1).and_then(|r| r.split(' ').next()).and_then(|n| n.parse().ok()).unwrap();
+    assert!((1..=10).contains(&secs), "{err}");
+    // The viewer that joined before keeps its session.
+    wait_frames(&mut a, 1);
+    assert!(a.closed.is_none());
 }
 
 #[test]
@@ -541,7 +625,7 @@ fn password_from_configuration() {
 
 #[test]
 fn absent_vnc_server_is_a_clear_error() {
-    let srv = gateway(Target { addr: TargetAddr::Tcp(common::closed_port()), password: None, view_only: false });
+    let srv = gateway(Target::new(TargetAddr::Tcp(common::closed_port())));
     let mut v = viewer(&srv, "");
     let err = expect_error_close(&mut v, 1011, "connect");
     eprintln!("absent server error: {err}");
@@ -789,24 +873,24 @@ fn malformed_browser_messages_close_only_that_viewer() {
         m
     };
     let rows: Vec<(&str, bool, Vec<u8>, u16)> = vec![
-        ("message before ClientHello", false, v1::enc::key(true, 0x61), 1002),
-        ("ClientHello version 2", false, v1::enc::hello(2), 1002),
+        ("message before ClientHello", false, v2::enc::key(true, 0x61), 1002),
+        ("ClientHello version 1", false, v2::enc::hello(1), 1002),
         ("unknown type", true, vec![0x99], 1002),
         ("truncated pointer", true, vec![0x82, 1, 0], 1002),
         ("string past the end", true, vec![0x83, 9, 0, 0, 0, b'a'], 1002),
         ("clipboard not UTF-8", true, utf8(&[0xc3, 0x28]), 1007),
         ("clipboard too long", true, vec![0x83, 0, 0, 0x20, 0], 1008),
-        ("resize 0x0", true, v1::enc::resize(0, 0), 1008),
-        ("password never asked for", true, v1::enc::password(b"x"), 1008),
-        ("second ClientHello", true, v1::enc::hello(1), 1008),
-        ("ack for a frame never sent", true, v1::enc::ack(1000), 1008),
+        ("resize 0x0", true, v2::enc::resize(0, 0), 1008),
+        ("password never asked for", true, v2::enc::password(b"x"), 1008),
+        ("second ClientHello", true, v2::enc::hello(2), 1008),
+        ("ack for a frame never sent", true, v2::enc::ack(1000), 1008),
         ("empty message", true, vec![], 1002),
     ];
     for (what, hello, msg, code) in rows {
-        let ws = v1::open(&url).unwrap();
-        let mut v = V1::from_ws(ws);
+        let ws = v2::open(&url).unwrap();
+        let mut v = V2::from_ws(ws);
         if hello {
-            v.send(&v1::enc::hello(1)).unwrap();
+            v.send(&v2::enc::hello(2)).unwrap();
             wait_frames(&mut v, 1);
         }
         v.send(&msg).unwrap();
@@ -817,9 +901,9 @@ fn malformed_browser_messages_close_only_that_viewer() {
         wait_frames(&mut good, 1);
     }
     // Text messages are refused with 1003.
-    let mut ws = v1::open(&url).unwrap();
+    let mut ws = v2::open(&url).unwrap();
     ws.send(tungstenite::Message::Text("hello".into())).unwrap();
-    let mut v = V1::from_ws(ws);
+    let mut v = V2::from_ws(ws);
     match v.wait_end(T) {
         End::Closed(c, _) => assert_eq!(c, 1003),
         other => panic!("text: {other:?}"),
@@ -830,45 +914,49 @@ fn malformed_browser_messages_close_only_that_viewer() {
 
 // ------------------------------------------------------ pacing, memory
 
+/// A viewer that never acknowledges gets a bounded number of bytes and
+/// frames (its pacer's initial budget, plus at most one run that did not
+/// fit), then nothing while the desktop keeps changing; acks reopen it.
 #[test]
-fn viewer_that_never_acks_gets_at_most_two_frames() {
+fn viewer_that_never_acks_gets_a_bounded_amount() {
+    use wsvnc::gateway::pacing::{Pacer, MAX_FRAMES};
     let demo = DemoVnc::start(DemoConfig { width: 320, height: 240, ..DemoConfig::default() });
     let srv = gateway(demo.target());
     let mut lazy = viewer(&srv, "");
     lazy.auto_ack = false;
     let mut busy = viewer(&srv, "");
-    lazy.wait(T, |v| v.frames >= 2).expect("two frames");
-    // Plenty of desktop changes go by; the lazy viewer gets nothing more.
-    wait_frames(&mut busy, 30);
+    lazy.wait(T, |v| v.frames >= 1).expect("a frame");
+    // Plenty of desktop changes go by.
+    wait_frames(&mut busy, 60);
     lazy.set_read_timeout(Duration::from_millis(200));
+    for _ in 0..10 {
+        let _ = lazy.read();
+    }
+    let (frames, bytes) = (lazy.frames, lazy.bytes);
+    let bound = Pacer::default().budget() + 64 * 320 * 4 + 4096;
+    assert!(bytes <= bound, "{bytes} bytes to a viewer that never acked (bound {bound})");
+    assert!(frames <= MAX_FRAMES as u64, "{frames} frames");
+    wait_frames(&mut busy, 30);
     for _ in 0..5 {
         let _ = lazy.read();
     }
-    assert_eq!(lazy.frames, 2, "frames beyond MAX_UNACKED without acks");
-    // Acks are cumulative; a repeated ack acknowledges nothing new: acking
-    // frame 1 twice lets exactly one more frame through.
-    assert_eq!(lazy.last_frame, Some(2));
-    lazy.send(&v1::enc::ack(1)).unwrap();
-    lazy.send(&v1::enc::ack(1)).unwrap();
+    assert_eq!((lazy.frames, lazy.bytes), (frames, bytes), "nothing more without acks");
+    // A repeated or older ack acknowledges nothing new and is no error;
+    // acking the last frame lets frames through again.
+    let last = lazy.last_frame.unwrap();
+    lazy.send(&v2::enc::ack(1)).unwrap();
+    lazy.send(&v2::enc::ack(1)).unwrap();
+    lazy.send(&v2::enc::ack(last)).unwrap();
     lazy.set_read_timeout(T);
-    lazy.wait(T, |v| v.frames >= 3).expect("a frame after acking");
-    wait_frames(&mut busy, 30);
-    lazy.set_read_timeout(Duration::from_millis(200));
-    for _ in 0..5 {
-        let _ = lazy.read();
-    }
-    assert_eq!(lazy.frames, 3, "a repeated ack must not open the window");
-    // Acking the last frame acknowledges both outstanding ones.
-    lazy.send(&v1::enc::ack(3)).unwrap();
-    lazy.set_read_timeout(T);
-    lazy.wait(T, |v| v.frames >= 5).expect("two frames after a cumulative ack");
+    lazy.wait(T, |v| v.frames > frames).expect("frames after acking");
+    assert!(lazy.closed.is_none());
 }
 
 #[test]
 fn viewer_that_never_reads_keeps_memory_bounded() {
     let demo = DemoVnc::start(DemoConfig { width: 1024, height: 768, ..DemoConfig::default() });
     let srv = common::Spawned::start(&["--target", &target_addr(&demo.target())]);
-    let mut busy = V1::connect(&srv.url("/ws")).expect("viewer connects");
+    let mut busy = V2::connect(&srv.url("/ws")).expect("viewer connects");
     wait_frames(&mut busy, 5);
     let before = srv.rss_kib();
     // Stuck viewers: hello, then nothing is ever read. Their first frame
@@ -877,8 +965,8 @@ fn viewer_that_never_reads_keeps_memory_bounded() {
     // frame not yet sent closes the viewer, docs/protocol.md.)
     let mut stuck = Vec::new();
     for _ in 0..4 {
-        let mut ws = v1::open(&srv.url("/ws")).unwrap();
-        ws.send(tungstenite::Message::Binary(v1::enc::hello(1))).unwrap();
+        let mut ws = v2::open(&srv.url("/ws")).unwrap();
+        ws.send(tungstenite::Message::Binary(v2::enc::hello(2))).unwrap();
         stuck.push(ws);
     }
     // The others keep getting frames while the stuck ones' sockets are full.
@@ -911,7 +999,7 @@ fn server_side_events_reach_viewers() {
     // Played once the viewer has joined (events before that are not its own).
     let (go, gate) = std::sync::mpsc::channel();
     let addr = scripted_steps(None, vec![Step::Reply(vec![0, 0, 0, 0]), Step::Reply(script)], false, Some(gate), None);
-    let srv = gateway(Target { addr: TargetAddr::Tcp(addr), password: None, view_only: false });
+    let srv = gateway(Target::new(TargetAddr::Tcp(addr)));
     let mut a = viewer(&srv, "");
     wait_frames(&mut a, 1);
     go.send(()).unwrap();
@@ -943,6 +1031,30 @@ fn server_resize_reaches_viewers() {
     assert_eq!((late.width, late.height), (500, 260));
 }
 
+/// Steps that change tile 3 (x 192..256) of a 256×64 desktop `n` times, one
+/// update each: enough frames to fill a never-acking viewer's window
+/// (`pacing::MAX_FRAMES`), after which the gateway holds its damage.
+fn window_filling_steps(n: usize) -> Vec<Step> {
+    (0..n)
+        .map(|i| {
+            let mut u = update_rect(192, 0, 64, 64, 0);
+            u.extend_from_slice(&[(i % 2 * 255) as u8, 0, 255, 0].repeat(64 * 64));
+            Step::Reply(u)
+        })
+        .collect()
+}
+
+/// Let `go` through `n` times and wait until the viewer (not acking) has
+/// `pacing::MAX_FRAMES` frames since `base`: the gateway sends it nothing
+/// more until it acks.
+fn fill_window(v: &mut V2, go: &std::sync::mpsc::Sender<()>, n: usize, base: u64) {
+    let max = wsvnc::gateway::pacing::MAX_FRAMES as u64;
+    for _ in 0..n {
+        go.send(()).unwrap();
+    }
+    v.wait(T, |v| v.frames >= base + max).expect("window filled");
+}
+
 /// A copy whose source the viewer has not been sent yet (pending damage)
 /// must reach it as pixels, not as a Copy of its stale canvas.
 #[test]
@@ -954,37 +1066,34 @@ fn copy_from_unsent_source_is_sent_as_pixels() {
     };
     let mut copy = update_rect(128, 0, 64, 64, 1); // CopyRect
     copy.extend_from_slice(&[0, 0, 0, 0]); // from (0, 0)
-    let steps = vec![
-        raw_tile(0, [0, 0, 0]),     // answer to the first (full) request
-        raw_tile(0, [255, 0, 0]),   // tile 0 red
-        raw_tile(64, [0, 0, 255]),  // tile 1 blue: frame A, not acked
-        raw_tile(192, [0, 0, 255]), // tile 3 blue: frame B, not acked
-        raw_tile(0, [0, 255, 0]),   // tile 0 green: pending for the viewer
-        copy,                       // tile 2 := tile 0 (green)
+    let max = wsvnc::gateway::pacing::MAX_FRAMES;
+    let mut steps = vec![
+        Step::Reply(raw_tile(0, [0, 0, 0])),   // answer to the first (full) request
+        Step::Reply(raw_tile(0, [255, 0, 0])), // tile 0 red
     ];
+    steps.extend(window_filling_steps(2 * max)); // the viewer stops acking
+    steps.push(Step::Reply(raw_tile(0, [0, 255, 0]))); // tile 0 green: pending for the viewer
+    steps.push(Step::Reply(copy)); // tile 2 := tile 0 (green)
     let (tx, rx) = std::sync::mpsc::channel();
     let (go, gate) = std::sync::mpsc::channel();
-    let steps = steps.into_iter().map(Step::Reply).collect();
     let addr = scripted_steps(Some(server_init(256, 64, b"copy")), steps, false, Some(gate), Some(tx));
-    let srv = gateway(Target { addr: TargetAddr::Tcp(addr), password: None, view_only: false });
+    let srv = gateway(Target::new(TargetAddr::Tcp(addr)));
     let mut v = viewer(&srv, "");
     go.send(()).unwrap();
     v.wait(T, |v| v.pixel(10, 10) == [255, 0, 0, 255]).expect("tile 0 red");
     v.auto_ack = false;
-    go.send(()).unwrap();
-    v.wait(T, |v| v.pixel(70, 10) == [0, 0, 255, 255]).expect("frame A");
-    go.send(()).unwrap();
-    v.wait(T, |v| v.pixel(200, 10) == [0, 0, 255, 255]).expect("frame B");
+    let base = v.frames;
+    fill_window(&mut v, &go, 2 * max, base);
     let b = v.last_frame.unwrap();
     go.send(()).unwrap();
     go.send(()).unwrap();
     rx.recv_timeout(T).expect("script played");
-    // Let the gateway apply the last updates (two frames unacked: it sends none).
+    // Let the gateway apply the last updates (the window is full: it sends none).
     v.set_read_timeout(Duration::from_millis(300));
     let _ = v.read();
     v.set_read_timeout(T);
     assert_eq!(v.last_frame, Some(b));
-    v.send(&v1::enc::ack(b)).unwrap();
+    v.send(&v2::enc::ack(b)).unwrap();
     v.wait(T, |v| v.last_frame != Some(b)).expect("next frame");
     let green = [0, 255, 0, 255];
     assert_eq!(v.pixel(10, 10), green, "tile 0");
@@ -998,7 +1107,7 @@ fn silent_vnc_server_times_out() {
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = l.local_addr().unwrap();
     let held = std::thread::spawn(move || l.accept().map(|(s, _)| s));
-    let srv = gateway(Target { addr: TargetAddr::Tcp(addr), password: None, view_only: false });
+    let srv = gateway(Target::new(TargetAddr::Tcp(addr)));
     let mut v = viewer(&srv, "");
     let err = expect_error_close(&mut v, 1011, "did not complete");
     eprintln!("silent server: {err}");
@@ -1022,10 +1131,10 @@ fn clipboard_flood_to_a_stuck_viewer_keeps_memory_bounded() {
     let addr =
         scripted_steps(None, vec![Step::Reply(vec![0, 0, 0, 0]), Step::Reply(flood)], false, Some(gate), Some(tx));
     let srv = common::Spawned::start(&["--target", &addr.to_string()]);
-    let mut reader = V1::connect(&srv.url("/ws")).expect("viewer connects");
+    let mut reader = V2::connect(&srv.url("/ws")).expect("viewer connects");
     wait_frames(&mut reader, 1);
-    let mut stuck = v1::open(&srv.url("/ws")).unwrap();
-    stuck.send(tungstenite::Message::Binary(v1::enc::hello(1))).unwrap();
+    let mut stuck = v2::open(&srv.url("/ws")).unwrap();
+    stuck.send(tungstenite::Message::Binary(v2::enc::hello(2))).unwrap();
     std::thread::sleep(Duration::from_millis(300)); // let it join before the flood
     let before = srv.rss_kib();
     go.send(()).unwrap();
@@ -1065,39 +1174,35 @@ fn copy_after_pixels_sent_mid_update_is_sent_as_pixels() {
     first.extend_from_slice(&1i32.to_be_bytes());
     first.extend_from_slice(&[0, 0, 0, 0]);
     first.extend(raw(0, [255, 0, 0]));
-    let steps = vec![
-        Step::Reply(vec![0, 0, 0, 0]),       // answer to the first request: nothing changed
-        Step::Reply(tile(64, [0, 0, 255])),  // frame A (unacked)
-        Step::Reply(tile(192, [0, 0, 255])), // frame B (unacked)
-        Step::Reply(tile(0, [0, 255, 0])),   // tile 0 green, pending for the viewer
-        Step::Reply(first),
-        Step::Continue(raw(192, [255, 255, 0])),
-    ];
+    let max = wsvnc::gateway::pacing::MAX_FRAMES;
+    let mut steps = vec![Step::Reply(vec![0, 0, 0, 0])]; // answer to the first request: nothing changed
+    steps.extend(window_filling_steps(2 * max)); // the viewer stops acking
+    steps.push(Step::Reply(tile(0, [0, 255, 0]))); // tile 0 green, pending for the viewer
+    steps.push(Step::Reply(first));
+    steps.push(Step::Continue(raw(192, [255, 255, 0])));
     let (tx, rx) = std::sync::mpsc::channel();
     let (go, gate) = std::sync::mpsc::channel();
     let addr = scripted_steps(Some(server_init(256, 64, b"mid")), steps, false, Some(gate), Some(tx));
-    let srv = gateway(Target { addr: TargetAddr::Tcp(addr), password: None, view_only: false });
+    let srv = gateway(Target::new(TargetAddr::Tcp(addr)));
     let mut v = viewer(&srv, "");
     v.wait(T, |v| v.frames >= 1).expect("first frame");
     v.auto_ack = false;
-    // Ack everything so far, then make two unacked frames.
+    // Ack everything so far, then fill the window with unacked frames.
     let last = v.last_frame.unwrap();
-    v.send(&v1::enc::ack(last)).unwrap();
-    go.send(()).unwrap();
-    v.wait(T, |v| v.pixel(70, 10) == [0, 0, 255, 255]).expect("frame A");
-    go.send(()).unwrap();
-    v.wait(T, |v| v.pixel(200, 10) == [0, 0, 255, 255]).expect("frame B");
+    v.send(&v2::enc::ack(last)).unwrap();
+    let base = v.frames;
+    fill_window(&mut v, &go, 2 * max, base);
     let b = v.last_frame.unwrap();
-    go.send(()).unwrap(); // tile 0 green: not sent (two unacked)
+    go.send(()).unwrap(); // tile 0 green: not sent (window full)
     go.send(()).unwrap(); // first half of the update
     v.set_read_timeout(Duration::from_millis(300));
     let _ = v.read(); // let the gateway take both
     v.set_read_timeout(T);
     // Acking now makes the gateway send tile 0 (red: the half update) mid-update.
-    v.send(&v1::enc::ack(b)).unwrap();
+    v.send(&v2::enc::ack(b)).unwrap();
     v.wait(T, |v| v.pixel(10, 10) == [255, 0, 0, 255]).expect("mid-update frame");
     let c = v.last_frame.unwrap();
-    v.send(&v1::enc::ack(c)).unwrap();
+    v.send(&v2::enc::ack(c)).unwrap();
     go.send(()).unwrap(); // the rest of the update
     rx.recv_timeout(T).expect("script played");
     v.wait(T, |v| v.pixel(200, 10) == [255, 255, 0, 255]).expect("update done");
@@ -1105,7 +1210,7 @@ fn copy_after_pixels_sent_mid_update_is_sent_as_pixels() {
 }
 
 /// Every message read until `done(v)` holds (panics after `T`).
-fn messages_until(v: &mut V1, done: impl Fn(&V1) -> bool) -> Vec<Msg> {
+fn messages_until(v: &mut V2, done: impl Fn(&V2) -> bool) -> Vec<Msg> {
     let mut got = Vec::new();
     let deadline = Instant::now() + T;
     while !done(v) {
@@ -1120,7 +1225,8 @@ fn messages_until(v: &mut V1, done: impl Fn(&V1) -> bool) -> Vec<Msg> {
 }
 
 /// Damage is tracked finer than tiles: a change of two pixels goes out as
-/// one `Pixels` block of those two pixels, not as the 64×64 tile around them.
+/// one two-colour `Palette` block of those two pixels, not as the 64×64 tile
+/// around them.
 #[test]
 fn small_change_sends_only_its_pixels() {
     let grey = [40, 40, 40, 255];
@@ -1132,7 +1238,7 @@ fn small_change_sends_only_its_pixels() {
     let (go, gate) = std::sync::mpsc::channel();
     let steps = vec![Step::Reply(full), Step::Reply(two)];
     let addr = scripted_steps(Some(server_init(256, 64, b"px")), steps, false, Some(gate), Some(tx));
-    let srv = gateway(Target { addr: TargetAddr::Tcp(addr), password: None, view_only: false });
+    let srv = gateway(Target::new(TargetAddr::Tcp(addr)));
     let mut v = viewer(&srv, "");
     v.wait(T, |v| v.frames >= 1 && v.pixel(255, 63) == grey).expect("first frame");
     let frames = v.frames;
@@ -1140,11 +1246,13 @@ fn small_change_sends_only_its_pixels() {
     rx.recv_timeout(T).expect("script played");
     let got = messages_until(&mut v, |v| v.frames > frames && v.pixel(100, 30) != grey);
     assert!(v.pixel(101, 30) != grey && v.pixel(101, 30) != v.pixel(100, 30), "both pixels drawn");
-    assert!(got.contains(&Msg::Pixels { x: 100, y: 30, w: 2, h: 1 }), "{got:?}");
+    assert!(got.contains(&Msg::Palette { x: 100, y: 30, w: 2, h: 1, colours: 2 }), "{got:?}");
     let painted: usize = got
         .iter()
         .map(|m| match m {
-            Msg::Pixels { w, h, .. } | Msg::Fill { w, h, .. } => *w as usize * *h as usize,
+            Msg::Pixels { w, h, .. } | Msg::Fill { w, h, .. } | Msg::Palette { w, h, .. } | Msg::Jpeg { w, h, .. } => {
+                *w as usize * *h as usize
+            }
             _ => 0,
         })
         .sum();
@@ -1171,7 +1279,7 @@ fn copy_beside_damage_in_the_same_tile_is_forwarded() {
     let (go, gate) = std::sync::mpsc::channel();
     let steps = vec![Step::Reply(full), Step::Reply(update)];
     let addr = scripted_steps(Some(server_init(256, 64, b"cp")), steps, false, Some(gate), Some(tx));
-    let srv = gateway(Target { addr: TargetAddr::Tcp(addr), password: None, view_only: false });
+    let srv = gateway(Target::new(TargetAddr::Tcp(addr)));
     let mut v = viewer(&srv, "");
     v.wait(T, |v| v.frames >= 1 && v.pixel(255, 63) != [0, 0, 0, 255]).expect("first frame");
     let (frames, before) = (v.frames, v.pixel(0, 0));
@@ -1189,7 +1297,8 @@ fn copy_beside_damage_in_the_same_tile_is_forwarded() {
 
 // ------------------------------------------------------ a real VNC server
 
-/// TigerVNC `Xvnc` on display :N / port 17100+N (this helper's range),
+/// TigerVNC `Xvnc` on display :400+10·O+n / port 31000+100·O+n (this
+/// helper's range; O = `WSVNC_TEST_OFFSET`, see tests/common/x11.rs),
 /// killed on drop. Missing binaries fail the test with a clear message.
 struct Xvnc {
     child: std::process::Child,
@@ -1199,8 +1308,9 @@ struct Xvnc {
 
 impl Xvnc {
     fn start(n: u16, extra: &[&str]) -> Xvnc {
-        let display = format!(":{}", 170 + n);
-        let port = 17100 + n;
+        let offset = common::x11::test_offset();
+        let display = format!(":{}", 400 + 10 * offset + n);
+        let port = 31000 + 100 * offset + n;
         let mut cmd = std::process::Command::new("Xvnc");
         cmd.args([&display, "-rfbport", &port.to_string(), "-localhost", "-geometry", "320x240", "-depth", "24"])
             .args(["-AlwaysShared", "-AcceptSetDesktopSize=1"])
@@ -1238,11 +1348,7 @@ impl Xvnc {
     }
 
     fn target(&self) -> Target {
-        Target {
-            addr: TargetAddr::Tcp(SocketAddr::from(([127, 0, 0, 1], self.port))),
-            password: None,
-            view_only: false,
-        }
+        Target::new(TargetAddr::Tcp(SocketAddr::from(([127, 0, 0, 1], self.port))))
     }
 }
 
@@ -1265,7 +1371,7 @@ impl Drop for Xvnc {
 }
 
 /// Wait until the viewer's canvas equals the X screen (alpha ignored).
-fn wait_equal_x(v: &mut V1, x: &Xvnc) {
+fn wait_equal_x(v: &mut V2, x: &Xvnc) {
     let deadline = Instant::now() + T;
     loop {
         let screen = x.screen();
@@ -1350,7 +1456,7 @@ fn real_xvnc_password() {
     std::fs::write(&pwfile, out.stdout).unwrap();
     let pw = pwfile.display().to_string();
     let x = Xvnc::start(2, &["-SecurityTypes", "VncAuth", "-PasswordFile", &pw]);
-    let srv = gateway(x.target());
+    let srv = gateway_no_linger(x.target());
     let mut v = viewer(&srv, "");
     v.wait(T, |v| v.password_required).expect("PasswordRequired");
     v.password(b"s3cret").unwrap();
@@ -1363,6 +1469,37 @@ fn real_xvnc_password() {
     w.password(b"wrong").unwrap();
     let err = expect_error_close(&mut w, 1008, "authentication");
     eprintln!("Xvnc wrong password: {err}");
+}
+
+/// TigerVNC and a lingering session: continuous updates are paused while
+/// nobody watches; a viewer back within the linger gets the picture at once
+/// and then what changed on the X screen meanwhile (Xvnc keeps that damage
+/// for the connection), with no new VNC connection.
+#[test]
+fn real_xvnc_linger_pauses_and_resumes_updates() {
+    let x = Xvnc::start(4, &["-SecurityTypes", "None"]);
+    let mut cfg = common::config();
+    cfg.target = Some(x.target());
+    cfg.linger = Duration::from_secs(30);
+    let srv = common::start(cfg);
+    x.run("xsetroot", &["-solid", "#204060"]);
+    let mut v = viewer(&srv, "");
+    wait_frames(&mut v, 1);
+    wait_equal_x(&mut v, &x);
+    // Close and wait for the gateway's end of the TCP connection: by then it
+    // has detached the viewer and sent the pause.
+    v.ws.close(None).unwrap();
+    assert!(matches!(v.wait_end(T), End::Closed(..) | End::Gone(_)));
+    std::thread::sleep(Duration::from_millis(100));
+    x.run("xsetroot", &["-solid", "#a05010"]);
+    // Updates are paused: however long this takes, the change stays at Xvnc.
+    std::thread::sleep(Duration::from_millis(500));
+    let mut back = viewer(&srv, "");
+    wait_frames(&mut back, 1);
+    assert_eq!(back.pixel(300, 230)[..3], [0x20, 0x40, 0x60], "the picture as it was, at once");
+    wait_equal_x(&mut back, &x);
+    assert_eq!(back.pixel(300, 230)[..3], [0xa0, 0x50, 0x10]);
+    assert_eq!(back.statuses, ["joining the session"], "no new VNC connection");
 }
 
 /// Keys typed in a viewer reach a program on the real desktop: an xterm
@@ -1413,4 +1550,311 @@ fn real_xvnc_typing_reaches_xterm() {
     }
     let _ = term.kill();
     let _ = term.wait();
+}
+
+// ------------------------------------------------- a hostile VNC server
+
+/// A scripted VNC server: RFB 3.8, security None, ServerInit `side`×`side-1`,
+/// then `updates` FramebufferUpdates of 200 DesktopSize rectangles toggling
+/// between `side`×`side` and `side`×`side-1` (2.4 KB each; every update but
+/// the first ends on a size other than the last one's), with a 1×1 Raw
+/// rectangle after each size when `pixels_between`. Reads and discards what
+/// the client sends; holds the connection open until the test ends.
+fn hostile_vnc(updates: usize, pixels_between: bool, side: u16) -> SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    std::thread::spawn(move || {
+        let Ok((mut s, _)) = l.accept() else { return };
+        let mut b = [0u8; 12];
+        s.write_all(b"RFB 003.008\n").unwrap();
+        s.read_exact(&mut b).unwrap();
+        s.write_all(&[1, 1]).unwrap(); // one security type: None
+        s.read_exact(&mut b[..1]).unwrap();
+        s.write_all(&0u32.to_be_bytes()).unwrap(); // SecurityResult OK
+        s.read_exact(&mut b[..1]).unwrap(); // ClientInit
+        let mut init = Vec::new();
+        init.extend_from_slice(&side.to_be_bytes());
+        init.extend_from_slice(&(side - 1).to_be_bytes());
+        init.extend_from_slice(&[32, 24, 0, 1, 0, 255, 0, 255, 0, 255, 16, 8, 0, 0, 0, 0]);
+        init.extend_from_slice(&7u32.to_be_bytes());
+        init.extend_from_slice(b"hostile");
+        s.write_all(&init).unwrap();
+        let mut r = s.try_clone().unwrap();
+        std::thread::spawn(move || while matches!(r.read(&mut [0u8; 4096]), Ok(n) if n > 0) {});
+        let per = if pixels_between { 2 } else { 1 };
+        for n in 0..updates as u16 {
+            let mut u = vec![0, 0];
+            u.extend_from_slice(&(200u16 * per).to_be_bytes());
+            // Each update ends on the other size: one real resize per update.
+            for i in 0..200u16 {
+                for v in [0, 0, side, side - (i + n) % 2] {
+                    u.extend_from_slice(&v.to_be_bytes());
+                }
+                u.extend_from_slice(&(-223i32).to_be_bytes()); // DesktopSize
+                if pixels_between {
+                    u.extend_from_slice(&[0, 0, 0, 0, 0, 1, 0, 1, 0, 0, 0, 0, 9, 9, 9, 0]);
+                    // Raw 1×1
+                }
+            }
+            if s.write_all(&u).is_err() {
+                return;
+            }
+        }
+        std::thread::sleep(Duration::from_secs(60));
+    });
+    addr
+}
+
+/// Issue: 200 DesktopSize rectangles toggling 8192×8192 / 8192×8191 made
+/// the gateway reallocate and clear 256 MiB per rectangle, blocking every
+/// session for ~19 s. Now a run of size rectangles costs one resize, and
+/// the RFB client yields after a bounded amount of work per wakeup: another
+/// session's viewer keeps getting frames during the storm. (Its frame gaps
+/// are printed for the report; no timing is asserted.)
+#[test]
+fn hostile_resize_storm_does_not_stall_other_sessions() {
+    let demo = DemoVnc::start(DemoConfig { width: 320, height: 240, ..DemoConfig::default() });
+    let updates = 5;
+    // The issue's 8192 in release builds (where the printed figures come
+    // from); a quarter of the area in debug builds, so `cargo test` stays
+    // light for the tests running beside it.
+    let side = if cfg!(debug_assertions) { 4096 } else { 8192 };
+    let hostile = hostile_vnc(updates, false, side);
+    let tokens = format!("good: {}\nbad: {hostile}\n", demo.addr);
+    let srv = with_tokens(&tokens, "storm.tokens");
+    let mut good = viewer(&srv, "?token=good");
+    wait_frames(&mut good, 2);
+
+    // The attacker's viewer reads but never acknowledges (at most two frames
+    // are composed for it); it counts the Resize messages of the storm.
+    let (mut bad, _) = tungstenite::connect(srv.url("/ws?token=bad")).expect("hostile session's viewer");
+    bad.send(tungstenite::Message::Binary(v2::enc::hello(2))).unwrap();
+    let t0 = Instant::now();
+    let storm = std::thread::spawn(move || {
+        let mut resizes = 0;
+        while let Ok(m) = bad.read() {
+            if let tungstenite::Message::Binary(b) = m {
+                // Count Resize messages (0x02, u16 width `side` little-endian).
+                let n = b.windows(5).filter(|w| w[0] == v2::t::RESIZE && w[1..3] == side.to_le_bytes()).count();
+                resizes += n;
+                if n > 0 && std::env::var_os("WSVNC_STORM_TRACE").is_some() {
+                    eprintln!("storm +{} ms: {resizes} resizes", t0.elapsed().as_millis());
+                }
+            }
+            if resizes + 1 >= updates || t0.elapsed() > Duration::from_secs(60) {
+                break;
+            }
+        }
+        (resizes, t0.elapsed())
+    });
+    let mut gaps = Vec::new();
+    let mut last = Instant::now();
+    let start_frames = good.frames;
+    while !storm.is_finished() {
+        let before = good.frames;
+        match good.read() {
+            Ok(_) | Err(End::Timeout) => {}
+            Err(e) => panic!("the other session's viewer lost its connection: {e:?}"),
+        }
+        if good.frames > before {
+            gaps.push(last.elapsed());
+            last = Instant::now();
+            if std::env::var_os("WSVNC_STORM_TRACE").is_some() {
+                eprintln!(
+                    "storm +{} ms: frame (gap {} ms)",
+                    t0.elapsed().as_millis(),
+                    gaps.last().unwrap().as_millis()
+                );
+            }
+        }
+        assert!(t0.elapsed() < Duration::from_secs(90), "hang guard: the storm never ended");
+    }
+    let (resizes, storm_time) = storm.join().unwrap();
+    // It got its frames, during and after the storm.
+    wait_frames(&mut good, 1);
+    assert!(good.frames > start_frames, "the other session's viewer got frames");
+    let mut sorted = gaps.clone();
+    sorted.sort();
+    let pct = |p: usize| sorted.get(sorted.len().saturating_sub(1) * p / 100).copied().unwrap_or_default();
+    eprintln!(
+        "resize storm ({side}x{side}): {updates} updates x 200 DesktopSize rects, {resizes} Resize messages seen in {:.2} s; \
+         other session: {} frames, frame gap p50 {} ms, p99 {} ms, max {} ms",
+        storm_time.as_secs_f64(),
+        gaps.len(),
+        pct(50).as_millis(),
+        pct(99).as_millis(),
+        sorted.last().copied().unwrap_or_default().as_millis()
+    );
+}
+
+/// A second size after pixels in the same update ends that session with a
+/// clear error; other sessions are unaffected.
+#[test]
+fn a_second_resize_in_one_update_ends_only_that_session() {
+    let hostile = hostile_vnc(1, true, 300);
+    let mut cfg = common::config();
+    cfg.target = Some(Target::new(TargetAddr::Tcp(hostile)));
+    let srv = common::start(cfg);
+    let mut v = viewer(&srv, "");
+    let err = expect_error_close(&mut v, 1011, "second framebuffer size");
+    eprintln!("hostile server's session ended: {err}");
+}
+
+// ------------------------------------------------------ security types
+
+type UserAndPassword = (Vec<u8>, Vec<u8>);
+
+/// A viewer that leaves and comes back within the linger finds its session
+/// as it was: no new connection to the VNC server (so no new VNC login) and
+/// the whole current desktop from the gateway's framebuffer. Once the
+/// linger has run out with nobody back, the session and its VNC
+/// connection end, and the next viewer starts a new one.
+#[test]
+fn linger_keeps_the_session_for_a_returning_viewer() {
+    let demo = DemoVnc::start(DemoConfig::default());
+    let mut cfg = common::config();
+    cfg.target = Some(demo.target());
+    cfg.linger = Duration::from_secs(4);
+    let srv = common::start(cfg);
+    let mut v = viewer(&srv, "");
+    wait_frames(&mut v, 1);
+    demo.freeze();
+    wait_equal(&mut v, &demo, 0);
+    v.close();
+    let mut back = viewer(&srv, "");
+    wait_equal(&mut back, &demo, 0);
+    assert!(!back.password_required && back.error.is_none());
+    assert_eq!(demo.connections(), 1, "the returning viewer reused the VNC connection");
+    assert_eq!(demo.closed_by_gateway(), 0);
+    back.close();
+    let deadline = Instant::now() + T;
+    while demo.closed_by_gateway() == 0 {
+        assert!(Instant::now() < deadline, "the VNC connection outlived the linger");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let mut later = viewer(&srv, "");
+    wait_frames(&mut later, 1);
+    assert_eq!(demo.connections(), 2, "after the linger a new session");
+}
+
+/// An Apple Remote Desktop server (RFB 3.889, security type 30 only) that
+/// opens the gateway's answer with its own modpow (num-bigint), reports the
+/// credentials on `got`, and serves a 16×16 desktop: SecurityResult ok,
+/// ServerInit, then a Raw frame for every FramebufferUpdateRequest.
+fn ard_server() -> (SocketAddr, std::sync::mpsc::Receiver<UserAndPassword>) {
+    use num_bigint::BigUint;
+    let (tx, rx) = std::sync::mpsc::channel();
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for s in l.incoming() {
+            let (Ok(mut s), tx) = (s, tx.clone()) else { return };
+            std::thread::spawn(move || {
+                s.set_read_timeout(Some(T)).unwrap();
+                let mut w = s.try_clone().unwrap();
+                let mut read = |n: usize| -> Option<Vec<u8>> {
+                    let mut b = vec![0u8; n];
+                    s.read_exact(&mut b).ok().map(|_| b)
+                };
+                // A 64-byte odd modulus: the arithmetic needs no prime.
+                let mut p: Vec<u8> = (0..64u32).map(|i| (i * 151 + 77) as u8).collect();
+                p[0] |= 0x80;
+                p[63] |= 1;
+                let (pn, x) = (BigUint::from_bytes_be(&p), BigUint::from(0x1234_5678_9abc_def1u64));
+                let y = BigUint::from(2u32).modpow(&x, &pn).to_bytes_be();
+                let mut hello = b"RFB 003.889\n\x01\x1e\x00\x02\x00\x40".to_vec();
+                hello.extend_from_slice(&p);
+                hello.extend(std::iter::repeat_n(0, 64 - y.len()));
+                hello.extend_from_slice(&y);
+                w.write_all(&hello[..12]).unwrap();
+                let Some(_version) = read(12) else { return };
+                w.write_all(&hello[12..14]).unwrap();
+                let Some(_choice) = read(1) else { return };
+                w.write_all(&hello[14..]).unwrap();
+                let Some(answer) = read(128 + 64) else { return };
+                let secret = BigUint::from_bytes_be(&answer[128..]).modpow(&x, &pn).to_bytes_be();
+                let secret = [vec![0; 64 - secret.len()], secret].concat();
+                let creds = {
+                    use aes::cipher::{generic_array::GenericArray, BlockDecrypt, KeyInit};
+                    use md5::Digest;
+                    let aes = aes::Aes128::new(&md5::Md5::digest(&secret));
+                    let mut c = answer[..128].to_vec();
+                    c.chunks_exact_mut(16).for_each(|b| aes.decrypt_block(GenericArray::from_mut_slice(b)));
+                    c
+                };
+                let field = |f: &[u8]| f[..f.iter().position(|&b| b == 0).unwrap_or(0)].to_vec();
+                let _ = tx.send((field(&creds[..64]), field(&creds[64..])));
+                w.write_all(&0u32.to_be_bytes()).unwrap();
+                let Some(_client_init) = read(1) else { return };
+                w.write_all(&server_init(16, 16, b"mac")).unwrap();
+                let mut frame = update_rect(0, 0, 16, 16, 0);
+                frame.extend_from_slice(&[0x40; 16 * 16 * 4]);
+                // SetPixelFormat (20), SetEncodings (4 + 4n), request (10).
+                while let Some(t) = read(1) {
+                    let rest = match t[0] {
+                        0 => 19,
+                        2 => {
+                            let Some(h) = read(3) else { return };
+                            4 * u16::from_be_bytes([h[1], h[2]]) as usize
+                        }
+                        3 => 9,
+                        _ => return,
+                    };
+                    if read(rest).is_none() {
+                        return;
+                    }
+                    if t[0] == 3 && w.write_all(&frame).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (addr, rx)
+}
+
+/// Apple Remote Desktop through the gateway: the user name from the token
+/// file, the password from the browser; the server decrypts exactly those.
+#[test]
+fn ard_user_name_from_the_token_file_password_from_the_browser() {
+    let (addr, got) = ard_server();
+    let srv = with_tokens(&format!("mac: {addr} username=bob\n"), "ard.tokens");
+    let mut v = viewer(&srv, "?token=mac");
+    v.wait(T, |v| v.password_required).expect("PasswordRequired");
+    assert!(!v.credentials_required);
+    v.password("s3cret ü".as_bytes()).unwrap();
+    wait_frames(&mut v, 1);
+    assert_eq!(got.recv_timeout(T).unwrap(), (b"bob".to_vec(), "s3cret ü".as_bytes().to_vec()));
+}
+
+/// Apple Remote Desktop with no user name configured: the browser is asked
+/// for both, the server decrypts exactly what it typed; a password alone
+/// is refused (1008); a joiner must give the same user name and password,
+/// and a wrong one never reaches the VNC server.
+#[test]
+fn ard_without_a_user_name_asks_the_browser_for_both() {
+    let (addr, got) = ard_server();
+    let srv = with_tokens(&format!("nouser: {addr}\n"), "ard-nouser.tokens");
+    let mut v = viewer(&srv, "?token=nouser");
+    v.wait(T, |v| v.credentials_required).expect("CredentialsRequired");
+    assert!(!v.password_required);
+    let mut early = viewer(&srv, "?token=nouser");
+    early.wait(T, |v| v.credentials_required).expect("CredentialsRequired for a second viewer");
+    early.password(b"just a password").unwrap();
+    match early.wait_end(T) {
+        End::Closed(1008, why) => assert!(why.contains("user name"), "{why}"),
+        other => panic!("a password where credentials were asked: {other:?}"),
+    }
+    v.credentials("zoë".as_bytes(), b"pa55 w0rd").unwrap();
+    wait_frames(&mut v, 1);
+    assert_eq!(got.recv_timeout(T).unwrap(), ("zoë".as_bytes().to_vec(), b"pa55 w0rd".to_vec()));
+    let mut wrong = viewer(&srv, "?token=nouser");
+    wrong.wait(T, |v| v.credentials_required).expect("a joiner is asked too");
+    wrong.credentials(b"zoe", b"pa55 w0rd").unwrap();
+    expect_error_close(&mut wrong, 1008, "wrong user name or password");
+    let mut right = viewer(&srv, "?token=nouser");
+    right.wait(T, |v| v.credentials_required).expect("a joiner is asked too");
+    right.credentials("zoë".as_bytes(), b"pa55 w0rd").unwrap();
+    wait_frames(&mut right, 1);
+    assert!(got.try_recv().is_err(), "joiners' answers never reach the VNC server (one login)");
 }

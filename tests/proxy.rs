@@ -155,6 +155,7 @@ fn nginx_terminates_tls_in_front_of_wsvnc() {
         &addr.to_string(),
         "--target",
         &echo.to_string(),
+        "--relay",
         "--trusted-proxy",
         "127.0.0.1",
         "--allow-origin",

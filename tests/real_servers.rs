@@ -13,7 +13,10 @@
 //! * CopyRect (window moves), SetDesktopSize/xrandr, VncAuth (right, asked
 //!   for, wrong), a server killed mid-session.
 //! * The whole gateway: wsvnc in-process with `--target` the real server, a
-//!   minimal browser-protocol v1 viewer (below) rebuilding the canvas.
+//!   browser-protocol v2 viewer (tests/common/v2.rs) rebuilding the canvas.
+//! * VeNCrypt (module `vencrypt`): Xvnc with a test CA made at test time —
+//!   X509Vnc, X509None pinned, X509Plain through a test-only PAM service,
+//!   refused certificates, anonymous TLS refused, and the gateway in front.
 //!
 //! `RfbClient` runs over a blocking `TcpStream` (`Conn`). On a mismatch the
 //! failure names the differing pixels and saves the server's bytes under
@@ -21,6 +24,8 @@
 //! package to install. See docs/testing-real-servers.md.
 
 mod common;
+#[path = "common/v2.rs"]
+mod v2;
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -136,16 +141,22 @@ enum End {
 
 impl Conn {
     fn open(addr: SocketAddr, encodings: &[i32], password: Option<&str>) -> Conn {
-        let sock = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect {addr}: {e}"));
-        sock.set_nodelay(true).unwrap();
-        sock.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
         let cfg = RfbConfig {
             shared: true,
             encodings: encodings.to_vec(),
             password: password.map(|p| p.as_bytes().to_vec()),
+            ..RfbConfig::default()
         };
+        Conn::open_with(addr, cfg)
+    }
+
+    fn open_with(addr: SocketAddr, cfg: RfbConfig) -> Conn {
+        let sock = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect {addr}: {e}"));
+        sock.set_nodelay(true).unwrap();
+        sock.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+        let encodings = cfg.encodings.clone();
         let client = RfbClient::new(cfg);
-        for &e in encodings {
+        for &e in &encodings {
             assert!(
                 client.encodings().contains(&e),
                 "RfbClient::new dropped encoding {e} ({}): advertised {:?}",
@@ -392,6 +403,28 @@ fn server_name(s: Server) -> &'static str {
     match s {
         Server::Xvnc => "TigerVNC Xvnc",
         Server::X11vnc => "x11vnc on Xvfb",
+    }
+}
+
+/// The X helpers find windows while others are created and destroyed around
+/// them (loops of short-lived `xmessage` windows): `xdotool search` gets
+/// `BadWindow` from XQueryTree when a window dies mid-walk, which once
+/// failed `xvnc_rre` on a fresh machine. Each lookup must still succeed.
+#[test]
+fn x_helpers_survive_windows_coming_and_going() {
+    init_logger();
+    let mut desk = Desktop::xvnc(Auth::None);
+    let mut churn = desk.x_command("sh", "dash");
+    // Two windows at a time, each created, mapped and destroyed in turn.
+    churn.args(["-c", "while :; do xmessage -timeout 1 a & xmessage -timeout 1 b; wait; done"]);
+    desk.spawn_client("churn", churn);
+    let mut c = desk.x_command("xterm", "xterm");
+    c.args(["-T", "wsvnc-still", "-geometry", "20x2+10+10"]);
+    desk.spawn_client("xterm", c);
+    let id = desk.window("wsvnc-still");
+    for i in 0..20u16 {
+        assert_eq!(desk.window("wsvnc-still"), id, "lookup {i}");
+        desk.move_window(&id, 11 + i, 10); // a new position each time: --sync waits for the move
     }
 }
 
@@ -669,8 +702,8 @@ fn check_rfb_version(version: &str, auth: Auth) {
     desk.draw_scene();
     let want = desk.stable_screenshot();
     let pw = match auth {
-        Auth::None => None,
         Auth::Vnc(p) => Some(p),
+        _ => None,
     };
     let mut c = Conn::open(desk.addr(), &[encoding::ZRLE, encoding::CURSOR], pw);
     c.handshake().unwrap_or_else(|e| panic!("RFB {version} handshake failed: {e:?}\n{}", desk.logs()));
@@ -764,18 +797,15 @@ fn x11vnc_killed_mid_session() {
     check_killed(Server::X11vnc);
 }
 
-// ------------------------------------------------ whole gateway (v1 viewer)
+// ------------------------------------------------ whole gateway (v2 viewer)
 
-/// A minimal browser-protocol v1 viewer (docs/protocol.md): rebuilds the
-/// canvas from ServerHello/Resize/Fill/Copy/Pixels, acks every EndFrame.
+/// A browser-protocol v2 viewer (tests/common/v2.rs) that acks every
+/// EndFrame and keeps the canvas (RGBA, like the browser's) for comparison
+/// with X screenshots.
 struct Viewer {
-    ws: common::Ws,
+    v: v2::V2,
     width: usize,
     height: usize,
-    /// RGBA, like the browser's canvas.
-    canvas: Vec<u8>,
-    frames: usize,
-    copies: usize,
     password_required: bool,
 }
 
@@ -787,174 +817,64 @@ enum ViewerEnd {
     Closed(u16, String),
 }
 
-/// Reads big-endian-free (v1 is little-endian) fields, never past the end.
-struct Fields<'a> {
-    b: &'a [u8],
-}
-
-impl<'a> Fields<'a> {
-    fn take(&mut self, n: usize) -> &'a [u8] {
-        assert!(self.b.len() >= n, "truncated v1 message: need {n} bytes, have {}", self.b.len());
-        let (h, t) = self.b.split_at(n);
-        self.b = t;
-        h
-    }
-    fn u8(&mut self) -> u8 {
-        self.take(1)[0]
-    }
-    fn u16(&mut self) -> usize {
-        u16::from_le_bytes(self.take(2).try_into().unwrap()) as usize
-    }
-    fn u32(&mut self) -> u32 {
-        u32::from_le_bytes(self.take(4).try_into().unwrap())
-    }
-    fn str(&mut self) -> String {
-        let n = self.u32() as usize;
-        String::from_utf8(self.take(n).to_vec()).expect("v1 string is not UTF-8")
-    }
-}
-
 impl Viewer {
     fn connect(url: &str) -> Viewer {
-        use tungstenite::client::IntoClientRequest;
-        let mut req = url.into_client_request().unwrap();
-        req.headers_mut().insert("Sec-WebSocket-Protocol", "wsvnc.v1".parse().unwrap());
-        let (mut ws, resp) = tungstenite::connect(req).unwrap_or_else(|e| panic!("WebSocket to {url}: {e}"));
-        let proto = resp.headers().get("Sec-WebSocket-Protocol").map(|v| v.to_str().unwrap().to_string());
-        assert_eq!(proto.as_deref(), Some("wsvnc.v1"), "gateway did not echo the subprotocol");
-        if let tungstenite::stream::MaybeTlsStream::Plain(s) = ws.get_ref() {
-            s.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
-        }
-        ws.send(tungstenite::Message::binary(vec![0x80, 1])).unwrap(); // ClientHello v1
-        Viewer { ws, width: 0, height: 0, canvas: Vec::new(), frames: 0, copies: 0, password_required: false }
+        let v = v2::V2::connect(url).unwrap_or_else(|e| panic!("WebSocket to {url}: {e}"));
+        v.set_read_timeout(Duration::from_millis(200));
+        Viewer { v, width: 0, height: 0, password_required: false }
     }
 
     fn send(&mut self, msg: Vec<u8>) {
-        self.ws.send(tungstenite::Message::binary(msg)).expect("send to gateway");
+        self.v.send(&msg).expect("send to gateway");
+    }
+
+    /// Read until the gateway asks for the password (20 s at most).
+    fn wait_password_required(&mut self) {
+        let until = Instant::now() + Duration::from_secs(20);
+        while !self.password_required {
+            self.step().unwrap_or_else(|e| panic!("before PasswordRequired: {e:?}"));
+            assert!(Instant::now() < until, "no PasswordRequired from the gateway");
+        }
     }
 
     fn send_password(&mut self, pw: &str) {
-        let mut m = vec![0x86];
-        m.extend_from_slice(&(pw.len() as u32).to_le_bytes());
-        m.extend_from_slice(pw.as_bytes());
-        self.send(m);
+        self.v.password(pw.as_bytes()).expect("send to gateway");
+    }
+
+    /// Read until the gateway asks for a user name and a password (20 s at most).
+    #[cfg(feature = "tls")]
+    fn wait_credentials_required(&mut self) {
+        let until = Instant::now() + Duration::from_secs(20);
+        while !self.v.credentials_required {
+            self.step().unwrap_or_else(|e| panic!("before CredentialsRequired: {e:?}"));
+            assert!(Instant::now() < until, "no CredentialsRequired from the gateway");
+        }
     }
 
     /// Read one WebSocket message and apply it. Ok(true): a frame ended.
     /// Ok(false) also on a read timeout.
     fn step(&mut self) -> Result<bool, ViewerEnd> {
-        let data = match self.ws.read() {
-            Ok(tungstenite::Message::Binary(b)) => b,
-            Ok(tungstenite::Message::Close(f)) => {
-                let (code, why) = f.map(|f| (u16::from(f.code), f.reason.to_string())).unwrap_or((1005, String::new()));
-                return Err(ViewerEnd::Closed(code, why));
-            }
-            Ok(tungstenite::Message::Text(t)) => panic!("gateway sent a text message: {t:?}"),
-            Ok(_) => return Ok(false),
-            Err(tungstenite::Error::Io(e)) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
-                return Ok(false)
-            }
-            Err(tungstenite::Error::ConnectionClosed) => return Err(ViewerEnd::Closed(1006, "closed".into())),
-            Err(e) => panic!("reading from the gateway: {e}"),
+        let msgs = match self.v.read() {
+            Ok(m) => m,
+            Err(v2::End::Timeout) => return Ok(false),
+            Err(v2::End::Closed(code, why)) => return Err(ViewerEnd::Closed(code, why)),
+            Err(v2::End::Gone(why)) => return Err(ViewerEnd::Closed(1006, why)),
         };
-        let mut f = Fields { b: &data };
-        let mut frame_done = false;
-        while !f.b.is_empty() {
-            match f.u8() {
-                0x01 => {
-                    let version = f.u8();
-                    assert_eq!(version, 1, "ServerHello version");
-                    let (w, h) = (f.u16(), f.u16());
-                    let _flags = f.u8();
-                    let _name = f.str();
-                    self.resize(w, h);
-                }
-                0x02 => {
-                    let (w, h) = (f.u16(), f.u16());
-                    self.resize(w, h);
-                }
-                0x03 => {
-                    let (x, y, w, h) = (f.u16(), f.u16(), f.u16(), f.u16());
-                    let rgba = f.take(4).to_vec();
-                    self.check_rect(x, y, w, h, "Fill");
-                    for row in y..y + h {
-                        for px in
-                            self.canvas[(row * self.width + x) * 4..(row * self.width + x + w) * 4].chunks_exact_mut(4)
-                        {
-                            px.copy_from_slice(&rgba);
-                        }
-                    }
-                }
-                0x04 => {
-                    let (x, y, w, h, sx, sy) = (f.u16(), f.u16(), f.u16(), f.u16(), f.u16(), f.u16());
-                    self.check_rect(x, y, w, h, "Copy destination");
-                    self.check_rect(sx, sy, w, h, "Copy source");
-                    // Like CanvasRenderingContext2D.drawImage(canvas, ..) on itself: memmove.
-                    let rows: Vec<usize> = if y > sy { (0..h).rev().collect() } else { (0..h).collect() };
-                    for i in rows {
-                        let s = ((sy + i) * self.width + sx) * 4;
-                        let d = ((y + i) * self.width + x) * 4;
-                        self.canvas.copy_within(s..s + w * 4, d);
-                    }
-                    self.copies += 1;
-                }
-                0x05 => {
-                    let (x, y, w, h) = (f.u16(), f.u16(), f.u16(), f.u16());
-                    self.check_rect(x, y, w, h, "Pixels");
-                    let px = f.take(w * h * 4);
-                    for (i, row) in px.chunks_exact(w * 4).enumerate() {
-                        let d = ((y + i) * self.width + x) * 4;
-                        self.canvas[d..d + w * 4].copy_from_slice(row);
-                    }
-                }
-                0x06 => {
-                    let id = f.u32();
-                    let mut ack = vec![0x84];
-                    ack.extend_from_slice(&id.to_le_bytes());
-                    self.send(ack);
-                    self.frames += 1;
-                    frame_done = true;
-                }
-                0x07 => {
-                    let (_hx, _hy, w, h) = (f.u16(), f.u16(), f.u16(), f.u16());
-                    f.take(w * h * 4);
-                }
-                0x08 => {}
-                0x09 | 0x0A => {
-                    f.str();
-                }
-                0x0B => self.password_required = true,
-                0x0C => {
-                    let _level = f.u8();
-                    let _text = f.str();
-                }
-                0x0D => return Err(ViewerEnd::Error(f.str())),
-                t => panic!("unknown v1 message type {t:#04x}"),
-            }
+        (self.width, self.height) = (self.v.width as usize, self.v.height as usize);
+        self.password_required |= self.v.password_required;
+        if let Some(e) = msgs.iter().find_map(|m| if let v2::Msg::Error(e) = m { Some(e.clone()) } else { None }) {
+            return Err(ViewerEnd::Error(e));
         }
-        Ok(frame_done)
+        Ok(msgs.iter().any(|m| matches!(m, v2::Msg::EndFrame(_))))
     }
 
-    fn resize(&mut self, w: usize, h: usize) {
-        (self.width, self.height) = (w, h);
-        self.canvas = [0, 0, 0, 255].repeat(w * h);
-    }
-
-    fn check_rect(&self, x: usize, y: usize, w: usize, h: usize, what: &str) {
-        assert!(
-            x + w <= self.width && y + h <= self.height,
-            "{what} {w}x{h}+{x}+{y} outside the {}x{} canvas",
-            self.width,
-            self.height
-        );
-    }
-
-    /// Apply frames until the canvas equals `want` (RGB) at a frame's end.
+    /// Apply frames until the canvas equals `want` (RGB) at a frame's end
+    /// (JPEG areas are refined to exact pixels once they stop changing).
     fn sync_to(&mut self, want: &[u8], what: &str) {
         let until = Instant::now() + SYNC_TIMEOUT;
         loop {
             match self.step() {
-                Ok(true) if rgb_eq(&self.canvas, want) => return,
+                Ok(true) if rgb_eq(&self.v.fb, want) => return,
                 Ok(_) => {}
                 Err(e) => panic!("{what}: the gateway ended the session: {e:?}"),
             }
@@ -962,13 +882,9 @@ impl Viewer {
                 Instant::now() < until,
                 "{what}: canvas still differs from the X screenshot after {SYNC_TIMEOUT:?} \
                  ({} frames, {} copies):\n{}",
-                self.frames,
-                self.copies,
-                if self.canvas.is_empty() {
-                    "no ServerHello".into()
-                } else {
-                    diff_report(&self.canvas, self.width, want)
-                }
+                self.v.frames,
+                self.v.copies,
+                if self.v.fb.is_empty() { "no ServerHello".into() } else { diff_report(&self.v.fb, self.width, want) }
             );
         }
     }
@@ -993,15 +909,28 @@ impl Viewer {
 
 /// wsvnc in-process on this slot's aux port, gateway target = the desktop.
 fn gateway_for(desk: &Desktop, password: Option<&str>) -> common::Running {
+    let target = wsvnc::Target {
+        password: password.map(|p| p.as_bytes().to_vec()),
+        ..wsvnc::Target::new(wsvnc::TargetAddr::Tcp(desk.addr()))
+    };
+    gateway_to(desk, target)
+}
+
+/// wsvnc in-process on this slot's aux port with `target`.
+fn gateway_to(desk: &Desktop, target: wsvnc::Target) -> common::Running {
     init_logger();
     let mut cfg = common::config();
     cfg.listen = SocketAddr::from(([127, 0, 0, 1], desk.slot.aux_port()));
-    cfg.target = Some(wsvnc::Target {
-        addr: wsvnc::TargetAddr::Tcp(desk.addr()),
-        password: password.map(|p| p.as_bytes().to_vec()),
-        view_only: false,
-    });
+    cfg.target = Some(target);
     common::start(cfg)
+}
+
+/// A viewer that waits for PasswordRequired, answers `pw` and syncs to `want`.
+fn browser_password(gw: &common::Running, pw: &str, want: &[u8], what: &str) {
+    let mut v = Viewer::connect(&gw.url("/ws"));
+    v.wait_password_required();
+    v.send_password(pw);
+    v.sync_to(want, what);
 }
 
 /// The scene on `desk`, wsvnc in front of it, one viewer synced to it.
@@ -1028,6 +957,28 @@ fn gateway_xvnc_pixels() {
         v.sync_to(&want, &format!("gateway to Xvnc, xterm moved to ({x}, {y})"));
     }
     v.sync_to(&change_root_colour(&desk), "gateway to Xvnc, after a root colour change");
+}
+
+/// Photo content: ImageMagick `display` of a gnome-backgrounds wallpaper on
+/// Xvnc. The gateway sends it as JPEG (the test viewer decodes it), then
+/// refines it: the canvas ends equal to the X screenshot, pixel for pixel.
+#[test]
+fn gateway_xvnc_photo_jpeg_then_exact() {
+    let wallpaper = std::path::Path::new("/usr/share/backgrounds/gnome/wood-d.webp");
+    assert!(wallpaper.exists(), "{} missing: apt-get install gnome-backgrounds", wallpaper.display());
+    let mut desk = Desktop::xvnc(Auth::None);
+    desk.draw_scene();
+    let gw = gateway_for(&desk, None);
+    let mut v = Viewer::connect(&gw.url("/ws"));
+    v.sync_to(&desk.stable_screenshot(), "gateway to Xvnc before the photo");
+    let mut c = desk.x_command("display", "imagemagick");
+    c.args(["-title", "wsvnc-photo", "-geometry", "400x300+100+100", "-resize", "400x300!", "-borderwidth", "0"])
+        .arg(wallpaper);
+    desk.spawn_client("display-photo", c);
+    desk.window("wsvnc-photo");
+    let want = desk.stable_screenshot();
+    v.sync_to(&want, "gateway to Xvnc, photo refined to exact pixels");
+    assert!(v.v.kinds[v2::kind::JPEG].0 > 0, "the photo went as JPEG first: {:?}", v.v.kinds);
 }
 
 /// Browser → wsvnc → x11vnc on Xvfb, default encodings.
@@ -1082,14 +1033,7 @@ fn gateway_xvnc_browser_password() {
     desk.draw_scene();
     let want = desk.stable_screenshot();
     let gw = gateway_for(&desk, None);
-    let mut v = Viewer::connect(&gw.url("/ws"));
-    let until = Instant::now() + Duration::from_secs(20);
-    while !v.password_required {
-        v.step().unwrap_or_else(|e| panic!("before PasswordRequired: {e:?}"));
-        assert!(Instant::now() < until, "no PasswordRequired from the gateway");
-    }
-    v.send_password(PASSWORD);
-    v.sync_to(&want, "gateway to Xvnc with the browser's password");
+    browser_password(&gw, PASSWORD, &want, "gateway to Xvnc with the browser's password");
 }
 
 #[test]
@@ -1117,4 +1061,244 @@ fn gateway_xvnc_killed() {
     let (text2, _) = v2.expect_error();
     assert!(!text2.is_empty());
     gw.shutdown().expect("gateway shut down cleanly");
+}
+
+// ------------------------------------------------------------ VeNCrypt (TLS)
+
+/// TigerVNC's VeNCrypt with a test PKI made at test time: X509Vnc, X509None
+/// (pinned), X509Plain through a test-only PAM service; certificates that
+/// must be refused; anonymous TLS refused; and the whole gateway in front.
+#[cfg(feature = "tls")]
+mod vencrypt {
+    use super::*;
+    use common::vnc_tls::{PamService, Pki};
+    use common::x11::Tls;
+    use wsvnc::rfb::security::{SecurityConfig, TlsTrust};
+
+    const PLAIN_USER: &str = "vncuser";
+    const PLAIN_PW: &str = "pl@in-Pw 9";
+
+    fn xvnc(types: &str, pki: &Pki, password: Option<&str>, pam: Option<&PamService>) -> Desktop {
+        Desktop::xvnc(Auth::Tls(Tls { types, pki, password, pam }))
+    }
+
+    fn trust(ca: Option<&std::path::Path>, pin: Option<[u8; 32]>, name: &str) -> Option<TlsTrust> {
+        let ca_pem = ca.map(|p| std::fs::read(p).unwrap().into());
+        Some(TlsTrust { server_name: name.into(), ca_pem, fingerprint: pin })
+    }
+
+    fn cfg(password: Option<&str>, user: Option<&str>, tls: Option<TlsTrust>) -> RfbConfig {
+        RfbConfig {
+            encodings: vec![encoding::ZRLE, encoding::CURSOR],
+            password: password.map(|p| p.as_bytes().to_vec()),
+            security: SecurityConfig { username: user.map(|u| u.as_bytes().to_vec()), tls },
+            ..RfbConfig::default()
+        }
+    }
+
+    /// Handshake, then the scene pixel for pixel; typing goes through TLS.
+    fn check_scene(desk: &mut Desktop, cfg: RfbConfig, what: &str) {
+        desk.draw_scene();
+        let want = desk.stable_screenshot();
+        let mut c = Conn::open_with(desk.addr(), cfg);
+        c.handshake().unwrap_or_else(|e| panic!("{what}: handshake failed: {e:?}\n{}", desk.logs()));
+        assert!(c.client.encrypted(), "{what}: not encrypted");
+        c.sync_to(&want, what);
+        c.type_into_xterm("Typed over TLS 7\n");
+        let typed = desk.stable_screenshot();
+        assert_ne!(want, typed, "{what}: typing changed nothing on the X screen");
+        c.sync_to(&typed, &format!("{what}, after typing"));
+    }
+
+    fn handshake_error(desk: &Desktop, cfg: RfbConfig) -> RfbError {
+        let mut c = Conn::open_with(desk.addr(), cfg);
+        match c.handshake() {
+            Err(End::Rfb(e)) => e,
+            other => panic!("handshake gave {other:?}, not an error"),
+        }
+    }
+
+    #[test]
+    fn xvnc_x509vnc_with_the_ca() {
+        init_logger();
+        let pki = Pki::new();
+        let mut desk = xvnc("X509Vnc", &pki, Some(PASSWORD), None);
+        let c = cfg(Some(PASSWORD), None, trust(Some(&pki.ca), None, "127.0.0.1"));
+        check_scene(&mut desk, c, "Xvnc X509Vnc, CA");
+    }
+
+    #[test]
+    fn xvnc_x509none_pinned() {
+        init_logger();
+        let pki = Pki::new();
+        let mut desk = xvnc("X509None", &pki, None, None);
+        // A pin alone: the name is not checked.
+        let c = cfg(None, None, trust(None, Some(pki.fingerprint), "any.name.invalid"));
+        check_scene(&mut desk, c, "Xvnc X509None, pinned");
+    }
+
+    /// Certificates that must be refused, each on a new connection to the
+    /// same server, then the right one works. TigerVNC counts each aborted TLS
+    /// handshake towards its lockout (five failures): three here.
+    #[test]
+    fn xvnc_x509_untrusted_certificates() {
+        init_logger();
+        let pki = Pki::new();
+        let desk = xvnc("X509Vnc", &pki, Some(PASSWORD), None);
+        let cases = [
+            ("another CA", trust(Some(&pki.other_ca), None, "127.0.0.1"), "UnknownIssuer"),
+            ("wrong name", trust(Some(&pki.ca), None, "vnc.example.org"), "vnc.example.org"),
+            ("wrong pin", trust(None, Some([7; 32]), "127.0.0.1"), "pinned with vnc-fingerprint="),
+        ];
+        for (what, t, words) in cases {
+            match handshake_error(&desk, cfg(Some(PASSWORD), None, t)) {
+                RfbError::Certificate(m) => {
+                    assert!(m.contains(words), "{what}: {m}");
+                    assert!(m.contains(&pki.pin()), "{what}: the certificate's fingerprint is not named: {m}");
+                }
+                e => panic!("{what}: {e:?}"),
+            }
+        }
+        let mut c = Conn::open_with(desk.addr(), cfg(Some(PASSWORD), None, trust(Some(&pki.ca), None, "localhost")));
+        c.handshake().unwrap_or_else(|e| panic!("after 3 refused certificates: {e:?}\n{}", desk.logs()));
+    }
+
+    /// X509Plain through PAM: configured credentials, then asked for, then
+    /// a wrong password (one failure: TigerVNC locks out after five).
+    #[test]
+    fn xvnc_x509plain_pam() {
+        init_logger();
+        let pki = Pki::new();
+        let pam = PamService::new(PLAIN_USER, PLAIN_PW);
+        let mut desk = xvnc("X509Plain", &pki, None, Some(&pam));
+        let t = trust(Some(&pki.ca), None, "127.0.0.1");
+        check_scene(&mut desk, cfg(Some(PLAIN_PW), Some(PLAIN_USER), t.clone()), "Xvnc X509Plain");
+
+        let mut c = Conn::open_with(desk.addr(), cfg(None, None, t.clone()));
+        c.wait_event(&RfbEvent::CredentialsNeeded { username: true });
+        c.client.set_credentials(PLAIN_USER.as_bytes(), PLAIN_PW.as_bytes(), &mut c.out).unwrap();
+        c.flush();
+        c.handshake().unwrap_or_else(|e| panic!("after set_credentials: {e:?}\n{}", desk.logs()));
+
+        match handshake_error(&desk, cfg(Some("wrong"), Some(PLAIN_USER), t)) {
+            RfbError::AuthFailed(reason) => assert!(!reason.is_empty()),
+            e => panic!("wrong Plain password: {e:?}"),
+        }
+    }
+
+    /// TigerVNC's default "TLSVnc,VncAuth": VncAuth (no TLS); with a CA
+    /// configured and "X509Vnc,VncAuth": VeNCrypt. "TLSNone" alone: refused,
+    /// naming what to configure on the server.
+    #[test]
+    fn xvnc_type_choice_and_anonymous_tls() {
+        init_logger();
+        let pki = Pki::new();
+        let desk = xvnc("TLSVnc,VncAuth", &pki, Some(PASSWORD), None);
+        let mut c = Conn::open_with(desk.addr(), cfg(Some(PASSWORD), None, trust(Some(&pki.ca), None, "127.0.0.1")));
+        c.handshake().unwrap_or_else(|e| panic!("TLSVnc,VncAuth: {e:?}"));
+        drop(desk);
+
+        let desk = xvnc("X509Vnc,VncAuth", &pki, Some(PASSWORD), None);
+        let mut c = Conn::open_with(desk.addr(), cfg(Some(PASSWORD), None, trust(Some(&pki.ca), None, "127.0.0.1")));
+        c.handshake().unwrap_or_else(|e| panic!("X509Vnc,VncAuth with a CA: {e:?}"));
+        assert!(c.client.encrypted(), "a CA is configured: VeNCrypt must be chosen");
+        let mut c = Conn::open_with(desk.addr(), cfg(Some(PASSWORD), None, None));
+        c.handshake().unwrap_or_else(|e| panic!("X509Vnc,VncAuth without a CA: {e:?}"));
+        assert!(!c.client.encrypted(), "no CA: VncAuth");
+        drop(desk);
+
+        let desk = xvnc("TLSNone", &pki, None, None);
+        match handshake_error(&desk, cfg(None, None, trust(Some(&pki.ca), None, "127.0.0.1"))) {
+            RfbError::Unsupported(m) => assert!(m.contains("anonymous TLS") && m.contains("-X509Cert"), "{m}"),
+            e => panic!("TLSNone: {e:?}"),
+        }
+    }
+
+    fn gateway_tls(
+        desk: &Desktop,
+        password: Option<&str>,
+        user: Option<&str>,
+        ca: &std::path::Path,
+    ) -> common::Running {
+        let security = wsvnc::TargetSecurity {
+            username: user.map(|u| u.as_bytes().to_vec()),
+            ca_pem: Some(wsvnc::config::read_ca_file(ca).unwrap()),
+            fingerprint: None,
+            host: Some("127.0.0.1".into()),
+        };
+        let target = wsvnc::Target {
+            password: password.map(|p| p.as_bytes().to_vec()),
+            security,
+            ..wsvnc::Target::new(wsvnc::TargetAddr::Tcp(desk.addr()))
+        };
+        gateway_to(desk, target)
+    }
+
+    /// Browser → wsvnc → Xvnc X509Vnc, with the CA configured for the target.
+    #[test]
+    fn gateway_xvnc_x509vnc() {
+        init_logger();
+        let pki = Pki::new();
+        let mut desk = xvnc("X509Vnc", &pki, Some(PASSWORD), None);
+        desk.draw_scene();
+        let want = desk.stable_screenshot();
+        let gw = gateway_tls(&desk, Some(PASSWORD), None, &pki.ca);
+        let mut v = Viewer::connect(&gw.url("/ws"));
+        v.sync_to(&want, "gateway to Xvnc X509Vnc");
+        v.sync_to(&change_root_colour(&desk), "gateway to Xvnc X509Vnc, after a root colour change");
+    }
+
+    /// Xvnc with X509Plain through a test PAM service and the scene drawn:
+    /// the PKI, the PAM service (kept alive), the desktop, its screenshot.
+    fn x509plain_scene() -> (Pki, PamService, Desktop, Vec<u8>) {
+        init_logger();
+        let pki = Pki::new();
+        let pam = PamService::new(PLAIN_USER, PLAIN_PW);
+        let mut desk = xvnc("X509Plain", &pki, None, Some(&pam));
+        desk.draw_scene();
+        let want = desk.stable_screenshot();
+        (pki, pam, desk, want)
+    }
+
+    /// X509Plain with the user name configured: the browser is asked for
+    /// the password only, and gets the desktop.
+    #[test]
+    fn gateway_xvnc_x509plain_browser_password() {
+        let (pki, _pam, desk, want) = x509plain_scene();
+        let gw = gateway_tls(&desk, None, Some(PLAIN_USER), &pki.ca);
+        browser_password(&gw, PLAIN_PW, &want, "gateway to Xvnc X509Plain with the browser's password");
+    }
+
+    /// X509Plain with no user name configured: the browser is asked for a
+    /// user name and a password. A wrong password ends that session with
+    /// the server's verdict (1008); the right credentials, on a new
+    /// connection, give the desktop.
+    #[test]
+    fn gateway_xvnc_x509plain_browser_credentials() {
+        let (pki, _pam, desk, want) = x509plain_scene();
+        let gw = gateway_tls(&desk, None, None, &pki.ca);
+        let mut v = Viewer::connect(&gw.url("/ws"));
+        v.wait_credentials_required();
+        assert!(!v.password_required, "a user name is wanted too");
+        v.send(v2::enc::credentials(PLAIN_USER.as_bytes(), b"not the password"));
+        let (text, code) = v.expect_error();
+        assert_eq!(code, 1008, "{text}");
+        assert!(text.contains("authentication failed"), "{text}");
+        let mut v = Viewer::connect(&gw.url("/ws"));
+        v.wait_credentials_required();
+        v.send(v2::enc::credentials(PLAIN_USER.as_bytes(), PLAIN_PW.as_bytes()));
+        v.sync_to(&want, "gateway to Xvnc X509Plain with the browser's user name and password");
+    }
+
+    /// The wrong CA: the viewer is told the certificate was rejected.
+    #[test]
+    fn gateway_xvnc_x509_wrong_ca() {
+        init_logger();
+        let pki = Pki::new();
+        let desk = xvnc("X509Vnc", &pki, Some(PASSWORD), None);
+        let gw = gateway_tls(&desk, Some(PASSWORD), None, &pki.other_ca);
+        let mut v = Viewer::connect(&gw.url("/ws"));
+        let (text, _code) = v.expect_error();
+        assert!(text.contains("certificate was rejected") && text.contains("UnknownIssuer"), "error text: {text:?}");
+    }
 }

@@ -10,9 +10,16 @@ use common::*;
 use tungstenite::Message;
 use wsvnc::{Target, TargetAddr};
 
-fn relay_to(addr: std::net::SocketAddr) -> Running {
+/// A server with relay mode on (`--relay`) and no target.
+fn relay_config() -> wsvnc::Config {
     let mut cfg = config();
-    cfg.target = Some(Target { addr: TargetAddr::Tcp(addr), password: None, view_only: false });
+    cfg.relay = true;
+    cfg
+}
+
+fn relay_to(addr: std::net::SocketAddr) -> Running {
+    let mut cfg = relay_config();
+    cfg.target = Some(Target::new(TargetAddr::Tcp(addr)));
     start(cfg)
 }
 
@@ -61,7 +68,7 @@ fn target_bytes_arrive_in_order_and_close_is_1000() {
 
 #[test]
 fn unknown_token_and_missing_target_are_refused_with_a_reason() {
-    let srv = start(config());
+    let srv = start(relay_config());
     let mut ws = connect(&srv.url("/websockify"));
     let (code, reason) = expect_close(&mut ws);
     assert_eq!(code, 1008);
@@ -71,7 +78,7 @@ fn unknown_token_and_missing_target_are_refused_with_a_reason() {
     std::fs::create_dir_all(&dir).unwrap();
     let file = dir.join("tokens");
     std::fs::write(&file, format!("good: {}\n", tcp_echo())).unwrap();
-    let mut cfg = config();
+    let mut cfg = relay_config();
     cfg.token_file = Some(file.clone());
     let srv = start(cfg);
     let mut ws = connect(&srv.url("/websockify?token=nope"));
@@ -92,7 +99,7 @@ fn token_file_is_reread_when_it_changes() {
     std::fs::create_dir_all(&dir).unwrap();
     let file = dir.join("tokens");
     std::fs::write(&file, "a: 127.0.0.1:1\n").unwrap();
-    let mut cfg = config();
+    let mut cfg = relay_config();
     cfg.token_file = Some(file.clone());
     let srv = start(cfg);
     let mut ws = connect(&srv.url("/websockify?token=b"));
@@ -188,7 +195,7 @@ fn reserved_opcode_and_bits_are_1002() {
 fn a_browser_that_stops_reading_does_not_grow_memory() {
     // The target pushes 256 MiB; the client reads nothing for a while.
     // The server runs as its own process so its RSS is its own.
-    let srv = Spawned::start(&["--target", &tcp_source(256 << 20).to_string()]);
+    let srv = Spawned::start(&["--relay", "--target", &tcp_source(256 << 20).to_string()]);
     let before = srv.rss_kib();
     let mut ws = connect(&srv.url("/websockify"));
     std::thread::sleep(Duration::from_secs(2));
@@ -225,9 +232,9 @@ fn graceful_shutdown_sends_1001() {
 
 #[test]
 fn max_connections_refuses_cleanly_with_503() {
-    let mut cfg = config();
+    let mut cfg = relay_config();
     cfg.max_connections = 2;
-    cfg.target = Some(Target { addr: TargetAddr::Tcp(tcp_echo()), password: None, view_only: false });
+    cfg.target = Some(Target::new(TargetAddr::Tcp(tcp_echo())));
     let srv = start(cfg);
     let a = connect(&srv.url("/websockify"));
     let b = connect(&srv.url("/websockify"));
@@ -248,6 +255,7 @@ fn token_file_reload_closes_relays_of_removed_or_repointed_tokens() {
     std::fs::write(&file, format!("keep: {a}\nmove: {a}\ngone: {a}\n")).unwrap();
     let mut cfg = config();
     cfg.token_file = Some(file.clone());
+    cfg.relay = true;
     let srv = start(cfg);
     let mut ws: Vec<_> =
         ["keep", "move", "gone"].iter().map(|t| connect(&srv.url(&format!("/websockify?token={t}")))).collect();

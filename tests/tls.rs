@@ -24,7 +24,8 @@ use wsvnc::{Target, TargetAddr};
 fn tls_cfg(ca: &TestCa, name: &str, only: bool) -> wsvnc::Config {
     let mut cfg = config();
     cfg.tls = Some(TlsFiles { cert: ca.cert(name), key: ca.key(name), only });
-    cfg.target = Some(Target { addr: TargetAddr::Tcp(tcp_echo()), password: None, view_only: false });
+    cfg.target = Some(Target::new(TargetAddr::Tcp(tcp_echo())));
+    cfg.relay = true;
     cfg
 }
 
@@ -252,6 +253,7 @@ fn sighup_reloads_certificates_and_the_token_file_and_keeps_running() {
         key.to_str().unwrap(),
         "--token-file",
         tokens.to_str().unwrap(),
+        "--relay",
     ];
     let d = Daemon::start(&args, addr);
     let client = ca.client();

@@ -177,7 +177,8 @@ fn request(conn: &mut Conn, key: usize, mut head: http::Head, ctx: &mut Ctx) {
             h.1 = host;
         }
     }
-    match http::route_deferred(&head, &ctx.site) {
+    let peer = http::Peer { addr: conn.peer.socket, now: ctx.now, unix_time: ctx.unix_time };
+    match http::route_deferred(&head, &mut ctx.site, &peer) {
         Action::Respond { bytes, close, status } => {
             debug!("{} {} {} → {status}", conn.peer, head.method, head.target);
             if status == 403 && via_proxy_without_host && head.header("origin").is_some() {
@@ -196,7 +197,7 @@ fn request(conn: &mut Conn, key: usize, mut head: http::Head, ctx: &mut Ctx) {
             if let super::App::Http(app) = &mut conn.app {
                 app.waiting = true;
             }
-            ctx.jobs.push(Job::File { key, id: conn.id, req });
+            ctx.jobs.push(Job::File { key, id: conn.id, req: Box::new(req) });
         }
         Action::Upgrade(up) => {
             if ctx.cfg.echo {

@@ -43,6 +43,8 @@ pub const UPSTREAM: usize = 1 << (usize::BITS - 2);
 pub struct Ctx {
     /// The time of the current loop iteration.
     pub now: Instant,
+    /// The same moment in seconds since the Unix epoch (JWT `exp`/`nbf`).
+    pub unix_time: u64,
     pub cfg: Config,
     pub keepalive: Keepalive,
     pub site: crate::http::Site,
@@ -61,6 +63,9 @@ pub struct Ctx {
     pub registry: Registry,
     /// Connections to drive again before the next poll.
     pub wake: Vec<usize>,
+    /// Connections whose `poll_timeout` may have moved earlier although
+    /// they were not driven (a session's wake-up moved by its viewers).
+    pub rearm: Vec<usize>,
     /// Blocking work for the loop to hand to its helper thread.
     pub jobs: Vec<Job>,
     next_id: u64,
@@ -69,7 +74,7 @@ pub struct Ctx {
 /// Blocking work an app needs done off the loop.
 pub enum Job {
     /// Read a file of `--web DIR` for connection (`key`, `id`).
-    File { key: usize, id: u64, req: crate::http::FileRequest },
+    File { key: usize, id: u64, req: Box<crate::http::FileRequest> },
 }
 
 impl Ctx {
@@ -87,6 +92,7 @@ impl Ctx {
         let now = Instant::now();
         Ctx {
             now,
+            unix_time: 0,
             keepalive: Keepalive { heartbeat: cfg.heartbeat, idle: cfg.idle_timeout },
             gw: crate::gateway::Gateways::new(&cfg),
             cfg,
@@ -100,6 +106,7 @@ impl Ctx {
             epoch: now,
             registry,
             wake: Vec::new(),
+            rearm: Vec::new(),
             jobs: Vec::new(),
             next_id: 1,
         }
@@ -110,6 +117,18 @@ impl Ctx {
     pub fn next_id(&mut self) -> u64 {
         self.next_id += 1;
         self.next_id
+    }
+
+    /// The session key and target for a WebSocket request: the access
+    /// token's own target (`Upgrade::target`), else [`Ctx::lookup_target`]
+    /// for its `?token=`. The token is returned too (None for a target a
+    /// JWT chose), for noticing token-file changes.
+    pub fn target_for(&self, up: &crate::http::Upgrade) -> (String, Option<String>, Result<Target, String>) {
+        let token = crate::http::query_param(&up.query, "token");
+        match up.target {
+            Some(a) => (format!("jwt {a}"), None, Ok(Target::new(crate::config::TargetAddr::Tcp(a)))),
+            None => (token.unwrap_or_default().to_string(), token.map(str::to_string), self.lookup_target(token)),
+        }
     }
 
     /// The target for a request: `?token=` from the token file, else `--target`.
@@ -240,7 +259,7 @@ impl Conn {
     pub fn poll_timeout(&self, ctx: &Ctx) -> Option<Instant> {
         let app = match &self.app {
             App::Http(h) => h.poll_timeout(),
-            App::Vnc(v) => v.poll_timeout(),
+            App::Vnc(v) => v.poll_timeout(&ctx.gw),
             App::Demo(d) => d.poll_timeout(),
             _ => None,
         };

@@ -34,8 +34,14 @@ use crate::transport::pipe::{Splice, Step as PipeStep};
 use crate::transport::{Endpoint, Feed, Flow, Message, Read, Ready, Stream, CONTROL_ROOM};
 use crate::ws::{close, Delivery, Limits, WsSession};
 
-/// The WebSocket path noVNC uses by default.
+/// The WebSocket path noVNC uses by default. With relay mode on, every
+/// other path but the gateway's upgrades to the relay too (as websockify).
 pub const PATH: &str = "/websockify";
+/// Close reason (1008) for a view-only target: the relay passes the
+/// browser's bytes to the VNC server unfiltered, so it cannot keep a viewer
+/// from sending input. Such targets are served by the gateway only.
+pub const VIEW_ONLY_REFUSED: &str =
+    "view-only target: relay mode is not offered (it would pass input); use the viewer at /";
 /// Largest payload framed per read: fits the 16-bit length form.
 pub const MAX_CHUNK: usize = 65535;
 /// Header room reserved before each chunk.
@@ -75,11 +81,12 @@ impl Relay {
     }
 }
 
-/// A WebSocket upgrade on the relay path: connect to the target that the
-/// configuration names for `?token=` (never one the URL names).
+/// A WebSocket upgrade on a relay path: connect to the target that the
+/// configuration names for `?token=`, or the access token's own (never one
+/// the URL names); a view-only target is refused (1008).
 pub fn attach(conn: &mut Conn, key: usize, up: http::Upgrade, ctx: &mut Ctx) {
-    let token = http::query_param(&up.query, "token").map(str::to_string);
-    let target = ctx.lookup_target(token.as_deref());
+    let (_, token, target) = ctx.target_for(&up);
+    let target = target.and_then(|t| relayable(t, ctx.cfg.view_only));
     let _ = conn.ep.output.push(&http::upgrade_response(&up, None), &mut ctx.pool);
     conn.ep.output.set_cap(ctx.cfg.relay_buffer);
     let limits = Limits { max_message: ctx.cfg.max_message };
@@ -370,6 +377,15 @@ fn splice_frame(ep: &mut Endpoint, r: &mut Relay, ctx: &mut Ctx) -> std::io::Res
     }
 }
 
+/// The target if the relay may serve it: not view-only, neither by its
+/// token's `view_only` word nor by `--view-only` (`all_view_only`).
+pub fn relayable(target: crate::config::Target, all_view_only: bool) -> Result<crate::config::Target, String> {
+    if target.view_only || all_view_only {
+        return Err(VIEW_ONLY_REFUSED.to_string());
+    }
+    Ok(target)
+}
+
 /// `buf[..HEADER_ROOM]` is free and `buf[HEADER_ROOM..HEADER_ROOM + n]` holds
 /// `n` payload bytes (1 ≤ n ≤ MAX_CHUNK). Writes an unmasked FIN binary frame
 /// header and returns the frame's total length, the frame starting at `buf[0]`.
@@ -391,6 +407,16 @@ pub fn frame_in_place(buf: &mut [u8], n: usize) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn view_only_targets_are_not_relayed() {
+        use crate::config::{Target, TargetAddr};
+        let t = |view_only| Target { view_only, ..Target::new(TargetAddr::Unix("/s".into())) };
+        assert!(relayable(t(false), false).is_ok());
+        assert_eq!(relayable(t(true), false).unwrap_err(), VIEW_ONLY_REFUSED);
+        assert_eq!(relayable(t(false), true).unwrap_err(), VIEW_ONLY_REFUSED);
+        assert!(VIEW_ONLY_REFUSED.len() <= 123, "a Close reason has 123 bytes at most (RFC 6455 §5.5)");
+    }
 
     #[test]
     fn short_payload_uses_the_two_byte_form() {

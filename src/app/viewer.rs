@@ -12,10 +12,18 @@
 //! which writes RFB input straight into the link's output buffer; a viewer
 //! is decoded only while that buffer has `VNC_OUT_HEADROOM` free. The
 //! server's updates go to `Session::handle_server_input`; then every viewer
-//! with something to send is woken, and composes its next chunk with
+//! with room is woken, and composes its next message with
 //! `Session::compose` straight into its own output buffer, behind the
-//! WebSocket header room (`Endpoint::send_with`), while that buffer is
-//! below `gateway::LOW_WATER`.
+//! WebSocket header room (`Endpoint::send_with`; through the deflater when
+//! permessage-deflate is on, except for mostly-JPEG messages), while that
+//! buffer is below `gateway::LOW_WATER`, and reports what went on the wire
+//! with `Session::sent` (its pacing).
+//!
+//! Time: the link's `poll_timeout` is the handshake deadline and the
+//! session's own (`Session::poll_timeout`: JPEG areas due for refinement, the
+//! end of a linger); at it, `Session::handle_timeout` runs and the viewers
+//! with room are woken. A session whose last viewer left lingers
+//! (`Session::remove_viewer` pauses the server's updates) or ends.
 
 use std::time::{Duration, Instant};
 
@@ -26,10 +34,10 @@ use slab::Slab;
 use super::{finish_io, App, Conn, Ctx, Peer, Step, READS_PER_WAKEUP};
 use crate::config::{Target, TargetAddr};
 use crate::gateway::session::Phase;
-use crate::gateway::{ViewerId, CHUNK, LOW_WATER};
+use crate::gateway::{Attempt, Composed, Gateways, ViewerId, CHUNK, LOW_WATER};
 use crate::http;
 use crate::transport::{Endpoint, Feed, Flow, Message, Read, Stream};
-use crate::ws::{close, Delivery, Limits, WsSession};
+use crate::ws::{close, Body, Delivery, Limits, WsSession};
 
 /// Largest RFB unit we buffer (ServerCutText is capped at 1 MiB by the client).
 const VNC_IN_CAP: usize = 4 << 20;
@@ -47,38 +55,64 @@ const VIEWER_OUT_PAUSE: usize = LOW_WATER + CHUNK + (64 << 10);
 /// session fails: a server that accepts and then says nothing would
 /// otherwise leave its viewers at "connecting" forever.
 const VNC_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Session wake-ups (`Session::poll_timeout`) at least this far apart: a
+/// refinement due for a viewer that cannot take it yet (its socket is full)
+/// must not spin the loop.
+const MIN_WAKE_GAP: Duration = Duration::from_millis(5);
 
 /// A browser on the gateway path.
 pub enum ViewerApp {
     /// Upgraded; the session is found or opened on the next drive.
-    Joining {
-        token: Option<String>,
-        view_only: bool,
-    },
+    Joining(Box<Joining>),
     Watching(ViewerId),
+}
+
+/// What an upgraded viewer asked for (`Ctx::target_for`).
+pub struct Joining {
+    session_key: String,
+    /// The token-file token that chose the target (None: `--target`, or a
+    /// JWT's own target).
+    token: Option<String>,
+    target: Result<Target, String>,
+    view_only: bool,
 }
 
 /// The RFB connection of one session.
 pub struct VncLink {
     session: usize,
+    /// The token and address it was opened for: a token-file reload that
+    /// removes or re-points the token ends the session.
+    token: Option<String>,
+    addr: TargetAddr,
     connected: bool,
     /// The TCP connect and RFB handshake must be done by then; None while a
     /// browser is being asked for the password, and once ready.
     deadline: Option<Instant>,
+    /// The last session wake-up (see `MIN_WAKE_GAP`).
+    woke: Option<Instant>,
     /// The session is over: the link closes at its next drive.
     ended: bool,
 }
 
 impl VncLink {
-    pub fn poll_timeout(&self) -> Option<Instant> {
-        self.deadline
+    /// The handshake deadline, or the session's next wake-up.
+    pub fn poll_timeout(&self, gw: &Gateways) -> Option<Instant> {
+        let session = gw.sessions.get(self.session).and_then(|s| s.poll_timeout());
+        let session = match (session, self.woke) {
+            (Some(t), Some(w)) => Some(t.max(w + MIN_WAKE_GAP)),
+            (t, _) => t,
+        };
+        match (self.deadline, session) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 }
 
 /// A WebSocket upgrade on the gateway path: switch protocols now, find the
 /// session at the next drive (which may open a connection).
 pub fn attach_pending(conn: &mut Conn, _key: usize, up: http::Upgrade, ctx: &mut Ctx) {
-    let token = http::query_param(&up.query, "token").map(str::to_string);
+    let (session_key, token, target) = ctx.target_for(&up);
     let view_only = matches!(http::query_param(&up.query, "view_only"), Some("1" | "true"));
     let deflate = crate::ws::deflate::negotiate(&up.extensions);
     let reply = deflate.as_ref().map(|(_, r)| r.as_str());
@@ -87,7 +121,7 @@ pub fn attach_pending(conn: &mut Conn, _key: usize, up: http::Upgrade, ctx: &mut
     let limits = Limits { max_message: ctx.cfg.max_message.min(crate::gateway::proto::MAX_CLIPBOARD + 64) };
     conn.ep.upgrade(WsSession::new(limits, Delivery::Whole, deflate.map(|(p, _)| p)), ctx.now);
     conn.label = format!("{} → (joining)", up.path);
-    conn.set_app(App::Viewer(ViewerApp::Joining { token, view_only }));
+    conn.set_app(App::Viewer(ViewerApp::Joining(Box::new(Joining { session_key, token, target, view_only }))));
 }
 
 pub fn drive(conns: &mut Slab<Conn>, key: usize, ctx: &mut Ctx) -> Step {
@@ -110,18 +144,18 @@ pub fn drive(conns: &mut Slab<Conn>, key: usize, ctx: &mut Ctx) -> Step {
 // ------------------------------------------------------------- viewers
 
 fn join(conns: &mut Slab<Conn>, key: usize, ctx: &mut Ctx) -> Step {
-    let Some(App::Viewer(ViewerApp::Joining { token, view_only })) = conns.get_mut(key).map(|c| &mut c.app) else {
+    let Some(conn) = conns.get_mut(key) else { return Step::Stay };
+    let App::Viewer(ViewerApp::Joining(joining)) = std::mem::replace(&mut conn.app, App::Detached) else {
         return Step::Stay;
     };
-    let (token, view_only_param) = (token.take(), *view_only);
-    let target = match ctx.lookup_target(token.as_deref()) {
+    let Joining { session_key, token, target, view_only: view_only_param } = *joining;
+    let target = match target {
         Ok(t) => t,
-        Err(why) => return refuse(&mut conns[key], &why, close::POLICY_VIOLATION, ctx),
+        Err(why) => return refuse(conn, &why, close::POLICY_VIOLATION, ctx),
     };
-    let session_key = token.unwrap_or_default();
     let sidx = match ctx.gw.find(&session_key) {
         Some(s) => s,
-        None => match open_session(conns, &session_key, &target, ctx) {
+        None => match open_session(conns, &session_key, token, &target, ctx) {
             Ok(s) => s,
             Err(why) => return refuse(&mut conns[key], &why, close::INTERNAL_ERROR, ctx),
         },
@@ -150,7 +184,13 @@ fn refuse(conn: &mut Conn, why: &str, code: u16, ctx: &mut Ctx) -> Step {
 }
 
 /// Create a session and start its TCP connection to the VNC server.
-fn open_session(conns: &mut Slab<Conn>, session_key: &str, target: &Target, ctx: &mut Ctx) -> Result<usize, String> {
+fn open_session(
+    conns: &mut Slab<Conn>,
+    session_key: &str,
+    token: Option<String>,
+    target: &Target,
+    ctx: &mut Ctx,
+) -> Result<usize, String> {
     let mut stream =
         Stream::connect(&target.addr).map_err(|e| format!("cannot connect to VNC server {}: {e}", target.addr))?;
     let sidx = ctx.gw.create(session_key, target);
@@ -165,8 +205,15 @@ fn open_session(conns: &mut Slab<Conn>, session_key: &str, target: &Target, ctx:
         TargetAddr::Unix(_) => ([0, 0, 0, 0], 0).into(),
     };
     let ep = Endpoint::new(stream, VNC_IN_CAP, VNC_OUT_CAP, ctx.now);
-    let link =
-        VncLink { session: sidx, connected: false, deadline: Some(ctx.now + VNC_HANDSHAKE_TIMEOUT), ended: false };
+    let link = VncLink {
+        session: sidx,
+        token,
+        addr: target.addr.clone(),
+        connected: false,
+        deadline: Some(ctx.now + VNC_HANDSHAKE_TIMEOUT),
+        woke: None,
+        ended: false,
+    };
     let id = ctx.next_id();
     entry.insert(Conn::new(id, ep, App::Vnc(link), Peer { socket, client: socket.ip() }, ctx.now));
     ctx.gw.sessions[sidx].conn = Some(vkey);
@@ -178,6 +225,7 @@ fn open_session(conns: &mut Slab<Conn>, session_key: &str, target: &Target, ctx:
 /// Viewer input to the session, then output composed for the viewer.
 fn drive_viewer(conns: &mut Slab<Conn>, key: usize, vid: ViewerId, ctx: &mut Ctx) -> Step {
     let vnc_key = ctx.gw.sessions.get(vid.session).and_then(|s| s.conn);
+    let now = ctx.now;
     let mut to_vnc = false;
     let mut any_input = false;
     let mut step = Step::Stay;
@@ -193,19 +241,21 @@ fn drive_viewer(conns: &mut Slab<Conn>, key: usize, vid: ViewerId, ctx: &mut Ctx
                 None => return Step::Stay,
             },
         };
-        let Some(session) = ctx.gw.sessions.get_mut(vid.session) else { return Step::Stay };
+        let Gateways { sessions, guard, .. } = &mut ctx.gw;
+        let Some(session) = sessions.get_mut(vid.session) else { return Step::Stay };
         // Input: while the VNC server's buffer has room for what it causes.
         let mut used = false;
         let link_room = link.as_ref().map_or(0, |l| l.ep.output.room());
         if link_room >= VNC_OUT_HEADROOM {
-            let to_server = link.as_mut().map(|l| &mut l.ep.output);
+            let mut to_server = link.as_mut().map(|l| &mut l.ep.output);
             let feed = Feed { input: usize::MAX, output: VIEWER_OUT_PAUSE };
-            let mut to_server = to_server;
-            used = conn.ep.read_messages(&mut ctx.pool, &mut ctx.scratch, ctx.now, feed, |msg, reply| match msg {
+            // Password guesses count against the client, behind a trusted proxy too.
+            let at = &mut Attempt { guard, peer: conn.client_addr(), now };
+            used = conn.ep.read_messages(&mut ctx.pool, &mut ctx.scratch, now, feed, |msg, reply| match msg {
                 Message::Binary(m) => {
                     let Some(out) = to_server.as_deref_mut() else { return Flow::Pause };
                     let before = out.len();
-                    let result = session.handle_viewer_message(vid.viewer, m, out.append(64, reply.pool()));
+                    let result = session.handle_viewer_message(vid.viewer, m, now, out.append(64, reply.pool()), at);
                     to_vnc |= out.len() > before;
                     match result {
                         Err(bad) => Flow::Close(bad.code, bad.reason.into()),
@@ -222,12 +272,17 @@ fn drive_viewer(conns: &mut Slab<Conn>, key: usize, vid: ViewerId, ctx: &mut Ctx
         // Output: compose while the socket buffer is low.
         let mut wrote = false;
         while conn.ep.output.len() < LOW_WATER && !conn.ep.close_sent() {
-            let composed = conn
-                .ep
-                .send_with(&mut ctx.pool, &mut ctx.scratch, false, CHUNK, |v| session.compose(vid.viewer, CHUNK, v));
-            if !composed {
-                break;
-            }
+            let mut composed = Composed::Nothing;
+            let sent = conn.ep.send_with(&mut ctx.pool, &mut ctx.scratch, false, CHUNK, |v| {
+                composed = session.compose(vid.viewer, now, v);
+                match composed {
+                    Composed::Nothing => Body::Empty,
+                    Composed::Deflate => Body::Deflate,
+                    Composed::Raw => Body::Raw,
+                }
+            });
+            let Some(sent) = sent else { break };
+            session.sent(vid.viewer, composed, sent.body, sent.wire, now);
             wrote = true;
         }
         if conn.ep.output.len() > VIEWER_OUT_CAP {
@@ -260,26 +315,28 @@ fn drive_viewer(conns: &mut Slab<Conn>, key: usize, vid: ViewerId, ctx: &mut Ctx
     if again {
         ctx.wake.push(key);
     }
-    if to_vnc {
-        if let Some(k) = vnc_key {
+    if let Some(k) = vnc_key {
+        if to_vnc {
             ctx.wake.push(k);
         }
+        // Composing may have moved the session's next wake-up.
+        ctx.rearm.push(k);
     }
     if any_input {
         // The input may have given others something to send (a join, news).
-        wake_viewers_with_output(conns, vid.session, Some(key), ctx);
+        wake_viewers_with_room(conns, vid.session, Some(key), ctx);
     }
     step
 }
 
-/// Wake every viewer of session `sidx` (but `except`) that has something
-/// to send and room to compose it (a viewer with a full buffer is driven by
-/// its socket's writability instead).
-fn wake_viewers_with_output(conns: &Slab<Conn>, sidx: usize, except: Option<usize>, ctx: &mut Ctx) {
+/// Wake every viewer of session `sidx` (but `except`) with room to compose
+/// (a viewer with a full buffer is driven by its socket's writability
+/// instead); one with nothing to send composes nothing.
+fn wake_viewers_with_room(conns: &Slab<Conn>, sidx: usize, except: Option<usize>, ctx: &mut Ctx) {
     let Some(s) = ctx.gw.sessions.get(sidx) else { return };
-    for (vidx, v) in s.viewers.iter() {
+    for (_, v) in s.viewers.iter() {
         let has_room = conns.get(v.client).is_some_and(|c| c.ep.output.len() < LOW_WATER);
-        if Some(v.client) != except && has_room && s.viewer_has_output(vidx) {
+        if Some(v.client) != except && has_room {
             ctx.wake.push(v.client);
         }
     }
@@ -295,17 +352,18 @@ fn wake_all_viewers(sidx: usize, ctx: &mut Ctx) {
 /// After a token-file reload: end the sessions whose token was removed or
 /// now names another server. Returns how many.
 pub fn end_repointed_sessions(conns: &mut Slab<Conn>, ctx: &mut Ctx) -> usize {
-    let stale: Vec<usize> = ctx
-        .gw
-        .sessions
+    let stale: Vec<usize> = conns
         .iter()
-        .filter(|(_, s)| !s.key.is_empty())
-        .filter(|(_, s)| ctx.tokens.entries.get(&s.key).is_none_or(|t| t.addr.to_string() != s.label))
-        .map(|(i, _)| i)
+        .filter_map(|(_, c)| match &c.app {
+            App::Vnc(l) if !l.ended => Some(l),
+            _ => None,
+        })
+        .filter(|l| l.token.as_ref().is_some_and(|t| ctx.tokens.entries.get(t).is_none_or(|t| t.addr != l.addr)))
+        .map(|l| l.session)
         .collect();
     for &sidx in &stale {
-        let s = &mut ctx.gw.sessions[sidx];
-        let why = format!("token '{}' was removed or re-pointed", s.key.escape_debug());
+        let Some(s) = ctx.gw.sessions.get_mut(sidx) else { continue };
+        let why = format!("token '{}' was removed or re-pointed", crate::logsafe::esc(&s.key));
         s.fail(&why, close::GOING_AWAY);
         info!("gateway session {sidx}: ended: {why}");
         end_session(conns, sidx, ctx);
@@ -313,14 +371,28 @@ pub fn end_repointed_sessions(conns: &mut Slab<Conn>, ctx: &mut Ctx) -> usize {
     stale.len()
 }
 
-/// A viewer's connection is gone.
+/// A viewer's connection is gone. The session decides whether it ends now
+/// or lingers (`Session::remove_viewer`: then the pause of the server's
+/// updates goes to the link, and the link's timer to the linger's end).
 pub fn detach(conns: &mut Slab<Conn>, app: ViewerApp, ctx: &mut Ctx) {
     let ViewerApp::Watching(vid) = app else { return };
     let Some(s) = ctx.gw.sessions.get_mut(vid.session) else { return };
-    s.remove_viewer(vid.viewer);
-    if s.viewers.is_empty() {
+    let link = s.conn.and_then(|k| conns.get_mut(k)).map(|c| &mut c.ep.output);
+    let mut spare = Vec::new();
+    let to_server = match link {
+        Some(out) => out.append(0, &mut ctx.pool),
+        None => &mut spare,
+    };
+    s.remove_viewer(vid.viewer, ctx.now, to_server);
+    if s.is_over() {
         info!("gateway session {} → {}: last viewer left; disconnecting", vid.session, s.label);
         end_session(conns, vid.session, ctx);
+    } else if let Some(until) = s.lingering_until() {
+        let secs = until.saturating_duration_since(ctx.now).as_secs_f32();
+        info!("gateway session {} → {}: last viewer left; kept for {secs:.0} s", vid.session, s.label);
+        if let Some(k) = s.conn {
+            ctx.wake.push(k); // writes the pause, re-arms its timer
+        }
     }
 }
 
@@ -378,26 +450,30 @@ fn drive_vnc(conns: &mut Slab<Conn>, key: usize, ctx: &mut Ctx) -> Step {
         }
     }
     let mut reads = 0;
+    // Bytes a budgeted RFB client left last time are handled first.
+    let mut backlog = session.rfb.yielded() && !ep.input.is_empty();
     while failure.is_none() && link.connected {
-        if reads == READS_PER_WAKEUP {
-            more = true;
-            break;
-        }
-        reads += 1;
-        match ep.read(&mut ctx.pool, ctx.now) {
-            Read::Data(_) => {}
-            Read::Nothing if ep.input.room() == 0 => {
-                failure = Some("VNC server sent a message larger than the gateway accepts".into());
+        if !std::mem::take(&mut backlog) {
+            if reads == READS_PER_WAKEUP {
+                more = true;
                 break;
             }
-            Read::Nothing => break,
-            Read::Eof => {
-                failure = Some(session.rfb.closed_error().to_string());
-                break;
-            }
-            Read::Failed(e) => {
-                failure = Some(format!("VNC connection failed: {e}"));
-                break;
+            reads += 1;
+            match ep.read(&mut ctx.pool, ctx.now) {
+                Read::Data(_) => {}
+                Read::Nothing if ep.input.room() == 0 => {
+                    failure = Some("VNC server sent a message larger than the gateway accepts".into());
+                    break;
+                }
+                Read::Nothing => break,
+                Read::Eof => {
+                    failure = Some(session.rfb.closed_error().to_string());
+                    break;
+                }
+                Read::Failed(e) => {
+                    failure = Some(format!("VNC connection failed: {e}"));
+                    break;
+                }
             }
         }
         match session.handle_server_input(ep.input.data(), ep.output.append(0, &mut ctx.pool)) {
@@ -409,6 +485,11 @@ fn drive_vnc(conns: &mut Slab<Conn>, key: usize, ctx: &mut Ctx) -> Step {
         }
         if ep.output.len() > VNC_OUT_CAP {
             failure = Some("VNC server is not reading".into());
+        }
+        if session.rfb.yielded() {
+            // Its work budget is spent (a resize storm): other connections first.
+            more = true;
+            break;
         }
     }
     ep.input.release_if_empty(&mut ctx.pool);
@@ -438,11 +519,13 @@ fn drive_vnc(conns: &mut Slab<Conn>, key: usize, ctx: &mut Ctx) -> Step {
     if drained {
         wake_all_viewers(sidx, ctx);
     }
-    wake_viewers_with_output(conns, sidx, None, ctx);
+    wake_viewers_with_room(conns, sidx, None, ctx);
     Step::Stay
 }
 
-/// The handshake deadline of a session's RFB connection.
+/// The handshake deadline of a session's RFB connection, and the session's
+/// own wake-up (`Session::handle_timeout`): a linger that ran out ends it;
+/// otherwise its viewers with room compose (refinements fall due).
 pub fn handle_vnc_timeout(conns: &mut Slab<Conn>, key: usize, ctx: &mut Ctx) -> Step {
     let Some(Conn { app: App::Vnc(link), .. }) = conns.get_mut(key) else { return Step::Stay };
     let sidx = link.session;
@@ -458,6 +541,16 @@ pub fn handle_vnc_timeout(conns: &mut Slab<Conn>, key: usize, ctx: &mut Ctx) -> 
         info!("gateway session {sidx}: ended: {why}");
         end_session(conns, sidx, ctx);
         return Step::Close("handshake timeout");
+    }
+    if session.poll_timeout().is_some_and(|t| t <= ctx.now) {
+        link.woke = Some(ctx.now);
+        session.handle_timeout(ctx.now);
+        if session.is_over() {
+            info!("gateway session {sidx} → {}: nobody came back; disconnecting", session.label);
+            end_session(conns, sidx, ctx);
+            return Step::Close("session ended");
+        }
+        wake_viewers_with_room(conns, sidx, None, ctx);
     }
     drive_vnc(conns, key, ctx)
 }

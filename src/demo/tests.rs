@@ -128,7 +128,7 @@ impl Loopback {
 }
 
 fn cfg(encodings: &[i32]) -> RfbConfig {
-    RfbConfig { shared: true, encodings: encodings.to_vec(), password: None }
+    RfbConfig { shared: true, encodings: encodings.to_vec(), password: None, ..Default::default() }
 }
 
 /// Run `frames` frames 70 ms apart (the band scrolls, the box moves, the

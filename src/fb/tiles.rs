@@ -200,6 +200,97 @@ impl TileSet {
         }
     }
 
+    /// Number of tiles (marked or not); tile indices are row-major below this.
+    pub fn tiles(&self) -> usize {
+        self.cols * self.rows
+    }
+
+    /// The damaged box of tile `i` in framebuffer coordinates, `None` when
+    /// it is clean (or out of range).
+    pub fn box_of(&self, i: usize) -> Option<Rect> {
+        (i < self.tiles()).then(|| self.tile_damage(i % self.cols, i / self.cols)).flatten()
+    }
+
+    /// Calls `f(index, damaged box)` for every marked tile, in index order.
+    pub fn for_each_tile(&self, mut f: impl FnMut(usize, Rect)) {
+        for (w, &word) in self.bits.iter().enumerate() {
+            let mut rest = word;
+            while rest != 0 {
+                let i = w * 64 + rest.trailing_zeros() as usize;
+                rest &= rest - 1;
+                if let Some(r) = self.box_of(i) {
+                    f(i, r);
+                }
+            }
+        }
+    }
+
+    /// Calls `f(index, part of r inside that tile)` for every tile `r`
+    /// (clipped to the area) touches, marked or not.
+    pub fn for_each_tile_in(&self, r: Rect, mut f: impl FnMut(usize, Rect)) {
+        let Some(c) = self.clip(r) else { return };
+        let cols = self.cols;
+        tile_parts(cols, c, |i, b| {
+            let (tx, ty) = ((i % cols * T) as u16, (i / cols * T) as u16);
+            let part = Rect::new(tx + b.x0 as u16, ty + b.y0 as u16, (b.x1 - b.x0) as u16, (b.y1 - b.y0) as u16);
+            f(i, part);
+            false
+        });
+    }
+
+    /// Unmark tile `i`.
+    pub fn clear_tile(&mut self, i: usize) {
+        if i < self.tiles() {
+            self.bits[i / 64] &= !(1 << (i % 64));
+        }
+    }
+
+    /// Unmark every tile `r` touches (however little of it `r` covers).
+    pub fn clear_tiles_of(&mut self, r: Rect) {
+        let Some((x0, y0, x1, y1)) = self.clip(r) else { return };
+        for row in y0 / T..y1.div_ceil(T) {
+            for col in x0 / T..x1.div_ceil(T) {
+                self.clear_tile(row * self.cols + col);
+            }
+        }
+    }
+
+    /// Add `r` (inside tile `i`, framebuffer coordinates) to tile `i`'s damage.
+    pub fn mark_in_tile(&mut self, i: usize, r: Rect) {
+        if i >= self.tiles() || r.is_empty() {
+            return;
+        }
+        let (tx, ty) = (i % self.cols * T, i / self.cols * T);
+        let x0 = (r.x as usize).max(tx) - tx;
+        let y0 = (r.y as usize).max(ty) - ty;
+        let x1 = (r.right() as usize).min(tx + T).min(self.width as usize).saturating_sub(tx);
+        let y1 = (r.bottom() as usize).min(ty + T).min(self.height as usize).saturating_sub(ty);
+        if x0 < x1 && y0 < y1 {
+            self.add(i, TileBox { x0: x0 as u8, y0: y0 as u8, x1: x1 as u8, y1: y1 as u8 });
+        }
+    }
+
+    /// Whether `self` and `o` cover the same area and mark the same damage
+    /// (the boxes of clean tiles are not compared).
+    pub fn same_damage(&self, o: &TileSet) -> bool {
+        if (self.width, self.height) != (o.width, o.height) || self.bits != o.bits {
+            return false;
+        }
+        let mut same = true;
+        self.for_each_tile(|i, _| same &= self.boxes[i] == o.boxes[i]);
+        same
+    }
+
+    /// Become a copy of `o`, reusing this set's memory when the sizes match.
+    pub fn copy_from(&mut self, o: &TileSet) {
+        if (self.width, self.height) != (o.width, o.height) {
+            *self = o.clone();
+            return;
+        }
+        self.bits.copy_from_slice(&o.bits);
+        self.boxes.copy_from_slice(&o.boxes);
+    }
+
     /// The damaged region as rectangles, row of tiles by row of tiles, left
     /// to right: the boxes of adjacent marked tiles are merged into their
     /// bounding rectangle while that wastes at most [`MERGE_SLACK_PX`]

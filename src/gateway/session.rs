@@ -7,33 +7,53 @@
 //!                            └──────Connected──────▶ Ready ─RFB error/EOF─▶ Failed
 //! ```
 //!
-//! Pacing (docs/protocol.md): every FramebufferUpdate's damage is added to
-//! each viewer's own tile set (64×64 tiles, each with the bounding box of
-//! its damage, so a frame carries only the changed sub-rectangles). A
-//! viewer is composed a frame only when it has damage, fewer than
-//! `MAX_UNACKED` unacknowledged frames and room in its socket; the frame
-//! reads the framebuffer's *current* pixels, so a slow viewer skips
-//! intermediate states instead of queueing them. A frame is composed in
-//! chunks (`compose` is called again while the socket has room) so a
-//! viewer's buffered output stays bounded by a chunk, not a frame.
-//! CopyRects are forwarded as `Copy` where the viewer's canvas allows it
-//! (`hand_out_update`), else they become damage.
+//! Who may join: see [`super::login`] (a session unlocked by a browser's
+//! password or credentials asks every later viewer for the same).
 //!
-//! Memory per viewer is bounded whatever the viewer does: damage is a tile
-//! bitmap with 4 bytes of box per tile (about 2 KiB at 1920×1080), queued
-//! copies are capped, session state (clipboard, cursor, name) is sent
-//! latest-wins from the session's single copy (`News`), and one-off
-//! messages are capped (`MAX_PENDING`).
+//! Linger: when the last viewer leaves a `Ready` session, the session
+//! keeps its RFB connection and framebuffer for `linger` (pausing
+//! continuous updates, asking for none), so a viewer that comes back — a
+//! phone that dropped off Wi-Fi — gets the current picture at once without
+//! a new VNC login. `poll_timeout` includes the end of the linger;
+//! `handle_timeout` then marks the session over ([`Session::is_over`]),
+//! and the server drops it. Without linger (0), or before `Ready`, the
+//! session is over when its last viewer leaves.
+//!
+//! Frames (docs/protocol.md "Pacing"): every FramebufferUpdate's damage is
+//! added to each viewer's own tile set (64×64 tiles, each with the bounding
+//! box of its damage). A viewer is sent a frame *part* whenever it has
+//! damage (or JPEG areas due for lossless refinement) and its pacer
+//! (`pacing::Pacer`) has room: the part is encoded from the framebuffer's
+//! *current* pixels ([`super::frames`]), as much as fits the room, urgent
+//! damage first, so a slow viewer skips intermediate states instead of
+//! queueing them, and a small change never waits behind more than about one
+//! frame interval of bytes. Parts are encoded once per session state and
+//! shared by the viewers in that state. CopyRects are forwarded as `Copy`
+//! where the viewer's canvas allows it (`hand_out_update`), else they
+//! become damage.
+//!
+//! Memory per viewer is bounded whatever the viewer does: damage and lossy
+//! areas are tile bitmaps with 4 bytes of box per tile (about 2 KiB each at
+//! 1920×1080, plus 4 bytes per tile of lossy timestamps), queued copies are
+//! capped, the bytes in flight are capped by the pacer's budget
+//! (`pacing::MAX_BUDGET`), encoded parts are shared and at most one per
+//! streaming viewer plus a few spares, session state (clipboard, cursor,
+//! name) is sent latest-wins from the session's single copy (`News`), and
+//! one-off messages are capped (`MAX_PENDING`).
+
+use std::time::{Duration, Instant};
 
 use slab::Slab;
 
+use super::frames::{Lossy, Parts, Request};
+use super::login::{Answer, Ask};
+use super::pacing::{Pacer, Quality};
 use super::proto::{self, BadInput, Input};
-use crate::fb::{CopyOp, Framebuffer, Rect, TileSet, TILE};
+use super::Attempt;
+use crate::fb::{CopyOp, Framebuffer, TileSet};
+use crate::rfb::scancodes::rfb_keycode;
 use crate::rfb::{RfbClient, RfbConfig, RfbError, RfbEvent};
 use crate::ws::close;
-
-/// Frames a viewer may have unacknowledged.
-pub const MAX_UNACKED: u32 = 2;
 /// A viewer whose one-off messages pile up past this is not reading: it is
 /// closed rather than buffered for.
 const MAX_PENDING: usize = 256 << 10;
@@ -47,12 +67,7 @@ struct News {
     clipboard: bool,
     cursor: bool,
     name: bool,
-}
-
-impl News {
-    fn any(&self) -> bool {
-        self.bells > 0 || self.clipboard || self.cursor || self.name
-    }
+    leds: bool,
 }
 
 /// Copies queued per viewer for its next frame; more become damage.
@@ -64,17 +79,33 @@ pub enum Phase {
     Connecting,
     /// RFB handshake in progress.
     Handshake,
-    /// The server wants a password and a browser must supply it.
+    /// The server wants a password (or credentials) and a browser must
+    /// supply it.
     NeedPassword,
     Ready,
 }
 
-/// A frame being sent to one viewer.
-struct FrameInProgress {
+/// A part being streamed to one viewer.
+struct Streaming {
+    /// Index in the session's `Parts`.
+    part: usize,
+    /// Next segment, and where its bytes start.
+    seg: usize,
+    from: usize,
     id: u32,
-    /// Damaged areas still to send (`TileSet::for_each_run`), in order.
-    rects: Vec<Rect>,
-    next: usize,
+    /// The part took less than the room it had.
+    app_limited: bool,
+}
+
+/// What `Session::compose` appended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Composed {
+    /// Nothing to send now.
+    Nothing,
+    /// One WebSocket message; compress it (permessage-deflate) if negotiated.
+    Deflate,
+    /// One WebSocket message of mostly JPEG: send it uncompressed (RSV1 clear).
+    Raw,
 }
 
 pub struct Viewer {
@@ -97,10 +128,7 @@ pub struct Viewer {
     /// update's copies did not start from, so that update's copies are
     /// sent as pixels to this viewer.
     mid_update_pixels: bool,
-    frame: Option<FrameInProgress>,
-    /// The last frame's rectangle list, kept for the next frame's (no
-    /// allocation per frame once it has grown).
-    spare_rects: Vec<Rect>,
+    stream: Option<Streaming>,
     /// Id of the last frame whose EndFrame was sent (0: none yet). Frame
     /// ids count up from 1, wrapping.
     last_sent: u32,
@@ -114,6 +142,12 @@ pub struct Viewer {
     news: News,
     /// Set when this viewer must be closed after its pending output.
     pub close: Option<(u16, String)>,
+    pacer: Pacer,
+    quality: Quality,
+    /// Canvas areas holding JPEG approximations.
+    lossy: Lossy,
+    /// Wire bytes per protocol byte of compressed messages (EWMA).
+    ratio: f64,
 }
 
 impl Viewer {
@@ -127,13 +161,16 @@ impl Viewer {
             damage: TileSet::new(0, 0),
             copies: Vec::new(),
             mid_update_pixels: false,
-            frame: None,
-            spare_rects: Vec::new(),
+            stream: None,
             last_sent: 0,
             acked: 0,
             pending: Vec::new(),
             news: News::default(),
             close: None,
+            pacer: Pacer::default(),
+            quality: Quality::default(),
+            lossy: Lossy::new(0, 0),
+            ratio: 0.3,
         }
     }
 
@@ -144,6 +181,17 @@ impl Viewer {
     /// Frames sent (EndFrame written) and not yet acknowledged.
     fn unacked(&self) -> u32 {
         self.last_sent.wrapping_sub(self.acked)
+    }
+
+    /// End the part being streamed now (after a whole message): the
+    /// browser applies what it got; the rest is damage again.
+    fn cut_stream(&mut self, parts: &mut Parts) {
+        if let Some(s) = self.stream.take() {
+            parts.release(s.part);
+            proto::end_frame(&mut self.pending, s.id);
+            self.last_sent = s.id;
+            self.pacer.frame_ended(s.id, false);
+        }
     }
 
     fn fail(&mut self, code: u16, text: &str) {
@@ -168,8 +216,22 @@ pub struct Session {
     cursor_msg: Vec<u8>,
     /// The last Clipboard message.
     clipboard_msg: Vec<u8>,
-    /// Password typed by the browser that unlocked this session, if any.
-    browser_password: Option<Vec<u8>>,
+    /// What the session asks browsers for, once the VNC server wanted it.
+    ask: Option<Ask>,
+    /// The browser's answer that unlocked this session, if any.
+    browser_login: Option<Answer>,
+    /// The server's lock keys (QEMU LED State), once it sent them.
+    leds: Option<u8>,
+    /// How long the session outlives its last viewer (0: not at all).
+    pub linger: Duration,
+    /// Nobody watches: the session ends at this time unless a viewer comes.
+    linger_until: Option<Instant>,
+    /// The session has no viewers and no reason to stay: drop it.
+    over: bool,
+    /// Address whose password was forwarded to the VNC server (counted as a
+    /// failure until the server accepts it), then, once accepted, whose
+    /// failure record to clear at the next viewer message.
+    vnc_attempt: Option<(std::net::IpAddr, bool)>,
     /// Damage of the update being received, handed to viewers at its end.
     update_damage: TileSet,
     /// Copies logged by the framebuffer during the update being received.
@@ -183,6 +245,20 @@ pub struct Session {
     pub failed: Option<String>,
     /// Server key of the RFB connection.
     pub conn: Option<usize>,
+    /// Encoded frame parts, shared by the viewers.
+    pub parts: Parts,
+    /// Bumped whenever the framebuffer may have changed (parts encoded at
+    /// another generation are stale).
+    gen: u64,
+    /// Origin of the session clock (ms stamps of lossy tiles).
+    epoch: Option<Instant>,
+    now_ms: u32,
+    /// The last pointer position a viewer sent.
+    pointer: Option<(u16, u16)>,
+    /// Scratch: the refinement set of the viewer being composed.
+    refine: TileSet,
+    /// Never send JPEG (`--lossless`).
+    pub lossless: bool,
 }
 
 impl Session {
@@ -198,17 +274,38 @@ impl Session {
             resize_supported: false,
             cursor_msg: Vec::new(),
             clipboard_msg: Vec::new(),
-            browser_password: None,
+            ask: None,
+            browser_login: None,
+            leds: None,
+            linger: Duration::ZERO,
+            linger_until: None,
+            over: false,
+            vnc_attempt: None,
             update_damage: TileSet::new(0, 0),
             update_copies: Vec::new(),
             want_full: false,
             synced: false,
             failed: None,
             conn: None,
+            parts: Parts::default(),
+            gen: 0,
+            epoch: None,
+            now_ms: 0,
+            pointer: None,
+            refine: TileSet::new(0, 0),
+            lossless: false,
         }
     }
 
+    /// Advance the session clock; ms since its first use.
+    fn tick(&mut self, now: Instant) -> u32 {
+        let epoch = *self.epoch.get_or_insert(now);
+        self.now_ms = now.saturating_duration_since(epoch).as_millis().min(u32::MAX as u128) as u32;
+        self.now_ms
+    }
+
     pub fn add_viewer(&mut self, client: usize, view_only: bool) -> usize {
+        self.linger_until = None;
         let idx = self.viewers.insert(Viewer::new(client, view_only));
         let v = &mut self.viewers[idx];
         let status = match self.phase {
@@ -219,8 +316,42 @@ impl Session {
         idx
     }
 
-    pub fn remove_viewer(&mut self, idx: usize) {
-        self.viewers.try_remove(idx);
+    /// Viewer `idx` is gone (at `now`). When it was the last one, a
+    /// `Ready` session lingers (continuous updates paused through
+    /// `to_server`); any other is over.
+    pub fn remove_viewer(&mut self, idx: usize, now: Instant, to_server: &mut Vec<u8>) {
+        if let Some(Viewer { stream: Some(s), .. }) = self.viewers.try_remove(idx) {
+            self.parts.release(s.part);
+        }
+        if !self.viewers.is_empty() {
+            return;
+        }
+        if self.phase == Phase::Ready && self.failed.is_none() && !self.linger.is_zero() {
+            self.linger_until = Some(now + self.linger);
+            self.rfb.pause_updates(to_server);
+        } else {
+            self.over = true;
+        }
+    }
+
+    /// Time has passed (the server calls this at `poll_timeout`): a
+    /// linger that ran out ends the session.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if self.viewers.is_empty() && self.linger_until.is_some_and(|t| now >= t) {
+            self.linger_until = None;
+            self.over = true;
+        }
+    }
+
+    /// Nobody watches and the linger (if any) is over: the server drops
+    /// the session and its RFB connection.
+    pub fn is_over(&self) -> bool {
+        self.over
+    }
+
+    /// Nobody watches, and the session waits for a viewer until this time.
+    pub fn lingering_until(&self) -> Option<Instant> {
+        self.linger_until
     }
 
     /// The TCP connection to the VNC server is up.
@@ -253,6 +384,9 @@ impl Session {
     /// server go to `to_server`.
     pub fn handle_server_input(&mut self, input: &[u8], to_server: &mut Vec<u8>) -> Result<usize, RfbError> {
         let used = self.rfb.handle_input(input, &mut self.fb, to_server)?;
+        if used > 0 {
+            self.gen += 1;
+        }
         while let Some(ev) = self.rfb.poll_event() {
             self.on_event(ev, to_server);
         }
@@ -271,16 +405,26 @@ impl Session {
 
     fn on_event(&mut self, ev: RfbEvent, to_server: &mut Vec<u8>) {
         match ev {
-            RfbEvent::PasswordNeeded => {
+            // With the user name configured, the browser's password completes
+            // the credentials (`RfbClient::set_password`).
+            RfbEvent::PasswordNeeded | RfbEvent::CredentialsNeeded { .. } => {
+                let ask = match ev {
+                    RfbEvent::CredentialsNeeded { username: true } => Ask::Credentials,
+                    _ => Ask::Password,
+                };
+                self.ask = Some(ask);
                 self.phase = Phase::NeedPassword;
                 for (_, v) in self.viewers.iter_mut() {
                     if v.hello {
-                        proto::password_required(&mut v.pending);
+                        ask.write(&mut v.pending);
                     }
                 }
             }
             RfbEvent::Connected { width, height, name } => {
                 self.phase = Phase::Ready;
+                if let Some((_, accepted)) = &mut self.vnc_attempt {
+                    *accepted = true;
+                }
                 self.name = name;
                 self.update_damage = TileSet::new(width, height);
                 let mut discard = TileSet::new(width, height);
@@ -290,10 +434,12 @@ impl Session {
                 self.rfb.request_update(false, &self.fb, to_server);
                 self.synced = false;
                 for (_, v) in self.viewers.iter_mut() {
-                    if v.hello && (self.browser_password.is_none() || v.authorized) {
-                        v.authorized = true; // joined after the first update
-                    } else if v.hello {
-                        proto::password_required(&mut v.pending);
+                    match (&self.browser_login, self.ask) {
+                        _ if !v.hello => {}
+                        (None, _) => v.authorized = true, // joined after the first update
+                        _ if v.authorized => {}
+                        (Some(_), Some(ask)) => ask.write(&mut v.pending),
+                        (Some(_), None) => {} // not reached: an answer follows a question
                     }
                 }
             }
@@ -301,15 +447,14 @@ impl Session {
                 // rfbproto §7.8.2: the new framebuffer's contents follow a
                 // non-incremental request (only on an actual size change).
                 self.want_full = true;
+                self.gen += 1;
                 self.update_damage = TileSet::new(width, height);
                 for (_, v) in self.viewers.iter_mut() {
                     if v.joined {
-                        if let Some(f) = v.frame.take() {
-                            proto::end_frame(&mut v.pending, f.id);
-                            v.last_sent = f.id;
-                        }
+                        v.cut_stream(&mut self.parts);
                         proto::resize(&mut v.pending, width, height);
                         v.damage.reset(width, height);
+                        v.lossy.reset(width, height);
                         v.copies.clear();
                     }
                 }
@@ -330,6 +475,10 @@ impl Session {
                 }
             }
             RfbEvent::Copied { .. } => {}
+            RfbEvent::LedState { scroll_lock, num_lock, caps_lock } => {
+                self.leds = Some(scroll_lock as u8 | (num_lock as u8) << 1 | (caps_lock as u8) << 2);
+                self.broadcast(|n| n.leds = true);
+            }
             RfbEvent::UpdateDone => {
                 self.hand_out_update();
                 if !self.synced {
@@ -368,23 +517,28 @@ impl Session {
     /// A whole FramebufferUpdate has been applied: give every joined viewer
     /// its changes. Each logged copy is forwarded as a `Copy` only to a
     /// viewer whose canvas holds the copy's source as the framebuffer had it:
-    /// no frame half sent and no pixels sent while this update was half
-    /// applied (either puts pixels newer than the copy's source on the
-    /// canvas), and no pending damage over the source. Otherwise the destination becomes
+    /// no part encoded while this update was half applied (it put pixels
+    /// newer than the copy's source on the canvas), and no pending damage
+    /// over the source. (A part being streamed is a snapshot taken before
+    /// this update: it leaves the canvas equal to the framebuffer as it was
+    /// outside the viewer's damage.) Otherwise the destination becomes
     /// damage. Copies are checked in order, so one whose source is an
-    /// earlier refused copy's destination is refused too.
+    /// earlier refused copy's destination is refused too. A copy of a lossy
+    /// area makes its destination lossy.
     fn hand_out_update(&mut self) {
         self.fb.take_dirty(&mut self.update_damage);
         self.fb.take_copies(&mut self.update_copies);
+        self.gen += 1;
         for (_, v) in self.viewers.iter_mut() {
             if !v.joined {
                 continue;
             }
-            let can_copy = v.frame.is_none() && !v.mid_update_pixels;
+            let can_copy = !v.mid_update_pixels;
             v.mid_update_pixels = false;
             for op in &self.update_copies {
                 if can_copy && v.copies.len() < MAX_VIEWER_COPIES && !v.damage.intersects(op.src()) {
                     v.copies.push(*op);
+                    v.lossy.copied(op, self.now_ms);
                 } else {
                     v.damage.mark(op.dst);
                 }
@@ -416,21 +570,45 @@ impl Session {
             return;
         }
         v.joined = true;
-        proto::server_hello(&mut v.pending, w, h, v.view_only, self.resize_supported, &self.name);
-        v.news = News { cursor: !self.cursor_msg.is_empty(), ..News::default() };
+        let flags = if v.view_only { proto::hello_flags::VIEW_ONLY } else { 0 }
+            | if self.resize_supported { proto::hello_flags::RESIZE } else { 0 }
+            | if self.rfb.unicode_clipboard() { proto::hello_flags::UNICODE_CLIPBOARD } else { 0 };
+        proto::server_hello(&mut v.pending, w, h, flags, &self.name);
+        v.news = News { cursor: !self.cursor_msg.is_empty(), leds: self.leds.is_some(), ..News::default() };
         v.damage.reset(w, h);
+        v.lossy.reset(w, h);
         v.copies.clear();
     }
 
-    /// A binary message from viewer `idx`. Server-bound RFB goes to
-    /// `to_server`. An error means: close this viewer with that code.
-    pub fn handle_viewer_message(&mut self, idx: usize, msg: &[u8], to_server: &mut Vec<u8>) -> Result<(), BadInput> {
-        proto::parse_all(msg, |input| self.viewer_input(idx, input, to_server))?;
+    /// A binary message from viewer `idx`, received at `now`. Server-bound
+    /// RFB goes to `to_server`. An error means: close this viewer with that
+    /// code. `at` says who sent it (password throttling).
+    pub fn handle_viewer_message(
+        &mut self,
+        idx: usize,
+        msg: &[u8],
+        now: Instant,
+        to_server: &mut Vec<u8>,
+        at: &mut Attempt<'_>,
+    ) -> Result<(), BadInput> {
+        self.tick(now);
+        if let Some((peer, true)) = self.vnc_attempt {
+            self.vnc_attempt = None;
+            at.guard.succeeded(peer, &self.key);
+        }
+        proto::parse_all(msg, |input| self.viewer_input(idx, input, now, to_server, at))?;
         self.maybe_request(to_server);
         Ok(())
     }
 
-    fn viewer_input(&mut self, idx: usize, input: Input<'_>, to_server: &mut Vec<u8>) -> Result<(), BadInput> {
+    fn viewer_input(
+        &mut self,
+        idx: usize,
+        input: Input<'_>,
+        now: Instant,
+        to_server: &mut Vec<u8>,
+        at: &mut Attempt<'_>,
+    ) -> Result<(), BadInput> {
         let policy = |reason| BadInput { code: close::POLICY_VIOLATION, reason };
         let Some(v) = self.viewers.get_mut(idx) else { return Ok(()) };
         if !v.hello {
@@ -448,7 +626,7 @@ impl Session {
         }
         match input {
             Input::ClientHello { .. } => return Err(policy("second ClientHello")),
-            Input::Password(pw) => return self.password(idx, pw, to_server),
+            Input::Password(_) | Input::Credentials { .. } => return self.login(idx, &input, to_server, at),
             _ if !v.joined => return Err(policy("input before the session is ready")),
             Input::FrameAck(id) => {
                 // Cumulative (docs/protocol.md): acknowledges `id` and every
@@ -460,18 +638,23 @@ impl Session {
                 }
                 if behind < v.unacked() {
                     v.acked = id;
+                    v.pacer.on_ack(id, now);
                 } // else: a repeated or older ack; nothing new acknowledged
             }
-            Input::Key { down, keysym } => {
+            Input::Key { down, keysym, code } => {
+                // By scancode when the server takes them and the code is
+                // known (the server applies its own layout), else by keysym.
                 if !v.view_only {
-                    self.rfb.key_event(down, keysym, to_server);
+                    let keycode = rfb_keycode(code).unwrap_or(0);
+                    self.rfb.key_event_ext(down, keysym, keycode, to_server);
                 }
             }
             Input::Pointer { x, y, mask } => {
                 if !v.view_only {
                     let x = x.min(self.fb.width().saturating_sub(1));
                     let y = y.min(self.fb.height().saturating_sub(1));
-                    self.rfb.pointer_event(mask, x, y, to_server);
+                    self.pointer = Some((x, y));
+                    self.rfb.pointer_event_ext(mask, x, y, to_server);
                 }
             }
             Input::Clipboard(text) => {
@@ -489,35 +672,72 @@ impl Session {
     }
 
     fn after_hello(&mut self, idx: usize) {
-        let needs_browser_pw = self.browser_password.is_some();
         let ready = self.phase == Phase::Ready;
         let v = &mut self.viewers[idx];
-        if self.phase == Phase::NeedPassword || (ready && needs_browser_pw) {
-            proto::password_required(&mut v.pending);
-        } else if ready {
-            v.authorized = true;
-            self.join(idx);
+        match self.ask {
+            Some(ask) if self.phase == Phase::NeedPassword || (ready && self.browser_login.is_some()) => {
+                ask.write(&mut v.pending)
+            }
+            _ if ready => {
+                v.authorized = true;
+                self.join(idx);
+            }
+            _ => {}
         }
     }
 
-    fn password(&mut self, idx: usize, pw: &[u8], to_server: &mut Vec<u8>) -> Result<(), BadInput> {
+    /// A `Password` or `Credentials` message from viewer `idx`: the answer
+    /// for the VNC server, or a joiner's proof that it knows it. Either way
+    /// throttled per address and per session ([`super::PasswordGuard`]); a
+    /// blocked viewer is closed with "too many attempts, retry in N s".
+    fn login(
+        &mut self,
+        idx: usize,
+        input: &Input<'_>,
+        to_server: &mut Vec<u8>,
+        at: &mut Attempt<'_>,
+    ) -> Result<(), BadInput> {
         let policy = |reason| BadInput { code: close::POLICY_VIOLATION, reason };
-        match (&self.phase, &self.browser_password) {
+        let Some(ask) = self.ask else { return Err(policy("no password was asked for")) };
+        let answer = match Answer::of(ask, input) {
+            Some(Ok(a)) => a,
+            Some(Err(why)) => return Err(policy(why)),
+            None => return Ok(()),
+        };
+        let checked = matches!((&self.phase, &self.browser_login), (Phase::NeedPassword, _) | (Phase::Ready, Some(_)));
+        if checked {
+            if let Err(b) = at.guard.check(at.peer, &self.key, at.now) {
+                let why = format!("too many attempts, retry in {} s", b.retry_secs());
+                self.viewers[idx].fail(close::POLICY_VIOLATION, &why);
+                return Ok(());
+            }
+        }
+        match (&self.phase, &self.browser_login) {
             (Phase::NeedPassword, _) => {
-                self.browser_password = Some(pw.to_vec());
+                // A failure until the VNC server accepts it (a refusal ends
+                // the session, and with it any chance to count it later).
+                at.guard.failed(at.peer, &self.key, at.now);
+                self.vnc_attempt = Some((at.peer, false));
                 self.viewers[idx].authorized = true;
                 self.phase = Phase::Handshake;
-                if let Err(e) = self.rfb.set_password(pw, to_server) {
+                let sent = match &answer.username {
+                    Some(user) => self.rfb.set_credentials(user, &answer.password, to_server),
+                    None => self.rfb.set_password(&answer.password, to_server),
+                };
+                self.browser_login = Some(answer);
+                if let Err(e) = sent {
                     self.fail_rfb(&e);
                 }
                 Ok(())
             }
             (Phase::Ready, Some(known)) => {
-                if constant_time_eq(known, pw) {
+                if known.matches(&answer) {
+                    at.guard.succeeded(at.peer, &self.key);
                     self.viewers[idx].authorized = true;
                     self.join(idx);
                 } else {
-                    self.viewers[idx].fail(close::POLICY_VIOLATION, "wrong password");
+                    at.guard.failed(at.peer, &self.key, at.now);
+                    self.wrong_login(idx);
                 }
                 Ok(())
             }
@@ -526,17 +746,32 @@ impl Session {
         }
     }
 
-    /// Compose the next chunk of output for viewer `idx` into `out` (about
-    /// `budget` bytes at most, plus one tile row). Returns false when there
-    /// is nothing to send now.
-    pub fn compose(&mut self, idx: usize, budget: usize, out: &mut Vec<u8>) -> bool {
-        let Session { fb, viewers, cursor_msg, clipboard_msg, name, .. } = self;
-        let Some(v) = viewers.get_mut(idx) else { return false };
+    /// A joiner gave another answer than the one that unlocked the session:
+    /// it is refused (1008; the guess is counted by the caller).
+    fn wrong_login(&mut self, idx: usize) {
+        let what = match self.ask {
+            Some(Ask::Credentials) => "wrong user name or password",
+            _ => "wrong password",
+        };
+        self.viewers[idx].fail(close::POLICY_VIOLATION, what);
+    }
+
+    /// Compose the next WebSocket message for viewer `idx` at `now`,
+    /// appended to `out`: its pending messages and state news, or the next
+    /// segment of its current frame part (starting a part when it has
+    /// something to send and its pacer has room). After sending it the
+    /// caller reports the bytes that went on the wire with [`Session::sent`].
+    pub fn compose(&mut self, idx: usize, now: Instant, out: &mut Vec<u8>) -> Composed {
+        let now_ms = self.tick(now);
+        let Session {
+            fb, viewers, cursor_msg, clipboard_msg, name, parts, gen, pointer, refine, lossless, leds, ..
+        } = self;
+        let Some(v) = viewers.get_mut(idx) else { return Composed::Nothing };
         let start_len = out.len();
         out.extend_from_slice(&v.pending);
         v.pending.clear();
         if v.close.is_some() || !v.joined {
-            return out.len() > start_len;
+            return if out.len() > start_len { Composed::Deflate } else { Composed::Nothing };
         }
         let news = std::mem::take(&mut v.news);
         for _ in 0..news.bells {
@@ -551,33 +786,96 @@ impl Session {
         if news.name {
             proto::desktop_name(out, name);
         }
-        if v.frame.is_none() && v.unacked() < MAX_UNACKED && v.has_changes() {
-            for op in v.copies.drain(..) {
-                let (d, sx, sy) = (op.dst, op.src_x, op.src_y);
-                proto::copy(out, d.x, d.y, d.w, d.h, sx, sy);
+        if let (true, Some(leds)) = (news.leds, *leds) {
+            proto::led_state(out, leds);
+        }
+        if out.len() > start_len {
+            return Composed::Deflate;
+        }
+        if v.stream.is_none() {
+            let changes = v.has_changes();
+            v.lossy.due(now_ms, &v.damage, refine);
+            let room = v.pacer.room();
+            let rate = v.pacer.rate();
+            if !changes && refine.is_empty() {
+                v.quality.update(now, false, rate);
+                return Composed::Nothing;
             }
-            let mut rects = std::mem::take(&mut v.spare_rects);
-            rects.clear();
-            v.damage.for_each_run(|r| rects.push(r));
-            v.damage.clear();
+            if room == 0 {
+                v.quality.update(now, changes, rate);
+                return Composed::Nothing;
+            }
+            let quality = if *lossless { None } else { Some(v.quality.jpeg()) };
+            let req = Request {
+                gen: *gen,
+                quality,
+                room,
+                ratio: v.ratio,
+                damage: &v.damage,
+                copies: &v.copies,
+                refine,
+                pointer: *pointer,
+            };
+            let pi = parts.get(fb, &req);
+            let p = parts.part(pi);
+            v.damage.copy_from(&p.left);
+            v.copies.clear();
+            v.mid_update_pixels |= p.mid_update;
+            v.lossy.apply(&p.notes, now_ms);
+            v.quality.update(now, !p.complete, rate);
+            v.pacer.frame_started(now);
             let id = v.last_sent.wrapping_add(1);
-            v.frame = Some(FrameInProgress { id, rects, next: 0 });
+            v.stream = Some(Streaming { part: pi, seg: 0, from: 0, id, app_limited: p.complete });
         }
-        if let Some(f) = &mut v.frame {
-            if f.next < f.rects.len() && fb.has_changes() {
-                v.mid_update_pixels = true;
-            }
-            while f.next < f.rects.len() && out.len() - start_len < budget {
-                encode_run(fb, f.rects[f.next], out);
-                f.next += 1;
-            }
-            if f.next == f.rects.len() {
-                proto::end_frame(out, f.id);
-                v.last_sent = f.id;
-                v.spare_rects = v.frame.take().map(|f| f.rects).unwrap_or_default();
-            }
+        let Some(s) = v.stream.as_mut() else { return Composed::Nothing };
+        let p = parts.part(s.part);
+        let seg = p.segs[s.seg];
+        out.extend_from_slice(&p.bytes[s.from..seg.end]);
+        s.from = seg.end;
+        s.seg += 1;
+        if s.seg == p.segs.len() {
+            proto::end_frame(out, s.id);
+            v.last_sent = s.id;
+            v.pacer.frame_ended(s.id, s.app_limited);
+            parts.release(s.part);
+            v.stream = None;
         }
-        out.len() > start_len
+        if seg.raw {
+            Composed::Raw
+        } else {
+            Composed::Deflate
+        }
+    }
+
+    /// The message `compose` produced for viewer `idx` (`protocol` bytes)
+    /// went to its socket as `wire` bytes (after compression and framing).
+    pub fn sent(&mut self, idx: usize, composed: Composed, protocol: usize, wire: usize, now: Instant) {
+        let Some(v) = self.viewers.get_mut(idx) else { return };
+        v.pacer.on_wire(wire, now);
+        if composed == Composed::Deflate && protocol >= 1024 {
+            let r = (wire as f64 / protocol as f64).clamp(0.001, 1.1);
+            v.ratio = 0.8 * v.ratio + 0.2 * r;
+        }
+    }
+
+    /// When the session wants to be called although nothing else happens:
+    /// `compose` when a viewer with room has JPEG areas falling due for
+    /// refinement, `handle_timeout` when a linger runs out.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let refine = self.epoch.and_then(|epoch| {
+            self.viewers
+                .iter()
+                .filter(|(_, v)| v.joined && v.close.is_none() && v.stream.is_none() && v.pacer.room() > 0)
+                .filter_map(|(_, v)| v.lossy.next_due())
+                .min()
+                .map(|ms| epoch + Duration::from_millis(ms.max(self.now_ms) as u64))
+        });
+        refine.into_iter().chain(self.linger_until).min()
+    }
+
+    /// Link estimate of viewer `idx`: (rate bytes/s, min RTT, JPEG quality).
+    pub fn viewer_link(&self, idx: usize) -> Option<(f64, Duration, u8)> {
+        self.viewers.get(idx).map(|v| (v.pacer.rate(), v.pacer.min_rtt(), v.quality.jpeg()))
     }
 
     /// The session is being dropped: viewer `idx`'s last output (its pending
@@ -598,78 +896,9 @@ impl Session {
     pub fn viewer_close(&self, idx: usize) -> Option<(u16, String)> {
         self.viewers.get(idx).and_then(|v| if v.pending.is_empty() { v.close.clone() } else { None })
     }
-
-    pub fn viewer_has_output(&self, idx: usize) -> bool {
-        self.viewers.get(idx).is_some_and(|v| {
-            !v.pending.is_empty()
-                || (v.joined && v.close.is_none() && v.news.any())
-                || v.frame.is_some()
-                || (v.joined && v.unacked() < MAX_UNACKED && v.has_changes())
-        })
-    }
 }
 
-/// Send one damaged run (a rectangle within one row of tiles, see
-/// `TileSet::for_each_run`), cut at tile columns: a solid piece as Fill,
-/// consecutive other pieces as one Pixels block.
-fn encode_run(fb: &Framebuffer, run: Rect, out: &mut Vec<u8>) {
-    if !fb.contains(run) || run.is_empty() {
-        return;
-    }
-    let mut x = run.x;
-    let end = run.x as u32 + run.w as u32;
-    let mut block_start: Option<u16> = None;
-    while (x as u32) < end {
-        let next_col = (x as u32 / TILE as u32 + 1) * TILE as u32;
-        let w = (next_col.min(end) - x as u32) as u16;
-        let piece = Rect::new(x, run.y, w, run.h);
-        match solid_colour(fb, piece) {
-            Some(rgba) => {
-                if let Some(bx) = block_start.take() {
-                    pixels(fb, Rect::new(bx, run.y, x - bx, run.h), out);
-                }
-                proto::fill(out, piece.x, piece.y, piece.w, piece.h, rgba);
-            }
-            None => {
-                block_start.get_or_insert(x);
-            }
-        }
-        x += w;
-    }
-    if let Some(bx) = block_start {
-        pixels(fb, Rect::new(bx, run.y, (end - bx as u32) as u16, run.h), out);
-    }
-}
-
-fn pixels(fb: &Framebuffer, r: Rect, out: &mut Vec<u8>) {
-    proto::pixels_header(out, r.x, r.y, r.w, r.h);
-    let stride = fb.width() as usize * 4;
-    let data = fb.data();
-    let row = r.w as usize * 4;
-    out.reserve(row * r.h as usize);
-    for y in r.y as usize..r.y as usize + r.h as usize {
-        let o = y * stride + r.x as usize * 4;
-        out.extend_from_slice(&data[o..o + row]);
-    }
-}
-
-fn solid_colour(fb: &Framebuffer, r: Rect) -> Option<[u8; 4]> {
-    let stride = fb.width() as usize * 4;
-    let data = fb.data();
-    let first = fb.pixel(r.x, r.y);
-    let row = r.w as usize * 4;
-    for y in r.y as usize..r.y as usize + r.h as usize {
-        let o = y * stride + r.x as usize * 4;
-        if !data[o..o + row].chunks_exact(4).all(|p| p == first) {
-            return None;
-        }
-    }
-    Some(first)
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
+#[cfg(test)]
+mod tests;
+#[cfg(test)]
+mod viewer_tests;

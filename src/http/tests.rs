@@ -70,6 +70,22 @@ fn respond(a: Action) -> Resp {
     }
 }
 
+/// `super::route` from a loopback peer, with the Host check off (these
+/// tests use Host names like "a"; access/tests.rs covers Host and auth).
+fn route(h: &Head, site: &Site) -> Action {
+    let any_host = access::AccessConfig { allowed_hosts: vec!["*".into()], ..Default::default() };
+    let mut s = Site {
+        web_dir: site.web_dir.clone(),
+        allowed_origins: site.allowed_origins.clone(),
+        ws_paths: site.ws_paths.clone(),
+        protocols: site.protocols.clone(),
+        access: Access::new(&any_host, "127.0.0.1:6080".parse().unwrap()).unwrap(),
+        upgrade_any_path: site.upgrade_any_path,
+        web_csp: site.web_csp.clone(),
+    };
+    super::route(h, &mut s, &Peer::local(std::time::Instant::now(), 0))
+}
+
 fn route_resp(h: &Head, site: &Site) -> Resp {
     let r = respond(route(h, site));
     // Content-Length is exact whenever a body is sent.
@@ -579,10 +595,21 @@ fn disk_serving() {
         assert_eq!(r.h("X-Content-Type-Options"), Some("nosniff"));
         assert_eq!(r.h("Cache-Control"), Some("no-cache"), "{target}: --web DIR always revalidates");
         assert_eq!(r.h("ETag").map(str::to_string), Some(etag::etag_for(body.as_bytes())));
-        let html = ctype.starts_with("text/html");
-        assert_eq!(r.h("Content-Security-Policy"), if html { Some(CSP) } else { None }, "{target}");
+        // --web pages are the user's (noVNC's have inline scripts): no policy unless --web-csp.
+        assert_eq!(r.h("Content-Security-Policy"), None, "{target}");
         assert!(!r.close);
         assert_eq!(r.h("Connection"), None);
+    }
+    let with_csp = Site { web_csp: Some("default-src 'self' 'unsafe-inline'".into()), ..t.site() };
+    assert_eq!(
+        route_resp(&get("/"), &with_csp).h("Content-Security-Policy"),
+        Some("default-src 'self' 'unsafe-inline'")
+    );
+    assert_eq!(route_resp(&get("/app.js"), &with_csp).h("Content-Security-Policy"), None, "HTML only");
+    // The embedded viewer always has the strict policy, --web-csp or not.
+    let embedded = Site { web_csp: Some("default-src *".into()), ..Site::default() };
+    if assets::lookup("/index.html").is_some() {
+        assert_eq!(route_resp(&get("/"), &embedded).h("Content-Security-Policy"), Some(CSP));
     }
     assert!(CSP.contains("default-src 'self'") && CSP.contains("connect-src 'self' ws: wss:"));
     assert!(CSP.contains("img-src 'self' data: blob:"));
@@ -658,7 +685,8 @@ fn connection_handling_rows() {
     let t = tmp_web();
     let site = t.site();
     // (version, extra fields, status, close, Connection field)
-    let rows: &[(u8, &[(&str, &str)], u16, bool, Option<&str>)] = &[
+    type Row<'a> = (u8, &'a [(&'a str, &'a str)], u16, bool, Option<&'a str>);
+    let rows: &[Row] = &[
         (1, &[], 200, false, None),
         (1, &[("Connection", "close")], 200, true, Some("close")),
         (0, &[], 200, true, Some("close")),
@@ -961,6 +989,7 @@ fn websocket_query_extensions_and_response() {
     assert_eq!(
         up,
         Upgrade {
+            target: None,
             path: "/ws".into(),
             query: vec![("token".into(), "a b".into()), ("x".into(), "1 2".into())],
             accept: ACCEPT.into(),
@@ -1007,7 +1036,27 @@ fn websocket_paths_are_not_files() {
     for target in ["/", "/websockify/", "/app.js", "/ws/x"] {
         let r = route_resp(&ws_head("GET", target, 1, &[]), &site);
         assert_eq!(r.status, 404, "{target}");
+        assert!(r.body.ends_with(RELAY_OFF.as_bytes()), "{target}: the 404 says relay mode is off");
     }
+}
+
+#[test]
+fn relay_mode_upgrades_on_any_path_and_plain_gets_still_get_files() {
+    let t = tmp_web();
+    let site = Site { upgrade_any_path: true, ws_paths: vec!["/ws".into()], ..t.site() };
+    for target in ["/", "/websockify", "/websockify/", "/app.js", "/ws/x", "/a/b/c?token=x"] {
+        match route(&ws_head("GET", target, 1, &[]), &site) {
+            Action::Upgrade(up) => assert_eq!(up.path, target.split('?').next().unwrap(), "{target}"),
+            other => panic!("{target}: {other:?}"),
+        }
+    }
+    // The handshake checks still apply off the listed paths.
+    let r = route_resp(&ws_head("GET", "/x", 1, &[("Sec-WebSocket-Version", "8")]), &site);
+    assert_eq!(r.status, 426);
+    // Without an Upgrade field, files are files and the ws path is 426.
+    assert_eq!(route_resp(&get("/app.js"), &site).body, b"export const x = 1;\n");
+    assert_eq!(route_resp(&get("/ws"), &site).status, 426);
+    assert_eq!(route_resp(&get("/websockify"), &site).status, 200, "a file named websockify is served");
 }
 
 #[test]

@@ -75,6 +75,14 @@ impl PixelFormat {
         PixelReader::new(self, colour_map).rgba(wire)
     }
 
+    /// The pixel format of CursorWithAlpha data (rfbproto "Cursor With Alpha
+    /// Pseudo-encoding": "always 32 bits with 8 bits for each channel in the
+    /// order red, green, blue, alpha"): bytes R,G,B,A. Depth 32 is what marks
+    /// the fourth byte as alpha (kept by [`PixelReader`]), not padding.
+    pub const fn rgba_with_alpha() -> Self {
+        PixelFormat { depth: 32, ..Self::wanted() }
+    }
+
     /// Whether pixels are exactly canvas R,G,B,x bytes (the fast path).
     fn is_rgbx(&self) -> bool {
         self.true_colour
@@ -185,6 +193,8 @@ pub enum Pad {
 enum Kind {
     /// 4 bytes already R,G,B,x: copy, set alpha.
     Rgbx,
+    /// 4 bytes R,G,B,A ([`PixelFormat::rgba_with_alpha`]): copied as they are.
+    Rgba,
     /// 3 bytes R,G,B.
     Rgb,
     /// 4 wire bytes with 8-bit components at these offsets.
@@ -215,6 +225,8 @@ impl<'a> PixelReader<'a> {
     pub fn new(pf: &PixelFormat, map: &'a [[u8; 4]; 256]) -> Self {
         let kind = if !pf.true_colour {
             Kind::Map
+        } else if pf.is_rgbx() && pf.depth == 32 {
+            Kind::Rgba
         } else if pf.is_rgbx() {
             Kind::Rgbx
         } else if let Some(o) = pf.byte_offsets_888() {
@@ -303,7 +315,7 @@ impl<'a> PixelReader<'a> {
     #[inline]
     pub fn components(&self, b: &[u8]) -> [u32; 3] {
         match self.kind {
-            Kind::Rgbx | Kind::Rgb => [b[0] as u32, b[1] as u32, b[2] as u32],
+            Kind::Rgbx | Kind::Rgba | Kind::Rgb => [b[0] as u32, b[1] as u32, b[2] as u32],
             Kind::Bytes4(o) => [b[o[0]] as u32, b[o[1]] as u32, b[o[2]] as u32],
             _ => {
                 let v = self.value(b);
@@ -317,7 +329,7 @@ impl<'a> PixelReader<'a> {
     #[inline]
     pub fn maxima(&self) -> [u32; 3] {
         match self.kind {
-            Kind::Rgbx | Kind::Rgb | Kind::Bytes4(_) => [255; 3],
+            Kind::Rgbx | Kind::Rgba | Kind::Rgb | Kind::Bytes4(_) => [255; 3],
             _ => self.max,
         }
     }
@@ -334,6 +346,7 @@ impl<'a> PixelReader<'a> {
     pub fn rgba(&self, b: &[u8]) -> [u8; 4] {
         match self.kind {
             Kind::Rgbx | Kind::Rgb => [b[0], b[1], b[2], 255],
+            Kind::Rgba => [b[0], b[1], b[2], b[3]],
             Kind::Bytes4(o) => [b[o[0]], b[o[1]], b[o[2]], 255],
             Kind::Map => {
                 let v = self.value(b);
@@ -358,6 +371,7 @@ impl<'a> PixelReader<'a> {
                     px[3] = 255;
                 }
             }
+            Kind::Rgba => dst[..n * 4].copy_from_slice(&src[..n * 4]),
             Kind::Rgb => {
                 for (d, s) in dst.chunks_exact_mut(4).zip(src.chunks_exact(3)) {
                     d.copy_from_slice(&[s[0], s[1], s[2], 255]);
@@ -393,6 +407,20 @@ mod tests {
     }
 
     const RGB565_BE: PixelFormat = PixelFormat { big_endian: true, ..crate::rfb::decode::testutil::RGB565_LE };
+
+    #[test]
+    fn cursor_alpha_format_keeps_the_fourth_byte() {
+        let pf = PixelFormat::rgba_with_alpha();
+        let m = map();
+        for r in [PixelReader::new(&pf, &m), PixelReader::cpixel(&pf, &m), PixelReader::tpixel(&pf, &m)] {
+            assert!(matches!(r.kind, Kind::Rgba));
+            assert_eq!(r.bytes(), 4);
+            assert_eq!(r.rgba(&[1, 2, 3, 77]), [1, 2, 3, 77]);
+            let mut out = [0u8; 8];
+            r.row(&[1, 2, 3, 0, 4, 5, 6, 99], &mut out);
+            assert_eq!(out, [1, 2, 3, 0, 4, 5, 6, 99]);
+        }
+    }
 
     #[test]
     fn wanted_round_trips_and_is_fast_path() {

@@ -90,6 +90,9 @@ pub struct Server {
     /// How browser connections start (plain, sniffed, or TLS only).
     start: Start,
     shutdown_deadline: Option<Instant>,
+    /// When the last browser connection closed, or the server started (for
+    /// `Config::exit_when_idle`).
+    last_client: Instant,
     stats: Stats,
     /// A descriptor held in reserve so that, out of descriptors, a waiting
     /// connection can still be accepted and refused (see `accept_clients`).
@@ -123,15 +126,22 @@ impl Server {
             Some(_) => Start::Sniff,
             None => Start::Plain,
         };
-        let mut ws_paths = vec![app::relay::PATH.to_string(), crate::gateway::PATH.to_string()];
-        if cfg.echo {
-            ws_paths.insert(0, "/".to_string());
-        }
+        let ws_paths = if cfg.echo {
+            vec!["/".to_string(), app::relay::PATH.to_string(), crate::gateway::PATH.to_string()]
+        } else if cfg.relay {
+            vec![app::relay::PATH.to_string(), crate::gateway::PATH.to_string()]
+        } else {
+            vec![crate::gateway::PATH.to_string()]
+        };
         let site = crate::http::Site {
             web_dir: cfg.web_dir.clone(),
             allowed_origins: cfg.allowed_origins.clone(),
             ws_paths,
             protocols: vec!["binary", crate::gateway::SUBPROTOCOL],
+            access: crate::http::Access::new(&cfg.access, cfg.listen)
+                .map_err(|e| io::Error::new(io::ErrorKind::PermissionDenied, e))?,
+            upgrade_any_path: cfg.relay,
+            web_csp: cfg.web_csp.clone(),
         };
         let worker = if cfg.token_file.is_some() || cfg.tls.is_some() || cfg.web_dir.is_some() {
             let watch = worker::Watch {
@@ -159,6 +169,7 @@ impl Server {
             timers: Timers::default(),
             start,
             shutdown_deadline: None,
+            last_client: Instant::now(),
             stats: Stats::default(),
             spare_fd: std::fs::File::open("/dev/null").ok(),
         };
@@ -196,7 +207,8 @@ impl Server {
     pub fn run(&mut self) -> io::Result<()> {
         let mut events = Events::with_capacity(1024);
         let scheme = if self.ctx.tls.is_some() { "https" } else { "http" };
-        info!("wsvnc listening on {scheme}://{}/", self.local_addr);
+        let relay = if self.ctx.cfg.relay { "; relay mode on every other WebSocket path" } else { "; relay mode off" };
+        info!("wsvnc listening on {scheme}://{}/ (gateway mode at /ws{relay})", self.local_addr);
         loop {
             let timeout = self.poll_timeout();
             if let Err(e) = self.poll.poll(&mut events, timeout) {
@@ -205,7 +217,7 @@ impl Server {
                 }
                 return Err(e);
             }
-            self.ctx.now = Instant::now();
+            tick(&mut self.ctx);
             for event in events.iter() {
                 match event.token() {
                     LISTENER => self.accept_clients(),
@@ -227,11 +239,17 @@ impl Server {
                 }
             }
             self.run_woken();
-            self.ctx.now = Instant::now();
+            tick(&mut self.ctx);
             for (key, id) in self.timers.expired(self.ctx.now) {
                 self.on_timer(key, id);
             }
             self.run_woken();
+            if self.idle_exit_at().is_some_and(|t| self.ctx.now >= t) {
+                let limit = self.ctx.cfg.exit_when_idle.unwrap_or_default();
+                info!("no connection for {limit:?} (--idle-timeout): exiting");
+                self.close_everything();
+                return Ok(());
+            }
             if let Some(deadline) = self.shutdown_deadline {
                 if self.stats.open_clients == 0 || self.ctx.now >= deadline {
                     self.close_everything();
@@ -246,11 +264,17 @@ impl Server {
         if !self.ctx.wake.is_empty() {
             return Some(Duration::ZERO);
         }
-        let next = match (self.timers.next_deadline(), self.shutdown_deadline) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
+        let next =
+            [self.timers.next_deadline(), self.shutdown_deadline, self.idle_exit_at()].into_iter().flatten().min();
         next.map(|t| t.saturating_duration_since(Instant::now()))
+    }
+
+    /// websockify's `--idle-timeout`: when the process exits for having had
+    /// no browser connection that long (None: a connection is open, or the
+    /// option is off).
+    fn idle_exit_at(&self) -> Option<Instant> {
+        let limit = self.ctx.cfg.exit_when_idle?;
+        (self.stats.open_clients == 0).then(|| self.last_client + limit)
     }
 
     /// Let the connection's app work, then act on its verdict.
@@ -316,6 +340,15 @@ impl Server {
         if self.ctx.wake.is_empty() {
             self.ctx.wake = list; // keep the allocation
         }
+        let mut list = std::mem::take(&mut self.ctx.rearm);
+        list.sort_unstable();
+        list.dedup();
+        for key in list.drain(..) {
+            self.arm(key);
+        }
+        if self.ctx.rearm.is_empty() {
+            self.ctx.rearm = list;
+        }
     }
 
     /// Take a connection out of the slab and let its app clean up.
@@ -324,6 +357,7 @@ impl Server {
         let _ = self.poll.registry().deregister(&mut conn.ep.stream);
         if conn.is_browser() {
             self.stats.open_clients -= 1;
+            self.last_client = self.ctx.now;
         }
         app::finished(&mut self.conns, conn, why, &mut self.ctx);
     }
@@ -415,7 +449,7 @@ impl Server {
         self.poll.registry().register(&mut l, DEMO_LISTENER, Interest::READABLE)?;
         let local = l.local_addr()?;
         info!("demo VNC server on {local}");
-        self.ctx.gw.set_demo_target(Target { addr: TargetAddr::Tcp(local), password: None, view_only: false });
+        self.ctx.gw.set_demo_target(Target::new(TargetAddr::Tcp(local)));
         self.demo_listener = Some(l);
         Ok(())
     }
@@ -523,6 +557,12 @@ impl Server {
             self.remove(key, "server shut down");
         }
     }
+}
+
+/// Read the clock for the apps: once per loop iteration and after the poll.
+fn tick(ctx: &mut Ctx) {
+    ctx.now = Instant::now();
+    ctx.unix_time = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
 }
 
 /// EMFILE/ENFILE: the process or system is out of file descriptors.

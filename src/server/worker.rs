@@ -1,13 +1,13 @@
 //! The helper thread: blocking work that must not stall the loop — reading
 //! `--web DIR` files, reading and resolving the token file (getaddrinfo),
 //! reading certificates — with results handed back through a channel and
-//! the loop's `mio::Waker`. It also watches the token file and the
-//! certificate files (every `WATCH_EVERY`) and reloads what changed.
+//! the loop's `mio::Waker`. It also watches the token file (or directory)
+//! and the certificate files (every `WATCH_EVERY`) and reloads what changed.
 //! Not on the data path: nothing a connection sends or receives passes
 //! through it. Started only when there is such work (a token file, TLS, or
 //! `--web DIR`); it ends when the server is dropped.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -40,7 +40,8 @@ pub enum Done {
 /// Files to watch.
 pub struct Watch {
     pub token_file: Option<PathBuf>,
-    /// Modification time of the token file as loaded at start-up.
+    /// Modification time of the token file (or directory: its latest file,
+    /// `config::token_source_mtime`) as loaded at start-up.
     pub token_mtime: Option<SystemTime>,
     /// Certificate chain and key files.
     pub tls: Option<(PathBuf, PathBuf)>,
@@ -64,7 +65,7 @@ impl Worker {
     }
 }
 
-fn mtime(p: &PathBuf) -> Option<SystemTime> {
+fn mtime(p: &Path) -> Option<SystemTime> {
     std::fs::metadata(p).and_then(|m| m.modified()).ok()
 }
 
@@ -100,7 +101,7 @@ fn run(watch: Watch, rx: Receiver<Request>, tx: Sender<Done>, waker: Arc<Waker>)
             Err(RecvTimeoutError::Disconnected) => return,
         };
         if let Some(Job::File { key, id, req }) = job {
-            if !send(Done::File { key, id, action: req.run() }) {
+            if !send(Done::File { key, id, action: (*req).run() }) {
                 return;
             }
             if last_check.elapsed() < WATCH_EVERY {
@@ -109,7 +110,9 @@ fn run(watch: Watch, rx: Receiver<Request>, tx: Sender<Done>, waker: Arc<Waker>)
         }
         last_check = std::time::Instant::now();
         if let (Some(path), Some(seen)) = (&watch.token_file, tokens.as_mut()) {
-            let now = mtime(path);
+            // A token directory changes when a file in it is added,
+            // removed, renamed or edited (`token_source_mtime`).
+            let now = crate::config::token_source_mtime(path);
             if seen.changed(now) || force {
                 let loaded = TokenTable::load(path);
                 match &loaded {

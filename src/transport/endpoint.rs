@@ -29,7 +29,7 @@ use log::trace;
 use super::buf::{Buf, Pool};
 use super::stream::Stream;
 use crate::ws::frame::{OP_BINARY, OP_TEXT};
-use crate::ws::session::Sender;
+use crate::ws::session::{Body, Sender};
 use crate::ws::{close, Event, WsError, WsSession};
 
 /// Read size and pool block size.
@@ -173,33 +173,43 @@ impl Reply<'_> {
     }
 
     /// Send one message whose body `body` writes (see [`Endpoint::send_with`]).
-    pub fn send_with(&mut self, text: bool, want: usize, body: impl FnOnce(&mut Vec<u8>) -> bool) -> bool {
+    pub fn send_with<B: Into<Body>>(
+        &mut self,
+        text: bool,
+        want: usize,
+        body: impl FnOnce(&mut Vec<u8>) -> B,
+    ) -> Option<Sent> {
         send_with(self.tx, self.out, self.pool, self.scratch, text, want, body)
     }
 }
 
 /// Frame one message straight into `out` (module `ws::session`,
 /// `Sender::send_with`), then drop the header room it did not need.
-fn send_with(
+fn send_with<B: Into<Body>>(
     tx: &mut Sender,
     out: &mut Buf,
     pool: &mut Pool,
     scratch: &mut Vec<u8>,
     text: bool,
     want: usize,
-    body: impl FnOnce(&mut Vec<u8>) -> bool,
-) -> bool {
+    body: impl FnOnce(&mut Vec<u8>) -> B,
+) -> Option<Sent> {
     let base = out.data().len();
     let v = out.append(want + crate::ws::frame::MAX_SERVER_HEADER_LEN, pool);
     let before = v.len();
     let op = if text { OP_TEXT } else { OP_BINARY };
-    match tx.send_with(op, v, scratch, body) {
-        Some(placed) => {
-            out.close_gap(base + (placed.at - before), placed.gap);
-            true
-        }
-        None => false,
-    }
+    let placed = tx.send_with(op, v, scratch, body)?;
+    out.close_gap(base + (placed.at - before), placed.gap);
+    Some(Sent { body: placed.body, wire: placed.wire() })
+}
+
+/// The sizes of a message [`Endpoint::send_with`] sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Sent {
+    /// The message as the body wrote it (before compression).
+    pub body: usize,
+    /// The frame as it goes on the wire (header and payload).
+    pub wire: usize,
 }
 
 pub struct Endpoint {
@@ -444,19 +454,20 @@ impl Endpoint {
     }
 
     /// Send one message whose body `body` appends to the Vec it is given
-    /// (returning false for "nothing to send"). The body goes straight into
-    /// `output` behind reserved header room, or, with permessage-deflate,
-    /// through `scratch` and the deflater. `want` is a size hint. Nothing is
-    /// sent after our Close.
-    pub fn send_with(
+    /// and answers what it wrote ([`Body`]; `false` for "nothing to send").
+    /// The body goes straight into `output` behind reserved header room,
+    /// or, with permessage-deflate, through `scratch` and the deflater (or
+    /// copied from there as it is, for [`Body::Raw`]). `want` is a size
+    /// hint. Nothing is sent after our Close. Returns the message's sizes.
+    pub fn send_with<B: Into<Body>>(
         &mut self,
         pool: &mut Pool,
         scratch: &mut Vec<u8>,
         text: bool,
         want: usize,
-        body: impl FnOnce(&mut Vec<u8>) -> bool,
-    ) -> bool {
-        let State::WebSocket(ws) = &mut self.state else { return false };
+        body: impl FnOnce(&mut Vec<u8>) -> B,
+    ) -> Option<Sent> {
+        let State::WebSocket(ws) = &mut self.state else { return None };
         send_with(&mut ws.session.tx, &mut self.output, pool, scratch, text, want, body)
     }
 

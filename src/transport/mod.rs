@@ -26,5 +26,7 @@ pub mod tls;
 pub mod tls;
 
 pub use buf::{Buf, Pool};
-pub use endpoint::{Endpoint, Feed, Flow, Keepalive, Message, Read, Ready, Reply, BLOCK, CLOSE_GRACE, CONTROL_ROOM};
+pub use endpoint::{
+    Endpoint, Feed, Flow, Keepalive, Message, Read, Ready, Reply, Sent, BLOCK, CLOSE_GRACE, CONTROL_ROOM,
+};
 pub use stream::Stream;

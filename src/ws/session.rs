@@ -124,6 +124,38 @@ pub struct Placed {
     pub gap: usize,
     /// Payload length on the wire (after compression).
     pub payload: usize,
+    /// Message length before compression.
+    pub body: usize,
+}
+
+impl Placed {
+    /// Bytes of the frame on the wire: header and payload.
+    pub fn wire(&self) -> usize {
+        MAX_SERVER_HEADER_LEN - self.gap + self.payload
+    }
+}
+
+/// What a [`Sender::send_with`] body wrote.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Body {
+    /// Nothing: no message is sent.
+    Empty,
+    /// A message, compressed when permessage-deflate is in use.
+    Deflate,
+    /// A message sent uncompressed (RSV1 clear) whatever was negotiated:
+    /// data that does not compress, such as JPEG. RFC 7692 §6.1 lets the
+    /// sender choose per message; the deflater's history is untouched.
+    Raw,
+}
+
+impl From<bool> for Body {
+    fn from(sent: bool) -> Body {
+        if sent {
+            Body::Deflate
+        } else {
+            Body::Empty
+        }
+    }
 }
 
 fn proto(reason: &'static str) -> WsError {
@@ -189,6 +221,10 @@ impl WsSession {
 
     pub fn send_binary(&mut self, data: &[u8], out: &mut Vec<u8>) {
         self.tx.send_binary(data, out);
+    }
+
+    pub fn send_binary_uncompressed(&mut self, data: &[u8], out: &mut Vec<u8>) {
+        self.tx.send_binary_uncompressed(data, out);
     }
 
     pub fn send_ping(&mut self, data: &[u8], out: &mut Vec<u8>) {
@@ -481,16 +517,25 @@ impl Sender {
 
     /// Send a text message (one frame; compressed when negotiated).
     pub fn send_text(&mut self, text: &str, out: &mut Vec<u8>) {
-        self.send_data(OP_TEXT, text.as_bytes(), out);
+        self.send_data(OP_TEXT, text.as_bytes(), true, out);
     }
 
     /// Send a binary message (one frame; compressed when negotiated).
     pub fn send_binary(&mut self, data: &[u8], out: &mut Vec<u8>) {
-        self.send_data(OP_BINARY, data, out);
+        self.send_data(OP_BINARY, data, true, out);
     }
 
-    fn send_data(&mut self, opcode: u8, data: &[u8], out: &mut Vec<u8>) {
-        if let Some(p) = self.send_message(opcode, data, out) {
+    /// Send a binary message uncompressed (RSV1 clear) even when
+    /// permessage-deflate is in use: for data that does not compress (JPEG).
+    /// RFC 7692 §6.1 lets the sender choose per message; the compressor's
+    /// history is untouched, so later compressed messages still refer to it
+    /// correctly (the peer does not add uncompressed messages to its window).
+    pub fn send_binary_uncompressed(&mut self, data: &[u8], out: &mut Vec<u8>) {
+        self.send_data(OP_BINARY, data, false, out);
+    }
+
+    fn send_data(&mut self, opcode: u8, data: &[u8], compress: bool, out: &mut Vec<u8>) {
+        if let Some(p) = self.place_message(opcode, data, compress, out) {
             out.drain(p.at..p.at + p.gap);
         }
     }
@@ -499,13 +544,18 @@ impl Sender {
     /// `data` when negotiated) behind [`MAX_SERVER_HEADER_LEN`] bytes of
     /// header room; see [`Placed`]. None after our Close (§5.5.1).
     pub fn send_message(&mut self, opcode: u8, data: &[u8], out: &mut Vec<u8>) -> Option<Placed> {
+        self.place_message(opcode, data, true, out)
+    }
+
+    fn place_message(&mut self, opcode: u8, data: &[u8], compress: bool, out: &mut Vec<u8>) -> Option<Placed> {
         if self.close_sent {
             return None;
         }
         let at = out.len();
         out.reserve(MAX_SERVER_HEADER_LEN + data.len());
         out.resize(at + MAX_SERVER_HEADER_LEN, 0);
-        let compressed = match self.deflater(data.len()) {
+        let deflater = if compress { self.deflater(data.len()) } else { None };
+        let compressed = match deflater {
             Some(comp) => {
                 comp.compress_into(data, out);
                 true
@@ -517,56 +567,62 @@ impl Sender {
         };
         let payload = out.len() - at - MAX_SERVER_HEADER_LEN;
         let gap = place_header(out, at, compressed, opcode, payload);
-        Some(Placed { at, gap, payload })
+        Some(Placed { at, gap, payload, body: data.len() })
     }
 
     /// Append one data message (`opcode` text or binary, one frame) whose
-    /// body `body` appends to the Vec it is given, returning false for "no
-    /// message after all" (then nothing is sent). Without compression the
-    /// body is written straight into `out` behind
+    /// body `body` appends to the Vec it is given and answers what it wrote
+    /// ([`Body`]; `false` is [`Body::Empty`], `true` [`Body::Deflate`]).
+    /// Without compression the body is written straight into `out` behind
     /// [`MAX_SERVER_HEADER_LEN`] bytes of header room; with compression it
-    /// goes to `scratch` first and is deflated into `out` (the one copy).
-    /// The header is written just before the payload; the room it did not
-    /// need is reported in [`Placed`] for the caller to remove. A text body
-    /// must be UTF-8 (the caller's contract). None: nothing was sent.
-    pub fn send_with(
+    /// goes to `scratch` first and is deflated into `out`, or copied there
+    /// as it is for [`Body::Raw`] (the one copy either way). The header is
+    /// written just before the payload; the room it did not need is
+    /// reported in [`Placed`] for the caller to remove. A text body must be
+    /// UTF-8 (the caller's contract). None: nothing was sent.
+    pub fn send_with<B: Into<Body>>(
         &mut self,
         opcode: u8,
         out: &mut Vec<u8>,
         scratch: &mut Vec<u8>,
-        body: impl FnOnce(&mut Vec<u8>) -> bool,
+        body: impl FnOnce(&mut Vec<u8>) -> B,
     ) -> Option<Placed> {
         if self.close_sent {
             return None;
         }
         let at = out.len();
         out.resize(at + MAX_SERVER_HEADER_LEN, 0);
-        let compressed = if self.compresses() {
+        let (compressed, len) = if self.compresses() {
             scratch.clear();
-            if !body(scratch) {
-                out.truncate(at);
-                return None;
-            }
-            match self.deflater(scratch.len()) {
+            let deflater = match body(scratch).into() {
+                Body::Empty => {
+                    out.truncate(at);
+                    return None;
+                }
+                Body::Deflate => self.deflater(scratch.len()),
+                Body::Raw => None,
+            };
+            let compressed = match deflater {
                 Some(comp) => {
                     comp.compress_into(scratch, out);
                     true
                 }
-                _ => {
+                None => {
                     out.extend_from_slice(scratch);
                     false
                 }
-            }
+            };
+            (compressed, scratch.len())
         } else {
-            if !body(out) {
+            if body(out).into() == Body::Empty {
                 out.truncate(at);
                 return None;
             }
-            false
+            (false, out.len() - at - MAX_SERVER_HEADER_LEN)
         };
         let payload = out.len() - at - MAX_SERVER_HEADER_LEN;
         let gap = place_header(out, at, compressed, opcode, payload);
-        Some(Placed { at, gap, payload })
+        Some(Placed { at, gap, payload, body: len })
     }
 
     /// Send a Ping; `data` beyond 125 bytes is cut (§5.5).
@@ -1089,6 +1145,52 @@ mod tests {
             p += n + h.payload_len as usize;
         }
         msgs
+    }
+
+    /// RFC 7692 §6.1: a message may go uncompressed (RSV1 clear) between
+    /// compressed ones; the client's inflater, fed only the compressed ones,
+    /// still decodes everything after it with context takeover. The same
+    /// through `send_with` (`Body::Raw` copied from the scratch as it is,
+    /// `Body::Deflate` deflated from it).
+    #[test]
+    fn uncompressed_message_between_compressed_ones() {
+        let (p, _) = negotiate("permessage-deflate").unwrap();
+        let mut server = WsSession::new(limits(1 << 20), Delivery::Whole, Some(p));
+        // Long enough for the deflater to be made (MAKE_DEFLATER_AT).
+        let text = b"the same words ".repeat(100);
+        let jpeg: Vec<u8> = (0..5000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8).collect();
+        let mut out = Vec::new();
+        server.send_binary(&text, &mut out);
+        server.send_binary_uncompressed(&jpeg, &mut out);
+        server.send_binary(&text, &mut out);
+        let mut scratch = Vec::new();
+        let mut with = |body: Body, data: &[u8], out: &mut Vec<u8>| {
+            let p = server.tx.send_with(OP_BINARY, out, &mut scratch, |v| {
+                v.extend_from_slice(data);
+                body
+            });
+            let p = p.unwrap();
+            assert_eq!(p.body, data.len());
+            out.drain(p.at..p.at + p.gap);
+        };
+        with(Body::Raw, &jpeg, &mut out);
+        with(Body::Deflate, &text, &mut out);
+        let mut d = Decompressor::new(&p);
+        let msgs = client_decode(&out, &mut d);
+        let want = [&text, &jpeg, &text, &jpeg, &text].map(|m| (OP_BINARY, m.clone()));
+        assert_eq!(msgs, want);
+        // The raw ones really are raw: RSV1 clear, the payload as given.
+        let mut at = 0;
+        let mut rsv1 = Vec::new();
+        while at < out.len() {
+            let (h, n) = frame::parse_header(&out[at..]).unwrap().unwrap();
+            rsv1.push(h.rsv1);
+            if !h.rsv1 {
+                assert_eq!(h.payload_len, 5000);
+            }
+            at += n + h.payload_len as usize;
+        }
+        assert_eq!(rsv1, [true, false, true, false, true]);
     }
 
     #[test]

@@ -296,3 +296,102 @@ export function diffImage(rgba, rgb, width, height) {
     }
     return out;
 }
+
+// ---------------------------------------------------------------- Xvnc, xterm, canvas vs X
+
+/**
+ * `Xvnc` (no security, loopback only) on the first free display from `start` and a free
+ * port; another process may take the display between the check and the start, so a few
+ * numbers are tried. `extraArgs` are added (e.g. -rfbunixpath). Resolves with
+ * { display, rfbPort, xvnc } once the RFB port and the X display answer.
+ */
+export async function startXvnc({ width, height, start = 57, desktop = 'wsvnc-browser-test', extraArgs = [] }) {
+    let lastErr;
+    for (let attempt = 0; attempt < 5; attempt++) {
+        const display = freeDisplay(start);
+        const rfbPort = await freePort();
+        const xvnc = spawnTracked(`Xvnc-${display}`, 'Xvnc', [
+            `:${display}`, '-SecurityTypes', 'None', '-localhost', '-rfbport', String(rfbPort),
+            '-geometry', `${width}x${height}`, '-depth', '24', '-nolisten', 'tcp',
+            '-AlwaysShared', '-desktop', desktop, ...extraArgs,
+        ]);
+        try {
+            await waitFor(`Xvnc :${display} to accept RFB on ${rfbPort}`, async () => {
+                assertRunning(xvnc);
+                return await tcpReady(rfbPort);
+            }, { timeoutMs: 15000 });
+            await waitFor(`X display :${display}`, () => {
+                assertRunning(xvnc);
+                run('xdpyinfo', ['-display', `:${display}`]);
+                return true;
+            }, { timeoutMs: 10000 });
+            return { display, rfbPort, xvnc };
+        } catch (e) {
+            lastErr = e;
+            killNow(xvnc);
+            start = display + 1;
+        }
+    }
+    throw lastErr;
+}
+
+/**
+ * A solid root colour and an xterm with flat colours and the core `fixed` font (no
+ * anti-aliasing: the VNC encoders stay lossless) at a fixed place (no window manager),
+ * running `sh -c script`. Resolves with { proc, geom: { x, y, w, h } } once it is mapped.
+ */
+export async function startXterm(display, { root, geometry, bg, fg, title, script }) {
+    const env = { ...process.env, DISPLAY: `:${display}` };
+    run('xsetroot', ['-solid', root], { env });
+    const proc = spawnTracked(`xterm-${display}`, 'xterm', [
+        '-display', `:${display}`, '-geometry', geometry, '-fn', 'fixed', '-bg', bg, '-fg', fg,
+        '-title', title, '+sb', '-e', 'sh', '-c', script,
+    ], { env });
+    const geom = await waitFor('the xterm window to be mapped', () => {
+        assertRunning(proc);
+        const info = String(run('xwininfo', ['-display', `:${display}`, '-name', title]));
+        if (!/Map State: IsViewable/.test(info)) return null;
+        const num = (re) => Number(info.match(re)[1]);
+        return { x: num(/Absolute upper-left X:\s+(-?\d+)/), y: num(/Absolute upper-left Y:\s+(-?\d+)/),
+                 w: num(/Width:\s+(\d+)/), h: num(/Height:\s+(\d+)/) };
+    });
+    return { proc, geom };
+}
+
+/**
+ * Waits until the page's canvas equals a fresh X screenshot (re-captured on every try, so
+ * content that is still changing just takes another round). `readCanvas()` and
+ * `canvasPng()` run in the page: { width, height, rgba (base64) } or null, and a PNG data
+ * URL. Saves <label>-x11.png, -canvas.png, -page.png (and -diff.png on a mismatch) in
+ * `dir`; returns the last comparison ({ count: 0 } when equal, -1 when the size is wrong).
+ */
+export async function expectCanvasMatchesX(page, { display, width, height, label, dir = ARTIFACTS,
+    readCanvas, canvasPng, timeoutMs = 20000 }) {
+    const deadline = Date.now() + timeoutMs;
+    let last = null;
+    for (;;) {
+        const x = xScreenshot(display, width, height);
+        const c = await page.evaluate(readCanvas);
+        if (c && c.width === width && c.height === height) {
+            const rgba = Buffer.from(c.rgba, 'base64');
+            const cmp = comparePixels(rgba, x, width, height);
+            last = { x, rgba, cmp };
+            if (cmp.count === 0) break;
+        } else {
+            last = { x, rgba: null, cmp: { count: -1, size: c && [c.width, c.height] } };
+        }
+        if (Date.now() > deadline) break;
+        await sleep(250);
+    }
+    fs.mkdirSync(dir, { recursive: true });
+    rgbToPng(last.x, width, height, path.join(dir, `${label}-x11.png`));
+    const dataUrl = await page.evaluate(canvasPng);
+    if (dataUrl) {
+        fs.writeFileSync(path.join(dir, `${label}-canvas.png`), Buffer.from(dataUrl.split(',')[1], 'base64'));
+    }
+    await page.screenshot({ path: path.join(dir, `${label}-page.png`) });
+    if (last.rgba && last.cmp.count !== 0) {
+        rgbToPng(diffImage(last.rgba, last.x, width, height), width, height, path.join(dir, `${label}-diff.png`));
+    }
+    return last.cmp;
+}

@@ -9,7 +9,7 @@
 // Every missing prerequisite fails the test; nothing is skipped.
 // RELAY_CMD: command template with {listen} and {target} (HOST:PORT), e.g.
 //   websockify {listen} {target}
-//   target/release/wsvnc --listen {listen} --target {target}
+//   target/release/wsvnc --listen {listen} --target {target} --relay --allow-origin *
 // RELAY_TLS_SPKI: set when the relay serves TLS (noVNC then connects to
 // wss://); the base64 SHA-256 of its public key (scripts/test-ca.sh writes
 // it), which Chromium is told to trust (--ignore-certificate-errors-spki-list).
@@ -22,9 +22,8 @@ import os from 'node:os';
 import path from 'node:path';
 
 import {
-    ARTIFACTS, CHROMIUM, NOVNC_DIR, assertRunning, comparePixels, diffImage, freeDisplay,
-    freePort, killAll, killNow, relayArgv, rgbToPng, run, sleep, spawnTracked, startStaticServer,
-    tcpReady, waitFor, which, xScreenshot,
+    ARTIFACTS, CHROMIUM, NOVNC_DIR, assertRunning, expectCanvasMatchesX, freePort, killAll, relayArgv,
+    sleep, spawnTracked, startStaticServer, startXterm, startXvnc, tcpReady, waitFor, which, xScreenshot,
 } from './lib.mjs';
 
 const WIDTH = 800;
@@ -71,75 +70,10 @@ function checkPrerequisites() {
     }
 }
 
-async function startXvnc() {
-    // Another process may take the display between the check and the start:
-    // try a few numbers.
-    let lastErr;
-    for (let attempt = 0, start = 57; attempt < 5; attempt++) {
-        const display = freeDisplay(start);
-        const rfbPort = await freePort();
-        const xvnc = spawnTracked(`Xvnc-${display}`, 'Xvnc', [
-            `:${display}`, '-SecurityTypes', 'None', '-localhost', '-rfbport', String(rfbPort),
-            '-geometry', `${WIDTH}x${HEIGHT}`, '-depth', '24', '-nolisten', 'tcp',
-            '-AlwaysShared', '-desktop', 'wsvnc-browser-test',
-        ]);
-        try {
-            await waitFor(`Xvnc :${display} to accept RFB on ${rfbPort}`, async () => {
-                assertRunning(xvnc);
-                return await tcpReady(rfbPort);
-            }, { timeoutMs: 15000 });
-            await waitFor(`X display :${display}`, () => {
-                assertRunning(xvnc);
-                run('xdpyinfo', ['-display', `:${display}`]);
-                return true;
-            }, { timeoutMs: 10000 });
-            return { display, rfbPort, xvnc };
-        } catch (e) {
-            lastErr = e;
-            killNow(xvnc);
-            start = display + 1;
-        }
-    }
-    throw lastErr;
-}
+const inPage = { readCanvas: () => window.readCanvas(), canvasPng: () => window.canvasPng() };
 
-async function canvasState(page) {
-    return page.evaluate(() => window.readCanvas());
-}
-
-// Waits until the canvas equals a fresh X screenshot. The X side is
-// re-captured on every try, so content that is still changing just takes
-// another round. Saves artifacts named <label>-*.png either way.
-async function expectCanvasMatchesX(page, label, timeoutMs = 20000) {
-    const deadline = Date.now() + timeoutMs;
-    let last = null;
-    for (;;) {
-        const x = xScreenshot(ctx.display, WIDTH, HEIGHT);
-        const c = await canvasState(page);
-        if (c && c.width === WIDTH && c.height === HEIGHT) {
-            const rgba = Buffer.from(c.rgba, 'base64');
-            const cmp = comparePixels(rgba, x, WIDTH, HEIGHT);
-            last = { x, rgba, cmp };
-            if (cmp.count === 0) break;
-        } else {
-            last = { x, rgba: null, cmp: { count: -1, size: c && [c.width, c.height] } };
-        }
-        if (Date.now() > deadline) break;
-        await sleep(250);
-    }
-    rgbToPng(last.x, WIDTH, HEIGHT, path.join(ARTIFACTS, `${label}-x11.png`));
-    const dataUrl = await page.evaluate(() => window.canvasPng());
-    if (dataUrl) {
-        fs.writeFileSync(path.join(ARTIFACTS, `${label}-canvas.png`),
-                         Buffer.from(dataUrl.split(',')[1], 'base64'));
-    }
-    await page.screenshot({ path: path.join(ARTIFACTS, `${label}-page.png`) });
-    if (last.rgba && last.cmp.count !== 0) {
-        rgbToPng(diffImage(last.rgba, last.x, WIDTH, HEIGHT), WIDTH, HEIGHT,
-                 path.join(ARTIFACTS, `${label}-diff.png`));
-    }
-    return last.cmp;
-}
+const expectCanvasMatchesXHere = (page, label) =>
+    expectCanvasMatchesX(page, { display: ctx.display, width: WIDTH, height: HEIGHT, label, ...inPage });
 
 describe(`noVNC through RELAY_CMD to Xvnc${TLS_SPKI ? ' over wss://' : ''}`, { timeout: 180000 }, () => {
     // Setup is a test of its own (not a `before` hook) so that a missing
@@ -154,27 +88,15 @@ describe(`noVNC through RELAY_CMD to Xvnc${TLS_SPKI ? ' over wss://' : ''}`, { t
         ctx.tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'wsvnc-browser-'));
         ctx.typedFile = path.join(ctx.tmp, 'typed.txt');
 
-        Object.assign(ctx, await startXvnc());
+        Object.assign(ctx, await startXvnc({ width: WIDTH, height: HEIGHT }));
         phase(`Xvnc :${ctx.display} ready (rfb port ${ctx.rfbPort})`);
-        const xenv = { ...process.env, DISPLAY: `:${ctx.display}` };
-        run('xsetroot', ['-solid', ROOT_COLOUR], { env: xenv });
-
-        // Core bitmap font (no anti-aliasing) and flat colours: the VNC
-        // encoders stay lossless for such content. The shell prints a title
-        // line, then `cat` copies the typed line into the file.
-        ctx.xterm = spawnTracked('xterm', 'xterm', [
-            '-display', `:${ctx.display}`, '-geometry', `52x12+${XTERM_X}+${XTERM_Y}`,
-            '-fn', 'fixed', '-bg', XTERM_BG, '-fg', XTERM_FG, '-title', 'wsvnc-test',
-            '+sb', '-e', 'sh', '-c', `echo 'wsvnc browser test: type below'; exec cat > '${ctx.typedFile}'`,
-        ], { env: xenv });
-        ctx.xtermGeom = await waitFor('the xterm window to be mapped', () => {
-            assertRunning(ctx.xterm);
-            const info = String(run('xwininfo', ['-display', `:${ctx.display}`, '-name', 'wsvnc-test']));
-            if (!/Map State: IsViewable/.test(info)) return null;
-            const num = (re) => Number(info.match(re)[1]);
-            return { x: num(/Absolute upper-left X:\s+(-?\d+)/), y: num(/Absolute upper-left Y:\s+(-?\d+)/),
-                     w: num(/Width:\s+(\d+)/), h: num(/Height:\s+(\d+)/) };
+        // The shell prints a title line, then `cat` copies the typed line into the file.
+        const xterm = await startXterm(ctx.display, {
+            root: ROOT_COLOUR, geometry: `52x12+${XTERM_X}+${XTERM_Y}`, bg: XTERM_BG, fg: XTERM_FG,
+            title: 'wsvnc-test', script: `echo 'wsvnc browser test: type below'; exec cat > '${ctx.typedFile}'`,
         });
+        ctx.xterm = xterm.proc;
+        ctx.xtermGeom = xterm.geom;
 
         phase('xterm mapped');
         ctx.relayPort = await freePort();
@@ -228,7 +150,7 @@ describe(`noVNC through RELAY_CMD to Xvnc${TLS_SPKI ? ' over wss://' : ''}`, { t
 
     test('(a) noVNC canvas equals the X screen pixel for pixel', async () => {
         requireSetup();
-        const cmp = await expectCanvasMatchesX(ctx.page, 'a-initial');
+        const cmp = await expectCanvasMatchesXHere(ctx.page, 'a-initial');
         // The pointer is not part of either image: Xvnc sends it as a cursor
         // pseudo-encoding, noVNC draws it on a separate canvas, and X's
         // GetImage (import) does not include it. So no difference is allowed.
@@ -262,7 +184,7 @@ describe(`noVNC through RELAY_CMD to Xvnc${TLS_SPKI ? ' over wss://' : ''}`, { t
         assert.equal(got, TOKEN + '\n');
 
         // The echoed text is now on screen: the canvas must follow again.
-        const cmp = await expectCanvasMatchesX(page, 'b-after-typing');
+        const cmp = await expectCanvasMatchesXHere(page, 'b-after-typing');
         assert.equal(cmp.count, 0, `pixels differ after typing: ${JSON.stringify(cmp)} (see artifacts/b-after-typing-*.png)`);
     });
 

@@ -6,7 +6,7 @@
 # and {target} (HOST:PORT each), split on whitespace, run from the current
 # directory. Examples (from the repository root):
 #   tests/browser/run.sh 'websockify {listen} {target}'
-#   tests/browser/run.sh 'target/release/wsvnc --listen {listen} --target {target}'
+#   tests/browser/run.sh 'target/release/wsvnc --listen {listen} --target {target} --relay --allow-origin *'
 # Needs what scripts/deps.sh installs (apt + browser steps). Artifacts
 # (screenshots, process logs) go to tests/browser/artifacts/.
 set -euo pipefail

@@ -57,18 +57,21 @@ pub fn tcp_echo() -> SocketAddr {
     let addr = l.local_addr().unwrap();
     std::thread::spawn(move || {
         for s in l.incoming() {
-            let Ok(mut s) = s else { continue };
-            std::thread::spawn(move || {
-                let mut b = [0u8; 65536];
-                while let Ok(n) = s.read(&mut b) {
-                    if n == 0 || s.write_all(&b[..n]).is_err() {
-                        break;
-                    }
-                }
-            });
+            let Ok(s) = s else { continue };
+            std::thread::spawn(move || echo_until_eof(s));
         }
     });
     addr
+}
+
+/// Writes back everything read from `s` until end of stream or an error.
+pub fn echo_until_eof(mut s: impl Read + Write) {
+    let mut b = [0u8; 65536];
+    while let Ok(n) = s.read(&mut b) {
+        if n == 0 || s.write_all(&b[..n]).is_err() {
+            break;
+        }
+    }
 }
 
 /// A TCP server that writes `bytes` to each connection, then closes.
@@ -198,12 +201,18 @@ pub struct Spawned {
 impl Spawned {
     /// Start `wsvnc --listen 127.0.0.1:PORT ARGS...` and wait until it listens.
     pub fn start(args: &[&str]) -> Spawned {
+        Spawned::start_with(|addr| {
+            let head = ["--listen".to_string(), addr.to_string(), "--heartbeat".into(), "0".into()];
+            head.into_iter().chain(args.iter().map(|a| a.to_string())).collect()
+        })
+    }
+
+    /// Start wsvnc with the command line `args(free address)` (e.g. websockify's
+    /// positional form) and wait until it listens there.
+    pub fn start_with(args: impl FnOnce(SocketAddr) -> Vec<String>) -> Spawned {
         let addr = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
         let child = std::process::Command::new(env!("CARGO_BIN_EXE_wsvnc"))
-            .arg("--listen")
-            .arg(addr.to_string())
-            .args(["--heartbeat", "0"])
-            .args(args)
+            .args(args(addr))
             .env("RUST_LOG", "warn")
             .stdout(std::process::Stdio::null())
             .spawn()
@@ -218,6 +227,10 @@ impl Spawned {
     }
     pub fn url(&self, path: &str) -> String {
         format!("ws://{}{}", self.addr, path)
+    }
+    /// The exit status once the process has exited, or None while it runs.
+    pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.try_wait().unwrap()
     }
     /// The server process's resident set size in KiB.
     pub fn rss_kib(&self) -> usize {
@@ -236,6 +249,8 @@ impl Drop for Spawned {
     }
 }
 
+#[cfg(feature = "tls")]
+pub mod vnc_tls;
 pub mod x11;
 
 /// The daemon binary as a child process, killed on drop.

@@ -1,14 +1,16 @@
 // A stand-in for the wsvnc gateway: serves web/ statically (with the gateway's CSP) and
-// speaks browser protocol v1 (docs/protocol.md) at /ws, with an independent encoder and a
+// speaks browser protocol v2 (docs/protocol.md) at /ws, with an independent encoder and a
 // strict decoder of browser messages that records everything the viewer sends.
 //
 //   node mock-gateway.mjs [--port 6080] [--web ../../web]   → a demo desktop for manual use
 //     ?token=password   asks for a password ("secret")
+//     ?token=credentials  asks for a user name and a password ("me", "secret")
 //     ?token=error      fails with an Error message
 //     ?token=drop       drops the connection 3 s after the first frame
 //
 // Tests import MockGateway and script each session themselves (gw.onSession).
 
+import { execFileSync } from 'node:child_process';
 import http from 'node:http';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -34,22 +36,52 @@ class W {
 }
 
 export const enc = {
-  hello: (w, h, flags = 0, name = 'mock desktop', version = 1) =>
+  hello: (w, h, flags = 0, name = 'mock desktop', version = 2) =>
     new W().u8(0x01).u8(version).u16(w).u16(h).u8(flags).str(name).done(),
   resize: (w, h) => new W().u8(0x02).u16(w).u16(h).done(),
   fill: (x, y, w, h, [r, g, b, a = 255]) =>
     new W().u8(0x03).u16(x).u16(y).u16(w).u16(h).u8(r).u8(g).u8(b).u8(a).done(),
   copy: (x, y, w, h, sx, sy) => new W().u8(0x04).u16(x).u16(y).u16(w).u16(h).u16(sx).u16(sy).done(),
-  pixels: (x, y, w, h, rgba) => new W().u8(0x05).u16(x).u16(y).u16(w).u16(h).raw(rgba).done(),
+  // Pixels carry RGB; tests hand RGBA blocks (rgba() below), the alpha is dropped here.
+  pixels: (x, y, w, h, rgbaBlock) => new W().u8(0x05).u16(x).u16(y).u16(w).u16(h)
+    .raw(rgbaBlock.filter((_, i) => i % 4 !== 3)).done(),
+  // Palette: `colours` [[r, g, b], …] (1..256), `index(x, y)` → colour number.
+  palette: (x, y, w, h, colours, index) => {
+    const n = colours.length;
+    const bits = n <= 2 ? 1 : n <= 4 ? 2 : n <= 16 ? 4 : 8;
+    const rowBytes = Math.ceil(w * bits / 8);
+    const packed = Buffer.alloc(rowBytes * h);
+    for (let yy = 0; yy < h; yy++) {
+      for (let xx = 0; xx < w; xx++) {
+        const bit = xx * bits;
+        packed[yy * rowBytes + (bit >> 3)] |= index(xx, yy) << (8 - bits - (bit & 7));
+      }
+    }
+    return new W().u8(0x0e).u16(x).u16(y).u16(w).u16(h).u8(n - 1).raw(colours.flat()).raw(packed).done();
+  },
+  jpeg: (x, y, w, h, bytes) => new W().u8(0x0f).u16(x).u16(y).u16(w).u16(h).u32(bytes.length).raw(bytes).done(),
   endFrame: (id) => new W().u8(0x06).u32(id).done(),
   cursor: (hx, hy, w, h, rgba) => new W().u8(0x07).u16(hx).u16(hy).u16(w).u16(h).raw(rgba).done(),
   bell: () => Buffer.from([0x08]),
   clipboard: (text) => new W().u8(0x09).str(text).done(),
   desktopName: (name) => new W().u8(0x0a).str(name).done(),
   passwordRequired: () => Buffer.from([0x0b]),
+  credentialsRequired: () => Buffer.from([0x11]),
+  // bit 0 Scroll Lock, 1 Num Lock, 2 Caps Lock
+  ledState: (bits) => Buffer.from([0x10, bits]),
   status: (level, text) => new W().u8(0x0c).u8(level).str(text).done(),
   error: (text) => new W().u8(0x0d).str(text).done(),
 };
+
+/**
+ * Real JPEG bytes of a w×h image filled by fn(x, y) → [r, g, b], made by ImageMagick's
+ * `convert` (Debian package imagemagick) at 4:4:4, quality 95.
+ */
+export function jpegOf(w, h, fn) {
+  const rgb = rgba(w, h, fn).filter((_, i) => i % 4 !== 3);
+  return execFileSync('convert', ['-size', `${w}x${h}`, '-depth', '8', 'rgb:-',
+    '-sampling-factor', '1x1', '-quality', '95', 'jpeg:-'], { input: rgb });
+}
 
 /** w×h RGBA block filled by fn(x, y) → [r, g, b]. */
 export function rgba(w, h, fn) {
@@ -66,8 +98,10 @@ export function rgba(w, h, fn) {
 
 // ---- browser → server decoder (strict, as the gateway must be) ------------------------
 
+// KeyCode (0x87) is recorded as a 'Key' with its `code`, PointerExt (0x88) as a 'Pointer'.
 export const NAMES = { 0x80: 'ClientHello', 0x81: 'Key', 0x82: 'Pointer', 0x83: 'Clipboard',
-  0x84: 'FrameAck', 0x85: 'ResizeRequest', 0x86: 'Password' };
+  0x84: 'FrameAck', 0x85: 'ResizeRequest', 0x86: 'Password', 0x87: 'Key', 0x88: 'Pointer',
+  0x89: 'Credentials' };
 
 export function decodeClient(buf) {
   const out = [];
@@ -92,6 +126,19 @@ export function decodeClient(buf) {
       case 0x84: out.push({ type: 'FrameAck', id: u32() }); break;
       case 0x85: out.push({ type: 'ResizeRequest', width: u16(), height: u16() }); break;
       case 0x86: out.push({ type: 'Password', password: str() }); break;
+      case 0x87: {
+        const down = u8(), keysym = u32(), code = str();
+        if (down > 1 || !/^[A-Za-z0-9]{1,32}$/.test(code)) throw new Error(`bad KeyCode ${down} ${JSON.stringify(code)}`);
+        out.push({ type: 'Key', down, keysym, code });
+        break;
+      }
+      case 0x88: {
+        const m = { type: 'Pointer', x: u16(), y: u16(), mask: u16() };
+        if (m.mask > 0x1ff || (m.mask & 0x180) === 0) throw new Error(`PointerExt mask 0x${m.mask.toString(16)}`);
+        out.push(m);
+        break;
+      }
+      case 0x89: out.push({ type: 'Credentials', username: str(), password: str() }); break;
       default: throw new Error(`unknown type 0x${type.toString(16)}`);
     }
   }
@@ -176,7 +223,7 @@ export class MockGateway {
     this.wss = new WebSocketServer({
       noServer: true,
       perMessageDeflate: true,
-      handleProtocols: (protocols) => (protocols.has('wsvnc.v1') ? 'wsvnc.v1' : false),
+      handleProtocols: (protocols) => (protocols.has('wsvnc.v2') ? 'wsvnc.v2' : false),
     });
     this.http.on('upgrade', (req, sock, head) => {
       if (new URL(req.url, 'http://x').pathname !== '/ws') { sock.destroy(); return; }
@@ -274,6 +321,15 @@ export async function demoSession(s) {
       return;
     }
   }
+  if (token === 'credentials') {
+    s.send(enc.credentialsRequired());
+    const c = await s.waitType('Credentials', 1, 120000);
+    if (c.username !== 'me' || c.password !== 'secret') {
+      s.send(enc.error('Authentication failed'));
+      s.close(1008, 'authentication failed');
+      return;
+    }
+  }
   const flags = (s.url.searchParams.get('view_only') === '1' ? 1 : 0) | 2;
   s.send(enc.hello(W0, H0, flags, 'demo:1 (mock)'), enc.cursor(0, 0, 12, 18, arrowCursor()),
     ...demoFrame(), enc.endFrame(1));
@@ -281,7 +337,7 @@ export async function demoSession(s) {
   const timer = setInterval(() => {
     if (s.closed) { clearInterval(timer); return; }
     const acked = s.of('FrameAck').length;
-    if (id - acked >= 2) return; // pacing: at most 2 frames unacknowledged
+    if (id - acked >= 2) return; // simple pacing for manual use: 2 frames unacknowledged
     t++;
     const x = 60 + (t * 7) % 380;
     s.send(enc.fill(60, 500, 440, 40, [32, 58, 96]), enc.fill(x, 505, 60, 30, [255, 210, 60]),

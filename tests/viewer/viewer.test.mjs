@@ -1,6 +1,6 @@
 // The viewer page (web/) in headless Chromium.
 //
-// Part 1, against mock-gateway.mjs (an independent protocol v1 encoder and a strict decoder
+// Part 1, against mock-gateway.mjs (an independent protocol v2 encoder and a strict decoder
 // of what the viewer sends): every server message has its effect, frames are applied and
 // acknowledged whole, malformed input closes with 4002, status line, password prompt,
 // reconnect backoff, keyboard mapping, no console errors, page size and origin.
@@ -25,7 +25,7 @@ import path from 'node:path';
 
 import { comparePixels, diffImage, killAll, rgbToPng, run, sleep, spawnTracked, waitFor, xScreenshot }
   from '../browser/lib.mjs';
-import { MockGateway, enc, rgba } from './mock-gateway.mjs';
+import { MockGateway, enc, jpegOf, rgba } from './mock-gateway.mjs';
 import {
   ARTIFACTS, assertServesCurrentWeb, canvasPixel, checkPrerequisites, launchChromium, readCanvas, saveCanvasPng,
   startWsvnc, startXvnc, stopXvnc,
@@ -127,10 +127,10 @@ describe('viewer against the mock gateway', { timeout: 120000 }, () => {
     await s.waitType('FrameAck');
   }
 
-  test('handshake: subprotocol, ClientHello first, version 1', async () => {
+  test('handshake: subprotocol, ClientHello first, version 2', async () => {
     const s = await open();
-    assert.equal(s.protocol, 'wsvnc.v1');
-    assert.deepEqual(s.received[0], { type: 'ClientHello', version: 1 });
+    assert.equal(s.protocol, 'wsvnc.v2');
+    assert.deepEqual(s.received[0], { type: 'ClientHello', version: 2 });
     assert.equal(s.url.pathname, '/ws');
   });
 
@@ -222,10 +222,50 @@ describe('viewer against the mock gateway', { timeout: 120000 }, () => {
     assert.deepEqual(s.errors, []);
   });
 
+  test('Palette and Jpeg messages draw; frames apply in order, whole, acked after paint', async () => {
+    const s = await open('?resize=0');
+    await live(s);
+    // Palettes of 2, 3 and 17 colours (1, 2 and 8 bits per index) at odd widths: exact.
+    const cols = (n) => Array.from({ length: n }, (_, i) => [i * 13 % 256, 255 - i * 7, i * 29 % 256]);
+    s.send(enc.palette(1, 1, 13, 3, cols(2), (x, y) => (x + y) % 2),
+      enc.palette(20, 1, 7, 5, cols(3), (x, y) => (x * 2 + y) % 3),
+      enc.palette(40, 1, 9, 4, cols(17), (x, y) => (x + 9 * y) % 17));
+    // A JPEG (real, from ImageMagick) in its own message, then EndFrame in another: nothing is
+    // drawn before the frame's end and its image are in.
+    const jpeg = jpegOf(64, 48, (x) => (x < 32 ? [200, 30, 30] : [30, 30, 200]));
+    s.send(enc.jpeg(100, 100, 64, 48, jpeg));
+    s.send(enc.status(0, 'marker'));
+    await waitStatus(page, /^marker$/);
+    assert.deepEqual(await canvasPixel(page, 1, 1), [0, 0, 0, 255], 'nothing drawn before EndFrame');
+    // The next frame paints over part of the JPEG: order must hold even though the JPEG
+    // decodes asynchronously.
+    s.send(enc.endFrame(2), enc.fill(150, 100, 14, 48, [0, 255, 0]), enc.endFrame(3));
+    await s.waitType('FrameAck', 3);
+    assert.deepEqual(s.of('FrameAck').map((m) => m.id), [1, 2, 3]);
+    for (const [x, y, n, idx] of [[1, 1, 2, (x, y) => (x + y) % 2], [20, 1, 3, (x, y) => (x * 2 + y) % 3],
+      [40, 1, 17, (x, y) => (x + 9 * y) % 17]]) {
+      for (const [dx, dy] of [[0, 0], [1, 0], [2, 1], [5, 2]]) {
+        const c = cols(n)[idx(dx, dy)];
+        assert.deepEqual(await canvasPixel(page, x + dx, y + dy), [...c, 255], `palette of ${n} at ${dx},${dy}`);
+      }
+    }
+    const near = (got, want) => got.slice(0, 3).every((v, i) => Math.abs(v - want[i]) <= 12);
+    const red = await canvasPixel(page, 110, 120), blue = await canvasPixel(page, 140, 120);
+    assert.ok(near(red, [200, 30, 30]), `JPEG left half ${red}`);
+    assert.ok(near(blue, [30, 30, 200]), `JPEG right half ${blue}`);
+    assert.deepEqual(await canvasPixel(page, 155, 120), [0, 255, 0, 255], 'the later frame is on top');
+    assert.deepEqual(s.errors, []);
+  });
+
   const malformed = [
     ['unknown type', Buffer.from([0x7f])],
     ['truncated Fill', enc.fill(0, 0, 1, 1, [0, 0, 0]).subarray(0, 6)],
-    ['Pixels shorter than w*h*4', enc.pixels(0, 0, 2, 2, Buffer.alloc(12))],
+    ['Pixels shorter than w*h*3', enc.pixels(0, 0, 2, 2, Buffer.alloc(8))],
+    ['Palette index past its colours',
+      Buffer.concat([enc.palette(0, 0, 2, 1, [[1, 2, 3], [4, 5, 6], [7, 8, 9]], (x) => x * 3), enc.endFrame(2)])],
+    ['Jpeg that does not decode', Buffer.concat([enc.jpeg(0, 0, 8, 8, Buffer.from('not a jpeg')), enc.endFrame(2)])],
+    ['Jpeg of another size than its rectangle',
+      Buffer.concat([enc.jpeg(0, 0, 16, 8, jpegOf(8, 8, () => [9, 9, 9])), enc.endFrame(2)])],
     ['string length past the end', Buffer.from([0x09, 0xff, 0, 0, 0, 0x41])],
     ['Status text not UTF-8', Buffer.from([0x0c, 0, 2, 0, 0, 0, 0xc3, 0x28])],
     ['Fill outside the desktop', Buffer.concat([enc.fill(300, 0, 21, 1, [0, 0, 0]), enc.endFrame(2)])],

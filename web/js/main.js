@@ -1,5 +1,6 @@
 // Wires the modules together and runs one viewer session per connection:
-// ClientHello → [PasswordRequired ↔ Password] → ServerHello → frames (… EndFrame → FrameAck).
+// ClientHello → [PasswordRequired ↔ Password | CredentialsRequired ↔ Credentials] → ServerHello
+// → frames (… EndFrame → FrameAck).
 
 import * as P from './protocol.js';
 import { S, ProtocolError } from './protocol.js';
@@ -13,6 +14,7 @@ import { Touch } from './touch.js';
 import { Clipboard } from './clipboard.js';
 import { Stats } from './stats.js';
 import { UI } from './ui.js';
+import { t } from './i18n.js';
 
 const $ = (id) => document.getElementById(id);
 const settings = load();
@@ -23,7 +25,10 @@ const stats = new Stats($('stats'));
 
 // Per-connection state; null while not connected.
 let session = null;
-let password = null; // remembered in memory for automatic reconnects
+// The password (and user name, null when none was asked) typed last: remembered in memory for
+// automatic reconnects; forgotten when rejected (the user name stays, to fill the prompt).
+let login = null;
+let lastUser = '';
 let countdown = null;
 let resizeTimer = null;
 let rejected = null; // the gateway's reason when the password typed last was not accepted
@@ -34,8 +39,8 @@ const send = (buf) => conn.send(buf);
 
 const canInput = () => !!(session && session.ready && !settings.view_only && !session.viewOnly);
 
-const keyboard = new Keyboard(kbd, (keysym, down) => {
-  if (canInput()) send(P.key(down, keysym));
+const keyboard = new Keyboard(kbd, (keysym, down, code) => {
+  if (canInput()) send(P.key(down, keysym, code));
 });
 const pointer = new Pointer(canvas, display, (x, y, mask) => {
   if (canInput()) send(P.pointer(x, y, mask));
@@ -64,7 +69,7 @@ function onMessages(msgs, bytes, t) {
   for (const m of msgs) {
     switch (m.type) {
       case S.SERVER_HELLO: hello(m); break;
-      case S.RESIZE: case S.FILL: case S.COPY: case S.PIXELS:
+      case S.RESIZE: case S.FILL: case S.COPY: case S.PIXELS: case S.PALETTE: case S.JPEG:
         if (!session.ready) throw new ProtocolError('drawing message before ServerHello');
         if (session.frameStart === null) session.frameStart = t;
         display.queue(m);
@@ -74,7 +79,9 @@ function onMessages(msgs, bytes, t) {
       case S.BELL: ui.bell(); break;
       case S.CLIPBOARD: clipboard.remote(m.text); break;
       case S.DESKTOP_NAME: session.name = m.name; showLive(); break;
-      case S.PASSWORD_REQUIRED: passwordRequired(); break;
+      case S.PASSWORD_REQUIRED: loginRequired(false); break;
+      case S.CREDENTIALS_REQUIRED: loginRequired(true); break;
+      case S.LED_STATE: keyboard.remoteLocks = { CapsLock: m.caps, NumLock: m.num }; break;
       case S.STATUS:
         if (session.ready) ui.el.status.textContent = m.text;
         else ui.status(m.text, 'Connecting…', m.text);
@@ -82,7 +89,7 @@ function onMessages(msgs, bytes, t) {
         break;
       case S.ERROR:
         if (session.passwordSent && !session.ready) {
-          password = null;
+          login = null;
           rejected = m.text;
         }
         conn.error(m.text);
@@ -99,9 +106,12 @@ function hello(m) {
   session.name = m.name;
   session.viewOnly = m.viewOnly;
   session.resizeSupported = m.resizeSupported;
+  clipboard.unicode = m.unicodeClipboard;
   conn.established();
   ui.hidePassword();
   display.setSize(m.width, m.height);
+  session.width = m.width;
+  session.height = m.height;
   stats.size = `${m.width}×${m.height}`;
   applyInputState();
   showLive();
@@ -112,22 +122,29 @@ function hello(m) {
 function endFrame(id, t) {
   const first = session.frameStart ?? t;
   session.frameStart = null;
-  const t0 = performance.now();
-  const w = display.width, h = display.height;
-  display.flush();
-  const t1 = performance.now();
-  queueAck(id);
-  stats.frame(first, t0, t1);
-  document.body.classList.remove('empty');
-  if (w !== display.width || h !== display.height) {
+  const s = session;
+  display.endFrame().then((t0) => {
+    if (t0 === null || s !== session) return; // the connection went away meanwhile
+    const t1 = performance.now();
+    queueAck(id);
+    stats.frame(first, t0, t1);
+    document.body.classList.remove('empty');
     stats.size = `${display.width}×${display.height}`;
-    session.lastRequest = null;
-  }
+    if (s.width !== display.width || s.height !== display.height) {
+      s.width = display.width;
+      s.height = display.height;
+      s.lastRequest = null;
+    }
+  }, (err) => {
+    if (s !== session) return;
+    const what = err instanceof ProtocolError ? 'bad message from the gateway' : 'viewer error';
+    conn.fail(`${what}: ${err.message}`);
+  });
 }
 
-// Frames are drawn as soon as their EndFrame arrives, but acknowledged on the next animation
+// Frames are drawn once their EndFrame (and their images) arrived, and acknowledged on the next animation
 // frame, when the browser is about to paint them: a page that is not being painted (hidden
-// tab, busy main thread) holds the gateway at 2 frames in flight (docs/protocol.md, Pacing)
+// tab, busy main thread) holds the gateway at its in-flight budget (docs/protocol.md, Pacing)
 // instead of being sent frames nobody sees. Acks belong to their connection's session.
 function queueAck(id) {
   const s = session;
@@ -140,29 +157,43 @@ function queueAck(id) {
   s.acks.push(id);
 }
 
-function passwordRequired() {
-  if (password !== null && !session.passwordSent) {
-    session.passwordSent = true;
-    send(P.password(password));
+/** The gateway asks for the VNC password, or (`withUser`) for a user name and a password. */
+function loginRequired(withUser) {
+  session.withUser = withUser;
+  if (login !== null && (login.user !== null) === withUser && !session.passwordSent) {
+    sendLogin();
     return;
   }
   ui.setPhase('');
-  ui.askPassword(rejected === null ? 'The VNC server asks for a password.'
-    : `That password was not accepted (${rejected}). Try again.`);
+  let prompt;
+  if (withUser) {
+    prompt = rejected === null ? 'The VNC server asks for a user name and a password.'
+      : `That user name or password was not accepted (${rejected}). Try again.`;
+  } else {
+    prompt = rejected === null ? 'The VNC server asks for a password.'
+      : `That password was not accepted (${rejected}). Try again.`;
+  }
+  ui.askPassword(prompt, withUser ? lastUser : null);
   rejected = null;
 }
 
-ui.onPassword = (pw) => {
+function sendLogin() {
+  session.passwordSent = true;
+  send(login.user === null ? P.password(login.password) : P.credentials(login.user, login.password));
+}
+
+ui.onPassword = (pw, user) => {
   if (!session) return;
-  if (P.utf8Length(pw) > P.MAX_PASSWORD_BYTES) {
-    ui.askPassword('That password is too long (256 bytes at most).');
+  if (P.utf8Length(pw) > P.MAX_PASSWORD_BYTES || (user !== null && P.utf8Length(user) > P.MAX_PASSWORD_BYTES)) {
+    ui.askPassword(user === null ? 'That password is too long (256 bytes at most).'
+      : 'That user name or password is too long (256 bytes at most).', user);
     return;
   }
-  password = pw;
-  session.passwordSent = true;
-  send(P.password(pw));
+  login = { password: pw, user };
+  if (user !== null) lastUser = user;
+  sendLogin();
   ui.setPhase('connecting');
-  ui.status('Checking password…');
+  ui.status(user === null ? 'Checking password…' : 'Checking user name and password…');
 };
 
 function showLive() {
@@ -189,14 +220,14 @@ function onState(state, info) {
       break;
     case 'open':
       session = { ready: false, name: '', viewOnly: false, resizeSupported: false,
-        frameStart: null, passwordSent: false, lastRequest: null, acks: [] };
+        frameStart: null, passwordSent: false, lastRequest: null, acks: [], width: 0, height: 0 };
       ui.status('Waiting for the desktop…');
       break;
     case 'closed':
       // Closed with 1008 after a password and before ServerHello: the password was rejected
       // (the gateway may or may not have sent an Error first).
       if (session && session.passwordSent && !session.ready && info.code === 1008) {
-        password = null;
+        login = null;
         if (rejected === null) rejected = info.reason;
       }
       session = null;
@@ -269,8 +300,7 @@ function setScale(mode) {
   settings.scale = mode;
   display.setMode(mode);
   ui.pressed('b-scale', mode === 'native');
-  $('b-scale').setAttribute('aria-label', mode === 'fit'
-    ? 'Scale: fit to window (press for 1:1)' : 'Scale: 1:1 (press to fit to window)');
+  $('b-scale').setAttribute('aria-label', t(mode === 'fit' ? 'scale.fit' : 'scale.native'));
 }
 
 function toggleStats(on = !stats.visible) {
@@ -355,4 +385,4 @@ if (settings.autoconnect) conn.connect();
 else onState('idle', {});
 
 // For tests and debugging: read-only handles, no effect on the page.
-window.wsvnc = { settings, display, conn, stats };
+window.wsvnc = { settings, display, conn, stats, keyboard, clipboard };

@@ -15,21 +15,26 @@ const SERVER_PF: [u8; 16] = [32, 24, 0, 1, 0, 255, 0, 255, 0, 255, 16, 8, 0, 0, 
 
 /// Everything the client produced for one input stream.
 #[derive(Debug, PartialEq)]
-struct Outcome {
-    result: Result<(), RfbError>,
-    events: Vec<RfbEvent>,
-    out: Vec<u8>,
-    fb: Vec<u8>,
-    size: (u16, u16),
+pub(super) struct Outcome {
+    pub result: Result<(), RfbError>,
+    pub events: Vec<RfbEvent>,
+    pub out: Vec<u8>,
+    pub fb: Vec<u8>,
+    pub size: (u16, u16),
     /// Input bytes the client never consumed.
-    left: usize,
+    pub left: usize,
 }
 
-fn cfg(encodings: &[i32], password: Option<&[u8]>) -> RfbConfig {
-    RfbConfig { shared: true, encodings: encodings.to_vec(), password: password.map(|p| p.to_vec()) }
+pub(super) fn cfg(encodings: &[i32], password: Option<&[u8]>) -> RfbConfig {
+    RfbConfig {
+        shared: true,
+        encodings: encodings.to_vec(),
+        password: password.map(|p| p.to_vec()),
+        ..Default::default()
+    }
 }
 
-fn all_encodings() -> RfbConfig {
+pub(super) fn all_encodings() -> RfbConfig {
     let mut c = RfbConfig::default();
     c.encodings.push(ZLIB);
     c.password = Some(b"password".to_vec());
@@ -38,7 +43,7 @@ fn all_encodings() -> RfbConfig {
 
 /// Feed `input` to a new client in chunks of the sizes `chunk` yields,
 /// the way the gateway does: keep unconsumed bytes, append, call again.
-fn feed_with(c: RfbConfig, input: &[u8], mut chunk: impl FnMut() -> usize) -> Outcome {
+pub(super) fn feed_with(c: RfbConfig, input: &[u8], mut chunk: impl FnMut() -> usize) -> Outcome {
     let mut client = RfbClient::new(c);
     let mut fb = Framebuffer::new(0, 0);
     let mut out = Vec::new();
@@ -77,12 +82,12 @@ fn feed_with(c: RfbConfig, input: &[u8], mut chunk: impl FnMut() -> usize) -> Ou
     }
 }
 
-fn feed(c: RfbConfig, input: &[u8]) -> Outcome {
+pub(super) fn feed(c: RfbConfig, input: &[u8]) -> Outcome {
     feed_with(c, input, || usize::MAX)
 }
 
 /// Feed whole, byte by byte and at pseudo-random splits: all must agree.
-fn feed_every_way(c: RfbConfig, input: &[u8]) -> Outcome {
+pub(super) fn feed_every_way(c: RfbConfig, input: &[u8]) -> Outcome {
     let whole = feed(c.clone(), input);
     let bytewise = feed_with(c.clone(), input, || 1);
     assert_eq!(bytewise, whole, "byte-at-a-time differs from all-at-once");
@@ -94,12 +99,12 @@ fn feed_every_way(c: RfbConfig, input: &[u8]) -> Outcome {
     whole
 }
 
-fn be16s(v: &[u16]) -> Vec<u8> {
+pub(super) fn be16s(v: &[u16]) -> Vec<u8> {
     v.iter().flat_map(|x| x.to_be_bytes()).collect()
 }
 
 /// `RFB 003.008` + None + SecurityResult ok + ServerInit (w, h, name).
-fn hello(w: u16, h: u16, name: &str) -> Vec<u8> {
+pub(super) fn hello(w: u16, h: u16, name: &str) -> Vec<u8> {
     let mut v = b"RFB 003.008\n".to_vec();
     v.extend_from_slice(&[1, NONE]);
     v.extend_from_slice(&0u32.to_be_bytes());
@@ -107,7 +112,7 @@ fn hello(w: u16, h: u16, name: &str) -> Vec<u8> {
     v
 }
 
-fn server_init(w: u16, h: u16, name: &str) -> Vec<u8> {
+pub(super) fn server_init(w: u16, h: u16, name: &str) -> Vec<u8> {
     let mut v = be16s(&[w, h]);
     v.extend_from_slice(&SERVER_PF);
     v.extend_from_slice(&(name.len() as u32).to_be_bytes());
@@ -116,7 +121,7 @@ fn server_init(w: u16, h: u16, name: &str) -> Vec<u8> {
 }
 
 /// What the client sends after ServerInit: SetPixelFormat + SetEncodings.
-fn after_init(encodings: &[i32]) -> Vec<u8> {
+pub(super) fn after_init(encodings: &[i32]) -> Vec<u8> {
     let mut v = vec![0, 0, 0, 0];
     PixelFormat::wanted().write(&mut v);
     v.extend_from_slice(&[2, 0]);
@@ -127,29 +132,29 @@ fn after_init(encodings: &[i32]) -> Vec<u8> {
     v
 }
 
-fn rect(x: u16, y: u16, w: u16, h: u16, enc: i32) -> Vec<u8> {
+pub(super) fn rect(x: u16, y: u16, w: u16, h: u16, enc: i32) -> Vec<u8> {
     let mut v = be16s(&[x, y, w, h]);
     v.extend_from_slice(&enc.to_be_bytes());
     v
 }
 
-fn update(n: u16) -> Vec<u8> {
+pub(super) fn update(n: u16) -> Vec<u8> {
     let mut v = vec![0, 0];
     v.extend_from_slice(&n.to_be_bytes());
     v
 }
 
 /// RGBX wire pixel in the format the client asks for (shifts 0/8/16 LE).
-fn px(r: u8, g: u8, b: u8) -> [u8; 4] {
+pub(super) fn px(r: u8, g: u8, b: u8) -> [u8; 4] {
     [r, g, b, 0]
 }
 
-fn at(o: &Outcome, x: u16, y: u16) -> [u8; 3] {
+pub(super) fn at(o: &Outcome, x: u16, y: u16) -> [u8; 3] {
     let i = (y as usize * o.size.0 as usize + x as usize) * 4;
     [o.fb[i], o.fb[i + 1], o.fb[i + 2]]
 }
 
-fn connected(w: u16, h: u16, name: &str) -> RfbEvent {
+pub(super) fn connected(w: u16, h: u16, name: &str) -> RfbEvent {
     RfbEvent::Connected { width: w, height: h, name: name.into() }
 }
 
@@ -207,9 +212,10 @@ fn security_type_choice() {
     assert_eq!(o.out, b"RFB 003.008\n\x01");
     // Only unsupported types.
     let mut input = b"RFB 003.008\n".to_vec();
-    input.extend_from_slice(&[2, 16, 19]);
+    input.extend_from_slice(&[2, 16, 113]);
     let o = feed(cfg(&[RAW], None), &input);
-    assert!(matches!(o.result, Err(RfbError::Unsupported(ref m)) if m.contains("[16, 19]")), "{:?}", o.result);
+    let names = "Tight (16), MSLogonII (113)";
+    assert!(matches!(o.result, Err(RfbError::Unsupported(ref m)) if m.contains(names)), "{:?}", o.result);
     // 3.3 server choosing an invalid type.
     let mut input = b"RFB 003.003\n".to_vec();
     input.extend_from_slice(&5u32.to_be_bytes());
@@ -249,7 +255,7 @@ fn refusals_carry_the_reason() {
 /// `openssl enc -des-ecb -provider legacy -provider default
 ///  -K 0e86ceceeef64e26 -nopad` (the key is "password" with each byte's
 /// bits reversed).
-const VECTOR_RESPONSE: [u8; 16] =
+pub(super) const VECTOR_RESPONSE: [u8; 16] =
     [0x56, 0x45, 0xab, 0xeb, 0x5f, 0x1e, 0x64, 0x75, 0xe8, 0xfe, 0xb1, 0x1b, 0xeb, 0x66, 0xea, 0x19];
 
 #[test]
@@ -362,10 +368,10 @@ fn server_init_limits() {
 #[test]
 fn set_encodings_keeps_order_drops_the_unsupported() {
     // Order as configured (--encodings), duplicates and unknowns dropped,
-    // compression hints kept, JPEG quality hints dropped (no JPEG decoder).
-    let c = cfg(&[HEXTILE, 99, ZRLE, HEXTILE, -239, -300, -250, -27, TIGHT, RAW], None);
+    // compression and JPEG quality hints kept.
+    let c = cfg(&[HEXTILE, 99, ZRLE, HEXTILE, -239, -300, -250, -27, TIGHT, RAW, -259], None);
     let client = RfbClient::new(c.clone());
-    let want = [HEXTILE, ZRLE, CURSOR, -250, TIGHT, RAW];
+    let want = [HEXTILE, ZRLE, CURSOR, -250, -27, TIGHT, RAW];
     assert_eq!(client.encodings(), want);
     let o = feed(c, &hello(1, 1, ""));
     assert_eq!(&o.out[o.out.len() - after_init(&want).len()..], &after_init(&want)[..]);
@@ -501,7 +507,7 @@ fn every_message_and_rectangle_kind_at_every_chunking() {
 }
 
 /// A client that has taken `hello` and one FramebufferUpdate header.
-fn in_update(c: RfbConfig, w: u16, h: u16) -> (RfbClient, Framebuffer) {
+pub(super) fn in_update(c: RfbConfig, w: u16, h: u16) -> (RfbClient, Framebuffer) {
     let mut client = RfbClient::new(c);
     let mut fb = Framebuffer::new(0, 0);
     let mut input = hello(w, h, "");
@@ -754,4 +760,78 @@ fn random_server_messages_never_panic() {
         assert!(client.scratch.capacity() <= MAX_CUT_TEXT as usize + 64);
         while client.poll_event().is_some() {}
     }
+}
+
+// ------------------------------------------------- bounded work per call
+
+/// 200 alternating DesktopSize rectangles in one update (a hostile server's
+/// resize storm) cost one resize, to the last size, at every chunking.
+#[test]
+fn size_rectangles_in_one_update_collapse_to_one_resize() {
+    let mut input = hello(8, 8, "");
+    input.extend(update(201));
+    for i in 0..200u16 {
+        input.extend(rect(0, 0, 16, 16 - i % 2, DESKTOP_SIZE));
+    }
+    input.extend(rect(0, 14, 1, 1, RAW));
+    input.extend_from_slice(&px(1, 2, 3));
+    let o = feed_every_way(cfg(&[RAW, DESKTOP_SIZE], None), &input);
+    assert_eq!(o.result, Ok(()));
+    let resizes: Vec<_> = o.events.iter().filter(|e| matches!(e, RfbEvent::Resized { .. })).collect();
+    assert_eq!(resizes, [&RfbEvent::Resized { width: 16, height: 15 }]);
+    assert_eq!(o.size, (16, 15));
+    assert_eq!(at(&o, 0, 14), [1, 2, 3]);
+    assert_eq!(o.events.last(), Some(&RfbEvent::UpdateDone));
+}
+
+#[test]
+fn a_second_size_after_pixels_in_one_update_is_refused() {
+    let mut input = hello(8, 8, "");
+    input.extend(update(3));
+    input.extend(rect(0, 0, 16, 16, DESKTOP_SIZE));
+    input.extend(rect(15, 15, 1, 1, RAW));
+    input.extend_from_slice(&px(1, 2, 3));
+    let mut same = input.clone();
+    input.extend(rect(0, 0, 8, 8, DESKTOP_SIZE));
+    let o = feed(cfg(&[RAW, DESKTOP_SIZE], None), &input);
+    let e = o.result.unwrap_err().to_string();
+    assert!(e.contains("second framebuffer size (8x8) in one update"), "{e}");
+    // Announcing the size it already has is no second resize.
+    same.extend(rect(0, 0, 16, 16, DESKTOP_SIZE));
+    same.extend(update(1));
+    same.extend(rect(0, 0, 4, 4, DESKTOP_SIZE));
+    let o = feed_every_way(cfg(&[RAW, DESKTOP_SIZE], None), &same);
+    assert_eq!(o.result, Ok(()));
+    assert_eq!(o.size, (4, 4), "a new update may resize again");
+}
+
+/// A call stops once it has written `WORK_PER_CALL` pixels and says so; the
+/// next calls resume where it stopped and end in the same state.
+#[test]
+fn work_budget_yields_and_resumes() {
+    const W: u16 = 2048;
+    let mut input = hello(W, W, "");
+    let updates = 3;
+    for _ in 0..updates {
+        input.extend(update(10));
+        for _ in 0..10 {
+            input.extend(rect(0, 0, W, W, COPY_RECT));
+            input.extend_from_slice(&[0, 0, 0, 0]);
+        }
+    }
+    let mut client = RfbClient::new(cfg(&[RAW, COPY_RECT], None));
+    let mut fb = Framebuffer::new(0, 0);
+    let (mut used, mut calls, mut yields) = (0, 0, 0);
+    while used < input.len() {
+        calls += 1;
+        assert!(calls < 100, "no progress");
+        used += client.handle_input(&input[used..], &mut fb, &mut Vec::new()).unwrap();
+        yields += client.yielded() as u32;
+        assert!(fb.take_work() <= WORK_PER_CALL + W as u64 * W as u64, "one unit past the budget at most");
+    }
+    let total = (1 + updates * 10) as u64 * W as u64 * W as u64;
+    assert!(yields as u64 >= total / (WORK_PER_CALL + (W as u64).pow(2)), "{yields} yields for {total} px");
+    assert!(!client.yielded(), "the last call finished the input");
+    let done = std::iter::from_fn(|| client.poll_event()).filter(|e| *e == RfbEvent::UpdateDone).count();
+    assert_eq!(done, updates);
 }

@@ -42,6 +42,22 @@ pub(super) fn pointer_event(out: &mut Vec<u8>, mask: u8, x: u16, y: u16) {
     out.extend_from_slice(&y.to_be_bytes());
 }
 
+/// PointerEvent in the extended form (rfbproto "ExtendedMouseButtons
+/// Pseudo-encoding"): the marker bit 7 set in the button mask (buttons 1–7
+/// in bits 0–6), then U8 extended-buttons-mask (bit 0 back, bit 1 forward).
+pub(super) fn pointer_event_ext(out: &mut Vec<u8>, mask: u8, ext: u8, x: u16, y: u16) {
+    pointer_event(out, 0x80 | (mask & 0x7f), x, y);
+    out.push(ext);
+}
+
+/// QEMU Extended Key Event (rfbproto "QEMU Extended Key Event Message"):
+/// U8 255, U8 0, U16 down-flag, U32 keysym, U32 keycode.
+pub(super) fn qemu_key_event(out: &mut Vec<u8>, down: bool, keysym: u32, keycode: u32) {
+    out.extend_from_slice(&[255, 0, 0, down as u8]);
+    out.extend_from_slice(&keysym.to_be_bytes());
+    out.extend_from_slice(&keycode.to_be_bytes());
+}
+
 /// ClientCutText (§7.5.6): U8 6, 3 padding, U32 length, Latin-1 text.
 /// "Ends of lines are represented by the linefeed character alone", so CR LF
 /// becomes LF; characters outside Latin-1 become '?'; at most `cap` bytes.

@@ -62,8 +62,10 @@ pub trait Decoder {
     fn decode(&mut self, input: &[u8], px: &PixelContext, fb: &mut Framebuffer) -> Result<Step, DecodeError>;
 }
 
+pub mod cursor;
 mod hextile;
 mod inflate;
+mod jpeg;
 mod raw;
 mod rre;
 mod tight;
@@ -120,6 +122,12 @@ pub struct Decoders {
 impl Decoders {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Accept Tight JpegCompression rectangles (only when a JPEG quality
+    /// level was advertised: rfbproto §7.7.7 forbids them otherwise).
+    pub fn allow_jpeg(&mut self, allowed: bool) {
+        self.tight.allow_jpeg(allowed);
     }
 
     /// The decoder for `encoding`, or `None` if not implemented here.

@@ -1,11 +1,13 @@
-//! Tight encoding (rfbproto §7.7.7 "Tight Encoding"), lossless subset.
+//! Tight encoding (rfbproto §7.7.7 "Tight Encoding").
 //!
 //! ```text
 //! U8 compression-control
 //!   bits 0-3  reset zlib stream 0..3 before this rectangle (any method)
 //!   bits 4-7  0xxx BasicCompression: bits 4-5 stream id, bit 6 filter-id follows
 //!             1000 FillCompression: one TPIXEL for the whole rectangle
-//!             1001 JpegCompression: refused (we never advertise a JPEG quality)
+//!             1001 JpegCompression: compact length, then a JFIF image of the
+//!                  rectangle (only when a JPEG quality level was advertised:
+//!                  `--vnc-jpeg`; refused otherwise)
 //!             other: invalid
 //! Basic: [U8 filter-id: 0 copy, 1 palette, 2 gradient]
 //!        palette: U8 n-1, n TPIXELs; indices 1 bit (n <= 2, rows padded to a
@@ -58,6 +60,10 @@ enum Stage {
     Uncompressed,
     /// Waiting for the compact length.
     Length,
+    /// JpegCompression: waiting for the compact length.
+    JpegLength,
+    /// JpegCompression: gathering this many more bytes of JFIF data.
+    Jpeg(usize),
     /// This many zlib bytes still to come.
     Zlib(usize),
     Done,
@@ -204,6 +210,12 @@ pub struct Tight {
     /// is followed by the filtered bytes as they are, not by zlib data.
     no_zlib: bool,
     rows: Rows,
+    /// JpegCompression allowed (a quality level was advertised).
+    jpeg_allowed: bool,
+    /// The JFIF data of the current JPEG rectangle, and its decoded RGBA;
+    /// both reused, bounded by [`jpeg_cap`] and the rectangle's size.
+    jpeg: Vec<u8>,
+    jpeg_rgba: Vec<u8>,
 }
 
 impl Default for Tight {
@@ -222,6 +234,9 @@ impl Default for Tight {
                 colours: 0,
                 prev: Vec::new(),
             },
+            jpeg_allowed: false,
+            jpeg: Vec::new(),
+            jpeg_rgba: Vec::new(),
         }
     }
 }
@@ -240,7 +255,19 @@ fn compact_len(b: &[u8]) -> Option<(usize, usize)> {
     Some(((b0 & 0x7f) | ((b1 & 0x7f) << 7) | (b2 << 14), 3))
 }
 
+/// Most JFIF bytes accepted for a `w × h` JPEG rectangle: 6 bytes a pixel
+/// (twice uncompressed RGB, beyond any real quality setting) plus 16 KiB of
+/// headers and tables. The compact length itself stops at 4 MiB.
+fn jpeg_cap(r: Rect) -> usize {
+    r.area() * 6 + 16 * 1024
+}
+
 impl Tight {
+    /// Accept JpegCompression rectangles or not (see `Decoders::allow_jpeg`).
+    pub fn allow_jpeg(&mut self, allowed: bool) {
+        self.jpeg_allowed = allowed;
+    }
+
     /// The header is complete: set up the rows and pick how data arrives.
     fn begin_data(&mut self, filter: Filter, px: &PixelContext, tpx: usize) -> Result<(), DecodeError> {
         if filter == Filter::Gradient && (!px.format.true_colour || px.format.bits_per_pixel == 8) {
@@ -299,6 +326,7 @@ impl Decoder for Tight {
                     }
                     match kind {
                         0x8 => self.stage = Stage::Fill,
+                        0x9 if self.jpeg_allowed => self.stage = Stage::JpegLength,
                         0x9 => return Err(err("JPEG not advertised")),
                         m @ 0..=7 => {
                             if self.rows.rect.w > MAX_WIDTH {
@@ -377,6 +405,36 @@ impl Decoder for Tight {
                     }
                     used += n;
                     self.stage = Stage::Zlib(len);
+                }
+                Stage::JpegLength => {
+                    let Some((len, n)) = compact_len(rest) else { break };
+                    let cap = jpeg_cap(self.rows.rect);
+                    if len > cap {
+                        return Err(err(format!(
+                            "JPEG of {len} bytes for a {} pixel rectangle",
+                            self.rows.rect.area()
+                        )));
+                    }
+                    used += n;
+                    self.jpeg.clear();
+                    self.jpeg.reserve(len);
+                    self.stage = Stage::Jpeg(len);
+                }
+                Stage::Jpeg(left) => {
+                    let n = left.min(rest.len());
+                    self.jpeg.extend_from_slice(&rest[..n]);
+                    used += n;
+                    if n < left {
+                        self.stage = Stage::Jpeg(left - n);
+                        break;
+                    }
+                    let r = self.rows.rect;
+                    if !r.is_empty() {
+                        super::jpeg::decode_rgba(&self.jpeg, r.w, r.h, &mut self.jpeg_rgba).map_err(err)?;
+                        fb.put_rgba(r, &self.jpeg_rgba).map_err(|e| super::oob(ENC, e))?;
+                    }
+                    log::trace!("Tight: JPEG {}x{} from {} bytes", r.w, r.h, self.jpeg.len());
+                    self.stage = Stage::Done;
                 }
                 Stage::Zlib(mut left_in) => {
                     let rows = &mut self.rows;

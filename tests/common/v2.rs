@@ -1,11 +1,12 @@
-//! A headless browser-protocol v1 client (docs/protocol.md) on tungstenite,
+//! A headless browser-protocol v2 client (docs/protocol.md) on tungstenite,
 //! for integration tests and `examples/gwload.rs`. Self-contained (only
-//! tungstenite), so an example can include it with `#[path]`.
+//! tungstenite and jpeg-decoder), so an example can include it with `#[path]`.
 //!
 //! It checks what the gateway sends as strictly as a viewer must: every
 //! message is parsed, an unknown type, a truncated field or a rectangle
 //! outside the canvas is an `Err` (a gateway bug), never ignored. It keeps
-//! an RGBA canvas up to date from Resize/Fill/Copy/Pixels, staging each
+//! an RGBA canvas up to date from Resize/Fill/Copy/Pixels/Palette/Jpeg
+//! (JPEG decoded with jpeg-decoder, like a browser's decoder), staging each
 //! frame's drawing exactly like the viewer: messages apply in order, and
 //! `EndFrame` is acknowledged (when `auto_ack`) after the frame is applied.
 #![allow(dead_code)]
@@ -33,6 +34,10 @@ pub mod t {
     pub const PASSWORD_REQUIRED: u8 = 0x0B;
     pub const STATUS: u8 = 0x0C;
     pub const ERROR: u8 = 0x0D;
+    pub const PALETTE: u8 = 0x0E;
+    pub const JPEG: u8 = 0x0F;
+    pub const LED_STATE: u8 = 0x10;
+    pub const CREDENTIALS_REQUIRED: u8 = 0x11;
 }
 
 /// One gateway → browser message, pixel payloads left out.
@@ -43,6 +48,8 @@ pub enum Msg {
     Fill { x: u16, y: u16, w: u16, h: u16, rgba: [u8; 4] },
     Copy { x: u16, y: u16, w: u16, h: u16, sx: u16, sy: u16 },
     Pixels { x: u16, y: u16, w: u16, h: u16 },
+    Palette { x: u16, y: u16, w: u16, h: u16, colours: usize },
+    Jpeg { x: u16, y: u16, w: u16, h: u16, len: usize },
     EndFrame(u32),
     Cursor { hot_x: u16, hot_y: u16, w: u16, h: u16 },
     Bell,
@@ -51,6 +58,8 @@ pub enum Msg {
     PasswordRequired,
     Status(u8, String),
     Error(String),
+    LedState(u8),
+    CredentialsRequired,
 }
 
 /// What ended a wait.
@@ -82,14 +91,33 @@ pub struct Canvas {
     pub statuses: Vec<String>,
     pub error: Option<String>,
     pub password_required: bool,
+    pub credentials_required: bool,
+    /// The last LedState (bit 0 Scroll, 1 Num, 2 Caps Lock).
+    pub leds: Option<u8>,
     pub cursor: Option<(u16, u16, u16, u16)>,
+    /// The last cursor image, RGBA.
+    pub cursor_rgba: Vec<u8>,
     pub name: String,
     /// Bytes of WebSocket payload received.
     pub bytes: u64,
+    /// Drawing messages and their bytes (header included) by kind:
+    /// Fill, Copy, Pixels, Palette, Jpeg.
+    pub kinds: [(u64, u64); 5],
+    /// Pixels drawn from JPEG (all messages so far).
+    pub jpeg_pixels: u64,
 }
 
-/// A v1 viewer over tungstenite (no permessage-deflate: tungstenite has none).
-pub struct V1 {
+/// Index into `Canvas::kinds`.
+pub mod kind {
+    pub const FILL: usize = 0;
+    pub const COPY: usize = 1;
+    pub const PIXELS: usize = 2;
+    pub const PALETTE: usize = 3;
+    pub const JPEG: usize = 4;
+}
+
+/// A v2 viewer over tungstenite (no permessage-deflate: tungstenite has none).
+pub struct V2 {
     pub ws: Ws,
     pub c: Canvas,
     /// Send FrameAck for each EndFrame as soon as its message is applied.
@@ -97,14 +125,14 @@ pub struct V1 {
     pub closed: Option<End>,
 }
 
-impl std::ops::Deref for V1 {
+impl std::ops::Deref for V2 {
     type Target = Canvas;
     fn deref(&self) -> &Canvas {
         &self.c
     }
 }
 
-impl std::ops::DerefMut for V1 {
+impl std::ops::DerefMut for V2 {
     fn deref_mut(&mut self) -> &mut Canvas {
         &mut self.c
     }
@@ -178,16 +206,40 @@ pub mod enc {
         s(&mut m, pw);
         m
     }
+    pub fn key_code(down: bool, keysym: u32, code: &str) -> Vec<u8> {
+        let mut m = vec![0x87, down as u8];
+        m.extend_from_slice(&keysym.to_le_bytes());
+        s(&mut m, code.as_bytes());
+        m
+    }
+    pub fn pointer_ext(x: u16, y: u16, mask: u16) -> Vec<u8> {
+        let mut m = vec![0x88];
+        for v in [x, y, mask] {
+            m.extend_from_slice(&v.to_le_bytes());
+        }
+        m
+    }
+    pub fn credentials(user: &[u8], pw: &[u8]) -> Vec<u8> {
+        let mut m = vec![0x89];
+        s(&mut m, user);
+        s(&mut m, pw);
+        m
+    }
 }
 
-/// Open `url` offering subprotocol `wsvnc.v1` (no ClientHello yet).
+/// Protocol version spoken.
+pub const VERSION: u8 = 2;
+/// Subprotocol offered.
+pub const SUBPROTOCOL: &str = "wsvnc.v2";
+
+/// Open `url` offering subprotocol `wsvnc.v2` (no ClientHello yet).
 pub fn open(url: &str) -> Result<Ws, String> {
     let mut req = url.into_client_request().map_err(|e| e.to_string())?;
-    req.headers_mut().insert("Sec-WebSocket-Protocol", "wsvnc.v1".parse().unwrap());
+    req.headers_mut().insert("Sec-WebSocket-Protocol", SUBPROTOCOL.parse().unwrap());
     let (ws, resp) = tungstenite::connect(req).map_err(|e| format!("websocket connect {url}: {e}"))?;
     let proto = resp.headers().get("Sec-WebSocket-Protocol").and_then(|v| v.to_str().ok());
-    if proto != Some("wsvnc.v1") {
-        return Err(format!("gateway did not echo subprotocol wsvnc.v1 (got {proto:?})"));
+    if proto != Some(SUBPROTOCOL) {
+        return Err(format!("gateway did not echo subprotocol {SUBPROTOCOL} (got {proto:?})"));
     }
     if let MaybeTlsStream::Plain(s) = ws.get_ref() {
         s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
@@ -195,17 +247,17 @@ pub fn open(url: &str) -> Result<Ws, String> {
     Ok(ws)
 }
 
-impl V1 {
-    /// Connect and send ClientHello(1).
-    pub fn connect(url: &str) -> Result<V1, String> {
+impl V2 {
+    /// Connect and send ClientHello(2).
+    pub fn connect(url: &str) -> Result<V2, String> {
         let ws = open(url)?;
-        let mut v = V1::from_ws(ws);
-        v.send(&enc::hello(1))?;
+        let mut v = V2::from_ws(ws);
+        v.send(&enc::hello(VERSION))?;
         Ok(v)
     }
 
-    pub fn from_ws(ws: Ws) -> V1 {
-        V1 { ws, c: Canvas::default(), auto_ack: true, closed: None }
+    pub fn from_ws(ws: Ws) -> V2 {
+        V2 { ws, c: Canvas::default(), auto_ack: true, closed: None }
     }
 
     pub fn tcp(&self) -> &TcpStream {
@@ -234,6 +286,9 @@ impl V1 {
     pub fn password(&mut self, pw: &[u8]) -> Result<(), String> {
         self.send(&enc::password(pw))
     }
+    pub fn credentials(&mut self, user: &[u8], pw: &[u8]) -> Result<(), String> {
+        self.send(&enc::credentials(user, pw))
+    }
     pub fn resize_request(&mut self, w: u16, h: u16) -> Result<(), String> {
         self.send(&enc::resize(w, h))
     }
@@ -261,7 +316,7 @@ impl V1 {
             };
             match m {
                 Message::Binary(b) => {
-                    let msgs = self.c.apply(&b).unwrap_or_else(|e| panic!("gateway sent a malformed v1 message: {e}"));
+                    let msgs = self.c.apply(&b).unwrap_or_else(|e| panic!("gateway sent a malformed v2 message: {e}"));
                     if self.auto_ack {
                         for m in &msgs {
                             if let Msg::EndFrame(id) = m {
@@ -286,7 +341,7 @@ impl V1 {
     }
 
     /// Read until `pred(self)` holds or the connection ends / `timeout` passes.
-    pub fn wait(&mut self, timeout: Duration, mut pred: impl FnMut(&V1) -> bool) -> Result<(), End> {
+    pub fn wait(&mut self, timeout: Duration, mut pred: impl FnMut(&V2) -> bool) -> Result<(), End> {
         let deadline = Instant::now() + timeout;
         while !pred(self) {
             if Instant::now() >= deadline {
@@ -338,7 +393,7 @@ impl Canvas {
                     let (width, height) = (rd_u16(b, &mut p)?, rd_u16(b, &mut p)?);
                     let flags = rd_u8(b, &mut p)?;
                     let name = rd_str(b, &mut p)?;
-                    if version != 1 {
+                    if version != VERSION {
                         return Err(format!("ServerHello version {version}"));
                     }
                     if self.hello.is_some() {
@@ -357,6 +412,7 @@ impl Canvas {
                     Msg::Resize { width, height }
                 }
                 t::FILL => {
+                    let at = p - 1;
                     let (x, y, w, h) = (rd_u16(b, &mut p)?, rd_u16(b, &mut p)?, rd_u16(b, &mut p)?, rd_u16(b, &mut p)?);
                     let c = rd_bytes(b, &mut p, 4)?;
                     let rgba = [c[0], c[1], c[2], c[3]];
@@ -368,9 +424,11 @@ impl Canvas {
                             px.copy_from_slice(&rgba);
                         }
                     }
+                    self.count(kind::FILL, p - at);
                     Msg::Fill { x, y, w, h, rgba }
                 }
                 t::COPY => {
+                    let at = p - 1;
                     let v: Vec<u16> = (0..6).map(|_| rd_u16(b, &mut p)).collect::<Result<_, _>>()?;
                     let (x, y, w, h, sx, sy) = (v[0], v[1], v[2], v[3], v[4], v[5]);
                     self.need_hello("Copy")?;
@@ -385,19 +443,69 @@ impl Canvas {
                         self.fb.copy_within(s..s + w as usize * 4, d);
                     }
                     self.copies += 1;
+                    self.count(kind::COPY, p - at);
                     Msg::Copy { x, y, w, h, sx, sy }
                 }
                 t::PIXELS => {
+                    let at = p - 1;
                     let (x, y, w, h) = (rd_u16(b, &mut p)?, rd_u16(b, &mut p)?, rd_u16(b, &mut p)?, rd_u16(b, &mut p)?);
-                    let data = rd_bytes(b, &mut p, w as usize * h as usize * 4)?;
+                    let data = rd_bytes(b, &mut p, w as usize * h as usize * 3)?;
                     self.need_hello("Pixels")?;
                     self.check(x, y, w, h)?;
-                    let row = w as usize * 4;
-                    for (i, r) in data.chunks_exact(row.max(1)).enumerate().take(h as usize) {
-                        let o = ((y as usize + i) * self.width as usize + x as usize) * 4;
-                        self.fb[o..o + row].copy_from_slice(r);
-                    }
+                    self.put_rgb(x, y, w, h, data);
+                    self.count(kind::PIXELS, p - at);
                     Msg::Pixels { x, y, w, h }
+                }
+                t::PALETTE => {
+                    let at = p - 1;
+                    let (x, y, w, h) = (rd_u16(b, &mut p)?, rd_u16(b, &mut p)?, rd_u16(b, &mut p)?, rd_u16(b, &mut p)?);
+                    let n = rd_u8(b, &mut p)? as usize + 1;
+                    let colours = rd_bytes(b, &mut p, n * 3)?.to_vec();
+                    let bits = match n {
+                        0..=2 => 1,
+                        3..=4 => 2,
+                        5..=16 => 4,
+                        _ => 8,
+                    };
+                    let row_bytes = (w as usize * bits).div_ceil(8);
+                    let packed = rd_bytes(b, &mut p, row_bytes * h as usize)?;
+                    self.need_hello("Palette")?;
+                    self.check(x, y, w, h)?;
+                    let mut rgb = Vec::with_capacity(w as usize * h as usize * 3);
+                    for row in packed.chunks_exact(row_bytes.max(1)).take(h as usize) {
+                        for i in 0..w as usize {
+                            let bit = i * bits;
+                            let idx = (row[bit / 8] >> (8 - bits - bit % 8)) as usize & ((1 << bits) - 1);
+                            if idx >= n {
+                                return Err(format!("Palette index {idx} of {n} colours"));
+                            }
+                            rgb.extend_from_slice(&colours[idx * 3..idx * 3 + 3]);
+                        }
+                    }
+                    self.put_rgb(x, y, w, h, &rgb);
+                    self.count(kind::PALETTE, p - at);
+                    Msg::Palette { x, y, w, h, colours: n }
+                }
+                t::JPEG => {
+                    let at = p - 1;
+                    let (x, y, w, h) = (rd_u16(b, &mut p)?, rd_u16(b, &mut p)?, rd_u16(b, &mut p)?, rd_u16(b, &mut p)?);
+                    let len = rd_u32(b, &mut p)? as usize;
+                    let data = rd_bytes(b, &mut p, len)?;
+                    self.need_hello("Jpeg")?;
+                    self.check(x, y, w, h)?;
+                    let mut d = jpeg_decoder::Decoder::new(data);
+                    let rgb = d.decode().map_err(|e| format!("Jpeg {w}x{h}+{x}+{y}: {e}"))?;
+                    let info = d.info().ok_or("Jpeg without a frame header")?;
+                    if (info.width, info.height) != (w, h) || info.pixel_format != jpeg_decoder::PixelFormat::RGB24 {
+                        return Err(format!(
+                            "Jpeg {w}x{h}+{x}+{y} decodes to {}x{} {:?}",
+                            info.width, info.height, info.pixel_format
+                        ));
+                    }
+                    self.put_rgb(x, y, w, h, &rgb);
+                    self.jpeg_pixels += w as u64 * h as u64;
+                    self.count(kind::JPEG, p - at);
+                    Msg::Jpeg { x, y, w, h, len }
                 }
                 t::END_FRAME => {
                     let id = rd_u32(b, &mut p)?;
@@ -409,7 +517,7 @@ impl Canvas {
                 t::CURSOR => {
                     let (hx, hy, w, h) =
                         (rd_u16(b, &mut p)?, rd_u16(b, &mut p)?, rd_u16(b, &mut p)?, rd_u16(b, &mut p)?);
-                    rd_bytes(b, &mut p, w as usize * h as usize * 4)?;
+                    self.cursor_rgba = rd_bytes(b, &mut p, w as usize * h as usize * 4)?.to_vec();
                     self.cursor = Some((hx, hy, w, h));
                     Msg::Cursor { hot_x: hx, hot_y: hy, w, h }
                 }
@@ -431,6 +539,18 @@ impl Canvas {
                     self.password_required = true;
                     Msg::PasswordRequired
                 }
+                t::CREDENTIALS_REQUIRED => {
+                    self.credentials_required = true;
+                    Msg::CredentialsRequired
+                }
+                t::LED_STATE => {
+                    let leds = rd_u8(b, &mut p)?;
+                    if leds > 7 {
+                        return Err(format!("LedState {leds:#04x}: bits 3-7 set"));
+                    }
+                    self.leds = Some(leds);
+                    Msg::LedState(leds)
+                }
                 t::STATUS => {
                     let level = rd_u8(b, &mut p)?;
                     if level > 1 {
@@ -450,6 +570,22 @@ impl Canvas {
             out.push(msg);
         }
         Ok(out)
+    }
+
+    fn count(&mut self, k: usize, bytes: usize) {
+        self.kinds[k].0 += 1;
+        self.kinds[k].1 += bytes as u64;
+    }
+
+    /// Tightly packed RGB into the canvas (alpha 255).
+    fn put_rgb(&mut self, x: u16, y: u16, w: u16, h: u16, rgb: &[u8]) {
+        let row = w as usize * 3;
+        for (i, r) in rgb.chunks_exact(row.max(1)).enumerate().take(h as usize) {
+            let o = ((y as usize + i) * self.width as usize + x as usize) * 4;
+            for (d, s) in self.fb[o..o + w as usize * 4].chunks_exact_mut(4).zip(r.chunks_exact(3)) {
+                d.copy_from_slice(&[s[0], s[1], s[2], 255]);
+            }
+        }
     }
 
     fn need_hello(&self, what: &str) -> Result<(), String> {

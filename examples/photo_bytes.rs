@@ -1,0 +1,124 @@
+//! photo_bytes: bytes per update of a photo slideshow, protocol v1 (deflated
+//! RGBA, what the gateway sent before) against v2 (the gateway's encoders:
+//! JPEG at each quality level, and the lossless refinement that follows).
+//!
+//! Each wallpaper of Debian's gnome-backgrounds is scaled to 640×480 by
+//! ImageMagick (`convert`) and encoded as one update of that whole area, the
+//! way the gateway encodes a window whose content changed: v1 as 64×64
+//! Pixels blocks of RGBA, v2 through `gateway::encode::Encoder`. Both go
+//! through one permessage-deflate stream (zlib level 1, raw, sync flush,
+//! context kept: what the gateway does), JPEG messages uncompressed as the
+//! gateway sends them.
+//!
+//! Usage: cargo run --release --example photo_bytes
+
+use std::process::Command;
+
+use flate2::{Compress, Compression, FlushCompress};
+use wsvnc::fb::{Framebuffer, Rect};
+use wsvnc::gateway::encode::{Encoder, Form};
+
+const W: u16 = 640;
+const H: u16 = 480;
+
+fn load(path: &str) -> Framebuffer {
+    let out = Command::new("convert")
+        .args([path, "-resize", "640x480^", "-gravity", "center", "-extent", "640x480", "-depth", "8", "rgba:-"])
+        .output()
+        .expect("convert (Debian package imagemagick)");
+    assert!(out.status.success() && out.stdout.len() == W as usize * H as usize * 4, "convert {path}");
+    let mut fb = Framebuffer::new(W, H);
+    let px: Vec<u8> = out.stdout.chunks(4).flat_map(|p| [p[0], p[1], p[2], 255]).collect();
+    fb.put_rgba(fb.full_rect(), &px).unwrap();
+    fb
+}
+
+/// Bytes on the wire of `msg` through a deflate stream kept across messages.
+fn deflated(z: &mut Compress, msg: &[u8]) -> usize {
+    let mut out = Vec::with_capacity(msg.len() + 1024);
+    let before = z.total_out();
+    z.compress_vec(msg, &mut out, FlushCompress::Sync).unwrap();
+    while out.len() == out.capacity() {
+        out.reserve(64 << 10);
+        z.compress_vec(&[], &mut out, FlushCompress::Sync).unwrap();
+    }
+    (z.total_out() - before) as usize - 4
+}
+
+fn main() {
+    let dir = "/usr/share/backgrounds/gnome";
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("{dir}: {e} (apt-get install gnome-backgrounds)"))
+        .filter_map(|e| e.ok().map(|e| e.file_name().to_string_lossy().into_owned()))
+        .filter(|n| n.ends_with(".webp") && !n.starts_with("vnc"))
+        .collect();
+    names.sort();
+    let qualities = [20u8, 40, 60, 80, 90];
+    println!(
+        "{:<18} {:>10} {}  {:>11}",
+        "image (640x480)",
+        "v1 RGBA",
+        qualities.map(|q| format!("{:>9}", format!("v2 q{q}"))).join(""),
+        "refine"
+    );
+    let mut sums = vec![0usize; qualities.len() + 2];
+    for name in &names {
+        let fb = load(&format!("{dir}/{name}"));
+        // v1: Pixels (RGBA) per tile, deflated.
+        let mut z = Compress::new(Compression::new(1), false);
+        let mut v1 = 0;
+        for ty in (0..H).step_by(64) {
+            let mut msg = vec![0x05];
+            for v in [0u16, ty, W, (H - ty).min(64)] {
+                msg.extend_from_slice(&v.to_le_bytes());
+            }
+            for y in ty..(ty + 64).min(H) {
+                let o = y as usize * W as usize * 4;
+                msg.extend_from_slice(&fb.data()[o..o + W as usize * 4]);
+            }
+            v1 += deflated(&mut z, &msg) + 10;
+        }
+        let mut row = vec![v1];
+        let mut enc = Encoder::default();
+        for q in qualities.iter().map(|&q| Some(q)).chain([None]) {
+            let mut z = Compress::new(Compression::new(1), false);
+            let mut wire = 0;
+            for ty in (0..H).step_by(64) {
+                let (mut out, mut notes) = (Vec::new(), Vec::new());
+                enc.run(&fb, Rect::new(0, ty, W, (H - ty).min(64)), q, &mut out, &mut notes);
+                for n in &notes {
+                    let m = &out[n.start..n.end];
+                    wire += if n.form == Form::Jpeg { m.len() } else { deflated(&mut z, m) } + 10;
+                }
+            }
+            row.push(wire);
+        }
+        println!(
+            "{:<18} {:>10} {}  {:>11}",
+            name,
+            row[0],
+            row[1..=qualities.len()].iter().map(|b| format!("{b:>9}")).collect::<String>(),
+            row[qualities.len() + 1]
+        );
+        for (s, b) in sums.iter_mut().zip(&row) {
+            *s += b;
+        }
+    }
+    let n = names.len().max(1);
+    println!(
+        "{:<18} {:>10} {}  {:>11}",
+        "mean",
+        sums[0] / n,
+        sums[1..=qualities.len()].iter().map(|b| format!("{:>9}", b / n)).collect::<String>(),
+        sums[qualities.len() + 1] / n
+    );
+    println!(
+        "v1 / v2 ratio:     {}",
+        sums[1..=qualities.len()]
+            .iter()
+            .zip(qualities)
+            .map(|(b, q)| format!("q{q} {:.1}x", sums[0] as f64 / *b as f64))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+}

@@ -1,0 +1,96 @@
+//! Baseline JFIF for photo-like regions (docs/protocol.md `Jpeg`), written by
+//! the pure-Rust `jpeg-encoder` crate straight into the caller's buffer.
+//!
+//! Chroma is subsampled 4:2:0 below quality 90 and kept whole above (what
+//! libjpeg-turbo's `cjpeg` does by default, and what the crate defaults to).
+//! The crate allocates its per-image planes inside `encode`; everything on
+//! our side (the RGBA staging copy) is a reused buffer.
+
+use jpeg_encoder::{ColorType, Encoder};
+
+use crate::fb::{Framebuffer, Rect};
+
+/// Lowest and highest quality the gateway uses.
+pub const MIN_QUALITY: u8 = 10;
+pub const MAX_QUALITY: u8 = 95;
+
+/// Encode `r` of `fb` at `quality` (clamped to MIN..=MAX) and append the
+/// JFIF bytes to `out`, using `stage` for the pixels. On an encoder error
+/// (only for dimensions it cannot take) `out` is left as it was and false
+/// is returned.
+pub fn encode(fb: &Framebuffer, r: Rect, quality: u8, stage: &mut Vec<u8>, out: &mut Vec<u8>) -> bool {
+    if r.is_empty() || !fb.contains(r) {
+        return false;
+    }
+    stage.clear();
+    let stride = fb.width() as usize * 4;
+    let row = r.w as usize * 4;
+    let data = fb.data();
+    for y in r.y as usize..r.bottom() as usize {
+        let o = y * stride + r.x as usize * 4;
+        stage.extend_from_slice(&data[o..o + row]);
+    }
+    let start = out.len();
+    let enc = Encoder::new(&mut *out, quality.clamp(MIN_QUALITY, MAX_QUALITY));
+    if enc.encode(stage, r.w, r.h, ColorType::Rgba).is_err() {
+        out.truncate(start);
+        return false;
+    }
+    true
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    /// Peak signal-to-noise ratio of RGB against the framebuffer area, dB.
+    pub fn psnr(fb: &Framebuffer, r: Rect, rgb: &[u8]) -> f64 {
+        let mut se = 0f64;
+        for y in 0..r.h {
+            for x in 0..r.w {
+                let p = fb.pixel(r.x + x, r.y + y);
+                let o = (y as usize * r.w as usize + x as usize) * 3;
+                for c in 0..3 {
+                    let d = p[c] as f64 - rgb[o + c] as f64;
+                    se += d * d;
+                }
+            }
+        }
+        let mse = se / (r.area() as f64 * 3.0);
+        10.0 * (255.0 * 255.0 / mse.max(1e-9)).log10()
+    }
+
+    /// A photo-like test image: smooth shading plus fine texture.
+    pub fn photo(fb: &mut Framebuffer) {
+        let (w, h) = (fb.width(), fb.height());
+        for y in 0..h {
+            for x in 0..w {
+                let (fx, fy) = (x as f64 / 23.0, y as f64 / 17.0);
+                let t = ((x as u32).wrapping_mul(2_654_435_761) ^ (y as u32).wrapping_mul(40_503)) >> 28;
+                let r = 128.0 + 90.0 * fx.sin() * fy.cos() + t as f64;
+                let g = 110.0 + 70.0 * (fx * 0.7 + fy * 0.3).cos();
+                let b = 90.0 + 60.0 * (fy * 0.5).sin() + (t as f64) * 0.5;
+                fb.fill(Rect::new(x, y, 1, 1), [r as u8, g as u8, b as u8, 255]).unwrap();
+            }
+        }
+    }
+
+    #[test]
+    fn decodes_to_the_size_with_bounded_error() {
+        let mut fb = Framebuffer::new(200, 150);
+        photo(&mut fb);
+        let r = Rect::new(13, 7, 150, 100);
+        let (mut stage, mut out) = (Vec::new(), vec![0xAA]);
+        for (q, min_db) in [(30u8, 28.0), (60, 31.0), (90, 36.0)] {
+            out.truncate(1);
+            assert!(encode(&fb, r, q, &mut stage, &mut out));
+            assert_eq!(out[0], 0xAA, "appended after what was there");
+            let mut d = jpeg_decoder::Decoder::new(&out[1..]);
+            let rgb = d.decode().expect("valid JPEG");
+            let info = d.info().unwrap();
+            assert_eq!((info.width, info.height), (150, 100));
+            let db = psnr(&fb, r, &rgb);
+            assert!(db > min_db, "quality {q}: PSNR {db:.1} dB ≤ {min_db}");
+        }
+    }
+}
