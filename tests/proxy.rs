@@ -160,6 +160,10 @@ fn nginx_terminates_tls_in_front_of_wsvnc() {
         "127.0.0.1",
         "--allow-origin",
         &allowed_origin,
+        // nginx's defaults send the upstream's name as Host; the
+        // DNS-rebinding check (src/http/host.rs) must be told it.
+        "--allowed-host",
+        "wsvnc",
     ];
     let wsvnc = Daemon::start(&args, addr);
     let recipe = Nginx::start(&ca, recipe_addr, addr, "docs/nginx-wsvnc.conf");
