@@ -67,7 +67,9 @@ describe('viewer behind nginx terminating TLS', { timeout: 120000 }, () => {
     assert.ok(NGINX, 'nginx not found (Debian package nginx)');
     execFileSync(path.join(ROOT, 'scripts', 'test-ca.sh'), [tmp, 'server']);
     await startWsvnc('wsvnc-behind-nginx', PORT.gw, ['--demo', '--trusted-proxy', '127.0.0.1',
-      '--allow-origin', `https://localhost:${PORT.defaults}`]);
+      '--allow-origin', `https://localhost:${PORT.defaults}`,
+      // nginx's defaults send the upstream's name as Host (DNS-rebinding check).
+      '--allowed-host', 'wsvnc']);
     await startNginx(tmp, 'recipe', PORT.recipe, 'docs/nginx-wsvnc.conf');
     await startNginx(tmp, 'defaults', PORT.defaults, 'tests/proxy/nginx-defaults.conf');
     const spki = fs.readFileSync(path.join(tmp, 'server.spki'), 'utf8').trim();
