@@ -157,8 +157,7 @@ fn sides(conn: &Conn) -> impl Iterator<Item = (Side, u64, u64)> {
         App::Relay(r) => Some(r.target_bytes()),
         _ => None,
     };
-    std::iter::once((own, conn.ep.bytes_in, conn.ep.bytes_out))
-        .chain(target.map(|(i, o)| (Side::RelayTarget, i, o)))
+    std::iter::once((own, conn.ep.bytes_in, conn.ep.bytes_out)).chain(target.map(|(i, o)| (Side::RelayTarget, i, o)))
 }
 
 /// Index into `STATES` of what the connection is doing.
@@ -194,7 +193,14 @@ fn state(conn: &Conn, ctx: &Ctx) -> usize {
 /// without credentials configured, the main port answers only loopback
 /// clients (after `--trusted-proxy`), the metrics port everyone who
 /// reaches the address the operator chose for it.
-pub fn route(head: &Head, key: usize, metrics_port: bool, client: IpAddr, peer: &http::Peer, ctx: &mut Ctx) -> Option<Result<(), Action>> {
+pub fn route(
+    head: &Head,
+    key: usize,
+    metrics_port: bool,
+    client: IpAddr,
+    peer: &http::Peer,
+    ctx: &mut Ctx,
+) -> Option<Result<(), Action>> {
     let (path, query) = http::path::split_target(&head.target);
     if path != PATH {
         return metrics_port.then(|| Err(plain(head, 404, "only /metrics is served on this port")));
@@ -249,7 +255,13 @@ pub fn route(head: &Head, key: usize, metrics_port: bool, client: IpAddr, peer: 
         return Some(Err(Action::Respond { bytes, close, status: r.status }));
     }
     let openmetrics = head.header_all("accept").any(|a| a.contains("application/openmetrics-text"));
-    ctx.metrics.pending.push(Scrape { key, openmetrics, head_only: head.method == "HEAD", close, version_minor: head.version_minor });
+    ctx.metrics.pending.push(Scrape {
+        key,
+        openmetrics,
+        head_only: head.method == "HEAD",
+        close,
+        version_minor: head.version_minor,
+    });
     Some(Ok(()))
 }
 
@@ -432,7 +444,11 @@ pub fn render(conns: &Slab<Conn>, ctx: &Ctx, openmetrics: bool, body: &mut Vec<u
     for (id, _, s) in sessions() {
         o.sample("", &[("session", &id)], s.parts.encoded);
     }
-    o.family("wsvnc_session_parts_served_total", Type::Counter, "Frame parts handed to viewers (shared ones count once per viewer).");
+    o.family(
+        "wsvnc_session_parts_served_total",
+        Type::Counter,
+        "Frame parts handed to viewers (shared ones count once per viewer).",
+    );
     for (id, _, s) in sessions() {
         o.sample("", &[("session", &id)], s.parts.served);
     }
@@ -480,18 +496,26 @@ pub fn render(conns: &Slab<Conn>, ctx: &Ctx, openmetrics: bool, body: &mut Vec<u
         ("wsvnc_viewer_ack_rtt_seconds", Type::Gauge, "Latest frame round trip: frame sent to its ack.", |v, _| {
             v.last_rtt.map_or(f64::NAN, secs)
         }),
-        ("wsvnc_viewer_min_rtt_seconds", Type::Gauge, "Smallest recent round trip (the pacer's base delay).", |v, _| {
-            secs(v.min_rtt)
-        }),
+        (
+            "wsvnc_viewer_min_rtt_seconds",
+            Type::Gauge,
+            "Smallest recent round trip (the pacer's base delay).",
+            |v, _| secs(v.min_rtt),
+        ),
         ("wsvnc_viewer_rate_bytes_per_second", Type::Gauge, "The pacer's delivery-rate estimate.", |v, _| v.rate),
         ("wsvnc_viewer_jpeg_quality", Type::Gauge, "JPEG quality used for photo-like areas now.", |v, _| v.jpeg as f64),
-        ("wsvnc_viewer_bytes_per_frame", Type::Gauge, "Wire bytes sent to the viewer per frame, since it joined.", |v, b| {
-            if v.frames == 0 {
-                0.0
-            } else {
-                b as f64 / v.frames as f64
-            }
-        }),
+        (
+            "wsvnc_viewer_bytes_per_frame",
+            Type::Gauge,
+            "Wire bytes sent to the viewer per frame, since it joined.",
+            |v, b| {
+                if v.frames == 0 {
+                    0.0
+                } else {
+                    b as f64 / v.frames as f64
+                }
+            },
+        ),
     ];
     for (name, ty, help, pick) in rows {
         o.family(name, ty, help);
