@@ -269,6 +269,8 @@ USAGE:
     wsvnc --demo                     gateway + built-in demo desktop, open http://127.0.0.1:6080/
     wsvnc hash-password USER [COST]  print an htpasswd line for --basic-auth-file (bcrypt, cost 10;
                                      the password is read from standard input)
+    wsvnc bench [--quick]            measure relay, gateway and memory on this machine (built-in
+                                     demo desktop and load clients; under a minute, --quick: secs)
 
 MODES (one port serves both; the log says which at start):
     gateway  always. The built-in viewer at http://LISTEN/ , WebSocket /ws. wsvnc is the VNC
@@ -413,6 +415,10 @@ pub enum Command {
         user: String,
         cost: u32,
     },
+    /// `wsvnc bench [--quick]`.
+    Bench {
+        quick: bool,
+    },
 }
 
 /// Resolve `host:port` (or `:port`/`port` with a default host) to one address.
@@ -518,6 +524,15 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Command, Co
                 _ => err(format!("hash-password: COST must be 4..=16, not '{cost}'")),
             },
             _ => err("usage: wsvnc hash-password USER [COST]   (password on standard input)"),
+        };
+    }
+    if args.peek().is_some_and(|a| a == "bench") {
+        args.next();
+        let rest: Vec<String> = args.collect();
+        return match rest.as_slice() {
+            [] => Ok(Command::Bench { quick: false }),
+            [q] if q == "--quick" => Ok(Command::Bench { quick: true }),
+            _ => err("usage: wsvnc bench [--quick]"),
         };
     }
     let mut tokens = TokenOptions::default();
