@@ -57,7 +57,7 @@ fn quick_bench_prints_the_three_tables() {
         "echo 64 B p99 us",
         "echo 16 KiB p50 us",
         "echo 16 KiB p99 us",
-        "idle RSS KiB/conn (200)",
+        "idle RSS KiB/conn (500)",
     ];
     assert_eq!(rows.len(), names.len(), "{out}");
     for (row, name) in rows.iter().zip(names) {

@@ -187,11 +187,11 @@ fn request(conn: &mut Conn, key: usize, mut head: http::Head, ctx: &mut Ctx) {
     let peer = http::Peer { addr: conn.peer.socket, now: ctx.now, unix_time: ctx.unix_time };
     let super::App::Http(app) = &mut conn.app else { return };
     let action = match super::metrics::route(&head, key, app.metrics_port, conn.peer.client, &peer, ctx) {
-        Some(Ok(())) => {
+        Some(super::metrics::Route::Scrape) => {
             app.waiting = true; // answered by metrics::serve_pending
             return;
         }
-        Some(Err(action)) => action,
+        Some(super::metrics::Route::Respond { bytes, close, status }) => Action::Respond { bytes, close, status },
         None => http::route_deferred(&head, &mut ctx.site, &peer),
     };
     match action {

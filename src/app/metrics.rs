@@ -183,10 +183,16 @@ fn state(conn: &Conn, ctx: &Ctx) -> usize {
     }
 }
 
+/// What [`route`] decided for a request it took.
+pub enum Route {
+    /// Admitted: the caller waits for [`serve_pending`].
+    Scrape,
+    /// A refusal or error to send.
+    Respond { bytes: Vec<u8>, close: bool, status: u16 },
+}
+
 /// A request on the main port (`metrics_port` false, served with
-/// `--metrics`) or on `--metrics-listen`: None when it is not for us;
-/// Some(Ok) when the scrape is admitted (the caller waits for
-/// [`serve_pending`]); Some(Err) with the response to send otherwise.
+/// `--metrics`) or on `--metrics-listen`: None when it is not for us.
 ///
 /// Access: the Host allow-list and the configured credentials as for the
 /// viewer (a JWT limited to one token or to viewing grants no metrics);
@@ -200,16 +206,16 @@ pub fn route(
     client: IpAddr,
     peer: &http::Peer,
     ctx: &mut Ctx,
-) -> Option<Result<(), Action>> {
+) -> Option<Route> {
     let (path, query) = http::path::split_target(&head.target);
     if path != PATH {
-        return metrics_port.then(|| Err(plain(head, 404, "only /metrics is served on this port")));
+        return metrics_port.then(|| plain(head, 404, "only /metrics is served on this port"));
     }
     if !metrics_port && !ctx.cfg.metrics {
         return None;
     }
     if !matches!(head.method.as_str(), "GET" | "HEAD") {
-        return Some(Err(plain(head, 405, "GET or HEAD")));
+        return Some(plain(head, 405, "GET or HEAD"));
     }
     let access = &mut ctx.site.access;
     let refusal = if !access.host_allowed(head) {
@@ -252,7 +258,7 @@ pub fn route(
         let head_only = head.method == "HEAD";
         let bytes =
             http::response::refusal_response(r.status, &r.reason, r.basic_challenge, r.retry_after, conn, head_only);
-        return Some(Err(Action::Respond { bytes, close, status: r.status }));
+        return Some(Route::Respond { bytes, close, status: r.status });
     }
     let openmetrics = head.header_all("accept").any(|a| a.contains("application/openmetrics-text"));
     ctx.metrics.pending.push(Scrape {
@@ -262,14 +268,14 @@ pub fn route(
         close,
         version_minor: head.version_minor,
     });
-    Some(Ok(()))
+    Some(Route::Scrape)
 }
 
-fn plain(head: &Head, status: u16, text: &str) -> Action {
+fn plain(head: &Head, status: u16, text: &str) -> Route {
     let close = !head.keep_alive();
     let conn = http::response::Conn::new(close, head.version_minor);
     let bytes = http::response::error_detail(status, conn, head.method == "HEAD", text);
-    Action::Respond { bytes, close, status }
+    Route::Respond { bytes, close, status }
 }
 
 /// Answer the scrapes admitted by [`route`] (called by `app::drive`, which

@@ -35,7 +35,7 @@ impl Plan {
                 reps: 3,
                 bulk_mib: 64,
                 echoes: 300,
-                idle: 200,
+                idle: 500,
                 viewers: [1, 4],
                 warmup: Duration::from_millis(700),
                 window: Duration::from_secs(2),

@@ -67,10 +67,11 @@ impl StopHandle {
     }
 }
 
-/// Connection counters (for logs and tests).
+/// Connection counters (for logs and tests; all of them: `/metrics`).
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Stats {
     pub accepted: u64,
+    /// Connections and requests refused, for any reason.
     pub refused: u64,
     pub open_clients: usize,
 }
