@@ -35,16 +35,13 @@ fn viewer(addr: SocketAddr, counts: Arc<Counts>, stop: Arc<AtomicBool>) -> io::R
     c.send(&CLIENT_HELLO)?;
     let mut last = 0u32;
     let mut tail = Vec::with_capacity(5);
+    let mut fin = true;
     while !stop.load(Ordering::Relaxed) {
-        let (op, fin, len) = c.header()?;
-        if op == 8 {
-            return Err(io::Error::other("the gateway closed the viewer"));
+        if fin {
+            tail.clear(); // a new message
         }
-        if op >= 8 {
-            c.payload(len, |_| {})?;
-            continue;
-        }
-        c.payload(len, |b| {
+        let len;
+        (fin, len) = c.data_frame(|b| {
             tail.extend_from_slice(&b[b.len().saturating_sub(5)..]);
             let cut = tail.len().saturating_sub(5);
             tail.drain(..cut);

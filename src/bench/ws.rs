@@ -60,8 +60,8 @@ impl Client {
     }
 
     /// The next frame's header: (opcode, FIN, payload length). Its payload
-    /// is then read with [`Client::payload`].
-    pub fn header(&mut self) -> io::Result<(u8, bool, u64)> {
+    /// is then read with `payload`.
+    fn header(&mut self) -> io::Result<(u8, bool, u64)> {
         let mut h = [0u8; 2];
         self.rd.read_exact(&mut h)?;
         if h[1] & 0x80 != 0 || h[0] & 0x70 != 0 {
@@ -84,7 +84,7 @@ impl Client {
     }
 
     /// Read `len` payload bytes, handing them to `f` in pieces.
-    pub fn payload(&mut self, mut len: u64, mut f: impl FnMut(&[u8])) -> io::Result<()> {
+    fn payload(&mut self, mut len: u64, mut f: impl FnMut(&[u8])) -> io::Result<()> {
         while len > 0 {
             let buf = self.rd.fill_buf()?;
             if buf.is_empty() {
@@ -98,11 +98,11 @@ impl Client {
         Ok(())
     }
 
-    /// Read data frames until `want` payload bytes have arrived (control
-    /// frames skipped), handing them to `f`.
-    pub fn read_bytes(&mut self, mut want: u64, mut f: impl FnMut(&[u8])) -> io::Result<()> {
-        while want > 0 {
-            let (op, _, len) = self.header()?;
+    /// The next data frame (control frames skipped, a Close is an error):
+    /// its payload handed to `f`, then its FIN bit and length.
+    pub fn data_frame(&mut self, mut f: impl FnMut(&[u8])) -> io::Result<(bool, u64)> {
+        loop {
+            let (op, fin, len) = self.header()?;
             if op == 8 {
                 return Err(io::Error::other("closed by the server"));
             }
@@ -111,6 +111,15 @@ impl Client {
                 continue;
             }
             self.payload(len, &mut f)?;
+            return Ok((fin, len));
+        }
+    }
+
+    /// Read data frames until `want` payload bytes have arrived, handing
+    /// them to `f`.
+    pub fn read_bytes(&mut self, mut want: u64, mut f: impl FnMut(&[u8])) -> io::Result<()> {
+        while want > 0 {
+            let (_, len) = self.data_frame(&mut f)?;
             want = want.saturating_sub(len);
         }
         Ok(())
