@@ -327,3 +327,38 @@ fn separate_listener_serves_only_metrics_with_the_same_checks() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("--metrics-listen") && err.contains("without access control"), "{err}");
 }
+
+#[test]
+fn label_values_are_escaped() {
+    // A VNC server on a Unix socket whose name holds a quote, a backslash
+    // and a newline: it accepts and says nothing (the session stays in its
+    // handshake while we scrape).
+    let dir = std::env::temp_dir().join(format!("wsvnc-metrics-esc-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("a\"b\\c\nd.sock");
+    let _ = std::fs::remove_file(&path);
+    let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+    let held = std::thread::spawn(move || listener.accept().map(|(s, _)| s));
+    let srv = Spawned::start(&["--metrics", "--unix-target", path.to_str().unwrap()]);
+    let _viewer = V2::connect(&srv.url("/ws")).expect("viewer");
+    let _vnc = held.join().unwrap().expect("the gateway connects to the socket");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let want = format!("unix:{}", path.display());
+    loop {
+        for openmetrics in [true, false] {
+            let s = scrape(srv.addr, openmetrics);
+            let target = s
+                .keys()
+                .filter(|(n, _)| n == "wsvnc_session_phase")
+                .find_map(|(_, l)| l.iter().find(|(k, _)| k == "target").map(|(_, v)| v.clone()));
+            if target.as_deref() == Some(want.as_str()) {
+                if !openmetrics {
+                    return;
+                }
+                continue;
+            }
+            assert!(Instant::now() < deadline, "no session with target {want:?}: {target:?}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
