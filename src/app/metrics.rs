@@ -363,7 +363,7 @@ impl Out<'_> {
     }
 
     /// One sample of the current family; `suffix` for summaries (`_sum`).
-    fn sample(&mut self, suffix: &str, labels: &[(&str, &dyn fmt::Display)], value: impl fmt::Display) {
+    fn sample(&mut self, suffix: &str, labels: &[(&str, &dyn fmt::Display)], value: &dyn fmt::Display) {
         let _ = write!(Raw(self.body), "{}{suffix}", self.name);
         for (i, (k, v)) in labels.iter().enumerate() {
             let _ = write!(Raw(self.body), "{}{k}=\"", if i == 0 { '{' } else { ',' });
@@ -394,18 +394,18 @@ pub fn render(conns: &Slab<Conn>, ctx: &Ctx, openmetrics: bool, body: &mut Vec<u
     }
     for (k, row) in counts.iter().enumerate() {
         for (s, n) in row.iter().enumerate().filter(|(_, n)| **n > 0) {
-            o.sample("", &[("kind", &KINDS[k]), ("state", &STATES[s])], n);
+            o.sample("", &[("kind", &KINDS[k]), ("state", &STATES[s])], &n);
         }
     }
     o.family("wsvnc_connections_accepted_total", Type::Counter, "Connections accepted on the listening ports.");
-    o.sample("", &[], m.accepted);
+    o.sample("", &[], &m.accepted);
     o.family("wsvnc_connections_closed_total", Type::Counter, "Connections closed, by kind at the end.");
     for (k, n) in m.closed.iter().enumerate() {
-        o.sample("", &[("kind", &KINDS[k])], n);
+        o.sample("", &[("kind", &KINDS[k])], &n);
     }
     o.family("wsvnc_refused_total", Type::Counter, "Connections and requests refused, by reason.");
     for (r, n) in m.refused.iter().enumerate() {
-        o.sample("", &[("reason", &REASONS[r])], n);
+        o.sample("", &[("reason", &REASONS[r])], &n);
     }
     let mut bytes = [m.bytes_in, m.bytes_out];
     for (_, c) in conns.iter() {
@@ -420,7 +420,7 @@ pub fn render(conns: &Slab<Conn>, ctx: &Ctx, openmetrics: bool, body: &mut Vec<u
     ] {
         o.family(name, Type::Counter, help);
         for (s, n) in bytes[dir].iter().enumerate() {
-            o.sample("", &[("side", &SIDES[s])], n);
+            o.sample("", &[("side", &SIDES[s])], &n);
         }
     }
 
@@ -440,15 +440,15 @@ pub fn render(conns: &Slab<Conn>, ctx: &Ctx, openmetrics: bool, body: &mut Vec<u
             Phase::Ready if s.lingering_until().is_some() => 7,
             Phase::Ready => 6,
         }];
-        o.sample("", &[("session", &id), ("target", &s.label), ("phase", &phase)], 1);
+        o.sample("", &[("session", &id), ("target", &s.label), ("phase", &phase)], &1);
     }
     o.family("wsvnc_session_viewers", Type::Gauge, "Viewers attached to the session.");
     for (id, _, s) in sessions() {
-        o.sample("", &[("session", &id)], s.viewers.len());
+        o.sample("", &[("session", &id)], &s.viewers.len());
     }
     o.family("wsvnc_session_parts_encoded_total", Type::Counter, "Frame parts encoded (once, shared by viewers).");
     for (id, _, s) in sessions() {
-        o.sample("", &[("session", &id)], s.parts.encoded);
+        o.sample("", &[("session", &id)], &s.parts.encoded);
     }
     o.family(
         "wsvnc_session_parts_served_total",
@@ -456,12 +456,12 @@ pub fn render(conns: &Slab<Conn>, ctx: &Ctx, openmetrics: bool, body: &mut Vec<u
         "Frame parts handed to viewers (shared ones count once per viewer).",
     );
     for (id, _, s) in sessions() {
-        o.sample("", &[("session", &id)], s.parts.served);
+        o.sample("", &[("session", &id)], &s.parts.served);
     }
     o.family("wsvnc_session_encoded_rects_total", Type::Counter, "Rectangles encoded, by the form the encoder chose.");
     for (id, _, s) in sessions() {
         for (form, n) in ["fill", "palette", "pixels", "jpeg"].iter().zip(s.parts.forms) {
-            o.sample("", &[("session", &id), ("form", form)], n);
+            o.sample("", &[("session", &id), ("form", form)], &n);
         }
     }
     o.family(
@@ -471,8 +471,8 @@ pub fn render(conns: &Slab<Conn>, ctx: &Ctx, openmetrics: bool, body: &mut Vec<u
     );
     for (id, link, _) in sessions() {
         let t = link.update_timer();
-        o.sample("_sum", &[("session", &id)], t.sum);
-        o.sample("_count", &[("session", &id)], t.count);
+        o.sample("_sum", &[("session", &id)], &t.sum);
+        o.sample("_count", &[("session", &id)], &t.count);
     }
 
     // Viewers, labelled by session and their own connection id.
@@ -526,7 +526,7 @@ pub fn render(conns: &Slab<Conn>, ctx: &Ctx, openmetrics: bool, body: &mut Vec<u
     for (name, ty, help, pick) in rows {
         o.family(name, ty, help);
         for (sid, vid, v, b) in viewers() {
-            o.sample("", &[("session", &sid), ("viewer", &vid)], Float(pick(&v, b)));
+            o.sample("", &[("session", &sid), ("viewer", &vid)], &Float(pick(&v, b)));
         }
     }
     if openmetrics {
