@@ -101,7 +101,10 @@ impl Conn {
 /// `conns` connections each streaming `bytes`: MiB/s from the requests to
 /// the last byte.
 fn bulk(relay: Option<SocketAddr>, sink: SocketAddr, conns: usize, bytes: u64) -> io::Result<f64> {
-    let mut cs = (0..conns).map(|_| Conn::open(relay, sink)).collect::<io::Result<Vec<_>>>()?;
+    let mut cs = Vec::with_capacity(conns);
+    for _ in 0..conns {
+        cs.push(Conn::open(relay, sink)?);
+    }
     let mut req = vec![b'S'];
     req.extend_from_slice(&bytes.to_le_bytes());
     let start = Instant::now();
