@@ -108,7 +108,8 @@ pub fn run(quick: bool) -> io::Result<()> {
     let started = Instant::now();
     let plan = Plan::new(quick);
     let fds = proc::raise_fd_limit();
-    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    // SAFETY: sysconf has no preconditions.
+    let cpus = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) };
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     let load = load.split(' ').next().unwrap_or("?");
     let binary = std::env::current_exe().and_then(std::fs::metadata).map_or(0, |m| m.len());

@@ -18,13 +18,13 @@ pub fn free_addr() -> io::Result<SocketAddr> {
 }
 
 impl Server {
-    /// Start `wsvnc` with `args` and wait (at most 10 s) until `addr` accepts.
+    /// Start `wsvnc` with `args` (its output discarded) and wait (at most 10 s) until `addr` accepts.
     pub fn start(args: &[&str], addr: SocketAddr) -> io::Result<Server> {
         let child = Command::new(std::env::current_exe()?)
             .args(args)
-            .env("RUST_LOG", "error")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
+            .stderr(Stdio::null()) // its log; an error shows as not listening, or in the numbers
             .spawn()?;
         let mut s = Server { child };
         let deadline = Instant::now() + Duration::from_secs(10);
