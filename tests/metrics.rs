@@ -362,3 +362,26 @@ fn label_values_are_escaped() {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+#[test]
+fn a_viewer_that_stops_acking_shows_in_the_pacing_metrics() {
+    let srv = Spawned::start(&["--demo", "--metrics"]);
+    let mut v = V2::connect(&srv.url("/ws")).expect("viewer");
+    v.wait(Duration::from_secs(20), |v| v.frames >= 2).expect("two frames");
+    v.auto_ack = false;
+    v.set_read_timeout(Duration::from_millis(100));
+    // The demo desktop keeps changing: without acks the pacer stops
+    // sending, so the updates merge into the viewer's damage (skipped).
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let _ = v.read();
+        let s = scrape(srv.addr, true);
+        let dropped = value(&s, "wsvnc_viewer_frames_dropped_total", &[]);
+        let unacked = value(&s, "wsvnc_viewer_unacked_frames", &[]);
+        let in_flight = value(&s, "wsvnc_viewer_in_flight_bytes", &[]);
+        if dropped >= 5.0 && unacked >= 1.0 && in_flight > 0.0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "dropped {dropped}, unacked {unacked}, in flight {in_flight}");
+    }
+}
