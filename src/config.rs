@@ -203,6 +203,10 @@ pub struct Config {
     pub tls: Option<TlsFiles>,
     /// Peers whose `Forwarded`/`X-Forwarded-*` fields are believed (`--trusted-proxy`).
     pub trusted_proxies: Vec<crate::transport::proxy::Cidr>,
+    /// Serve `/metrics` on the listening port (`--metrics`).
+    pub metrics: bool,
+    /// Serve `/metrics` on its own plain-HTTP listener (`--metrics-listen`).
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 /// Certificate files for TLS on the listening port.
@@ -248,6 +252,8 @@ impl Default for Config {
             web_csp: None,
             tls: None,
             trusted_proxies: Vec::new(),
+            metrics: false,
+            metrics_listen: None,
         }
     }
 }
@@ -263,6 +269,8 @@ USAGE:
     wsvnc --demo                     gateway + built-in demo desktop, open http://127.0.0.1:6080/
     wsvnc hash-password USER [COST]  print an htpasswd line for --basic-auth-file (bcrypt, cost 10;
                                      the password is read from standard input)
+    wsvnc bench [--quick]            measure relay, gateway and memory on this machine (built-in
+                                     demo desktop and load clients; under a minute, --quick: secs)
 
 MODES (one port serves both; the log says which at start):
     gateway  always. The built-in viewer at http://LISTEN/ , WebSocket /ws. wsvnc is the VNC
@@ -332,6 +340,13 @@ OPTIONS:
     --demo                    run the built-in demo VNC server and use it as the target
     --demo-server ADDR:PORT   run only the demo VNC server on ADDR:PORT (for tests, benchmarks)
     --demo-size WxH           desktop size of the demo VNC server [default: 1024x768]
+    --metrics                 serve /metrics (OpenMetrics/Prometheus text) on the listening port,
+                              behind the access control; without --jwt-secret-file or
+                              --basic-auth-file only to loopback clients (docs/metrics.md)
+    --metrics-listen ADDR:PORT
+                              serve /metrics (only) on its own plain-HTTP listener, with the
+                              same Host check and credentials; a non-loopback address needs
+                              credentials or --no-auth, as --listen does
     -h, --help                print this help
     -V, --version             print the version
 
@@ -399,6 +414,10 @@ pub enum Command {
     HashPassword {
         user: String,
         cost: u32,
+    },
+    /// `wsvnc bench [--quick]`.
+    Bench {
+        quick: bool,
     },
 }
 
@@ -507,6 +526,15 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Command, Co
             _ => err("usage: wsvnc hash-password USER [COST]   (password on standard input)"),
         };
     }
+    if args.peek().is_some_and(|a| a == "bench") {
+        args.next();
+        let rest: Vec<String> = args.collect();
+        return match rest.as_slice() {
+            [] => Ok(Command::Bench { quick: false }),
+            [q] if q == "--quick" => Ok(Command::Bench { quick: true }),
+            _ => err("usage: wsvnc bench [--quick]"),
+        };
+    }
     let mut tokens = TokenOptions::default();
     let mut relay_asked = false;
     let mut security = TargetSecurity::default();
@@ -610,6 +638,8 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Command, Co
                 cfg.access.basic_users = Some(users);
             }
             "--no-auth" => cfg.access.no_auth = true,
+            "--metrics" => cfg.metrics = true,
+            "--metrics-listen" => cfg.metrics_listen = Some(resolve(&value(&mut args)?, "127.0.0.1")?),
             s if s.starts_with('-') && s.len() > 1 => return err(format!("unknown option '{s}' (see --help)")),
             _ => positional.push(arg),
         }

@@ -13,6 +13,8 @@
 //! ```
 
 pub mod app;
+#[cfg(feature = "bench")]
+pub mod bench;
 pub mod config;
 pub mod demo;
 pub mod fb;

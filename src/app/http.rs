@@ -40,6 +40,8 @@ pub enum Start {
 
 pub struct HttpApp {
     start: Start,
+    /// Accepted on `--metrics-listen`: only `/metrics` is served.
+    pub metrics_port: bool,
     /// A file from `--web DIR` is being read for the current request.
     waiting: bool,
     /// The next head must be complete by then.
@@ -48,7 +50,12 @@ pub struct HttpApp {
 
 impl HttpApp {
     pub fn new(start: Start, now: Instant, ctx: &Ctx) -> HttpApp {
-        HttpApp { start, waiting: false, deadline: now + ctx.cfg.handshake_timeout }
+        HttpApp { start, metrics_port: false, waiting: false, deadline: now + ctx.cfg.handshake_timeout }
+    }
+
+    /// A file is being read, or a scrape rendered, for the current request.
+    pub fn waiting(&self) -> bool {
+        self.waiting
     }
 
     /// The head deadline; none while the helper thread reads a file for
@@ -178,9 +185,21 @@ fn request(conn: &mut Conn, key: usize, mut head: http::Head, ctx: &mut Ctx) {
         }
     }
     let peer = http::Peer { addr: conn.peer.socket, now: ctx.now, unix_time: ctx.unix_time };
-    match http::route_deferred(&head, &mut ctx.site, &peer) {
+    let super::App::Http(app) = &mut conn.app else { return };
+    let action = match super::metrics::route(&head, key, app.metrics_port, conn.peer.client, &peer, ctx) {
+        Some(super::metrics::Route::Scrape) => {
+            app.waiting = true; // answered by metrics::serve_pending
+            return;
+        }
+        Some(super::metrics::Route::Respond { bytes, close, status }) => Action::Respond { bytes, close, status },
+        None => http::route_deferred(&head, &mut ctx.site, &peer),
+    };
+    match action {
         Action::Respond { bytes, close, status } => {
             debug!("{} {} {} → {status}", conn.peer, head.method, head.target);
+            if let Some(why) = super::metrics::Refused::of_status(status) {
+                ctx.metrics.refuse(why);
+            }
             if status == 403 && via_proxy_without_host && head.header("origin").is_some() {
                 // nginx's default Host is the proxy_pass host: the page's
                 // Origin cannot be compared with it (docs/reverse-proxy.md).

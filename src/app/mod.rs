@@ -19,6 +19,7 @@
 pub mod demo;
 pub mod echo;
 pub mod http;
+pub mod metrics;
 pub mod relay;
 pub mod viewer;
 
@@ -68,6 +69,8 @@ pub struct Ctx {
     pub rearm: Vec<usize>,
     /// Blocking work for the loop to hand to its helper thread.
     pub jobs: Vec<Job>,
+    /// Counters for `/metrics`.
+    pub metrics: metrics::Metrics,
     next_id: u64,
 }
 
@@ -108,6 +111,7 @@ impl Ctx {
             wake: Vec::new(),
             rearm: Vec::new(),
             jobs: Vec::new(),
+            metrics: metrics::Metrics::default(),
             next_id: 1,
         }
     }
@@ -284,6 +288,11 @@ pub fn drive(conns: &mut Slab<Conn>, key: usize, ctx: &mut Ctx) -> Step {
     if let Step::Close(_) = step {
         return step;
     }
+    if ctx.metrics.has_pending() {
+        // A scrape was admitted: answered here, where the slab is at hand.
+        metrics::serve_pending(conns, ctx);
+    }
+    let Some(conn) = conns.get_mut(key) else { return Step::Stay };
     finish_io(conn, ctx)
 }
 
@@ -339,6 +348,7 @@ pub fn finished(conns: &mut Slab<Conn>, mut conn: Conn, why: &str, ctx: &mut Ctx
     let _ = conn.ep.flush(&mut ctx.pool, ctx.now);
     conn.ep.input.release(&mut ctx.pool);
     conn.ep.output.release(&mut ctx.pool);
+    ctx.metrics.closed(&conn);
     let secs = conn.opened.elapsed().as_secs_f64();
     match conn.app {
         App::Relay(mut r) => r.release(ctx),

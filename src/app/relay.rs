@@ -67,6 +67,16 @@ pub struct Relay {
 }
 
 impl Relay {
+    /// Bytes (in, out) of the target connection.
+    pub fn target_bytes(&self) -> (u64, u64) {
+        (self.target.bytes_in, self.target.bytes_out)
+    }
+
+    /// The connection to the target is up.
+    pub fn connected(&self) -> bool {
+        self.connected
+    }
+
     pub fn on_ready(&mut self, ready: Ready) {
         self.target.ready.merge(ready);
     }
@@ -97,6 +107,7 @@ pub fn attach(conn: &mut Conn, key: usize, up: http::Upgrade, ctx: &mut Ctx) {
         Err(why) => {
             conn.label = format!("{} → (none)", up.path);
             info!("{}: WebSocket {}: refused: {why}", conn.peer, up.path);
+            ctx.metrics.refuse(super::metrics::Refused::Target);
             conn.ep.send_close(close::POLICY_VIOLATION, &why, &mut ctx.pool, ctx.now);
             return;
         }
@@ -106,6 +117,7 @@ pub fn attach(conn: &mut Conn, key: usize, up: http::Upgrade, ctx: &mut Ctx) {
         Ok(s) => s,
         Err(e) => {
             let why = format!("cannot connect to {}: {e}", target.addr);
+            ctx.metrics.refuse(super::metrics::Refused::Target);
             info!("{}: WebSocket {}: {why}", conn.peer, conn.label);
             conn.ep.send_close(close::INTERNAL_ERROR, &why, &mut ctx.pool, ctx.now);
             return;

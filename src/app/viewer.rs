@@ -92,9 +92,20 @@ pub struct VncLink {
     woke: Option<Instant>,
     /// The session is over: the link closes at its next drive.
     ended: bool,
+    /// How long the server's updates take to arrive (/metrics).
+    updates: super::metrics::UpdateTimer,
 }
 
 impl VncLink {
+    /// Key of the session in `Gateways::sessions`.
+    pub fn session(&self) -> usize {
+        self.session
+    }
+
+    pub fn update_timer(&self) -> super::metrics::UpdateTimer {
+        self.updates
+    }
+
     /// The handshake deadline, or the session's next wake-up.
     pub fn poll_timeout(&self, gw: &Gateways) -> Option<Instant> {
         let session = gw.sessions.get(self.session).and_then(|s| s.poll_timeout());
@@ -173,6 +184,7 @@ fn join(conns: &mut Slab<Conn>, key: usize, ctx: &mut Ctx) -> Step {
 /// Tell a browser why it cannot have a session, then close.
 fn refuse(conn: &mut Conn, why: &str, code: u16, ctx: &mut Ctx) -> Step {
     info!("{}: WebSocket {}: refused: {why}", conn.peer, crate::gateway::PATH);
+    ctx.metrics.refuse(super::metrics::Refused::Target);
     conn.label = format!("{} → (none)", crate::gateway::PATH);
     conn.ep.send_with(&mut ctx.pool, &mut ctx.scratch, false, why.len() + 8, |v| {
         crate::gateway::proto::error(v, why);
@@ -213,6 +225,7 @@ fn open_session(
         deadline: Some(ctx.now + VNC_HANDSHAKE_TIMEOUT),
         woke: None,
         ended: false,
+        updates: Default::default(),
     };
     let id = ctx.next_id();
     entry.insert(Conn::new(id, ep, App::Vnc(link), Peer { socket, client: socket.ip() }, ctx.now));
@@ -476,6 +489,7 @@ fn drive_vnc(conns: &mut Slab<Conn>, key: usize, ctx: &mut Ctx) -> Step {
                 }
             }
         }
+        let done = session.rfb.updates();
         match session.handle_server_input(ep.input.data(), ep.output.append(0, &mut ctx.pool)) {
             Ok(used) => ep.input.consume(used),
             Err(e) => {
@@ -483,6 +497,7 @@ fn drive_vnc(conns: &mut Slab<Conn>, key: usize, ctx: &mut Ctx) -> Step {
                 failure = Some(e.to_string());
             }
         }
+        link.updates.after_input(session.rfb.updates() - done, session.rfb.in_update(), ctx.now);
         if ep.output.len() > VNC_OUT_CAP {
             failure = Some("VNC server is not reading".into());
         }

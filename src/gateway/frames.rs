@@ -126,6 +126,8 @@ pub struct Parts {
     /// Parts encoded / parts served to a viewer (for the benches).
     pub encoded: u64,
     pub served: u64,
+    /// Messages encoded per form, indexed by `Form as usize` (/metrics).
+    pub forms: [u64; 4],
 }
 
 impl Parts {
@@ -225,6 +227,9 @@ impl Parts {
             self.runs = refine_runs;
         }
         p.cost = estimate(p, req.ratio);
+        for n in &p.notes {
+            self.forms[n.form as usize] += 1;
+        }
         segment(p, copies_end);
     }
 }

@@ -148,6 +148,9 @@ pub struct Viewer {
     lossy: Lossy,
     /// Wire bytes per protocol byte of compressed messages (EWMA).
     ratio: f64,
+    /// Updates handed out while earlier damage was still unsent: states
+    /// this viewer never sees ("latest frame wins").
+    dropped: u64,
 }
 
 impl Viewer {
@@ -171,6 +174,7 @@ impl Viewer {
             quality: Quality::default(),
             lossy: Lossy::new(0, 0),
             ratio: 0.3,
+            dropped: 0,
         }
     }
 
@@ -200,6 +204,21 @@ impl Viewer {
             self.close = Some((code, text.chars().take(100).collect()));
         }
     }
+}
+
+/// What [`Session::viewer_stats`] reports: frames sent (EndFrames, as
+/// the wrapping frame id), updates dropped, frames unacknowledged, the
+/// pacer's bytes in flight, link rate (bytes/s), round trips, JPEG quality.
+#[derive(Debug, Clone, Copy)]
+pub struct ViewerStats {
+    pub frames: u64,
+    pub dropped: u64,
+    pub unacked: u32,
+    pub in_flight: u64,
+    pub rate: f64,
+    pub min_rtt: Duration,
+    pub last_rtt: Option<Duration>,
+    pub jpeg: u8,
 }
 
 pub struct Session {
@@ -533,6 +552,7 @@ impl Session {
             if !v.joined {
                 continue;
             }
+            v.dropped += v.has_changes() as u64;
             let can_copy = !v.mid_update_pixels;
             v.mid_update_pixels = false;
             for op in &self.update_copies {
@@ -871,6 +891,20 @@ impl Session {
                 .map(|ms| epoch + Duration::from_millis(ms.max(self.now_ms) as u64))
         });
         refine.into_iter().chain(self.linger_until).min()
+    }
+
+    /// Pacing counters and estimates of viewer `idx` (for /metrics).
+    pub fn viewer_stats(&self, idx: usize) -> Option<ViewerStats> {
+        self.viewers.get(idx).map(|v| ViewerStats {
+            frames: v.last_sent as u64,
+            dropped: v.dropped,
+            unacked: v.unacked(),
+            in_flight: v.pacer.in_flight(),
+            rate: v.pacer.rate(),
+            min_rtt: v.pacer.min_rtt(),
+            last_rtt: v.pacer.last_rtt(),
+            jpeg: v.quality.jpeg(),
+        })
     }
 
     /// Link estimate of viewer `idx`: (rate bytes/s, min RTT, JPEG quality).

@@ -36,7 +36,7 @@ use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token, Waker};
 use slab::Slab;
 
-use crate::app::{self, http::Start, App, Conn, Ctx, Peer, Step, UPSTREAM};
+use crate::app::{self, http::Start, metrics::Refused, App, Conn, Ctx, Peer, Step, UPSTREAM};
 use crate::config::{Config, Target, TargetAddr, TokenTable};
 use crate::transport::{tls, Endpoint, Ready, Stream};
 use timers::Timers;
@@ -46,6 +46,7 @@ const LISTENER: Token = Token(usize::MAX - 1);
 const SIGNALS: Token = Token(usize::MAX - 2);
 const WAKER: Token = Token(usize::MAX - 3);
 const DEMO_LISTENER: Token = Token(usize::MAX - 4);
+const METRICS_LISTENER: Token = Token(usize::MAX - 5);
 
 /// How long shutdown waits for clients to take their 1001 close.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
@@ -66,10 +67,11 @@ impl StopHandle {
     }
 }
 
-/// Connection counters (for logs and tests).
+/// Connection counters (for logs and tests; all of them: `/metrics`).
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Stats {
     pub accepted: u64,
+    /// Connections and requests refused, for any reason.
     pub refused: u64,
     pub open_clients: usize,
 }
@@ -82,6 +84,8 @@ pub struct Server {
     listener: TcpListener,
     local_addr: SocketAddr,
     demo_listener: Option<TcpListener>,
+    /// `--metrics-listen`: plain HTTP, `/metrics` only.
+    metrics_listener: Option<TcpListener>,
     signals: Option<signal::SignalPipe>,
     stop_flag: Arc<AtomicBool>,
     waker: Arc<Waker>,
@@ -154,6 +158,19 @@ impl Server {
             None
         };
         let demo = cfg.demo;
+        let metrics_listener = match cfg.metrics_listen {
+            Some(addr) => {
+                // The same rule as the main port: no open non-loopback
+                // address without credentials or --no-auth.
+                crate::http::Access::new(&cfg.access, addr)
+                    .map_err(|e| io::Error::new(io::ErrorKind::PermissionDenied, format!("--metrics-listen: {e}")))?;
+                let mut l = TcpListener::bind(addr)?;
+                poll.registry().register(&mut l, METRICS_LISTENER, Interest::READABLE)?;
+                info!("metrics on http://{}{}", l.local_addr()?, app::metrics::PATH);
+                Some(l)
+            }
+            None => None,
+        };
         let ctx = Ctx::new(cfg, site, tokens, tls, poll.registry().try_clone()?);
         let mut server = Server {
             poll,
@@ -162,6 +179,7 @@ impl Server {
             listener,
             local_addr,
             demo_listener: None,
+            metrics_listener,
             signals: None,
             stop_flag: Arc::new(AtomicBool::new(false)),
             waker,
@@ -200,7 +218,12 @@ impl Server {
     }
 
     pub fn stats(&self) -> Stats {
-        self.stats
+        Stats { accepted: self.ctx.metrics.accepted, refused: self.ctx.metrics.refused(), ..self.stats }
+    }
+
+    /// The address of the `--metrics-listen` listener, if any.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_listener.as_ref().and_then(|l| l.local_addr().ok())
     }
 
     /// Run until stopped. Returns Ok after a graceful shutdown.
@@ -221,6 +244,7 @@ impl Server {
             for event in events.iter() {
                 match event.token() {
                     LISTENER => self.accept_clients(),
+                    METRICS_LISTENER => self.accept_metrics_clients(),
                     DEMO_LISTENER => self.accept_demo_clients(),
                     SIGNALS => self.on_signal(),
                     WAKER => self.on_wake(),
@@ -367,7 +391,7 @@ impl Server {
     fn accept_clients(&mut self) {
         loop {
             match self.listener.accept() {
-                Ok((sock, peer)) => self.admit(sock, peer),
+                Ok((sock, peer)) => self.admit(sock, peer, false),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) if is_fd_exhaustion(&e) => {
@@ -380,7 +404,7 @@ impl Server {
                     self.spare_fd = None;
                     let refused_one = match self.listener.accept() {
                         Ok((sock, peer)) => {
-                            self.refuse(sock, peer, &format!("out of file descriptors ({e})"));
+                            self.refuse(sock, peer, &format!("out of file descriptors ({e})"), Refused::OutOfFds);
                             true
                         }
                         Err(_) => false,
@@ -401,21 +425,30 @@ impl Server {
     /// A clean refusal: a complete 503 written best-effort to the fresh
     /// socket (its send buffer is empty, so it fits), then close. Not on a
     /// TLS-only port, where plain bytes would only confuse the client.
-    fn refuse(&mut self, mut sock: mio::net::TcpStream, peer: SocketAddr, why: &str) {
+    fn refuse(&mut self, mut sock: mio::net::TcpStream, peer: SocketAddr, why: &str, reason: Refused) {
         use std::io::Write;
-        self.stats.refused += 1;
+        self.ctx.metrics.refuse(reason);
         if self.start != Start::Tls {
             let _ = sock.write(&crate::http::error_response(503, true));
         }
         warn!("{peer}: refused: {why}");
     }
 
-    fn admit(&mut self, mut sock: mio::net::TcpStream, peer: SocketAddr) {
-        self.stats.accepted += 1;
+    /// The `--metrics-listen` listener: no spare-descriptor trick (a
+    /// scraper retries).
+    fn accept_metrics_clients(&mut self) {
+        while let Some(Ok((sock, peer))) = self.metrics_listener.as_ref().map(|l| l.accept()) {
+            self.admit(sock, peer, true);
+        }
+    }
+
+    fn admit(&mut self, mut sock: mio::net::TcpStream, peer: SocketAddr, metrics_port: bool) {
+        self.ctx.metrics.accepted += 1;
         let _ = sock.set_nodelay(true);
         if self.shutdown_deadline.is_some() || self.stats.open_clients >= self.ctx.cfg.max_connections {
             let why = format!("{} connections open (--max-connections)", self.stats.open_clients);
-            self.refuse(sock, peer, &why);
+            let reason = if self.shutdown_deadline.is_some() { Refused::ShuttingDown } else { Refused::MaxConnections };
+            self.refuse(sock, peer, &why, reason);
             return;
         }
         let entry = self.conns.vacant_entry();
@@ -426,10 +459,12 @@ impl Server {
         }
         let now = self.ctx.now;
         let ep = Endpoint::new(Stream::accepted(sock), app::http::INPUT_CAP, app::http::OUTPUT_CAP, now);
-        let http = app::http::HttpApp::new(self.start, now, &self.ctx);
+        let start = if metrics_port { Start::Plain } else { self.start };
+        let mut http = app::http::HttpApp::new(start, now, &self.ctx);
+        http.metrics_port = metrics_port;
         let id = self.ctx.next_id();
         let mut conn = Conn::new(id, ep, App::Http(http), Peer { socket: peer, client: peer.ip() }, now);
-        if self.start == Start::Tls {
+        if start == Start::Tls {
             if let Some(cfg) = &self.ctx.tls {
                 if app::http::start_tls(&mut conn, cfg).is_err() {
                     let _ = self.poll.registry().deregister(&mut conn.ep.stream);
