@@ -138,15 +138,19 @@ impl Server {
             .find(|a| !a.ip().is_loopback())
             .unwrap_or_else(|| listeners[0].access_addr());
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
+        let mut redis_error = None;
         let tokens = match (&cfg.token_file, &cfg.token_redis) {
             (Some(path), _) => TokenTable::load(path).map_err(invalid)?,
-            (None, Some(src)) => crate::tokens::redis::load(src).unwrap_or_else(|e| {
-                error!(
-                    "cannot read tokens from {src}: {e}; starting with none, retrying every {:?}",
-                    crate::tokens::redis::POLL_EVERY
-                );
-                TokenTable::default()
-            }),
+            (None, Some(src)) => crate::tokens::redis::load(src)
+                .inspect(|t| info!("tokens from {src} loaded: {} target(s)", t.entries.len()))
+                .unwrap_or_else(|e| {
+                    redis_error = Some(e.to_string());
+                    error!(
+                        "cannot read tokens from {src}: {e}; starting with none, retrying every {:?}",
+                        crate::tokens::redis::POLL_EVERY
+                    );
+                    TokenTable::default()
+                }),
             (None, None) => TokenTable::default(),
         };
         let tls = match &cfg.tls {
@@ -180,7 +184,11 @@ impl Server {
             let watch = worker::Watch {
                 token_file: cfg.token_file.clone(),
                 token_mtime: tokens.mtime,
-                token_redis: cfg.token_redis.clone().map(|src| (src, tokens.entries.clone())),
+                token_redis: cfg.token_redis.clone().map(|src| worker::RedisWatch {
+                    src,
+                    seen: tokens.entries.clone(),
+                    error: redis_error,
+                }),
                 tls: cfg.tls.as_ref().map(|t| (t.cert.clone(), t.key.clone())),
             };
             Some(Worker::spawn(watch, waker.clone())?)

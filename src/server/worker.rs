@@ -57,8 +57,17 @@ pub struct Watch {
     pub token_mtime: Option<SystemTime>,
     /// Certificate chain and key files.
     pub tls: Option<(PathBuf, PathBuf)>,
-    /// Tokens from Redis, and the table as read at start-up.
-    pub token_redis: Option<(RedisSource, HashMap<String, Target>)>,
+    /// Tokens from Redis.
+    pub token_redis: Option<RedisWatch>,
+}
+
+/// Where the Redis thread starts from.
+pub struct RedisWatch {
+    pub src: RedisSource,
+    /// The table as read at start-up.
+    pub seen: HashMap<String, Target>,
+    /// Why the start-up read failed (already logged).
+    pub error: Option<String>,
 }
 
 pub struct Worker {
@@ -73,12 +82,12 @@ impl Worker {
         let (requests, rx) = mpsc::channel();
         let (tx, done) = mpsc::channel();
         let redis = match watch.token_redis.take() {
-            Some((src, seen)) => {
+            Some(start) => {
                 let (hup, hup_rx) = mpsc::channel();
                 let (tx, waker) = (tx.clone(), waker.clone());
                 std::thread::Builder::new()
                     .name("wsvnc-redis".into())
-                    .spawn(move || poll_redis(src, seen, hup_rx, tx, waker))?;
+                    .spawn(move || poll_redis(start, hup_rx, tx, waker))?;
                 Some(hup)
             }
             None => None,
@@ -102,14 +111,8 @@ impl Worker {
 /// The Redis thread: read the table every `POLL_EVERY` or when asked
 /// (SIGHUP); hand it to the loop when it differs from the last one handed.
 /// Errors are logged when they change, and the loop keeps its table.
-fn poll_redis(
-    src: RedisSource,
-    mut last: HashMap<String, Target>,
-    hup: Receiver<()>,
-    tx: Sender<Done>,
-    waker: Arc<Waker>,
-) {
-    let mut last_error: Option<String> = None;
+fn poll_redis(start: RedisWatch, hup: Receiver<()>, tx: Sender<Done>, waker: Arc<Waker>) {
+    let RedisWatch { src, seen: mut last, error: mut last_error } = start;
     loop {
         let forced = match hup.recv_timeout(redis::POLL_EVERY) {
             Ok(()) => true,
