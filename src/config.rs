@@ -284,7 +284,8 @@ MODES (one port serves both; the log says which at start):
     (404 when relay mode is off); any other GET -> static files (embedded viewer or --web DIR).
 
 OPTIONS:
-    --listen ADDR:PORT        address to serve HTTP and WebSocket on [default: 127.0.0.1:6080]
+    --listen ADDR:PORT        address to serve HTTP and WebSocket on [default: 127.0.0.1:6080];
+                              unix:PATH for a Unix socket (see SERVICE MANAGER)
     --target HOST:PORT        VNC server for connections without ?token= (resolved at start)
     --unix-target PATH        VNC server on a Unix socket instead of TCP
     --token-file PATH         websockify token file, or a directory whose every file (names not

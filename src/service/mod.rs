@@ -119,3 +119,37 @@ pub fn after_bind(cfg: &ServiceConfig) -> io::Result<Option<PidFile>> {
     }
     Ok(pid)
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::config::{parse_args, Command, Config};
+
+    fn run(args: &[&str]) -> Result<Config, String> {
+        match parse_args(args.iter().map(|s| s.to_string())).map_err(|e| e.0)? {
+            Command::Run(c) => Ok(c),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn service_options() {
+        let c =
+            run(&["--listen", "unix:/run/wsvnc/w.sock", "--socket-mode", "0666", "--pid-file", "/run/w.pid"]).unwrap();
+        assert_eq!(c.service.listen_unix.as_deref(), Some(std::path::Path::new("/run/wsvnc/w.sock")));
+        assert_eq!(c.service.socket_mode, 0o666);
+        assert_eq!(c.service.pid_file.as_deref(), Some(std::path::Path::new("/run/w.pid")));
+        assert!(c.service.drop_to.is_none());
+        assert_eq!(run(&[]).unwrap().service.socket_mode, super::DEFAULT_SOCKET_MODE);
+        for bad in ["888", "1777", "rw", ""] {
+            assert!(run(&["--socket-mode", bad]).is_err(), "{bad}");
+        }
+        // Names are resolved at parse time (root exists everywhere).
+        let c = run(&["--user", "root", "--group", "0"]).unwrap();
+        let ids = c.service.drop_to.unwrap();
+        assert_eq!((ids.uid, ids.gid, ids.names.as_str()), (Some(0), 0, "root:0"));
+        let c = run(&["--group", "root"]).unwrap();
+        assert_eq!(c.service.drop_to.unwrap().uid, None, "--group alone keeps the user");
+        assert!(run(&["--user", "no-such-user-wsvnc"]).unwrap_err().contains("no such user"));
+        assert!(run(&["--group", "no-such-group-wsvnc"]).unwrap_err().contains("no such group"));
+    }
+}
