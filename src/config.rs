@@ -360,7 +360,8 @@ TLS AND REVERSE PROXIES:
                               a reverse proxy (repeatable): requests from it may name the client
                               (Forwarded, X-Forwarded-For) for logs and per-address limits, and
                               the public host and scheme (X-Forwarded-Host/-Proto) for the
-                              Origin check. Fields from any other peer are ignored
+                              Origin check. Fields from any other peer are ignored. 'unix':
+                              the peers of a --listen unix: socket
 
 ACCESS CONTROL (off by default only on a loopback listen address; on any other address wsvnc
 refuses to start without --jwt-secret-file, --basic-auth-file or --no-auth):
@@ -623,6 +624,8 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Command, Co
             "--ssl-only" | "--tls-only" => ssl_only = true,
             "--trusted-proxy" => {
                 let v = value(&mut args)?;
+                // `unix`: peers on a Unix listening socket (`app::UNIX_PEER`'s address).
+                let v = if v == "unix" { "0.0.0.0/32".to_string() } else { v };
                 cfg.trusted_proxies.push(v.parse().map_err(|e| ConfigError(format!("--trusted-proxy: {e}")))?);
             }
             // Access control (http::access).

@@ -402,12 +402,15 @@ fn unix_listener_gateway_reaches_the_demo_desktop() {
     let dir = tmp("unix-gw");
     let path = dir.join("gw.sock");
     let listen = format!("unix:{}", path.display());
-    let mut p = Proc::start(&["--listen", &listen, "--demo", "--demo-size", "320x200"], &[], &dir);
+    // The proxy in front (this test) is trusted to name the client.
+    let args = ["--listen", &listen, "--demo", "--demo-size", "320x200", "--trusted-proxy", "unix"];
+    let mut p = Proc::start(&args, &[], &dir);
     p.wait_for("listening", |p| p.log().contains("wsvnc listening"));
     let s = UnixStream::connect(&path).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
     let mut req = "ws://localhost/ws".into_client_request().unwrap();
     req.headers_mut().insert("Sec-WebSocket-Protocol", v2::SUBPROTOCOL.parse().unwrap());
+    req.headers_mut().insert("X-Forwarded-For", "203.0.113.9".parse().unwrap());
     let (mut ws, resp) = tungstenite::client::client(req, s).expect("gateway upgrade over unix");
     assert_eq!(resp.headers().get("Sec-WebSocket-Protocol").unwrap(), v2::SUBPROTOCOL);
     ws.send(Message::Binary(v2::enc::hello(v2::VERSION))).unwrap();
@@ -420,6 +423,9 @@ fn unix_listener_gateway_reaches_the_demo_desktop() {
         }
     };
     assert!(matches!(hello, v2::Msg::ServerHello { width: 320, height: 200, .. }), "{hello:?}");
+    ws.close(None).unwrap();
+    drop(ws);
+    p.wait_for("the close line", |p| p.log().contains("203.0.113.9 (via unix): WebSocket closed"));
 }
 
 #[test]
