@@ -504,6 +504,21 @@ fn user_alone_takes_the_primary_group() {
     assert_viewer_page(&get_tcp(addr, "/"));
 }
 
+/// The command, run as nobody:nogroup with no supplementary group (switched
+/// by the test between fork and exec, as a service manager would).
+fn as_nobody(mut cmd: Command) -> Command {
+    // SAFETY: setgroups/setgid/setuid between fork and exec, on integers.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::setgroups(0, std::ptr::null()) != 0 || libc::setgid(65534) != 0 || libc::setuid(65534) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    cmd
+}
+
 #[test]
 fn a_failed_drop_refuses_to_serve() {
     // Unknown names: an error before anything is bound.
@@ -520,16 +535,7 @@ fn a_failed_drop_refuses_to_serve() {
     let addr = free_addr();
     let mut cmd = Command::new(BIN);
     cmd.args(["--listen", &addr.to_string(), "--user", "daemon"]);
-    // SAFETY: setgid/setuid between fork and exec, on integers.
-    unsafe {
-        cmd.pre_exec(|| {
-            if libc::setgroups(0, std::ptr::null()) != 0 || libc::setgid(65534) != 0 || libc::setuid(65534) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
-    let mut p = Proc::spawn(cmd, &dir);
+    let mut p = Proc::spawn(as_nobody(cmd), &dir);
     let st = p.wait_exit();
     assert!(!st.success());
     assert!(p.log().contains("cannot drop privileges: setgroups"), "{}", p.log());
@@ -559,4 +565,18 @@ fn example_units_pass_systemd_analyze_verify() {
     for line in ["Type=notify", "WatchdogSec=", "DynamicUser=yes", "ProtectSystem=strict", "NoNewPrivileges=yes"] {
         assert!(unit.lines().any(|l| l.starts_with(line)), "{line} missing");
     }
+}
+
+#[test]
+fn already_the_user_asked_for_serves() {
+    // A manager that switched users itself, with --user left in the command line.
+    require_root();
+    let dir = tmp("privdrop-already");
+    let addr = free_addr();
+    let mut cmd = Command::new(BIN);
+    cmd.args(["--listen", &addr.to_string(), "--user", "nobody"]).env("RUST_LOG", "info");
+    let mut p = Proc::spawn(as_nobody(cmd), &dir);
+    p.wait_for("already running as nobody", |p| p.log().contains("already running as nobody"));
+    assert_viewer_page(&get_tcp(addr, "/"));
+    assert_eq!(ids(p.pid(), "Uid:"), "65534 65534 65534 65534");
 }

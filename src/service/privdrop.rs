@@ -93,6 +93,14 @@ fn check(rc: libc::c_int, what: &str) -> io::Result<()> {
 /// Switch to `ids` for good (see the module doc for the order and checks).
 pub fn drop_to(ids: &Ids) -> io::Result<()> {
     let gid = ids.gid as libc::gid_t;
+    // SAFETY: getters without preconditions.
+    let (euid, egid) = unsafe { (libc::geteuid(), libc::getegid()) };
+    if euid != 0 && ids.uid.is_none_or(|u| u == euid && u == current_uid()) && egid == gid {
+        // Started unprivileged as the user asked for (e.g. by a manager
+        // that already switched): nothing to drop, nothing to regain.
+        log::info!("already running as {} (uid {euid}, gid {gid})", ids.names);
+        return Ok(());
+    }
     // SAFETY: plain system calls with integer arguments, and setgroups with
     // a one-element array that outlives the call.
     unsafe {
