@@ -72,8 +72,9 @@ pub struct RedisWatch {
 
 pub struct Worker {
     requests: Sender<Request>,
-    /// SIGHUP for the Redis thread.
-    redis: Option<Sender<()>>,
+    /// SIGHUP for the Redis thread (only `ReloadNow` is sent: one channel
+    /// type for both threads keeps the binary smaller).
+    redis: Option<Sender<Request>>,
     pub done: Receiver<Done>,
 }
 
@@ -104,18 +105,18 @@ impl Worker {
     /// will follow.
     pub fn send_reload(&self) -> usize {
         let files = self.requests.send(Request::ReloadNow).is_ok() as usize;
-        files + self.redis.as_ref().is_some_and(|r| r.send(()).is_ok()) as usize
+        files + self.redis.as_ref().is_some_and(|r| r.send(Request::ReloadNow).is_ok()) as usize
     }
 }
 
 /// The Redis thread: read the table every `POLL_EVERY` or when asked
 /// (SIGHUP); hand it to the loop when it differs from the last one handed.
 /// Errors are logged when they change, and the loop keeps its table.
-fn poll_redis(start: RedisWatch, hup: Receiver<()>, tx: Sender<Done>, waker: Arc<Waker>) {
+fn poll_redis(start: RedisWatch, hup: Receiver<Request>, tx: Sender<Done>, waker: Arc<Waker>) {
     let RedisWatch { src, seen: mut last, error: mut last_error } = start;
     loop {
         let forced = match hup.recv_timeout(redis::POLL_EVERY) {
-            Ok(()) => true,
+            Ok(_) => true,
             Err(RecvTimeoutError::Timeout) => false,
             Err(RecvTimeoutError::Disconnected) => return,
         };
