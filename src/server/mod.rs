@@ -1,10 +1,12 @@
 //! The event loop: one `mio::Poll` on one thread owns every socket in one
 //! `Slab` of connections ([`crate::app::Conn`]).
 //!
-//! May: accept, register and deregister sockets, map readiness to the
+//! May: accept (on the listeners of `listen`: TCP, Unix, or inherited by
+//! socket activation), register and deregister sockets, map readiness to the
 //! connection that owns the socket, keep the timers of every connection's
-//! `poll_timeout`, read the clock, catch signals, and hand blocking work
-//! to its helper thread (`worker`). May not: read or write a connection's
+//! `poll_timeout`, read the clock, catch signals, tell the service manager
+//! (`service::notify`: ready, reloading, stopping, watchdog), and hand
+//! blocking work to its helper thread (`worker`). May not: read or write a connection's
 //! bytes (that is `transport`), or know what they mean (that is `app`).
 //!
 //! ```text
