@@ -202,6 +202,22 @@ fn sd_notify_to_an_abstract_socket() {
 }
 
 #[test]
+fn idle_exit_says_stopping_too() {
+    let dir = tmp("notify-idle");
+    let path = dir.join("notify.sock");
+    let sock = UnixDatagram::bind(&path).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let mut p = Proc::start(
+        &["--listen", &free_addr().to_string(), "--idle-timeout", "1"],
+        &[("NOTIFY_SOCKET", path.to_str().unwrap())],
+        &dir,
+    );
+    assert!(next_notify(&sock).starts_with("READY=1\n"));
+    assert!(next_notify(&sock).starts_with("STOPPING=1\n"), "websockify's --idle-timeout exit is a stop too");
+    assert!(p.wait_exit().success());
+}
+
+#[test]
 fn watchdog_pings_only_for_the_named_pid() {
     // WATCHDOG_PID of another process: READY, no pings, and the log says nothing
     // about a watchdog; STOPPING follows READY directly.

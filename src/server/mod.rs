@@ -305,6 +305,9 @@ impl Server {
             if self.idle_exit_at().is_some_and(|t| self.ctx.now >= t) {
                 let limit = self.ctx.cfg.exit_when_idle.unwrap_or_default();
                 info!("no connection for {limit:?} (--idle-timeout): exiting");
+                if let Some(n) = &self.notify {
+                    n.stopping();
+                }
                 self.close_everything();
                 return Ok(());
             }
