@@ -147,6 +147,14 @@ fn notify_until(sock: &UnixDatagram, prefix: &str) -> String {
     }
 }
 
+/// A notification socket at DIR/notify.sock (reads time out after 20 s).
+fn notify_socket(dir: &Path) -> (UnixDatagram, PathBuf) {
+    let path = dir.join("notify.sock");
+    let sock = UnixDatagram::bind(&path).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    (sock, path)
+}
+
 fn notify_protocol(abstract_name: bool) {
     let dir = tmp(if abstract_name { "notify-abstract" } else { "notify" });
     let (sock, notify_env) = if abstract_name {
@@ -204,9 +212,7 @@ fn sd_notify_to_an_abstract_socket() {
 #[test]
 fn idle_exit_says_stopping_too() {
     let dir = tmp("notify-idle");
-    let path = dir.join("notify.sock");
-    let sock = UnixDatagram::bind(&path).unwrap();
-    sock.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let (sock, path) = notify_socket(&dir);
     let mut p = Proc::start(
         &["--listen", &free_addr().to_string(), "--idle-timeout", "1"],
         &[("NOTIFY_SOCKET", path.to_str().unwrap())],
@@ -222,9 +228,7 @@ fn watchdog_pings_only_for_the_named_pid() {
     // WATCHDOG_PID of another process: READY, no pings, and the log says nothing
     // about a watchdog; STOPPING follows READY directly.
     let dir = tmp("notify-pid");
-    let path = dir.join("notify.sock");
-    let sock = UnixDatagram::bind(&path).unwrap();
-    sock.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let (sock, path) = notify_socket(&dir);
     let addr = free_addr();
     let mut p = Proc::start(
         &["--listen", &addr.to_string()],
