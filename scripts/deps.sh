@@ -64,6 +64,9 @@ APT_PACKAGES=(
     gcc-aarch64-linux-gnu musl-tools qemu-user-static
     # the fleet test (HAProxy, test CA, socket table) and the container image (scripts/image.sh)
     haproxy openssl iproute2 curl jq buildah umoci runc
+    # tokens from Redis (tests/redis_tokens.rs: redis-server and redis-cli); systemd-analyze
+    # verify on the example units (tests/service.rs)
+    redis-server systemd
 )
 
 apt_missing() {

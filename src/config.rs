@@ -207,6 +207,13 @@ pub struct Config {
     pub metrics: bool,
     /// Serve `/metrics` on its own plain-HTTP listener (`--metrics-listen`).
     pub metrics_listen: Option<SocketAddr>,
+
+    // ---- service manager
+    /// Tokens from Redis (`--token-plugin TokenRedis --token-source SPEC`)
+    /// instead of a token file.
+    pub token_redis: Option<crate::tokens::redis::RedisSource>,
+    /// `--listen unix:PATH`, `--user`, `--group`, `--pid-file` (`service`).
+    pub service: crate::service::ServiceConfig,
 }
 
 /// Certificate files for TLS on the listening port.
@@ -254,6 +261,8 @@ impl Default for Config {
             trusted_proxies: Vec::new(),
             metrics: false,
             metrics_listen: None,
+            token_redis: None,
+            service: Default::default(),
         }
     }
 }
@@ -283,7 +292,8 @@ MODES (one port serves both; the log says which at start):
     (404 when relay mode is off); any other GET -> static files (embedded viewer or --web DIR).
 
 OPTIONS:
-    --listen ADDR:PORT        address to serve HTTP and WebSocket on [default: 127.0.0.1:6080]
+    --listen ADDR:PORT        address to serve HTTP and WebSocket on [default: 127.0.0.1:6080];
+                              unix:PATH for a Unix socket (see SERVICE MANAGER)
     --target HOST:PORT        VNC server for connections without ?token= (resolved at start)
     --unix-target PATH        VNC server on a Unix socket instead of TCP
     --token-file PATH         websockify token file, or a directory whose every file (names not
@@ -294,6 +304,10 @@ OPTIONS:
     --token-plugin TokenFile --token-source PATH
     --target-config PATH      websockify's spellings of --token-file (TokenFile and
                               ReadOnlyTokenFile are the plugins supported)
+    --token-plugin TokenRedis --token-source HOST[:PORT[:DB[:PASSWORD[:NAMESPACE]]]]
+                              tokens from Redis, websockify's format: key NAMESPACE:TOKEN (or
+                              TOKEN), value 'host:port' or {\"host\": \"host:port\"}; read at start,
+                              every second and on SIGHUP (docs/fleet.md)
     --password-file FILE      VNC password for --target (first line); without one the browser
                               is asked when the VNC server wants a password
     --vnc-username NAME       user name for --target, for VeNCrypt X509Plain and Apple Remote
@@ -361,7 +375,8 @@ TLS AND REVERSE PROXIES:
                               a reverse proxy (repeatable): requests from it may name the client
                               (Forwarded, X-Forwarded-For) for logs and per-address limits, and
                               the public host and scheme (X-Forwarded-Host/-Proto) for the
-                              Origin check. Fields from any other peer are ignored
+                              Origin check. Fields from any other peer are ignored. 'unix':
+                              the peers of a --listen unix: socket
 
 ACCESS CONTROL (off by default only on a loopback listen address; on any other address wsvnc
 refuses to start without --jwt-secret-file, --basic-auth-file or --no-auth):
@@ -383,8 +398,22 @@ refuses to start without --jwt-secret-file, --basic-auth-file or --no-auth):
     --no-auth                 serve a non-loopback address without access control (e.g. behind
                               a proxy that authenticates)
 
+SERVICE MANAGER (docs/systemd.md):
+    --listen unix:PATH        serve on a Unix stream socket instead of TCP (a stale socket file is
+                              replaced, a live one refused; removed on exit); peers log as 'unix'
+    --socket-mode OCTAL       permissions of that socket [default: 0660]
+    --user NAME               after binding, switch to this user (and its primary group) for good;
+                              wsvnc does not serve if the switch fails
+    --group NAME              after binding, switch to this group (with --user: instead of its
+                              primary group); supplementary groups are dropped
+    --pid-file PATH           write the pid there after binding; removed on a clean exit
+    NOTIFY_SOCKET             sd_notify: READY=1 once listening, RELOADING=1/READY=1 around SIGHUP,
+                              STOPPING=1 at shutdown, WATCHDOG=1 every WATCHDOG_USEC/2 (Type=notify)
+    LISTEN_FDS, LISTEN_PID    systemd socket activation: the inherited TCP or Unix sockets are served
+                              instead of --listen
+
 Signals: SIGTERM/SIGINT close every WebSocket (1001) and exit; SIGHUP reloads the token file
-and the certificates.
+(or Redis tokens) and the certificates.
 Logging: RUST_LOG=info (default) | debug | warn.";
 
 /// A command-line or token-file problem, for the user.
@@ -552,7 +581,10 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Command, Co
         match name.as_str() {
             "-h" | "--help" => return Ok(Command::Help),
             "-V" | "--version" => return Ok(Command::Version),
-            "--listen" => cfg.listen = resolve(&value(&mut args)?, "127.0.0.1")?,
+            "--listen" => match value(&mut args)? {
+                v if v.starts_with("unix:") => cfg.service.listen_unix = Some(PathBuf::from(&v[5..])),
+                v => cfg.listen = resolve(&v, "127.0.0.1")?,
+            },
             "--target" => target_spec = Some(value(&mut args)?),
             "--unix-target" => unix_target = Some(PathBuf::from(value(&mut args)?)),
             "--token-file" | "--token-source" | "--target-config" => tokens.source(&name, value(&mut args)?)?,
@@ -620,6 +652,8 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Command, Co
             "--ssl-only" | "--tls-only" => ssl_only = true,
             "--trusted-proxy" => {
                 let v = value(&mut args)?;
+                // `unix`: peers on a Unix listening socket (`app::UNIX_PEER`'s address).
+                let v = if v == "unix" { "0.0.0.0/32".to_string() } else { v };
                 cfg.trusted_proxies.push(v.parse().map_err(|e| ConfigError(format!("--trusted-proxy: {e}")))?);
             }
             // Access control (http::access).
@@ -640,11 +674,15 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Command, Co
             "--no-auth" => cfg.access.no_auth = true,
             "--metrics" => cfg.metrics = true,
             "--metrics-listen" => cfg.metrics_listen = Some(resolve(&value(&mut args)?, "127.0.0.1")?),
+            "--socket-mode" | "--user" | "--group" | "--pid-file" => {
+                cfg.service.option(&name, &value(&mut args)?)?;
+            }
             s if s.starts_with('-') && s.len() > 1 => return err(format!("unknown option '{s}' (see --help)")),
             _ => positional.push(arg),
         }
     }
-    cfg.token_file = tokens.finish()?;
+    (cfg.token_file, cfg.token_redis) = tokens.finish()?;
+    cfg.service.finish()?;
     match positional.len() {
         0 => {}
         1 | 2 => {
@@ -657,7 +695,7 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Command, Co
                     return err("give the target either positionally or with --target, not both");
                 }
                 target_spec = Some(t.clone());
-            } else if cfg.token_file.is_none() && unix_target.is_none() {
+            } else if cfg.token_file.is_none() && cfg.token_redis.is_none() && unix_target.is_none() {
                 return err(
                     "websockify form without a target: give TARGET_HOST:TARGET_PORT, a token file or --unix-target",
                 );
@@ -723,9 +761,9 @@ impl TokenOptions {
     /// websockify loads `websockify.token_plugins.NAME` for a bare NAME.
     fn plugin(&mut self, class: String) -> Result<(), ConfigError> {
         let name = class.strip_prefix("websockify.token_plugins.").unwrap_or(&class);
-        if !matches!(name, "TokenFile" | "ReadOnlyTokenFile") {
+        if !matches!(name, "TokenFile" | "ReadOnlyTokenFile" | "TokenRedis") {
             return err(format!(
-                "--token-plugin {class}: only websockify's TokenFile and ReadOnlyTokenFile are supported"
+                "--token-plugin {class}: only websockify's TokenFile, ReadOnlyTokenFile and TokenRedis are supported"
             ));
         }
         self.plugin = Some(class);
@@ -733,16 +771,25 @@ impl TokenOptions {
     }
 
     /// websockify's rules: `--token-source` needs `--token-plugin`, and the
-    /// plugin needs its source.
-    fn finish(self) -> Result<Option<PathBuf>, ConfigError> {
-        match (self.path, self.plugin) {
+    /// plugin needs its source. TokenRedis's source is `host[:port[:db[:password[:namespace]]]]`.
+    fn finish(self) -> Result<(Option<PathBuf>, Option<crate::tokens::redis::RedisSource>), ConfigError> {
+        if self.plugin.as_deref().is_some_and(|p| p.ends_with("TokenRedis")) {
+            return match self.path {
+                Some((opt, spec)) if opt == "--token-source" => {
+                    Ok((None, Some(crate::tokens::redis::RedisSource::parse(&spec.to_string_lossy())?)))
+                }
+                _ => err("--token-plugin TokenRedis needs --token-source host[:port[:db[:password[:namespace]]]]"),
+            };
+        }
+        let file = match (self.path, self.plugin) {
             (Some((opt, _)), None) if opt == "--token-source" => err("--token-source needs --token-plugin TokenFile"),
             (Some((opt, _)), Some(_)) if opt != "--token-source" => {
                 err(format!("--token-plugin goes with --token-source, not {opt}"))
             }
             (None, Some(_)) => err("--token-plugin TokenFile needs --token-source PATH"),
             (path, _) => Ok(path.map(|(_, p)| p)),
-        }
+        }?;
+        Ok((file, None))
     }
 }
 
@@ -1132,7 +1179,13 @@ c: 127.0.0.1:3
         // websockify's rules, and one source only.
         assert!(run(&["--token-source", "/t"]).is_err());
         assert!(run(&["--token-plugin", "TokenFile"]).is_err());
-        assert!(run(&["--token-plugin", "TokenRedis", "--token-source", "x:6379"]).is_err());
+        let c = run(&["--token-plugin", "TokenRedis", "--token-source", "127.0.0.1:6390:3::ns"]).unwrap();
+        let r = c.token_redis.unwrap();
+        assert_eq!((r.port, r.db, r.prefix.as_str()), (6390, 3, "ns:"));
+        assert!(c.token_file.is_none());
+        assert!(run(&["--token-plugin", "TokenRedis", "--token-file", "x:6379"]).is_err());
+        assert!(run(&["--token-plugin", "TokenRedis"]).is_err());
+        assert!(run(&["--token-plugin", "TokenMagic", "--token-source", "x"]).is_err());
         assert!(run(&["--token-plugin", "TokenFile", "--token-file", "/t"]).is_err());
         assert!(run(&["--token-file", "/t", "--target-config", "/u"]).is_err());
         // websockify's form may leave the target out when tokens name it.

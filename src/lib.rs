@@ -23,7 +23,9 @@ pub mod http;
 pub mod logsafe;
 pub mod rfb;
 pub mod server;
+pub mod service;
 pub mod throttle;
+pub mod tokens;
 pub mod transport;
 pub mod ws;
 

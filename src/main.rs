@@ -36,8 +36,17 @@ fn main() -> ExitCode {
             }
         };
     }
+    let service = cfg.service.clone();
     let mut server = match wsvnc::Server::bind(cfg) {
         Ok(s) => s,
+        Err(e) => {
+            eprintln!("wsvnc: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    // Pid file, then privileges dropped; the pid file goes on a clean exit.
+    let _pid_file = match wsvnc::service::after_bind(&service) {
+        Ok(p) => p,
         Err(e) => {
             eprintln!("wsvnc: {e}");
             return ExitCode::FAILURE;

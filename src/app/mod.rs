@@ -140,7 +140,7 @@ impl Ctx {
         match token {
             Some(t) => match self.tokens.entries.get(t) {
                 Some(target) => Ok(target.clone()),
-                None if self.cfg.token_file.is_none() => {
+                None if self.cfg.token_file.is_none() && self.cfg.token_redis.is_none() => {
                     Err("this server has no token file; connect without ?token=".into())
                 }
                 None => Err(format!("unknown token '{}'", t.escape_debug())),
@@ -196,8 +196,19 @@ pub struct Peer {
     pub client: IpAddr,
 }
 
+/// The `socket` of a peer on a Unix listening socket (`--listen unix:`):
+/// it has no IP address; logs say "unix", and all such peers count as one
+/// address for per-address limits.
+pub const UNIX_PEER: SocketAddr = SocketAddr::V4(std::net::SocketAddrV4::new(std::net::Ipv4Addr::UNSPECIFIED, 0));
+
 impl std::fmt::Display for Peer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.socket == UNIX_PEER {
+            if self.client == UNIX_PEER.ip() {
+                return f.write_str("unix");
+            }
+            return write!(f, "{} (via unix)", self.client);
+        }
         if self.client == self.socket.ip() {
             write!(f, "{}", self.socket)
         } else {

@@ -1,10 +1,12 @@
 //! The event loop: one `mio::Poll` on one thread owns every socket in one
 //! `Slab` of connections ([`crate::app::Conn`]).
 //!
-//! May: accept, register and deregister sockets, map readiness to the
+//! May: accept (on the listeners of `listen`: TCP, Unix, or inherited by
+//! socket activation), register and deregister sockets, map readiness to the
 //! connection that owns the socket, keep the timers of every connection's
-//! `poll_timeout`, read the clock, catch signals, and hand blocking work
-//! to its helper thread (`worker`). May not: read or write a connection's
+//! `poll_timeout`, read the clock, catch signals, tell the service manager
+//! (`service::notify`: ready, reloading, stopping, watchdog), and hand
+//! blocking work to its helper thread (`worker`). May not: read or write a connection's
 //! bytes (that is `transport`), or know what they mean (that is `app`).
 //!
 //! ```text
@@ -21,6 +23,7 @@
 //! grows past its cap. Work per wakeup is capped; a connection that hit the
 //! cap is woken again before the next poll. Events may be spurious.
 
+pub mod listen;
 pub mod signal;
 mod timers;
 mod worker;
@@ -36,13 +39,16 @@ use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token, Waker};
 use slab::Slab;
 
-use crate::app::{self, http::Start, metrics::Refused, App, Conn, Ctx, Peer, Step, UPSTREAM};
+use crate::app::{self, http::Start, metrics::Refused, App, Conn, Ctx, Peer, Step, UNIX_PEER, UPSTREAM};
 use crate::config::{Config, Target, TargetAddr, TokenTable};
+use crate::service::notify::{self, Notifier};
 use crate::transport::{tls, Endpoint, Ready, Stream};
+use listen::{Accepted, Listener};
 use timers::Timers;
 use worker::{Done, Request, Worker};
 
-const LISTENER: Token = Token(usize::MAX - 1);
+/// Listening socket `i` has token `LISTENERS - i` (at most 16: `listen`).
+const LISTENERS: usize = usize::MAX - 32;
 const SIGNALS: Token = Token(usize::MAX - 2);
 const WAKER: Token = Token(usize::MAX - 3);
 const DEMO_LISTENER: Token = Token(usize::MAX - 4);
@@ -81,7 +87,8 @@ pub struct Server {
     poll: Poll,
     conns: Slab<Conn>,
     ctx: Ctx,
-    listener: TcpListener,
+    /// Bound here, or inherited (socket activation): `listen`.
+    listeners: Vec<Listener>,
     local_addr: SocketAddr,
     demo_listener: Option<TcpListener>,
     /// `--metrics-listen`: plain HTTP, `/metrics` only.
@@ -101,6 +108,12 @@ pub struct Server {
     /// A descriptor held in reserve so that, out of descriptors, a waiting
     /// connection can still be accepted and refused (see `accept_clients`).
     spare_fd: Option<std::fs::File>,
+    /// The service manager's notification socket (`NOTIFY_SOCKET`).
+    notify: Option<Notifier>,
+    /// Watchdog ping interval and the next ping (`WATCHDOG_USEC`).
+    watchdog: Option<(Duration, Instant)>,
+    /// Reload passes still running after a SIGHUP (READY=1 when none is left).
+    reloads_pending: usize,
 }
 
 fn invalid(e: impl std::fmt::Display) -> io::Error {
@@ -113,13 +126,38 @@ impl Server {
     /// starts; later reloads happen on the helper thread.
     pub fn bind(cfg: Config) -> io::Result<Server> {
         let poll = Poll::new()?;
-        let mut listener = TcpListener::bind(cfg.listen)?;
-        let local_addr = listener.local_addr()?;
-        poll.registry().register(&mut listener, LISTENER, Interest::READABLE)?;
+        let mut listeners = match listen::inherited()? {
+            Some(inherited) => inherited,
+            None => match &cfg.service.listen_unix {
+                Some(path) => vec![Listener::bind_unix(path, cfg.service.socket_mode, cfg.service.socket_owner())?],
+                None => vec![Listener::bind_tcp(cfg.listen)?],
+            },
+        };
+        for (i, l) in listeners.iter_mut().enumerate() {
+            poll.registry().register(l, Token(LISTENERS - i), Interest::READABLE)?;
+        }
+        let local_addr = listeners.iter().find_map(Listener::tcp_addr).unwrap_or(UNIX_PEER);
+        // The access policy is that of the most exposed listener.
+        let access_addr = listeners
+            .iter()
+            .map(Listener::access_addr)
+            .find(|a| !a.ip().is_loopback())
+            .unwrap_or_else(|| listeners[0].access_addr());
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
-        let tokens = match &cfg.token_file {
-            Some(path) => TokenTable::load(path).map_err(invalid)?,
-            None => TokenTable::default(),
+        let mut redis_error = None;
+        let tokens = match (&cfg.token_file, &cfg.token_redis) {
+            (Some(path), _) => TokenTable::load(path).map_err(invalid)?,
+            (None, Some(src)) => crate::tokens::redis::load(src)
+                .inspect(|t| info!("tokens from {src} loaded: {} target(s)", t.entries.len()))
+                .unwrap_or_else(|e| {
+                    redis_error = Some(e.to_string());
+                    error!(
+                        "cannot read tokens from {src}: {e}; starting with none, retrying every {:?}",
+                        crate::tokens::redis::POLL_EVERY
+                    );
+                    TokenTable::default()
+                }),
+            (None, None) => TokenTable::default(),
         };
         let tls = match &cfg.tls {
             Some(files) => Some(tls::load(&files.cert, &files.key).map_err(invalid)?),
@@ -142,15 +180,21 @@ impl Server {
             allowed_origins: cfg.allowed_origins.clone(),
             ws_paths,
             protocols: vec!["binary", crate::gateway::SUBPROTOCOL],
-            access: crate::http::Access::new(&cfg.access, cfg.listen)
+            access: crate::http::Access::new(&cfg.access, access_addr)
                 .map_err(|e| io::Error::new(io::ErrorKind::PermissionDenied, e))?,
             upgrade_any_path: cfg.relay,
             web_csp: cfg.web_csp.clone(),
         };
-        let worker = if cfg.token_file.is_some() || cfg.tls.is_some() || cfg.web_dir.is_some() {
+        let needs_worker = cfg.token_file.is_some() || cfg.token_redis.is_some();
+        let worker = if needs_worker || cfg.tls.is_some() || cfg.web_dir.is_some() {
             let watch = worker::Watch {
                 token_file: cfg.token_file.clone(),
                 token_mtime: tokens.mtime,
+                token_redis: cfg.token_redis.clone().map(|src| worker::RedisWatch {
+                    src,
+                    seen: tokens.entries.clone(),
+                    error: redis_error,
+                }),
                 tls: cfg.tls.as_ref().map(|t| (t.cert.clone(), t.key.clone())),
             };
             Some(Worker::spawn(watch, waker.clone())?)
@@ -176,7 +220,7 @@ impl Server {
             poll,
             conns: Slab::with_capacity(64),
             ctx,
-            listener,
+            listeners,
             local_addr,
             demo_listener: None,
             metrics_listener,
@@ -190,6 +234,9 @@ impl Server {
             last_client: Instant::now(),
             stats: Stats::default(),
             spare_fd: std::fs::File::open("/dev/null").ok(),
+            notify: Notifier::from_env()?,
+            watchdog: None,
+            reloads_pending: 0,
         };
         if demo {
             server.start_demo_listener("127.0.0.1:0".parse().unwrap())?;
@@ -197,7 +244,8 @@ impl Server {
         Ok(server)
     }
 
-    /// The address actually listened on (useful with port 0).
+    /// The address actually listened on (useful with port 0): the first TCP
+    /// listener's, or `0.0.0.0:0` when only Unix sockets are served.
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
     }
@@ -231,7 +279,16 @@ impl Server {
         let mut events = Events::with_capacity(1024);
         let scheme = if self.ctx.tls.is_some() { "https" } else { "http" };
         let relay = if self.ctx.cfg.relay { "; relay mode on every other WebSocket path" } else { "; relay mode off" };
-        info!("wsvnc listening on {scheme}://{}/ (gateway mode at /ws{relay})", self.local_addr);
+        let places: Vec<String> = self.listeners.iter().map(|l| l.describe(scheme)).collect();
+        let status = format!("listening on {} (gateway mode at /ws{relay})", places.join(", "));
+        info!("wsvnc {status}");
+        if let Some(n) = &self.notify {
+            n.ready(&status);
+            self.watchdog = notify::watchdog_interval().map(|every| (every, Instant::now() + every));
+            if let Some((every, _)) = self.watchdog {
+                info!("watchdog: WATCHDOG=1 every {every:?}");
+            }
+        }
         loop {
             let timeout = self.poll_timeout();
             if let Err(e) = self.poll.poll(&mut events, timeout) {
@@ -243,7 +300,7 @@ impl Server {
             tick(&mut self.ctx);
             for event in events.iter() {
                 match event.token() {
-                    LISTENER => self.accept_clients(),
+                    Token(t) if (LISTENERS - 16..=LISTENERS).contains(&t) => self.accept_clients(LISTENERS - t),
                     METRICS_LISTENER => self.accept_metrics_clients(),
                     DEMO_LISTENER => self.accept_demo_clients(),
                     SIGNALS => self.on_signal(),
@@ -268,9 +325,13 @@ impl Server {
                 self.on_timer(key, id);
             }
             self.run_woken();
+            self.ping_watchdog();
             if self.idle_exit_at().is_some_and(|t| self.ctx.now >= t) {
                 let limit = self.ctx.cfg.exit_when_idle.unwrap_or_default();
                 info!("no connection for {limit:?} (--idle-timeout): exiting");
+                if let Some(n) = &self.notify {
+                    n.stopping();
+                }
                 self.close_everything();
                 return Ok(());
             }
@@ -288,9 +349,22 @@ impl Server {
         if !self.ctx.wake.is_empty() {
             return Some(Duration::ZERO);
         }
-        let next =
-            [self.timers.next_deadline(), self.shutdown_deadline, self.idle_exit_at()].into_iter().flatten().min();
+        let watchdog = self.watchdog.map(|(_, at)| at);
+        let next = [self.timers.next_deadline(), self.shutdown_deadline, self.idle_exit_at(), watchdog]
+            .into_iter()
+            .flatten()
+            .min();
         next.map(|t| t.saturating_duration_since(Instant::now()))
+    }
+
+    /// Tell the service manager the loop is alive, when due (the loop's
+    /// timeout includes the next ping).
+    fn ping_watchdog(&mut self) {
+        let (Some(n), Some((every, at))) = (&self.notify, self.watchdog) else { return };
+        if self.ctx.now >= at {
+            n.watchdog();
+            self.watchdog = Some((every, self.ctx.now + every));
+        }
     }
 
     /// websockify's `--idle-timeout`: when the process exits for having had
@@ -388,10 +462,11 @@ impl Server {
 
     // ------------------------------------------------------------ accept
 
-    fn accept_clients(&mut self) {
+    fn accept_clients(&mut self, i: usize) {
         loop {
-            match self.listener.accept() {
-                Ok((sock, peer)) => self.admit(sock, peer, false),
+            let Some(listener) = self.listeners.get(i) else { return };
+            match listener.accept() {
+                Ok(accepted) => self.admit(accepted, false),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) if is_fd_exhaustion(&e) => {
@@ -402,9 +477,10 @@ impl Server {
                     // EMFILE before looking at the backlog, so go on only
                     // when a connection was waiting.
                     self.spare_fd = None;
-                    let refused_one = match self.listener.accept() {
-                        Ok((sock, peer)) => {
-                            self.refuse(sock, peer, &format!("out of file descriptors ({e})"), Refused::OutOfFds);
+                    let refused_one = match self.listeners[i].accept() {
+                        Ok(accepted) => {
+                            let (mut stream, peer) = stream_of(accepted);
+                            self.refuse(&mut stream, peer, &format!("out of file descriptors ({e})"), Refused::OutOfFds);
                             true
                         }
                         Err(_) => false,
@@ -425,12 +501,13 @@ impl Server {
     /// A clean refusal: a complete 503 written best-effort to the fresh
     /// socket (its send buffer is empty, so it fits), then close. Not on a
     /// TLS-only port, where plain bytes would only confuse the client.
-    fn refuse(&mut self, mut sock: mio::net::TcpStream, peer: SocketAddr, why: &str, reason: Refused) {
+    fn refuse(&mut self, sock: &mut Stream, peer: SocketAddr, why: &str, reason: Refused) {
         use std::io::Write;
         self.ctx.metrics.refuse(reason);
         if self.start != Start::Tls {
             let _ = sock.write(&crate::http::error_response(503, true));
         }
+        let peer = Peer { socket: peer, client: peer.ip() };
         warn!("{peer}: refused: {why}");
     }
 
@@ -438,27 +515,29 @@ impl Server {
     /// scraper retries).
     fn accept_metrics_clients(&mut self) {
         while let Some(Ok((sock, peer))) = self.metrics_listener.as_ref().map(|l| l.accept()) {
-            self.admit(sock, peer, true);
+            self.admit(Accepted::Tcp(sock, peer), true);
         }
     }
 
-    fn admit(&mut self, mut sock: mio::net::TcpStream, peer: SocketAddr, metrics_port: bool) {
+    fn admit(&mut self, accepted: Accepted, metrics_port: bool) {
         self.ctx.metrics.accepted += 1;
-        let _ = sock.set_nodelay(true);
+        let (mut stream, peer) = stream_of(accepted);
+        stream.set_nodelay();
         if self.shutdown_deadline.is_some() || self.stats.open_clients >= self.ctx.cfg.max_connections {
             let why = format!("{} connections open (--max-connections)", self.stats.open_clients);
             let reason = if self.shutdown_deadline.is_some() { Refused::ShuttingDown } else { Refused::MaxConnections };
-            self.refuse(sock, peer, &why, reason);
+            self.refuse(&mut stream, peer, &why, reason);
             return;
         }
         let entry = self.conns.vacant_entry();
         let key = entry.key();
-        if let Err(e) = self.poll.registry().register(&mut sock, Token(key), Interest::READABLE | Interest::WRITABLE) {
+        if let Err(e) = self.poll.registry().register(&mut stream, Token(key), Interest::READABLE | Interest::WRITABLE)
+        {
             warn!("{peer}: register failed: {e}");
             return;
         }
         let now = self.ctx.now;
-        let ep = Endpoint::new(Stream::accepted(sock), app::http::INPUT_CAP, app::http::OUTPUT_CAP, now);
+        let ep = Endpoint::new(stream, app::http::INPUT_CAP, app::http::OUTPUT_CAP, now);
         let start = if metrics_port { Start::Plain } else { self.start };
         let mut http = app::http::HttpApp::new(start, now, &self.ctx);
         http.metrics_port = metrics_port;
@@ -522,13 +601,19 @@ impl Server {
                 info!("signal received: shutting down");
                 self.begin_shutdown();
             }
-            Some(signal::Signal::Reload) => match &self.worker {
-                Some(w) => {
-                    info!("SIGHUP: reloading the token file and certificates");
-                    w.send(Request::ReloadNow);
+            Some(signal::Signal::Reload) => {
+                if let Some(n) = &self.notify {
+                    n.reloading();
                 }
-                None => info!("SIGHUP: nothing to reload (no token file, no certificate)"),
-            },
+                match &self.worker {
+                    Some(w) => {
+                        info!("SIGHUP: reloading the token source and certificates");
+                        self.reloads_pending += w.send_reload();
+                    }
+                    None => info!("SIGHUP: nothing to reload (no token source, no certificate)"),
+                }
+                self.reload_done(0);
+            }
             None => {}
         }
     }
@@ -561,6 +646,17 @@ impl Server {
                 Done::Tokens(Err(_)) => {} // logged by the helper; the previous table stays
                 Done::Tls(Ok(cfg)) => self.ctx.tls = Some(cfg),
                 Done::Tls(Err(_)) => {} // logged by the helper; the previous certificate stays
+                Done::Reloaded => self.reload_done(1),
+            }
+        }
+    }
+
+    /// `finished` reload passes are over: READY=1 when none is left.
+    fn reload_done(&mut self, finished: usize) {
+        self.reloads_pending = self.reloads_pending.saturating_sub(finished);
+        if self.reloads_pending == 0 {
+            if let Some(n) = &self.notify {
+                n.ready("reloaded");
             }
         }
     }
@@ -570,7 +666,12 @@ impl Server {
             return;
         }
         self.shutdown_deadline = Some(Instant::now() + SHUTDOWN_GRACE);
-        let _ = self.poll.registry().deregister(&mut self.listener);
+        if let Some(n) = &self.notify {
+            n.stopping();
+        }
+        for l in &mut self.listeners {
+            let _ = self.poll.registry().deregister(l);
+        }
         let keys: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
         for key in keys {
             let Some(conn) = self.conns.get_mut(key) else { continue };
@@ -591,6 +692,15 @@ impl Server {
         for key in keys {
             self.remove(key, "server shut down");
         }
+    }
+}
+
+/// An accepted connection as a stream and the peer address it is known by
+/// (`UNIX_PEER` on a Unix socket).
+fn stream_of(accepted: Accepted) -> (Stream, SocketAddr) {
+    match accepted {
+        Accepted::Tcp(sock, peer) => (Stream::accepted(sock), peer),
+        Accepted::Unix(sock) => (Stream::unix(sock), UNIX_PEER),
     }
 }
 

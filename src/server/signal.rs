@@ -1,7 +1,7 @@
 //! Signals as a readable pipe (the self-pipe trick), so the poll loop learns
 //! of them like any other event and no thread is needed: SIGINT and SIGTERM
-//! ask for a graceful shutdown, SIGHUP for a reload (token file,
-//! certificates). SIGPIPE is ignored (a peer that vanishes mid-write gives
+//! ask for a graceful shutdown, SIGHUP for a reload (token file or
+//! Redis tokens, certificates). SIGPIPE is ignored (a peer that vanishes mid-write gives
 //! EPIPE).
 //!
 //! The handler only calls write(2), which is async-signal-safe, and keeps

@@ -6,6 +6,10 @@
 //! Not on the data path: nothing a connection sends or receives passes
 //! through it. Started only when there is such work (a token file, TLS, or
 //! `--web DIR`); it ends when the server is dropped.
+//!
+//! Tokens from Redis are read by a second helper thread of their own
+//! (`tokens::redis`: every `POLL_EVERY` and on SIGHUP), so that a slow or
+//! unreachable Redis never delays a file answer.
 
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
@@ -16,9 +20,11 @@ use log::{error, info};
 use mio::Waker;
 
 use crate::app::Job;
-use crate::config::{ConfigError, TokenTable};
+use crate::config::{ConfigError, Target, TokenTable};
 use crate::http::Action;
+use crate::tokens::redis::{self, RedisSource};
 use crate::transport::tls;
+use std::collections::HashMap;
 
 /// How often watched files are checked for changes.
 const WATCH_EVERY: Duration = Duration::from_millis(500);
@@ -32,9 +38,15 @@ pub enum Request {
 
 /// What the helper hands back.
 pub enum Done {
-    File { key: usize, id: u64, action: Action },
+    File {
+        key: usize,
+        id: u64,
+        action: Action,
+    },
     Tokens(Result<TokenTable, ConfigError>),
     Tls(Result<tls::Config, tls::TlsError>),
+    /// A reload pass asked for by SIGHUP is over (one per thread asked).
+    Reloaded,
 }
 
 /// Files to watch.
@@ -45,23 +57,98 @@ pub struct Watch {
     pub token_mtime: Option<SystemTime>,
     /// Certificate chain and key files.
     pub tls: Option<(PathBuf, PathBuf)>,
+    /// Tokens from Redis.
+    pub token_redis: Option<RedisWatch>,
+}
+
+/// Where the Redis thread starts from.
+pub struct RedisWatch {
+    pub src: RedisSource,
+    /// The table as read at start-up.
+    pub seen: HashMap<String, Target>,
+    /// Why the start-up read failed (already logged).
+    pub error: Option<String>,
 }
 
 pub struct Worker {
     requests: Sender<Request>,
+    /// SIGHUP for the Redis thread (only `ReloadNow` is sent: one channel
+    /// type for both threads keeps the binary smaller).
+    redis: Option<Sender<Request>>,
     pub done: Receiver<Done>,
 }
 
 impl Worker {
-    pub fn spawn(watch: Watch, waker: Arc<Waker>) -> std::io::Result<Worker> {
+    pub fn spawn(mut watch: Watch, waker: Arc<Waker>) -> std::io::Result<Worker> {
         let (requests, rx) = mpsc::channel();
         let (tx, done) = mpsc::channel();
+        let redis = match watch.token_redis.take() {
+            Some(start) => {
+                let (hup, hup_rx) = mpsc::channel();
+                let (tx, waker) = (tx.clone(), waker.clone());
+                std::thread::Builder::new()
+                    .name("wsvnc-redis".into())
+                    .spawn(move || poll_redis(start, hup_rx, tx, waker))?;
+                Some(hup)
+            }
+            None => None,
+        };
         std::thread::Builder::new().name("wsvnc-helper".into()).spawn(move || run(watch, rx, tx, waker))?;
-        Ok(Worker { requests, done })
+        Ok(Worker { requests, redis, done })
     }
 
     pub fn send(&self, r: Request) {
         let _ = self.requests.send(r);
+    }
+
+    /// SIGHUP: reload everything now. Returns how many `Done::Reloaded`
+    /// will follow.
+    pub fn send_reload(&self) -> usize {
+        let files = self.requests.send(Request::ReloadNow).is_ok() as usize;
+        files + self.redis.as_ref().is_some_and(|r| r.send(Request::ReloadNow).is_ok()) as usize
+    }
+}
+
+/// The Redis thread: read the table every `POLL_EVERY` or when asked
+/// (SIGHUP); hand it to the loop when it differs from the last one handed.
+/// Errors are logged when they change, and the loop keeps its table.
+fn poll_redis(start: RedisWatch, hup: Receiver<Request>, tx: Sender<Done>, waker: Arc<Waker>) {
+    let RedisWatch { src, seen: mut last, error: mut last_error } = start;
+    loop {
+        let forced = match hup.recv_timeout(redis::POLL_EVERY) {
+            Ok(_) => true,
+            Err(RecvTimeoutError::Timeout) => false,
+            Err(RecvTimeoutError::Disconnected) => return,
+        };
+        let mut answers = Vec::new();
+        match redis::load(&src) {
+            Ok(table) => {
+                if last_error.take().is_some() {
+                    info!("tokens from {src}: reachable again");
+                }
+                if table.entries != last {
+                    info!("tokens from {src} loaded: {} target(s)", table.entries.len());
+                    last = table.entries.clone();
+                    answers.push(Done::Tokens(Ok(table)));
+                }
+            }
+            Err(e) => {
+                let msg = e.to_string();
+                if last_error.as_deref() != Some(msg.as_str()) {
+                    error!("cannot read tokens from {src}: {msg}; keeping the previous token table");
+                    last_error = Some(msg);
+                }
+            }
+        }
+        if forced {
+            answers.push(Done::Reloaded);
+        }
+        for a in answers {
+            if tx.send(a).is_err() {
+                return;
+            }
+        }
+        let _ = waker.wake();
     }
 }
 
@@ -137,6 +224,9 @@ fn run(watch: Watch, rx: Receiver<Request>, tx: Sender<Done>, waker: Arc<Waker>)
                     return;
                 }
             }
+        }
+        if force && !send(Done::Reloaded) {
+            return;
         }
     }
 }

@@ -35,8 +35,7 @@ impl Stream {
         Stream { sock: Sock::Tcp(sock), tls: None }
     }
 
-    /// A connected Unix socket (tests).
-    #[cfg(test)]
+    /// A connected Unix socket (accepted on `--listen unix:`, or tests).
     pub fn unix(sock: UnixStream) -> Stream {
         Stream { sock: Sock::Unix(sock), tls: None }
     }
@@ -76,7 +75,14 @@ impl Stream {
         let mut b = [0u8; 1];
         let n = match &self.sock {
             Sock::Tcp(s) => s.peek(&mut b)?,
-            Sock::Unix(_) => return Err(io::ErrorKind::Unsupported.into()),
+            Sock::Unix(s) => {
+                // SAFETY: recv(2) with MSG_PEEK into a 1-byte buffer we own.
+                let n = unsafe { libc::recv(s.as_raw_fd(), b.as_mut_ptr().cast(), 1, libc::MSG_PEEK) };
+                if n < 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                n as usize
+            }
         };
         Ok((n == 1).then_some(b[0]))
     }
