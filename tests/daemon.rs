@@ -366,7 +366,8 @@ fn ping_flood_from_a_client_that_never_reads_is_bounded() {
 /// negotiated it and sent nothing cost little (issue 10: ~300 KiB each before).
 #[test]
 fn idle_deflate_websockets_hold_no_compression_state() {
-    let srv = Spawned::start(&["--demo"]);
+    // 101 connections from one address: above the default --max-per-client.
+    let srv = Spawned::start(&["--demo", "--max-per-client", "200"]);
     let mut socks = Vec::new();
     let (s, _) = raw_upgrade_with(srv.addr, "/ws", "Sec-WebSocket-Extensions: permessage-deflate\r\n");
     socks.push(s);

@@ -74,7 +74,7 @@ pub fn drive(conn: &mut Conn, key: usize, ctx: &mut Ctx) -> Step {
         }
         // One response at a time (module docs).
         if !conn.ep.output.is_empty() {
-            if let Err(e) = conn.ep.flush(&mut ctx.pool, ctx.now) {
+            if let Err(e) = conn.ep.flush(&mut ctx.pool) {
                 debug!("{}: write failed: {e}", conn.peer);
                 return Step::Close("write failed");
             }
@@ -247,7 +247,7 @@ pub fn handle_timeout(conn: &mut Conn, ctx: &mut Ctx) -> Option<&'static str> {
     debug!("{}: handshake timeout", conn.peer);
     if !conn.ep.input.is_empty() && conn.ep.output.is_empty() && !conn.ep.read_eof {
         let _ = conn.ep.output.push(&http::error_response(408, true), &mut ctx.pool);
-        let _ = conn.ep.flush(&mut ctx.pool, ctx.now);
+        let _ = conn.ep.flush(&mut ctx.pool);
     }
     Some("handshake timeout")
 }

@@ -258,7 +258,7 @@ fn pass(conn: &mut Conn, ctx: &mut Ctx) -> Pass {
 
     // Write both ways (a frame still in its pipe goes first).
     if r.splice.is_none() {
-        match ep.flush(&mut ctx.pool, ctx.now) {
+        match ep.flush(&mut ctx.pool) {
             Ok(n) => progress |= n > 0, // room was made: reading the target may go on
             Err(e) => {
                 debug!("{peer}: write failed: {e}");
@@ -267,7 +267,7 @@ fn pass(conn: &mut Conn, ctx: &mut Ctx) -> Pass {
         }
     }
     if r.connected {
-        match r.target.flush(&mut ctx.pool, ctx.now) {
+        match r.target.flush(&mut ctx.pool) {
             Ok(n) => progress |= n > 0,
             Err(e) => {
                 let why = format!("target write failed: {e}");
@@ -317,7 +317,6 @@ fn drain_splice(ep: &mut Endpoint, r: &mut Relay, ctx: &mut Ctx) -> std::io::Res
             }
         };
         ep.bytes_out += n as u64;
-        ep.last_active = ctx.now;
     }
     if s.is_idle() {
         if let Some(p) = r.splice.take().and_then(Splice::into_pipe) {
@@ -349,7 +348,6 @@ fn splice_frame(ep: &mut Endpoint, r: &mut Relay, ctx: &mut Ctx) -> std::io::Res
         Ok(n) => {
             r.bulk = n >= BULK_READ;
             r.target.bytes_in += n as u64;
-            ep.last_active = ctx.now;
             let moved = match s.drain(&ep.stream)? {
                 PipeStep::Moved(n) => n,
                 PipeStep::Blocked(n) => {

@@ -21,6 +21,8 @@
 //! grows past its cap. Work per wakeup is capped; a connection that hit the
 //! cap is woken again before the next poll. Events may be spurious.
 
+pub mod backlog;
+mod per_client;
 pub mod signal;
 mod timers;
 mod worker;
@@ -97,6 +99,8 @@ pub struct Server {
     /// A descriptor held in reserve so that, out of descriptors, a waiting
     /// connection can still be accepted and refused (see `accept_clients`).
     spare_fd: Option<std::fs::File>,
+    /// Open browser connections per client address (`--max-per-client`).
+    per_client: per_client::PerClient,
 }
 
 fn invalid(e: impl std::fmt::Display) -> io::Error {
@@ -110,6 +114,7 @@ impl Server {
     pub fn bind(cfg: Config) -> io::Result<Server> {
         let poll = Poll::new()?;
         let mut listener = TcpListener::bind(cfg.listen)?;
+        backlog::apply(&listener, backlog::choose(cfg.backlog))?;
         let local_addr = listener.local_addr()?;
         poll.registry().register(&mut listener, LISTENER, Interest::READABLE)?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
@@ -154,6 +159,7 @@ impl Server {
             None
         };
         let demo = cfg.demo;
+        let per_client = per_client::PerClient::new(cfg.max_per_client, cfg.trusted_proxies.clone());
         let ctx = Ctx::new(cfg, site, tokens, tls, poll.registry().try_clone()?);
         let mut server = Server {
             poll,
@@ -172,6 +178,7 @@ impl Server {
             last_client: Instant::now(),
             stats: Stats::default(),
             spare_fd: std::fs::File::open("/dev/null").ok(),
+            per_client,
         };
         if demo {
             server.start_demo_listener("127.0.0.1:0".parse().unwrap())?;
@@ -356,6 +363,7 @@ impl Server {
         let Some(mut conn) = self.conns.try_remove(key) else { return };
         let _ = self.poll.registry().deregister(&mut conn.ep.stream);
         if conn.is_browser() {
+            self.per_client.release(conn.peer.socket.ip());
             self.stats.open_clients -= 1;
             self.last_client = self.ctx.now;
         }
@@ -402,12 +410,17 @@ impl Server {
     /// socket (its send buffer is empty, so it fits), then close. Not on a
     /// TLS-only port, where plain bytes would only confuse the client.
     fn refuse(&mut self, mut sock: mio::net::TcpStream, peer: SocketAddr, why: &str) {
+        self.refuse_quietly(&mut sock);
+        warn!("{peer}: refused: {why}");
+    }
+
+    /// [`Server::refuse`] without the log line (the caller logs).
+    fn refuse_quietly(&mut self, sock: &mut mio::net::TcpStream) {
         use std::io::Write;
         self.stats.refused += 1;
         if self.start != Start::Tls {
             let _ = sock.write(&crate::http::error_response(503, true));
         }
-        warn!("{peer}: refused: {why}");
     }
 
     fn admit(&mut self, mut sock: mio::net::TcpStream, peer: SocketAddr) {
@@ -418,10 +431,15 @@ impl Server {
             self.refuse(sock, peer, &why);
             return;
         }
+        if !self.per_client.admit(peer.ip()) {
+            self.refuse_quietly(&mut sock); // logged once per burst by `per_client`
+            return;
+        }
         let entry = self.conns.vacant_entry();
         let key = entry.key();
         if let Err(e) = self.poll.registry().register(&mut sock, Token(key), Interest::READABLE | Interest::WRITABLE) {
             warn!("{peer}: register failed: {e}");
+            self.per_client.release(peer.ip());
             return;
         }
         let now = self.ctx.now;
@@ -433,6 +451,7 @@ impl Server {
             if let Some(cfg) = &self.ctx.tls {
                 if app::http::start_tls(&mut conn, cfg).is_err() {
                     let _ = self.poll.registry().deregister(&mut conn.ep.stream);
+                    self.per_client.release(peer.ip());
                     return;
                 }
             }
