@@ -288,7 +288,7 @@ fn connections_per_client_address_are_capped() {
 }
 
 /// The listen backlog: the system's maximum by default (mio binds with
-/// 1024), --backlog N as given. `ss -ltn` shows a listener's backlog in
+/// 128), --backlog N as given. `ss -ltn` shows a listener's backlog in
 /// its Send-Q column.
 #[test]
 fn the_listen_backlog_is_somaxconn_or_as_given() {

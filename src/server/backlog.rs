@@ -1,6 +1,6 @@
 //! The listen backlog (`--backlog`): how many connections the kernel
 //! completes and queues before the loop accepts them. mio's
-//! `TcpListener::bind` listens with 1024 (std with 128); a burst of
+//! `TcpListener::bind` listens with 128, as std does; a burst of
 //! half-open clients beyond that makes the kernel drop further SYNs, and a
 //! legitimate client then waits for its SYN retransmission (1 s, 3 s, …).
 //! The default is the system's maximum, `net.core.somaxconn` (the kernel
