@@ -575,7 +575,8 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Command, Co
             "--pong-timeout" => cfg.pong_timeout = secs(&value(&mut args)?, "--pong-timeout")?,
             "--max-per-client" => {
                 let v = value(&mut args)?;
-                cfg.max_per_client = v.parse().map_err(|_| ConfigError(format!("--max-per-client wants a number, not '{v}'")))?
+                cfg.max_per_client =
+                    v.parse().map_err(|_| ConfigError(format!("--max-per-client wants a number, not '{v}'")))?
             }
             "--backlog" => {
                 let v = value(&mut args)?;

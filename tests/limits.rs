@@ -194,7 +194,8 @@ fn the_vnc_server_is_connected_only_after_client_hello() {
 fn a_peer_that_does_not_answer_pings_is_closed() {
     let echo = tcp_echo().to_string();
     let srv = Spawned::start_with(|addr| {
-        let a = ["--listen", &addr.to_string(), "--target", &echo, "--relay", "--heartbeat", "1", "--pong-timeout", "2"];
+        let a =
+            ["--listen", &addr.to_string(), "--target", &echo, "--relay", "--heartbeat", "1", "--pong-timeout", "2"];
         a.iter().map(|s| s.to_string()).collect()
     });
     let (mut silent, _) = raw_upgrade_with(srv.addr, "/websockify", "");
@@ -309,4 +310,37 @@ fn the_listen_backlog_is_somaxconn_or_as_given() {
     assert_eq!(listed(default.addr), somaxconn, "default backlog");
     let small = Spawned::start(&["--backlog", "77"]);
     assert_eq!(listed(small.addr), 77.min(somaxconn));
+}
+
+/// Peer-supplied strings reach the log escaped (`logsafe::esc`): a token
+/// in the URL with a line break cannot forge a log line, a Close reason
+/// with a bidi override cannot reorder one; a path with a line break is a 400.
+#[test]
+fn peer_strings_cannot_forge_log_lines() {
+    let dir = std::env::temp_dir().join(format!("wsvnc-limits-log-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let tokens = dir.join("tokens");
+    std::fs::write(&tokens, format!("echo: {}\n", tcp_echo())).unwrap();
+    let addr = free_addr();
+    let args = ["--listen", &addr.to_string(), "--relay", "--token-file", tokens.to_str().unwrap(), "--heartbeat", "0"];
+    let d = Daemon::start(&args, addr);
+    let (mut s, _) = raw_upgrade_with(addr, "/websockify?token=x%0AFORGED-TOKEN%E2%80%AE", "");
+    let (code, _, _, _) = wait_for_close(&mut s, false);
+    assert_eq!(code, 1008);
+    assert_eq!(status_of(&http_raw(addr, b"GET /a%0AFORGED HTTP/1.1\r\nHost: localhost\r\n\r\n")), 400);
+    let (mut s, head) = raw_upgrade_with(addr, "/websockify?token=echo", "");
+    assert!(head.starts_with("http/1.1 101"), "{head}");
+    let mut close = 1000u16.to_be_bytes().to_vec();
+    close.extend_from_slice("bye \u{202e}desrever".as_bytes()); // no control character: only the bidi override
+    s.write_all(&client_frame(0x8, &close)).unwrap();
+    let (code, _, _, _) = wait_for_close(&mut s, false);
+    assert_eq!(code, 1000);
+    std::thread::sleep(Duration::from_millis(200));
+    d.signal(libc::SIGTERM);
+    let (_, log) = d.wait();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(log.contains("\\nFORGED-TOKEN"), "the token not logged escaped:\n{log}");
+    assert!(!log.lines().any(|l| l.starts_with("FORGED")), "a peer forged a log line:\n{log}");
+    assert!(log.contains("bye \\u{202e}desrever"), "the Close reason not logged escaped:\n{log}");
+    assert!(!log.contains('\u{202e}'), "a bidi override reached the log:\n{log}");
 }

@@ -20,6 +20,7 @@ use log::{debug, info};
 
 use super::{Conn, Ctx, Job, Step, READS_PER_WAKEUP};
 use crate::http::{self, Action};
+use crate::logsafe::esc;
 use crate::transport::{proxy, tls, Read, BLOCK};
 
 /// Largest request head accepted (431 beyond).
@@ -180,15 +181,15 @@ fn request(conn: &mut Conn, key: usize, mut head: http::Head, ctx: &mut Ctx) {
     let peer = http::Peer { addr: conn.peer.socket, now: ctx.now, unix_time: ctx.unix_time };
     match http::route_deferred(&head, &mut ctx.site, &peer) {
         Action::Respond { bytes, close, status } => {
-            debug!("{} {} {} → {status}", conn.peer, head.method, head.target);
+            debug!("{} {} {} → {status}", conn.peer, esc(&head.method), esc(&head.target));
             if status == 403 && via_proxy_without_host && head.header("origin").is_some() {
                 // nginx's default Host is the proxy_pass host: the page's
                 // Origin cannot be compared with it (docs/reverse-proxy.md).
                 info!(
-                    "{}: WebSocket refused: the proxy sent Host {:?}, not the host the browser used; \
+                    "{}: WebSocket refused: the proxy sent Host \"{}\", not the host the browser used; \
                      add `proxy_set_header Host $http_host;` (or X-Forwarded-Host), or --allow-origin",
                     conn.peer,
-                    head.header("host").unwrap_or("")
+                    esc(head.header("host").unwrap_or(""))
                 );
             }
             respond(conn, bytes, close, ctx);

@@ -139,7 +139,7 @@ impl Ctx {
                 None if self.cfg.token_file.is_none() => {
                     Err("this server has no token file; connect without ?token=".into())
                 }
-                None => Err(format!("unknown token '{}'", t.escape_debug())),
+                None => Err(format!("unknown token '{}'", crate::logsafe::esc(t))),
             },
             None => match (&self.cfg.target, self.gw.demo_target()) {
                 (Some(t), _) => Ok(t.clone()),

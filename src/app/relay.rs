@@ -30,6 +30,7 @@ use mio::{Interest, Token};
 
 use super::{App, Conn, Ctx, Step, READS_PER_WAKEUP, UPSTREAM};
 use crate::http;
+use crate::logsafe::esc;
 use crate::transport::pipe::{Splice, Step as PipeStep};
 use crate::transport::{Endpoint, Feed, Flow, Message, Read, Ready, Stream, CONTROL_ROOM};
 use crate::ws::{close, Delivery, Limits, WsSession};
@@ -95,13 +96,14 @@ pub fn attach(conn: &mut Conn, key: usize, up: http::Upgrade, ctx: &mut Ctx) {
     let target = match target {
         Ok(t) => t,
         Err(why) => {
-            conn.label = format!("{} → (none)", up.path);
-            info!("{}: WebSocket {}: refused: {why}", conn.peer, up.path);
+            conn.label = format!("{} → (none)", esc(&up.path));
+            // `why` is ours; a token in it is escaped where it is made.
+            info!("{}: WebSocket {}: refused: {why}", conn.peer, conn.label);
             conn.ep.send_close(close::POLICY_VIOLATION, &why, &mut ctx.pool, ctx.now);
             return;
         }
     };
-    conn.label = format!("{} → {}", up.path, target.addr);
+    conn.label = format!("{} → {}", esc(&up.path), target.addr);
     let mut stream = match Stream::connect(&target.addr) {
         Ok(s) => s,
         Err(e) => {
@@ -140,7 +142,7 @@ pub fn close_repointed(conns: &mut slab::Slab<Conn>, ctx: &mut Ctx) -> usize {
         if ctx.tokens.entries.get(token).is_some_and(|t| t.addr == r.addr) {
             continue;
         }
-        let why = format!("token '{}' was removed or re-pointed", token.escape_debug());
+        let why = format!("token '{}' was removed or re-pointed", esc(token));
         info!("{}: WebSocket {}: {why}", conn.peer, conn.label);
         conn.ep.send_close(close::GOING_AWAY, &why, &mut ctx.pool, ctx.now);
         r.release(ctx);

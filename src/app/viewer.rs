@@ -216,7 +216,9 @@ fn read_hello(conn: &mut Conn, ctx: &mut Ctx) -> Option<Vec<u8>> {
                 Flow::Pause
             }
             Message::Binary(_) => Flow::Close(close::PROTOCOL_ERROR, "ClientHello must come first".into()),
-            Message::Text(_) => Flow::Close(close::UNSUPPORTED_DATA, "text messages are not part of the protocol".into()),
+            Message::Text(_) => {
+                Flow::Close(close::UNSUPPORTED_DATA, "text messages are not part of the protocol".into())
+            }
         });
         if hello.is_some() || conn.ep.close_sent() || !matches!(conn.ep.read(&mut ctx.pool, ctx.now), Read::Data(_)) {
             break;
@@ -255,6 +257,7 @@ fn deliver_hello(conns: &mut Slab<Conn>, key: usize, vid: ViewerId, hello: &[u8]
 
 /// Tell a browser why it cannot have a session, then close.
 fn refuse(conn: &mut Conn, why: &str, code: u16, ctx: &mut Ctx) -> Step {
+    // `why` is ours; a token in it is escaped where it is made.
     info!("{}: WebSocket {}: refused: {why}", conn.peer, crate::gateway::PATH);
     conn.label = format!("{} → (none)", crate::gateway::PATH);
     conn.ep.send_with(&mut ctx.pool, &mut ctx.scratch, false, why.len() + 8, |v| {
@@ -592,7 +595,7 @@ fn drive_vnc(conns: &mut Slab<Conn>, key: usize, ctx: &mut Ctx) -> Step {
     if let Some(why) = failure {
         session.fail(&why, close::INTERNAL_ERROR);
         // The text may be the VNC server's own: escaped for the log.
-        info!("gateway session {sidx}: ended: {}", crate::transport::endpoint::printable(&why));
+        info!("gateway session {sidx}: ended: {}", crate::logsafe::esc(&why));
         end_session(conns, sidx, ctx);
         return Step::Close("session ended");
     }

@@ -612,14 +612,10 @@ fn read_once(
     }
 }
 
-/// A peer-supplied text for a log line: control characters escaped, so a
+/// A peer-supplied text for a log line ([`crate::logsafe::esc`]), so a
 /// Close reason cannot forge log lines.
 pub fn printable(s: &str) -> String {
-    if s.chars().any(char::is_control) {
-        s.escape_debug().to_string()
-    } else {
-        s.to_string()
-    }
+    crate::logsafe::esc(s).to_string()
 }
 
 #[cfg(test)]
@@ -630,5 +626,6 @@ mod tests {
     fn peer_strings_are_escaped_for_logs() {
         assert_eq!(printable("bye"), "bye");
         assert_eq!(printable("a\nINFO forged"), "a\\nINFO forged");
+        assert_eq!(printable("x\u{202e}y"), "x\\u{202e}y", "bidi overrides too");
     }
 }
