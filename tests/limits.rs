@@ -1,8 +1,9 @@
 //! Limits on peers that hold resources without doing anything (issue 10 §5):
 //! the ClientHello deadline, the pong timeout, the per-client-address cap,
 //! the listen backlog, an idle timeout that the server's own pings do not
-//! reset, and no VNC connection for a viewer that has not said hello. The
-//! real binary, scripted peers over real sockets.
+//! reset, and no VNC connection for a viewer that has not said hello; also
+//! peer strings escaped in the log and SIGHUP with a live gateway session.
+//! The real binary, scripted peers over real sockets.
 
 mod common;
 
@@ -343,4 +344,33 @@ fn peer_strings_cannot_forge_log_lines() {
     assert!(!log.lines().any(|l| l.starts_with("FORGED")), "a peer forged a log line:\n{log}");
     assert!(log.contains("bye \\u{202e}desrever"), "the Close reason not logged escaped:\n{log}");
     assert!(!log.contains('\u{202e}'), "a bidi override reached the log:\n{log}");
+}
+
+/// SIGHUP reloads (here: nothing to reload) and keeps every live gateway
+/// session: the viewer's WebSocket still answers after it.
+#[test]
+fn sighup_keeps_live_gateway_sessions() {
+    let addr = free_addr();
+    let d = Daemon::start(&["--listen", &addr.to_string(), "--demo", "--heartbeat", "0"], addr);
+    let (mut s, _) = raw_upgrade_with(addr, "/ws", "");
+    s.write_all(&client_frame(0x2, &[0x80, 2])).unwrap();
+    let t0 = Instant::now();
+    while read_frame(&mut s).0 != 0x2 {
+        assert!(t0.elapsed() < Duration::from_secs(10), "no message from the session");
+    }
+    d.signal(libc::SIGHUP);
+    std::thread::sleep(Duration::from_millis(300));
+    s.write_all(&client_frame(0x9, b"still there?")).unwrap();
+    loop {
+        let (op, payload) = read_frame(&mut s);
+        assert_ne!(op, 0x8, "closed by SIGHUP: {}", String::from_utf8_lossy(&payload));
+        if op == 0xA {
+            assert_eq!(payload, b"still there?");
+            break;
+        }
+    }
+    d.signal(libc::SIGTERM);
+    let (status, log) = d.wait();
+    assert!(status.success(), "{status:?}\n{log}");
+    assert!(log.contains("SIGHUP: nothing to reload"), "{log}");
 }
