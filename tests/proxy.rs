@@ -160,6 +160,10 @@ fn nginx_terminates_tls_in_front_of_wsvnc() {
         "127.0.0.1",
         "--allow-origin",
         &allowed_origin,
+        // nginx's defaults send Host: wsvnc (the upstream's name): allowed, so
+        // that the Origin check below is what decides (else 421 comes first).
+        "--allowed-host",
+        "wsvnc",
     ];
     let wsvnc = Daemon::start(&args, addr);
     let recipe = Nginx::start(&ca, recipe_addr, addr, "docs/nginx-wsvnc.conf");
