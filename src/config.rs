@@ -902,6 +902,7 @@ mod tests {
         assert_eq!(c.listen, "127.0.0.1:6080".parse().unwrap());
         assert!(c.target.is_none());
         assert_eq!(c.max_connections, 1024);
+        assert_eq!((c.pong_timeout, c.max_per_client, c.backlog), (Some(Duration::from_secs(30)), 64, None));
     }
 
     #[test]
@@ -945,6 +946,11 @@ mod tests {
         assert!(run(&["--bogus"]).is_err());
         assert!(run(&["--listen"]).is_err());
         assert!(run(&["--max-connections", "0"]).is_err());
+        assert_eq!(run(&["--pong-timeout", "0"]).unwrap().pong_timeout, None);
+        assert_eq!(run(&["--max-per-client", "0"]).unwrap().max_per_client, 0);
+        assert_eq!(run(&["--backlog", "77"]).unwrap().backlog, Some(77));
+        assert!(run(&["--backlog", "0"]).is_err());
+        assert!(run(&["--max-per-client", "-1"]).is_err());
         assert!(run(&["1", "2", "3"]).is_err());
         assert!(run(&["--target", "127.0.0.1:1", "--unix-target", "/x"]).is_err());
         assert!(run(&["--encodings", "zrle,bogus"]).is_err());

@@ -89,6 +89,10 @@ fn bad_command_line_exits_2_with_a_message() {
         "--token-source",
         "--target-config",
         "--web-csp",
+        "--handshake-timeout",
+        "--pong-timeout",
+        "--max-per-client",
+        "--backlog",
     ] {
         assert!(text.contains(opt), "--help does not explain {opt}");
     }
