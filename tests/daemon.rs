@@ -344,7 +344,8 @@ fn ping_flood_from_a_client_that_never_reads_is_bounded() {
     for (args, path) in [(&["--demo"][..], "/ws"), (&["--target", &echo, "--relay"][..], "/websockify")] {
         let srv = Spawned::start(args);
         let mut socks = Vec::new();
-        // The demo session (its framebuffers) is up before the measurement.
+        // A first connection before the measurement (on /ws, none of them
+        // says ClientHello, so no session is opened).
         let (s, _) = raw_upgrade_with(srv.addr, path, "");
         socks.push(s);
         std::thread::sleep(Duration::from_millis(500));
@@ -375,7 +376,7 @@ fn idle_deflate_websockets_hold_no_compression_state() {
     let mut socks = Vec::new();
     let (s, _) = raw_upgrade_with(srv.addr, "/ws", "Sec-WebSocket-Extensions: permessage-deflate\r\n");
     socks.push(s);
-    std::thread::sleep(Duration::from_millis(300)); // the demo session is up
+    std::thread::sleep(Duration::from_millis(300)); // the first connection is settled
     let before = srv.rss_kib();
     for _ in 0..100 {
         let (s, head) = raw_upgrade_with(srv.addr, "/ws", "Sec-WebSocket-Extensions: permessage-deflate\r\n");
