@@ -147,12 +147,21 @@ pub struct Config {
     pub web_dir: Option<PathBuf>,
     pub allowed_origins: Vec<String>,
     pub max_connections: usize,
-    /// Close WebSockets with no traffic either way for this long (None = never).
+    /// Close WebSockets from which nothing arrived for this long (None = never).
     pub idle_timeout: Option<Duration>,
     /// Send a WebSocket ping this often (None = never).
     pub heartbeat: Option<Duration>,
-    /// An HTTP request head must arrive within this (slowloris guard).
+    /// An HTTP request head must arrive within this (slowloris guard), and
+    /// a gateway viewer's ClientHello within this of its upgrade.
     pub handshake_timeout: Duration,
+    /// Close a WebSocket (1001) whose answer to a heartbeat ping has not
+    /// come within this (None = never).
+    pub pong_timeout: Option<Duration>,
+    /// Browser connections open at once from one TCP peer address (IPv6: per
+    /// /64); 0 = no cap. Trusted proxies are exempt (`server::per_client`).
+    pub max_per_client: usize,
+    /// Listen backlog (None: the system's maximum, `server::backlog`).
+    pub backlog: Option<u32>,
     /// Largest WebSocket message accepted from a browser.
     pub max_message: usize,
     /// Per-direction relay buffer cap; reading stops while it is full.
@@ -240,6 +249,9 @@ impl Default for Config {
             idle_timeout: None,
             heartbeat: Some(Duration::from_secs(30)),
             handshake_timeout: Duration::from_secs(10),
+            pong_timeout: Some(Duration::from_secs(30)),
+            max_per_client: 64,
+            backlog: None,
             max_message: 4 << 20,
             relay_buffer: 256 << 10,
             relay_splice: true,
@@ -330,10 +342,18 @@ OPTIONS:
     --max-connections N       refuse connections beyond N with 503 [default: 1024]
     --idle-timeout SECS       exit after SECS without any connection, 0 = never (websockify's
                               meaning) [default: 0]
-    --ws-idle-timeout SECS    close WebSockets idle this long, 0 = never [default: 0]
-                              (was --idle-timeout before wsvnc followed websockify)
+    --ws-idle-timeout SECS    close WebSockets (1001) from which nothing arrived for SECS, 0 =
+                              never [default: 0]; the server's own traffic and pings do not
+                              count, a browser's pongs do (was --idle-timeout before wsvnc
+                              followed websockify)
     --heartbeat SECS          ping WebSocket clients this often, 0 = never [default: 30]
-    --handshake-timeout SECS  time allowed for an HTTP request head [default: 10]
+    --handshake-timeout SECS  time allowed for an HTTP request head, and for a gateway viewer's
+                              ClientHello after its upgrade (else close 1008) [default: 10]
+    --pong-timeout SECS       close a WebSocket (1001) that has not answered a heartbeat ping
+                              within SECS, 0 = never [default: 30]
+    --max-per-client N        browser connections open at once from one address (IPv6: one
+                              /64), 0 = no cap; trusted proxies are exempt [default: 64]
+    --backlog N               listen backlog [default: net.core.somaxconn, else 4096]
     --max-message BYTES       largest WebSocket message accepted [default: 4194304]
     --encodings LIST          gateway: RFB encodings in preference order, comma separated
                               (tight,zrle,hextile,zlib,rre,copyrect,raw)
@@ -611,6 +631,19 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Command, Co
             "--handshake-timeout" => {
                 cfg.handshake_timeout =
                     secs(&value(&mut args)?, "--handshake-timeout")?.unwrap_or(Duration::from_secs(10))
+            }
+            "--pong-timeout" => cfg.pong_timeout = secs(&value(&mut args)?, "--pong-timeout")?,
+            "--max-per-client" => {
+                let v = value(&mut args)?;
+                cfg.max_per_client =
+                    v.parse().map_err(|_| ConfigError(format!("--max-per-client wants a number, not '{v}'")))?
+            }
+            "--backlog" => {
+                let v = value(&mut args)?;
+                cfg.backlog = match v.parse() {
+                    Ok(n) if n > 0 && n <= i32::MAX as u32 => Some(n),
+                    _ => return err(format!("--backlog wants a positive number, not '{v}'")),
+                }
             }
             "--max-message" => {
                 let v = value(&mut args)?;
@@ -946,6 +979,7 @@ mod tests {
         assert_eq!(c.listen, "127.0.0.1:6080".parse().unwrap());
         assert!(c.target.is_none());
         assert_eq!(c.max_connections, 1024);
+        assert_eq!((c.pong_timeout, c.max_per_client, c.backlog), (Some(Duration::from_secs(30)), 64, None));
     }
 
     #[test]
@@ -989,6 +1023,11 @@ mod tests {
         assert!(run(&["--bogus"]).is_err());
         assert!(run(&["--listen"]).is_err());
         assert!(run(&["--max-connections", "0"]).is_err());
+        assert_eq!(run(&["--pong-timeout", "0"]).unwrap().pong_timeout, None);
+        assert_eq!(run(&["--max-per-client", "0"]).unwrap().max_per_client, 0);
+        assert_eq!(run(&["--backlog", "77"]).unwrap().backlog, Some(77));
+        assert!(run(&["--backlog", "0"]).is_err());
+        assert!(run(&["--max-per-client", "-1"]).is_err());
         assert!(run(&["1", "2", "3"]).is_err());
         assert!(run(&["--target", "127.0.0.1:1", "--unix-target", "/x"]).is_err());
         assert!(run(&["--encodings", "zrle,bogus"]).is_err());

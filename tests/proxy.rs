@@ -160,8 +160,8 @@ fn nginx_terminates_tls_in_front_of_wsvnc() {
         "127.0.0.1",
         "--allow-origin",
         &allowed_origin,
-        // nginx's defaults send the upstream's name as Host; the
-        // DNS-rebinding check (src/http/host.rs) must be told it.
+        // nginx's defaults send Host: wsvnc (the upstream's name): allowed, so
+        // that the Origin check below is what decides (else 421 comes first).
         "--allowed-host",
         "wsvnc",
     ];

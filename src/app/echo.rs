@@ -58,7 +58,7 @@ pub fn serve(
     for _ in 0..READS_PER_WAKEUP {
         let used = conn.ep.read_messages(&mut ctx.pool, &mut ctx.scratch, ctx.now, feed, &mut on_message);
         // Write before reading more, so output drains as we go.
-        let wrote = match conn.ep.flush(&mut ctx.pool, ctx.now) {
+        let wrote = match conn.ep.flush(&mut ctx.pool) {
             Ok(n) => n,
             Err(e) => {
                 debug!("{}: write failed: {e}", conn.peer);

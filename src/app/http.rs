@@ -20,6 +20,7 @@ use log::{debug, info};
 
 use super::{Conn, Ctx, Job, Step, READS_PER_WAKEUP};
 use crate::http::{self, Action};
+use crate::logsafe::esc;
 use crate::transport::{proxy, tls, Read, BLOCK};
 
 /// Largest request head accepted (431 beyond).
@@ -81,7 +82,7 @@ pub fn drive(conn: &mut Conn, key: usize, ctx: &mut Ctx) -> Step {
         }
         // One response at a time (module docs).
         if !conn.ep.output.is_empty() {
-            if let Err(e) = conn.ep.flush(&mut ctx.pool, ctx.now) {
+            if let Err(e) = conn.ep.flush(&mut ctx.pool) {
                 debug!("{}: write failed: {e}", conn.peer);
                 return Step::Close("write failed");
             }
@@ -196,7 +197,7 @@ fn request(conn: &mut Conn, key: usize, mut head: http::Head, ctx: &mut Ctx) {
     };
     match action {
         Action::Respond { bytes, close, status } => {
-            debug!("{} {} {} → {status}", conn.peer, head.method, head.target);
+            debug!("{} {} {} → {status}", conn.peer, esc(&head.method), esc(&head.target));
             if let Some(why) = super::metrics::Refused::of_status(status) {
                 ctx.metrics.refuse(why);
             }
@@ -204,10 +205,10 @@ fn request(conn: &mut Conn, key: usize, mut head: http::Head, ctx: &mut Ctx) {
                 // nginx's default Host is the proxy_pass host: the page's
                 // Origin cannot be compared with it (docs/reverse-proxy.md).
                 info!(
-                    "{}: WebSocket refused: the proxy sent Host {:?}, not the host the browser used; \
+                    "{}: WebSocket refused: the proxy sent Host \"{}\", not the host the browser used; \
                      add `proxy_set_header Host $http_host;` (or X-Forwarded-Host), or --allow-origin",
                     conn.peer,
-                    head.header("host").unwrap_or("")
+                    esc(head.header("host").unwrap_or(""))
                 );
             }
             respond(conn, bytes, close, ctx);
@@ -266,7 +267,7 @@ pub fn handle_timeout(conn: &mut Conn, ctx: &mut Ctx) -> Option<&'static str> {
     debug!("{}: handshake timeout", conn.peer);
     if !conn.ep.input.is_empty() && conn.ep.output.is_empty() && !conn.ep.read_eof {
         let _ = conn.ep.output.push(&http::error_response(408, true), &mut ctx.pool);
-        let _ = conn.ep.flush(&mut ctx.pool, ctx.now);
+        let _ = conn.ep.flush(&mut ctx.pool);
     }
     Some("handshake timeout")
 }

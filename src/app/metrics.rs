@@ -32,6 +32,8 @@ pub const PATH: &str = "/metrics";
 pub enum Refused {
     /// `--max-connections` reached (503 at accept).
     MaxConnections,
+    /// `--max-per-client` reached for the peer's address (503 at accept).
+    PerClient,
     /// Out of file descriptors (503 at accept).
     OutOfFds,
     /// Shutting down (503 at accept).
@@ -50,8 +52,8 @@ pub enum Refused {
     Target,
 }
 
-const REASONS: [&str; 9] =
-    ["max_connections", "out_of_fds", "shutting_down", "host", "auth", "forbidden", "throttled", "busy", "target"];
+const REASONS: [&str; 10] =
+    ["max_connections", "per_client", "out_of_fds", "shutting_down", "host", "auth", "forbidden", "throttled", "busy", "target"];
 
 impl Refused {
     /// The reason for an HTTP refusal status, if it is one.

@@ -96,7 +96,7 @@ impl Ctx {
         Ctx {
             now,
             unix_time: 0,
-            keepalive: Keepalive { heartbeat: cfg.heartbeat, idle: cfg.idle_timeout },
+            keepalive: Keepalive { heartbeat: cfg.heartbeat, idle: cfg.idle_timeout, pong: cfg.pong_timeout },
             gw: crate::gateway::Gateways::new(&cfg),
             cfg,
             site,
@@ -143,7 +143,7 @@ impl Ctx {
                 None if self.cfg.token_file.is_none() && self.cfg.token_redis.is_none() => {
                     Err("this server has no token file; connect without ?token=".into())
                 }
-                None => Err(format!("unknown token '{}'", t.escape_debug())),
+                None => Err(format!("unknown token '{}'", crate::logsafe::esc(t))),
             },
             None => match (&self.cfg.target, self.gw.demo_target()) {
                 (Some(t), _) => Ok(t.clone()),
@@ -274,6 +274,7 @@ impl Conn {
     pub fn poll_timeout(&self, ctx: &Ctx) -> Option<Instant> {
         let app = match &self.app {
             App::Http(h) => h.poll_timeout(),
+            App::Viewer(v) => v.poll_timeout(),
             App::Vnc(v) => v.poll_timeout(&ctx.gw),
             App::Demo(d) => d.poll_timeout(),
             _ => None,
@@ -310,7 +311,7 @@ pub fn drive(conns: &mut Slab<Conn>, key: usize, ctx: &mut Ctx) -> Step {
 /// Write what the app left in the output; the connection is over when
 /// its endpoint is done or the write failed.
 pub fn finish_io(conn: &mut Conn, ctx: &mut Ctx) -> Step {
-    if let Err(e) = conn.ep.flush(&mut ctx.pool, ctx.now) {
+    if let Err(e) = conn.ep.flush(&mut ctx.pool) {
         debug!("{}: write failed: {e}", conn.peer);
         conn.ep.mark_abnormal();
         return Step::Close("write failed");
@@ -330,6 +331,11 @@ pub fn handle_timeout(conns: &mut Slab<Conn>, key: usize, ctx: &mut Ctx) -> Step
     match &mut conn.app {
         App::Http(_) => {
             if let Some(why) = http::handle_timeout(conn, ctx) {
+                return Step::Close(why);
+            }
+        }
+        App::Viewer(_) => {
+            if let Some(Step::Close(why)) = viewer::handle_timeout(conn, ctx) {
                 return Step::Close(why);
             }
         }
@@ -356,7 +362,7 @@ pub fn going_away(conn: &mut Conn, ctx: &mut Ctx) -> Step {
 /// and write its closing log line.
 pub fn finished(conns: &mut Slab<Conn>, mut conn: Conn, why: &str, ctx: &mut Ctx) {
     conn.ep.stream.close_tls();
-    let _ = conn.ep.flush(&mut ctx.pool, ctx.now);
+    let _ = conn.ep.flush(&mut ctx.pool);
     conn.ep.input.release(&mut ctx.pool);
     conn.ep.output.release(&mut ctx.pool);
     ctx.metrics.closed(&conn);

@@ -30,6 +30,7 @@ use mio::{Interest, Token};
 
 use super::{App, Conn, Ctx, Step, READS_PER_WAKEUP, UPSTREAM};
 use crate::http;
+use crate::logsafe::esc;
 use crate::transport::pipe::{Splice, Step as PipeStep};
 use crate::transport::{Endpoint, Feed, Flow, Message, Read, Ready, Stream, CONTROL_ROOM};
 use crate::ws::{close, Delivery, Limits, WsSession};
@@ -105,14 +106,15 @@ pub fn attach(conn: &mut Conn, key: usize, up: http::Upgrade, ctx: &mut Ctx) {
     let target = match target {
         Ok(t) => t,
         Err(why) => {
-            conn.label = format!("{} → (none)", up.path);
-            info!("{}: WebSocket {}: refused: {why}", conn.peer, up.path);
+            conn.label = format!("{} → (none)", esc(&up.path));
+            // `why` is ours; a token in it is escaped where it is made.
+            info!("{}: WebSocket {}: refused: {why}", conn.peer, conn.label);
             ctx.metrics.refuse(super::metrics::Refused::Target);
             conn.ep.send_close(close::POLICY_VIOLATION, &why, &mut ctx.pool, ctx.now);
             return;
         }
     };
-    conn.label = format!("{} → {}", up.path, target.addr);
+    conn.label = format!("{} → {}", esc(&up.path), target.addr);
     let mut stream = match Stream::connect(&target.addr) {
         Ok(s) => s,
         Err(e) => {
@@ -152,7 +154,7 @@ pub fn close_repointed(conns: &mut slab::Slab<Conn>, ctx: &mut Ctx) -> usize {
         if ctx.tokens.entries.get(token).is_some_and(|t| t.addr == r.addr) {
             continue;
         }
-        let why = format!("token '{}' was removed or re-pointed", token.escape_debug());
+        let why = format!("token '{}' was removed or re-pointed", esc(token));
         info!("{}: WebSocket {}: {why}", conn.peer, conn.label);
         conn.ep.send_close(close::GOING_AWAY, &why, &mut ctx.pool, ctx.now);
         r.release(ctx);
@@ -270,7 +272,7 @@ fn pass(conn: &mut Conn, ctx: &mut Ctx) -> Pass {
 
     // Write both ways (a frame still in its pipe goes first).
     if r.splice.is_none() {
-        match ep.flush(&mut ctx.pool, ctx.now) {
+        match ep.flush(&mut ctx.pool) {
             Ok(n) => progress |= n > 0, // room was made: reading the target may go on
             Err(e) => {
                 debug!("{peer}: write failed: {e}");
@@ -279,7 +281,7 @@ fn pass(conn: &mut Conn, ctx: &mut Ctx) -> Pass {
         }
     }
     if r.connected {
-        match r.target.flush(&mut ctx.pool, ctx.now) {
+        match r.target.flush(&mut ctx.pool) {
             Ok(n) => progress |= n > 0,
             Err(e) => {
                 let why = format!("target write failed: {e}");
@@ -329,7 +331,6 @@ fn drain_splice(ep: &mut Endpoint, r: &mut Relay, ctx: &mut Ctx) -> std::io::Res
             }
         };
         ep.bytes_out += n as u64;
-        ep.last_active = ctx.now;
     }
     if s.is_idle() {
         if let Some(p) = r.splice.take().and_then(Splice::into_pipe) {
@@ -361,7 +362,6 @@ fn splice_frame(ep: &mut Endpoint, r: &mut Relay, ctx: &mut Ctx) -> std::io::Res
         Ok(n) => {
             r.bulk = n >= BULK_READ;
             r.target.bytes_in += n as u64;
-            ep.last_active = ctx.now;
             let moved = match s.drain(&ep.stream)? {
                 PipeStep::Moved(n) => n,
                 PipeStep::Blocked(n) => {

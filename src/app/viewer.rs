@@ -3,8 +3,9 @@
 //! `gateway::Session` is in this module; the decisions are the session's.
 //!
 //! ```text
-//!   viewer:  Joining ──target found, session found or opened──▶ Watching(ViewerId)
-//!               └──no target / cannot connect──▶ (Error message, Close) Detached
+//!   viewer:  Joining ──ClientHello; session found or opened──▶ Watching(ViewerId)
+//!               ├──no target / cannot connect──▶ (Error message, Close) Detached
+//!               └──no ClientHello within --handshake-timeout──▶ (Error, Close 1008) Detached
 //!   session: VncLink connecting ─▶ RFB handshake ─▶ ready ──EOF / error / last viewer gone──▶ ended
 //! ```
 //!
@@ -62,7 +63,8 @@ const MIN_WAKE_GAP: Duration = Duration::from_millis(5);
 
 /// A browser on the gateway path.
 pub enum ViewerApp {
-    /// Upgraded; the session is found or opened on the next drive.
+    /// Upgraded; the session is found or opened once its ClientHello came
+    /// (a bare upgrade opens no connection to a VNC server).
     Joining(Box<Joining>),
     Watching(ViewerId),
 }
@@ -75,6 +77,18 @@ pub struct Joining {
     token: Option<String>,
     target: Result<Target, String>,
     view_only: bool,
+    /// The ClientHello must have come by then (`--handshake-timeout`).
+    deadline: Instant,
+}
+
+impl ViewerApp {
+    /// A joining viewer's ClientHello deadline.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        match self {
+            ViewerApp::Joining(j) => Some(j.deadline),
+            ViewerApp::Watching(_) => None,
+        }
+    }
 }
 
 /// The RFB connection of one session.
@@ -132,7 +146,19 @@ pub fn attach_pending(conn: &mut Conn, _key: usize, up: http::Upgrade, ctx: &mut
     let limits = Limits { max_message: ctx.cfg.max_message.min(crate::gateway::proto::MAX_CLIPBOARD + 64) };
     conn.ep.upgrade(WsSession::new(limits, Delivery::Whole, deflate.map(|(p, _)| p)), ctx.now);
     conn.label = format!("{} → (joining)", up.path);
-    conn.set_app(App::Viewer(ViewerApp::Joining(Box::new(Joining { session_key, token, target, view_only }))));
+    let deadline = ctx.now + ctx.cfg.handshake_timeout;
+    let joining = Joining { session_key, token, target, view_only, deadline };
+    conn.set_app(App::Viewer(ViewerApp::Joining(Box::new(joining))));
+}
+
+/// A joining viewer that has not said ClientHello in time: refused (1008).
+pub fn handle_timeout(conn: &mut Conn, ctx: &mut Ctx) -> Option<Step> {
+    let App::Viewer(v @ ViewerApp::Joining(_)) = &conn.app else { return None };
+    if v.poll_timeout().is_none_or(|d| ctx.now < d) {
+        return None;
+    }
+    let why = format!("no ClientHello within {} s", ctx.cfg.handshake_timeout.as_secs());
+    Some(refuse(conn, &why, close::POLICY_VIOLATION, ctx))
 }
 
 pub fn drive(conns: &mut Slab<Conn>, key: usize, ctx: &mut Ctx) -> Step {
@@ -154,16 +180,22 @@ pub fn drive(conns: &mut Slab<Conn>, key: usize, ctx: &mut Ctx) -> Step {
 
 // ------------------------------------------------------------- viewers
 
+/// Wait for the viewer's ClientHello, then find or open its session and
+/// hand the hello to it.
 fn join(conns: &mut Slab<Conn>, key: usize, ctx: &mut Ctx) -> Step {
     let Some(conn) = conns.get_mut(key) else { return Step::Stay };
     let App::Viewer(ViewerApp::Joining(joining)) = std::mem::replace(&mut conn.app, App::Detached) else {
         return Step::Stay;
     };
-    let Joining { session_key, token, target, view_only: view_only_param } = *joining;
-    let target = match target {
-        Ok(t) => t,
-        Err(why) => return refuse(conn, &why, close::POLICY_VIOLATION, ctx),
+    if let Err(why) = &joining.target {
+        return refuse(conn, why, close::POLICY_VIOLATION, ctx);
+    }
+    let Some(hello) = read_hello(conn, ctx) else {
+        conn.app = App::Viewer(ViewerApp::Joining(joining));
+        return Step::Stay; // `drive` writes what was answered (pongs, a Close)
     };
+    let Joining { session_key, token, target, view_only: view_only_param, .. } = *joining;
+    let Ok(target) = target else { return Step::Stay };
     let sidx = match ctx.gw.find(&session_key) {
         Some(s) => s,
         None => match open_session(conns, &session_key, token, &target, ctx) {
@@ -178,11 +210,65 @@ fn join(conns: &mut Slab<Conn>, key: usize, ctx: &mut Ctx) -> Step {
     conn.label = format!("{} → {}{}", crate::gateway::PATH, session.label, if view_only { " (view only)" } else { "" });
     info!("{}: WebSocket open {}", conn.peer, conn.label);
     conn.set_app(App::Viewer(ViewerApp::Watching(vid)));
+    deliver_hello(conns, key, vid, &hello, ctx);
     drive_viewer(conns, key, vid, ctx)
+}
+
+/// Read until the first data message. Some(it) when it is a ClientHello
+/// (the session checks its version); any other first message closes the
+/// WebSocket (1002), as the session would.
+fn read_hello(conn: &mut Conn, ctx: &mut Ctx) -> Option<Vec<u8>> {
+    let mut hello = None;
+    for _ in 0..READS_PER_WAKEUP {
+        let feed = Feed { input: usize::MAX, output: VIEWER_OUT_PAUSE };
+        conn.ep.read_messages(&mut ctx.pool, &mut ctx.scratch, ctx.now, feed, |msg, _| match msg {
+            Message::Binary(m) if m.first() == Some(&crate::gateway::proto::from_browser::CLIENT_HELLO) => {
+                hello = Some(m.to_vec());
+                Flow::Pause
+            }
+            Message::Binary(_) => Flow::Close(close::PROTOCOL_ERROR, "ClientHello must come first".into()),
+            Message::Text(_) => {
+                Flow::Close(close::UNSUPPORTED_DATA, "text messages are not part of the protocol".into())
+            }
+        });
+        if hello.is_some() || conn.ep.close_sent() || !matches!(conn.ep.read(&mut ctx.pool, ctx.now), Read::Data(_)) {
+            break;
+        }
+    }
+    if conn.ep.read_eof && !conn.ep.close_received() {
+        conn.ep.mark_abnormal();
+    }
+    hello
+}
+
+/// Give a new viewer's ClientHello message to its session (RFB it causes
+/// goes to the session's VNC connection).
+fn deliver_hello(conns: &mut Slab<Conn>, key: usize, vid: ViewerId, hello: &[u8], ctx: &mut Ctx) {
+    let vnc_key = ctx.gw.sessions.get(vid.session).and_then(|s| s.conn);
+    let peer = conns[key].client_addr();
+    let Gateways { sessions, guard, .. } = &mut ctx.gw;
+    let Some(session) = sessions.get_mut(vid.session) else { return };
+    let mut spare = Vec::new();
+    let to_server = match vnc_key.filter(|&k| k != key).and_then(|k| conns.get_mut(k)) {
+        Some(link) => link.ep.output.append(64, &mut ctx.pool),
+        None => &mut spare,
+    };
+    let at = &mut Attempt { guard, peer, now: ctx.now };
+    let result = session.handle_viewer_message(vid.viewer, hello, ctx.now, to_server, at);
+    if let Some(k) = vnc_key {
+        ctx.wake.push(k);
+    }
+    if let Err(bad) = result {
+        let conn = &mut conns[key];
+        conn.ep.input.release(&mut ctx.pool);
+        conn.ep.read_eof = true;
+        conn.ep.send_close(bad.code, bad.reason, &mut ctx.pool, ctx.now);
+    }
 }
 
 /// Tell a browser why it cannot have a session, then close.
 fn refuse(conn: &mut Conn, why: &str, code: u16, ctx: &mut Ctx) -> Step {
+    // `why` is ours; a token in it is escaped where it is made.
     info!("{}: WebSocket {}: refused: {why}", conn.peer, crate::gateway::PATH);
     ctx.metrics.refuse(super::metrics::Refused::Target);
     conn.label = format!("{} → (none)", crate::gateway::PATH);
@@ -306,7 +392,7 @@ fn drive_viewer(conns: &mut Slab<Conn>, key: usize, vid: ViewerId, ctx: &mut Ctx
             conn.ep.send_close(code, &why, &mut ctx.pool, ctx.now);
         }
         // Write; bytes that left make room to compose more (next round).
-        let flushed = match conn.ep.flush(&mut ctx.pool, ctx.now) {
+        let flushed = match conn.ep.flush(&mut ctx.pool) {
             Ok(n) => n > 0,
             Err(e) => {
                 debug!("{}: write failed: {e}", conn.peer);
@@ -510,7 +596,7 @@ fn drive_vnc(conns: &mut Slab<Conn>, key: usize, ctx: &mut Ctx) -> Step {
     ep.input.release_if_empty(&mut ctx.pool);
     let mut drained = false;
     if failure.is_none() && link.connected {
-        match ep.flush(&mut ctx.pool, ctx.now) {
+        match ep.flush(&mut ctx.pool) {
             Ok(n) => drained = n > 0, // room made for viewer input that may be waiting
             Err(e) => failure = Some(format!("VNC connection failed: {e}")),
         }
@@ -524,7 +610,7 @@ fn drive_vnc(conns: &mut Slab<Conn>, key: usize, ctx: &mut Ctx) -> Step {
     if let Some(why) = failure {
         session.fail(&why, close::INTERNAL_ERROR);
         // The text may be the VNC server's own: escaped for the log.
-        info!("gateway session {sidx}: ended: {}", crate::transport::endpoint::printable(&why));
+        info!("gateway session {sidx}: ended: {}", crate::logsafe::esc(&why));
         end_session(conns, sidx, ctx);
         return Step::Close("session ended");
     }

@@ -55,8 +55,12 @@ pub enum Accepted {
 
 impl Listener {
     /// Bind `addr` (TCP).
-    pub fn bind_tcp(addr: SocketAddr) -> io::Result<Listener> {
-        Ok(Listener::Tcp(TcpListener::bind(addr)?))
+    /// Bind a TCP listener with a listen backlog of `backlog`
+    /// ([`super::backlog`]).
+    pub fn bind_tcp(addr: SocketAddr, backlog: u32) -> io::Result<Listener> {
+        let l = TcpListener::bind(addr)?;
+        super::backlog::apply(&l, backlog)?;
+        Ok(Listener::Tcp(l))
     }
 
     /// Bind a Unix stream socket at `path` with permissions `mode`, owned by

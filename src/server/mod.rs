@@ -23,7 +23,9 @@
 //! grows past its cap. Work per wakeup is capped; a connection that hit the
 //! cap is woken again before the next poll. Events may be spurious.
 
+pub mod backlog;
 pub mod listen;
+mod per_client;
 pub mod signal;
 mod timers;
 mod worker;
@@ -114,6 +116,8 @@ pub struct Server {
     watchdog: Option<(Duration, Instant)>,
     /// Reload passes still running after a SIGHUP (READY=1 when none is left).
     reloads_pending: usize,
+    /// Open browser connections per client address (`--max-per-client`).
+    per_client: per_client::PerClient,
 }
 
 fn invalid(e: impl std::fmt::Display) -> io::Error {
@@ -130,7 +134,7 @@ impl Server {
             Some(inherited) => inherited,
             None => match &cfg.service.listen_unix {
                 Some(path) => vec![Listener::bind_unix(path, cfg.service.socket_mode, cfg.service.socket_owner())?],
-                None => vec![Listener::bind_tcp(cfg.listen)?],
+                None => vec![Listener::bind_tcp(cfg.listen, backlog::choose(cfg.backlog))?],
             },
         };
         for (i, l) in listeners.iter_mut().enumerate() {
@@ -215,6 +219,7 @@ impl Server {
             }
             None => None,
         };
+        let per_client = per_client::PerClient::new(cfg.max_per_client, cfg.trusted_proxies.clone());
         let ctx = Ctx::new(cfg, site, tokens, tls, poll.registry().try_clone()?);
         let mut server = Server {
             poll,
@@ -237,6 +242,7 @@ impl Server {
             notify: Notifier::from_env()?,
             watchdog: None,
             reloads_pending: 0,
+            per_client,
         };
         if demo {
             server.start_demo_listener("127.0.0.1:0".parse().unwrap())?;
@@ -454,6 +460,7 @@ impl Server {
         let Some(mut conn) = self.conns.try_remove(key) else { return };
         let _ = self.poll.registry().deregister(&mut conn.ep.stream);
         if conn.is_browser() {
+            self.per_client.release(conn.peer.socket.ip());
             self.stats.open_clients -= 1;
             self.last_client = self.ctx.now;
         }
@@ -502,13 +509,18 @@ impl Server {
     /// socket (its send buffer is empty, so it fits), then close. Not on a
     /// TLS-only port, where plain bytes would only confuse the client.
     fn refuse(&mut self, sock: &mut Stream, peer: SocketAddr, why: &str, reason: Refused) {
+        self.refuse_quietly(sock, reason);
+        let peer = Peer { socket: peer, client: peer.ip() };
+        warn!("{peer}: refused: {why}");
+    }
+
+    /// [`Server::refuse`] without the log line (the caller logs).
+    fn refuse_quietly(&mut self, sock: &mut Stream, reason: Refused) {
         use std::io::Write;
         self.ctx.metrics.refuse(reason);
         if self.start != Start::Tls {
             let _ = sock.write(&crate::http::error_response(503, true));
         }
-        let peer = Peer { socket: peer, client: peer.ip() };
-        warn!("{peer}: refused: {why}");
     }
 
     /// The `--metrics-listen` listener: no spare-descriptor trick (a
@@ -529,11 +541,16 @@ impl Server {
             self.refuse(&mut stream, peer, &why, reason);
             return;
         }
+        if !self.per_client.admit(peer.ip()) {
+            self.refuse_quietly(&mut stream, Refused::PerClient); // logged once per burst by `per_client`
+            return;
+        }
         let entry = self.conns.vacant_entry();
         let key = entry.key();
         if let Err(e) = self.poll.registry().register(&mut stream, Token(key), Interest::READABLE | Interest::WRITABLE)
         {
             warn!("{peer}: register failed: {e}");
+            self.per_client.release(peer.ip());
             return;
         }
         let now = self.ctx.now;
@@ -547,6 +564,7 @@ impl Server {
             if let Some(cfg) = &self.ctx.tls {
                 if app::http::start_tls(&mut conn, cfg).is_err() {
                     let _ = self.poll.registry().deregister(&mut conn.ep.stream);
+                    self.per_client.release(peer.ip());
                     return;
                 }
             }

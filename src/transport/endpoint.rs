@@ -86,6 +86,8 @@ struct Ws {
     /// Set when a Close was sent or received: the connection ends by then.
     deadline: Option<Instant>,
     last_ping: Instant,
+    /// When the oldest heartbeat ping not yet answered by a Pong was sent.
+    unanswered_ping: Option<Instant>,
 }
 
 /// What one socket read gave.
@@ -133,8 +135,11 @@ pub struct Feed {
 pub struct Keepalive {
     /// Send a Ping this often.
     pub heartbeat: Option<Duration>,
-    /// Close (1001) after this long without traffic either way.
+    /// Close (1001) after this long without bytes from the peer (our own
+    /// traffic, pings included, does not count).
     pub idle: Option<Duration>,
+    /// Close (1001) when a ping has had no Pong for this long.
+    pub pong: Option<Duration>,
 }
 
 /// Replies an application may write while it handles a message.
@@ -224,7 +229,7 @@ pub struct Endpoint {
     pub read_eof: bool,
     pub bytes_in: u64,
     pub bytes_out: u64,
-    /// Last byte moved either way (for the idle timeout).
+    /// Last byte received from the peer (for the idle timeout).
     pub last_active: Instant,
 }
 
@@ -256,6 +261,7 @@ impl Endpoint {
             reason: String::new(),
             deadline: None,
             last_ping: now,
+            unanswered_ping: None,
         })));
         self.last_active = now;
     }
@@ -371,15 +377,13 @@ impl Endpoint {
     }
 
     /// Write `output` until empty or `WouldBlock`; storage of an emptied
-    /// buffer goes back to the pool. Returns bytes written.
-    pub fn flush(&mut self, pool: &mut Pool, now: Instant) -> io::Result<usize> {
+    /// buffer goes back to the pool. Returns bytes written. Writing is not
+    /// activity for the idle timeout: only the peer's bytes are.
+    pub fn flush(&mut self, pool: &mut Pool) -> io::Result<usize> {
         let n = self.output.write_to(&mut self.stream, &mut self.ready.writable)?;
         self.stream.flush_pending(&mut self.ready.writable)?;
         self.output.release_if_empty(pool);
-        if n > 0 {
-            self.bytes_out += n as u64;
-            self.last_active = now;
-        }
+        self.bytes_out += n as u64;
         Ok(n)
     }
 
@@ -427,7 +431,11 @@ impl Endpoint {
                             ws.deadline.get_or_insert(now + CLOSE_GRACE);
                             Flow::Continue
                         }
-                        Some(Event::Ping | Event::Pong(_)) | None => Flow::Continue,
+                        Some(Event::Pong(_)) => {
+                            ws.unanswered_ping = None;
+                            Flow::Continue
+                        }
+                        Some(Event::Ping) | None => Flow::Continue,
                     };
                     (used, flow)
                 }
@@ -496,7 +504,7 @@ impl Endpoint {
     }
 
     /// The next moment [`Endpoint::handle_timeout`] has work: the close
-    /// deadline, else the next heartbeat or idle timeout.
+    /// deadline, else the next heartbeat, pong or idle timeout.
     pub fn poll_timeout(&self, keepalive: &Keepalive) -> Option<Instant> {
         let State::WebSocket(ws) = &self.state else { return None };
         if let Some(d) = ws.deadline {
@@ -504,10 +512,8 @@ impl Endpoint {
         }
         let ping = keepalive.heartbeat.map(|hb| ws.last_ping + hb);
         let idle = keepalive.idle.map(|idle| self.last_active + idle);
-        match (ping, idle) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        let pong = keepalive.pong.zip(ws.unanswered_ping).map(|(p, sent)| sent + p);
+        [ping, idle, pong].into_iter().flatten().min()
     }
 
     /// Apply the WebSocket's time policy at `now`. Returns a reason when the
@@ -525,11 +531,20 @@ impl Endpoint {
             self.send_close(close::GOING_AWAY, "idle timeout", pool, now);
             return None;
         }
+        // RFC 6455 §5.5.2–3: a Ping is answered by a Pong "as soon as is
+        // practical". None within the bound: the peer is gone or stuck, and
+        // 1001 (going away, §7.4.1) says so; the close grace still bounds
+        // the wait for its Close.
+        if keepalive.pong.zip(ws.unanswered_ping).is_some_and(|(p, sent)| now >= sent + p) {
+            self.send_close(close::GOING_AWAY, "no pong", pool, now);
+            return None;
+        }
         if let Some(hb) = keepalive.heartbeat {
             if now >= ws.last_ping + hb {
                 ws.last_ping = now;
                 if self.output.room() >= CONTROL_ROOM {
                     ws.session.tx.send_ping(b"wsvnc", self.output.append(16, pool));
+                    ws.unanswered_ping.get_or_insert(now);
                 }
             }
         }
@@ -597,14 +612,10 @@ fn read_once(
     }
 }
 
-/// A peer-supplied text for a log line: control characters escaped, so a
+/// A peer-supplied text for a log line ([`crate::logsafe::esc`]), so a
 /// Close reason cannot forge log lines.
 pub fn printable(s: &str) -> String {
-    if s.chars().any(char::is_control) {
-        s.escape_debug().to_string()
-    } else {
-        s.to_string()
-    }
+    crate::logsafe::esc(s).to_string()
 }
 
 #[cfg(test)]
@@ -615,5 +626,6 @@ mod tests {
     fn peer_strings_are_escaped_for_logs() {
         assert_eq!(printable("bye"), "bye");
         assert_eq!(printable("a\nINFO forged"), "a\\nINFO forged");
+        assert_eq!(printable("x\u{202e}y"), "x\\u{202e}y", "bidi overrides too");
     }
 }

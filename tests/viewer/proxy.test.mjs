@@ -66,10 +66,9 @@ describe('viewer behind nginx terminating TLS', { timeout: 120000 }, () => {
   test('setup: test CA, wsvnc --demo --trusted-proxy --allow-origin, two nginx, Chromium', async () => {
     assert.ok(NGINX, 'nginx not found (Debian package nginx)');
     execFileSync(path.join(ROOT, 'scripts', 'test-ca.sh'), [tmp, 'server']);
+    // nginx's defaults send Host: wsvnc (the upstream's name): named in the Host allow-list.
     await startWsvnc('wsvnc-behind-nginx', PORT.gw, ['--demo', '--trusted-proxy', '127.0.0.1',
-      '--allow-origin', `https://localhost:${PORT.defaults}`,
-      // nginx's defaults send the upstream's name as Host (DNS-rebinding check).
-      '--allowed-host', 'wsvnc']);
+      '--allow-origin', `https://localhost:${PORT.defaults}`, '--allowed-host', 'wsvnc']);
     await startNginx(tmp, 'recipe', PORT.recipe, 'docs/nginx-wsvnc.conf');
     await startNginx(tmp, 'defaults', PORT.defaults, 'tests/proxy/nginx-defaults.conf');
     const spki = fs.readFileSync(path.join(tmp, 'server.spki'), 'utf8').trim();
