@@ -152,4 +152,13 @@ mod tests {
         let mut off = PerClient::new(0, Vec::new());
         assert!((0..1000).all(|_| off.admit(proxy)));
     }
+
+    #[test]
+    fn unix_socket_peers_are_not_counted() {
+        let mut p = PerClient::new(1, Vec::new());
+        let unix = crate::app::UNIX_PEER.ip();
+        assert!(p.admit(unix) && p.admit(unix) && p.admit(unix));
+        p.release(unix);
+        assert_eq!(p.addresses(), 0);
+    }
 }
