@@ -60,7 +60,12 @@ impl Rfb {
         let sock = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect {addr}: {e}"));
         sock.set_nodelay(true).unwrap();
         sock.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
-        let client = RfbClient::new(RfbConfig { shared: true, encodings: encodings.to_vec(), password: None, ..Default::default() });
+        let client = RfbClient::new(RfbConfig {
+            shared: true,
+            encodings: encodings.to_vec(),
+            password: None,
+            ..Default::default()
+        });
         assert_eq!(client.encodings(), encodings, "RfbClient::new dropped an encoding");
         let mut c = Rfb {
             sock,

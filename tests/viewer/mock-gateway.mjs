@@ -59,7 +59,13 @@ export const enc = {
     return new W().u8(0x0e).u16(x).u16(y).u16(w).u16(h).u8(n - 1).raw(colours.flat()).raw(packed).done();
   },
   jpeg: (x, y, w, h, bytes) => new W().u8(0x0f).u16(x).u16(y).u16(w).u16(h).u32(bytes.length).raw(bytes).done(),
+  png: (x, y, w, h, bytes) => new W().u8(0x13).u16(x).u16(y).u16(w).u16(h).u32(bytes.length).raw(bytes).done(),
+  // An image in pieces: format 0 JPEG, 1 PNG; `total` bytes follow in imageData messages.
+  imageBegin: (x, y, w, h, format, total) => new W().u8(0x11).u16(x).u16(y).u16(w).u16(h).u8(format).u32(total)
+    .done(),
+  imageData: (bytes) => new W().u8(0x12).u32(bytes.length).raw(bytes).done(),
   endFrame: (id) => new W().u8(0x06).u32(id).done(),
+  endPart: (id, last) => new W().u8(0x10).u32(id).u8(last ? 1 : 0).done(),
   cursor: (hx, hy, w, h, rgba) => new W().u8(0x07).u16(hx).u16(hy).u16(w).u16(h).raw(rgba).done(),
   bell: () => Buffer.from([0x08]),
   clipboard: (text) => new W().u8(0x09).str(text).done(),
@@ -79,6 +85,13 @@ export function jpegOf(w, h, fn) {
     '-sampling-factor', '1x1', '-quality', '95', 'jpeg:-'], { input: rgb });
 }
 
+/** PNG bytes (8-bit RGB, no ancillary chunks) of a w×h image filled by fn(x, y) → [r, g, b]. */
+export function pngOf(w, h, fn) {
+  const rgb = rgba(w, h, fn).filter((_, i) => i % 4 !== 3);
+  return execFileSync('convert', ['-size', `${w}x${h}`, '-depth', '8', 'rgb:-', '-strip',
+    '-define', 'png:color-type=2', 'png24:-'], { input: rgb });
+}
+
 /** w×h RGBA block filled by fn(x, y) → [r, g, b]. */
 export function rgba(w, h, fn) {
   const b = Buffer.alloc(w * h * 4);
@@ -95,7 +108,7 @@ export function rgba(w, h, fn) {
 // ---- browser → server decoder (strict, as the gateway must be) ------------------------
 
 export const NAMES = { 0x80: 'ClientHello', 0x81: 'Key', 0x82: 'Pointer', 0x83: 'Clipboard',
-  0x84: 'FrameAck', 0x85: 'ResizeRequest', 0x86: 'Password' };
+  0x84: 'FrameAck', 0x85: 'ResizeRequest', 0x86: 'Password', 0x87: 'Received' };
 
 export function decodeClient(buf) {
   const out = [];
@@ -120,6 +133,7 @@ export function decodeClient(buf) {
       case 0x84: out.push({ type: 'FrameAck', id: u32() }); break;
       case 0x85: out.push({ type: 'ResizeRequest', width: u16(), height: u16() }); break;
       case 0x86: out.push({ type: 'Password', password: str() }); break;
+      case 0x87: out.push({ type: 'Received', id: u32() }); break;
       default: throw new Error(`unknown type 0x${type.toString(16)}`);
     }
   }

@@ -4,8 +4,8 @@
 //! byte by byte and at random splits (`feed_every_way`); API calls are
 //! checked against literal bytes.
 
-use super::tests::*;
 use super::tests::Outcome;
+use super::tests::*;
 use super::*;
 use crate::rfb::encoding::*;
 
