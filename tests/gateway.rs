@@ -803,7 +803,7 @@ fn malformed_browser_messages_close_only_that_viewer() {
     };
     let rows: Vec<(&str, bool, Vec<u8>, u16)> = vec![
         ("message before ClientHello", false, v2::enc::key(true, 0x61), 1002),
-        ("ClientHello version 1", false, v2::enc::hello(1), 1002),
+        ("ClientHello version 2 (an older page)", false, v2::enc::hello(2), 1002),
         ("unknown type", true, vec![0x99], 1002),
         ("truncated pointer", true, vec![0x82, 1, 0], 1002),
         ("string past the end", true, vec![0x83, 9, 0, 0, 0, b'a'], 1002),
@@ -811,7 +811,7 @@ fn malformed_browser_messages_close_only_that_viewer() {
         ("clipboard too long", true, vec![0x83, 0, 0, 0x20, 0], 1008),
         ("resize 0x0", true, v2::enc::resize(0, 0), 1008),
         ("password never asked for", true, v2::enc::password(b"x"), 1008),
-        ("second ClientHello", true, v2::enc::hello(2), 1008),
+        ("second ClientHello", true, v2::enc::hello(v2::VERSION), 1008),
         ("ack for a frame never sent", true, v2::enc::ack(1000), 1008),
         ("empty message", true, vec![], 1002),
     ];
@@ -819,7 +819,7 @@ fn malformed_browser_messages_close_only_that_viewer() {
         let ws = v2::open(&url).unwrap();
         let mut v = V2::from_ws(ws);
         if hello {
-            v.send(&v2::enc::hello(2)).unwrap();
+            v.send(&v2::enc::hello(v2::VERSION)).unwrap();
             wait_frames(&mut v, 1);
         }
         v.send(&msg).unwrap();
@@ -895,7 +895,7 @@ fn viewer_that_never_reads_keeps_memory_bounded() {
     let mut stuck = Vec::new();
     for _ in 0..4 {
         let mut ws = v2::open(&srv.url("/ws")).unwrap();
-        ws.send(tungstenite::Message::Binary(v2::enc::hello(2))).unwrap();
+        ws.send(tungstenite::Message::Binary(v2::enc::hello(v2::VERSION))).unwrap();
         stuck.push(ws);
     }
     // The others keep getting frames while the stuck ones' sockets are full.
@@ -1063,7 +1063,7 @@ fn clipboard_flood_to_a_stuck_viewer_keeps_memory_bounded() {
     let mut reader = V2::connect(&srv.url("/ws")).expect("viewer connects");
     wait_frames(&mut reader, 1);
     let mut stuck = v2::open(&srv.url("/ws")).unwrap();
-    stuck.send(tungstenite::Message::Binary(v2::enc::hello(2))).unwrap();
+    stuck.send(tungstenite::Message::Binary(v2::enc::hello(v2::VERSION))).unwrap();
     std::thread::sleep(Duration::from_millis(300)); // let it join before the flood
     let before = srv.rss_kib();
     go.send(()).unwrap();

@@ -20,7 +20,7 @@ pub use session::{Composed, Session};
 /// WebSocket path of the gateway (relay mode has `/websockify`).
 pub const PATH: &str = "/ws";
 /// Subprotocol of browser protocol v2.
-pub const SUBPROTOCOL: &str = "wsvnc.v2";
+pub const SUBPROTOCOL: &str = "wsvnc.v3";
 /// A viewer gets more output only when its socket buffer is below this.
 pub const LOW_WATER: usize = 128 << 10;
 pub use frames::CHUNK;

@@ -3,7 +3,7 @@
 //! All integers little-endian; strings are `u32` length + UTF-8.
 
 /// Protocol version spoken.
-pub const VERSION: u8 = 2;
+pub const VERSION: u8 = 3;
 
 pub mod to_browser {
     pub const SERVER_HELLO: u8 = 0x01;
@@ -21,10 +21,10 @@ pub mod to_browser {
     pub const ERROR: u8 = 0x0D;
     pub const PALETTE: u8 = 0x0E;
     pub const JPEG: u8 = 0x0F;
-    pub const END_PART: u8 = 0x10;
-    pub const IMAGE_BEGIN: u8 = 0x11;
-    pub const IMAGE_DATA: u8 = 0x12;
-    pub const PNG: u8 = 0x13;
+    pub const END_PART: u8 = 0x12;
+    pub const IMAGE_BEGIN: u8 = 0x13;
+    pub const IMAGE_DATA: u8 = 0x14;
+    pub const PNG: u8 = 0x15;
 }
 
 /// `ImageBegin` formats.
@@ -41,7 +41,7 @@ pub mod from_browser {
     pub const FRAME_ACK: u8 = 0x84;
     pub const RESIZE_REQUEST: u8 = 0x85;
     pub const PASSWORD: u8 = 0x86;
-    pub const RECEIVED: u8 = 0x87;
+    pub const RECEIVED: u8 = 0x8A;
 }
 
 /// Largest clipboard text accepted from a browser.
@@ -327,7 +327,7 @@ mod tests {
             0x81, 1, 0x61, 0, 0, 0, // key down 'a'
             0x82, 10, 0, 20, 0, 0x09, // pointer 10,20 left+wheel-up
             0x84, 7, 0, 0, 0, // ack 7
-            0x87, 9, 0, 0, 0, // received 9
+            0x8A, 9, 0, 0, 0, // received 9
         ];
         assert_eq!(
             parse(&msg).unwrap(),
@@ -376,7 +376,7 @@ mod tests {
     fn encoders_match_the_documented_layouts() {
         let mut out = Vec::new();
         server_hello(&mut out, 800, 600, true, true, "d");
-        assert_eq!(out, [0x01, 2, 0x20, 0x03, 0x58, 0x02, 0b11, 1, 0, 0, 0, b'd']);
+        assert_eq!(out, [0x01, VERSION, 0x20, 0x03, 0x58, 0x02, 0b11, 1, 0, 0, 0, b'd']);
         out.clear();
         fill(&mut out, 1, 2, 3, 4, [5, 6, 7, 255]);
         assert_eq!(out, [0x03, 1, 0, 2, 0, 3, 0, 4, 0, 5, 6, 7, 255]);
@@ -385,17 +385,17 @@ mod tests {
         assert_eq!(out, [0x06, 4, 3, 2, 1]);
         out.clear();
         end_part(&mut out, 9, true);
-        assert_eq!(out, [0x10, 9, 0, 0, 0, 1]);
+        assert_eq!(out, [0x12, 9, 0, 0, 0, 1]);
         out.clear();
         image_begin(&mut out, 1, 2, 3, 4, image_format::PNG, 300);
-        assert_eq!(out, [0x11, 1, 0, 2, 0, 3, 0, 4, 0, 1, 44, 1, 0, 0]);
+        assert_eq!(out, [0x13, 1, 0, 2, 0, 3, 0, 4, 0, 1, 44, 1, 0, 0]);
         assert_eq!(out.len(), IMAGE_BEGIN_LEN);
         out.clear();
         image_data(&mut out, &[7, 8]);
-        assert_eq!(out, [0x12, 2, 0, 0, 0, 7, 8]);
+        assert_eq!(out, [0x14, 2, 0, 0, 0, 7, 8]);
         out.clear();
         image_header(&mut out, to_browser::PNG, 1, 2, 3, 4);
-        assert_eq!(out, [0x13, 1, 0, 2, 0, 3, 0, 4, 0, 0, 0, 0, 0]);
+        assert_eq!(out, [0x15, 1, 0, 2, 0, 3, 0, 4, 0, 0, 0, 0, 0]);
         assert_eq!(out.len(), IMAGE_HEADER);
     }
 }

@@ -1,4 +1,4 @@
-//! A headless browser-protocol v2 client (docs/protocol.md) on tungstenite,
+//! A headless browser-protocol v3 client (docs/protocol.md) on tungstenite,
 //! for integration tests and `examples/gwload.rs`. Self-contained (only
 //! tungstenite, jpeg-decoder and flate2), so an example can include it with
 //! `#[path]`.
@@ -40,10 +40,10 @@ pub mod t {
     pub const ERROR: u8 = 0x0D;
     pub const PALETTE: u8 = 0x0E;
     pub const JPEG: u8 = 0x0F;
-    pub const END_PART: u8 = 0x10;
-    pub const IMAGE_BEGIN: u8 = 0x11;
-    pub const IMAGE_DATA: u8 = 0x12;
-    pub const PNG: u8 = 0x13;
+    pub const END_PART: u8 = 0x12;
+    pub const IMAGE_BEGIN: u8 = 0x13;
+    pub const IMAGE_DATA: u8 = 0x14;
+    pub const PNG: u8 = 0x15;
 }
 
 /// One gateway → browser message, pixel payloads left out.
@@ -212,7 +212,7 @@ pub mod kind {
     pub const PNG: usize = 5;
 }
 
-/// A v2 viewer over tungstenite (no permessage-deflate: tungstenite has none).
+/// A v3 viewer over tungstenite (no permessage-deflate: tungstenite has none).
 pub struct V2 {
     pub ws: Ws,
     pub c: Canvas,
@@ -292,7 +292,7 @@ pub mod enc {
         m
     }
     pub fn received(id: u32) -> Vec<u8> {
-        let mut m = vec![0x87];
+        let mut m = vec![0x8A];
         m.extend_from_slice(&id.to_le_bytes());
         m
     }
@@ -310,11 +310,11 @@ pub mod enc {
 }
 
 /// Protocol version spoken.
-pub const VERSION: u8 = 2;
+pub const VERSION: u8 = 3;
 /// Subprotocol offered.
-pub const SUBPROTOCOL: &str = "wsvnc.v2";
+pub const SUBPROTOCOL: &str = "wsvnc.v3";
 
-/// Open `url` offering subprotocol `wsvnc.v2` (no ClientHello yet).
+/// Open `url` offering subprotocol `wsvnc.v3` (no ClientHello yet).
 pub fn open(url: &str) -> Result<Ws, String> {
     let mut req = url.into_client_request().map_err(|e| e.to_string())?;
     req.headers_mut().insert("Sec-WebSocket-Protocol", SUBPROTOCOL.parse().unwrap());
@@ -395,7 +395,7 @@ impl V2 {
             };
             match m {
                 Message::Binary(b) => {
-                    let msgs = self.c.apply(&b).unwrap_or_else(|e| panic!("gateway sent a malformed v2 message: {e}"));
+                    let msgs = self.c.apply(&b).unwrap_or_else(|e| panic!("gateway sent a malformed message: {e}"));
                     if self.auto_ack {
                         for m in &msgs {
                             match *m {

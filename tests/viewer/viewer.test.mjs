@@ -127,10 +127,10 @@ describe('viewer against the mock gateway', { timeout: 120000 }, () => {
     await s.waitType('FrameAck');
   }
 
-  test('handshake: subprotocol, ClientHello first, version 2', async () => {
+  test('handshake: subprotocol, ClientHello first, version 3', async () => {
     const s = await open();
-    assert.equal(s.protocol, 'wsvnc.v2');
-    assert.deepEqual(s.received[0], { type: 'ClientHello', version: 2 });
+    assert.equal(s.protocol, 'wsvnc.v3');
+    assert.deepEqual(s.received[0], { type: 'ClientHello', version: 3 });
     assert.equal(s.url.pathname, '/ws');
   });
 
@@ -328,7 +328,7 @@ describe('viewer against the mock gateway', { timeout: 120000 }, () => {
     ['picture ended inside an image',
       Buffer.concat([enc.imageBegin(0, 0, 8, 8, 1, 100), enc.endPart(2, false), enc.endPart(3, true)])],
     ['ImageBegin of an unknown format', enc.imageBegin(0, 0, 8, 8, 7, 100)],
-    ['EndPart flag other than 0 or 1', Buffer.from([0x10, 2, 0, 0, 0, 2])],
+    ['EndPart flag other than 0 or 1', Buffer.from([0x12, 2, 0, 0, 0, 2])],
     ['string length past the end', Buffer.from([0x09, 0xff, 0, 0, 0, 0x41])],
     ['Status text not UTF-8', Buffer.from([0x0c, 0, 2, 0, 0, 0, 0xc3, 0x28])],
     ['Fill outside the desktop', Buffer.concat([enc.fill(300, 0, 21, 1, [0, 0, 0]), enc.endFrame(2)])],

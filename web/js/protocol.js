@@ -2,18 +2,18 @@
 // browser messages. Pure functions, no DOM: also imported by Node unit tests.
 // All integers little-endian; `str` = u32 byte length + UTF-8.
 
-export const VERSION = 2;
-export const SUBPROTOCOL = 'wsvnc.v2';
+export const VERSION = 3;
+export const SUBPROTOCOL = 'wsvnc.v3';
 
 export const S = {
   SERVER_HELLO: 0x01, RESIZE: 0x02, FILL: 0x03, COPY: 0x04, PIXELS: 0x05,
   END_FRAME: 0x06, CURSOR: 0x07, BELL: 0x08, CLIPBOARD: 0x09,
   DESKTOP_NAME: 0x0a, PASSWORD_REQUIRED: 0x0b, STATUS: 0x0c, ERROR: 0x0d,
-  PALETTE: 0x0e, JPEG: 0x0f, END_PART: 0x10, IMAGE_BEGIN: 0x11, IMAGE_DATA: 0x12, PNG: 0x13,
+  PALETTE: 0x0e, JPEG: 0x0f, END_PART: 0x12, IMAGE_BEGIN: 0x13, IMAGE_DATA: 0x14, PNG: 0x15,
 };
 export const C = {
   CLIENT_HELLO: 0x80, KEY: 0x81, POINTER: 0x82, CLIPBOARD: 0x83,
-  FRAME_ACK: 0x84, RESIZE_REQUEST: 0x85, PASSWORD: 0x86, RECEIVED: 0x87,
+  FRAME_ACK: 0x84, RESIZE_REQUEST: 0x85, PASSWORD: 0x86, RECEIVED: 0x8a,
 };
 /** ImageBegin formats. */
 export const IMAGE_FORMATS = ['image/jpeg', 'image/png'];
