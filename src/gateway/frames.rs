@@ -535,6 +535,19 @@ pub const REFINE_AFTER_MS: u32 = 200;
 /// ... or once the whole screen has not changed for this long (motion
 /// stopped: the sooner the canvas is exact, the better).
 pub const QUIET_MS: u32 = 100;
+/// Both grow with the interval at which the screen changes (`interval_ms`,
+/// smoothed): a slideshow that changes every 100 ms is not "quiet" 100 ms
+/// after a change, and refining a picture the next update replaces costs
+/// the link a picture's worth of PNG ahead of that update (measured on the
+/// slow-link bench: ~40 KB refinements before every 20 Mbit/s picture).
+/// Bounded so the canvas is still exact soon after motion stops.
+pub fn refine_after_ms(interval_ms: f64) -> u32 {
+    (3.0 * interval_ms).clamp(REFINE_AFTER_MS as f64, 2.0 * MAX_WAIT_MS as f64) as u32
+}
+pub fn quiet_ms(interval_ms: f64) -> u32 {
+    (2.0 * interval_ms).clamp(QUIET_MS as f64, MAX_WAIT_MS as f64) as u32
+}
+const MAX_WAIT_MS: u32 = 250;
 
 impl Lossy {
     pub fn new(w: u16, h: u16) -> Lossy {
@@ -577,21 +590,21 @@ impl Lossy {
     /// Tiles due for refinement at `now_ms` that are not in `damage`
     /// (damage is re-sent anyway), into `into`. `quiet`: the screen has
     /// stopped changing (see `QUIET_MS`): every lossy tile is due.
-    pub fn due(&self, now_ms: u32, quiet: bool, damage: &TileSet, into: &mut TileSet) {
+    pub fn due(&self, now_ms: u32, after_ms: u32, quiet: bool, damage: &TileSet, into: &mut TileSet) {
         into.copy_from(&self.set);
         into.clear();
         self.set.for_each_tile(|i, b| {
-            if (quiet || now_ms.wrapping_sub(self.at[i]) >= REFINE_AFTER_MS) && damage.box_of(i).is_none() {
+            if (quiet || now_ms.wrapping_sub(self.at[i]) >= after_ms) && damage.box_of(i).is_none() {
                 into.mark_in_tile(i, b);
             }
         });
     }
 
     /// When the next refinement falls due (ms), if any tile is lossy.
-    pub fn next_due(&self) -> Option<u32> {
+    pub fn next_due(&self, after_ms: u32) -> Option<u32> {
         let mut first: Option<u32> = None;
         self.set.for_each_tile(|i, _| {
-            let t = self.at[i].wrapping_add(REFINE_AFTER_MS);
+            let t = self.at[i].wrapping_add(after_ms);
             first = Some(first.map_or(t, |f| f.min(t)));
         });
         first

@@ -81,6 +81,8 @@ pub const MAX_CWND: u64 = 4 << 20;
 pub const MAX_FRAMES: usize = 32;
 /// Frames (not parts) sent and not yet painted at most.
 pub const MAX_UNPAINTED: usize = 8;
+/// Estimated wire bytes of a frame [`Pacer::can_send_small`] lets through.
+pub const SMALL_FRAME: u64 = 2048;
 /// A part takes about this long on the link.
 pub const PART_TIME: Duration = Duration::from_millis(15);
 /// Bounds of a part, bytes.
@@ -333,6 +335,19 @@ impl Pacer {
     /// Whether a new frame or part may start at `now`.
     pub fn can_send(&self, now: Instant) -> bool {
         self.window_open() && self.next_send.is_none_or(|t| now >= t)
+    }
+
+    /// Whether a small urgent frame (at most [`SMALL_FRAME`] bytes: a
+    /// change away from the picture being sent, a click's echo) may start
+    /// at `now`: it does not wait for the pacing time, and may exceed the
+    /// window by one small part. Its bytes add next to nothing to the
+    /// queue; waiting for the pacer would add up to a part's transmission
+    /// time (the "small change overtakes").
+    pub fn can_send_small(&self) -> bool {
+        self.open.is_none()
+            && self.flights.len() < MAX_FRAMES
+            && self.unpainted.len() < MAX_UNPAINTED
+            && self.in_flight() < self.cwnd() + MIN_PART
     }
 
     /// Room in the window (time aside).

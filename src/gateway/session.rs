@@ -748,7 +748,9 @@ impl Session {
         };
 
         let interval = Duration::from_millis(self.change_interval_ms as u64);
-        let quiet = self.last_change_ms.is_none_or(|t| now_ms.wrapping_sub(t) >= frames::QUIET_MS);
+        let quiet_ms = frames::quiet_ms(self.change_interval_ms);
+        let refine_after_ms = frames::refine_after_ms(self.change_interval_ms);
+        let quiet = self.last_change_ms.is_none_or(|t| now_ms.wrapping_sub(t) >= quiet_ms);
         let Session {
             fb,
             viewers,
@@ -792,17 +794,20 @@ impl Session {
         }
         if v.writing.is_none() {
             v.pacer.tick(now);
-            if !v.pacer.can_send(now) {
+            let jpeg_at =
+                |level: usize| (!*lossless).then(|| Jpeg { quality: pacing::LEVELS[level], bpp: model.bpp(level) });
+            // Held back by the pacer: only a small change may go (an aside,
+            // or a picture that is small), not the next part.
+            let urgent_only = !v.pacer.can_send(now);
+            if urgent_only && !(v.pacer.can_send_small() && small_damage(fb, &v.damage, &v.copies, jpeg_at(v.level))) {
                 return Composed::Nothing;
             }
             let part = v.pacer.part_size();
-            let jpeg_at =
-                |level: usize| (!*lossless).then(|| Jpeg { quality: pacing::LEVELS[level], bpp: model.bpp(level) });
             let id = v.last_sent.wrapping_add(1);
             let mut writing = None;
             if let Some(held) = &v.picture {
                 // Damage apart from the picture goes ahead of its next part.
-                if !v.last_aside && v.copies.is_empty() && !v.damage.is_empty() {
+                if (!v.last_aside || urgent_only) && v.copies.is_empty() && !v.damage.is_empty() {
                     // Not near its content either: changes there are of the
                     // same content and wait to be a coherent picture.
                     let picture = parts.part(held.enc);
@@ -833,7 +838,7 @@ impl Session {
                             Some(Writing { enc, cursor: Cursor::default(), id, out: Out::Aside, budget: u64::MAX });
                     }
                 }
-                if writing.is_none() {
+                if writing.is_none() && !urgent_only {
                     let out =
                         if held.cursor.note() < parts.part(held.enc).prefix_end() { Out::Prefix } else { Out::Part };
                     writing = Some(Writing { enc: held.enc, cursor: held.cursor, id, out, budget: part });
@@ -892,7 +897,7 @@ impl Session {
                     Writing { enc, cursor: Cursor::default(), id, out, budget: part }
                 });
             } else if !v.has_changes() {
-                v.lossy.due(now_ms, quiet, &v.damage, refine);
+                v.lossy.due(now_ms, refine_after_ms, quiet, &v.damage, refine);
                 if !refine.is_empty() {
                     let req = Request {
                         gen: *gen,
@@ -987,8 +992,9 @@ impl Session {
                 if v.picture.is_some() || v.has_changes() {
                     return paced;
                 }
-                let due = v.lossy.next_due()?;
-                let quiet = self.last_change_ms.map_or(due, |t| t.wrapping_add(frames::QUIET_MS));
+                let due = v.lossy.next_due(frames::refine_after_ms(self.change_interval_ms))?;
+                let quiet_ms = frames::quiet_ms(self.change_interval_ms);
+                let quiet = self.last_change_ms.map_or(due, |t| t.wrapping_add(quiet_ms));
                 let due = epoch + Duration::from_millis(due.min(quiet) as u64);
                 Some(paced.map_or(due, |p| p.max(due)))
             })
@@ -1020,6 +1026,18 @@ impl Session {
     pub fn viewer_close(&self, idx: usize) -> Option<(u16, String)> {
         self.viewers.get(idx).and_then(|v| if v.pending.is_empty() { v.close.clone() } else { None })
     }
+}
+
+/// Whether `damage` (and no copies) is small enough to go past the pacer
+/// (`pacing::SMALL_FRAME`), judged from its area first and then from
+/// samples.
+fn small_damage(fb: &Framebuffer, damage: &TileSet, copies: &[CopyOp], jpeg: Option<Jpeg>) -> bool {
+    if !copies.is_empty() || damage.is_empty() {
+        return false;
+    }
+    let mut area = 0;
+    damage.for_each_run(|r| area += r.area());
+    area <= 2 * 64 * 64 && frames::estimate(fb, damage, jpeg.map_or(3.0, |j| j.bpp)) <= pacing::SMALL_FRAME
 }
 
 fn log_ack(now_ms: u32, idx: usize, id: u32, p: &Pacer) {
