@@ -799,7 +799,10 @@ impl Session {
             // Held back by the pacer: only a small change may go (an aside,
             // or a picture that is small), not the next part.
             let urgent_only = !v.pacer.can_send(now);
-            if urgent_only && !(v.pacer.can_send_small() && small_damage(fb, &v.damage, &v.copies, jpeg_at(v.level))) {
+            if urgent_only
+                && !(v.pacer.can_send_small()
+                    && (v.picture.is_some() || small_damage(fb, &v.damage, &v.copies, jpeg_at(v.level))))
+            {
                 return Composed::Nothing;
             }
             let part = v.pacer.part_size();
@@ -817,7 +820,8 @@ impl Session {
                     }
                     let jpeg = jpeg_at(v.level);
                     let bpp = jpeg.map_or(3.0, |j| j.bpp);
-                    if !aside.is_empty() && settled(aside) && frames::estimate(fb, aside, bpp) <= 2 * part {
+                    let fits = if urgent_only { pacing::SMALL_FRAME } else { 2 * part };
+                    if !aside.is_empty() && settled(aside) && frames::estimate(fb, aside, bpp) <= fits {
                         let req = Request {
                             gen: *gen,
                             what: What::Aside { room: part, jpeg },
