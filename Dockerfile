@@ -8,8 +8,12 @@
 # under runc (see the README).
 #
 # Run: docker run -p 6080:6080 wsvnc                        (the built-in demo desktop)
-#      docker run -p 6080:6080 wsvnc --target vnc.example:5900
-# The entry point listens on 0.0.0.0:6080 inside the container; arguments replace --demo.
+#      docker run -p 6080:6080 -v /etc/wsvnc:/etc/wsvnc:ro wsvnc --target vnc.example:5900 \
+#          --basic-auth-file /etc/wsvnc/htpasswd --allowed-host vnc-gw.example
+# The entry point listens on 0.0.0.0:6080 inside the container (a non-loopback bind), so wsvnc
+# refuses to start without access control (--jwt-secret-file or --basic-auth-file) unless
+# --no-auth is given: the demo image says --no-auth; a real target should not. Arguments replace
+# the default command.
 FROM scratch
 ARG TARGETARCH
 COPY dist/linux-${TARGETARCH}/wsvnc /wsvnc
@@ -18,4 +22,4 @@ COPY dist/linux-${TARGETARCH}/wsvnc /wsvnc
 USER 65534:65534
 EXPOSE 6080
 ENTRYPOINT ["/wsvnc", "--listen", "0.0.0.0:6080"]
-CMD ["--demo"]
+CMD ["--demo", "--no-auth"]

@@ -21,11 +21,13 @@ fn main() -> std::io::Result<()> {
     let listen = args.next().unwrap_or_else(|| "127.0.0.1:6080".into());
     let vnc = args.next().unwrap_or_else(|| "127.0.0.1:5900".into());
 
-    let mut cfg = Config::default();
-    cfg.listen = listen.parse().expect("listen address, e.g. 127.0.0.1:6080");
-    // No password: the browser is asked if the VNC server wants one.
-    cfg.target = Some(Target::new(TargetAddr::Tcp(vnc.parse().expect("VNC server address, e.g. 127.0.0.1:5900"))));
-    cfg.max_connections = 64; // a small appliance
+    let cfg = Config {
+        listen: listen.parse().expect("listen address, e.g. 127.0.0.1:6080"),
+        // No password: the browser is asked if the VNC server wants one.
+        target: Some(Target::new(TargetAddr::Tcp(vnc.parse().expect("VNC server address, e.g. 127.0.0.1:5900")))),
+        max_connections: 64, // a small appliance
+        ..Config::default()
+    };
 
     let mut server = Server::bind(cfg)?;
     println!("viewer on http://{}/", server.local_addr());

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # scripts/deps.sh — install what the tests need, when it is missing.
 #
-# Usage: scripts/deps.sh [apt] [browser] [autobahn] [cross]    (no argument: all four)
+# Usage: scripts/deps.sh [apt] [browser] [autobahn] [cross] [fuzz]   (no argument: all five)
 #
 #   apt       Debian packages (Xvnc, xterm, Chromium, ImageMagick, ...), checked
 #             one by one with dpkg-query; `apt-get update` + install only when
@@ -15,6 +15,8 @@
 #             bootstrapped from PyPI wheels; pinned packages installed
 #             --no-deps. Rebuilt only when the recipe below changes.
 #             Entry points: .deps/py27/bin/python2.7, .deps/py27/bin/wstest.
+#   fuzz      a nightly Rust toolchain (rustup) and cargo-fuzz (cargo install
+#             --locked), for the fuzz step.
 #   cross     for scripts/cross.sh (run `apt` first): the rustup targets
 #             x86_64-unknown-linux-musl and aarch64-unknown-linux-musl, and
 #             qemu-aarch64 registered with binfmt_misc (flags F: found from inside
@@ -44,7 +46,7 @@ APT_PACKAGES=(
     # photo content (Tight JPEG test) and an ARGB cursor theme (cursor test)
     gnome-backgrounds adwaita-icon-theme
     # relays and plumbing; noVNC's pages as Debian ships them (websockify-compat test)
-    socat websockify novnc ca-certificates
+    socat websockify novnc ca-certificates curl
     # benches/slow_links.sh: network namespaces
     iproute2
     # python3 (bootstrap of the Python 2.7 environment)
@@ -258,6 +260,22 @@ EOF
     log "autobahn: done in $((SECONDS - t0)) s ($PY27/bin/wstest)"
 }
 
+# ---------------------------------------------------------------- fuzz
+
+do_fuzz() {
+    command -v rustup >/dev/null 2>&1 || die "fuzz: rustup not found (the fuzz step needs a nightly toolchain)"
+    if ! rustup toolchain list | grep -q '^nightly'; then
+        log "fuzz: installing the nightly toolchain (rustup, minimal profile)"
+        rustup toolchain install nightly --profile minimal </dev/null || die "fuzz: cannot install rust nightly"
+    fi
+    if cargo fuzz --version >/dev/null 2>&1; then
+        log "fuzz: $(cargo fuzz --version) present"
+        return
+    fi
+    log "fuzz: cargo install cargo-fuzz --locked"
+    cargo install cargo-fuzz --locked </dev/null || die "fuzz: cargo install cargo-fuzz failed"
+}
+
 # ---------------------------------------------------------------- cross (scripts/cross.sh)
 
 do_cross() {
@@ -286,14 +304,15 @@ do_cross() {
 # ---------------------------------------------------------------- main
 
 steps=("$@")
-[ ${#steps[@]} -gt 0 ] || steps=(apt browser autobahn cross)
+[ ${#steps[@]} -gt 0 ] || steps=(apt browser autobahn cross fuzz)
 for s in "${steps[@]}"; do
     case "$s" in
         apt) do_apt ;;
         browser) do_browser ;;
         autobahn) do_autobahn ;;
         cross) do_cross ;;
-        *) die "unknown step '$s' (apt, browser, autobahn, cross)" ;;
+        fuzz) do_fuzz ;;
+        *) die "unknown step '$s' (apt, browser, autobahn, cross, fuzz)" ;;
     esac
 done
 log "all requested steps done: ${steps[*]}"

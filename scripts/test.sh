@@ -18,6 +18,8 @@
 #                 buildah, run under runc for amd64 and arm64 (scripts/image.sh)
 #       fleet     three instances behind a real HAProxy: routing by token, TLS,
 #                 failover and rejoin, Chromium viewers (tests/fleet)
+#       fuzz      every cargo-fuzz target (fuzz/) for a fixed number of runs
+#                 from the committed seed corpus (docs/fuzzing.md)
 #
 # Every step must pass; nothing is skipped because a server or browser is
 # missing (deps installs them, and the tests fail loudly without them).
@@ -27,7 +29,7 @@ set -uo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 export CARGO_TERM_COLOR=never
-ALL_STEPS=(deps cargo autobahn novnc viewer footprint cross image fleet)
+ALL_STEPS=(deps cargo autobahn novnc viewer footprint cross image fleet fuzz)
 STEPS=("$@")
 [ ${#STEPS[@]} -gt 0 ] || STEPS=("${ALL_STEPS[@]}")
 
@@ -65,7 +67,7 @@ wait_port() {
     return 1
 }
 
-step_deps() { scripts/deps.sh apt browser autobahn cross && (cd tests/viewer && deps_viewer) && (cd tests/fleet && deps_viewer); }
+step_deps() { scripts/deps.sh apt browser autobahn cross fuzz && (cd tests/viewer && deps_viewer) && (cd tests/fleet && deps_viewer); }
 deps_viewer() {
     # tests/viewer has its own package.json (playwright-core, ws).
     local want have=""
@@ -107,6 +109,38 @@ step_viewer() {
 step_footprint() {
     release_build || return 1
     scripts/footprint.sh target/release/wsvnc
+}
+
+# Runs per fuzz target: a short, fixed amount of work so CI catches a
+# regression on the seed corpus and its near neighbours; long campaigns are
+# run by hand (docs/fuzzing.md). FUZZ_RUNS=N overrides for every target.
+FUZZ_RUNS=${FUZZ_RUNS:-}
+step_fuzz() {
+    local targets t runs out rc=0
+    targets=$(cd fuzz && cargo +nightly fuzz list) || return 1
+    (cd fuzz && cargo +nightly fuzz build -O) || return 1
+    out=$(mktemp -d)
+    for t in $targets; do
+        # About 10 s each on an idle 2-core VM, a minute on a loaded one (execs/s
+        # measured on a loaded one:
+        # token_file 19k, browser_proto/jwt 7k, http_route 5k, rfb_client
+        # 1.1k, ws_session 0.8k).
+        case $t in
+            rfb_client|ws_session) runs=${FUZZ_RUNS:-16000} ;;
+            http_route|browser_proto|jwt) runs=${FUZZ_RUNS:-100000} ;;
+            *) runs=${FUZZ_RUNS:-300000} ;;
+        esac
+        mkdir -p "$out/$t"
+        echo "[test] fuzz $t: $runs runs"
+        # New inputs go to a scratch corpus; the committed seeds are only read.
+        if ! (cd fuzz && cargo +nightly fuzz run -O "$t" "$out/$t" "corpus/$t" -- \
+                -runs="$runs" -seed=1 -timeout=10 -rss_limit_mb=3072 -print_final_stats=1 2>&1 | tail -n 12); then
+            echo "[test] fuzz $t FAILED (crash input in fuzz/artifacts/$t/)" >&2
+            rc=1
+        fi
+    done
+    rm -rf "$out"
+    return $rc
 }
 
 step_cross() { scripts/cross.sh build test; }

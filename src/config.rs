@@ -7,8 +7,9 @@
 //! `token: unix_socket:/path`) per line, `#` comments; or, as websockify reads
 //! it, a directory of such files. wsvnc adds optional words after the address
 //! (ignored by nothing else, since websockify files never have them):
-//! `password=SECRET`, `password-file=PATH`, `view_only`, and for the RFB
-//! security types `username=NAME`, `vnc-ca=PATH`, `vnc-fingerprint=sha256:HEX`.
+//! `password=SECRET`, `password-file=PATH`, `view_only`, `linger=SECS`, and
+//! for the RFB security types `username=NAME`, `vnc-ca=PATH`,
+//! `vnc-fingerprint=sha256:HEX`.
 //! Names are resolved and files read when the token file is read, never per
 //! connection.
 //!
@@ -49,12 +50,26 @@ pub struct Target {
     pub view_only: bool,
     /// User name and TLS certificate checks for the VNC server.
     pub security: TargetSecurity,
+    /// Token word `linger=SECS`: overrides `Config::linger` for this target.
+    pub linger: Option<Duration>,
 }
 
 impl Target {
-    /// No password, not view-only, no security settings.
+    /// No password, not view-only, no security settings, the default linger.
     pub fn new(addr: TargetAddr) -> Target {
-        Target { addr, password: None, view_only: false, security: TargetSecurity::default() }
+        Target { addr, password: None, view_only: false, security: TargetSecurity::default(), linger: None }
+    }
+}
+
+/// Longest `--linger` / `linger=` accepted: a lingering session holds its VNC
+/// connection and framebuffer (up to 256 MiB) with nobody watching.
+pub const MAX_LINGER: Duration = Duration::from_secs(3600);
+
+/// Parse a linger in whole seconds, 0..=MAX_LINGER (0 = off).
+fn linger_secs(v: &str, name: &str) -> Result<Duration, ConfigError> {
+    match v.parse::<u64>() {
+        Ok(n) if n <= MAX_LINGER.as_secs() => Ok(Duration::from_secs(n)),
+        _ => err(format!("{name} wants whole seconds from 0 to {}, not '{v}'", MAX_LINGER.as_secs())),
     }
 }
 
@@ -159,6 +174,9 @@ pub struct Config {
     pub view_only: bool,
     /// Gateway: never send lossy (JPEG) regions to browsers.
     pub lossless: bool,
+    /// Gateway: keep a VNC session this long after its last viewer left
+    /// (`--linger`; zero = end it at once).
+    pub linger: Duration,
     /// Run the built-in demo VNC server and use it as the default target.
     pub demo: bool,
     /// Serve only the demo VNC server on this address (no HTTP).
@@ -167,6 +185,8 @@ pub struct Config {
     pub demo_size: Option<(u16, u16)>,
     /// Every WebSocket path echoes (for the Autobahn example; not a CLI option).
     pub echo: bool,
+    /// Host check and authentication (`--allowed-host`, `--jwt-*`, `--basic-auth-file`, `--no-auth`).
+    pub access: crate::http::access::AccessConfig,
 
     // ---- relay mode and websockify compatibility
     /// Serve relay mode (raw RFB to noVNC and other websockify clients) on every
@@ -203,10 +223,12 @@ impl Default for Config {
             shared: true,
             view_only: false,
             lossless: false,
+            linger: Duration::from_secs(5),
             demo: false,
             demo_server: None,
             demo_size: None,
             echo: false,
+            access: Default::default(),
             relay: false,
             exit_when_idle: None,
             web_csp: None,
@@ -223,6 +245,8 @@ USAGE:
                                      websockify's form: gateway + relay mode; the target may be
                                      left out with --token-plugin/--target-config/--unix-target
     wsvnc --demo                     gateway + built-in demo desktop, open http://127.0.0.1:6080/
+    wsvnc hash-password USER [COST]  print an htpasswd line for --basic-auth-file (bcrypt, cost 10;
+                                     the password is read from standard input)
 
 MODES (one port serves both; the log says which at start):
     gateway  always. The built-in viewer at http://LISTEN/ , WebSocket /ws. wsvnc is the VNC
@@ -290,10 +314,34 @@ OPTIONS:
     --lossless                gateway: never send JPEG to browsers, only exact pixels (more
                               bytes on photo-like content; by default JPEG quality follows each
                               browser's measured link and areas are refined to exact later)
+    --linger SECS             gateway: keep a VNC session (its connection and picture) SECS
+                              after its last viewer left, so a viewer coming back needs no new
+                              VNC login; 0 = end it at once, at most 3600 (token file:
+                              linger=SECS) [default: 5]
     --demo                    run the built-in demo VNC server and use it as the target
     --demo-server ADDR:PORT   run only the demo VNC server on ADDR:PORT (for tests, benchmarks)
     --demo-size WxH           desktop size of the demo VNC server [default: 1024x768]
     -h, --help                print this help
+
+ACCESS CONTROL (off by default only on a loopback listen address; on any other address wsvnc
+refuses to start without --jwt-secret-file, --basic-auth-file or --no-auth):
+    --allowed-host NAME       also serve requests whose Host is NAME (repeatable; *.example.com
+                              for subdomains; '*' = any). IP literals and 'localhost' are always
+                              served; any other name gets 421, on every listen address: a
+                              DNS-rebinding page reaches a wildcard or LAN bind by a name it
+                              controls just as it reaches a loopback one
+    --jwt-secret-file FILE    require an access token: a JWT signed with HS256 by the key in FILE
+                              (its bytes, one trailing newline dropped; at least 32), with 'exp'.
+                              Browsers pass it as ?jwt=TOKEN (or websockify's ?token=TOKEN) on
+                              the page URL (a cookie then admits the page's files and WebSocket)
+                              or on the WebSocket URL; scripts as 'Authorization: Bearer TOKEN'
+    --jwt-target RULE         let tokens pick their VNC server with websockify's host/port claims,
+                              within RULE: ADDR[/PREFIX]:PORT[-PORT] ([V6/PREFIX]:PORTS), or '*'
+                              (repeatable) [default: none: tokens cannot pick a server]
+    --basic-auth-file FILE    require an HTTP Basic login checked against FILE (htpasswd format,
+                              bcrypt: lines from 'wsvnc hash-password USER' or 'htpasswd -nB USER')
+    --no-auth                 serve a non-loopback address without access control (e.g. behind
+                              a proxy that authenticates)
     -V, --version             print the version
 
 Logging: RUST_LOG=info (default) | debug | warn.";
@@ -314,12 +362,18 @@ fn err<T>(msg: impl Into<String>) -> Result<T, ConfigError> {
     Err(ConfigError(msg.into()))
 }
 
-/// What the command line asked for.
+/// What the command line asked for (made once per process: its size does not matter).
 #[derive(Debug)]
+#[allow(clippy::large_enum_variant)]
 pub enum Command {
     Run(Config),
     Help,
     Version,
+    /// `wsvnc hash-password USER [COST]`.
+    HashPassword {
+        user: String,
+        cost: u32,
+    },
 }
 
 /// Resolve `host:port` (or `:port`/`port` with a default host) to one address.
@@ -361,6 +415,26 @@ pub fn read_password_file(path: &Path) -> Result<Vec<u8>, ConfigError> {
     }
 }
 
+/// `--jwt-secret-file`: the file's bytes without one trailing newline; at
+/// least 32 bytes (RFC 7518 §3.2: an HS256 key as long as the hash).
+pub fn read_jwt_secret(path: &Path) -> Result<Vec<u8>, ConfigError> {
+    let mut key = std::fs::read(path).map_err(|e| ConfigError(format!("cannot read {}: {e}", path.display())))?;
+    if key.ends_with(b"\n") {
+        key.pop();
+        if key.ends_with(b"\r") {
+            key.pop();
+        }
+    }
+    if key.len() < 32 {
+        return err(format!(
+            "{}: a JWT key needs at least 32 bytes (HS256), this one has {} (e.g. head -c 32 /dev/urandom | base64)",
+            path.display(),
+            key.len()
+        ));
+    }
+    Ok(key)
+}
+
 /// Parse encoding names for `--encodings`.
 pub fn parse_encodings(list: &str) -> Result<Vec<i32>, ConfigError> {
     use crate::rfb::encoding::*;
@@ -393,16 +467,28 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Command, Co
     let mut target_spec: Option<String> = None;
     let mut unix_target: Option<PathBuf> = None;
     let mut password_file: Option<PathBuf> = None;
+    let mut args = args.into_iter().peekable();
+    if args.peek().is_some_and(|a| a == "hash-password") {
+        args.next();
+        let rest: Vec<String> = args.collect();
+        return match rest.as_slice() {
+            [user] => Ok(Command::HashPassword { user: user.clone(), cost: crate::http::access::basic::DEFAULT_COST }),
+            [user, cost] => match cost.parse::<u32>() {
+                Ok(c) if (4..=16).contains(&c) => Ok(Command::HashPassword { user: user.clone(), cost: c }),
+                _ => err(format!("hash-password: COST must be 4..=16, not '{cost}'")),
+            },
+            _ => err("usage: wsvnc hash-password USER [COST]   (password on standard input)"),
+        };
+    }
     let mut tokens = TokenOptions::default();
     let mut relay_asked = false;
     let mut security = TargetSecurity::default();
-    let mut args = args.into_iter();
     while let Some(arg) = args.next() {
         let (name, inline) = match arg.split_once('=') {
             Some((n, v)) if n.starts_with("--") => (n.to_string(), Some(v.to_string())),
             _ => (arg.clone(), None),
         };
-        let value = |args: &mut I::IntoIter| -> Result<String, ConfigError> {
+        let value = |args: &mut std::iter::Peekable<I::IntoIter>| -> Result<String, ConfigError> {
             match inline.clone().or_else(|| args.next()) {
                 Some(v) => Ok(v),
                 None => err(format!("{name} needs a value (see --help)")),
@@ -464,6 +550,7 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Command, Co
             "--exclusive" => cfg.shared = false,
             "--view-only" => cfg.view_only = true,
             "--lossless" => cfg.lossless = true,
+            "--linger" => cfg.linger = linger_secs(&value(&mut args)?, "--linger")?,
             "--relay-copy" => cfg.relay_splice = false,
             "--demo" => cfg.demo = true,
             "--demo-server" => cfg.demo_server = Some(resolve(&value(&mut args)?, "127.0.0.1")?),
@@ -480,6 +567,22 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Command, Co
                     _ => return err(format!("--demo-size wants WIDTHxHEIGHT, each 1..=4096, not '{v}'")),
                 }
             }
+            // Access control (http::access).
+            "--allowed-host" => cfg.access.allowed_hosts.push(value(&mut args)?),
+            "--jwt-secret-file" => cfg.access.jwt_secret = Some(read_jwt_secret(Path::new(&value(&mut args)?))?),
+            "--jwt-target" => cfg
+                .access
+                .jwt_targets
+                .push(crate::http::access::TargetRule::parse(&value(&mut args)?).map_err(ConfigError)?),
+            "--basic-auth-file" => {
+                let path = PathBuf::from(value(&mut args)?);
+                let text = std::fs::read_to_string(&path)
+                    .map_err(|e| ConfigError(format!("cannot read {}: {e}", path.display())))?;
+                let users = crate::http::access::basic::Users::parse(&text)
+                    .map_err(|e| ConfigError(format!("{}: {e}", path.display())))?;
+                cfg.access.basic_users = Some(users);
+            }
+            "--no-auth" => cfg.access.no_auth = true,
             s if s.starts_with('-') && s.len() > 1 => return err(format!("unknown option '{s}' (see --help)")),
             _ => positional.push(arg),
         }
@@ -530,7 +633,7 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Command, Co
         None => None,
     };
     if let Some(addr) = addr {
-        cfg.target = Some(Target { addr, password, view_only: false, security });
+        cfg.target = Some(Target { password, security, ..Target::new(addr) });
     } else if password_file.is_some() || security != TargetSecurity::default() {
         return err("--password-file and --vnc-* apply to --target/--unix-target; give one of them");
     }
@@ -640,6 +743,8 @@ impl TokenTable {
                     target.password = Some(read_password_file(&base.join(p))?);
                 } else if w == "view_only" {
                     target.view_only = true;
+                } else if let Some(v) = w.strip_prefix("linger=") {
+                    target.linger = Some(linger_secs(v, "linger=").map_err(at_line)?);
                 } else {
                     return err(format!("token file line {}: unknown word '{w}'", n + 1));
                 }
@@ -781,6 +886,29 @@ mod tests {
     }
 
     #[test]
+    fn linger_option_and_token_word() {
+        assert_eq!(run(&[]).unwrap().linger, Duration::from_secs(5), "default");
+        assert_eq!(run(&["--linger", "0"]).unwrap().linger, Duration::ZERO);
+        assert_eq!(run(&["--linger", "3600"]).unwrap().linger, MAX_LINGER);
+        for bad in ["3601", "-1", "2.5", ""] {
+            assert!(run(&["--linger", bad]).is_err(), "--linger {bad:?}");
+        }
+        let t = TokenTable::parse(
+            "a: 127.0.0.1:1 linger=30
+b: 127.0.0.1:2 linger=0
+c: 127.0.0.1:3
+",
+            Path::new("."),
+        )
+        .unwrap();
+        assert_eq!(t.entries["a"].linger, Some(Duration::from_secs(30)));
+        assert_eq!(t.entries["b"].linger, Some(Duration::ZERO));
+        assert_eq!(t.entries["c"].linger, None);
+        let e = TokenTable::parse("a: 127.0.0.1:1 linger=x\n", Path::new(".")).unwrap_err();
+        assert!(e.0.contains("line 1") && e.0.contains("linger="), "{e}");
+    }
+
+    #[test]
     fn token_file_lines() {
         let t = TokenTable::parse(
             "# comment\nalpha: 127.0.0.1:5901\n beta :localhost:5902 password=s3cret view_only\nsock: unix:/tmp/vnc.sock\n",
@@ -870,6 +998,41 @@ mod tests {
         assert!(err("x: 127.0.0.1:1 vnc-fingerprint=sha1:00").starts_with("token file line 1:"));
         assert!(err("x: 127.0.0.1:1\ny: 127.0.0.1:1 vnc-ca=missing.pem").starts_with("token file line 2:"));
         assert!(err("x: 127.0.0.1:1 vnc-cert=a").contains("unknown word"));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn access_options() {
+        let dir = std::env::temp_dir().join(format!("wsvnc-config-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let key = dir.join("key");
+        std::fs::write(&key, "0123456789abcdef0123456789abcdef\n").unwrap();
+        let short = dir.join("short");
+        std::fs::write(&short, "too short\n").unwrap();
+        let key_s = key.to_str().unwrap();
+        let c = run(&[
+            "--allowed-host",
+            "vnc.example.com",
+            "--jwt-secret-file",
+            key_s,
+            "--jwt-target",
+            "10.0.0.0/8:5900-5999",
+            "--no-auth",
+        ])
+        .unwrap();
+        assert_eq!(c.access.allowed_hosts, ["vnc.example.com"]);
+        assert_eq!(c.access.jwt_secret.as_deref(), Some(&b"0123456789abcdef0123456789abcdef"[..]));
+        assert_eq!(c.access.jwt_targets.len(), 1);
+        assert!(c.access.no_auth);
+        let e = run(&["--jwt-secret-file", short.to_str().unwrap()]).unwrap_err();
+        assert!(e.0.contains("at least 32 bytes"), "{e}");
+        assert!(run(&["--jwt-target", "vnc.lan:5900"]).is_err());
+        assert!(run(&["--basic-auth-file", dir.join("missing").to_str().unwrap()]).is_err());
+        assert!(matches!(
+            parse_args(["hash-password".to_string(), "ann".to_string()]),
+            Ok(Command::HashPassword { cost: 10, .. })
+        ));
+        assert!(parse_args(["hash-password".to_string(), "ann".to_string(), "40".to_string()]).is_err());
         let _ = std::fs::remove_dir_all(&dir);
     }
 

@@ -17,9 +17,11 @@ pub mod demo;
 pub mod fb;
 pub mod gateway;
 pub mod http;
+pub mod logsafe;
 pub mod relay;
 pub mod rfb;
 pub mod server;
+pub mod throttle;
 pub mod ws;
 
 pub use config::{Config, Target, TargetAddr, TargetSecurity};

@@ -406,6 +406,28 @@ fn server_name(s: Server) -> &'static str {
     }
 }
 
+/// The X helpers find windows while others are created and destroyed around
+/// them (loops of short-lived `xmessage` windows): `xdotool search` gets
+/// `BadWindow` from XQueryTree when a window dies mid-walk, which once
+/// failed `xvnc_rre` on a fresh machine. Each lookup must still succeed.
+#[test]
+fn x_helpers_survive_windows_coming_and_going() {
+    init_logger();
+    let mut desk = Desktop::xvnc(Auth::None);
+    let mut churn = desk.x_command("sh", "dash");
+    // Two windows at a time, each created, mapped and destroyed in turn.
+    churn.args(["-c", "while :; do xmessage -timeout 1 a & xmessage -timeout 1 b; wait; done"]);
+    desk.spawn_client("churn", churn);
+    let mut c = desk.x_command("xterm", "xterm");
+    c.args(["-T", "wsvnc-still", "-geometry", "20x2+10+10"]);
+    desk.spawn_client("xterm", c);
+    let id = desk.window("wsvnc-still");
+    for i in 0..20u16 {
+        assert_eq!(desk.window("wsvnc-still"), id, "lookup {i}");
+        desk.move_window(&id, 11 + i, 10); // a new position each time: --sync waits for the move
+    }
+}
+
 #[test]
 fn xvnc_raw() {
     check_encoding(Server::Xvnc, encoding::RAW);
@@ -819,6 +841,16 @@ impl Viewer {
         self.v.password(pw.as_bytes()).expect("send to gateway");
     }
 
+    /// Read until the gateway asks for a user name and a password (20 s at most).
+    #[cfg(feature = "tls")]
+    fn wait_credentials_required(&mut self) {
+        let until = Instant::now() + Duration::from_secs(20);
+        while !self.v.credentials_required {
+            self.step().unwrap_or_else(|e| panic!("before CredentialsRequired: {e:?}"));
+            assert!(Instant::now() < until, "no CredentialsRequired from the gateway");
+        }
+    }
+
     /// Read one WebSocket message and apply it. Ok(true): a frame ended.
     /// Ok(false) also on a read timeout.
     fn step(&mut self) -> Result<bool, ViewerEnd> {
@@ -1216,18 +1248,46 @@ mod vencrypt {
         v.sync_to(&change_root_colour(&desk), "gateway to Xvnc X509Vnc, after a root colour change");
     }
 
-    /// X509Plain with the user name configured: the browser is asked for
-    /// the password only, and gets the desktop.
-    #[test]
-    fn gateway_xvnc_x509plain_browser_password() {
+    /// Xvnc with X509Plain through a test PAM service and the scene drawn:
+    /// the PKI, the PAM service (kept alive), the desktop, its screenshot.
+    fn x509plain_scene() -> (Pki, PamService, Desktop, Vec<u8>) {
         init_logger();
         let pki = Pki::new();
         let pam = PamService::new(PLAIN_USER, PLAIN_PW);
         let mut desk = xvnc("X509Plain", &pki, None, Some(&pam));
         desk.draw_scene();
         let want = desk.stable_screenshot();
+        (pki, pam, desk, want)
+    }
+
+    /// X509Plain with the user name configured: the browser is asked for
+    /// the password only, and gets the desktop.
+    #[test]
+    fn gateway_xvnc_x509plain_browser_password() {
+        let (pki, _pam, desk, want) = x509plain_scene();
         let gw = gateway_tls(&desk, None, Some(PLAIN_USER), &pki.ca);
         browser_password(&gw, PLAIN_PW, &want, "gateway to Xvnc X509Plain with the browser's password");
+    }
+
+    /// X509Plain with no user name configured: the browser is asked for a
+    /// user name and a password. A wrong password ends that session with
+    /// the server's verdict (1008); the right credentials, on a new
+    /// connection, give the desktop.
+    #[test]
+    fn gateway_xvnc_x509plain_browser_credentials() {
+        let (pki, _pam, desk, want) = x509plain_scene();
+        let gw = gateway_tls(&desk, None, None, &pki.ca);
+        let mut v = Viewer::connect(&gw.url("/ws"));
+        v.wait_credentials_required();
+        assert!(!v.password_required, "a user name is wanted too");
+        v.send(v2::enc::credentials(PLAIN_USER.as_bytes(), b"not the password"));
+        let (text, code) = v.expect_error();
+        assert_eq!(code, 1008, "{text}");
+        assert!(text.contains("authentication failed"), "{text}");
+        let mut v = Viewer::connect(&gw.url("/ws"));
+        v.wait_credentials_required();
+        v.send(v2::enc::credentials(PLAIN_USER.as_bytes(), PLAIN_PW.as_bytes()));
+        v.sync_to(&want, "gateway to Xvnc X509Plain with the browser's user name and password");
     }
 
     /// The wrong CA: the viewer is told the certificate was rejected.

@@ -148,7 +148,7 @@ fn view_only_everywhere_means_no_relay() {
     let srv = Spawned::start_with(|addr| vec!["--view-only".into(), addr.to_string(), target.to_string()]);
     assert_eq!(refused(&srv.url("/websockify")).0, 404);
     // The gateway is still there (and view-only).
-    let (_s, head) = raw_upgrade_with(srv.addr, "/ws", "Sec-WebSocket-Protocol: wsvnc.v1\r\n");
+    let (_s, head) = raw_upgrade_with(srv.addr, "/ws", "Sec-WebSocket-Protocol: wsvnc.v3\r\n");
     assert!(head.starts_with("http/1.1 101"), "{head}");
     drop(srv);
     assert!(accepted.load(Ordering::SeqCst) <= 1, "only the gateway may have connected");
@@ -176,11 +176,11 @@ fn relay_upgrades_on_any_path_while_ws_and_files_keep_theirs() {
         echoes(&mut connect(&srv.url(path)), path.as_bytes());
     }
     // /ws is the gateway's (its subprotocol, not the relay's).
-    let (_s, head) = raw_upgrade_with(srv.addr, "/ws", "Sec-WebSocket-Protocol: wsvnc.v1\r\n");
-    assert!(head.contains("sec-websocket-protocol: wsvnc.v1"), "{head}");
+    let (_s, head) = raw_upgrade_with(srv.addr, "/ws", "Sec-WebSocket-Protocol: wsvnc.v3\r\n");
+    assert!(head.contains("sec-websocket-protocol: wsvnc.v3"), "{head}");
     // Plain GETs get the files, without a Content-Security-Policy: the page
     // has an inline script, as noVNC's vnc_lite.html has.
-    let r = http_raw(srv.addr, b"GET /index.html HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    let r = http_raw(srv.addr, b"GET /index.html HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
     assert_eq!(status_of(&r), 200, "{r}");
     assert!(r.ends_with("<script>inline()</script>"), "{r}");
     assert!(!r.to_ascii_lowercase().contains("content-security-policy"), "{r}");
@@ -195,12 +195,12 @@ fn web_csp_is_sent_with_web_pages_and_the_embedded_viewer_keeps_its_own() {
     cfg.web_dir = Some(web.path().to_path_buf());
     cfg.web_csp = Some(policy.into());
     let srv = start(cfg);
-    let r = http_raw(srv.addr, b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    let r = http_raw(srv.addr, b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
     assert!(r.contains(&format!("Content-Security-Policy: {policy}\r\n")), "{r}");
     let mut cfg = config();
     cfg.web_csp = Some(policy.into());
     let srv = start(cfg);
-    let r = http_raw(srv.addr, b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    let r = http_raw(srv.addr, b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
     assert!(r.contains(&format!("Content-Security-Policy: {}\r\n", wsvnc::http::CSP)), "{r}");
 }
 

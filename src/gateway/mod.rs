@@ -5,16 +5,20 @@
 
 pub mod encode;
 pub mod frames;
+pub mod login;
 pub mod pacing;
 pub mod proto;
 pub mod session;
 
 use std::collections::HashMap;
+use std::net::IpAddr;
+use std::time::Instant;
 
 use slab::Slab;
 
 use crate::config::{Config, Target};
 use crate::rfb::{encoding, RfbConfig};
+use crate::throttle::{addr_key, Blocked, Policy, Throttle};
 pub use session::{Composed, Session};
 
 /// WebSocket path of the gateway (relay mode has `/websockify`).
@@ -48,14 +52,73 @@ pub fn default_encodings() -> Vec<i32> {
 /// The Compression Level pseudo-encoding of level 0 (rfbproto).
 const COMPRESS_LEVEL_0: i32 = -256;
 
+/// Password guessing by browsers (joiners checked against the session's
+/// password, and passwords forwarded to the VNC server): throttled per
+/// client address across all sessions and per session key, with
+/// [`crate::throttle`]'s TigerVNC-like policy. Each lockout is logged once.
+#[derive(Debug)]
+pub struct PasswordGuard {
+    by_addr: Throttle<IpAddr>,
+    by_session: Throttle<String>,
+}
+
+impl Default for PasswordGuard {
+    fn default() -> Self {
+        PasswordGuard { by_addr: Throttle::new(Policy::PER_ADDRESS), by_session: Throttle::new(Policy::PER_SESSION) }
+    }
+}
+
+impl PasswordGuard {
+    /// May `peer` try a password for session `key` now? Err: for how long not.
+    pub fn check(&self, peer: IpAddr, key: &str, now: Instant) -> Result<(), Blocked> {
+        let by_addr = self.by_addr.check(&addr_key(peer), now);
+        let by_session = self.by_session.check(&key.to_string(), now);
+        match (by_addr, by_session) {
+            (Err(a), Err(b)) => Err(if a.retry_in >= b.retry_in { a } else { b }),
+            (Err(b), _) | (_, Err(b)) => Err(b),
+            _ => Ok(()),
+        }
+    }
+
+    pub fn failed(&mut self, peer: IpAddr, key: &str, now: Instant) {
+        let a = self.by_addr.failed(&addr_key(peer), now);
+        if a.locked_out {
+            log::warn!("{peer}: too many wrong VNC passwords: address locked out for {} s", a.retry_secs());
+        }
+        let s = self.by_session.failed(&key.to_string(), now);
+        if s.locked_out {
+            log::warn!(
+                "gateway session '{}': too many wrong passwords (last from {peer}): joining locked for {} s",
+                crate::logsafe::esc(key),
+                s.retry_secs()
+            );
+        }
+    }
+
+    pub fn succeeded(&mut self, peer: IpAddr, key: &str) {
+        self.by_addr.succeeded(&addr_key(peer));
+        self.by_session.succeeded(&key.to_string());
+    }
+}
+
+/// Who sends a viewer message, and when: for password throttling.
+pub struct Attempt<'a> {
+    pub guard: &'a mut PasswordGuard,
+    pub peer: IpAddr,
+    pub now: Instant,
+}
+
 /// Every gateway session, by the key viewers asked for.
 pub struct Gateways {
     pub sessions: Slab<Session>,
+    /// Password attempts of all sessions' browsers.
+    pub guard: PasswordGuard,
     by_key: HashMap<String, usize>,
     demo: Option<Target>,
     encodings: Vec<i32>,
     shared: bool,
     lossless: bool,
+    linger: std::time::Duration,
 }
 
 impl Gateways {
@@ -77,11 +140,13 @@ impl Gateways {
         encodings.extend(cfg.vnc_compress.map(|l| COMPRESS_LEVEL_0 + l.min(9) as i32));
         Gateways {
             sessions: Slab::new(),
+            guard: PasswordGuard::default(),
             by_key: HashMap::new(),
             demo: None,
             encodings,
             shared: cfg.shared,
             lossless: cfg.lossless,
+            linger: cfg.linger,
         }
     }
 
@@ -93,9 +158,11 @@ impl Gateways {
         self.demo = Some(t);
     }
 
-    /// The live session for `key`, if any (failed sessions don't count).
+    /// The live session for `key`, if any (failed and finished sessions
+    /// don't count; a lingering one does).
     pub fn find(&self, key: &str) -> Option<usize> {
-        self.by_key.get(key).copied().filter(|s| self.sessions.get(*s).is_some_and(|s| s.failed.is_none()))
+        let live = |s: &Session| s.failed.is_none() && !s.is_over();
+        self.by_key.get(key).copied().filter(|s| self.sessions.get(*s).is_some_and(live))
     }
 
     /// Create a session for `key` connecting to `target`.
@@ -108,6 +175,7 @@ impl Gateways {
         };
         let mut session = Session::new(key.to_string(), target.addr.to_string(), cfg);
         session.lossless = self.lossless;
+        session.linger = target.linger.unwrap_or(self.linger);
         let idx = self.sessions.insert(session);
         self.by_key.insert(key.to_string(), idx);
         idx

@@ -21,6 +21,8 @@ pub mod to_browser {
     pub const ERROR: u8 = 0x0D;
     pub const PALETTE: u8 = 0x0E;
     pub const JPEG: u8 = 0x0F;
+    pub const LED_STATE: u8 = 0x10;
+    pub const CREDENTIALS_REQUIRED: u8 = 0x11;
     pub const END_PART: u8 = 0x12;
     pub const IMAGE_BEGIN: u8 = 0x13;
     pub const IMAGE_DATA: u8 = 0x14;
@@ -33,6 +35,17 @@ pub mod image_format {
     pub const PNG: u8 = 1;
 }
 
+/// ServerHello flag bits.
+pub mod hello_flags {
+    /// This viewer is view-only.
+    pub const VIEW_ONLY: u8 = 1 << 0;
+    /// The VNC server accepts SetDesktopSize.
+    pub const RESIZE: u8 = 1 << 1;
+    /// Clipboard text reaches the VNC server as Unicode (Extended Clipboard);
+    /// without it, characters outside Latin-1 become `?`.
+    pub const UNICODE_CLIPBOARD: u8 = 1 << 2;
+}
+
 pub mod from_browser {
     pub const CLIENT_HELLO: u8 = 0x80;
     pub const KEY: u8 = 0x81;
@@ -41,13 +54,22 @@ pub mod from_browser {
     pub const FRAME_ACK: u8 = 0x84;
     pub const RESIZE_REQUEST: u8 = 0x85;
     pub const PASSWORD: u8 = 0x86;
+    pub const KEY_CODE: u8 = 0x87;
+    pub const POINTER_EXT: u8 = 0x88;
+    pub const CREDENTIALS: u8 = 0x89;
     pub const RECEIVED: u8 = 0x8A;
 }
 
 /// Largest clipboard text accepted from a browser.
 pub const MAX_CLIPBOARD: usize = 1 << 20;
-/// Largest password accepted from a browser.
+/// Largest password (and user name) accepted from a browser.
 pub const MAX_PASSWORD: usize = 256;
+/// Longest `KeyboardEvent.code` accepted (the longest standard one,
+/// `LaunchApplication1`, has 18 characters).
+pub const MAX_KEY_CODE: usize = 32;
+/// Pointer mask bits a browser may set: bits 0–6 as RFB's PointerEvent,
+/// 7 back, 8 forward.
+pub const POINTER_MASK: u16 = 0x1ff;
 /// Largest desktop side a browser may ask for.
 pub const MAX_RESIZE: u16 = 8192;
 
@@ -62,12 +84,13 @@ fn put_str(out: &mut Vec<u8>, s: &str) {
     out.extend_from_slice(s.as_bytes());
 }
 
-pub fn server_hello(out: &mut Vec<u8>, w: u16, h: u16, view_only: bool, resize: bool, name: &str) {
+/// ServerHello; `flags` from [`hello_flags`].
+pub fn server_hello(out: &mut Vec<u8>, w: u16, h: u16, flags: u8, name: &str) {
     out.push(to_browser::SERVER_HELLO);
     out.push(VERSION);
     put_u16(out, w);
     put_u16(out, h);
-    out.push(view_only as u8 | (resize as u8) << 1);
+    out.push(flags);
     put_str(out, name);
 }
 
@@ -184,6 +207,16 @@ pub fn password_required(out: &mut Vec<u8>) {
     out.push(to_browser::PASSWORD_REQUIRED);
 }
 
+pub fn credentials_required(out: &mut Vec<u8>) {
+    out.push(to_browser::CREDENTIALS_REQUIRED);
+}
+
+/// LedState: bit 0 Scroll Lock, 1 Num Lock, 2 Caps Lock (QEMU LED State's bits).
+pub fn led_state(out: &mut Vec<u8>, leds: u8) {
+    out.push(to_browser::LED_STATE);
+    out.push(leds);
+}
+
 pub fn status(out: &mut Vec<u8>, level: u8, text: &str) {
     out.push(to_browser::STATUS);
     out.push(level);
@@ -200,14 +233,34 @@ pub fn error(out: &mut Vec<u8>, text: &str) {
 /// One message from the browser.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Input<'a> {
-    ClientHello { version: u8 },
-    Key { down: bool, keysym: u32 },
-    Pointer { x: u16, y: u16, mask: u8 },
+    ClientHello {
+        version: u8,
+    },
+    /// Key (no `code`: "") or KeyCode: an X11 keysym (0: none) and the
+    /// browser's `KeyboardEvent.code` (ASCII letters and digits).
+    Key {
+        down: bool,
+        keysym: u32,
+        code: &'a str,
+    },
+    /// Pointer (bits 0–7) or PointerExt (bits 0–8, see [`POINTER_MASK`]).
+    Pointer {
+        x: u16,
+        y: u16,
+        mask: u16,
+    },
     Clipboard(&'a str),
     FrameAck(u32),
     Received(u32),
-    ResizeRequest { w: u16, h: u16 },
+    ResizeRequest {
+        w: u16,
+        h: u16,
+    },
     Password(&'a [u8]),
+    Credentials {
+        username: &'a [u8],
+        password: &'a [u8],
+    },
 }
 
 /// Why a browser message was refused, with the close code to use.
@@ -250,6 +303,20 @@ impl<'a> Reader<'a> {
         let s = self.take(4)?;
         Ok(u32::from_le_bytes([s[0], s[1], s[2], s[3]]))
     }
+    /// A key's down flag: 0 or 1.
+    fn down(&mut self) -> Result<bool, BadInput> {
+        match self.u8()? {
+            0 => Ok(false),
+            1 => Ok(true),
+            _ => Err(bad(PROTOCOL, "key down flag must be 0 or 1")),
+        }
+    }
+    /// A password or user name: UTF-8, at most [`MAX_PASSWORD`] bytes.
+    fn secret(&mut self, not_utf8: &'static str) -> Result<&'a [u8], BadInput> {
+        let b = self.bytes(MAX_PASSWORD)?;
+        std::str::from_utf8(b).map_err(|_| bad(INVALID, not_utf8))?;
+        Ok(b)
+    }
     /// A length-prefixed byte string, the length checked against `max`
     /// before anything else.
     fn bytes(&mut self, max: usize) -> Result<&'a [u8], BadInput> {
@@ -271,15 +338,24 @@ pub fn parse_all<'a>(msg: &'a [u8], mut f: impl FnMut(Input<'a>) -> Result<(), B
     while r.pos < msg.len() {
         let input = match r.u8()? {
             from_browser::CLIENT_HELLO => Input::ClientHello { version: r.u8()? },
-            from_browser::KEY => {
-                let down = match r.u8()? {
-                    0 => false,
-                    1 => true,
-                    _ => return Err(bad(PROTOCOL, "key down flag must be 0 or 1")),
-                };
-                Input::Key { down, keysym: r.u32()? }
+            from_browser::KEY => Input::Key { down: r.down()?, keysym: r.u32()?, code: "" },
+            from_browser::KEY_CODE => {
+                let (down, keysym) = (r.down()?, r.u32()?);
+                let code = r.bytes(MAX_KEY_CODE)?;
+                if !code.iter().all(u8::is_ascii_alphanumeric) {
+                    return Err(bad(POLICY, "key code must be ASCII letters and digits"));
+                }
+                // Checked ASCII above.
+                Input::Key { down, keysym, code: std::str::from_utf8(code).unwrap_or_default() }
             }
-            from_browser::POINTER => Input::Pointer { x: r.u16()?, y: r.u16()?, mask: r.u8()? },
+            from_browser::POINTER => Input::Pointer { x: r.u16()?, y: r.u16()?, mask: r.u8()? as u16 },
+            from_browser::POINTER_EXT => {
+                let (x, y, mask) = (r.u16()?, r.u16()?, r.u16()?);
+                if mask & !POINTER_MASK != 0 {
+                    return Err(bad(POLICY, "pointer mask bits 9-15 must be 0"));
+                }
+                Input::Pointer { x, y, mask }
+            }
             from_browser::CLIPBOARD => {
                 let b = r.bytes(MAX_CLIPBOARD)?;
                 Input::Clipboard(std::str::from_utf8(b).map_err(|_| bad(INVALID, "clipboard is not UTF-8"))?)
@@ -293,12 +369,10 @@ pub fn parse_all<'a>(msg: &'a [u8], mut f: impl FnMut(Input<'a>) -> Result<(), B
                 }
                 Input::ResizeRequest { w, h }
             }
-            from_browser::PASSWORD => {
-                let b = r.bytes(MAX_PASSWORD)?;
-                if std::str::from_utf8(b).is_err() {
-                    return Err(bad(INVALID, "password is not UTF-8"));
-                }
-                Input::Password(b)
+            from_browser::PASSWORD => Input::Password(r.secret("password is not UTF-8")?),
+            from_browser::CREDENTIALS => {
+                let username = r.secret("user name is not UTF-8")?;
+                Input::Credentials { username, password: r.secret("password is not UTF-8")? }
             }
             _ => return Err(bad(PROTOCOL, "unknown message type")),
         };
@@ -333,7 +407,7 @@ mod tests {
             parse(&msg).unwrap(),
             vec![
                 Input::ClientHello { version: 2 },
-                Input::Key { down: true, keysym: 0x61 },
+                Input::Key { down: true, keysym: 0x61, code: "" },
                 Input::Pointer { x: 10, y: 20, mask: 9 },
                 Input::FrameAck(7),
                 Input::Received(9),
@@ -366,6 +440,16 @@ mod tests {
             (&[0x85, 0, 0, 10, 0], POLICY),
             (&[0x85, 0x01, 0x21, 10, 0], POLICY),
             (&[0x86, 1, 0, 0, 0, 0xff], INVALID),
+            (&[0x87, 1, 0x61, 0, 0, 0, 1, 0, 0, 0, b'-'], POLICY),
+            (&[0x87, 1, 0x61, 0, 0, 0, 33, 0, 0, 0], POLICY),
+            (&[0x87, 3, 0x61, 0, 0, 0, 0, 0, 0, 0], PROTOCOL),
+            (&[0x87, 1, 0x61, 0, 0, 0, 4, 0, 0, 0, b'K'], PROTOCOL),
+            (&[0x88, 1, 0, 2, 0, 0, 2], POLICY),
+            (&[0x88, 1, 0, 2, 0, 0], PROTOCOL),
+            (&[0x89, 1, 0, 0, 0, b'u', 1, 0, 0, 0, 0xff], INVALID),
+            (&[0x89, 1, 0, 0, 0, 0xff, 0, 0, 0, 0], INVALID),
+            (&[0x89, 1, 0, 0, 0, b'u'], PROTOCOL),
+            (&[0x89, 1, 1, 0, 0], POLICY),
         ];
         for (msg, code) in rows {
             assert_eq!(parse(msg).unwrap_err().code, *code, "{msg:?}");
@@ -375,7 +459,7 @@ mod tests {
     #[test]
     fn encoders_match_the_documented_layouts() {
         let mut out = Vec::new();
-        server_hello(&mut out, 800, 600, true, true, "d");
+        server_hello(&mut out, 800, 600, hello_flags::VIEW_ONLY | hello_flags::RESIZE, "d");
         assert_eq!(out, [0x01, VERSION, 0x20, 0x03, 0x58, 0x02, 0b11, 1, 0, 0, 0, b'd']);
         out.clear();
         fill(&mut out, 1, 2, 3, 4, [5, 6, 7, 255]);
@@ -397,5 +481,33 @@ mod tests {
         image_header(&mut out, to_browser::PNG, 1, 2, 3, 4);
         assert_eq!(out, [0x15, 1, 0, 2, 0, 3, 0, 4, 0, 0, 0, 0, 0]);
         assert_eq!(out.len(), IMAGE_HEADER);
+        out.clear();
+        led_state(&mut out, 0b100);
+        credentials_required(&mut out);
+        assert_eq!(out, [0x10, 4, 0x11]);
+    }
+
+    #[test]
+    fn key_codes_extended_pointer_and_credentials() {
+        let mut m = vec![0x87, 1, 0xe4, 0, 0, 0, 9, 0, 0, 0];
+        m.extend_from_slice(b"Semicolon");
+        m.extend_from_slice(&[0x87, 0, 0, 0, 0, 0, 0, 0, 0, 0]); // keysym 0, no code
+        m.extend_from_slice(&[0x88, 5, 0, 6, 0, 0x81, 0x01]); // left + forward
+        m.extend_from_slice(&[0x89, 2, 0, 0, 0, b'm', b'e', 3, 0, 0, 0, b'p', b'w', b'!']);
+        m.extend_from_slice(&[0x89, 0, 0, 0, 0, 0, 0, 0, 0]);
+        assert_eq!(
+            parse(&m).unwrap(),
+            vec![
+                Input::Key { down: true, keysym: 0xe4, code: "Semicolon" },
+                Input::Key { down: false, keysym: 0, code: "" },
+                Input::Pointer { x: 5, y: 6, mask: 0x181 },
+                Input::Credentials { username: b"me", password: b"pw!" },
+                Input::Credentials { username: b"", password: b"" },
+            ]
+        );
+        let mut long = vec![0x89, 0, 1, 0, 0];
+        long.extend_from_slice(&[b'a'; 256]);
+        long.extend_from_slice(&[0; 4]);
+        assert!(parse(&long).is_ok(), "256-byte user name");
     }
 }

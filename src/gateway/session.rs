@@ -7,6 +7,18 @@
 //!                            └──────Connected──────▶ Ready ─RFB error/EOF─▶ Failed
 //! ```
 //!
+//! Who may join: see [`super::login`] (a session unlocked by a browser's
+//! password or credentials asks every later viewer for the same).
+//!
+//! Linger: when the last viewer leaves a `Ready` session, the session
+//! keeps its RFB connection and framebuffer for `linger` (pausing
+//! continuous updates, asking for none), so a viewer that comes back — a
+//! phone that dropped off Wi-Fi — gets the current picture at once without
+//! a new VNC login. `poll_timeout` includes the end of the linger;
+//! `handle_timeout` then marks the session over ([`Session::is_over`]),
+//! and the server drops it. Without linger (0), or before `Ready`, the
+//! session is over when its last viewer leaves.
+//!
 //! Frames (docs/protocol.md "Pacing"): every FramebufferUpdate's damage is
 //! added to each viewer's own tile set (64×64 tiles, each with the bounding
 //! box of its damage). When its pacer (`pacing::Pacer`) lets a viewer have
@@ -45,9 +57,12 @@ use slab::Slab;
 
 use super::encode::{self, Lossy as Jpeg};
 use super::frames::{self, Cursor, Lossy, Parts, Request, What};
+use super::login::{Answer, Ask};
 use super::pacing::{self, JpegModel, Kind, Pacer};
 use super::proto::{self, BadInput, Input};
+use super::Attempt;
 use crate::fb::{CopyOp, Framebuffer, TileSet};
+use crate::rfb::scancodes::rfb_keycode;
 use crate::rfb::{RfbClient, RfbConfig, RfbError, RfbEvent};
 use crate::ws::close;
 /// A viewer whose one-off messages pile up past this is not reading: it is
@@ -63,6 +78,7 @@ struct News {
     clipboard: bool,
     cursor: bool,
     name: bool,
+    leds: bool,
 }
 
 /// Copies queued per viewer for its next frame; more become damage.
@@ -74,7 +90,8 @@ pub enum Phase {
     Connecting,
     /// RFB handshake in progress.
     Handshake,
-    /// The server wants a password and a browser must supply it.
+    /// The server wants a password (or credentials) and a browser must
+    /// supply it.
     NeedPassword,
     Ready,
 }
@@ -262,8 +279,22 @@ pub struct Session {
     cursor_msg: Vec<u8>,
     /// The last Clipboard message.
     clipboard_msg: Vec<u8>,
-    /// Password typed by the browser that unlocked this session, if any.
-    browser_password: Option<Vec<u8>>,
+    /// What the session asks browsers for, once the VNC server wanted it.
+    ask: Option<Ask>,
+    /// The browser's answer that unlocked this session, if any.
+    browser_login: Option<Answer>,
+    /// The server's lock keys (QEMU LED State), once it sent them.
+    leds: Option<u8>,
+    /// How long the session outlives its last viewer (0: not at all).
+    pub linger: Duration,
+    /// Nobody watches: the session ends at this time unless a viewer comes.
+    linger_until: Option<Instant>,
+    /// The session has no viewers and no reason to stay: drop it.
+    over: bool,
+    /// Address whose password was forwarded to the VNC server (counted as a
+    /// failure until the server accepts it), then, once accepted, whose
+    /// failure record to clear at the next viewer message.
+    vnc_attempt: Option<(std::net::IpAddr, bool)>,
     /// Damage of the update being received, handed to viewers at its end.
     update_damage: TileSet,
     /// Copies logged by the framebuffer during the update being received.
@@ -322,7 +353,13 @@ impl Session {
             resize_supported: false,
             cursor_msg: Vec::new(),
             clipboard_msg: Vec::new(),
-            browser_password: None,
+            ask: None,
+            browser_login: None,
+            leds: None,
+            linger: Duration::ZERO,
+            linger_until: None,
+            over: false,
+            vnc_attempt: None,
             update_damage: TileSet::new(0, 0),
             update_copies: Vec::new(),
             want_full: false,
@@ -353,6 +390,7 @@ impl Session {
     }
 
     pub fn add_viewer(&mut self, client: usize, view_only: bool) -> usize {
+        self.linger_until = None;
         let idx = self.viewers.insert(Viewer::new(client, view_only));
         let v = &mut self.viewers[idx];
         let status = match self.phase {
@@ -363,10 +401,42 @@ impl Session {
         idx
     }
 
-    pub fn remove_viewer(&mut self, idx: usize) {
+    /// Viewer `idx` is gone (at `now`). When it was the last one, a
+    /// `Ready` session lingers (continuous updates paused through
+    /// `to_server`); any other is over.
+    pub fn remove_viewer(&mut self, idx: usize, now: Instant, to_server: &mut Vec<u8>) {
         if let Some(mut v) = self.viewers.try_remove(idx) {
             v.release(&mut self.parts);
         }
+        if !self.viewers.is_empty() {
+            return;
+        }
+        if self.phase == Phase::Ready && self.failed.is_none() && !self.linger.is_zero() {
+            self.linger_until = Some(now + self.linger);
+            self.rfb.pause_updates(to_server);
+        } else {
+            self.over = true;
+        }
+    }
+
+    /// Time has passed (the server calls this at `poll_timeout`): a
+    /// linger that ran out ends the session.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if self.viewers.is_empty() && self.linger_until.is_some_and(|t| now >= t) {
+            self.linger_until = None;
+            self.over = true;
+        }
+    }
+
+    /// Nobody watches and the linger (if any) is over: the server drops
+    /// the session and its RFB connection.
+    pub fn is_over(&self) -> bool {
+        self.over
+    }
+
+    /// Nobody watches, and the session waits for a viewer until this time.
+    pub fn lingering_until(&self) -> Option<Instant> {
+        self.linger_until
     }
 
     /// The TCP connection to the VNC server is up.
@@ -403,14 +473,6 @@ impl Session {
             self.gen += 1;
         }
         while let Some(ev) = self.rfb.poll_event() {
-            if ev == (RfbEvent::CredentialsNeeded { username: true }) {
-                // Browser protocol v1 carries a password only.
-                return Err(RfbError::Unsupported(
-                    "the VNC server asks for a user name: configure it (--vnc-username, or username= in the \
-                     token file)"
-                        .into(),
-                ));
-            }
             self.on_event(ev, to_server);
         }
         self.maybe_request(to_server);
@@ -431,15 +493,23 @@ impl Session {
             // With the user name configured, the browser's password completes
             // the credentials (`RfbClient::set_password`).
             RfbEvent::PasswordNeeded | RfbEvent::CredentialsNeeded { .. } => {
+                let ask = match ev {
+                    RfbEvent::CredentialsNeeded { username: true } => Ask::Credentials,
+                    _ => Ask::Password,
+                };
+                self.ask = Some(ask);
                 self.phase = Phase::NeedPassword;
                 for (_, v) in self.viewers.iter_mut() {
                     if v.hello {
-                        proto::password_required(&mut v.pending);
+                        ask.write(&mut v.pending);
                     }
                 }
             }
             RfbEvent::Connected { width, height, name } => {
                 self.phase = Phase::Ready;
+                if let Some((_, accepted)) = &mut self.vnc_attempt {
+                    *accepted = true;
+                }
                 self.name = name;
                 self.update_damage = TileSet::new(width, height);
                 let mut discard = TileSet::new(width, height);
@@ -449,10 +519,12 @@ impl Session {
                 self.rfb.request_update(false, &self.fb, to_server);
                 self.synced = false;
                 for (_, v) in self.viewers.iter_mut() {
-                    if v.hello && (self.browser_password.is_none() || v.authorized) {
-                        v.authorized = true; // joined after the first update
-                    } else if v.hello {
-                        proto::password_required(&mut v.pending);
+                    match (&self.browser_login, self.ask) {
+                        _ if !v.hello => {}
+                        (None, _) => v.authorized = true, // joined after the first update
+                        _ if v.authorized => {}
+                        (Some(_), Some(ask)) => ask.write(&mut v.pending),
+                        (Some(_), None) => {} // not reached: an answer follows a question
                     }
                 }
             }
@@ -488,7 +560,10 @@ impl Session {
                 }
             }
             RfbEvent::Copied { .. } => {}
-            RfbEvent::LedState { .. } => {} // not forwarded to viewers yet (browser protocol v1 has no message)
+            RfbEvent::LedState { scroll_lock, num_lock, caps_lock } => {
+                self.leds = Some(scroll_lock as u8 | (num_lock as u8) << 1 | (caps_lock as u8) << 2);
+                self.broadcast(|n| n.leds = true);
+            }
             RfbEvent::UpdateDone => {
                 self.hand_out_update();
                 if !self.synced {
@@ -594,8 +669,11 @@ impl Session {
             return;
         }
         v.joined = true;
-        proto::server_hello(&mut v.pending, w, h, v.view_only, self.resize_supported, &self.name);
-        v.news = News { cursor: !self.cursor_msg.is_empty(), ..News::default() };
+        let flags = if v.view_only { proto::hello_flags::VIEW_ONLY } else { 0 }
+            | if self.resize_supported { proto::hello_flags::RESIZE } else { 0 }
+            | if self.rfb.unicode_clipboard() { proto::hello_flags::UNICODE_CLIPBOARD } else { 0 };
+        proto::server_hello(&mut v.pending, w, h, flags, &self.name);
+        v.news = News { cursor: !self.cursor_msg.is_empty(), leds: self.leds.is_some(), ..News::default() };
         v.damage.reset(w, h);
         v.lossy.reset(w, h);
         v.copies.clear();
@@ -603,16 +681,21 @@ impl Session {
 
     /// A binary message from viewer `idx`, received at `now`. Server-bound
     /// RFB goes to `to_server`. An error means: close this viewer with that
-    /// code.
+    /// code. `at` says who sent it (password throttling).
     pub fn handle_viewer_message(
         &mut self,
         idx: usize,
         msg: &[u8],
         now: Instant,
         to_server: &mut Vec<u8>,
+        at: &mut Attempt<'_>,
     ) -> Result<(), BadInput> {
         self.tick(now);
-        proto::parse_all(msg, |input| self.viewer_input(idx, input, now, to_server))?;
+        if let Some((peer, true)) = self.vnc_attempt {
+            self.vnc_attempt = None;
+            at.guard.succeeded(peer, &self.key);
+        }
+        proto::parse_all(msg, |input| self.viewer_input(idx, input, now, to_server, at))?;
         self.maybe_request(to_server);
         Ok(())
     }
@@ -623,6 +706,7 @@ impl Session {
         input: Input<'_>,
         now: Instant,
         to_server: &mut Vec<u8>,
+        at: &mut Attempt<'_>,
     ) -> Result<(), BadInput> {
         let policy = |reason| BadInput { code: close::POLICY_VIOLATION, reason };
         let Some(v) = self.viewers.get_mut(idx) else { return Ok(()) };
@@ -641,7 +725,7 @@ impl Session {
         }
         match input {
             Input::ClientHello { .. } => return Err(policy("second ClientHello")),
-            Input::Password(pw) => return self.password(idx, pw, to_server),
+            Input::Password(_) | Input::Credentials { .. } => return self.login(idx, &input, to_server, at),
             _ if !v.joined => return Err(policy("input before the session is ready")),
             Input::FrameAck(id) => {
                 // Cumulative (docs/protocol.md): acknowledges `id` and every
@@ -664,9 +748,12 @@ impl Session {
                     log_ack(self.now_ms, idx, id, &v.pacer);
                 }
             }
-            Input::Key { down, keysym } => {
+            Input::Key { down, keysym, code } => {
+                // By scancode when the server takes them and the code is
+                // known (the server applies its own layout), else by keysym.
                 if !v.view_only {
-                    self.rfb.key_event(down, keysym, to_server);
+                    let keycode = rfb_keycode(code).unwrap_or(0);
+                    self.rfb.key_event_ext(down, keysym, keycode, to_server);
                 }
             }
             Input::Pointer { x, y, mask } => {
@@ -674,7 +761,7 @@ impl Session {
                     let x = x.min(self.fb.width().saturating_sub(1));
                     let y = y.min(self.fb.height().saturating_sub(1));
                     self.pointer = Some((x, y));
-                    self.rfb.pointer_event(mask, x, y, to_server);
+                    self.rfb.pointer_event_ext(mask, x, y, to_server);
                 }
             }
             Input::Clipboard(text) => {
@@ -692,41 +779,88 @@ impl Session {
     }
 
     fn after_hello(&mut self, idx: usize) {
-        let needs_browser_pw = self.browser_password.is_some();
         let ready = self.phase == Phase::Ready;
         let v = &mut self.viewers[idx];
-        if self.phase == Phase::NeedPassword || (ready && needs_browser_pw) {
-            proto::password_required(&mut v.pending);
-        } else if ready {
-            v.authorized = true;
-            self.join(idx);
+        match self.ask {
+            Some(ask) if self.phase == Phase::NeedPassword || (ready && self.browser_login.is_some()) => {
+                ask.write(&mut v.pending)
+            }
+            _ if ready => {
+                v.authorized = true;
+                self.join(idx);
+            }
+            _ => {}
         }
     }
 
-    fn password(&mut self, idx: usize, pw: &[u8], to_server: &mut Vec<u8>) -> Result<(), BadInput> {
+    /// A `Password` or `Credentials` message from viewer `idx`: the answer
+    /// for the VNC server, or a joiner's proof that it knows it. Either way
+    /// throttled per address and per session ([`super::PasswordGuard`]); a
+    /// blocked viewer is closed with "too many attempts, retry in N s".
+    fn login(
+        &mut self,
+        idx: usize,
+        input: &Input<'_>,
+        to_server: &mut Vec<u8>,
+        at: &mut Attempt<'_>,
+    ) -> Result<(), BadInput> {
         let policy = |reason| BadInput { code: close::POLICY_VIOLATION, reason };
-        match (&self.phase, &self.browser_password) {
+        let Some(ask) = self.ask else { return Err(policy("no password was asked for")) };
+        let answer = match Answer::of(ask, input) {
+            Some(Ok(a)) => a,
+            Some(Err(why)) => return Err(policy(why)),
+            None => return Ok(()),
+        };
+        let checked = matches!((&self.phase, &self.browser_login), (Phase::NeedPassword, _) | (Phase::Ready, Some(_)));
+        if checked {
+            if let Err(b) = at.guard.check(at.peer, &self.key, at.now) {
+                let why = format!("too many attempts, retry in {} s", b.retry_secs());
+                self.viewers[idx].fail(close::POLICY_VIOLATION, &why);
+                return Ok(());
+            }
+        }
+        match (&self.phase, &self.browser_login) {
             (Phase::NeedPassword, _) => {
-                self.browser_password = Some(pw.to_vec());
+                // A failure until the VNC server accepts it (a refusal ends
+                // the session, and with it any chance to count it later).
+                at.guard.failed(at.peer, &self.key, at.now);
+                self.vnc_attempt = Some((at.peer, false));
                 self.viewers[idx].authorized = true;
                 self.phase = Phase::Handshake;
-                if let Err(e) = self.rfb.set_password(pw, to_server) {
+                let sent = match &answer.username {
+                    Some(user) => self.rfb.set_credentials(user, &answer.password, to_server),
+                    None => self.rfb.set_password(&answer.password, to_server),
+                };
+                self.browser_login = Some(answer);
+                if let Err(e) = sent {
                     self.fail_rfb(&e);
                 }
                 Ok(())
             }
             (Phase::Ready, Some(known)) => {
-                if constant_time_eq(known, pw) {
+                if known.matches(&answer) {
+                    at.guard.succeeded(at.peer, &self.key);
                     self.viewers[idx].authorized = true;
                     self.join(idx);
                 } else {
-                    self.viewers[idx].fail(close::POLICY_VIOLATION, "wrong password");
+                    at.guard.failed(at.peer, &self.key, at.now);
+                    self.wrong_login(idx);
                 }
                 Ok(())
             }
             (Phase::Handshake, Some(_)) => Ok(()), // verdict pending; joined on Connected if right
             _ => Err(policy("no password was asked for")),
         }
+    }
+
+    /// A joiner gave another answer than the one that unlocked the session:
+    /// it is refused (1008; the guess is counted by the caller).
+    fn wrong_login(&mut self, idx: usize) {
+        let what = match self.ask {
+            Some(Ask::Credentials) => "wrong user name or password",
+            _ => "wrong password",
+        };
+        self.viewers[idx].fail(close::POLICY_VIOLATION, what);
     }
 
     /// Compose the next WebSocket message for viewer `idx` at `now`,
@@ -764,6 +898,7 @@ impl Session {
             aside,
             lossless,
             model,
+            leds,
             ..
         } = self;
         let fb: &Framebuffer = fb;
@@ -788,6 +923,9 @@ impl Session {
         }
         if news.name {
             proto::desktop_name(out, name);
+        }
+        if let (true, Some(leds)) = (news.leds, *leds) {
+            proto::led_state(out, leds);
         }
         if out.len() > start_len {
             return Composed::Deflate;
@@ -982,12 +1120,16 @@ impl Session {
         }
     }
 
-    /// When the session wants `compose` called again although nothing else
-    /// happens: a viewer with something to send whose pacer holds it back
-    /// for a while, or whose JPEG areas fall due for refinement.
+    /// When the session wants to be called although nothing else happens:
+    /// `compose` when a viewer with something to send is held back by its
+    /// pacer for a while, or its JPEG areas fall due for refinement;
+    /// `handle_timeout` when a linger runs out.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        let epoch = self.epoch?;
-        let last = self.last_now?;
+        let compose = self.epoch.zip(self.last_now).and_then(|(epoch, last)| self.compose_timeout(epoch, last));
+        compose.into_iter().chain(self.linger_until).min()
+    }
+
+    fn compose_timeout(&self, epoch: Instant, last: Instant) -> Option<Instant> {
         self.viewers
             .iter()
             .filter(|(_, v)| v.joined && v.close.is_none() && v.writing.is_none())
@@ -1059,12 +1201,7 @@ fn log_ack(now_ms: u32, idx: usize, id: u32, p: &Pacer) {
     );
 }
 
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod viewer_tests;

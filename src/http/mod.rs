@@ -15,16 +15,21 @@
 //!    answered and the connection closed: we never read bodies, so its bytes
 //!    must not be taken for the next head. A bad `Content-Length` → 400.
 //! 2. Bad path (see [`path::clean_path`]) → 400.
-//! 3. Path in `Site::ws_paths` → WebSocket handshake checks ([`upgrade`]);
+//! 3. `/healthz` → 200 `ok\n` (GET/HEAD), for load balancers: no Host or
+//!    access check.
+//! 4. `Host` not allowed ([`host`], DNS rebinding) → 421; credentials
+//!    missing or wrong ([`access`]) → 401/403/429/503, logged once with the
+//!    peer address. A JWT's claims then shape the WebSocket request
+//!    ([`apply_grant`]).
+//! 5. Path in `Site::ws_paths` → WebSocket handshake checks ([`upgrade`]);
 //!    such a path is never served as a file. A plain GET there (no `Upgrade`
 //!    field) gets 426 Upgrade Required with `Upgrade: websocket`.
-//! 4. A WebSocket upgrade request on any other path: with
+//! 6. A WebSocket upgrade request on any other path: with
 //!    `Site::upgrade_any_path` (relay mode, as websockify accepts the
 //!    upgrade on every path) the handshake checks, else 404 with a body
 //!    saying relay mode is off.
-//! 5. `/healthz` → 200 `ok\n` (GET/HEAD).
-//! 6. Methods other than GET/HEAD → 405 with `Allow: GET, HEAD`.
-//! 7. Static file from `Site::web_dir` or the embedded table ([`files`]);
+//! 7. Methods other than GET/HEAD → 405 with `Allow: GET, HEAD`.
+//! 8. Static file from `Site::web_dir` or the embedded table ([`files`]);
 //!    `If-None-Match` matching the ETag → 304. HTML from the embedded table
 //!    gets [`CSP`]; HTML from `web_dir` gets `Site::web_csp` (none by
 //!    default: those are the user's pages, e.g. noVNC's with inline scripts).
@@ -33,10 +38,12 @@
 //! 400-class protocol errors on the handshake or bad paths (always close), or
 //! the client asked to close.
 
+pub mod access;
 pub mod assets;
 pub mod etag;
 pub mod files;
 pub mod head;
+pub mod host;
 pub mod mime;
 pub mod path;
 pub mod response;
@@ -45,7 +52,11 @@ pub mod upgrade;
 #[cfg(test)]
 mod tests;
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
+
+use crate::logsafe::esc;
+pub use access::{Access, Peer};
 
 pub use head::{parse_head, Head, Limits, MAX_HEADER_LINE_BYTES, MAX_TARGET_BYTES};
 pub use response::error_response;
@@ -54,7 +65,7 @@ pub use upgrade::{accept_key, upgrade_response};
 use response::{error_detail, error_with, Builder, Conn};
 
 /// What the server serves on its HTTP port.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub struct Site {
     /// Serve files from this directory (read on each request) instead of the
     /// embedded table.
@@ -66,6 +77,8 @@ pub struct Site {
     pub ws_paths: Vec<String>,
     /// Subprotocols we speak, in our order of preference, e.g. ["binary"].
     pub protocols: Vec<&'static str>,
+    /// Host check and authentication, with their state.
+    pub access: Access,
     /// Accept a WebSocket upgrade on every path, not only `ws_paths` (relay
     /// mode: websockify does). Plain GETs still get files.
     pub upgrade_any_path: bool,
@@ -81,6 +94,7 @@ impl Default for Site {
             allowed_origins: Vec::new(),
             ws_paths: vec!["/websockify".to_string(), "/ws".to_string()],
             protocols: vec!["binary"],
+            access: Access::default(),
             upgrade_any_path: false,
             web_csp: None,
         }
@@ -113,6 +127,9 @@ pub struct Upgrade {
     pub extensions: String,
     pub origin: Option<String>,
     pub host: Option<String>,
+    /// The VNC server chosen by the access token (JWT `host`/`port`, allowed
+    /// by `--jwt-target`); None: the token file or `--target` decide.
+    pub target: Option<SocketAddr>,
 }
 
 /// The value of the first query pair named `name`.
@@ -130,8 +147,8 @@ object-src 'none'; base-uri 'none'; frame-ancestors 'self'";
 pub const RELAY_OFF: &str = "No WebSocket endpoint here: relay mode (noVNC, websockify clients) is off on this \
 port (start wsvnc with --relay); the built-in viewer's WebSocket is /ws.\n";
 
-/// Routes one request (see the module documentation for the order).
-pub fn route(head: &Head, site: &Site) -> Action {
+/// Routes one request from `peer` (see the module documentation for the order).
+pub fn route(head: &Head, site: &mut Site, peer: &Peer) -> Action {
     let head_only = head.method == "HEAD";
     let mut close = !head.keep_alive();
     let fail = |status: u16, close: bool| Action::Respond {
@@ -159,18 +176,7 @@ pub fn route(head: &Head, site: &Site) -> Action {
     };
 
     let wants_ws = head.has_token("upgrade", "websocket");
-    if site.ws_paths.contains(&clean.decoded) || (wants_ws && site.upgrade_any_path) {
-        return match upgrade::validate(head, &clean.decoded, query, site) {
-            Ok(up) => Action::Upgrade(up),
-            Err(status) => fail(status, true),
-        };
-    }
-    if wants_ws {
-        let bytes = error_detail(404, Conn::Close, head_only, RELAY_OFF);
-        return Action::Respond { bytes, close: true, status: 404 };
-    }
-
-    if clean.decoded == "/healthz" {
+    if clean.decoded == "/healthz" && !wants_ws {
         if !matches!(head.method.as_str(), "GET" | "HEAD") {
             return fail(405, close);
         }
@@ -182,6 +188,61 @@ pub fn route(head: &Head, site: &Site) -> Action {
             .connection(Conn::new(close, head.version_minor))
             .finish(b"ok\n", head_only);
         return Action::Respond { bytes, close, status: 200 };
+    }
+
+    let refuse = |r: access::Refusal| {
+        log::info!(
+            "{}: {} {}: refused {}: {}",
+            peer.addr,
+            esc(&head.method),
+            esc(&clean.raw),
+            r.status,
+            esc(&r.reason)
+        );
+        let conn = Conn::new(close, head.version_minor);
+        let bytes = response::refusal_response(r.status, &r.reason, r.basic_challenge, r.retry_after, conn, head_only);
+        Action::Respond { bytes, close, status: r.status }
+    };
+    if !site.access.host_allowed(head) {
+        return refuse(access::Refusal {
+            status: 421,
+            reason: "this server does not answer to that Host name (see --allowed-host)".into(),
+            basic_challenge: false,
+            retry_after: None,
+        });
+    }
+    let grant = if site.access.requires_auth() {
+        let q = query.and_then(|q| path::parse_query(q).ok()).unwrap_or_default();
+        match site.access.check(head, &q, peer) {
+            Ok(g) => g,
+            Err(r) => return refuse(r),
+        }
+    } else {
+        access::Grant::default()
+    };
+
+    if site.ws_paths.contains(&clean.decoded) || (wants_ws && site.upgrade_any_path) {
+        return match upgrade::validate(head, &clean.decoded, query, site) {
+            Ok(mut up) => match apply_grant(&mut up, &grant) {
+                Ok(()) => Action::Upgrade(up),
+                Err(r) => refuse(r),
+            },
+            Err(403) => {
+                let origin = head.header("origin").unwrap_or("");
+                log::info!(
+                    "{}: WebSocket {}: refused 403: origin '{}' not allowed",
+                    peer.addr,
+                    esc(&clean.raw),
+                    esc(origin)
+                );
+                fail(403, true)
+            }
+            Err(status) => fail(status, true),
+        };
+    }
+    if wants_ws {
+        let bytes = error_detail(404, Conn::Close, head_only, RELAY_OFF);
+        return Action::Respond { bytes, close: true, status: 404 };
     }
 
     if !matches!(head.method.as_str(), "GET" | "HEAD") {
@@ -222,11 +283,49 @@ pub fn route(head: &Head, site: &Site) -> Action {
                 }
                 b = b.header("Referrer-Policy", "no-referrer");
             }
+            if let Some(cookie) = &grant.set_cookie {
+                b = b.header("Set-Cookie", cookie);
+            }
             let b = b.connection(conn);
             let bytes = if not_modified { b.finish(&[], true) } else { b.finish(&f.body, head_only) };
             Action::Respond { bytes, close, status }
         }
     }
+}
+
+/// Shapes a WebSocket request by the JWT that admitted it: the token leaves
+/// the query (the server looks `token` up in the token file); a `token`
+/// claim becomes the query's `token` (a different one is refused); a
+/// `view_only` claim adds `view_only=1` on the gateway path and refuses the
+/// relay, which cannot filter input; a `host`/`port` claim becomes
+/// [`Upgrade::target`] and excludes a `token`.
+pub fn apply_grant(up: &mut Upgrade, grant: &access::Grant) -> Result<(), access::Refusal> {
+    let Some(claims) = &grant.claims else { return Ok(()) };
+    let refuse =
+        |why: &str| Err(access::Refusal { status: 403, reason: why.into(), basic_challenge: false, retry_after: None });
+    up.query.retain(|(n, v)| n != "jwt" && !(n == "token" && access::jwt::looks_like_jwt(v)));
+    let asked = query_param(&up.query, "token").map(str::to_string);
+    if let Some(t) = &claims.token {
+        match asked {
+            Some(a) if a != *t => return refuse("the access token does not grant this token"),
+            Some(_) => {}
+            None => up.query.push(("token".into(), t.clone())),
+        }
+    }
+    if let Some(target) = grant.target {
+        if query_param(&up.query, "token").is_some() {
+            return refuse("the access token names its target: connect without ?token=");
+        }
+        up.target = Some(target);
+    }
+    if claims.view_only {
+        if up.path != crate::gateway::PATH {
+            return refuse("a view-only access token cannot use the relay (it cannot filter input)");
+        }
+        up.query.retain(|(n, _)| n != "view_only");
+        up.query.push(("view_only".into(), "1".into()));
+    }
+    Ok(())
 }
 
 /// The request's Content-Length (0 when absent). Several fields must agree and

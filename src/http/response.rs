@@ -9,12 +9,15 @@ pub fn reason(status: u16) -> &'static str {
         301 => "Moved Permanently",
         304 => "Not Modified",
         400 => "Bad Request",
+        401 => "Unauthorized",
         403 => "Forbidden",
         404 => "Not Found",
         405 => "Method Not Allowed",
         413 => "Content Too Large",
         414 => "URI Too Long",
+        421 => "Misdirected Request",
         426 => "Upgrade Required",
+        429 => "Too Many Requests",
         431 => "Request Header Fields Too Large",
         500 => "Internal Server Error",
         501 => "Not Implemented",
@@ -123,6 +126,33 @@ pub(crate) fn error_detail(status: u16, conn: Conn, head_only: bool, detail: &st
             return b.finish(body.as_bytes(), head_only);
         }
         _ => {}
+    }
+    b.connection(conn).finish(body.as_bytes(), head_only)
+}
+
+/// An access-control refusal: body "401 Unauthorized: REASON\n"; with
+/// `basic_challenge`, `WWW-Authenticate: Basic realm="wsvnc"` (RFC 7617 §2);
+/// with `retry_after`, `Retry-After` (RFC 9110 §10.2.3).
+pub(crate) fn refusal_response(
+    status: u16,
+    why: &str,
+    basic_challenge: bool,
+    retry_after: Option<u64>,
+    conn: Conn,
+    head_only: bool,
+) -> Vec<u8> {
+    let clean: String = why.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
+    let body = format!("{} {}: {clean}\n", status, reason(status));
+    let mut b = Builder::new(status)
+        .header("Content-Type", "text/plain; charset=utf-8")
+        .header("Content-Length", &body.len().to_string())
+        .header("Cache-Control", "no-store")
+        .header("X-Content-Type-Options", "nosniff");
+    if basic_challenge {
+        b = b.header("WWW-Authenticate", "Basic realm=\"wsvnc\", charset=\"UTF-8\"");
+    }
+    if let Some(s) = retry_after {
+        b = b.header("Retry-After", &s.to_string());
     }
     b.connection(conn).finish(body.as_bytes(), head_only)
 }

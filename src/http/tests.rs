@@ -69,6 +69,22 @@ fn respond(a: Action) -> Resp {
     }
 }
 
+/// `super::route` from a loopback peer, with the Host check off (these
+/// tests use Host names like "a"; access/tests.rs covers Host and auth).
+fn route(h: &Head, site: &Site) -> Action {
+    let any_host = access::AccessConfig { allowed_hosts: vec!["*".into()], ..Default::default() };
+    let mut s = Site {
+        web_dir: site.web_dir.clone(),
+        allowed_origins: site.allowed_origins.clone(),
+        ws_paths: site.ws_paths.clone(),
+        protocols: site.protocols.clone(),
+        access: Access::new(&any_host, "127.0.0.1:6080".parse().unwrap()).unwrap(),
+        upgrade_any_path: site.upgrade_any_path,
+        web_csp: site.web_csp.clone(),
+    };
+    super::route(h, &mut s, &Peer::local(std::time::Instant::now(), 0))
+}
+
 fn route_resp(h: &Head, site: &Site) -> Resp {
     let r = respond(route(h, site));
     // Content-Length is exact whenever a body is sent.
@@ -668,7 +684,8 @@ fn connection_handling_rows() {
     let t = tmp_web();
     let site = t.site();
     // (version, extra fields, status, close, Connection field)
-    let rows: &[(u8, &[(&str, &str)], u16, bool, Option<&str>)] = &[
+    type Row<'a> = (u8, &'a [(&'a str, &'a str)], u16, bool, Option<&'a str>);
+    let rows: &[Row] = &[
         (1, &[], 200, false, None),
         (1, &[("Connection", "close")], 200, true, Some("close")),
         (0, &[], 200, true, Some("close")),
@@ -971,6 +988,7 @@ fn websocket_query_extensions_and_response() {
     assert_eq!(
         up,
         Upgrade {
+            target: None,
             path: "/ws".into(),
             query: vec![("token".into(), "a b".into()), ("x".into(), "1 2".into())],
             accept: ACCEPT.into(),

@@ -62,8 +62,7 @@ pub fn validate(head: &Head, path: &str, query: Option<&str>, site: &Site) -> Re
     let origin = head.header("origin");
     if let Some(o) = origin {
         if !origin_allowed(o, host, &site.allowed_origins) {
-            log::info!("http: websocket from origin {:?} refused (host {:?})", o, host);
-            return Err(403);
+            return Err(403); // logged by `route`, with the peer
         }
     }
     let query = match query {
@@ -92,6 +91,7 @@ pub fn validate(head: &Head, path: &str, query: Option<&str>, site: &Site) -> Re
         extensions,
         origin: origin.map(str::to_string),
         host: host.map(str::to_string),
+        target: None,
     })
 }
 

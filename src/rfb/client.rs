@@ -94,6 +94,12 @@ pub const MAX_FB_PIXELS: usize = 8192 * 8192;
 /// is not known in advance, they are a protocol error.
 pub const MAX_CURSOR_DIM: u16 = 256;
 pub use ext_clipboard::MAX_WIRE as MAX_EXT_CLIPBOARD;
+/// Framebuffer pixels one `handle_input` call may write (fills, copies,
+/// decoded pixels, resizes) before it returns early with
+/// [`RfbClient::yielded`] set: 32 Mpx is ~128 MiB of memory traffic, tens of
+/// milliseconds, so one VNC server cannot hold the event loop for long. One
+/// unit of work (a rectangle, a resize) may overshoot it by its own size.
+pub const WORK_PER_CALL: u64 = 32 << 20;
 
 /// Client-side settings.
 #[derive(Debug, Clone)]
@@ -422,6 +428,14 @@ pub struct RfbClient {
     /// MAX_CURSOR_DIM² pixels), in `cursor_px`'s format.
     cursor_fb: Framebuffer,
     cursor_px: PixelContext,
+    /// Size announced by DesktopSize/ExtendedDesktopSize in the current
+    /// update, applied before the next pixel rectangle or at the update's
+    /// end (so a run of size rectangles costs one resize).
+    pending_size: Option<(u16, u16)>,
+    /// A resize was applied in the current update (a second one is refused).
+    resized_in_update: bool,
+    /// The last `handle_input` stopped at its work budget.
+    yielded: bool,
 }
 
 impl RfbClient {
@@ -490,6 +504,9 @@ impl RfbClient {
             ext_buttons: false,
             cursor_fb: Framebuffer::new(0, 0),
             cursor_px: PixelContext::new(PixelFormat::rgba_with_alpha()),
+            pending_size: None,
+            resized_in_update: false,
+            yielded: false,
         }
     }
 
@@ -507,6 +524,8 @@ impl RfbClient {
         if let State::Failed(e) = &self.state {
             return Err(e.clone());
         }
+        self.yielded = false;
+        fb.take_work();
         let r = self.drive(input, fb, out);
         if let Err(e) = &r {
             self.fail(e.clone());
@@ -515,7 +534,7 @@ impl RfbClient {
     }
 
     fn fail(&mut self, e: RfbError) {
-        log::debug!("RFB: connection failed: {e}");
+        log::debug!("RFB: connection failed: {}", crate::logsafe::esc(&e.to_string()));
         self.normal = false;
         self.state = State::Failed(e);
     }
@@ -525,7 +544,7 @@ impl RfbClient {
     fn drive(&mut self, input: &[u8], fb: &mut Framebuffer, out: &mut Vec<u8>) -> Result<usize, RfbError> {
         let mut used = 0;
         if !self.transport.is_tls() {
-            used = self.run(input, fb, out)?;
+            used = self.run(input, fb, out, true)?;
             if !self.transport.is_tls() {
                 return Ok(used);
             }
@@ -539,7 +558,8 @@ impl RfbClient {
             };
             let r = t.pump(&input[used..], out, |plain, tx, up| {
                 self.tls_up = up;
-                self.run(plain, fb, tx)
+                // Not budgeted: the TLS layer expects its plaintext used whole.
+                self.run(plain, fb, tx, false)
             });
             self.transport = Transport::Tls(t);
             used += r?;
@@ -548,10 +568,23 @@ impl RfbClient {
     }
 
     /// Steps over `input` until one needs more bytes, or TLS has just
-    /// started (the bytes after that point are TLS records). Bytes used.
-    fn run(&mut self, input: &[u8], fb: &mut Framebuffer, out: &mut Vec<u8>) -> Result<usize, RfbError> {
+    /// started (the bytes after that point are TLS records), or (when
+    /// `budgeted`) [`WORK_PER_CALL`] pixels have been written (`yielded`).
+    /// Bytes used.
+    fn run(
+        &mut self,
+        input: &[u8],
+        fb: &mut Framebuffer,
+        out: &mut Vec<u8>,
+        budgeted: bool,
+    ) -> Result<usize, RfbError> {
         let mut used = 0;
-        while let Some(n) = self.step(&input[used..], fb, out)? {
+        loop {
+            if budgeted && fb.work() >= WORK_PER_CALL && used < input.len() {
+                self.yielded = true;
+                break;
+            }
+            let Some(n) = self.step(&input[used..], fb, out)? else { break };
             used += n;
             if self.transport.is_tls() {
                 break;
@@ -571,6 +604,13 @@ impl RfbClient {
         if let Err(e) = r {
             self.fail(e);
         }
+    }
+
+    /// The last [`RfbClient::handle_input`] returned early because it had
+    /// done [`WORK_PER_CALL`] pixels of work: call it again with the bytes
+    /// it left, after other connections have had their turn.
+    pub fn yielded(&self) -> bool {
+        self.yielded
     }
 
     pub fn poll_event(&mut self) -> Option<RfbEvent> {
@@ -947,7 +987,7 @@ impl RfbClient {
                     return Ok(if n == 0 { None } else { Some(n) });
                 }
                 if in_rect {
-                    self.end_rect();
+                    self.end_rect(fb, out)?;
                 } else {
                     self.set_state(State::Idle);
                 }
@@ -966,7 +1006,7 @@ impl RfbClient {
                             proto(format!("CopyRect {}x{}+{}+{} from {sx},{sy}: {e}", dst.w, dst.h, dst.x, dst.y))
                         })?;
                         self.events.push_back(RfbEvent::Copied { dst, src_x: sx, src_y: sy });
-                        self.end_rect();
+                        self.end_rect(fb, out)?;
                     }
                     Fixed::ScreenCount => {
                         // rfbproto §7.8.2: U8 number-of-screens, 3 padding, screens.
@@ -981,7 +1021,7 @@ impl RfbClient {
                             num_lock: s & 2 != 0,
                             caps_lock: s & 4 != 0,
                         });
-                        self.end_rect();
+                        self.end_rect(fb, out)?;
                     }
                     Fixed::VmwareCursorType => self.vmware_cursor(b[0])?,
                     Fixed::AlphaCursorEncoding => self.alpha_cursor(be32(b) as i32)?,
@@ -1010,7 +1050,7 @@ impl RfbClient {
                     if let State::CursorDecoding { .. } = self.state {
                         self.finish_alpha_cursor();
                     }
-                    self.end_rect();
+                    self.end_rect(fb, out)?;
                     Ok(Some(n))
                 } else if n == 0 {
                     Ok(None)
@@ -1156,7 +1196,7 @@ impl RfbClient {
                     _ => data.to_vec(),
                 };
                 self.cursor_event(rgba);
-                self.end_rect();
+                self.end_rect(fb, out)?;
                 Ok(())
             }
             Then::Screens => {
@@ -1184,15 +1224,15 @@ impl RfbClient {
                     };
                     self.events.push_back(RfbEvent::ResizeRefused(why));
                 } else {
-                    self.resize(r.w, r.h, "ExtendedDesktopSize", fb, out)?;
+                    self.resize(r.w, r.h, "ExtendedDesktopSize")?;
                 }
-                self.end_rect();
+                self.end_rect(fb, out)?;
                 Ok(())
             }
             Then::DesktopName => {
                 self.name = text(data);
                 self.events.push_back(RfbEvent::DesktopName(self.name.clone()));
-                self.end_rect();
+                self.end_rect(fb, out)?;
                 Ok(())
             }
         }
@@ -1206,6 +1246,7 @@ impl RfbClient {
                 // FramebufferUpdate: U8 type, padding, U16 number-of-rectangles.
                 let Some(b) = input.get(..4) else { return Ok(None) };
                 self.rects_left = be16(&b[2..4]);
+                self.resized_in_update = false;
                 if self.rects_left == 0 {
                     self.end_update();
                 } else {
@@ -1290,12 +1331,12 @@ impl RfbClient {
         match enc {
             encoding::DESKTOP_SIZE => {
                 // rfbproto §7.8.2 (DesktopSize): x, y ignored; no data.
-                self.resize(r.w, r.h, "DesktopSize", fb, out)?;
-                self.end_rect();
+                self.resize(r.w, r.h, "DesktopSize")?;
+                self.end_rect(fb, out)?;
             }
             encoding::LAST_RECT => {
                 self.rects_left = 1;
-                self.end_rect();
+                self.end_rect(fb, out)?;
             }
             encoding::EXTENDED_DESKTOP_SIZE => self.set_state(State::RectFixed(Fixed::ScreenCount)),
             encoding::DESKTOP_NAME => {
@@ -1318,10 +1359,12 @@ impl RfbClient {
                     self.ext_buttons = true;
                 }
                 log::debug!("RFB: server confirmed pseudo-encoding {enc}");
-                self.end_rect();
+                self.end_rect(fb, out)?;
             }
             _ => {
-                // A real encoding: its pixels go into the framebuffer.
+                // A real encoding: its pixels go into the framebuffer, at
+                // the size announced so far in this update.
+                self.apply_pending_size(fb, out)?;
                 if !fb.contains(r) {
                     return Err(proto(format!(
                         "rectangle {}x{}+{}+{} (encoding {enc}) outside the {}x{} framebuffer",
@@ -1347,16 +1390,38 @@ impl RfbClient {
         Ok(Some(12))
     }
 
-    fn resize(&mut self, w: u16, h: u16, what: &str, fb: &mut Framebuffer, out: &mut Vec<u8>) -> Result<(), RfbError> {
+    /// A size rectangle: checked now, applied by [`Self::apply_pending_size`]
+    /// (the last of a run of size rectangles wins: a hostile server's
+    /// 200 alternating sizes cost one resize, not 200).
+    fn resize(&mut self, w: u16, h: u16, what: &str) -> Result<(), RfbError> {
         check_size(w, h, what)?;
-        if (w, h) != (fb.width(), fb.height()) {
-            fb.resize(w, h);
-            self.events.push_back(RfbEvent::Resized { width: w, height: h });
-            if self.flow.active {
-                // Continuous updates cover an area: make it the new screen
-                // (as TigerVNC's CConnection::setExtendedDesktopSize does).
-                self.flow.enable(fb.full_rect(), out);
-            }
+        self.pending_size = Some((w, h));
+        Ok(())
+    }
+
+    /// Resize `fb` to the pending size, if it differs: at most once per
+    /// FramebufferUpdate (no sane server changes the size twice in one
+    /// update with pixels in between; allowing it would let one update
+    /// reallocate and clear up to 256 MiB per rectangle).
+    fn apply_pending_size(&mut self, fb: &mut Framebuffer, out: &mut Vec<u8>) -> Result<(), RfbError> {
+        let Some((w, h)) = self.pending_size.take() else { return Ok(()) };
+        if (w, h) == (fb.width(), fb.height()) {
+            return Ok(());
+        }
+        if self.resized_in_update {
+            return Err(proto(format!(
+                "second framebuffer size ({w}x{h}) in one update, after pixels at {}x{}",
+                fb.width(),
+                fb.height()
+            )));
+        }
+        self.resized_in_update = true;
+        fb.resize(w, h);
+        self.events.push_back(RfbEvent::Resized { width: w, height: h });
+        if self.flow.active {
+            // Continuous updates cover an area: make it the new screen
+            // (as TigerVNC's CConnection::setExtendedDesktopSize does).
+            self.flow.enable(fb.full_rect(), out);
         }
         Ok(())
     }
@@ -1429,13 +1494,15 @@ impl RfbClient {
     }
 
     /// The current rectangle is complete.
-    fn end_rect(&mut self) {
+    fn end_rect(&mut self, fb: &mut Framebuffer, out: &mut Vec<u8>) -> Result<(), RfbError> {
         self.rects_left = self.rects_left.saturating_sub(1);
         if self.rects_left == 0 {
+            self.apply_pending_size(fb, out)?;
             self.end_update();
         } else {
             self.set_state(State::RectHeader);
         }
+        Ok(())
     }
 
     fn end_update(&mut self) {

@@ -334,7 +334,9 @@ impl Server {
     }
 
     fn client_request(&mut self, key: usize, head: http::Head) {
-        let action = http::route(&head, &self.site);
+        let Some(peer) = self.client_mut(key).map(|c| c.peer) else { return };
+        let unix_time = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        let action = http::route(&head, &mut self.site, &http::Peer { addr: peer, now: Instant::now(), unix_time });
         let Server { conns, pool, cfg, .. } = self;
         let Some(Conn::Client(c)) = conns.get_mut(key) else { return };
         match action {
@@ -383,8 +385,8 @@ impl Server {
             return;
         }
         // Relay: the target comes from configuration only, never the URL.
-        let token = http::query_param(&up.query, "token").map(str::to_string);
-        let target = self.lookup_target(token.as_deref()).and_then(|t| crate::relay::relayable(t, self.cfg.view_only));
+        let (_, target) = self.target_for(&up);
+        let target = target.and_then(|t| crate::relay::relayable(t, self.cfg.view_only));
         let resp = http::upgrade_response(&up, None);
         let relay_cap = self.cfg.relay_buffer;
         let relay_splice = self.cfg.relay_splice;

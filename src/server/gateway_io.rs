@@ -17,7 +17,7 @@ use super::stream::Stream;
 use super::{Conn, Ready, Server, BLOCK, DEMO_LISTENER, READS_PER_WAKEUP};
 use crate::config::{Target, TargetAddr};
 use crate::demo::DemoServer;
-use crate::gateway::{Composed, ViewerId, LOW_WATER};
+use crate::gateway::{Attempt, Composed, ViewerId, LOW_WATER};
 use crate::http;
 use crate::ws::{close, Delivery, Event, Limits, WsSession};
 
@@ -94,9 +94,8 @@ impl Server {
 
     /// A WebSocket upgrade on the gateway path.
     pub(crate) fn gateway_attach(&mut self, key: usize, up: http::Upgrade) {
-        let token = http::query_param(&up.query, "token").map(str::to_string);
         let view_only_param = matches!(http::query_param(&up.query, "view_only"), Some("1" | "true"));
-        let target = self.lookup_target(token.as_deref());
+        let (session_key, target) = self.target_for(&up);
         let deflate = crate::ws::deflate::negotiate(&up.extensions);
         let reply = deflate.as_ref().map(|(_, r)| r.clone());
         let resp = http::upgrade_response(&up, reply.as_deref());
@@ -123,7 +122,6 @@ impl Server {
                 return;
             }
         };
-        let session_key = token.unwrap_or_default();
         let sidx = match self.gw.find(&session_key) {
             Some(s) => s,
             None => match self.gateway_open_session(&session_key, &target) {
@@ -219,7 +217,9 @@ impl Server {
                             match ev {
                                 Some(Event::Binary(msg)) => {
                                     if let Some(s) = gw.sessions.get_mut(vid.session) {
-                                        if let Err(bad) = s.handle_viewer_message(vid.viewer, msg, now, &mut to_server)
+                                        let at = &mut Attempt { guard: &mut gw.guard, peer: c.peer.ip(), now };
+                                        if let Err(bad) =
+                                            s.handle_viewer_message(vid.viewer, msg, now, &mut to_server, at)
                                         {
                                             fail = Some((bad.code, bad.reason.to_string()));
                                         }
@@ -335,14 +335,27 @@ impl Server {
         self.wake_session_at_poll_timeout(sidx);
     }
 
-    /// A viewer's WebSocket is gone.
+    /// A viewer's WebSocket is gone. The session decides whether it ends
+    /// now or lingers (`Session::remove_viewer`).
     pub(crate) fn gateway_detach(&mut self, vid: ViewerId) {
+        let now = Instant::now();
         let Some(s) = self.gw.sessions.get_mut(vid.session) else { return };
-        s.remove_viewer(vid.viewer);
-        if s.viewers.is_empty() {
-            info!("gateway session {} → {}: last viewer left; disconnecting", vid.session, s.label);
+        let mut to_server = std::mem::take(&mut self.rfb_tmp);
+        to_server.clear();
+        s.remove_viewer(vid.viewer, now, &mut to_server);
+        let (over, linger, label, conn) = (s.is_over(), s.lingering_until(), s.label.clone(), s.conn);
+        if over {
+            info!("gateway session {} → {label}: last viewer left; disconnecting", vid.session);
             self.end_session(vid.session);
+        } else if let Some(until) = linger {
+            let secs = until.saturating_duration_since(now).as_secs_f32();
+            info!("gateway session {} → {label}: last viewer left; kept for {secs:.0} s", vid.session);
+            if let (Some(k), false) = (conn, to_server.is_empty()) {
+                self.vnc_send(k, &to_server);
+            }
+            self.wake_session_at_poll_timeout(vid.session);
         }
+        self.rfb_tmp = to_server;
     }
 
     /// Drop a session and its VNC connection. Viewers still attached get
@@ -425,28 +438,32 @@ impl Server {
                 }
             }
             let mut reads = 0;
-            while failure.is_none() && v.connected && v.ready.readable {
-                if reads == READS_PER_WAKEUP {
-                    more = true;
-                    break;
-                }
-                reads += 1;
-                let spare = v.inbuf.spare(pool);
-                if spare.is_empty() {
-                    failure = Some("VNC server sent a message larger than the gateway accepts".into());
-                    break;
-                }
-                match v.stream.read(spare) {
-                    Ok(0) => {
-                        failure = Some(session.rfb.closed_error().to_string());
+            // Bytes a budgeted RFB client left last time are handled first.
+            let mut backlog = session.rfb.yielded() && !v.inbuf.is_empty();
+            while failure.is_none() && v.connected && (backlog || v.ready.readable) {
+                if !std::mem::take(&mut backlog) {
+                    if reads == READS_PER_WAKEUP {
+                        more = true;
                         break;
                     }
-                    Ok(n) => v.inbuf.commit(n),
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => v.ready.readable = false,
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    Err(e) => {
-                        failure = Some(format!("VNC connection failed: {e}"));
+                    reads += 1;
+                    let spare = v.inbuf.spare(pool);
+                    if spare.is_empty() {
+                        failure = Some("VNC server sent a message larger than the gateway accepts".into());
                         break;
+                    }
+                    match v.stream.read(spare) {
+                        Ok(0) => {
+                            failure = Some(session.rfb.closed_error().to_string());
+                            break;
+                        }
+                        Ok(n) => v.inbuf.commit(n),
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => v.ready.readable = false,
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                        Err(e) => {
+                            failure = Some(format!("VNC connection failed: {e}"));
+                            break;
+                        }
                     }
                 }
                 to_server.clear();
@@ -459,6 +476,11 @@ impl Server {
                 }
                 if !v.outbuf.push(&to_server, pool) {
                     failure = Some("VNC server is not reading".into());
+                }
+                if session.rfb.yielded() {
+                    // Its work budget is spent: other connections first.
+                    more = true;
+                    break;
                 }
             }
             v.inbuf.release_if_empty(pool);
@@ -616,12 +638,19 @@ impl Server {
         }
     }
 
-    pub(crate) fn gateway_timer(&mut self, key: usize, gen: u64, _now: Instant) {
+    pub(crate) fn gateway_timer(&mut self, key: usize, gen: u64, now: Instant) {
         match self.conns.get_mut(key) {
             Some(Conn::Gateway(GatewayConn::Demo(d))) if d.gen == gen => self.drive_demo(key),
             Some(Conn::Gateway(GatewayConn::Vnc(v))) if gen == SESSION_WAKE => {
                 v.wake = None;
                 let sidx = v.session;
+                let Some(s) = self.gw.sessions.get_mut(sidx) else { return };
+                s.handle_timeout(now);
+                if s.is_over() {
+                    info!("gateway session {sidx} → {}: nobody came back; disconnecting", s.label);
+                    self.end_session(sidx);
+                    return;
+                }
                 self.pump_session(sidx);
             }
             _ => {}

@@ -183,6 +183,8 @@ impl Server {
                 vec![crate::gateway::PATH.to_string()]
             },
             protocols,
+            access: crate::http::Access::new(&cfg.access, cfg.listen)
+                .map_err(|e| io::Error::new(io::ErrorKind::PermissionDenied, e))?,
             upgrade_any_path: cfg.relay,
             web_csp: cfg.web_csp.clone(),
         };
@@ -487,6 +489,16 @@ impl Server {
                 error!("{e}; keeping the previous token table");
                 self.tokens.mtime = mtime;
             }
+        }
+    }
+
+    /// The session key and target for a WebSocket request: the access
+    /// token's own target (`Upgrade::target`), else [`Server::lookup_target`].
+    pub(crate) fn target_for(&self, up: &crate::http::Upgrade) -> (String, Result<crate::config::Target, String>) {
+        let token = crate::http::query_param(&up.query, "token");
+        match up.target {
+            Some(a) => (format!("jwt {a}"), Ok(crate::config::Target::new(crate::config::TargetAddr::Tcp(a)))),
+            None => (token.unwrap_or_default().to_string(), self.lookup_target(token)),
         }
     }
 

@@ -1082,11 +1082,8 @@ mod tests {
         server.send_close(1000, "done", &mut out);
         client.get_mut().to_client.extend(out);
         let mut got = Vec::new();
-        loop {
-            match client.read() {
-                Ok(m) => got.push(m),
-                Err(_) => break,
-            }
+        while let Ok(m) = client.read() {
+            got.push(m);
         }
         assert_eq!(got[0], Message::Pong(b"pp".to_vec()));
         assert_eq!(got[1], Message::Text("reply".into()));

@@ -38,10 +38,7 @@ impl Drop for Running {
 }
 
 pub fn config() -> wsvnc::Config {
-    let mut cfg = wsvnc::Config::default();
-    cfg.listen = "127.0.0.1:0".parse().unwrap();
-    cfg.heartbeat = None;
-    cfg
+    wsvnc::Config { listen: "127.0.0.1:0".parse().unwrap(), heartbeat: None, ..Default::default() }
 }
 
 pub fn start(cfg: wsvnc::Config) -> Running {

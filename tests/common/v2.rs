@@ -40,6 +40,8 @@ pub mod t {
     pub const ERROR: u8 = 0x0D;
     pub const PALETTE: u8 = 0x0E;
     pub const JPEG: u8 = 0x0F;
+    pub const LED_STATE: u8 = 0x10;
+    pub const CREDENTIALS_REQUIRED: u8 = 0x11;
     pub const END_PART: u8 = 0x12;
     pub const IMAGE_BEGIN: u8 = 0x13;
     pub const IMAGE_DATA: u8 = 0x14;
@@ -127,6 +129,8 @@ pub enum Msg {
     PasswordRequired,
     Status(u8, String),
     Error(String),
+    LedState(u8),
+    CredentialsRequired,
 }
 
 /// What ended a wait.
@@ -163,7 +167,12 @@ pub struct Canvas {
     pub statuses: Vec<String>,
     pub error: Option<String>,
     pub password_required: bool,
+    pub credentials_required: bool,
+    /// The last LedState (bit 0 Scroll, 1 Num, 2 Caps Lock).
+    pub leds: Option<u8>,
     pub cursor: Option<(u16, u16, u16, u16)>,
+    /// The last cursor image, RGBA.
+    pub cursor_rgba: Vec<u8>,
     pub name: String,
     /// Bytes of WebSocket payload received.
     pub bytes: u64,
@@ -307,6 +316,25 @@ pub mod enc {
         s(&mut m, pw);
         m
     }
+    pub fn key_code(down: bool, keysym: u32, code: &str) -> Vec<u8> {
+        let mut m = vec![0x87, down as u8];
+        m.extend_from_slice(&keysym.to_le_bytes());
+        s(&mut m, code.as_bytes());
+        m
+    }
+    pub fn pointer_ext(x: u16, y: u16, mask: u16) -> Vec<u8> {
+        let mut m = vec![0x88];
+        for v in [x, y, mask] {
+            m.extend_from_slice(&v.to_le_bytes());
+        }
+        m
+    }
+    pub fn credentials(user: &[u8], pw: &[u8]) -> Vec<u8> {
+        let mut m = vec![0x89];
+        s(&mut m, user);
+        s(&mut m, pw);
+        m
+    }
 }
 
 /// Protocol version spoken.
@@ -367,6 +395,9 @@ impl V2 {
     }
     pub fn password(&mut self, pw: &[u8]) -> Result<(), String> {
         self.send(&enc::password(pw))
+    }
+    pub fn credentials(&mut self, user: &[u8], pw: &[u8]) -> Result<(), String> {
+        self.send(&enc::credentials(user, pw))
     }
     pub fn resize_request(&mut self, w: u16, h: u16) -> Result<(), String> {
         self.send(&enc::resize(w, h))
@@ -668,7 +699,7 @@ impl Canvas {
                 t::CURSOR => {
                     let (hx, hy, w, h) =
                         (rd_u16(b, &mut p)?, rd_u16(b, &mut p)?, rd_u16(b, &mut p)?, rd_u16(b, &mut p)?);
-                    rd_bytes(b, &mut p, w as usize * h as usize * 4)?;
+                    self.cursor_rgba = rd_bytes(b, &mut p, w as usize * h as usize * 4)?.to_vec();
                     self.cursor = Some((hx, hy, w, h));
                     Msg::Cursor { hot_x: hx, hot_y: hy, w, h }
                 }
@@ -689,6 +720,18 @@ impl Canvas {
                 t::PASSWORD_REQUIRED => {
                     self.password_required = true;
                     Msg::PasswordRequired
+                }
+                t::CREDENTIALS_REQUIRED => {
+                    self.credentials_required = true;
+                    Msg::CredentialsRequired
+                }
+                t::LED_STATE => {
+                    let leds = rd_u8(b, &mut p)?;
+                    if leds > 7 {
+                        return Err(format!("LedState {leds:#04x}: bits 3-7 set"));
+                    }
+                    self.leds = Some(leds);
+                    Msg::LedState(leds)
                 }
                 t::STATUS => {
                     let level = rd_u8(b, &mut p)?;

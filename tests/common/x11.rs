@@ -405,17 +405,57 @@ impl Desktop {
         self.servers[0].kill_now();
     }
 
-    /// Window id of the (first) window whose name is `title`; waits for it.
+    /// Window id of the (first) window whose name is `title`; waits for it
+    /// (bounded: 30 s).
+    ///
+    /// `xdotool search` walks the window tree with XQueryTree and gives up
+    /// with `BadWindow` when a window it is about to visit is destroyed
+    /// meanwhile — normal while X clients start (xterm, ImageMagick's
+    /// `display` create and destroy windows as they map). So the search runs
+    /// once per try, without `--sync`, and is retried while it fails that way
+    /// or finds nothing yet.
     pub fn window(&self, title: &str) -> String {
-        let mut c = self.x_command("xdotool", "xdotool");
-        c.args(["search", "--sync", "--onlyvisible", "--name", &format!("^{title}$")]);
-        let out = run_with_timeout(c, Duration::from_secs(30));
-        out.lines().next().unwrap_or_else(|| panic!("no window named {title}")).to_string()
+        let name = format!("^{title}$");
+        let out = self.xdotool_retrying(&["search", "--onlyvisible", "--name", &name], |out| !out.trim().is_empty());
+        out.lines().next().unwrap_or_else(|| panic!("no window named {title}")).trim().to_string()
     }
 
     /// Move a window (no window manager: XMoveWindow takes effect as given).
     pub fn move_window(&self, id: &str, x: u16, y: u16) {
-        run(self.x_command("xdotool", "xdotool").args(["windowmove", "--sync", id, &x.to_string(), &y.to_string()]));
+        self.xdotool_retrying(&["windowmove", "--sync", id, &x.to_string(), &y.to_string()], |_| true);
+    }
+
+    /// Run `xdotool ARGS` until it succeeds with an output `done` accepts,
+    /// retrying (every 100 ms, at most 30 s) when it fails with an X error
+    /// about a window that went away (`BadWindow`, `BadDrawable`,
+    /// `BadMatch`) or silently (a search that matched nothing yet), or when
+    /// `done` rejects the output. Any other failure, or
+    /// the time running out, is a test failure with xdotool's output.
+    pub fn xdotool_retrying(&self, args: &[&str], done: impl Fn(&str) -> bool) -> String {
+        let until = Instant::now() + Duration::from_secs(30);
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            let mut c = self.x_command("xdotool", "xdotool");
+            c.args(args);
+            let (ok, out) = run_with_timeout_status(c, Duration::from_secs(10));
+            // `search` exits 1 without output while nothing matches yet; a
+            // run that hung (killed after 10 s) is tried again too.
+            let transient = out.trim().is_empty()
+                || out.contains("timed out after")
+                || out.contains("BadWindow")
+                || out.contains("BadDrawable")
+                || out.contains("BadMatch");
+            if ok && done(&out) {
+                return out;
+            }
+            assert!(ok || transient, "xdotool {args:?} failed: {out}");
+            if !out.trim().is_empty() {
+                eprintln!("xdotool {args:?}: retrying after: {}", out.lines().next().unwrap_or(""));
+            }
+            assert!(Instant::now() < until, "xdotool {args:?}: no result after {tries} tries in 30 s: {out}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
     }
 
     /// Known content: root colour, the test image at (300, 10) titled
@@ -429,7 +469,7 @@ impl Desktop {
         // after a window moves under it, keeps serving the pixels from before
         // the move there (the X screenshot has the right ones). Keep the pointer
         // in a corner where nothing is drawn or moved.
-        run(self.x_command("xdotool", "xdotool").args(["mousemove", "--sync", "639", "479"]));
+        self.xdotool_retrying(&["mousemove", "--sync", "639", "479"], |_| true);
         let image = test_image(&self.dir);
         let mut c = self.x_command("display", "imagemagick");
         c.args(["-title", "wsvnc-image", "-geometry", "+300+10", "-borderwidth", "0"]).arg(&image);
@@ -526,8 +566,10 @@ fn tail(s: &str, n: usize) -> &str {
 }
 
 /// Run a command that may block (xdotool --sync), killing it after `timeout`;
-/// returns its output (stdout and stderr).
-fn run_with_timeout(cmd: Command, timeout: Duration) -> String {
+/// returns whether it succeeded and its output (stdout and stderr), or
+/// (false, "… timed out after …").
+fn run_with_timeout_status(cmd: Command, timeout: Duration) -> (bool, String) {
+    let cmd_text = format!("{cmd:?}");
     let n = RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let log = std::env::temp_dir().join(format!("wsvnc-real-cmd-{}-{n}", std::process::id()));
     let mut p = Proc::spawn("command", cmd, &log);
@@ -538,10 +580,12 @@ fn run_with_timeout(cmd: Command, timeout: Duration) -> String {
                 p.child = None;
                 let out = p.log_text();
                 let _ = std::fs::remove_file(&log);
-                assert!(st.success(), "command failed ({st}): {out}");
-                return out;
+                return (st.success(), out);
             }
-            _ if Instant::now() > until => panic!("command timed out after {timeout:?}: {}", p.log_text()),
+            _ if Instant::now() > until => {
+                let out = format!("{cmd_text} timed out after {timeout:?}: {}", p.log_text());
+                return (false, out); // `p` is killed on drop
+            }
             _ => std::thread::sleep(Duration::from_millis(20)),
         }
     }

@@ -28,7 +28,8 @@ const COMMANDS = {
   Xvnc: 'tigervnc-standalone-server', vncpasswd: 'tigervnc-tools or tigervnc-standalone-server',
   xterm: 'xterm', xsetroot: 'x11-xserver-utils', xrandr: 'x11-xserver-utils',
   xdpyinfo: 'x11-utils', xev: 'x11-utils', xdotool: 'xdotool', xclip: 'xclip',
-  import: 'imagemagick', convert: 'imagemagick',
+  import: 'imagemagick', convert: 'imagemagick', setxkbmap: 'x11-xkb-utils', openssl: 'openssl',
+  db_load: 'db-util',
 };
 
 /** Every missing prerequisite in one error (package names included); nothing is skipped. */
@@ -56,20 +57,22 @@ export async function assertPortFree(port) {
 }
 
 /**
- * Starts `Xvnc :display` on rfbPort. `auth`: null (no security) or a password file path.
+ * Starts `Xvnc :display` on rfbPort: no security, VncAuth with `passwordFile`, or `security`
+ * (Xvnc arguments, e.g. -SecurityTypes X509Plain …); `extra` are more Xvnc arguments.
  * Returns { display, rfbPort, proc, env } once the RFB port and the X display answer.
  */
-export async function startXvnc(display, rfbPort, { width = 1024, height = 768, passwordFile = null } = {}) {
+export async function startXvnc(display, rfbPort,
+  { width = 1024, height = 768, passwordFile = null, security = null, extra = [] } = {}) {
   if (fs.existsSync(`/tmp/.X${display}-lock`)) {
     throw new Error(`X display :${display} is in use (/tmp/.X${display}-lock exists)`);
   }
   await assertPortFree(rfbPort);
-  const security = passwordFile ? ['-SecurityTypes', 'VncAuth', '-PasswordFile', passwordFile]
+  security ??= passwordFile ? ['-SecurityTypes', 'VncAuth', '-PasswordFile', passwordFile]
     : ['-SecurityTypes', 'None'];
   const proc = spawnTracked(`Xvnc-${display}`, 'Xvnc', [
     `:${display}`, '-rfbport', String(rfbPort), ...security, '-geometry', `${width}x${height}`,
     '-depth', '24', '-interface', '127.0.0.1', '-nolisten', 'tcp', '-AlwaysShared',
-    '-desktop', `wsvnc-viewer-${display}`,
+    '-desktop', `wsvnc-viewer-${display}`, ...extra,
   ]);
   await waitFor(`Xvnc :${display} on port ${rfbPort}`, async () => {
     assertRunning(proc);

@@ -169,15 +169,28 @@ describe('translated viewer in Chromium', { timeout: 180000 }, () => {
     });
   }
 
-  test('de-DE: password prompt and reconnect countdown in German', async () => {
+  test('de-DE: password and credentials prompts and reconnect countdown in German', async () => {
     const de = tables.de;
     await withPage('de-DE', '?token=password&resize=0', async (page) => {
       await page.waitForFunction(() => !document.getElementById('pw').hidden, null, { timeout: 15000 });
       assert.equal(await page.$eval('#o-title', (e) => e.textContent), de.passwordRequired);
       assert.equal(await page.$eval('#o-text', (e) => e.textContent), de.askPassword);
-      assert.equal(await page.$eval('#pw label', (e) => e.textContent), de.password);
+      assert.equal(await page.$eval('label[for=pw-input]', (e) => e.textContent), de.password);
       assert.equal(await page.$eval('#pw button', (e) => e.textContent), de.unlock);
+      assert.equal(await page.isVisible('#pw-user'), false, 'no user name asked');
       await assertNoEnglishLeft(page, 'de');
+    });
+    await withPage('de-DE', '?token=credentials&resize=0', async (page) => {
+      await page.waitForFunction(() => !document.getElementById('pw').hidden, null, { timeout: 15000 });
+      assert.equal(await page.$eval('#o-title', (e) => e.textContent), de.credentialsRequired);
+      assert.equal(await page.$eval('#o-text', (e) => e.textContent), de.askCredentials);
+      assert.equal(await page.$eval('label[for=pw-user]', (e) => e.textContent), de.username);
+      assert.ok(await page.isVisible('#pw-user'));
+      await assertNoEnglishLeft(page, 'de');
+      await page.fill('#pw-user', 'me');
+      await page.fill('#pw-input', 'secret');
+      await page.press('#pw-input', 'Enter');
+      await waitLive(page);
     });
     await withPage('de-DE', '?token=drop&resize=0', async (page) => {
       await waitLive(page);

@@ -4,6 +4,7 @@
 //
 //   node mock-gateway.mjs [--port 6080] [--web ../../web]   → a demo desktop for manual use
 //     ?token=password   asks for a password ("secret")
+//     ?token=credentials  asks for a user name and a password ("me", "secret")
 //     ?token=error      fails with an Error message
 //     ?token=drop       drops the connection 3 s after the first frame
 //
@@ -71,6 +72,9 @@ export const enc = {
   clipboard: (text) => new W().u8(0x09).str(text).done(),
   desktopName: (name) => new W().u8(0x0a).str(name).done(),
   passwordRequired: () => Buffer.from([0x0b]),
+  credentialsRequired: () => Buffer.from([0x11]),
+  // bit 0 Scroll Lock, 1 Num Lock, 2 Caps Lock
+  ledState: (bits) => Buffer.from([0x10, bits]),
   status: (level, text) => new W().u8(0x0c).u8(level).str(text).done(),
   error: (text) => new W().u8(0x0d).str(text).done(),
 };
@@ -107,8 +111,10 @@ export function rgba(w, h, fn) {
 
 // ---- browser → server decoder (strict, as the gateway must be) ------------------------
 
+// KeyCode (0x87) is recorded as a 'Key' with its `code`, PointerExt (0x88) as a 'Pointer'.
 export const NAMES = { 0x80: 'ClientHello', 0x81: 'Key', 0x82: 'Pointer', 0x83: 'Clipboard',
-  0x84: 'FrameAck', 0x85: 'ResizeRequest', 0x86: 'Password', 0x8a: 'Received' };
+  0x84: 'FrameAck', 0x85: 'ResizeRequest', 0x86: 'Password', 0x87: 'Key', 0x88: 'Pointer',
+  0x89: 'Credentials', 0x8a: 'Received' };
 
 export function decodeClient(buf) {
   const out = [];
@@ -133,6 +139,19 @@ export function decodeClient(buf) {
       case 0x84: out.push({ type: 'FrameAck', id: u32() }); break;
       case 0x85: out.push({ type: 'ResizeRequest', width: u16(), height: u16() }); break;
       case 0x86: out.push({ type: 'Password', password: str() }); break;
+      case 0x87: {
+        const down = u8(), keysym = u32(), code = str();
+        if (down > 1 || !/^[A-Za-z0-9]{1,32}$/.test(code)) throw new Error(`bad KeyCode ${down} ${JSON.stringify(code)}`);
+        out.push({ type: 'Key', down, keysym, code });
+        break;
+      }
+      case 0x88: {
+        const m = { type: 'Pointer', x: u16(), y: u16(), mask: u16() };
+        if (m.mask > 0x1ff || (m.mask & 0x180) === 0) throw new Error(`PointerExt mask 0x${m.mask.toString(16)}`);
+        out.push(m);
+        break;
+      }
+      case 0x89: out.push({ type: 'Credentials', username: str(), password: str() }); break;
       case 0x8a: out.push({ type: 'Received', id: u32() }); break;
       default: throw new Error(`unknown type 0x${type.toString(16)}`);
     }
@@ -311,6 +330,15 @@ export async function demoSession(s) {
     s.send(enc.passwordRequired());
     const pw = await s.waitType('Password', 1, 120000);
     if (pw.password !== 'secret') {
+      s.send(enc.error('Authentication failed'));
+      s.close(1008, 'authentication failed');
+      return;
+    }
+  }
+  if (token === 'credentials') {
+    s.send(enc.credentialsRequired());
+    const c = await s.waitType('Credentials', 1, 120000);
+    if (c.username !== 'me' || c.password !== 'secret') {
       s.send(enc.error('Authentication failed'));
       s.close(1008, 'authentication failed');
       return;

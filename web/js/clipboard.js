@@ -1,7 +1,8 @@
 // Clipboard both ways. Remote → local: shown in the clipboard panel and, where the browser
 // permits (secure context, focused page), written to the system clipboard; failures are
 // silent. Local → remote: the panel's Send button, and paste events (keyboard.js).
-// Text goes as UTF-8; the gateway converts it to what the VNC server takes (Latin-1).
+// Text goes as UTF-8; the gateway passes it on as UTF-8 when the VNC server has the Extended
+// Clipboard (ServerHello says so: `unicode`), else as Latin-1.
 
 import { MAX_CLIPBOARD_BYTES, utf8Length } from './protocol.js';
 import { t } from './i18n.js';
@@ -13,6 +14,7 @@ export class Clipboard {
     this.noteEl = note;
     this.send = send;
     this.last = '';
+    this.unicode = false; // the VNC server takes Unicode text (set from ServerHello)
     sendButton.addEventListener('click', () => this.sendLocal(textarea.value));
     textarea.addEventListener('keydown', (e) => {
       if (e.key === 'Enter' && (e.ctrlKey || e.metaKey)) {
@@ -45,8 +47,8 @@ export class Clipboard {
       return false;
     }
     this.last = text;
-    // RFB carries Latin-1 only; the gateway turns anything else into "?".
-    this.note(t(/[^\u0000-\u00ff]/u.test(text) ? 'clip.sentLossy' : 'clip.sent'));
+    // Without the Extended Clipboard RFB carries Latin-1 only: the gateway sends "?" for the rest.
+    this.note(t(!this.unicode && /[^\u0000-\u00ff]/u.test(text) ? 'clip.sentLossy' : 'clip.sent'));
     return true;
   }
 

@@ -1,5 +1,6 @@
 // Wires the modules together and runs one viewer session per connection:
-// ClientHello → [PasswordRequired ↔ Password] → ServerHello → frames (… EndFrame → FrameAck).
+// ClientHello → [PasswordRequired ↔ Password | CredentialsRequired ↔ Credentials] → ServerHello
+// → frames (… EndFrame → FrameAck).
 
 import * as P from './protocol.js';
 import { S, ProtocolError } from './protocol.js';
@@ -24,7 +25,10 @@ const stats = new Stats($('stats'));
 
 // Per-connection state; null while not connected.
 let session = null;
-let password = null; // remembered in memory for automatic reconnects
+// The password (and user name, null when none was asked) typed last: remembered in memory for
+// automatic reconnects; forgotten when rejected (the user name stays, to fill the prompt).
+let login = null;
+let lastUser = '';
 let countdown = null;
 let resizeTimer = null;
 let rejected = null; // the gateway's reason when the password typed last was not accepted
@@ -35,8 +39,8 @@ const send = (buf) => conn.send(buf);
 
 const canInput = () => !!(session && session.ready && !settings.view_only && !session.viewOnly);
 
-const keyboard = new Keyboard(kbd, (keysym, down) => {
-  if (canInput()) send(P.key(down, keysym));
+const keyboard = new Keyboard(kbd, (keysym, down, code) => {
+  if (canInput()) send(P.key(down, keysym, code));
 });
 const pointer = new Pointer(canvas, display, (x, y, mask) => {
   if (canInput()) send(P.pointer(x, y, mask));
@@ -82,7 +86,9 @@ function onMessages(msgs, bytes, t) {
       case S.BELL: ui.bell(); break;
       case S.CLIPBOARD: clipboard.remote(m.text); break;
       case S.DESKTOP_NAME: session.name = m.name; showLive(); break;
-      case S.PASSWORD_REQUIRED: passwordRequired(); break;
+      case S.PASSWORD_REQUIRED: loginRequired(false); break;
+      case S.CREDENTIALS_REQUIRED: loginRequired(true); break;
+      case S.LED_STATE: keyboard.remoteLocks = { CapsLock: m.caps, NumLock: m.num }; break;
       case S.STATUS:
         if (session.ready) ui.el.status.textContent = m.text;
         else ui.status(m.text, 'Connecting…', m.text);
@@ -90,7 +96,7 @@ function onMessages(msgs, bytes, t) {
         break;
       case S.ERROR:
         if (session.passwordSent && !session.ready) {
-          password = null;
+          login = null;
           rejected = m.text;
         }
         conn.error(m.text);
@@ -107,6 +113,7 @@ function hello(m) {
   session.name = m.name;
   session.viewOnly = m.viewOnly;
   session.resizeSupported = m.resizeSupported;
+  clipboard.unicode = m.unicodeClipboard;
   conn.established();
   ui.hidePassword();
   display.setSize(m.width, m.height);
@@ -170,29 +177,43 @@ function queueAck(id) {
   s.acks.push(id);
 }
 
-function passwordRequired() {
-  if (password !== null && !session.passwordSent) {
-    session.passwordSent = true;
-    send(P.password(password));
+/** The gateway asks for the VNC password, or (`withUser`) for a user name and a password. */
+function loginRequired(withUser) {
+  session.withUser = withUser;
+  if (login !== null && (login.user !== null) === withUser && !session.passwordSent) {
+    sendLogin();
     return;
   }
   ui.setPhase('');
-  ui.askPassword(rejected === null ? 'The VNC server asks for a password.'
-    : `That password was not accepted (${rejected}). Try again.`);
+  let prompt;
+  if (withUser) {
+    prompt = rejected === null ? 'The VNC server asks for a user name and a password.'
+      : `That user name or password was not accepted (${rejected}). Try again.`;
+  } else {
+    prompt = rejected === null ? 'The VNC server asks for a password.'
+      : `That password was not accepted (${rejected}). Try again.`;
+  }
+  ui.askPassword(prompt, withUser ? lastUser : null);
   rejected = null;
 }
 
-ui.onPassword = (pw) => {
+function sendLogin() {
+  session.passwordSent = true;
+  send(login.user === null ? P.password(login.password) : P.credentials(login.user, login.password));
+}
+
+ui.onPassword = (pw, user) => {
   if (!session) return;
-  if (P.utf8Length(pw) > P.MAX_PASSWORD_BYTES) {
-    ui.askPassword('That password is too long (256 bytes at most).');
+  if (P.utf8Length(pw) > P.MAX_PASSWORD_BYTES || (user !== null && P.utf8Length(user) > P.MAX_PASSWORD_BYTES)) {
+    ui.askPassword(user === null ? 'That password is too long (256 bytes at most).'
+      : 'That user name or password is too long (256 bytes at most).', user);
     return;
   }
-  password = pw;
-  session.passwordSent = true;
-  send(P.password(pw));
+  login = { password: pw, user };
+  if (user !== null) lastUser = user;
+  sendLogin();
   ui.setPhase('connecting');
-  ui.status('Checking password…');
+  ui.status(user === null ? 'Checking password…' : 'Checking user name and password…');
 };
 
 function showLive() {
@@ -227,7 +248,7 @@ function onState(state, info) {
       // Closed with 1008 after a password and before ServerHello: the password was rejected
       // (the gateway may or may not have sent an Error first).
       if (session && session.passwordSent && !session.ready && info.code === 1008) {
-        password = null;
+        login = null;
         if (rejected === null) rejected = info.reason;
       }
       session = null;
@@ -385,4 +406,4 @@ if (settings.autoconnect) conn.connect();
 else onState('idle', {});
 
 // For tests and debugging: read-only handles, no effect on the page.
-window.wsvnc = { settings, display, conn, stats };
+window.wsvnc = { settings, display, conn, stats, keyboard, clipboard };

@@ -1,16 +1,22 @@
 // Mouse and pen → Pointer messages (RFB button mask: bit 0 left, 1 middle, 2 right,
-// 3/4 wheel up/down, 5/6 wheel left/right). Touch has its own module (touch.js) and
-// drives the same Pointer state through move/press/click/scroll.
+// 3/4 wheel up/down, 5/6 wheel left/right; 7 back, 8 forward, which the gateway sends with
+// ExtendedMouseButtons). Touch has its own module (touch.js) and drives the same Pointer
+// state through move/press/click/scroll.
 
 const WHEEL_STEP = 50; // CSS pixels of smooth scrolling per wheel click
 const LINE_HEIGHT = 19; // deltaMode 1 (lines) → pixels, so 3 lines ≈ one click
 const MOVE_INTERVAL = 16; // ms; pointer moves are coalesced to about one per frame
 
-export const BUTTON = { LEFT: 1, MIDDLE: 2, RIGHT: 4, UP: 8, DOWN: 16, WLEFT: 32, WRIGHT: 64 };
+export const BUTTON = {
+  LEFT: 1, MIDDLE: 2, RIGHT: 4, UP: 8, DOWN: 16, WLEFT: 32, WRIGHT: 64, BACK: 128, FORWARD: 256,
+};
+// Mask bits held by buttons (the rest are wheel clicks, pressed and released at once).
+const HELD = BUTTON.LEFT | BUTTON.MIDDLE | BUTTON.RIGHT | BUTTON.BACK | BUTTON.FORWARD;
 
-/** PointerEvent.buttons (1 left, 2 right, 4 middle) → RFB mask bits 0–2. */
+/** PointerEvent.buttons (1 left, 2 right, 4 middle, 8 back, 16 forward) → mask bits. */
 export function maskFromButtons(b) {
-  return (b & 1) | ((b & 4) ? 2 : 0) | ((b & 2) ? 4 : 0);
+  return (b & 1) | ((b & 4) ? 2 : 0) | ((b & 2) ? 4 : 0) | ((b & 8) ? BUTTON.BACK : 0) |
+    ((b & 16) ? BUTTON.FORWARD : 0);
 }
 
 export class Pointer {
@@ -35,6 +41,10 @@ export class Pointer {
     canvas.addEventListener('pointermove', (e) => this.pointermove(e), opts);
     canvas.addEventListener('wheel', (e) => this.wheel(e), opts);
     canvas.addEventListener('contextmenu', (e) => e.preventDefault());
+    // Back and forward go to the remote, not to the browser's history.
+    for (const type of ['mousedown', 'mouseup', 'auxclick']) {
+      canvas.addEventListener(type, (e) => { if (e.button === 3 || e.button === 4) e.preventDefault(); });
+    }
   }
 
   button(e, down) {
@@ -45,7 +55,7 @@ export class Pointer {
     else if (this.canvas.hasPointerCapture(e.pointerId)) this.canvas.releasePointerCapture(e.pointerId);
     if (!this.enabled) return;
     const p = this.display.toRemote(e.clientX, e.clientY);
-    this.press(p.x, p.y, maskFromButtons(e.buttons) | (this.mask & ~7));
+    this.press(p.x, p.y, maskFromButtons(e.buttons) | (this.mask & ~HELD));
   }
 
   pointermove(e) {
@@ -53,7 +63,7 @@ export class Pointer {
     const p = this.display.toRemote(e.clientX, e.clientY);
     // Chrome reports chorded button changes as pointermove.
     const mask = maskFromButtons(e.buttons);
-    if (mask !== (this.mask & 7)) this.press(p.x, p.y, mask);
+    if (mask !== (this.mask & HELD)) this.press(p.x, p.y, mask);
     else this.move(p.x, p.y);
   }
 

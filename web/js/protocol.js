@@ -9,11 +9,13 @@ export const S = {
   SERVER_HELLO: 0x01, RESIZE: 0x02, FILL: 0x03, COPY: 0x04, PIXELS: 0x05,
   END_FRAME: 0x06, CURSOR: 0x07, BELL: 0x08, CLIPBOARD: 0x09,
   DESKTOP_NAME: 0x0a, PASSWORD_REQUIRED: 0x0b, STATUS: 0x0c, ERROR: 0x0d,
-  PALETTE: 0x0e, JPEG: 0x0f, END_PART: 0x12, IMAGE_BEGIN: 0x13, IMAGE_DATA: 0x14, PNG: 0x15,
+  PALETTE: 0x0e, JPEG: 0x0f, LED_STATE: 0x10, CREDENTIALS_REQUIRED: 0x11,
+  END_PART: 0x12, IMAGE_BEGIN: 0x13, IMAGE_DATA: 0x14, PNG: 0x15,
 };
 export const C = {
   CLIENT_HELLO: 0x80, KEY: 0x81, POINTER: 0x82, CLIPBOARD: 0x83,
-  FRAME_ACK: 0x84, RESIZE_REQUEST: 0x85, PASSWORD: 0x86, RECEIVED: 0x8a,
+  FRAME_ACK: 0x84, RESIZE_REQUEST: 0x85, PASSWORD: 0x86, KEY_CODE: 0x87,
+  POINTER_EXT: 0x88, CREDENTIALS: 0x89, RECEIVED: 0x8a,
 };
 /** ImageBegin formats. */
 export const IMAGE_FORMATS = ['image/jpeg', 'image/png'];
@@ -85,7 +87,7 @@ export function decode(buf) {
         const flags = r.u8('ServerHello');
         out.push({ type, version, width, height, flags,
           viewOnly: (flags & 1) !== 0, resizeSupported: (flags & 2) !== 0,
-          name: r.str('ServerHello name') });
+          unicodeClipboard: (flags & 4) !== 0, name: r.str('ServerHello name') });
         break;
       }
       case S.RESIZE:
@@ -164,8 +166,15 @@ export function decode(buf) {
       }
       case S.BELL:
       case S.PASSWORD_REQUIRED:
+      case S.CREDENTIALS_REQUIRED:
         out.push({ type });
         break;
+      case S.LED_STATE: { // bit 0 Scroll Lock, 1 Num Lock, 2 Caps Lock
+        const leds = r.u8('LedState');
+        if (leds > 7) throw new ProtocolError(`LedState: unknown bits in 0x${leds.toString(16)}`);
+        out.push({ type, scroll: (leds & 1) !== 0, num: (leds & 2) !== 0, caps: (leds & 4) !== 0 });
+        break;
+      }
       case S.CLIPBOARD:
         out.push({ type, text: r.str('Clipboard') });
         break;
@@ -210,23 +219,48 @@ export function clientHello() {
   return dv.buffer;
 }
 
-export function key(down, keysym) {
-  const dv = msg(C.KEY, 5);
+/** Key by keysym; with the physical key's KeyboardEvent.code (`isKeyCode`) a KeyCode message. */
+export function key(down, keysym, code = '') {
+  if (!code) {
+    const dv = msg(C.KEY, 5);
+    dv.setUint8(1, down ? 1 : 0);
+    dv.setUint32(2, keysym >>> 0, true);
+    return dv.buffer;
+  }
+  const dv = msg(C.KEY_CODE, 9 + code.length);
   dv.setUint8(1, down ? 1 : 0);
   dv.setUint32(2, keysym >>> 0, true);
+  dv.setUint32(6, code.length, true);
+  for (let i = 0; i < code.length; i++) dv.setUint8(10 + i, code.charCodeAt(i));
   return dv.buffer;
 }
 
+/** A KeyboardEvent.code the gateway takes: ASCII letters and digits, at most MAX_KEY_CODE. */
+export const isKeyCode = (code) => typeof code === 'string' && /^[A-Za-z0-9]{1,32}$/.test(code);
+
+/** Pointer: mask bits 0-6 as RFB (buttons, wheel), 7 back, 8 forward (then PointerExt). */
 export function pointer(x, y, mask) {
-  const dv = msg(C.POINTER, 5);
+  const ext = (mask & 0x180) !== 0;
+  const dv = msg(ext ? C.POINTER_EXT : C.POINTER, ext ? 6 : 5);
   dv.setUint16(1, x, true);
   dv.setUint16(3, y, true);
-  dv.setUint8(5, mask);
+  if (ext) dv.setUint16(5, mask, true);
+  else dv.setUint8(5, mask);
   return dv.buffer;
 }
 
 export function clipboard(text) { return strMsg(C.CLIPBOARD, text); }
 export function password(text) { return strMsg(C.PASSWORD, text); }
+
+export function credentials(username, pw) {
+  const u = utf8enc.encode(username), p = utf8enc.encode(pw);
+  const dv = msg(C.CREDENTIALS, 8 + u.length + p.length);
+  dv.setUint32(1, u.length, true);
+  new Uint8Array(dv.buffer, 5, u.length).set(u);
+  dv.setUint32(5 + u.length, p.length, true);
+  new Uint8Array(dv.buffer, 9 + u.length).set(p);
+  return dv.buffer;
+}
 
 export function frameAck(id) {
   const dv = msg(C.FRAME_ACK, 4);
@@ -249,6 +283,6 @@ export function resizeRequest(width, height) {
 
 /** Limits the gateway enforces (docs/protocol.md); checked before sending. */
 export const MAX_CLIPBOARD_BYTES = 1 << 20;
-export const MAX_PASSWORD_BYTES = 256;
+export const MAX_PASSWORD_BYTES = 256; // and user name
 export const MAX_RESIZE = 8192;
 export function utf8Length(text) { return utf8enc.encode(text).length; }

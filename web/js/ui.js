@@ -22,19 +22,20 @@ export class UI {
   constructor() {
     this.el = {
       status: $('status'), title: $('o-title'), text: $('o-text'), connect: $('o-connect'),
-      pw: $('pw'), pwInput: $('pw-input'), bar: $('bar'), handle: $('handle'),
+      pw: $('pw'), pwInput: $('pw-input'), pwUser: $('pw-user'), bar: $('bar'), handle: $('handle'),
       clip: $('clip'), flash: $('flash'), conn: $('b-conn'), pin: $('b-pin'),
       menu: $('b-menu'), more: $('more'),
     };
     this.pinned = false;
     this.hideTimer = null;
-    this.onPassword = null;
+    this.onPassword = null; // (password, userName or null when none was asked)
     this.el.pw.addEventListener('submit', (e) => {
       e.preventDefault();
       const v = this.el.pwInput.value;
+      const user = this.el.pw.classList.contains('with-user') ? this.el.pwUser.value : null;
       this.el.pwInput.value = '';
       this.el.pw.hidden = true;
-      if (this.onPassword) this.onPassword(v);
+      if (this.onPassword) this.onPassword(v, user);
     });
     this.setupAutoHide();
     this.setupMenu();
@@ -76,11 +77,17 @@ export class UI {
     this.el.conn.classList.toggle('off', !connected);
   }
 
-  askPassword(prompt) {
-    this.status(t('passwordRequired'), t('passwordRequired'), translateText(prompt));
+  /** The password prompt; with `user` (the name typed last, or '') a user name field too. */
+  askPassword(prompt, user = null) {
+    const title = t(user === null ? 'passwordRequired' : 'credentialsRequired');
+    this.status(title, title, translateText(prompt));
     document.body.classList.remove('connecting');
+    const withUser = user !== null;
+    this.el.pw.classList.toggle('with-user', withUser);
+    this.el.pwUser.required = withUser;
     this.el.pw.hidden = false;
-    this.el.pwInput.focus();
+    if (withUser) this.el.pwUser.value = user;
+    (withUser && !user ? this.el.pwUser : this.el.pwInput).focus();
   }
 
   hidePassword() { this.el.pw.hidden = true; }

@@ -8,9 +8,15 @@ use std::time::{Duration, Instant};
 use super::*;
 use crate::fb::Rect;
 use crate::gateway::encode::jpeg::tests::{photo, psnr};
+use crate::gateway::Attempt;
+
+/// A loopback browser at `now` with a guard of its own (no password here).
+fn at(now: Instant) -> Attempt<'static> {
+    Attempt { guard: Box::leak(Box::default()), peer: std::net::Ipv4Addr::LOCALHOST.into(), now }
+}
 
 #[path = "../../../tests/common/v2.rs"]
-mod v2;
+pub(super) mod v2;
 
 /// A session in `Ready` state with a `w × h` framebuffer and `n` viewers
 /// that have joined.
@@ -26,7 +32,7 @@ fn ready(w: u16, h: u16, n: usize) -> (Session, Vec<usize>, Vec<v2::Canvas>) {
     let t0 = Instant::now();
     for _ in 0..n {
         let i = s.add_viewer(ids.len(), false);
-        s.handle_viewer_message(i, &[0x80, proto::VERSION], t0, &mut Vec::new()).unwrap();
+        s.handle_viewer_message(i, &[0x80, proto::VERSION], t0, &mut Vec::new(), &mut at(t0)).unwrap();
         ids.push(i);
     }
     (s, ids, (0..n).map(|_| v2::Canvas::default()).collect())
@@ -55,7 +61,7 @@ fn drain(s: &mut Session, i: usize, c: &mut v2::Canvas, now: Instant) -> (Vec<u8
 fn ack(s: &mut Session, i: usize, id: u32, now: Instant) {
     let mut m = vec![0x84];
     m.extend_from_slice(&id.to_le_bytes());
-    s.handle_viewer_message(i, &m, now, &mut Vec::new()).unwrap();
+    s.handle_viewer_message(i, &m, now, &mut Vec::new(), &mut at(now)).unwrap();
 }
 
 /// A desktop: UI bar, text, and a photo in a window.
@@ -164,7 +170,7 @@ impl Browser {
         self.answers.sort_by_key(|a| a.0);
         while self.answers.first().is_some_and(|a| a.0 <= now) {
             let (_, m) = self.answers.remove(0);
-            s.handle_viewer_message(self.i, &m, now, &mut Vec::new()).unwrap();
+            s.handle_viewer_message(self.i, &m, now, &mut Vec::new(), &mut at(now)).unwrap();
         }
         loop {
             let mut out = Vec::new();

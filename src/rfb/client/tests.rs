@@ -761,3 +761,77 @@ fn random_server_messages_never_panic() {
         while client.poll_event().is_some() {}
     }
 }
+
+// ------------------------------------------------- bounded work per call
+
+/// 200 alternating DesktopSize rectangles in one update (a hostile server's
+/// resize storm) cost one resize, to the last size, at every chunking.
+#[test]
+fn size_rectangles_in_one_update_collapse_to_one_resize() {
+    let mut input = hello(8, 8, "");
+    input.extend(update(201));
+    for i in 0..200u16 {
+        input.extend(rect(0, 0, 16, 16 - i % 2, DESKTOP_SIZE));
+    }
+    input.extend(rect(0, 14, 1, 1, RAW));
+    input.extend_from_slice(&px(1, 2, 3));
+    let o = feed_every_way(cfg(&[RAW, DESKTOP_SIZE], None), &input);
+    assert_eq!(o.result, Ok(()));
+    let resizes: Vec<_> = o.events.iter().filter(|e| matches!(e, RfbEvent::Resized { .. })).collect();
+    assert_eq!(resizes, [&RfbEvent::Resized { width: 16, height: 15 }]);
+    assert_eq!(o.size, (16, 15));
+    assert_eq!(at(&o, 0, 14), [1, 2, 3]);
+    assert_eq!(o.events.last(), Some(&RfbEvent::UpdateDone));
+}
+
+#[test]
+fn a_second_size_after_pixels_in_one_update_is_refused() {
+    let mut input = hello(8, 8, "");
+    input.extend(update(3));
+    input.extend(rect(0, 0, 16, 16, DESKTOP_SIZE));
+    input.extend(rect(15, 15, 1, 1, RAW));
+    input.extend_from_slice(&px(1, 2, 3));
+    let mut same = input.clone();
+    input.extend(rect(0, 0, 8, 8, DESKTOP_SIZE));
+    let o = feed(cfg(&[RAW, DESKTOP_SIZE], None), &input);
+    let e = o.result.unwrap_err().to_string();
+    assert!(e.contains("second framebuffer size (8x8) in one update"), "{e}");
+    // Announcing the size it already has is no second resize.
+    same.extend(rect(0, 0, 16, 16, DESKTOP_SIZE));
+    same.extend(update(1));
+    same.extend(rect(0, 0, 4, 4, DESKTOP_SIZE));
+    let o = feed_every_way(cfg(&[RAW, DESKTOP_SIZE], None), &same);
+    assert_eq!(o.result, Ok(()));
+    assert_eq!(o.size, (4, 4), "a new update may resize again");
+}
+
+/// A call stops once it has written `WORK_PER_CALL` pixels and says so; the
+/// next calls resume where it stopped and end in the same state.
+#[test]
+fn work_budget_yields_and_resumes() {
+    const W: u16 = 2048;
+    let mut input = hello(W, W, "");
+    let updates = 3;
+    for _ in 0..updates {
+        input.extend(update(10));
+        for _ in 0..10 {
+            input.extend(rect(0, 0, W, W, COPY_RECT));
+            input.extend_from_slice(&[0, 0, 0, 0]);
+        }
+    }
+    let mut client = RfbClient::new(cfg(&[RAW, COPY_RECT], None));
+    let mut fb = Framebuffer::new(0, 0);
+    let (mut used, mut calls, mut yields) = (0, 0, 0);
+    while used < input.len() {
+        calls += 1;
+        assert!(calls < 100, "no progress");
+        used += client.handle_input(&input[used..], &mut fb, &mut Vec::new()).unwrap();
+        yields += client.yielded() as u32;
+        assert!(fb.take_work() <= WORK_PER_CALL + W as u64 * W as u64, "one unit past the budget at most");
+    }
+    let total = (1 + updates * 10) as u64 * W as u64 * W as u64;
+    assert!(yields as u64 >= total / (WORK_PER_CALL + (W as u64).pow(2)), "{yields} yields for {total} px");
+    assert!(!client.yielded(), "the last call finished the input");
+    let done = std::iter::from_fn(|| client.poll_event()).filter(|e| *e == RfbEvent::UpdateDone).count();
+    assert_eq!(done, updates);
+}

@@ -6,7 +6,13 @@
 //! ```
 //! The header is taken whole, then each whole subrectangle as it arrives.
 //! The count is capped at `w * h` (more subrectangles than pixels is not a
-//! sane encoding, and would let a server stall us with an endless stream).
+//! sane encoding, and would let a server stall us with an endless stream),
+//! and so is the area they cover, at [`MAX_COVER`] times the rectangle's:
+//! encoders emit disjoint subrectangles, while 12 bytes of a hostile one
+//! could otherwise repaint a whole 8192×8192 rectangle each.
+
+/// Subrectangles may cover at most this many times the rectangle's area.
+pub const MAX_COVER: u64 = 4;
 
 use super::{fill, DecodeError, Decoder, PixelContext, Step};
 use crate::fb::{Framebuffer, Rect};
@@ -19,6 +25,8 @@ pub struct Rre {
     rect: Rect,
     /// `None` until the header is read, then the subrectangles still to come.
     left: Option<u32>,
+    /// Pixels the remaining subrectangles may still cover.
+    cover_left: u64,
 }
 
 impl Decoder for Rre {
@@ -44,6 +52,7 @@ impl Decoder for Rre {
                 }
                 fill(fb, r, rd.rgba(&input[4..]), ENC)?;
                 used = 4 + bpp;
+                self.cover_left = r.area() as u64 * MAX_COVER;
                 n
             }
         };
@@ -55,6 +64,14 @@ impl Decoder for Rre {
             if x as u32 + w as u32 > r.w as u32 || y as u32 + h as u32 > r.h as u32 {
                 return Err(err(format!("subrectangle {w}x{h}+{x}+{y} outside the {}x{} rectangle", r.w, r.h)));
             }
+            let area = w as u64 * h as u64;
+            if area > self.cover_left {
+                return Err(err(format!(
+                    "subrectangles cover more than {MAX_COVER} times the {}x{} rectangle",
+                    r.w, r.h
+                )));
+            }
+            self.cover_left -= area;
             fill(fb, Rect::new(r.x + x, r.y + y, w, h), rd.rgba(s), ENC)?;
             used += unit;
             left -= 1;
@@ -120,6 +137,16 @@ mod tests {
         d.start(Rect::new(0, 0, 4, 4));
         let e = d.decode(&input, &px, &mut fb).unwrap_err();
         assert_eq!(e.reason, "subrectangle 3x1+2+0 outside the 4x4 rectangle");
+        // Overlapping full-size subrectangles: the 5th passes 4x the area.
+        let mut input = vec![0, 0, 0, 5, 0, 0, 0, 0];
+        for _ in 0..5 {
+            input.extend_from_slice(&[1, 1, 1, 0, 0, 0, 0, 0, 0, 4, 0, 4]);
+        }
+        d.start(Rect::new(0, 0, 4, 4));
+        let e = d.decode(&input, &px, &mut fb).unwrap_err();
+        assert_eq!(e.reason, "subrectangles cover more than 4 times the 4x4 rectangle");
+        d.start(Rect::new(0, 0, 4, 4));
+        assert!(d.decode(&input[..input.len() - 12], &px, &mut fb).is_ok(), "4 times is still fine");
         // Absurd count.
         d.start(Rect::new(0, 0, 4, 4));
         let e = d.decode(&[0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0], &px, &mut fb).unwrap_err();
