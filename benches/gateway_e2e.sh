@@ -2,7 +2,7 @@
 # End-to-end gateway benchmark (see examples/gwload.rs for what is measured).
 #
 # Starts the release gateway fresh for every run and drives it with
-# `gwload` (N headless v1 viewers, permessage-deflate like browsers), reads
+# `gwload` (N headless v2 viewers, permessage-deflate like browsers), reads
 # the gateway's CPU (utime+stime, /proc/PID/stat) and RSS over the
 # measurement window, repeats each configuration REPEAT times and prints one
 # table of medians.
@@ -22,6 +22,8 @@
 #      CONFIGS ("N:SLOW:DEFLATE ..."), NICE (nice -n 5)
 #      WSVNC, GWLOAD: binaries to use instead of building (e.g. an older build, to compare
 #      before/after in the same conditions; gwload must speak that gateway's protocol)
+#      BASELINE=PATH another wsvnc binary (e.g. the build before a change) run as
+#               the gateway right after each run of this one (rows marked "base")
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PORT=${PORT:-17080}
@@ -54,30 +56,37 @@ wait_port() {
 }
 trap cleanup EXIT INT TERM
 
+BUILDS="new"
+[ -n "${BASELINE:-}" ] && BUILDS="new base"
 for cfg in $CONFIGS; do
   IFS=: read -r n slow deflate <<<"$cfg"
   for r in $(seq 1 "$REPEAT"); do
+   for build in $BUILDS; do
+    GW=$WSVNC
+    [ "$build" = base ] && GW=$BASELINE
     vnc_args=()
     if [ "$MODE" = split ]; then
       RUST_LOG=warn $WSVNC --demo-server "127.0.0.1:$VNC_PORT" --demo-size "$SIZE" >"$OUT/demo.log" 2>&1 &
       VPID=$!
       wait_port "$VNC_PORT"
-      RUST_LOG=warn $WSVNC --listen "127.0.0.1:$PORT" --target "127.0.0.1:$VNC_PORT" --heartbeat 0 \
+      RUST_LOG=warn $GW --listen "127.0.0.1:$PORT" --target "127.0.0.1:$VNC_PORT" --heartbeat 0 \
         >"$OUT/wsvnc.log" 2>&1 &
       PID=$!
       vnc_args=(--vnc-pid "$VPID")
     else
-      RUST_LOG=warn $WSVNC --listen "127.0.0.1:$PORT" --demo --demo-size "$SIZE" --heartbeat 0 \
+      RUST_LOG=warn $GW --listen "127.0.0.1:$PORT" --demo --demo-size "$SIZE" --heartbeat 0 \
         >"$OUT/wsvnc.log" 2>&1 &
       PID=$!
     fi
     wait_port "$PORT"
     flag=""; [ "$deflate" = 0 ] && flag="--no-deflate"
-    echo "run: viewers=$n slow=$slow deflate=$deflate #$r" >&2
+    echo "run: viewers=$n slow=$slow deflate=$deflate #$r ($build)" >&2
     $NICE $GWLOAD --addr "127.0.0.1:$PORT" --viewers "$n" --slow "$slow" --seconds "$SECS" \
-      --warmup "$WARMUP" --pid "$PID" "${vnc_args[@]}" $flag | tee -a "$OUT/all.txt" | grep '^RESULT' >>"$OUT/results.txt" || true
+      --warmup "$WARMUP" --pid "$PID" "${vnc_args[@]}" $flag | tee -a "$OUT/all.txt" | grep '^RESULT' \
+      | sed "s/^RESULT /RESULT build=$build /" >>"$OUT/results.txt" || true
     stop "$PID"; PID=
     stop "$VPID"; VPID=
+   done
   done
 done
 
@@ -86,17 +95,17 @@ import sys, statistics as st
 rows = {}
 for line in open(sys.argv[1]):
     kv = dict(p.split('=', 1) for p in line.split()[1:])
-    rows.setdefault((kv['viewers'], kv['slow'], kv['deflate']), []).append(kv)
+    rows.setdefault((kv['viewers'], kv['slow'], kv['deflate'], kv['build']), []).append(kv)
 def med(runs, k):
     v = [float(r[k]) for r in runs if r[k] not in ('nan', 'NaN')]
     return st.median(v) if v else float('nan')
 print(f"gateway e2e: demo desktop {sys.argv[2]} (mode {sys.argv[5]}), {sys.argv[3]} s windows, median of {sys.argv[4]} runs")
-hdr = ("viewers", "slow", "deflate", "fps/viewer", "fps min", "slow fps", "MB/s/viewer",
+hdr = ("build", "viewers", "slow", "deflate", "fps/viewer", "fps min", "slow fps", "MB/s/viewer",
        "lat p50 ms", "lat p99 ms", "gw CPU %", "gw µs/frame", "RSS MiB", "peak MiB", "VNC CPU %", "load CPU %", "failed")
 print(" | ".join(hdr))
 print(" | ".join("---" for _ in hdr))
-for (n, s, d), runs in rows.items():
-    vals = [n, s, "on" if d == "1" else "off"]
+for (n, s, d, b), runs in rows.items():
+    vals = [b, n, s, "on" if d == "1" else "off"]
     for k, fmt in (("fps_med", "{:.1f}"), ("fps_min", "{:.1f}"), ("slow_fps", "{:.1f}"), ("mbs_med", "{:.2f}"),
                    ("lat_p50", "{:.0f}"), ("lat_p99", "{:.0f}"), ("cpu_pct", "{:.0f}"), ("cpu_us_frame", "{:.0f}"),
                    ("rss_mib", "{:.1f}"), ("hwm_mib", "{:.1f}"), ("vnc_cpu_pct", "{:.0f}"), ("load_cpu_pct", "{:.0f}")):

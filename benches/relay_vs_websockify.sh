@@ -5,8 +5,10 @@
 #
 # usage: benches/relay_vs_websockify.sh
 #   env: REPS=5 (bulk; ≥5 for the README)   RTT_REPS=9   IDLE_CONNS=10000   IDLE_MARK=1000
-#        BASE_PORT=20000 (uses BASE_PORT..BASE_PORT+13)   NO_BUILD=1 (skip cargo build)
+#        BASE_PORT=20000 (uses BASE_PORT..BASE_PORT+15)   NO_BUILD=1 (skip cargo build)
 #        OUT=target/relay-bench (logs, raw results, table)
+#        BASELINE=PATH another wsvnc binary (e.g. the build before a change), run as
+#                 column "wsvnc-base" beside the others, for before/after in one run
 #
 # Every server is started in its own session (setsid) and its whole process
 # group is stopped by PID on exit, error or signal. Traffic stays on 127.0.0.1.
@@ -41,51 +43,18 @@ RES=$OUT/results.txt
 
 # ---------------------------------------------------------------- processes
 
-GROUPS_STARTED=()
-cleanup() {
-    local g
-    for g in "${GROUPS_STARTED[@]}"; do kill -TERM -- "-$g" 2>/dev/null || true; done
-    sleep 0.5
-    for g in "${GROUPS_STARTED[@]}"; do kill -KILL -- "-$g" 2>/dev/null || true; done
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-# start NAME CMD...: run CMD as the leader of a new process group; sets STARTED.
-start() {
-    local name=$1
-    shift
-    setsid "$@" >"$OUT/$name.log" 2>&1 &
-    STARTED=$!
-    GROUPS_STARTED+=("$STARTED")
-}
-
-# stop_group PGID: stop a group started by `start` and wait for all of it to go.
-stop_group() {
-    local g=$1 i
-    kill -TERM -- "-$g" 2>/dev/null || true
-    for i in $(seq 100); do
-        kill -0 -- "-$g" 2>/dev/null || return 0
-        sleep 0.1
-    done
-    kill -KILL -- "-$g" 2>/dev/null || true
-    sleep 0.2
-}
-
-wait_port() {
-    local port=$1 i
-    for i in $(seq 100); do
-        (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && return 0
-        sleep 0.05
-    done
-    fail "nothing listens on 127.0.0.1:$port (see $OUT/*.log)"
-}
+# shellcheck source=benches/lib.sh
+. benches/lib.sh
 
 # ---------------------------------------------------------------- relays
 
 # wsvnc-copy: the same binary with --relay-copy (no splice), to weigh the
 # zero-copy path in the same run. Left out of the idle phase (same memory).
 RELAYS=(direct socat websockify wsvnc wsvnc-copy)
+if [ -n "${BASELINE:-}" ]; then
+    [ -x "$BASELINE" ] || fail "BASELINE=$BASELINE is not an executable"
+    RELAYS+=(wsvnc-base)
+fi
 
 # start_relay NAME RELAY_PORT SINK_PORT: sets PID_OF_RELAY ("" for direct).
 start_relay() {
@@ -99,6 +68,8 @@ start_relay() {
         --target "127.0.0.1:$sink" --relay --max-connections 30000 ;;
     wsvnc-copy) start "wsvnc-copy-$port" env RUST_LOG=warn "$WSVNC" --listen "127.0.0.1:$port" \
         --target "127.0.0.1:$sink" --relay --max-connections 30000 --relay-copy ;;
+    wsvnc-base) start "wsvnc-base-$port" env RUST_LOG=warn "$BASELINE" --listen "127.0.0.1:$port" \
+        --target "127.0.0.1:$sink" $(relay_flag "$BASELINE") --max-connections 30000 ;;
     esac
     PID_OF_RELAY=$STARTED
     wait_port "$port"
@@ -111,17 +82,6 @@ client_args() {
     socat) echo "--addr 127.0.0.1:$2" ;;
     *) echo "--addr 127.0.0.1:$2 --ws /websockify" ;;
     esac
-}
-
-# record RELAY KEY LINE FIELD...: append "relay key_field value" rows.
-record() {
-    local relay=$1 key=$2 line=$3
-    shift 3
-    local f v
-    for f in "$@"; do
-        v=$(sed -n "s/.*\b$f=\([^ ]*\).*/\1/p" <<<"$line")
-        echo "$relay ${key}_$f ${v:--}" >>"$RES"
-    done
 }
 
 # ---------------------------------------------------------------- build
@@ -137,32 +97,8 @@ echo "open-file limit: $(ulimit -n)" >&2
 
 # ---------------------------------------------------------------- throughput and latency
 
-SINK_PORT=$BASE_PORT
-start sink "$WSLOAD" sink --listen "127.0.0.1:$SINK_PORT"
-SINK_PID=$STARTED
-wait_port "$SINK_PORT"
-declare -A PORT PID
-i=1
-for r in "${RELAYS[@]}"; do
-    PORT[$r]=$((BASE_PORT + i))
-    start_relay "$r" "${PORT[$r]}" "$SINK_PORT"
-    PID[$r]=$PID_OF_RELAY
-    i=$((i + 1))
-done
-
-for rep in $(seq "$REPS"); do
-    echo "bulk, repetition $rep/$REPS ..." >&2
-    for r in "${RELAYS[@]}"; do
-        args=$(client_args "$r" "${PORT[$r]}" "$SINK_PORT")
-        pidarg=${PID[$r]:+--pid ${PID[$r]}}
-        for c in 1 8; do
-            # shellcheck disable=SC2086
-            line=$(timeout 120 "$WSLOAD" bulk $args --bytes $((BULK_BYTES * c)) --conns $c $pidarg) ||
-                fail "$r bulk $c failed"
-            record "$r" "bulk$c" "$line" mib_s cpu_s bytes
-        done
-    done
-done
+start_all "$BASE_PORT"
+bulk_runs "$REPS"
 # Round trips in their own phase, after a pause. One client holds an echo
 # connection through every relay and sends to each in turn, so all four
 # see the same load (this machine is shared; latency there is bimodal,
@@ -224,15 +160,15 @@ done
 # ---------------------------------------------------------------- table
 
 ELAPSED=$(($(date +%s) - T0))
-python3 - "$RES" "$REPS/$RTT_REPS" "$IDLE_CONNS" "$IDLE_MARK" "$ELAPSED" "$(nproc)" <<'PY' | tee "$OUT/table.txt"
+python3 - "$RES" "$REPS/$RTT_REPS" "$IDLE_CONNS" "$IDLE_MARK" "$ELAPSED" "$(nproc)" "${RELAYS[*]}" <<'PY' | tee "$OUT/table.txt"
 import sys, statistics
 from collections import defaultdict
 res, reps, idle_n, mark, elapsed, ncpu = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5], sys.argv[6]
+relays = sys.argv[7].split()
 vals = defaultdict(list)
 for line in open(res):
     relay, key, v = line.split()
     vals[(relay, key)].append(v)
-relays = ["direct", "socat", "websockify", "wsvnc", "wsvnc-copy"]
 
 def nums(r, k):
     return [float(x) for x in vals.get((r, k), []) if x not in ("-", "")]

@@ -10,10 +10,16 @@
 //! wsload sink  --listen ADDR                     target: streams / echoes / holds
 //! wsload bulk  --addr ADDR [--ws PATH] --bytes N [--conns C] [--pid P]
 //! wsload rtt   --addr ADDR [--ws PATH] --size S [--count N] [--warmup W]
-//! wsload rtt   --targets name=ADDR[/path],... --size S ...   (interleaved)
+//! wsload rtt   --targets name=[tls://]ADDR[/path],... --size S ...   (interleaved)
 //! wsload idle  --addr ADDR [--ws PATH] --conns N [--mark M] [--hold S] [--pid P]
 //!              [--deadline S] [--max-mem-mib M]
+//! wsload handshakes --addr ADDR --tls CA --count N [--conns C] [--pid P]
 //! ```
+//!
+//! `--tls CA.pem` (bulk, rtt, idle, handshakes): connect with TLS (rustls,
+//! server name `localhost`, trusting only that CA), so the same client drives
+//! wsvnc --cert, websockify --cert and socat OPENSSL-LISTEN. Session
+//! resumption is off: every connection is a full handshake.
 //!
 //! Sink protocol (the relay only moves bytes, so it works through any relay):
 //! the client's first byte picks the mode.
@@ -45,6 +51,7 @@ fn main() {
         "bulk" => bulk(&opts),
         "rtt" => rtt(&opts),
         "idle" => idle(&opts),
+        "handshakes" => handshakes(&opts),
         _ => usage(),
     };
     if let Err(e) = result {
@@ -54,7 +61,7 @@ fn main() {
 }
 
 fn usage() -> ! {
-    eprintln!("usage: wsload sink|bulk|rtt|idle [--option value]... (see the module doc)");
+    eprintln!("usage: wsload sink|bulk|rtt|idle|handshakes [--option value]... (see the module doc)");
     std::process::exit(2);
 }
 
@@ -95,23 +102,106 @@ impl Opts {
         })
     }
     fn target(&self) -> Target {
-        Target { addr: self.addr("addr"), ws_path: self.get("ws").map(str::to_string) }
+        Target { addr: self.addr("addr"), ws_path: self.get("ws").map(str::to_string), tls: self.tls() }
     }
+    fn tls(&self) -> Option<Arc<rustls::ClientConfig>> {
+        self.get("tls").map(tls_client)
+    }
+}
+
+/// A TLS client trusting only the CA in `ca_file`, without resumption.
+fn tls_client(ca_file: &str) -> Arc<rustls::ClientConfig> {
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    let ca = rustls::pki_types::CertificateDer::from_pem_file(ca_file).unwrap_or_else(|e| {
+        eprintln!("--tls {ca_file}: {e}");
+        std::process::exit(2)
+    });
+    roots.add(ca).expect("CA certificate");
+    #[allow(deprecated)]
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut cfg = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("protocol versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    cfg.resumption = rustls::client::Resumption::disabled();
+    Arc::new(cfg)
 }
 
 // ------------------------------------------------------------------ client
 
-/// Where the client connects, and whether it speaks WebSocket there.
+/// Where the client connects, and whether it speaks WebSocket (and TLS) there.
 #[derive(Clone)]
 struct Target {
     addr: SocketAddr,
     ws_path: Option<String>,
+    tls: Option<Arc<rustls::ClientConfig>>,
+}
+
+/// The client's byte stream: TCP, or TLS over TCP.
+enum Sock {
+    Tcp(TcpStream),
+    Tls(Box<rustls::StreamOwned<rustls::ClientConnection, TcpStream>>),
+}
+
+impl Sock {
+    fn connect(t: &Target, timeout: Duration) -> io::Result<Sock> {
+        let tcp = TcpStream::connect_timeout(&t.addr, timeout)?;
+        tcp.set_nodelay(true)?;
+        let Some(cfg) = &t.tls else { return Ok(Sock::Tcp(tcp)) };
+        tcp.set_read_timeout(Some(timeout))?;
+        let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+        let conn = rustls::ClientConnection::new(cfg.clone(), name).map_err(io::Error::other)?;
+        let mut s = rustls::StreamOwned::new(conn, tcp);
+        while s.conn.is_handshaking() {
+            s.conn.complete_io(&mut s.sock)?;
+        }
+        s.sock.set_read_timeout(None)?;
+        Ok(Sock::Tls(Box::new(s)))
+    }
+    fn tcp(&self) -> &TcpStream {
+        match self {
+            Sock::Tcp(t) => t,
+            Sock::Tls(s) => &s.sock,
+        }
+    }
+    fn set_read_timeout(&self, d: Option<Duration>) -> io::Result<()> {
+        self.tcp().set_read_timeout(d)
+    }
+    fn set_nonblocking(&self, b: bool) -> io::Result<()> {
+        self.tcp().set_nonblocking(b)
+    }
+}
+
+impl Read for Sock {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Sock::Tcp(t) => t.read(buf),
+            Sock::Tls(s) => s.read(buf),
+        }
+    }
+}
+
+impl Write for Sock {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Sock::Tcp(t) => t.write(buf),
+            Sock::Tls(s) => s.write(buf),
+        }
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Sock::Tcp(t) => t.flush(),
+            Sock::Tls(s) => s.flush(),
+        }
+    }
 }
 
 /// One client connection: plain TCP, or a WebSocket whose received frames
 /// are parsed from `rbuf` (payload bytes are handed out as slices, not copied).
 struct Conn {
-    sock: TcpStream,
+    sock: Sock,
     ws: bool,
     rbuf: Vec<u8>,
     /// `rbuf[rpos..rend]` is unparsed input.
@@ -128,8 +218,7 @@ const RBUF: usize = 256 << 10;
 
 impl Conn {
     fn open(t: &Target, timeout: Duration) -> io::Result<Conn> {
-        let sock = TcpStream::connect_timeout(&t.addr, timeout)?;
-        sock.set_nodelay(true)?;
+        let sock = Sock::connect(t, timeout)?;
         let mut c = Conn {
             sock,
             ws: t.ws_path.is_some(),
@@ -422,7 +511,7 @@ fn rtt(o: &Opts) -> io::Result<()> {
     // loop, one message to each in turn, so all see the same machine load;
     // else the single `--addr [--ws]` target.
     let targets: Vec<(String, Target)> = match o.get("targets") {
-        Some(list) => list.split(',').map(parse_named_target).collect(),
+        Some(list) => list.split(',').map(|spec| parse_named_target(spec, o)).collect(),
         None => vec![("-".into(), o.target())],
     };
     let size = o.num("size", 64) as usize;
@@ -454,19 +543,24 @@ fn rtt(o: &Opts) -> io::Result<()> {
     Ok(())
 }
 
-/// `name=127.0.0.1:PORT` (TCP) or `name=127.0.0.1:PORT/path` (WebSocket).
-fn parse_named_target(spec: &str) -> (String, Target) {
+/// `name=127.0.0.1:PORT` (TCP) or `name=127.0.0.1:PORT/path` (WebSocket);
+/// a `tls://` prefix connects with TLS (trusting `--tls CA.pem`).
+fn parse_named_target(spec: &str, o: &Opts) -> (String, Target) {
     let bad = || -> ! {
-        eprintln!("--targets: expected name=ADDR[/path], got {spec}");
+        eprintln!("--targets: expected name=[tls://]ADDR[/path], got {spec}");
         std::process::exit(2)
     };
     let Some((name, rest)) = spec.split_once('=') else { bad() };
+    let (rest, tls) = match rest.strip_prefix("tls://") {
+        Some(r) => (r, Some(o.tls().unwrap_or_else(|| bad()))),
+        None => (rest, None),
+    };
     let (addr, path) = match rest.find('/') {
         Some(i) => (&rest[..i], Some(rest[i..].to_string())),
         None => (rest, None),
     };
     let Ok(addr) = addr.parse() else { bad() };
-    (name.to_string(), Target { addr, ws_path: path })
+    (name.to_string(), Target { addr, ws_path: path, tls })
 }
 
 // ------------------------------------------------------------------ idle
@@ -584,6 +678,56 @@ fn mem_available_kib() -> u64 {
         .find_map(|l| l.strip_prefix("MemAvailable:"))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         .unwrap_or(0)
+}
+
+// ------------------------------------------------------------------ handshakes
+
+/// Full TLS handshakes per second: `--conns` threads each connect, finish
+/// the handshake (no resumption) and close, `--count` times in all; the
+/// relay's CPU (`--pid`) per handshake beside it.
+fn handshakes(o: &Opts) -> io::Result<()> {
+    let t = o.target();
+    if t.tls.is_none() {
+        eprintln!("handshakes needs --tls CA.pem");
+        std::process::exit(2);
+    }
+    let count = o.num("count", 1000) as usize;
+    let threads = o.num("conns", 4).max(1) as usize;
+    let pid = o.get("pid").map(|p| p.parse::<i32>().expect("--pid"));
+    if let Some(p) = pid {
+        proc_tree::wait_settled(p);
+    }
+    let cpu0 = pid.map(proc_tree::cpu_ticks);
+    let start = Instant::now();
+    let handles: Vec<_> = (0..threads)
+        .map(|i| {
+            let t = t.clone();
+            let n = count / threads + usize::from(i < count % threads);
+            std::thread::spawn(move || -> io::Result<()> {
+                for _ in 0..n {
+                    let s = Sock::connect(&t, Duration::from_secs(10))?;
+                    drop(s);
+                }
+                Ok(())
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().expect("handshake thread")?;
+    }
+    let secs = start.elapsed().as_secs_f64();
+    if let Some(p) = pid {
+        proc_tree::wait_settled(p);
+    }
+    let cpu = match (cpu0, pid.map(proc_tree::cpu_ticks)) {
+        (Some(a), Some(b)) => format!("{:.3}", (b - a) as f64 / proc_tree::ticks_per_sec() * 1000.0 / count as f64),
+        _ => "-".into(),
+    };
+    println!(
+        "handshakes count={count} threads={threads} secs={secs:.3} per_s={:.1} cpu_ms_each={cpu}",
+        count as f64 / secs
+    );
+    Ok(())
 }
 
 // ------------------------------------------------------------------ /proc

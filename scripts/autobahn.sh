@@ -13,6 +13,10 @@
 #   AUTOBAHN_OUT        report folder (default reports/autobahn)
 #   AUTOBAHN_ALLOWLIST  recorded non-OK verdicts (default docs/autobahn.md)
 #   AUTOBAHN_TIMEOUT    seconds for the whole wstest run (default 1800)
+#   AUTOBAHN_SHARDS     wstest processes run side by side, each on every
+#                       N-th selected case (default: the number of CPUs, at
+#                       most 4); wstest is single-threaded Python and its
+#                       own CPU is most of the run time
 #
 # Exit status: 0 when every case passed by the rules in docs/autobahn.md;
 # 1 when a case did not; 2 on a usage or setup error.
@@ -72,20 +76,56 @@ cs = CaseSet(CaseSetname, CaseBasename, Cases, CaseCategories, CaseSubCategories
 json.dump(cs.parseSpecCases(spec), open(sys.argv[2], "w"))
 EOF
 
-log "wstest -m fuzzingclient against ws://$ADDR, cases '$CASES'${AUTOBAHN_EXCLUDE:+, excluding '$AUTOBAHN_EXCLUDE'} (log: $OUT/wstest.log)"
+SHARDS=${AUTOBAHN_SHARDS:-$(nproc 2>/dev/null || echo 1)}
+[[ "$SHARDS" =~ ^[1-9][0-9]*$ ]] || die "AUTOBAHN_SHARDS must be a positive number, got '$SHARDS'"
+[ "$SHARDS" -gt 4 ] && SHARDS=4
+# One spec per shard: every SHARDS-th case of the resolved list, so each
+# shard gets a similar mix of quick and heavy (9.*, 12.*, 13.*) cases.
+python3 - "$OUT" "$SHARDS" <<'EOF'
+import json, os, sys
+out, n = sys.argv[1], int(sys.argv[2])
+spec = json.load(open(os.path.join(out, "spec.json")))
+ids = json.load(open(os.path.join(out, "expected.json")))
+for i in range(n):
+    d = os.path.join(out, "shard%d" % i)
+    os.makedirs(d, exist_ok=True)
+    s = dict(spec, outdir=d, cases=ids[i::n], **{"exclude-cases": []})
+    json.dump(s, open(os.path.join(d, "spec.json"), "w"), indent=2)
+EOF
+
+log "wstest -m fuzzingclient against ws://$ADDR, cases '$CASES'${AUTOBAHN_EXCLUDE:+, excluding '$AUTOBAHN_EXCLUDE'}, $SHARDS shard(s) (logs: $OUT/shard*/wstest.log)"
 start=$SECONDS
-set +e
-(cd "$OUT" && timeout "$TIMEOUT" "$WSTEST" -m fuzzingclient -s "$OUT/spec.json") >"$OUT/wstest.log" 2>&1
-rc=$?
-set -e
+pids=()
+for i in $(seq 0 $((SHARDS - 1))); do
+    (cd "$OUT/shard$i" && exec timeout "$TIMEOUT" "$WSTEST" -m fuzzingclient -s "$OUT/shard$i/spec.json") \
+        >"$OUT/shard$i/wstest.log" 2>&1 &
+    pids+=($!)
+done
+rc=0
+for i in "${!pids[@]}"; do
+    set +e
+    wait "${pids[$i]}"; r=$?
+    set -e
+    if [ $r -ne 0 ]; then
+        tail -n 30 "$OUT/shard$i/wstest.log" >&2
+        [ $r -eq 124 ] && log "shard $i: wstest timed out after $TIMEOUT s" >&2
+        rc=$r
+    fi
+done
 elapsed=$((SECONDS - start))
 log "wstest finished in ${elapsed} s (exit $rc)"
-if [ $rc -ne 0 ]; then
-    tail -n 30 "$OUT/wstest.log" >&2
-    [ $rc -eq 124 ] && die "wstest timed out after $TIMEOUT s"
-    die "wstest failed (exit $rc)"
-fi
-[ -f "$OUT/index.json" ] || { tail -n 30 "$OUT/wstest.log" >&2; die "no $OUT/index.json"; }
+[ $rc -eq 0 ] || die "wstest failed (exit $rc)"
+cat "$OUT"/shard*/wstest.log >"$OUT/wstest.log"
+# One index.json for the summary below: the shards' results merged.
+python3 - "$OUT" "$SHARDS" <<'EOF' || die "a shard wrote no index.json (see its wstest.log)"
+import json, os, sys
+out, n = sys.argv[1], int(sys.argv[2])
+merged = {}
+for i in range(n):
+    for agent, cases in json.load(open(os.path.join(out, "shard%d" % i, "index.json"))).items():
+        merged.setdefault(agent, {}).update(cases)
+json.dump(merged, open(os.path.join(out, "index.json"), "w"))
+EOF
 
 grep -E 'Connection to .* failed' "$OUT/wstest.log" | head -n 5 >&2 || true
 
@@ -194,7 +234,7 @@ if problems:
     print_cases(problems)
 if problems or missing:
     print("[autobahn] FAIL: %d of %d cases not accepted, %d not run (report: %s)"
-          % (len(problems), len(expected), len(missing), index_path.replace("index.json", "index.html")))
+          % (len(problems), len(expected), len(missing), index_path.replace("index.json", "shard*/index.html")))
     sys.exit(1)
 print("[autobahn] PASS: all %d cases accepted" % len(cases))
 EOF

@@ -45,8 +45,10 @@ APT_PACKAGES=(
     chromium imagemagick
     # photo content (Tight JPEG test) and an ARGB cursor theme (cursor test)
     gnome-backgrounds adwaita-icon-theme
-    # relays and plumbing; noVNC's pages as Debian ships them (websockify-compat test)
-    socat websockify novnc ca-certificates curl
+    # relays and plumbing; noVNC's pages as Debian ships them (websockify-compat test);
+    # openssl makes the test CA (scripts/test-ca.sh), nginx is the reverse proxy
+    # of the TLS-termination test (tests/proxy)
+    socat websockify novnc ca-certificates curl openssl nginx
     # benches/slow_links.sh: network namespaces
     iproute2
     # python3 (bootstrap of the Python 2.7 environment)

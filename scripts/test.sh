@@ -6,11 +6,14 @@
 #   scripts/test.sh STEP...    only some steps, in the order given:
 #       deps      scripts/deps.sh: apt packages (Xvnc, x11vnc, Xvfb, xterm,
 #                 chromium, ...), npm packages, the Autobahn Python 2.7 venv
-#       cargo     cargo test (unit + integration tests, incl. real Xvnc/x11vnc),
-#                 and a check of the build without the `tls` feature
+#       cargo     cargo test (unit + integration tests, incl. real Xvnc/x11vnc,
+#                 TLS with a test CA, a real nginx in front of wsvnc), and a
+#                 check of the build without the `tls` feature
 #       autobahn  the Autobahn testsuite (groups 1-13) against examples/echo
-#       novnc     noVNC 1.7 in Chromium through wsvnc's relay mode to Xvnc
-#       viewer    wsvnc's own viewer in Chromium (mock gateway + real Xvnc)
+#       novnc     noVNC 1.7 in Chromium through wsvnc's relay mode to Xvnc,
+#                 plain and over wss://
+#       viewer    wsvnc's own viewer in Chromium (mock gateway + real Xvnc;
+#                 over https/wss; behind nginx terminating TLS)
 #       footprint stripped release binary <= 2 MiB, idle gateway RSS <= 4 MiB
 #       cross     static musl builds for x86_64 and aarch64 (sizes), and the unit and
 #                 integration tests for aarch64 under qemu-user (scripts/cross.sh)
@@ -98,7 +101,16 @@ step_novnc() {
     release_build || return 1
     # The test page comes from the test's own static server (another origin),
     # as with websockify, which accepts any Origin by default.
-    tests/browser/run.sh "$ROOT/target/release/wsvnc --listen {listen} --target {target} --relay --allow-origin *"
+    local relay="$ROOT/target/release/wsvnc --listen {listen} --target {target} --relay --allow-origin *"
+    tests/browser/run.sh "$relay" || return 1
+    # Again over wss:// (TLS only), with a throwaway CA.
+    local ca
+    ca=$(mktemp -d) && scripts/test-ca.sh "$ca" server || return 1
+    RELAY_TLS_SPKI=$(cat "$ca/server.spki") tests/browser/run.sh \
+        "$relay --cert $ca/server.pem --key $ca/server.key --ssl-only"
+    local rc=$?
+    rm -rf "$ca"
+    return $rc
 }
 
 step_viewer() {

@@ -200,6 +200,28 @@ pub struct Config {
     /// `Content-Security-Policy` for HTML files from `--web DIR` (None = none,
     /// as websockify sends; the embedded viewer always has `http::CSP`).
     pub web_csp: Option<String>,
+
+    // ---- TLS and reverse proxies
+    /// Serve HTTPS/WSS with this certificate and key (`--cert`, `--key`).
+    pub tls: Option<TlsFiles>,
+    /// Peers whose `Forwarded`/`X-Forwarded-*` fields are believed (`--trusted-proxy`).
+    pub trusted_proxies: Vec<crate::transport::proxy::Cidr>,
+    /// Serve `/metrics` on the listening port (`--metrics`).
+    pub metrics: bool,
+    /// Serve `/metrics` on its own plain-HTTP listener (`--metrics-listen`).
+    pub metrics_listen: Option<SocketAddr>,
+}
+
+/// Certificate files for TLS on the listening port.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    /// PEM certificate chain, leaf first (may hold the key too).
+    pub cert: PathBuf,
+    /// PEM private key (defaults to `cert`, websockify's convention).
+    pub key: PathBuf,
+    /// Refuse plain HTTP on the port (`--ssl-only`); else both are served,
+    /// told apart by the first byte (a TLS ClientHello starts with 0x16).
+    pub only: bool,
 }
 
 impl Default for Config {
@@ -232,6 +254,10 @@ impl Default for Config {
             relay: false,
             exit_when_idle: None,
             web_csp: None,
+            tls: None,
+            trusted_proxies: Vec::new(),
+            metrics: false,
+            metrics_listen: None,
         }
     }
 }
@@ -247,6 +273,8 @@ USAGE:
     wsvnc --demo                     gateway + built-in demo desktop, open http://127.0.0.1:6080/
     wsvnc hash-password USER [COST]  print an htpasswd line for --basic-auth-file (bcrypt, cost 10;
                                      the password is read from standard input)
+    wsvnc bench [--quick]            measure relay, gateway and memory on this machine (built-in
+                                     demo desktop and load clients; under a minute, --quick: secs)
 
 MODES (one port serves both; the log says which at start):
     gateway  always. The built-in viewer at http://LISTEN/ , WebSocket /ws. wsvnc is the VNC
@@ -321,7 +349,28 @@ OPTIONS:
     --demo                    run the built-in demo VNC server and use it as the target
     --demo-server ADDR:PORT   run only the demo VNC server on ADDR:PORT (for tests, benchmarks)
     --demo-size WxH           desktop size of the demo VNC server [default: 1024x768]
+    --metrics                 serve /metrics (OpenMetrics/Prometheus text) on the listening port,
+                              behind the access control; without --jwt-secret-file or
+                              --basic-auth-file only to loopback clients (docs/metrics.md)
+    --metrics-listen ADDR:PORT
+                              serve /metrics (only) on its own plain-HTTP listener, with the
+                              same Host check and credentials; a non-loopback address needs
+                              credentials or --no-auth, as --listen does
     -h, --help                print this help
+    -V, --version             print the version
+
+TLS AND REVERSE PROXIES:
+    --cert FILE               serve HTTPS and WSS with this PEM certificate chain (leaf first);
+                              plain HTTP keeps working on the same port unless --ssl-only.
+                              Reloaded on SIGHUP and when the file changes (live sessions keep
+                              theirs). Also --tls-cert. TLS 1.2/1.3 only, ALPN http/1.1
+    --key FILE                PEM private key for --cert [default: the --cert file]. Also --tls-key
+    --ssl-only                refuse plain HTTP on the port (TLS only). Also --tls-only
+    --trusted-proxy ADDR[/PREFIX]
+                              a reverse proxy (repeatable): requests from it may name the client
+                              (Forwarded, X-Forwarded-For) for logs and per-address limits, and
+                              the public host and scheme (X-Forwarded-Host/-Proto) for the
+                              Origin check. Fields from any other peer are ignored
 
 ACCESS CONTROL (off by default only on a loopback listen address; on any other address wsvnc
 refuses to start without --jwt-secret-file, --basic-auth-file or --no-auth):
@@ -342,8 +391,9 @@ refuses to start without --jwt-secret-file, --basic-auth-file or --no-auth):
                               bcrypt: lines from 'wsvnc hash-password USER' or 'htpasswd -nB USER')
     --no-auth                 serve a non-loopback address without access control (e.g. behind
                               a proxy that authenticates)
-    -V, --version             print the version
 
+Signals: SIGTERM/SIGINT close every WebSocket (1001) and exit; SIGHUP reloads the token file
+and the certificates.
 Logging: RUST_LOG=info (default) | debug | warn.";
 
 /// A command-line or token-file problem, for the user.
@@ -373,6 +423,10 @@ pub enum Command {
     HashPassword {
         user: String,
         cost: u32,
+    },
+    /// `wsvnc bench [--quick]`.
+    Bench {
+        quick: bool,
     },
 }
 
@@ -467,6 +521,7 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Command, Co
     let mut target_spec: Option<String> = None;
     let mut unix_target: Option<PathBuf> = None;
     let mut password_file: Option<PathBuf> = None;
+    let (mut cert, mut key, mut ssl_only): (Option<PathBuf>, Option<PathBuf>, bool) = (None, None, false);
     let mut args = args.into_iter().peekable();
     if args.peek().is_some_and(|a| a == "hash-password") {
         args.next();
@@ -478,6 +533,15 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Command, Co
                 _ => err(format!("hash-password: COST must be 4..=16, not '{cost}'")),
             },
             _ => err("usage: wsvnc hash-password USER [COST]   (password on standard input)"),
+        };
+    }
+    if args.peek().is_some_and(|a| a == "bench") {
+        args.next();
+        let rest: Vec<String> = args.collect();
+        return match rest.as_slice() {
+            [] => Ok(Command::Bench { quick: false }),
+            [q] if q == "--quick" => Ok(Command::Bench { quick: true }),
+            _ => err("usage: wsvnc bench [--quick]"),
         };
     }
     let mut tokens = TokenOptions::default();
@@ -567,6 +631,13 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Command, Co
                     _ => return err(format!("--demo-size wants WIDTHxHEIGHT, each 1..=4096, not '{v}'")),
                 }
             }
+            "--cert" | "--tls-cert" => cert = Some(PathBuf::from(value(&mut args)?)),
+            "--key" | "--tls-key" => key = Some(PathBuf::from(value(&mut args)?)),
+            "--ssl-only" | "--tls-only" => ssl_only = true,
+            "--trusted-proxy" => {
+                let v = value(&mut args)?;
+                cfg.trusted_proxies.push(v.parse().map_err(|e| ConfigError(format!("--trusted-proxy: {e}")))?);
+            }
             // Access control (http::access).
             "--allowed-host" => cfg.access.allowed_hosts.push(value(&mut args)?),
             "--jwt-secret-file" => cfg.access.jwt_secret = Some(read_jwt_secret(Path::new(&value(&mut args)?))?),
@@ -583,6 +654,8 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Command, Co
                 cfg.access.basic_users = Some(users);
             }
             "--no-auth" => cfg.access.no_auth = true,
+            "--metrics" => cfg.metrics = true,
+            "--metrics-listen" => cfg.metrics_listen = Some(resolve(&value(&mut args)?, "127.0.0.1")?),
             s if s.starts_with('-') && s.len() > 1 => return err(format!("unknown option '{s}' (see --help)")),
             _ => positional.push(arg),
         }
@@ -627,6 +700,12 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Command, Co
         }
         (None, Some(p)) => Some(TargetAddr::Unix(p)),
         (None, None) => None,
+    };
+    cfg.tls = match (cert, key, ssl_only) {
+        (Some(cert), key, only) => Some(TlsFiles { key: key.unwrap_or_else(|| cert.clone()), cert, only }),
+        (None, Some(_), _) => return err("--key needs --cert"),
+        (None, None, true) => return err("--ssl-only needs --cert"),
+        (None, None, false) => None,
     };
     let password = match &password_file {
         Some(p) => Some(read_password_file(p)?),
@@ -1118,6 +1197,21 @@ c: 127.0.0.1:3
         let e = TokenTable::load(&dir).unwrap_err();
         assert!(e.0.contains("/c:") && e.0.contains("line 1"), "{e}");
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn tls_and_proxy_options() {
+        let c = run(&["--cert", "/c.pem", "--trusted-proxy", "10.0.0.0/8", "--trusted-proxy=::1"]).unwrap();
+        let t = c.tls.unwrap();
+        assert_eq!((t.cert.to_str(), t.key.to_str(), t.only), (Some("/c.pem"), Some("/c.pem"), false));
+        assert_eq!(c.trusted_proxies.len(), 2);
+        let c = run(&["--tls-cert", "/c.pem", "--tls-key", "/k.pem", "--tls-only"]).unwrap();
+        assert_eq!(c.tls.unwrap(), TlsFiles { cert: "/c.pem".into(), key: "/k.pem".into(), only: true });
+        let c = run(&["--cert=/c.pem", "--ssl-only", "6080", "127.0.0.1:5900"]).unwrap();
+        assert!(c.tls.unwrap().only && c.target.is_some());
+        assert!(run(&["--ssl-only"]).is_err());
+        assert!(run(&["--key", "/k.pem"]).is_err());
+        assert!(run(&["--trusted-proxy", "nginx.local"]).is_err());
     }
 
     #[test]

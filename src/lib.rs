@@ -12,16 +12,19 @@
 //! stop.stop();
 //! ```
 
+pub mod app;
+#[cfg(feature = "bench")]
+pub mod bench;
 pub mod config;
 pub mod demo;
 pub mod fb;
 pub mod gateway;
 pub mod http;
 pub mod logsafe;
-pub mod relay;
 pub mod rfb;
 pub mod server;
 pub mod throttle;
+pub mod transport;
 pub mod ws;
 
 pub use config::{Config, Target, TargetAddr, TargetSecurity};

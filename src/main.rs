@@ -21,6 +21,7 @@ fn main() -> ExitCode {
             return ExitCode::SUCCESS;
         }
         Ok(Command::HashPassword { user, cost }) => return hash_password(&user, cost),
+        Ok(Command::Bench { quick }) => return bench(quick),
         Err(e) => {
             eprintln!("wsvnc: {e}");
             return ExitCode::from(2);
@@ -52,6 +53,24 @@ fn main() -> ExitCode {
             eprintln!("wsvnc: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// `wsvnc bench [--quick]` (src/bench/).
+fn bench(quick: bool) -> ExitCode {
+    #[cfg(feature = "bench")]
+    match wsvnc::bench::run(quick) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("wsvnc bench: {e}");
+            ExitCode::FAILURE
+        }
+    }
+    #[cfg(not(feature = "bench"))]
+    {
+        let _ = quick;
+        eprintln!("wsvnc: built without the `bench` feature");
+        ExitCode::from(2)
     }
 }
 

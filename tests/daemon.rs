@@ -8,67 +8,12 @@ mod common;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
 use tungstenite::Message;
 use wsvnc::{Target, TargetAddr};
-
-/// The daemon binary as a child process, killed on drop.
-struct Daemon {
-    child: Child,
-}
-
-impl Daemon {
-    fn start(args: &[&str], addr: SocketAddr) -> Daemon {
-        let child = Command::new(env!("CARGO_BIN_EXE_wsvnc"))
-            .args(args)
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start wsvnc");
-        let d = Daemon { child };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while std::net::TcpStream::connect(addr).is_err() {
-            assert!(Instant::now() < deadline, "wsvnc did not listen on {addr}");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        d
-    }
-
-    fn signal(&self, sig: libc::c_int) {
-        // SAFETY: kill(2) on our own child's pid.
-        let rc = unsafe { libc::kill(self.child.id() as libc::pid_t, sig) };
-        assert_eq!(rc, 0);
-    }
-
-    /// Wait for exit (bounded); returns the exit status and what it logged.
-    fn wait(mut self) -> (std::process::ExitStatus, String) {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Some(st) = self.child.try_wait().unwrap() {
-                let mut log = String::new();
-                self.child.stderr.take().unwrap().read_to_string(&mut log).unwrap();
-                return (st, log);
-            }
-            assert!(Instant::now() < deadline, "wsvnc did not exit");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_addr() -> SocketAddr {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap()
-}
 
 fn shutdown_on(sig: libc::c_int) {
     let target = tcp_echo();
@@ -134,6 +79,10 @@ fn bad_command_line_exits_2_with_a_message() {
         "--unix-target",
         "--demo",
         "--encodings",
+        "--cert",
+        "--key",
+        "--ssl-only",
+        "--trusted-proxy",
         "--relay",
         "--ws-idle-timeout",
         "--token-plugin",
@@ -330,4 +279,105 @@ fn out_of_file_descriptors_refuses_with_503_instead_of_hanging() {
     }
     ws.send(Message::Binary(b"alive".to_vec())).unwrap();
     assert_eq!(ws.read().unwrap(), Message::Binary(b"alive".to_vec()));
+}
+
+/// `--web DIR` files are read on the helper thread; responses keep the
+/// order of pipelined requests, and the loop serves others meanwhile.
+#[test]
+fn web_dir_files_are_served_off_the_loop_in_request_order() {
+    let dir = std::env::temp_dir().join(format!("wsvnc-webdir-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("index.html"), "<!doctype html><title>disk</title>").unwrap();
+    std::fs::write(dir.join("a.js"), "export const a = 1;\n").unwrap();
+    let mut cfg = config();
+    cfg.web_dir = Some(dir.clone());
+    let srv = start(cfg);
+    let mut s = std::net::TcpStream::connect(srv.addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(b"GET /a.js HTTP/1.1\r\nHost: localhost\r\n\r\nGET /missing.js HTTP/1.1\r\nHost: localhost\r\n\r\nGET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut all = String::new();
+    s.read_to_string(&mut all).unwrap();
+    let statuses: Vec<&str> = all.match_indices("HTTP/1.1 ").map(|(i, _)| &all[i + 9..i + 12]).collect();
+    assert_eq!(statuses, ["200", "404", "200"], "{all}");
+    let (a, idx) = (all.find("export const a").unwrap(), all.find("<title>disk").unwrap());
+    assert!(a < idx, "responses out of order:\n{all}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A client that pipelines requests and never reads the answers holds at
+/// most one response in the server (issue 10: pipelined amplification).
+#[test]
+fn pipelined_requests_that_are_never_read_hold_one_response() {
+    let srv = Spawned::start(&[]);
+    let before = srv.rss_kib();
+    let mut conns = Vec::new();
+    let req = b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n".repeat(1400);
+    for _ in 0..10 {
+        let mut s = std::net::TcpStream::connect(srv.addr).unwrap();
+        s.set_write_timeout(Some(Duration::from_secs(5))).unwrap();
+        let _ = s.write_all(&req); // may block once the server stops reading: fine
+        conns.push(s);
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let grown = srv.rss_kib().saturating_sub(before);
+    assert!(grown < 4 * 1024, "RSS grew by {grown} KiB for 10 clients that never read");
+    // The server still answers everyone else.
+    let r = http_raw(srv.addr, b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+    assert_eq!(status_of(&r), 200);
+}
+
+/// A WebSocket client that floods pings and never reads stops being read
+/// once its pongs fill its output (issue 10: memory before authentication):
+/// on the gateway path (a viewer that never said hello) and the relay.
+#[test]
+fn ping_flood_from_a_client_that_never_reads_is_bounded() {
+    // A masked Ping with 125 bytes of payload.
+    let mut ping = vec![0x89, 0x80 | 125, 1, 2, 3, 4];
+    ping.extend(std::iter::repeat_n(0u8, 125));
+    let flood = ping.repeat(8192); // ~1 MiB of pings, answered by ~1 MiB of pongs
+    let echo = tcp_echo().to_string();
+    for (args, path) in [(&["--demo"][..], "/ws"), (&["--target", &echo, "--relay"][..], "/websockify")] {
+        let srv = Spawned::start(args);
+        let mut socks = Vec::new();
+        // The demo session (its framebuffers) is up before the measurement.
+        let (s, _) = raw_upgrade_with(srv.addr, path, "");
+        socks.push(s);
+        std::thread::sleep(Duration::from_millis(500));
+        let before = srv.rss_kib();
+        for _ in 0..4 {
+            let (mut s, head) = raw_upgrade_with(srv.addr, path, "");
+            assert!(head.starts_with("http/1.1 101"), "{head}");
+            s.set_write_timeout(Some(Duration::from_secs(3))).unwrap();
+            for _ in 0..8 {
+                if s.write_all(&flood).is_err() {
+                    break; // the server stopped reading: what we want
+                }
+            }
+            socks.push(s);
+        }
+        std::thread::sleep(Duration::from_millis(500));
+        let grown = srv.rss_kib().saturating_sub(before);
+        assert!(grown < 6 * 1024, "{path}: RSS grew by {grown} KiB for 4 clients flooding 8 MiB of pings each");
+    }
+}
+
+/// permessage-deflate state is made when first needed: idle viewers that
+/// negotiated it and sent nothing cost little (issue 10: ~300 KiB each before).
+#[test]
+fn idle_deflate_websockets_hold_no_compression_state() {
+    let srv = Spawned::start(&["--demo"]);
+    let mut socks = Vec::new();
+    let (s, _) = raw_upgrade_with(srv.addr, "/ws", "Sec-WebSocket-Extensions: permessage-deflate\r\n");
+    socks.push(s);
+    std::thread::sleep(Duration::from_millis(300)); // the demo session is up
+    let before = srv.rss_kib();
+    for _ in 0..100 {
+        let (s, head) = raw_upgrade_with(srv.addr, "/ws", "Sec-WebSocket-Extensions: permessage-deflate\r\n");
+        assert!(head.contains("permessage-deflate"), "{head}");
+        socks.push(s);
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let per_conn = srv.rss_kib().saturating_sub(before) / 100;
+    assert!(per_conn < 64, "{per_conn} KiB per idle deflate WebSocket");
 }

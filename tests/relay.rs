@@ -243,3 +243,34 @@ fn max_connections_refuses_cleanly_with_503() {
     drop(a);
     drop(b);
 }
+
+/// A token-file reload ends the relays whose token was removed or now
+/// leads elsewhere (1001); the others go on.
+#[test]
+fn token_file_reload_closes_relays_of_removed_or_repointed_tokens() {
+    let dir = std::env::temp_dir().join(format!("wsvnc-tok3-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("tokens");
+    let (a, b) = (tcp_echo(), tcp_echo());
+    std::fs::write(&file, format!("keep: {a}\nmove: {a}\ngone: {a}\n")).unwrap();
+    let mut cfg = config();
+    cfg.token_file = Some(file.clone());
+    cfg.relay = true;
+    let srv = start(cfg);
+    let mut ws: Vec<_> =
+        ["keep", "move", "gone"].iter().map(|t| connect(&srv.url(&format!("/websockify?token={t}")))).collect();
+    for w in &mut ws {
+        w.send(Message::Binary(b"x".to_vec())).unwrap();
+        assert_eq!(w.read().unwrap(), Message::Binary(b"x".to_vec()));
+    }
+    std::thread::sleep(Duration::from_millis(1100)); // distinct mtime
+    std::fs::write(&file, format!("keep: {a}\nmove: {b}\n")).unwrap();
+    for w in &mut ws[1..] {
+        let (code, reason) = expect_close(w);
+        assert_eq!(code, 1001, "{reason}");
+        assert!(reason.contains("removed or re-pointed"), "{reason}");
+    }
+    ws[0].send(Message::Binary(b"still".to_vec())).unwrap();
+    assert_eq!(ws[0].read().unwrap(), Message::Binary(b"still".to_vec()));
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -17,15 +17,26 @@ fn encode(m: &Input<'_>, out: &mut Vec<u8>) {
     };
     match *m {
         Input::ClientHello { version } => out.extend_from_slice(&[0x80, version]),
-        Input::Key { down, keysym } => {
+        // Key has no code; KeyCode has one (1-32 ASCII letters and digits).
+        Input::Key { down, keysym, code: "" } => {
             out.extend_from_slice(&[0x81, down as u8]);
             out.extend_from_slice(&keysym.to_le_bytes());
         }
+        Input::Key { down, keysym, code } => {
+            out.extend_from_slice(&[0x87, down as u8]);
+            out.extend_from_slice(&keysym.to_le_bytes());
+            s(out, code.as_bytes());
+        }
+        // Pointer carries bits 0-7; PointerExt (u16 mask) is needed above.
         Input::Pointer { x, y, mask } => {
-            out.push(0x82);
+            out.push(if mask > 0xff { 0x88 } else { 0x82 });
             out.extend_from_slice(&x.to_le_bytes());
             out.extend_from_slice(&y.to_le_bytes());
-            out.push(mask);
+            if mask > 0xff {
+                out.extend_from_slice(&mask.to_le_bytes());
+            } else {
+                out.push(mask as u8);
+            }
         }
         Input::Clipboard(t) => {
             out.push(0x83);
@@ -43,6 +54,11 @@ fn encode(m: &Input<'_>, out: &mut Vec<u8>) {
         Input::Password(p) => {
             out.push(0x86);
             s(out, p);
+        }
+        Input::Credentials { username, password } => {
+            out.push(0x89);
+            s(out, username);
+            s(out, password);
         }
     }
 }

@@ -300,6 +300,8 @@ pub struct Parts {
     /// Encodings made / handed to a viewer (for the benches).
     pub encoded: u64,
     pub served: u64,
+    /// Messages encoded per form, indexed by `Form as usize` (/metrics).
+    pub forms: [u64; 5],
 }
 
 impl Parts {
@@ -453,6 +455,9 @@ impl Parts {
         }
         p.raw = p.notes.iter().filter(|n| n.form.raw()).map(|n| (n.end - n.start) as u64).sum();
         p.other = p.bytes.len() as u64 - p.raw;
+        for n in &p.notes {
+            self.forms[n.form as usize] += 1;
+        }
     }
 
     fn flush_png(&mut self, fb: &Framebuffer, span: &mut Option<Rect>, p: &mut Encoded) {

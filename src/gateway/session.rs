@@ -192,6 +192,9 @@ pub struct Viewer {
     lossy: Lossy,
     /// Wire bytes per protocol byte of compressed messages (EWMA).
     ratio: f64,
+    /// Updates handed out while earlier damage was still unsent: states
+    /// this viewer never sees ("latest frame wins").
+    dropped: u64,
 }
 
 impl Viewer {
@@ -217,6 +220,7 @@ impl Viewer {
             level: 0,
             lossy: Lossy::new(0, 0),
             ratio: 0.3,
+            dropped: 0,
         }
     }
 
@@ -263,6 +267,21 @@ impl Viewer {
             self.close = Some((code, text.chars().take(100).collect()));
         }
     }
+}
+
+/// What [`Session::viewer_stats`] reports: frames sent (EndFrames, as
+/// the wrapping frame id), updates dropped, frames unacknowledged, the
+/// pacer's bytes in flight, link rate (bytes/s), round trips, JPEG quality.
+#[derive(Debug, Clone, Copy)]
+pub struct ViewerStats {
+    pub frames: u64,
+    pub dropped: u64,
+    pub unacked: u32,
+    pub in_flight: u64,
+    pub rate: f64,
+    pub min_rtt: Duration,
+    pub last_rtt: Option<Duration>,
+    pub jpeg: u8,
 }
 
 pub struct Session {
@@ -632,6 +651,7 @@ impl Session {
             if !v.joined {
                 continue;
             }
+            v.dropped += v.has_changes() as u64;
             let can_copy = !v.mid_update_pixels;
             v.mid_update_pixels = false;
             for op in &self.update_copies {
@@ -1146,6 +1166,20 @@ impl Session {
             })
             .filter(|&t| t > last)
             .min()
+    }
+
+    /// Pacing counters and estimates of viewer `idx` (for /metrics).
+    pub fn viewer_stats(&self, idx: usize) -> Option<ViewerStats> {
+        self.viewers.get(idx).map(|v| ViewerStats {
+            frames: v.last_sent as u64,
+            dropped: v.dropped,
+            unacked: v.unacked(),
+            in_flight: v.pacer.in_flight(),
+            rate: v.pacer.bw().unwrap_or(0.0),
+            min_rtt: v.pacer.min_rtt().unwrap_or_default(),
+            last_rtt: v.pacer.last_rtt(),
+            jpeg: pacing::LEVELS[v.level],
+        })
     }
 
     /// Link estimate of viewer `idx`: (bandwidth bytes/s, path delay, JPEG

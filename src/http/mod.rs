@@ -34,6 +34,9 @@
 //!    gets [`CSP`]; HTML from `web_dir` gets `Site::web_csp` (none by
 //!    default: those are the user's pages, e.g. noVNC's with inline scripts).
 //!
+//! [`route_deferred`] hands step 8 for `web_dir` back as a [`FileRequest`]
+//! to run off the event loop (it blocks on the disk); [`route`] runs it.
+//!
 //! Errors to a request we could parse keep the connection unless they are
 //! 400-class protocol errors on the handshake or bad paths (always close), or
 //! the client asked to close.
@@ -109,6 +112,9 @@ pub enum Action {
     /// A valid WebSocket handshake: negotiate extensions, then write
     /// [`upgrade_response`] and switch the connection to the ws layer.
     Upgrade(Upgrade),
+    /// Only from [`route_deferred`]: a file from `--web DIR`; run
+    /// [`FileRequest::run`] where blocking on the disk is allowed.
+    File(FileRequest),
 }
 
 /// A validated WebSocket handshake (RFC 6455 §4.2.1).
@@ -147,8 +153,19 @@ object-src 'none'; base-uri 'none'; frame-ancestors 'self'";
 pub const RELAY_OFF: &str = "No WebSocket endpoint here: relay mode (noVNC, websockify clients) is off on this \
 port (start wsvnc with --relay); the built-in viewer's WebSocket is /ws.\n";
 
-/// Routes one request from `peer` (see the module documentation for the order).
+/// Routes one request from `peer` (see the module documentation for the
+/// order). A file from `--web DIR` is read here (blocking); the server uses
+/// [`route_deferred`].
 pub fn route(head: &Head, site: &mut Site, peer: &Peer) -> Action {
+    match route_deferred(head, site, peer) {
+        Action::File(req) => req.run(),
+        a => a,
+    }
+}
+
+/// [`route`], except that a file from `--web DIR` is not read but returned
+/// as [`Action::File`]; nothing else (the embedded files included) blocks.
+pub fn route_deferred(head: &Head, site: &mut Site, peer: &Peer) -> Action {
     let head_only = head.method == "HEAD";
     let mut close = !head.keep_alive();
     let fail = |status: u16, close: bool| Action::Respond {
@@ -248,47 +265,97 @@ pub fn route(head: &Head, site: &mut Site, peer: &Peer) -> Action {
     if !matches!(head.method.as_str(), "GET" | "HEAD") {
         return fail(405, close);
     }
-    let conn = Conn::new(close, head.version_minor);
-    match files::find(site.web_dir.as_deref(), &clean) {
-        Err(status) => fail(status, close || status >= 500),
-        Ok(files::Found::Redirect) => {
-            let mut location = format!("{}/", clean.raw);
-            if let Some(q) = query {
-                location.push('?');
-                location.push_str(q);
+    let req = FileRequest {
+        web_dir: site.web_dir.clone(),
+        clean,
+        query: query.map(str::to_string),
+        head_only,
+        close,
+        version_minor: head.version_minor,
+        if_none_match: head.tokens("if-none-match").map(str::to_string).collect(),
+        web_csp: site.web_csp.clone(),
+        set_cookie: grant.set_cookie,
+    };
+    if req.web_dir.is_some() {
+        return Action::File(req);
+    }
+    req.run()
+}
+
+/// The static-file step of [`route`] with what it needs of the request, so
+/// that it can run away from the event loop.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FileRequest {
+    web_dir: Option<PathBuf>,
+    clean: path::CleanPath,
+    query: Option<String>,
+    head_only: bool,
+    close: bool,
+    version_minor: u8,
+    /// `If-None-Match` entity-tags, as sent.
+    if_none_match: Vec<String>,
+    /// `Content-Security-Policy` for HTML from `web_dir` (`Site::web_csp`).
+    web_csp: Option<String>,
+    /// A `Set-Cookie` value from the access grant (a JWT given on the page URL).
+    set_cookie: Option<String>,
+}
+
+impl FileRequest {
+    /// Find the file (reading it from `--web DIR`: blocking) and build the
+    /// response: 200 with the file, 304 when `If-None-Match` matches its
+    /// ETag, 301 to a directory's slash form, or the error status.
+    pub fn run(self) -> Action {
+        let FileRequest { web_dir, clean, query, head_only, close, version_minor, if_none_match, web_csp, set_cookie } =
+            self;
+        let conn = Conn::new(close, version_minor);
+        match files::find(web_dir.as_deref(), &clean) {
+            Err(status) => {
+                let close = close || status >= 500;
+                let bytes = error_with(status, Conn::new(close, version_minor), head_only);
+                Action::Respond { bytes, close, status }
             }
-            let bytes = Builder::new(301)
-                .header("Location", &location)
-                .header("Content-Length", "0")
-                .connection(conn)
-                .finish(&[], head_only);
-            Action::Respond { bytes, close, status: 301 }
-        }
-        Ok(files::Found::File(f)) => {
-            let html = mime::is_html(f.mime);
-            // Files from --web DIR are being edited: always revalidate them.
-            let cache = if html || site.web_dir.is_some() { "no-cache" } else { "public, max-age=3600" };
-            let not_modified =
-                head.tokens("if-none-match").any(|t| t == "*" || t.strip_prefix("W/").unwrap_or(t) == f.etag);
-            let status = if not_modified { 304 } else { 200 };
-            let mut b = Builder::new(status);
-            if !not_modified {
-                b = b.header("Content-Type", f.mime).header("Content-Length", &f.body.len().to_string());
-            }
-            b = b.header("Cache-Control", cache).header("ETag", &f.etag).header("X-Content-Type-Options", "nosniff");
-            if html {
-                let csp = if site.web_dir.is_some() { site.web_csp.as_deref() } else { Some(CSP) };
-                if let Some(csp) = csp {
-                    b = b.header("Content-Security-Policy", csp);
+            Ok(files::Found::Redirect) => {
+                let mut location = format!("{}/", clean.raw);
+                if let Some(q) = query {
+                    location.push('?');
+                    location.push_str(&q);
                 }
-                b = b.header("Referrer-Policy", "no-referrer");
+                let bytes = Builder::new(301)
+                    .header("Location", &location)
+                    .header("Content-Length", "0")
+                    .connection(conn)
+                    .finish(&[], head_only);
+                Action::Respond { bytes, close, status: 301 }
             }
-            if let Some(cookie) = &grant.set_cookie {
-                b = b.header("Set-Cookie", cookie);
+            Ok(files::Found::File(f)) => {
+                let html = mime::is_html(f.mime);
+                // Files from --web DIR are being edited: always revalidate them.
+                let cache = if html || web_dir.is_some() { "no-cache" } else { "public, max-age=3600" };
+                let not_modified =
+                    if_none_match.iter().any(|t| t == "*" || t.strip_prefix("W/").unwrap_or(t) == f.etag);
+                let status = if not_modified { 304 } else { 200 };
+                let mut b = Builder::new(status);
+                if !not_modified {
+                    b = b.header("Content-Type", f.mime).header("Content-Length", &f.body.len().to_string());
+                }
+                b = b
+                    .header("Cache-Control", cache)
+                    .header("ETag", &f.etag)
+                    .header("X-Content-Type-Options", "nosniff");
+                if html {
+                    let csp = if web_dir.is_some() { web_csp.as_deref() } else { Some(CSP) };
+                    if let Some(csp) = csp {
+                        b = b.header("Content-Security-Policy", csp);
+                    }
+                    b = b.header("Referrer-Policy", "no-referrer");
+                }
+                if let Some(cookie) = &set_cookie {
+                    b = b.header("Set-Cookie", cookie);
+                }
+                let b = b.connection(conn);
+                let bytes = if not_modified { b.finish(&[], true) } else { b.finish(&f.body, head_only) };
+                Action::Respond { bytes, close, status }
             }
-            let b = b.connection(conn);
-            let bytes = if not_modified { b.finish(&[], true) } else { b.finish(&f.body, head_only) };
-            Action::Respond { bytes, close, status }
         }
     }
 }

@@ -66,6 +66,7 @@ fn respond(a: Action) -> Resp {
             Resp { status, close, headers, body }
         }
         Action::Upgrade(up) => panic!("unexpected upgrade {up:?}"),
+        Action::File(f) => panic!("route() reads files itself, got {f:?}"),
     }
 }
 

@@ -411,6 +411,8 @@ pub struct RfbClient {
     server_format: Option<PixelFormat>,
     /// Rectangles left in the current FramebufferUpdate.
     rects_left: u16,
+    /// FramebufferUpdates applied in full since the connection started.
+    updates: u64,
     /// Header of the rectangle being processed.
     rect: Rect,
     update_pending: bool,
@@ -494,6 +496,7 @@ impl RfbClient {
             px: PixelContext { format: PixelFormat::wanted(), colour_map: Box::new([[0, 0, 0, 255]; 256]) },
             server_format: None,
             rects_left: 0,
+            updates: 0,
             rect: Rect::default(),
             update_pending: false,
             resize_supported: false,
@@ -710,6 +713,16 @@ impl RfbClient {
         if self.normal {
             self.send(out, |c, o| c.flow.disable(o));
         }
+    }
+
+    /// FramebufferUpdates applied in full so far (for /metrics).
+    pub fn updates(&self) -> u64 {
+        self.updates
+    }
+
+    /// A FramebufferUpdate has begun and not all its rectangles are in.
+    pub fn in_update(&self) -> bool {
+        self.rects_left > 0
     }
 
     /// A FramebufferUpdateRequest is outstanding (set by `request_update`,
@@ -1506,6 +1519,7 @@ impl RfbClient {
     }
 
     fn end_update(&mut self) {
+        self.updates += 1;
         self.update_pending = false;
         self.events.push_back(RfbEvent::UpdateDone);
         self.set_state(State::Idle);

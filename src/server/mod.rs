@@ -1,29 +1,29 @@
 //! The event loop: one `mio::Poll` on one thread owns every socket in one
-//! `Slab`. This is the only module that touches sockets or the clock.
+//! `Slab` of connections ([`crate::app::Conn`]).
+//!
+//! May: accept, register and deregister sockets, map readiness to the
+//! connection that owns the socket, keep the timers of every connection's
+//! `poll_timeout`, read the clock, catch signals, and hand blocking work
+//! to its helper thread (`worker`). May not: read or write a connection's
+//! bytes (that is `transport`), or know what they mean (that is `app`).
 //!
 //! ```text
-//!   accept ─▶ Client{Http} ──upgrade──▶ Client{Ws{Echo|Relay|Gateway}} ──▶ Closing ─▶ dropped
-//!                 │ (static file, error)                 │
-//!                 └──────────────▶ Closing               └─ Relay pairs with an Upstream (target TCP/Unix)
+//!   poll ─▶ readiness ─▶ app::drive(key) ─▶ Stay: re-arm its timer │ Close: remove, log
+//!     ▲        timers ─▶ app::handle_timeout(key)
+//!     └── wake list (work left over, or woken by another connection) runs before the next poll
 //! ```
 //!
 //! Discipline (mio docs, sozu): sockets are registered once for READABLE |
-//! WRITABLE (edge-triggered) and each connection tracks the readiness it was
+//! WRITABLE (edge-triggered) and each endpoint tracks the readiness it was
 //! told about; it reads or writes until `WouldBlock`, which clears that bit.
-//! Backpressure is a decision not to read: a connection whose peer's buffer is
-//! full keeps its readiness bit and is resumed when the peer drains, so no
-//! buffer ever grows past its cap. Work per wakeup is capped; a connection
-//! that hit the cap is queued to run again before the next poll.
-//! Events may be spurious: every handler tolerates readiness that turns out
-//! to be `WouldBlock`.
+//! Backpressure is a decision not to read: a connection whose sink is full
+//! keeps its readiness bit and is resumed when the sink drains, so no buffer
+//! grows past its cap. Work per wakeup is capped; a connection that hit the
+//! cap is woken again before the next poll. Events may be spurious.
 
-pub mod buf;
-mod client;
-mod gateway_io;
-mod pipe;
 pub mod signal;
-mod stream;
 mod timers;
+mod worker;
 
 use std::io;
 use std::net::SocketAddr;
@@ -36,59 +36,20 @@ use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token, Waker};
 use slab::Slab;
 
-use crate::config::{Config, TokenTable};
-use buf::Pool;
-pub(crate) use client::Client;
-use stream::Stream;
+use crate::app::{self, http::Start, metrics::Refused, App, Conn, Ctx, Peer, Step, UPSTREAM};
+use crate::config::{Config, Target, TargetAddr, TokenTable};
+use crate::transport::{tls, Endpoint, Ready, Stream};
 use timers::Timers;
+use worker::{Done, Request, Worker};
 
 const LISTENER: Token = Token(usize::MAX - 1);
 const SIGNALS: Token = Token(usize::MAX - 2);
 const WAKER: Token = Token(usize::MAX - 3);
-pub(crate) const DEMO_LISTENER: Token = Token(usize::MAX - 4);
+const DEMO_LISTENER: Token = Token(usize::MAX - 4);
+const METRICS_LISTENER: Token = Token(usize::MAX - 5);
 
-/// Read/write chunk and pool block size.
-pub(crate) const BLOCK: usize = 64 << 10;
-/// Reads of one connection per wakeup before yielding to others.
-pub(crate) const READS_PER_WAKEUP: usize = 16;
-/// How long a closing WebSocket waits for the peer's Close and for its
-/// output to drain.
-pub(crate) const CLOSE_GRACE: Duration = Duration::from_secs(3);
 /// How long shutdown waits for clients to take their 1001 close.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
-/// Housekeeping period: token file, idle and heartbeat checks.
-const SWEEP_EVERY: Duration = Duration::from_millis(500);
-
-/// Readiness last reported by the poll for one socket.
-#[derive(Debug, Default, Clone, Copy)]
-pub(crate) struct Ready {
-    pub readable: bool,
-    pub writable: bool,
-    /// The peer's end of stream (or an error) was reported; sticky. Until
-    /// then a short read may clear `readable` (client.rs, `drained`).
-    pub read_closed: bool,
-}
-
-/// One socket the loop owns.
-pub(crate) enum Conn {
-    /// A browser (or any HTTP/WebSocket client).
-    Client(Client),
-    /// A relay's connection to its target.
-    Upstream(Upstream),
-    /// Gateway and demo sockets.
-    Gateway(gateway_io::GatewayConn),
-}
-
-/// The target side of a relay.
-pub(crate) struct Upstream {
-    pub stream: Stream,
-    pub client: usize,
-    pub connected: bool,
-    pub ready: Ready,
-    /// Bytes from the browser waiting to go to the target.
-    pub out: buf::Buf,
-    pub eof: bool,
-}
 
 /// Lets another thread stop a running server (embedding).
 #[derive(Clone)]
@@ -106,58 +67,50 @@ impl StopHandle {
     }
 }
 
-/// Connection counters (for logs and tests).
+/// Connection counters (for logs and tests; all of them: `/metrics`).
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Stats {
     pub accepted: u64,
+    /// Connections and requests refused, for any reason.
     pub refused: u64,
     pub open_clients: usize,
 }
 
 /// The daemon: bind with [`Server::bind`], then [`Server::run`].
 pub struct Server {
-    pub(crate) poll: Poll,
-    pub(crate) conns: Slab<Conn>,
+    poll: Poll,
+    conns: Slab<Conn>,
+    ctx: Ctx,
     listener: TcpListener,
     local_addr: SocketAddr,
+    demo_listener: Option<TcpListener>,
+    /// `--metrics-listen`: plain HTTP, `/metrics` only.
+    metrics_listener: Option<TcpListener>,
     signals: Option<signal::SignalPipe>,
     stop_flag: Arc<AtomicBool>,
     waker: Arc<Waker>,
-    pub(crate) cfg: Config,
-    pub(crate) site: crate::http::Site,
-    tokens: TokenTable,
-    pub(crate) pool: Pool,
-    /// Empty pipes for the relay's zero-copy path.
-    pub(crate) pipes: pipe::PipePool,
-    /// Reused output scratch for WebSocket frames built by `ws`.
-    pub(crate) scratch: Vec<u8>,
-    /// Reused copy of a message being echoed.
-    pub(crate) echo_tmp: Vec<u8>,
-    /// Reused RFB output (input events for a VNC server).
-    pub(crate) rfb_tmp: Vec<u8>,
-    /// Reused raw browser-protocol chunk before WebSocket framing.
-    pub(crate) compose_tmp: Vec<u8>,
-    /// Time origin for the demo server's clock.
-    pub(crate) epoch: Instant,
-    pub(crate) demo_cfg: crate::demo::DemoConfig,
-    pub(crate) timers: Timers,
-    /// Connections that stopped early (work cap, or a peer that drained).
-    again: Vec<usize>,
+    worker: Option<Worker>,
+    timers: Timers,
+    /// How browser connections start (plain, sniffed, or TLS only).
+    start: Start,
     shutdown_deadline: Option<Instant>,
-    /// Last time a browser connection was open (for `Config::exit_when_idle`).
+    /// When the last browser connection closed, or the server started (for
+    /// `Config::exit_when_idle`).
     last_client: Instant,
-    next_sweep: Instant,
     stats: Stats,
-    pub(crate) gw: crate::gateway::Gateways,
-    pub(crate) demo_listener: Option<TcpListener>,
     /// A descriptor held in reserve so that, out of descriptors, a waiting
     /// connection can still be accepted and refused (see `accept_clients`).
     spare_fd: Option<std::fs::File>,
 }
 
+fn invalid(e: impl std::fmt::Display) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidInput, e.to_string())
+}
+
 impl Server {
-    /// Bind the listening socket and load the token file. Name resolution and
-    /// file reading happen here, before the loop starts.
+    /// Bind the listening socket, load the token file and the certificates.
+    /// Name resolution and file reading happen here, before the loop
+    /// starts; later reloads happen on the helper thread.
     pub fn bind(cfg: Config) -> io::Result<Server> {
         let poll = Poll::new()?;
         let mut listener = TcpListener::bind(cfg.listen)?;
@@ -165,65 +118,80 @@ impl Server {
         poll.registry().register(&mut listener, LISTENER, Interest::READABLE)?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
         let tokens = match &cfg.token_file {
-            Some(path) => {
-                TokenTable::load(path).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?
-            }
+            Some(path) => TokenTable::load(path).map_err(invalid)?,
             None => TokenTable::default(),
         };
-        let mut protocols = vec!["binary"];
-        protocols.push(crate::gateway::SUBPROTOCOL);
+        let tls = match &cfg.tls {
+            Some(files) => Some(tls::load(&files.cert, &files.key).map_err(invalid)?),
+            None => None,
+        };
+        let start = match &cfg.tls {
+            Some(files) if files.only => Start::Tls,
+            Some(_) => Start::Sniff,
+            None => Start::Plain,
+        };
+        let ws_paths = if cfg.echo {
+            vec!["/".to_string(), app::relay::PATH.to_string(), crate::gateway::PATH.to_string()]
+        } else if cfg.relay {
+            vec![app::relay::PATH.to_string(), crate::gateway::PATH.to_string()]
+        } else {
+            vec![crate::gateway::PATH.to_string()]
+        };
         let site = crate::http::Site {
             web_dir: cfg.web_dir.clone(),
             allowed_origins: cfg.allowed_origins.clone(),
-            ws_paths: if cfg.echo {
-                vec!["/".to_string(), crate::relay::PATH.to_string(), crate::gateway::PATH.to_string()]
-            } else if cfg.relay {
-                vec![crate::relay::PATH.to_string(), crate::gateway::PATH.to_string()]
-            } else {
-                vec![crate::gateway::PATH.to_string()]
-            },
-            protocols,
+            ws_paths,
+            protocols: vec!["binary", crate::gateway::SUBPROTOCOL],
             access: crate::http::Access::new(&cfg.access, cfg.listen)
                 .map_err(|e| io::Error::new(io::ErrorKind::PermissionDenied, e))?,
             upgrade_any_path: cfg.relay,
             web_csp: cfg.web_csp.clone(),
         };
+        let worker = if cfg.token_file.is_some() || cfg.tls.is_some() || cfg.web_dir.is_some() {
+            let watch = worker::Watch {
+                token_file: cfg.token_file.clone(),
+                token_mtime: tokens.mtime,
+                tls: cfg.tls.as_ref().map(|t| (t.cert.clone(), t.key.clone())),
+            };
+            Some(Worker::spawn(watch, waker.clone())?)
+        } else {
+            None
+        };
+        let demo = cfg.demo;
+        let metrics_listener = match cfg.metrics_listen {
+            Some(addr) => {
+                // The same rule as the main port: no open non-loopback
+                // address without credentials or --no-auth.
+                crate::http::Access::new(&cfg.access, addr)
+                    .map_err(|e| io::Error::new(io::ErrorKind::PermissionDenied, format!("--metrics-listen: {e}")))?;
+                let mut l = TcpListener::bind(addr)?;
+                poll.registry().register(&mut l, METRICS_LISTENER, Interest::READABLE)?;
+                info!("metrics on http://{}{}", l.local_addr()?, app::metrics::PATH);
+                Some(l)
+            }
+            None => None,
+        };
+        let ctx = Ctx::new(cfg, site, tokens, tls, poll.registry().try_clone()?);
         let mut server = Server {
             poll,
             conns: Slab::with_capacity(64),
+            ctx,
             listener,
             local_addr,
+            demo_listener: None,
+            metrics_listener,
             signals: None,
             stop_flag: Arc::new(AtomicBool::new(false)),
             waker,
-            pool: Pool::new(BLOCK, 256),
-            pipes: pipe::PipePool::new(64),
-            scratch: Vec::new(),
-            echo_tmp: Vec::new(),
-            rfb_tmp: Vec::new(),
-            compose_tmp: Vec::new(),
-            epoch: Instant::now(),
-            demo_cfg: {
-                let mut d = crate::demo::DemoConfig::default();
-                if let Some((w, h)) = cfg.demo_size {
-                    (d.width, d.height) = (w, h);
-                }
-                d
-            },
+            worker,
             timers: Timers::default(),
-            again: Vec::new(),
+            start,
             shutdown_deadline: None,
             last_client: Instant::now(),
-            next_sweep: Instant::now(),
             stats: Stats::default(),
-            gw: crate::gateway::Gateways::new(&cfg),
-            demo_listener: None,
             spare_fd: std::fs::File::open("/dev/null").ok(),
-            tokens,
-            site,
-            cfg,
         };
-        if server.cfg.demo {
+        if demo {
             server.start_demo_listener("127.0.0.1:0".parse().unwrap())?;
         }
         Ok(server)
@@ -239,9 +207,9 @@ impl Server {
         StopHandle { flag: self.stop_flag.clone(), waker: self.waker.clone() }
     }
 
-    /// Shut down gracefully on SIGINT/SIGTERM (for the binary; a library
-    /// embedding wsvnc usually has its own signal policy and uses
-    /// [`StopHandle`]).
+    /// Shut down gracefully on SIGINT/SIGTERM and reload on SIGHUP (for the
+    /// binary; a library embedding wsvnc usually has its own signal policy
+    /// and uses [`StopHandle`]).
     pub fn handle_signals(&mut self) -> io::Result<()> {
         let mut pipe = signal::SignalPipe::install()?;
         self.poll.registry().register(&mut pipe.receiver, SIGNALS, Interest::READABLE)?;
@@ -250,70 +218,64 @@ impl Server {
     }
 
     pub fn stats(&self) -> Stats {
-        self.stats
+        Stats { accepted: self.ctx.metrics.accepted, refused: self.ctx.metrics.refused(), ..self.stats }
     }
 
-    /// Open browser-side connections (kept by `admit`/`remove_conn`, so a
-    /// check per accept costs O(1), not a walk of the slab).
-    fn client_count(&self) -> usize {
-        self.stats.open_clients
+    /// The address of the `--metrics-listen` listener, if any.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_listener.as_ref().and_then(|l| l.local_addr().ok())
     }
 
     /// Run until stopped. Returns Ok after a graceful shutdown.
     pub fn run(&mut self) -> io::Result<()> {
         let mut events = Events::with_capacity(1024);
-        let relay = if self.cfg.relay { "; relay mode on every other WebSocket path" } else { "; relay mode off" };
-        info!("wsvnc listening on http://{}/ (gateway mode at /ws{relay})", self.local_addr);
+        let scheme = if self.ctx.tls.is_some() { "https" } else { "http" };
+        let relay = if self.ctx.cfg.relay { "; relay mode on every other WebSocket path" } else { "; relay mode off" };
+        info!("wsvnc listening on {scheme}://{}/ (gateway mode at /ws{relay})", self.local_addr);
         loop {
             let timeout = self.poll_timeout();
-            if let Err(e) = self.poll.poll(&mut events, Some(timeout)) {
+            if let Err(e) = self.poll.poll(&mut events, timeout) {
                 if e.kind() == io::ErrorKind::Interrupted {
                     continue;
                 }
                 return Err(e);
             }
+            tick(&mut self.ctx);
             for event in events.iter() {
                 match event.token() {
                     LISTENER => self.accept_clients(),
+                    METRICS_LISTENER => self.accept_metrics_clients(),
                     DEMO_LISTENER => self.accept_demo_clients(),
-                    SIGNALS => {
-                        self.drain_signal_pipe();
-                        info!("signal received: shutting down");
-                        self.begin_shutdown();
-                    }
-                    WAKER => {
-                        if self.stop_flag.load(Ordering::SeqCst) {
-                            info!("stop requested: shutting down");
-                            self.begin_shutdown();
-                        }
-                    }
-                    Token(key) => {
+                    SIGNALS => self.on_signal(),
+                    WAKER => self.on_wake(),
+                    Token(t) => {
                         let ready = Ready {
                             readable: event.is_readable() || event.is_read_closed() || event.is_error(),
                             writable: event.is_writable() || event.is_write_closed() || event.is_error(),
                             read_closed: event.is_read_closed() || event.is_error(),
                         };
-                        self.on_ready(key, ready);
+                        let key = t & !UPSTREAM;
+                        if let Some(conn) = self.conns.get_mut(key) {
+                            conn.on_ready(t & UPSTREAM != 0, ready);
+                            self.drive(key);
+                        }
                     }
                 }
             }
-            self.run_again_list();
-            let now = Instant::now();
-            for (key, gen) in self.timers.expired(now) {
-                self.on_timer(key, gen, now);
+            self.run_woken();
+            tick(&mut self.ctx);
+            for (key, id) in self.timers.expired(self.ctx.now) {
+                self.on_timer(key, id);
             }
-            self.run_again_list();
-            if now >= self.next_sweep {
-                self.next_sweep = now + SWEEP_EVERY;
-                self.sweep(now);
-            }
-            if self.idle_exit_due(now) {
-                info!("no connection for {:?} (--idle-timeout): exiting", self.cfg.exit_when_idle.unwrap_or_default());
+            self.run_woken();
+            if self.idle_exit_at().is_some_and(|t| self.ctx.now >= t) {
+                let limit = self.ctx.cfg.exit_when_idle.unwrap_or_default();
+                info!("no connection for {limit:?} (--idle-timeout): exiting");
                 self.close_everything();
                 return Ok(());
             }
             if let Some(deadline) = self.shutdown_deadline {
-                if self.client_count() == 0 || now >= deadline {
+                if self.stats.open_clients == 0 || self.ctx.now >= deadline {
                     self.close_everything();
                     info!("shutdown complete");
                     return Ok(());
@@ -322,56 +284,127 @@ impl Server {
         }
     }
 
-    /// websockify's `--idle-timeout`: no browser connection open for that long.
-    fn idle_exit_due(&mut self, now: Instant) -> bool {
-        let Some(limit) = self.cfg.exit_when_idle else { return false };
-        if self.client_count() > 0 {
-            self.last_client = now;
+    fn poll_timeout(&self) -> Option<Duration> {
+        if !self.ctx.wake.is_empty() {
+            return Some(Duration::ZERO);
         }
-        now.saturating_duration_since(self.last_client) >= limit
+        let next =
+            [self.timers.next_deadline(), self.shutdown_deadline, self.idle_exit_at()].into_iter().flatten().min();
+        next.map(|t| t.saturating_duration_since(Instant::now()))
     }
 
-    fn poll_timeout(&self) -> Duration {
-        if !self.again.is_empty() {
-            return Duration::ZERO;
-        }
-        let now = Instant::now();
-        let mut until = self.next_sweep.saturating_duration_since(now);
-        if let Some(t) = self.timers.next_deadline() {
-            until = until.min(t.saturating_duration_since(now));
-        }
-        until
+    /// websockify's `--idle-timeout`: when the process exits for having had
+    /// no browser connection that long (None: a connection is open, or the
+    /// option is off).
+    fn idle_exit_at(&self) -> Option<Instant> {
+        let limit = self.ctx.cfg.exit_when_idle?;
+        (self.stats.open_clients == 0).then(|| self.last_client + limit)
     }
 
-    fn drain_signal_pipe(&mut self) {
-        use std::io::Read;
-        if let Some(pipe) = &mut self.signals {
-            let mut b = [0u8; 64];
-            while matches!(pipe.receiver.read(&mut b), Ok(n) if n > 0) {}
+    /// Let the connection's app work, then act on its verdict.
+    fn drive(&mut self, key: usize) {
+        let step = app::drive(&mut self.conns, key, &mut self.ctx);
+        self.after(key, step);
+    }
+
+    fn after(&mut self, key: usize, step: Step) {
+        match step {
+            Step::Close(why) => self.remove(key, why),
+            Step::Stay => self.arm(key),
+        }
+        if !self.ctx.jobs.is_empty() {
+            for job in self.ctx.jobs.drain(..) {
+                match &self.worker {
+                    Some(w) => w.send(Request::Job(job)),
+                    None => error!("no helper thread for a file request"),
+                }
+            }
         }
     }
+
+    /// Keep a timer for the connection's next deadline (at most one armed
+    /// per deadline; a timer that fires early is re-armed).
+    fn arm(&mut self, key: usize) {
+        let Some(conn) = self.conns.get_mut(key) else { return };
+        if let Some(t) = conn.poll_timeout(&self.ctx) {
+            if conn.armed.is_none_or(|a| t < a) {
+                self.timers.add(t, key, conn.id);
+                conn.armed = Some(t);
+            }
+        }
+    }
+
+    fn on_timer(&mut self, key: usize, id: u64) {
+        let Some(conn) = self.conns.get_mut(key) else { return };
+        if conn.id != id {
+            return; // a timer of the slot's previous occupant
+        }
+        conn.armed = None;
+        let due = conn.poll_timeout(&self.ctx).is_some_and(|t| t <= self.ctx.now);
+        if due {
+            let step = app::handle_timeout(&mut self.conns, key, &mut self.ctx);
+            self.after(key, step);
+        } else {
+            self.arm(key);
+        }
+    }
+
+    /// Drive the connections woken during this iteration (each once per
+    /// round; a connection woken again is driven in the next round, after
+    /// the next poll).
+    fn run_woken(&mut self) {
+        let mut list = std::mem::take(&mut self.ctx.wake);
+        list.sort_unstable();
+        list.dedup();
+        for key in list.drain(..) {
+            if self.conns.contains(key) {
+                self.drive(key);
+            }
+        }
+        if self.ctx.wake.is_empty() {
+            self.ctx.wake = list; // keep the allocation
+        }
+        let mut list = std::mem::take(&mut self.ctx.rearm);
+        list.sort_unstable();
+        list.dedup();
+        for key in list.drain(..) {
+            self.arm(key);
+        }
+        if self.ctx.rearm.is_empty() {
+            self.ctx.rearm = list;
+        }
+    }
+
+    /// Take a connection out of the slab and let its app clean up.
+    fn remove(&mut self, key: usize, why: &'static str) {
+        let Some(mut conn) = self.conns.try_remove(key) else { return };
+        let _ = self.poll.registry().deregister(&mut conn.ep.stream);
+        if conn.is_browser() {
+            self.stats.open_clients -= 1;
+            self.last_client = self.ctx.now;
+        }
+        app::finished(&mut self.conns, conn, why, &mut self.ctx);
+    }
+
+    // ------------------------------------------------------------ accept
 
     fn accept_clients(&mut self) {
         loop {
             match self.listener.accept() {
-                Ok((sock, peer)) => self.admit(sock, peer),
+                Ok((sock, peer)) => self.admit(sock, peer, false),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) if is_fd_exhaustion(&e) => {
                     // Out of file descriptors: the connection would sit in the
                     // backlog until the client gives up. Free the spare
                     // descriptor, accept it, answer 503, close, re-take the
-                    // spare (the classic libev/nginx trick).
-                    // Linux reports EMFILE before looking at the backlog, so
-                    // it says nothing about whether a connection is waiting:
-                    // go on only when one was.
+                    // spare (the classic libev/nginx trick). Linux reports
+                    // EMFILE before looking at the backlog, so go on only
+                    // when a connection was waiting.
                     self.spare_fd = None;
                     let refused_one = match self.listener.accept() {
-                        Ok((mut sock, peer)) => {
-                            use std::io::Write;
-                            self.stats.refused += 1;
-                            let _ = sock.write(&crate::http::error_response(503, true));
-                            warn!("{peer}: refused: out of file descriptors ({e})");
+                        Ok((sock, peer)) => {
+                            self.refuse(sock, peer, &format!("out of file descriptors ({e})"), Refused::OutOfFds);
                             true
                         }
                         Err(_) => false,
@@ -389,16 +422,33 @@ impl Server {
         }
     }
 
-    fn admit(&mut self, mut sock: mio::net::TcpStream, peer: SocketAddr) {
-        self.stats.accepted += 1;
-        let _ = sock.set_nodelay(true);
-        if self.shutdown_deadline.is_some() || self.client_count() >= self.cfg.max_connections {
-            // A clean refusal: a complete 503 written best-effort to the
-            // fresh socket (its send buffer is empty, so it fits), then close.
-            use std::io::Write;
-            self.stats.refused += 1;
+    /// A clean refusal: a complete 503 written best-effort to the fresh
+    /// socket (its send buffer is empty, so it fits), then close. Not on a
+    /// TLS-only port, where plain bytes would only confuse the client.
+    fn refuse(&mut self, mut sock: mio::net::TcpStream, peer: SocketAddr, why: &str, reason: Refused) {
+        use std::io::Write;
+        self.ctx.metrics.refuse(reason);
+        if self.start != Start::Tls {
             let _ = sock.write(&crate::http::error_response(503, true));
-            warn!("{peer}: refused: {} connections open (--max-connections)", self.client_count());
+        }
+        warn!("{peer}: refused: {why}");
+    }
+
+    /// The `--metrics-listen` listener: no spare-descriptor trick (a
+    /// scraper retries).
+    fn accept_metrics_clients(&mut self) {
+        while let Some(Ok((sock, peer))) = self.metrics_listener.as_ref().map(|l| l.accept()) {
+            self.admit(sock, peer, true);
+        }
+    }
+
+    fn admit(&mut self, mut sock: mio::net::TcpStream, peer: SocketAddr, metrics_port: bool) {
+        self.ctx.metrics.accepted += 1;
+        let _ = sock.set_nodelay(true);
+        if self.shutdown_deadline.is_some() || self.stats.open_clients >= self.ctx.cfg.max_connections {
+            let why = format!("{} connections open (--max-connections)", self.stats.open_clients);
+            let reason = if self.shutdown_deadline.is_some() { Refused::ShuttingDown } else { Refused::MaxConnections };
+            self.refuse(sock, peer, &why, reason);
             return;
         }
         let entry = self.conns.vacant_entry();
@@ -407,118 +457,111 @@ impl Server {
             warn!("{peer}: register failed: {e}");
             return;
         }
-        let now = Instant::now();
-        self.last_client = now;
-        entry.insert(Conn::Client(Client::new(sock, peer, now, self.cfg.max_message)));
+        let now = self.ctx.now;
+        let ep = Endpoint::new(Stream::accepted(sock), app::http::INPUT_CAP, app::http::OUTPUT_CAP, now);
+        let start = if metrics_port { Start::Plain } else { self.start };
+        let mut http = app::http::HttpApp::new(start, now, &self.ctx);
+        http.metrics_port = metrics_port;
+        let id = self.ctx.next_id();
+        let mut conn = Conn::new(id, ep, App::Http(http), Peer { socket: peer, client: peer.ip() }, now);
+        if start == Start::Tls {
+            if let Some(cfg) = &self.ctx.tls {
+                if app::http::start_tls(&mut conn, cfg).is_err() {
+                    let _ = self.poll.registry().deregister(&mut conn.ep.stream);
+                    return;
+                }
+            }
+        }
+        entry.insert(conn);
         self.stats.open_clients += 1;
-        self.timers.add(now + self.cfg.handshake_timeout, key, 0);
+        self.arm(key);
     }
 
-    fn on_ready(&mut self, key: usize, ready: Ready) {
-        match self.conns.get_mut(key) {
-            Some(Conn::Client(c)) => {
-                c.ready.readable |= ready.readable;
-                c.ready.writable |= ready.writable;
-                c.ready.read_closed |= ready.read_closed;
-                self.drive_client(key);
-            }
-            Some(Conn::Upstream(u)) => {
-                u.ready.readable |= ready.readable;
-                u.ready.writable |= ready.writable;
-                u.ready.read_closed |= ready.read_closed;
-                let client = u.client;
-                self.drive_client(client);
-            }
-            Some(Conn::Gateway(_)) => self.drive_gateway_conn(key, ready),
-            None => {} // spurious: already closed
-        }
+    // -------------------------------------------------------- demo server
+
+    fn start_demo_listener(&mut self, addr: SocketAddr) -> io::Result<()> {
+        let mut l = TcpListener::bind(addr)?;
+        self.poll.registry().register(&mut l, DEMO_LISTENER, Interest::READABLE)?;
+        let local = l.local_addr()?;
+        info!("demo VNC server on {local}");
+        self.ctx.gw.set_demo_target(Target::new(TargetAddr::Tcp(local)));
+        self.demo_listener = Some(l);
+        Ok(())
     }
 
-    fn run_again_list(&mut self) {
-        let mut list = std::mem::take(&mut self.again);
-        list.sort_unstable();
-        list.dedup();
-        for key in list.drain(..) {
-            match self.conns.get(key) {
-                Some(Conn::Client(_)) => self.drive_client(key),
-                Some(Conn::Gateway(_)) => self.drive_gateway_conn(key, Ready::default()),
-                _ => {}
-            }
-        }
-        if self.again.is_empty() {
-            self.again = list;
-        }
-    }
-
-    pub(crate) fn schedule(&mut self, key: usize) {
-        self.again.push(key);
-    }
-
-    fn on_timer(&mut self, key: usize, gen: u64, now: Instant) {
-        match self.conns.get(key) {
-            Some(Conn::Client(c)) if c.gen == gen => self.client_timer(key, now),
-            Some(Conn::Gateway(_)) => self.gateway_timer(key, gen, now),
-            _ => {}
-        }
-    }
-
-    /// Periodic housekeeping: token file reload, idle timeouts, heartbeats.
-    fn sweep(&mut self, now: Instant) {
-        self.reload_tokens_if_changed();
-        let keys: Vec<usize> =
-            self.conns.iter().filter(|(_, c)| matches!(c, Conn::Client(_))).map(|(k, _)| k).collect();
-        for key in keys {
-            self.client_sweep(key, now);
-        }
-        self.gateway_sweep(now);
-    }
-
-    fn reload_tokens_if_changed(&mut self) {
-        let Some(path) = self.cfg.token_file.clone() else { return };
-        let mtime = crate::config::token_source_mtime(&path);
-        if mtime.is_some() && mtime == self.tokens.mtime {
-            return;
-        }
-        match TokenTable::load(&path) {
-            Ok(t) => {
-                info!("token file {} loaded: {} target(s)", path.display(), t.entries.len());
-                self.tokens = t;
-            }
-            Err(e) => {
-                // Keep serving with the previous table; say so once per change.
-                error!("{e}; keeping the previous token table");
-                self.tokens.mtime = mtime;
-            }
-        }
-    }
-
-    /// The session key and target for a WebSocket request: the access
-    /// token's own target (`Upgrade::target`), else [`Server::lookup_target`].
-    pub(crate) fn target_for(&self, up: &crate::http::Upgrade) -> (String, Result<crate::config::Target, String>) {
-        let token = crate::http::query_param(&up.query, "token");
-        match up.target {
-            Some(a) => (format!("jwt {a}"), Ok(crate::config::Target::new(crate::config::TargetAddr::Tcp(a)))),
-            None => (token.unwrap_or_default().to_string(), self.lookup_target(token)),
-        }
-    }
-
-    /// The target for a request: `?token=` from the token file, else `--target`.
-    pub(crate) fn lookup_target(&self, token: Option<&str>) -> Result<crate::config::Target, String> {
-        match token {
-            Some(t) => match self.tokens.entries.get(t) {
-                Some(target) => Ok(target.clone()),
-                None if self.cfg.token_file.is_none() => {
-                    Err("this server has no token file; connect without ?token=".into())
+    fn accept_demo_clients(&mut self) {
+        loop {
+            let Some(l) = &self.demo_listener else { return };
+            match l.accept() {
+                Ok((mut sock, peer)) => {
+                    let _ = sock.set_nodelay(true);
+                    let entry = self.conns.vacant_entry();
+                    let key = entry.key();
+                    let interest = Interest::READABLE | Interest::WRITABLE;
+                    if self.poll.registry().register(&mut sock, Token(key), interest).is_err() {
+                        continue;
+                    }
+                    let id = self.ctx.next_id();
+                    entry.insert(app::demo::accept(id, sock, peer, &mut self.ctx));
+                    self.ctx.wake.push(key);
                 }
-                None => Err(format!("unknown token '{}'", t.escape_debug())),
-            },
-            None => match (&self.cfg.target, self.gw.demo_target()) {
-                (Some(t), _) => Ok(t.clone()),
-                (None, Some(t)) => Ok(t),
-                (None, None) => {
-                    Err("no target configured: use ?token= (token file) or start wsvnc with --target".into())
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) => {
+                    warn!("demo accept failed: {e}");
+                    return;
                 }
+            }
+        }
+    }
+
+    // ------------------------------------------- signals, reload, shutdown
+
+    fn on_signal(&mut self) {
+        match self.signals.as_mut().and_then(|s| s.take()) {
+            Some(signal::Signal::Shutdown) => {
+                info!("signal received: shutting down");
+                self.begin_shutdown();
+            }
+            Some(signal::Signal::Reload) => match &self.worker {
+                Some(w) => {
+                    info!("SIGHUP: reloading the token file and certificates");
+                    w.send(Request::ReloadNow);
+                }
+                None => info!("SIGHUP: nothing to reload (no token file, no certificate)"),
             },
+            None => {}
+        }
+    }
+
+    /// The waker: a stop request, or answers from the helper thread.
+    fn on_wake(&mut self) {
+        if self.stop_flag.load(Ordering::SeqCst) {
+            info!("stop requested: shutting down");
+            self.begin_shutdown();
+        }
+        let Some(w) = &self.worker else { return };
+        let done: Vec<Done> = w.done.try_iter().collect();
+        for d in done {
+            match d {
+                Done::File { key, id, action } => {
+                    let Some(conn) = self.conns.get_mut(key) else { continue };
+                    if conn.id == id {
+                        app::http::file_done(conn, action, &mut self.ctx);
+                        self.drive(key);
+                    }
+                }
+                Done::Tokens(Ok(table)) => {
+                    self.ctx.tokens = table;
+                    let ended = app::viewer::end_repointed_sessions(&mut self.conns, &mut self.ctx);
+                    let closed = app::relay::close_repointed(&mut self.conns, &mut self.ctx);
+                    if ended + closed > 0 {
+                        info!("token file: ended {ended} gateway session(s) and {closed} relay(s) whose token changed");
+                    }
+                }
+                Done::Tokens(Err(_)) => {} // logged by the helper; the previous table stays
+                Done::Tls(Ok(cfg)) => self.ctx.tls = Some(cfg),
+                Done::Tls(Err(_)) => {} // logged by the helper; the previous certificate stays
+            }
         }
     }
 
@@ -530,39 +573,31 @@ impl Server {
         let _ = self.poll.registry().deregister(&mut self.listener);
         let keys: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
         for key in keys {
-            if matches!(self.conns.get(key), Some(Conn::Client(_))) {
-                self.client_going_away(key);
+            let Some(conn) = self.conns.get_mut(key) else { continue };
+            let step = app::going_away(conn, &mut self.ctx);
+            self.ctx.wake.push(key);
+            if let Step::Close(why) = step {
+                self.remove(key, why);
             }
         }
     }
 
     fn close_everything(&mut self) {
-        let keys: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
+        let keys: Vec<usize> = self.conns.iter().filter(|(_, c)| c.is_browser()).map(|(k, _)| k).collect();
         for key in keys {
-            if matches!(self.conns.get(key), Some(Conn::Client(_))) {
-                self.finish_client(key, "server shut down");
-            }
+            self.remove(key, "server shut down");
         }
         let keys: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
         for key in keys {
-            self.remove_conn(key);
+            self.remove(key, "server shut down");
         }
     }
+}
 
-    /// Deregister and drop a socket (deregister before removal, as mio requires).
-    pub(crate) fn remove_conn(&mut self, key: usize) -> Option<Conn> {
-        let mut conn = self.conns.try_remove(key)?;
-        let reg = self.poll.registry();
-        let _ = match &mut conn {
-            Conn::Client(c) => {
-                self.stats.open_clients -= 1;
-                reg.deregister(&mut c.sock)
-            }
-            Conn::Upstream(u) => reg.deregister(&mut u.stream),
-            Conn::Gateway(g) => g.deregister(reg),
-        };
-        Some(conn)
-    }
+/// Read the clock for the apps: once per loop iteration and after the poll.
+fn tick(ctx: &mut Ctx) {
+    ctx.now = Instant::now();
+    ctx.unix_time = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
 }
 
 /// EMFILE/ENFILE: the process or system is out of file descriptors.

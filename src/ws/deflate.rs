@@ -267,6 +267,7 @@ impl Decompressor {
 pub struct Compressor {
     c: Compress,
     no_context_takeover: bool,
+    /// Output of [`Compressor::compress`] (tests and one-off callers).
     buf: Vec<u8>,
 }
 
@@ -288,16 +289,26 @@ impl Compressor {
     /// Compress one whole message; returns the frame payload (tail removed,
     /// §7.2.1). The returned slice lives in a buffer reused across messages.
     pub fn compress(&mut self, data: &[u8]) -> &[u8] {
-        self.buf.clear();
-        self.buf.reserve(data.len() / 2 + 64);
+        let mut buf = std::mem::take(&mut self.buf);
+        buf.clear();
+        self.compress_into(data, &mut buf);
+        self.buf = buf;
+        &self.buf
+    }
+
+    /// Compress one whole message and append the frame payload (tail
+    /// removed, §7.2.1) to `out`. Returns the payload length.
+    pub fn compress_into(&mut self, data: &[u8], out: &mut Vec<u8>) -> usize {
+        let start = out.len();
+        out.reserve(data.len() / 2 + 64);
         let mut input = data;
         loop {
-            if self.buf.capacity() - self.buf.len() < 64 {
-                let extra = (self.buf.capacity() / 2).max(input.len() / 2 + 64);
-                self.buf.reserve(extra);
+            if out.capacity() - out.len() < 64 {
+                let extra = ((out.len() - start) / 2).max(input.len() / 2 + 64);
+                out.reserve(extra);
             }
             let in0 = self.c.total_in();
-            if self.c.compress_vec(input, &mut self.buf, FlushCompress::Sync).is_err() {
+            if self.c.compress_vec(input, out, FlushCompress::Sync).is_err() {
                 // Only possible on misuse of the zlib stream; start afresh.
                 self.c.reset();
                 break;
@@ -305,23 +316,23 @@ impl Compressor {
             let used = (self.c.total_in() - in0) as usize;
             input = input.get(used..).unwrap_or(&[]);
             // A sync flush is complete once zlib leaves output space unused.
-            if input.is_empty() && self.buf.len() < self.buf.capacity() {
+            if input.is_empty() && out.len() < out.capacity() {
                 break;
             }
         }
-        if self.buf.ends_with(&TAIL) {
-            self.buf.truncate(self.buf.len() - 4);
+        if out[start..].ends_with(&TAIL) {
+            out.truncate(out.len() - 4);
         }
-        if self.buf.is_empty() {
+        if out.len() == start {
             // zlib emits nothing for an empty sync flush right after another;
             // a lone empty stored-block header is the canonical empty
             // payload (§7.2.3.6): "00" + tail = an empty stored block.
-            self.buf.push(0x00);
+            out.push(0x00);
         }
         if self.no_context_takeover {
             self.c.reset();
         }
-        &self.buf
+        out.len() - start
     }
 }
 

@@ -124,18 +124,34 @@ pub fn header_len(payload_len: usize) -> usize {
     }
 }
 
+/// Longest server (unmasked) header: 2 + 8 (64-bit length).
+pub const MAX_SERVER_HEADER_LEN: usize = 10;
+
 /// Append an unmasked frame header with the minimal length encoding (§5.2).
 #[inline]
 pub fn write_header(out: &mut Vec<u8>, fin: bool, rsv1: bool, opcode: u8, len: usize) {
-    let b0 = (if fin { 0x80 } else { 0 }) | (if rsv1 { 0x40 } else { 0 }) | (opcode & 0x0f);
+    let mut h = [0u8; MAX_SERVER_HEADER_LEN];
+    let n = put_header(&mut h, fin, rsv1, opcode, len);
+    out.extend_from_slice(&h[..n]);
+}
+
+/// Write an unmasked frame header with the minimal length encoding (§5.2)
+/// at the start of `dst` (at least [`header_len`]`(len)` bytes); returns its
+/// length.
+#[inline]
+pub fn put_header(dst: &mut [u8], fin: bool, rsv1: bool, opcode: u8, len: usize) -> usize {
+    dst[0] = (if fin { 0x80 } else { 0 }) | (if rsv1 { 0x40 } else { 0 }) | (opcode & 0x0f);
     if len < 126 {
-        out.extend_from_slice(&[b0, len as u8]);
+        dst[1] = len as u8;
+        2
     } else if len <= 0xffff {
-        let l = (len as u16).to_be_bytes();
-        out.extend_from_slice(&[b0, 126, l[0], l[1]]);
+        dst[1] = 126;
+        dst[2..4].copy_from_slice(&(len as u16).to_be_bytes());
+        4
     } else {
-        let l = (len as u64).to_be_bytes();
-        out.extend_from_slice(&[b0, 127, l[0], l[1], l[2], l[3], l[4], l[5], l[6], l[7]]);
+        dst[1] = 127;
+        dst[2..10].copy_from_slice(&(len as u64).to_be_bytes());
+        10
     }
 }
 

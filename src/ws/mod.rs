@@ -12,7 +12,7 @@ pub mod mask;
 pub mod session;
 pub mod utf8;
 
-pub use session::WsSession;
+pub use session::{Body, WsSession};
 
 /// Close status codes (RFC 6455 §7.4.1).
 pub mod close {

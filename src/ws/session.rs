@@ -1,7 +1,7 @@
 //! One WebSocket connection, server side (RFC 6455), sans-IO.
 //!
 //! ```text
-//!   read():                       ┌────────────── control frame (whole, ≤125 B)
+//!   Receiver::read():             ┌────────────── control frame (whole, ≤125 B)
 //!                                 │               → Ping / Pong / Close event
 //!   ┌────────┐ header complete ───┤
 //!   │ Header │                    └────────────── data frame ──┐
@@ -21,11 +21,22 @@
 //! consumed in pieces, which is what lets invalid UTF-8 fail before the rest
 //! of the frame arrives (Autobahn 6.4.*) and lets the relay stream.
 //!
-//! Output: frames are appended to the caller's `out`. The caller owns and
-//! bounds it (backpressure lives in `server`).
+//! The session is two halves, so that a message borrowed from the
+//! [`Receiver`] can be answered through the [`Sender`] (echo, gateway replies)
+//! without copying it first. Output: frames are appended to the caller's
+//! `out`; the caller owns and bounds it (backpressure lives in `transport`).
+//! [`Sender::send_with`] lets the caller write a message body straight into
+//! `out` behind reserved header room.
+//!
+//! permessage-deflate state is made when first needed: the inflater at the
+//! first compressed frame, the deflater at the first message worth
+//! compressing, so an idle connection that negotiated the extension holds
+//! neither (a level-1 deflater with a 15-bit window is ~300 KiB).
 
 use super::deflate::{grow_capped, Compressor, Decompressor, DeflateParams};
-use super::frame::{self, FrameHeader, OP_BINARY, OP_CLOSE, OP_CONTINUATION, OP_PING, OP_PONG, OP_TEXT};
+use super::frame::{
+    self, FrameHeader, MAX_SERVER_HEADER_LEN, OP_BINARY, OP_CLOSE, OP_CONTINUATION, OP_PING, OP_PONG, OP_TEXT,
+};
 use super::mask::apply_mask;
 use super::utf8::Utf8Validator;
 use super::{close, Delivery, Event, Limits, WsError};
@@ -37,6 +48,11 @@ const KEEP_BUF: usize = 256 * 1024;
 /// Messages shorter than this are sent uncompressed (permitted per message,
 /// RFC 7692 §6): deflate cannot win on them.
 const MIN_COMPRESS: usize = 16;
+
+/// The deflater is made for the first message at least this long; shorter
+/// ones before it go uncompressed. So a connection that only ever gets
+/// status lines (a viewer before its ClientHello) holds no deflate state.
+const MAKE_DEFLATER_AT: usize = 1024;
 
 #[derive(Debug, Clone, Copy)]
 enum ReadState {
@@ -65,18 +81,21 @@ struct Message {
     stream: bool,
 }
 
-struct Deflate {
-    /// None when we send uncompressed (server_max_window_bits=8).
-    comp: Option<Compressor>,
-    decomp: Decompressor,
+/// Server-side WebSocket session: decodes client frames into [`Event`]s and
+/// encodes server frames. `rx` and `tx` may be used apart (see module docs).
+pub struct WsSession {
+    pub rx: Receiver,
+    pub tx: Sender,
 }
 
-/// Server-side WebSocket session: decodes client frames into [`Event`]s and
-/// encodes server frames.
-pub struct WsSession {
+/// The decoding half.
+pub struct Receiver {
     limits: Limits,
     delivery: Delivery,
-    deflate: Option<Deflate>,
+    /// Negotiated permessage-deflate, if any; `inflater` is made from it
+    /// at the first compressed frame.
+    deflate: Option<DeflateParams>,
+    inflater: Option<Box<Decompressor>>,
     state: ReadState,
     msg: Option<Message>,
     /// Message assembly buffer, reused across messages.
@@ -84,8 +103,59 @@ pub struct WsSession {
     /// `buf` holds a message handed out by the last `read`; clear it first.
     buf_delivered: bool,
     utf8: Utf8Validator,
-    close_sent: bool,
     close_received: bool,
+}
+
+/// The encoding half.
+pub struct Sender {
+    /// Negotiated permessage-deflate, if any; `deflater` is made from it at
+    /// the first message worth compressing.
+    deflate: Option<DeflateParams>,
+    deflater: Option<Box<Compressor>>,
+    close_sent: bool,
+}
+
+/// Where [`Sender::send_with`] put a message in `out`: the frame starts
+/// `gap` bytes after index `at`; `out[at..at + gap]` is unused header room
+/// the caller removes (`transport::Buf::close_gap`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Placed {
+    pub at: usize,
+    pub gap: usize,
+    /// Payload length on the wire (after compression).
+    pub payload: usize,
+    /// Message length before compression.
+    pub body: usize,
+}
+
+impl Placed {
+    /// Bytes of the frame on the wire: header and payload.
+    pub fn wire(&self) -> usize {
+        MAX_SERVER_HEADER_LEN - self.gap + self.payload
+    }
+}
+
+/// What a [`Sender::send_with`] body wrote.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Body {
+    /// Nothing: no message is sent.
+    Empty,
+    /// A message, compressed when permessage-deflate is in use.
+    Deflate,
+    /// A message sent uncompressed (RSV1 clear) whatever was negotiated:
+    /// data that does not compress, such as JPEG. RFC 7692 §6.1 lets the
+    /// sender choose per message; the deflater's history is untouched.
+    Raw,
+}
+
+impl From<bool> for Body {
+    fn from(sent: bool) -> Body {
+        if sent {
+            Body::Deflate
+        } else {
+            Body::Empty
+        }
+    }
 }
 
 fn proto(reason: &'static str) -> WsError {
@@ -103,40 +173,85 @@ fn too_big() -> WsError {
 impl WsSession {
     pub fn new(limits: Limits, delivery: Delivery, deflate: Option<DeflateParams>) -> Self {
         WsSession {
-            limits,
-            delivery,
-            deflate: deflate.map(|p| Deflate { comp: Compressor::new(&p), decomp: Decompressor::new(&p) }),
-            state: ReadState::Header,
-            msg: None,
-            buf: Vec::new(),
-            buf_delivered: false,
-            utf8: Utf8Validator::new(),
-            close_sent: false,
-            close_received: false,
+            rx: Receiver {
+                limits,
+                delivery,
+                deflate,
+                inflater: None,
+                state: ReadState::Header,
+                msg: None,
+                buf: Vec::new(),
+                buf_delivered: false,
+                utf8: Utf8Validator::new(),
+                close_received: false,
+            },
+            tx: Sender { deflate, deflater: None, close_sent: false },
         }
     }
 
     pub fn close_sent(&self) -> bool {
-        self.close_sent
+        self.tx.close_sent
     }
 
     pub fn close_received(&self) -> bool {
-        self.close_received
+        self.rx.close_received
     }
 
     pub fn deflate_enabled(&self) -> bool {
-        self.deflate.is_some()
+        self.rx.deflate.is_some()
+    }
+
+    /// Whether any deflate state has been made yet (memory accounting, tests).
+    pub fn deflate_allocated(&self) -> bool {
+        self.rx.inflater.is_some() || self.tx.deflater.is_some()
+    }
+
+    /// [`Receiver::read`] with this session's sender.
+    pub fn read<'a>(
+        &'a mut self,
+        input: &'a mut [u8],
+        out: &mut Vec<u8>,
+    ) -> Result<(usize, Option<Event<'a>>), WsError> {
+        self.rx.read(input, &mut self.tx, out)
+    }
+
+    pub fn send_text(&mut self, text: &str, out: &mut Vec<u8>) {
+        self.tx.send_text(text, out);
+    }
+
+    pub fn send_binary(&mut self, data: &[u8], out: &mut Vec<u8>) {
+        self.tx.send_binary(data, out);
+    }
+
+    pub fn send_binary_uncompressed(&mut self, data: &[u8], out: &mut Vec<u8>) {
+        self.tx.send_binary_uncompressed(data, out);
+    }
+
+    pub fn send_ping(&mut self, data: &[u8], out: &mut Vec<u8>) {
+        self.tx.send_ping(data, out);
+    }
+
+    pub fn send_close(&mut self, code: u16, reason: &str, out: &mut Vec<u8>) {
+        self.tx.send_close(code, reason, out);
+    }
+}
+
+impl Receiver {
+    pub fn close_received(&self) -> bool {
+        self.close_received
     }
 
     /// Decode from `input` (modified in place: unmasking). Returns (bytes
     /// consumed, at most one event); `(0, None)` means more input is needed,
     /// `(n > 0, None)` means progress without an event (call again). Automatic
-    /// replies (pong for ping, close echo) are appended to `out`. On `Err` the
-    /// caller calls `send_close(err.code, err.reason, out)` and stops reading.
-    /// After a Close was received, input is discarded and no event follows.
+    /// replies (pong for ping, close echo) are appended to `out` through `tx`.
+    /// On `Err` the caller sends `tx.send_close(err.code, err.reason, out)`
+    /// and stops reading. After a Close was received, input is discarded and
+    /// no event follows.
     pub fn read<'a>(
         &'a mut self,
         input: &'a mut [u8],
+        tx: &mut Sender,
         out: &mut Vec<u8>,
     ) -> Result<(usize, Option<Event<'a>>), WsError> {
         if self.close_received {
@@ -163,7 +278,7 @@ impl WsSession {
                     return Err(proto("reserved bit set"));
                 }
                 match h.opcode {
-                    OP_CLOSE | OP_PING | OP_PONG => return self.control(h, hlen, key, input, out),
+                    OP_CLOSE | OP_PING | OP_PONG => return self.control(h, hlen, key, input, tx, out),
                     OP_TEXT | OP_BINARY | OP_CONTINUATION => {}
                     _ => return Err(proto("reserved opcode")), // §5.2 %x3-7, %xB-F
                 }
@@ -234,6 +349,14 @@ impl WsSession {
         self.limits.max_message as u64
     }
 
+    /// The inflater, made at the first compressed frame.
+    fn inflater(&mut self) -> Result<&mut Decompressor, WsError> {
+        let Some(params) = &self.deflate else {
+            return Err(proto("RSV1 set without extension"));
+        };
+        Ok(self.inflater.get_or_insert_with(|| Box::new(Decompressor::new(params))))
+    }
+
     /// Consume what is present of a data frame's payload from `input[pos..]`.
     fn payload<'a>(
         &'a mut self,
@@ -263,10 +386,10 @@ impl WsSession {
             }
         } else if msg.compressed {
             let start = self.buf.len();
-            let Some(d) = self.deflate.as_mut() else {
-                return Err(proto("RSV1 set without extension"));
-            };
-            d.decomp.inflate(chunk, &mut self.buf, max)?;
+            let mut buf = std::mem::take(&mut self.buf);
+            let inflated = self.inflater().and_then(|d| d.inflate(chunk, &mut buf, max));
+            self.buf = buf;
+            inflated?;
             if msg.text {
                 self.utf8.feed(&self.buf[start..]).map_err(|_| bad_utf8())?;
             }
@@ -299,9 +422,10 @@ impl WsSession {
         }
         if msg.compressed {
             let start = self.buf.len();
-            if let Some(d) = self.deflate.as_mut() {
-                d.decomp.finish_message(&mut self.buf, max)?;
-            }
+            let mut buf = std::mem::take(&mut self.buf);
+            let finished = self.inflater().and_then(|d| d.finish_message(&mut buf, max));
+            self.buf = buf;
+            finished?;
             if msg.text {
                 self.utf8.feed(&self.buf[start..]).map_err(|_| bad_utf8())?;
             }
@@ -325,6 +449,7 @@ impl WsSession {
         hlen: usize,
         key: [u8; 4],
         input: &'a mut [u8],
+        tx: &mut Sender,
         out: &mut Vec<u8>,
     ) -> Result<(usize, Option<Event<'a>>), WsError> {
         // §5.5: "All control frames MUST have a payload length of 125 bytes
@@ -349,7 +474,7 @@ impl WsSession {
         match h.opcode {
             OP_PING => {
                 // §5.5.2: answer with a Pong carrying the same data.
-                if !self.close_sent {
+                if !tx.close_sent {
                     frame::write_header(out, true, false, OP_PONG, n);
                     out.extend_from_slice(payload);
                 }
@@ -360,10 +485,34 @@ impl WsSession {
                 let (code, reason) = parse_close(payload)?;
                 self.close_received = true;
                 // §5.5.1: reply with a Close, echoing the status code.
-                self.send_close(code, "", out);
+                tx.send_close(code, "", out);
                 Ok((used, Some(Event::Close { code, reason })))
             }
         }
+    }
+}
+
+impl Sender {
+    pub fn close_sent(&self) -> bool {
+        self.close_sent
+    }
+
+    /// permessage-deflate was negotiated with a window we can compress with.
+    fn compresses(&self) -> bool {
+        self.deflate.is_some_and(|p| p.server_max_window_bits >= 9)
+    }
+
+    /// The deflater for a message of `len` bytes: made at the first message
+    /// of [`MAKE_DEFLATER_AT`] bytes or more; None when this message goes
+    /// uncompressed (too short, no extension, or window bits 8).
+    fn deflater(&mut self, len: usize) -> Option<&mut Compressor> {
+        if len < MIN_COMPRESS || (self.deflater.is_none() && len < MAKE_DEFLATER_AT) {
+            return None;
+        }
+        if self.deflater.is_none() {
+            self.deflater = Compressor::new(self.deflate.as_ref()?).map(Box::new);
+        }
+        self.deflater.as_deref_mut()
     }
 
     /// Send a text message (one frame; compressed when negotiated).
@@ -386,22 +535,94 @@ impl WsSession {
     }
 
     fn send_data(&mut self, opcode: u8, data: &[u8], compress: bool, out: &mut Vec<u8>) {
-        // §5.5.1: no data frames after our Close.
+        if let Some(p) = self.place_message(opcode, data, compress, out) {
+            out.drain(p.at..p.at + p.gap);
+        }
+    }
+
+    /// Append one data message with payload `data` (compressed straight from
+    /// `data` when negotiated) behind [`MAX_SERVER_HEADER_LEN`] bytes of
+    /// header room; see [`Placed`]. None after our Close (§5.5.1).
+    pub fn send_message(&mut self, opcode: u8, data: &[u8], out: &mut Vec<u8>) -> Option<Placed> {
+        self.place_message(opcode, data, true, out)
+    }
+
+    fn place_message(&mut self, opcode: u8, data: &[u8], compress: bool, out: &mut Vec<u8>) -> Option<Placed> {
         if self.close_sent {
-            return;
+            return None;
         }
-        if compress && data.len() >= MIN_COMPRESS {
-            if let Some(comp) = self.deflate.as_mut().and_then(|d| d.comp.as_mut()) {
-                let z = comp.compress(data);
-                out.reserve(frame::header_len(z.len()) + z.len());
-                frame::write_header(out, true, true, opcode, z.len());
-                out.extend_from_slice(z);
-                return;
+        let at = out.len();
+        out.reserve(MAX_SERVER_HEADER_LEN + data.len());
+        out.resize(at + MAX_SERVER_HEADER_LEN, 0);
+        let deflater = if compress { self.deflater(data.len()) } else { None };
+        let compressed = match deflater {
+            Some(comp) => {
+                comp.compress_into(data, out);
+                true
             }
+            None => {
+                out.extend_from_slice(data);
+                false
+            }
+        };
+        let payload = out.len() - at - MAX_SERVER_HEADER_LEN;
+        let gap = place_header(out, at, compressed, opcode, payload);
+        Some(Placed { at, gap, payload, body: data.len() })
+    }
+
+    /// Append one data message (`opcode` text or binary, one frame) whose
+    /// body `body` appends to the Vec it is given and answers what it wrote
+    /// ([`Body`]; `false` is [`Body::Empty`], `true` [`Body::Deflate`]).
+    /// Without compression the body is written straight into `out` behind
+    /// [`MAX_SERVER_HEADER_LEN`] bytes of header room; with compression it
+    /// goes to `scratch` first and is deflated into `out`, or copied there
+    /// as it is for [`Body::Raw`] (the one copy either way). The header is
+    /// written just before the payload; the room it did not need is
+    /// reported in [`Placed`] for the caller to remove. A text body must be
+    /// UTF-8 (the caller's contract). None: nothing was sent.
+    pub fn send_with<B: Into<Body>>(
+        &mut self,
+        opcode: u8,
+        out: &mut Vec<u8>,
+        scratch: &mut Vec<u8>,
+        body: impl FnOnce(&mut Vec<u8>) -> B,
+    ) -> Option<Placed> {
+        if self.close_sent {
+            return None;
         }
-        out.reserve(frame::header_len(data.len()) + data.len());
-        frame::write_header(out, true, false, opcode, data.len());
-        out.extend_from_slice(data);
+        let at = out.len();
+        out.resize(at + MAX_SERVER_HEADER_LEN, 0);
+        let (compressed, len) = if self.compresses() {
+            scratch.clear();
+            let deflater = match body(scratch).into() {
+                Body::Empty => {
+                    out.truncate(at);
+                    return None;
+                }
+                Body::Deflate => self.deflater(scratch.len()),
+                Body::Raw => None,
+            };
+            let compressed = match deflater {
+                Some(comp) => {
+                    comp.compress_into(scratch, out);
+                    true
+                }
+                None => {
+                    out.extend_from_slice(scratch);
+                    false
+                }
+            };
+            (compressed, scratch.len())
+        } else {
+            if body(out).into() == Body::Empty {
+                out.truncate(at);
+                return None;
+            }
+            (false, out.len() - at - MAX_SERVER_HEADER_LEN)
+        };
+        let payload = out.len() - at - MAX_SERVER_HEADER_LEN;
+        let gap = place_header(out, at, compressed, opcode, payload);
+        Some(Placed { at, gap, payload, body: len })
     }
 
     /// Send a Ping; `data` beyond 125 bytes is cut (§5.5).
@@ -435,6 +656,16 @@ impl WsSession {
         out.extend_from_slice(&code.to_be_bytes());
         out.extend_from_slice(reason);
     }
+}
+
+/// `out[at..at + MAX_SERVER_HEADER_LEN]` is header room and `payload` bytes
+/// follow it: write the minimal header right before the payload (§5.2).
+/// Returns the unused room at the front.
+fn place_header(out: &mut [u8], at: usize, rsv1: bool, opcode: u8, payload: usize) -> usize {
+    let hlen = frame::header_len(payload);
+    let gap = MAX_SERVER_HEADER_LEN - hlen;
+    frame::put_header(&mut out[at + gap..], true, rsv1, opcode, payload);
+    gap
 }
 
 /// Close frame body (§5.5.1): empty, or a 2-byte code then UTF-8 reason.
@@ -918,25 +1149,48 @@ mod tests {
 
     /// RFC 7692 §6.1: a message may go uncompressed (RSV1 clear) between
     /// compressed ones; the client's inflater, fed only the compressed ones,
-    /// still decodes everything after it with context takeover.
+    /// still decodes everything after it with context takeover. The same
+    /// through `send_with` (`Body::Raw` copied from the scratch as it is,
+    /// `Body::Deflate` deflated from it).
     #[test]
     fn uncompressed_message_between_compressed_ones() {
         let (p, _) = negotiate("permessage-deflate").unwrap();
         let mut server = WsSession::new(limits(1 << 20), Delivery::Whole, Some(p));
-        let text = b"the same words the same words the same words".to_vec();
+        // Long enough for the deflater to be made (MAKE_DEFLATER_AT).
+        let text = b"the same words ".repeat(100);
         let jpeg: Vec<u8> = (0..5000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8).collect();
         let mut out = Vec::new();
         server.send_binary(&text, &mut out);
         server.send_binary_uncompressed(&jpeg, &mut out);
         server.send_binary(&text, &mut out);
+        let mut scratch = Vec::new();
+        let mut with = |body: Body, data: &[u8], out: &mut Vec<u8>| {
+            let p = server.tx.send_with(OP_BINARY, out, &mut scratch, |v| {
+                v.extend_from_slice(data);
+                body
+            });
+            let p = p.unwrap();
+            assert_eq!(p.body, data.len());
+            out.drain(p.at..p.at + p.gap);
+        };
+        with(Body::Raw, &jpeg, &mut out);
+        with(Body::Deflate, &text, &mut out);
         let mut d = Decompressor::new(&p);
         let msgs = client_decode(&out, &mut d);
-        assert_eq!(msgs, vec![(OP_BINARY, text.clone()), (OP_BINARY, jpeg.clone()), (OP_BINARY, text.clone())]);
-        // The raw one really is raw: RSV1 clear, the payload as given.
-        let first = frame::parse_header(&out).unwrap().unwrap();
-        let second = frame::parse_header(&out[first.1 + first.0.payload_len as usize..]).unwrap().unwrap();
-        assert!(first.0.rsv1 && !second.0.rsv1);
-        assert_eq!(second.0.payload_len, 5000);
+        let want = [&text, &jpeg, &text, &jpeg, &text].map(|m| (OP_BINARY, m.clone()));
+        assert_eq!(msgs, want);
+        // The raw ones really are raw: RSV1 clear, the payload as given.
+        let mut at = 0;
+        let mut rsv1 = Vec::new();
+        while at < out.len() {
+            let (h, n) = frame::parse_header(&out[at..]).unwrap().unwrap();
+            rsv1.push(h.rsv1);
+            if !h.rsv1 {
+                assert_eq!(h.payload_len, 5000);
+            }
+            at += n + h.payload_len as usize;
+        }
+        assert_eq!(rsv1, [true, false, true, false, true]);
     }
 
     #[test]
@@ -997,7 +1251,7 @@ mod tests {
                 let wire = cframe(op, &z);
                 let (evs, _) = drive(&mut s, &wire, &[100, 5000]);
                 assert_eq!(evs, [Ev::Err(1009)]);
-                assert!(s.buf.capacity() <= (1 << 20) + 1, "{}", s.buf.capacity());
+                assert!(s.rx.buf.capacity() <= (1 << 20) + 1, "{}", s.rx.buf.capacity());
             }
         }
         // The same bomb split over many fragments.
@@ -1020,7 +1274,7 @@ mod tests {
         }
         let (evs, _) = drive(&mut s, &w, &[]);
         assert_eq!(evs.len(), 10);
-        assert!(s.buf.capacity() >= 2000 && s.buf.capacity() <= 8192, "{}", s.buf.capacity());
+        assert!(s.rx.buf.capacity() >= 2000 && s.rx.buf.capacity() <= 8192, "{}", s.rx.buf.capacity());
     }
 
     #[test]
@@ -1031,7 +1285,7 @@ mod tests {
         w.extend_from_slice(&[1, 2, 3]);
         let mut s = WsSession::new(limits(1 << 20), Delivery::Whole, None);
         assert_eq!(drive(&mut s, &w, &[]).0, [Ev::Err(1009)]);
-        assert_eq!(s.buf.capacity(), 0);
+        assert_eq!(s.rx.buf.capacity(), 0);
     }
 
     /// In-memory duplex for driving tungstenite as an independent client.
@@ -1089,5 +1343,61 @@ mod tests {
         assert_eq!(got[1], Message::Text("reply".into()));
         assert_eq!(got[2], Message::Binary(big));
         assert!(matches!(got[3], Message::Close(Some(ref f)) if u16::from(f.code) == 1000 && f.reason == "done"));
+    }
+
+    /// Remove the header room `send_with` did not use, as the caller's buffer does.
+    fn close(out: &mut Vec<u8>, p: Placed) {
+        out.drain(p.at..p.at + p.gap);
+    }
+
+    #[test]
+    fn send_with_writes_minimal_frames_in_place() {
+        for len in [0usize, 1, 125, 126, 65535, 65536, 70000] {
+            let body: Vec<u8> = (0..len).map(|i| (i * 31) as u8).collect();
+            let mut s = session();
+            let mut out = b"prefix".to_vec();
+            let mut scratch = Vec::new();
+            let p =
+                s.tx.send_with(OP_BINARY, &mut out, &mut scratch, |v| {
+                    v.extend_from_slice(&body);
+                    true
+                })
+                .unwrap();
+            assert_eq!((p.at, p.payload), (6, len));
+            assert!(scratch.is_empty(), "no intermediate copy without deflate");
+            close(&mut out, p);
+            let mut want = b"prefix".to_vec();
+            s.send_binary(&body, &mut want);
+            assert_eq!(out, want, "len {len}");
+        }
+        // "nothing to send" leaves `out` as it was.
+        let mut out = b"x".to_vec();
+        assert_eq!(session().tx.send_with(OP_BINARY, &mut out, &mut Vec::new(), |_| false), None);
+        assert_eq!(out, b"x");
+    }
+
+    #[test]
+    fn send_with_deflates_through_scratch() {
+        let mut s = deflate_session("permessage-deflate", 1 << 20, Delivery::Whole);
+        assert!(!s.deflate_allocated(), "deflate state is made when first needed");
+        // Short messages before the first long one go uncompressed and make none.
+        let mut out = Vec::new();
+        s.send_text("status: connecting to the VNC server", &mut out);
+        assert_eq!(out[0] & 0x40, 0, "RSV1 clear");
+        assert!(!s.deflate_allocated());
+        let text = "hello hello hello hello hello hello".repeat(40);
+        let mut out = Vec::new();
+        let mut scratch = Vec::new();
+        let p =
+            s.tx.send_with(OP_TEXT, &mut out, &mut scratch, |v| {
+                v.extend_from_slice(text.as_bytes());
+                true
+            })
+            .unwrap();
+        assert!(s.deflate_allocated());
+        close(&mut out, p);
+        assert!(p.payload < text.len() / 4, "compressed");
+        let mut d = Decompressor::new(&DeflateParams::default());
+        assert_eq!(client_decode(&out, &mut d), [(OP_TEXT, text.into_bytes())]);
     }
 }

@@ -10,6 +10,9 @@
 // RELAY_CMD: command template with {listen} and {target} (HOST:PORT), e.g.
 //   websockify {listen} {target}
 //   target/release/wsvnc --listen {listen} --target {target} --relay --allow-origin *
+// RELAY_TLS_SPKI: set when the relay serves TLS (noVNC then connects to
+// wss://); the base64 SHA-256 of its public key (scripts/test-ca.sh writes
+// it), which Chromium is told to trust (--ignore-certificate-errors-spki-list).
 
 import { after, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -37,6 +40,8 @@ const TOKEN = `wsvnc-Typed_${crypto.randomBytes(4).toString('hex')} 42.ok`;
 const CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic',
     '--no-first-run', '--disable-background-networking', '--disable-component-update',
     '--disable-sync'];
+
+const TLS_SPKI = process.env.RELAY_TLS_SPKI || '';
 
 const ctx = {};
 
@@ -70,7 +75,7 @@ const inPage = { readCanvas: () => window.readCanvas(), canvasPng: () => window.
 const expectCanvasMatchesXHere = (page, label) =>
     expectCanvasMatchesX(page, { display: ctx.display, width: WIDTH, height: HEIGHT, label, ...inPage });
 
-describe('noVNC through RELAY_CMD to Xvnc', { timeout: 180000 }, () => {
+describe(`noVNC through RELAY_CMD to Xvnc${TLS_SPKI ? ' over wss://' : ''}`, { timeout: 180000 }, () => {
     // Setup is a test of its own (not a `before` hook) so that a missing
     // prerequisite shows up as a failed test in the counts, not as
     // "cancelled".
@@ -106,13 +111,15 @@ describe('noVNC through RELAY_CMD to Xvnc', { timeout: 180000 }, () => {
         ctx.http = await startStaticServer();
 
         const { chromium } = await import('playwright-core');
-        ctx.browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: CHROMIUM_ARGS });
+        const tlsArgs = TLS_SPKI ? [`--ignore-certificate-errors-spki-list=${TLS_SPKI}`] : [];
+        ctx.browser = await chromium.launch({ executablePath: CHROMIUM, headless: true,
+                                              args: [...CHROMIUM_ARGS, ...tlsArgs] });
         phase('Chromium launched');
         ctx.page = await ctx.browser.newPage({ viewport: { width: 1024, height: 700 } });
         ctx.consoleLog = [];
         ctx.page.on('console', (m) => ctx.consoleLog.push(`${m.type()}: ${m.text()}`));
         ctx.page.on('pageerror', (e) => ctx.consoleLog.push(`pageerror: ${e.message}`));
-        const wsUrl = `ws://127.0.0.1:${ctx.relayPort}/websockify`;
+        const wsUrl = `${TLS_SPKI ? 'wss' : 'ws'}://127.0.0.1:${ctx.relayPort}/websockify`;
         await ctx.page.goto(`http://127.0.0.1:${ctx.http.address().port}/?ws=${encodeURIComponent(wsUrl)}`);
         await waitFor('noVNC to connect', async () => {
             assertRunning(ctx.relay);

@@ -52,6 +52,7 @@ fn status(site: &mut Site, h: &Head, now: Instant) -> (u16, String) {
             (status, text)
         }
         Action::Upgrade(up) => (101, format!("{up:?}")),
+        Action::File(f) => panic!("route() reads files itself, got {f:?}"),
     }
 }
 

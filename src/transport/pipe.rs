@@ -124,7 +124,7 @@ impl Splice {
     /// Only when idle. Ok(0) is the target's end of stream.
     pub fn fill(&mut self, from: &Stream) -> io::Result<usize> {
         debug_assert!(self.is_idle());
-        let n = splice(stream_fd(from), self.pipe.w.as_raw_fd(), self.pipe.cap)?;
+        let n = splice(from.as_raw_fd(), self.pipe.w.as_raw_fd(), self.pipe.cap)?;
         if n > 0 {
             self.in_pipe = n;
             self.header_len = frame_header(&mut self.header, n) as u8;
@@ -168,26 +168,7 @@ impl Splice {
 /// An unmasked FIN binary frame header for `n` payload bytes (RFC 6455
 /// §5.2, minimal length encoding). Returns its length.
 fn frame_header(h: &mut [u8; 10], n: usize) -> usize {
-    h[0] = 0x82;
-    if n <= 125 {
-        h[1] = n as u8;
-        2
-    } else if n <= 0xffff {
-        h[1] = 126;
-        h[2..4].copy_from_slice(&(n as u16).to_be_bytes());
-        4
-    } else {
-        h[1] = 127;
-        h[2..10].copy_from_slice(&(n as u64).to_be_bytes());
-        10
-    }
-}
-
-fn stream_fd(s: &Stream) -> RawFd {
-    match s {
-        Stream::Tcp(t) => t.as_raw_fd(),
-        Stream::Unix(u) => u.as_raw_fd(),
-    }
+    crate::ws::frame::put_header(h, true, false, crate::ws::frame::OP_BINARY, n)
 }
 
 #[cfg(target_os = "linux")]
@@ -255,7 +236,7 @@ mod tests {
         // target ⇄ (t_peer = relay's target side) and (b_relay = relay's browser side) ⇄ browser
         let (mut target, t_relay) = mio::net::UnixStream::pair().unwrap();
         let (b_relay, mut browser) = std::os::unix::net::UnixStream::pair().unwrap();
-        let from = Stream::Unix(t_relay);
+        let from = Stream::unix(t_relay);
         let data: Vec<u8> = (0..70_000u32).map(|i| (i * 7) as u8).collect();
         target.write_all(&data[..200]).unwrap();
         let mut pool = PipePool::new(4);
@@ -303,7 +284,7 @@ mod tests {
         let (b_relay, mut browser) = StdUnix::pair().unwrap();
         t_relay.set_nonblocking(true).unwrap();
         b_relay.set_nonblocking(true).unwrap();
-        let from = Stream::Unix(mio::net::UnixStream::from_std(t_relay));
+        let from = Stream::unix(mio::net::UnixStream::from_std(t_relay));
         let data: Vec<u8> = (0..3_000_000u32).map(|i| (i ^ (i >> 9)) as u8).collect();
         let sent = data.clone();
         let writer = std::thread::spawn(move || {
