@@ -1,39 +1,24 @@
 // The remote screen: one <canvas> whose bitmap is the remote desktop (one canvas pixel per
 // remote pixel), drawing whole frames at once, the remote cursor, and scaling.
 //
-// Drawing ops (Resize, Fill, Copy, Pixels, Palette, Jpeg, Png, ImageBegin) are queued until
-// EndFrame and then applied in order inside one task, so the browser never paints half a frame
-// (docs/protocol.md, "Pacing"). A picture sent in parts (EndPart) is held until its last part
-// and then applied as one frame; frames that arrive between its parts are applied at once
-// (the gateway sends only frames that do not overlap the held picture). Copy reads the canvas as
-// it is at that point of the frame (CopyRect semantics). Images (JPEG, PNG; whole, or in
-// ImageData pieces) start decoding off the main thread (createImageBitmap) as soon as all their
-// bytes are in; a frame is applied once all its images are decoded. Frames are applied in
-// order, except that a frame whose rectangles overlap none of an earlier, still undrawn frame's
-// (Copy sources count) is drawn without waiting for it: a small change is not held up by the
-// decoding of a large picture elsewhere. The result is the same as in order.
+// Frames (docs/protocol.md "Pacing"): drawing ops are queued until EndFrame and applied in
+// order in one task, never half a frame; a picture's parts (EndPart) are held until its last
+// part. Images decode off the main thread (createImageBitmap) once all their bytes are in; a
+// frame waits for its own images, and for earlier undrawn frames only where they overlap.
 //
-// Scaling. "native" (1:1) means one remote pixel per *CSS* pixel: a 1920×1080 desktop has
-// the same on-screen size as a 1920×1080 web page, whatever devicePixelRatio is, and the
-// remote-resize request asks for the window size in CSS pixels. On a HiDPI screen the canvas
-// is then upscaled by devicePixelRatio with `image-rendering: pixelated`, which keeps edges
-// sharp at integer ratios. "fit" scales the canvas to the largest size that fits the window
-// with its aspect kept; pixelated when that enlarges, smooth when it shrinks.
-// Pointer coordinates are mapped from the canvas's on-screen box (getBoundingClientRect) to
-// its bitmap size, which is correct for every mode, zoom level and ratio.
+// Scaling: "native" = one remote pixel per CSS pixel (upscaled by devicePixelRatio, pixelated);
+// "fit" = the largest size with the aspect kept. Pointer positions map from the canvas's
+// on-screen box (getBoundingClientRect) to its bitmap, right for every mode and zoom.
 
 import { S, ProtocolError } from './protocol.js';
 
-// A frame is composed from the current framebuffer, so it covers the desktop at most about
-// once: more than twice the desktop's pixels (plus slack), or this many ops, without an
-// EndFrame is a broken gateway, and memory must not grow with it.
+// A frame covers the desktop about once: more than twice its pixels (plus slack), or this many
+// ops, without an EndFrame is a broken gateway.
 const MAX_FRAME_OPS = 1 << 20;
 const FRAME_SLACK_BYTES = 1 << 20;
 // Frames ended but still waiting for their images: the gateway's pacing keeps this small.
 const MAX_FRAMES_WAITING = 64;
-// Side of the tiles frames are compared by first; rectangles are compared when tiles overlap
-// and both frames have at most EXACT_RECTS of them (else they count as overlapping).
-const TILE = 64;
+// Frames with more rectangles than this count as overlapping every other frame.
 const EXACT_RECTS = 64;
 
 export class Display {
@@ -130,10 +115,7 @@ export class Display {
     this.waiting = 0;
   }
 
-  /**
-   * Ends a part of a picture: holds it (its images keep decoding) until the last part.
-   * Throws a ProtocolError when the picture grows too big.
-   */
+  /** Ends a part of a picture: held (its images keep decoding) until the last part. */
   endPart() {
     const h = this.held || (this.held = { ops: [], decodes: [], bytes: 0 });
     for (const m of this.ops) h.ops.push(m);
@@ -146,9 +128,8 @@ export class Display {
   }
 
   /**
-   * Ends the frame being received (`picture`: the last part of a held picture, which is
-   * drawn with it): resolves once it is drawn (after every earlier frame and its own
-   * images), with the time drawing started; rejects with a ProtocolError for a bad op.
+   * Ends the frame (`picture`: a held picture's last part): resolves with the time drawing
+   * started once drawn; rejects with a ProtocolError for a bad op.
    */
   endFrame(picture = false) {
     let ops = this.ops, decodes = this.decodes;
@@ -178,27 +159,17 @@ export class Display {
     return done;
   }
 
-  /** Where `ops` draw or copy from: a bitset of 64×64 tiles, and the rectangles [x0, y0, x1, y1]. */
+  /** Where `ops` draw or copy from: rectangles [x0, y0, x1, y1] (null: too many). */
   areaOf(ops) {
-    const cols = Math.ceil(Math.max(this.width, 1) / TILE);
-    const rows = Math.ceil(Math.max(this.height, 1) / TILE);
-    const tiles = new Uint32Array(Math.ceil((cols * rows) / 32));
-    const rects = [];
-    const mark = (x, y, w, h) => {
-      if (w === 0 || h === 0) return;
-      rects.push([x, y, x + w, y + h]);
-      const c1 = Math.min(cols - 1, Math.floor((x + w - 1) / TILE));
-      const r1 = Math.min(rows - 1, Math.floor((y + h - 1) / TILE));
-      for (let r = Math.floor(y / TILE); r <= r1; r++) {
-        for (let c = Math.floor(x / TILE); c <= c1; c++) tiles[(r * cols + c) >> 5] |= 1 << ((r * cols + c) & 31);
-      }
-    };
+    let rects = [];
+    const mark = (x, y, w, h) => { if (w && h) rects.push([x, y, x + w, y + h]); };
     for (const m of ops) {
       if (m.w === undefined) continue;
       mark(m.x, m.y, m.w, m.h);
       if (m.type === S.COPY) mark(m.sx, m.sy, m.w, m.h);
     }
-    return { tiles, rects };
+    if (rects.length > EXACT_RECTS) rects = null;
+    return { rects };
   }
 
   /** Draws every undrawn frame that is decoded and not behind an earlier frame it overlaps. */
@@ -315,9 +286,7 @@ export class Display {
 
 /** Whether two frames' areas (see Display.areaOf) may overlap. */
 function overlap(e, f) {
-  if (e.tiles.length !== f.tiles.length) return true;
-  if (!e.tiles.some((w, k) => (w & f.tiles[k]) !== 0)) return false;
-  if (e.rects.length > EXACT_RECTS || f.rects.length > EXACT_RECTS) return true;
+  if (!e.rects || !f.rects) return true;
   return e.rects.some((a) => f.rects.some((b) => a[0] < b[2] && b[0] < a[2] && a[1] < b[3] && b[1] < a[3]));
 }
 

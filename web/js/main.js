@@ -10,7 +10,6 @@ import { Display } from './display.js';
 import { Keyboard } from './keyboard.js';
 import { XK } from './keysyms.js';
 import { Pointer } from './pointer.js';
-import { Touch } from './touch.js';
 import { Clipboard } from './clipboard.js';
 import { Stats } from './stats.js';
 import { UI } from './ui.js';
@@ -45,7 +44,6 @@ const keyboard = new Keyboard(kbd, (keysym, down, code) => {
 const pointer = new Pointer(canvas, display, (x, y, mask) => {
   if (canInput()) send(P.pointer(x, y, mask));
 });
-const touch = new Touch(canvas, display, pointer);
 const clipboard = new Clipboard($('clip-text'), $('clip-send'), $('clip-note'), (text) => {
   if (!canInput()) return false;
   send(P.clipboard(text));
@@ -60,7 +58,13 @@ keyboard.onStickyChange = (held) => {
 
 const focusKeyboard = () => { if (!settings.view_only) kbd.focus({ preventScroll: true }); };
 pointer.onActivate = focusKeyboard;
-touch.onActivate = () => {}; // a tap must not pop up the phone keyboard; the toolbar does that
+// Touch gestures only where there is a touchscreen (the module is not fetched otherwise).
+if (navigator.maxTouchPoints > 0 || 'ontouchstart' in window) {
+  import('./touch.js').then(({ Touch }) => {
+    // A tap must not pop up the phone keyboard; the toolbar does that.
+    new Touch(canvas, display, pointer).onActivate = () => {};
+  });
+}
 
 // ---- messages from the gateway ---------------------------------------------------------
 
@@ -150,8 +154,8 @@ function endFrame(id, t, picture) {
   });
 }
 
-// A frame may be drawn before an earlier one that is still decoding (Display.drawReady); FrameAck
-// is cumulative, so it names the newest frame with every earlier one drawn too.
+// Frames may be drawn out of order (Display.drawReady); FrameAck names the newest frame drawn
+// with every earlier one.
 function painted(s, id) {
   s.painted.add(id);
   let last = null;

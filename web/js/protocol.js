@@ -1,4 +1,4 @@
-// wsvnc browser protocol v2 (docs/protocol.md): decode server messages, encode
+// wsvnc browser protocol v3 (docs/protocol.md): decode server messages, encode
 // browser messages. Pure functions, no DOM: also imported by Node unit tests.
 // All integers little-endian; `str` = u32 byte length + UTF-8.
 
