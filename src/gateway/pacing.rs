@@ -644,13 +644,18 @@ impl Pacer {
     }
 }
 
-/// JPEG quality levels a viewer's pictures are encoded at.
-pub const LEVELS: [u8; 9] = [15, 20, 30, 40, 50, 60, 70, 80, 90];
+/// JPEG quality levels a viewer's pictures are encoded at. None above 80:
+/// 90 switches the encoder to 4:4:4 chroma, about twice the bytes and the
+/// encoding time of 80 (the gateway's CPU is what a small change waits
+/// for on a LAN), while every lossy area is refined to exact pixels once
+/// it stops changing anyway. (TigerVNC's default for noVNC, quality level
+/// 6, is comparable.)
+pub const LEVELS: [u8; 8] = [15, 20, 30, 40, 50, 60, 70, 80];
 
 /// Bytes per photo-like pixel of a JPEG at each level, for typical
 /// photographic and rendered content (the 14 gnome-backgrounds wallpapers at
 /// 640×480, one image each, optimised Huffman tables: examples/photo_bytes).
-const DEFAULT_BPP: [f64; 9] = [0.038, 0.046, 0.060, 0.072, 0.083, 0.094, 0.112, 0.141, 0.275];
+const DEFAULT_BPP: [f64; 8] = [0.038, 0.046, 0.060, 0.072, 0.083, 0.094, 0.112, 0.141];
 
 /// Lowest and highest content factor the model believes.
 const MIN_FACTOR: f64 = 0.1;
