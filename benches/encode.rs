@@ -15,7 +15,7 @@ use std::process::Command;
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
 use wsvnc::fb::{Framebuffer, Rect};
-use wsvnc::gateway::encode::Encoder;
+use wsvnc::gateway::encode::{Encoder, Lossy};
 
 const W: u16 = 1920;
 const H: u16 = 64;
@@ -83,6 +83,7 @@ fn bench(c: &mut Criterion) {
     let mut g = c.benchmark_group("encode 1920x64");
     g.throughput(Throughput::Elements(W as u64 * H as u64));
     for (name, fb, q) in &cases {
+        let q = &q.map(|quality| Lossy { quality, bpp: 0.1 });
         let mut enc = Encoder::default();
         let (mut out, mut notes) = (Vec::new(), Vec::new());
         enc.run(fb, fb.full_rect(), *q, &mut out, &mut notes);

@@ -69,7 +69,7 @@ impl WsClient {
             sock,
             "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
              Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\
-             Sec-WebSocket-Protocol: wsvnc.v2\r\n{ext}\r\n"
+             Sec-WebSocket-Protocol: wsvnc.v3\r\n{ext}\r\n"
         )?;
         let mut c = WsClient {
             sock,
@@ -95,8 +95,8 @@ impl WsClient {
         if !head.starts_with("http/1.1 101") {
             return Err(io::Error::other(format!("no upgrade: {}", head.lines().next().unwrap_or(""))));
         }
-        if !head.contains("sec-websocket-protocol: wsvnc.v2") {
-            return Err(io::Error::other("subprotocol wsvnc.v2 not echoed"));
+        if !head.contains("sec-websocket-protocol: wsvnc.v3") {
+            return Err(io::Error::other("subprotocol wsvnc.v3 not echoed"));
         }
         if let Some(line) = head.lines().find(|l| l.starts_with("sec-websocket-extensions:")) {
             if line.contains("permessage-deflate") {
@@ -289,7 +289,10 @@ fn run_viewer(
             let msgs = canvas.apply(&msg).map_err(io::Error::other)?;
             for m in msgs {
                 match m {
-                    Msg::EndFrame(id) => {
+                    // A picture's held parts are only received; its last
+                    // part ends a frame (docs/protocol.md, EndPart).
+                    Msg::EndPart(id, false) => ws.send(&enc::received(id))?,
+                    Msg::EndFrame(id) | Msg::EndPart(id, true) => {
                         ws.send(&enc::ack(id))?;
                         ctr.frames.fetch_add(1, Ordering::Relaxed);
                         if let (Some(p), Some((x, y, t))) = (&probe, pending) {

@@ -5,10 +5,13 @@
 //! Each wallpaper of Debian's gnome-backgrounds is scaled to 640×480 by
 //! ImageMagick (`convert`) and encoded as one update of that whole area, the
 //! way the gateway encodes a window whose content changed: v1 as 64×64
-//! Pixels blocks of RGBA, v2 through `gateway::encode::Encoder`. Both go
-//! through one permessage-deflate stream (zlib level 1, raw, sync flush,
-//! context kept: what the gateway does), JPEG messages uncompressed as the
-//! gateway sends them.
+//! Pixels blocks of RGBA, v2 as one picture through
+//! `gateway::encode::Encoder::picture` (photo-like areas one JPEG, optimised
+//! Huffman tables), and the refinement that follows as `Encoder::refine`
+//! (exact: Palette, or PNG for photo-like pieces) row by row. Deflatable
+//! messages go through one permessage-deflate stream (zlib level 1, raw,
+//! sync flush, context kept: what the gateway does), JPEG and PNG messages
+//! uncompressed as the gateway sends them.
 //!
 //! Usage: cargo run --release --example photo_bytes
 
@@ -16,7 +19,8 @@ use std::process::Command;
 
 use flate2::{Compress, Compression, FlushCompress};
 use wsvnc::fb::{Framebuffer, Rect};
-use wsvnc::gateway::encode::{Encoder, Form};
+use wsvnc::gateway::encode::{Encoder, Lossy};
+use wsvnc::gateway::pacing::{JpegModel, LEVELS};
 
 const W: u16 = 640;
 const H: u16 = 480;
@@ -80,17 +84,28 @@ fn main() {
         }
         let mut row = vec![v1];
         let mut enc = Encoder::default();
+        let model = JpegModel::default();
+        let runs: Vec<Rect> = (0..H).step_by(64).map(|ty| Rect::new(0, ty, W, (H - ty).min(64))).collect();
         for q in qualities.iter().map(|&q| Some(q)).chain([None]) {
             let mut z = Compress::new(Compression::new(1), false);
-            let mut wire = 0;
-            for ty in (0..H).step_by(64) {
-                let (mut out, mut notes) = (Vec::new(), Vec::new());
-                enc.run(&fb, Rect::new(0, ty, W, (H - ty).min(64)), q, &mut out, &mut notes);
-                for n in &notes {
-                    let m = &out[n.start..n.end];
-                    wire += if n.form == Form::Jpeg { m.len() } else { deflated(&mut z, m) } + 10;
+            let (mut out, mut notes) = (Vec::new(), Vec::new());
+            match q {
+                // A picture: the whole update at once, as the gateway sends it.
+                Some(q) => {
+                    let level = LEVELS.iter().position(|&l| l >= q).unwrap_or(0);
+                    let lossy = Lossy { quality: q, bpp: model.bpp(level) };
+                    enc.picture(&fb, &runs, Some(lossy), &mut out, &mut notes);
                 }
+                // The refinement: exact, PNG for photo-like pieces.
+                None => runs.iter().for_each(|&r| enc.refine(&fb, r, &mut out, &mut notes)),
             }
+            let wire: usize = notes
+                .iter()
+                .map(|n| {
+                    let m = &out[n.start..n.end];
+                    (if n.form.raw() { m.len() } else { deflated(&mut z, m) }) + 10
+                })
+                .sum();
             row.push(wire);
         }
         println!(

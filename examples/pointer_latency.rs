@@ -359,7 +359,10 @@ impl Probe for Viewer {
     }
     fn pump(&mut self) {
         match self.v.read() {
-            Ok(msgs) => self.frames += msgs.iter().filter(|m| matches!(m, v2::Msg::EndFrame(_))).count(),
+            Ok(msgs) => {
+                self.frames +=
+                    msgs.iter().filter(|m| matches!(m, v2::Msg::EndFrame(_) | v2::Msg::EndPart(_, true))).count()
+            }
             Err(v2::End::Timeout) => {}
             Err(e) => panic!("the gateway ended the viewer: {e:?} ({:?})", self.v.error),
         }

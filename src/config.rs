@@ -174,6 +174,9 @@ pub struct Config {
     /// Gateway: accept Tight JPEG from the VNC server at this quality level
     /// (0..=9, the JPEG Quality Level pseudo-encoding); None = lossless only.
     pub vnc_jpeg: Option<u8>,
+    /// Gateway: zlib level asked of the VNC server (0..=9, the Compression
+    /// Level pseudo-encoding); None = the server's default.
+    pub vnc_compress: Option<u8>,
     /// Gateway: ClientInit shared flag.
     pub shared: bool,
     /// Gateway: all viewers view-only.
@@ -257,6 +260,7 @@ impl Default for Config {
             relay_splice: true,
             encodings: None,
             vnc_jpeg: None,
+            vnc_compress: None,
             shared: true,
             view_only: false,
             lossless: false,
@@ -360,6 +364,11 @@ OPTIONS:
     --vnc-jpeg QUALITY        gateway: let the VNC server send Tight JPEG at quality 0-9 (9 best)
                               for photo-like areas, decoded into the framebuffer: lossy, for
                               VNC servers far away [default: off, lossless]
+    --vnc-compress LEVEL      gateway: zlib level 0-9 for the VNC server (its compression level
+                              pseudo-encoding). 0-1 spare its CPU, and a small change no longer
+                              waits for it to compress a large photo update, but TigerVNC then
+                              also skips comparing the screen with what it sent (apps that redraw
+                              unchanged pixels cost more) [default: the server's, 2 for TigerVNC]
     --relay-copy              relay: copy bulk streams through user space instead of splice(2)
                               (zero-copy, the default; for comparison and odd kernels)
     --exclusive               gateway: ask the VNC server for an exclusive session (not shared)
@@ -658,6 +667,13 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Command, Co
                 cfg.vnc_jpeg = match v.parse() {
                     Ok(q @ 0..=9) => Some(q),
                     _ => return err(format!("--vnc-jpeg wants a quality from 0 to 9, not '{v}'")),
+                }
+            }
+            "--vnc-compress" => {
+                let v = value(&mut args)?;
+                cfg.vnc_compress = match v.parse() {
+                    Ok(l @ 0..=9) => Some(l),
+                    _ => return err(format!("--vnc-compress wants a level from 0 to 9, not '{v}'")),
                 }
             }
             "--exclusive" => cfg.shared = false,
@@ -1192,6 +1208,15 @@ c: 127.0.0.1:3
         assert_eq!(run(&[]).unwrap().vnc_jpeg, None);
         for bad in ["10", "-1", "x", ""] {
             assert!(run(&["--vnc-jpeg", bad]).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn vnc_compress_level() {
+        assert_eq!(run(&["--vnc-compress", "6"]).unwrap().vnc_compress, Some(6));
+        assert_eq!(run(&[]).unwrap().vnc_compress, None);
+        for bad in ["10", "-1", "x", ""] {
+            assert!(run(&["--vnc-compress", bad]).is_err(), "{bad}");
         }
     }
 

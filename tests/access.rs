@@ -190,10 +190,10 @@ fn jwt_from_an_independent_implementation() {
     let mut v = V2::from_ws({
         let mut req = srv.url("/ws").into_client_request().unwrap();
         req.headers_mut().insert("Cookie", pair.parse().unwrap());
-        req.headers_mut().insert("Sec-WebSocket-Protocol", "wsvnc.v2".parse().unwrap());
+        req.headers_mut().insert("Sec-WebSocket-Protocol", v2::SUBPROTOCOL.parse().unwrap());
         tungstenite::connect(req).expect("ws with the cookie").0
     });
-    v.send(&v2::enc::hello(2)).unwrap();
+    v.send(&v2::enc::hello(v2::VERSION)).unwrap();
     v.wait(Duration::from_secs(20), |v| v.frames >= 1).expect("a frame by cookie");
     let (mut relay, _) = tungstenite::connect(srv.url(&format!("/websockify?token={good}"))).expect("relay");
     match relay.read().expect("RFB version from the relay") {
@@ -258,9 +258,9 @@ fn basic_auth_with_curl_and_tungstenite() {
     std::thread::sleep(Duration::from_millis(600)); // the first failure's delay
     let mut req = srv.url("/ws").into_client_request().unwrap();
     req.headers_mut().insert("Authorization", auth.parse().unwrap());
-    req.headers_mut().insert("Sec-WebSocket-Protocol", "wsvnc.v2".parse().unwrap());
+    req.headers_mut().insert("Sec-WebSocket-Protocol", v2::SUBPROTOCOL.parse().unwrap());
     let mut v = V2::from_ws(tungstenite::connect(req).expect("ws with Basic").0);
-    v.send(&v2::enc::hello(2)).unwrap();
+    v.send(&v2::enc::hello(v2::VERSION)).unwrap();
     v.wait(Duration::from_secs(20), |v| v.frames >= 1).expect("a frame with Basic");
 }
 

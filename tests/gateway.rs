@@ -235,8 +235,9 @@ fn wait_equal(v: &mut V2, demo: &DemoVnc, peer: usize) {
                 usize::MAX
             };
             panic!(
-                "canvas {}x{} never matched the VNC server's {w}x{h} framebuffer ({diff} pixels differ)",
-                v.width, v.height
+                "canvas {}x{} never matched the VNC server's {w}x{h} framebuffer ({diff} pixels differ; {} frames, \
+                 {} parts, last end {:?}, {} bytes)",
+                v.width, v.height, v.frames, v.parts, v.last_end, v.bytes
             );
         }
         match v.read() {
@@ -324,9 +325,15 @@ fn lagging_viewers_stay_exact_with_copies() {
         let _ = fast.read();
         if let Ok(msgs) = late_acker.read() {
             for m in msgs {
-                if let Msg::EndFrame(id) = m {
-                    std::thread::sleep(Duration::from_millis(25));
-                    late_acker.send(&v2::enc::ack(id)).unwrap();
+                // Received at once (as a browser does), painted late.
+                match m {
+                    Msg::EndFrame(id) | Msg::EndPart(id, true) => {
+                        late_acker.send(&v2::enc::received(id)).unwrap();
+                        std::thread::sleep(Duration::from_millis(25));
+                        late_acker.send(&v2::enc::ack(id)).unwrap();
+                    }
+                    Msg::EndPart(id, false) => late_acker.send(&v2::enc::received(id)).unwrap(),
+                    _ => {}
                 }
             }
         }
@@ -874,7 +881,7 @@ fn malformed_browser_messages_close_only_that_viewer() {
     };
     let rows: Vec<(&str, bool, Vec<u8>, u16)> = vec![
         ("message before ClientHello", false, v2::enc::key(true, 0x61), 1002),
-        ("ClientHello version 1", false, v2::enc::hello(1), 1002),
+        ("ClientHello version 2 (an older page)", false, v2::enc::hello(2), 1002),
         ("unknown type", true, vec![0x99], 1002),
         ("truncated pointer", true, vec![0x82, 1, 0], 1002),
         ("string past the end", true, vec![0x83, 9, 0, 0, 0, b'a'], 1002),
@@ -882,7 +889,7 @@ fn malformed_browser_messages_close_only_that_viewer() {
         ("clipboard too long", true, vec![0x83, 0, 0, 0x20, 0], 1008),
         ("resize 0x0", true, v2::enc::resize(0, 0), 1008),
         ("password never asked for", true, v2::enc::password(b"x"), 1008),
-        ("second ClientHello", true, v2::enc::hello(2), 1008),
+        ("second ClientHello", true, v2::enc::hello(v2::VERSION), 1008),
         ("ack for a frame never sent", true, v2::enc::ack(1000), 1008),
         ("empty message", true, vec![], 1002),
     ];
@@ -890,7 +897,7 @@ fn malformed_browser_messages_close_only_that_viewer() {
         let ws = v2::open(&url).unwrap();
         let mut v = V2::from_ws(ws);
         if hello {
-            v.send(&v2::enc::hello(2)).unwrap();
+            v.send(&v2::enc::hello(v2::VERSION)).unwrap();
             wait_frames(&mut v, 1);
         }
         v.send(&msg).unwrap();
@@ -915,11 +922,11 @@ fn malformed_browser_messages_close_only_that_viewer() {
 // ------------------------------------------------------ pacing, memory
 
 /// A viewer that never acknowledges gets a bounded number of bytes and
-/// frames (its pacer's initial budget, plus at most one run that did not
-/// fit), then nothing while the desktop keeps changing; acks reopen it.
+/// frames (its pacer's initial window, plus at most one message that went
+/// over it), then nothing while the desktop keeps changing; acks reopen it.
 #[test]
 fn viewer_that_never_acks_gets_a_bounded_amount() {
-    use wsvnc::gateway::pacing::{Pacer, MAX_FRAMES};
+    use wsvnc::gateway::pacing::{INITIAL_CWND, MAX_UNPAINTED};
     let demo = DemoVnc::start(DemoConfig { width: 320, height: 240, ..DemoConfig::default() });
     let srv = gateway(demo.target());
     let mut lazy = viewer(&srv, "");
@@ -933,9 +940,9 @@ fn viewer_that_never_acks_gets_a_bounded_amount() {
         let _ = lazy.read();
     }
     let (frames, bytes) = (lazy.frames, lazy.bytes);
-    let bound = Pacer::default().budget() + 64 * 320 * 4 + 4096;
+    let bound = INITIAL_CWND + 64 * 320 * 4 + 4096;
     assert!(bytes <= bound, "{bytes} bytes to a viewer that never acked (bound {bound})");
-    assert!(frames <= MAX_FRAMES as u64, "{frames} frames");
+    assert!(frames <= MAX_UNPAINTED as u64, "{frames} frames");
     wait_frames(&mut busy, 30);
     for _ in 0..5 {
         let _ = lazy.read();
@@ -966,7 +973,7 @@ fn viewer_that_never_reads_keeps_memory_bounded() {
     let mut stuck = Vec::new();
     for _ in 0..4 {
         let mut ws = v2::open(&srv.url("/ws")).unwrap();
-        ws.send(tungstenite::Message::Binary(v2::enc::hello(2))).unwrap();
+        ws.send(tungstenite::Message::Binary(v2::enc::hello(v2::VERSION))).unwrap();
         stuck.push(ws);
     }
     // The others keep getting frames while the stuck ones' sockets are full.
@@ -1033,7 +1040,7 @@ fn server_resize_reaches_viewers() {
 
 /// Steps that change tile 3 (x 192..256) of a 256×64 desktop `n` times, one
 /// update each: enough frames to fill a never-acking viewer's window
-/// (`pacing::MAX_FRAMES`), after which the gateway holds its damage.
+/// (`pacing::MAX_UNPAINTED`), after which the gateway holds its damage.
 fn window_filling_steps(n: usize) -> Vec<Step> {
     (0..n)
         .map(|i| {
@@ -1045,10 +1052,10 @@ fn window_filling_steps(n: usize) -> Vec<Step> {
 }
 
 /// Let `go` through `n` times and wait until the viewer (not acking) has
-/// `pacing::MAX_FRAMES` frames since `base`: the gateway sends it nothing
+/// `pacing::MAX_UNPAINTED` frames since `base`: the gateway sends it nothing
 /// more until it acks.
 fn fill_window(v: &mut V2, go: &std::sync::mpsc::Sender<()>, n: usize, base: u64) {
-    let max = wsvnc::gateway::pacing::MAX_FRAMES as u64;
+    let max = wsvnc::gateway::pacing::MAX_UNPAINTED as u64;
     for _ in 0..n {
         go.send(()).unwrap();
     }
@@ -1066,7 +1073,7 @@ fn copy_from_unsent_source_is_sent_as_pixels() {
     };
     let mut copy = update_rect(128, 0, 64, 64, 1); // CopyRect
     copy.extend_from_slice(&[0, 0, 0, 0]); // from (0, 0)
-    let max = wsvnc::gateway::pacing::MAX_FRAMES;
+    let max = wsvnc::gateway::pacing::MAX_UNPAINTED;
     let mut steps = vec![
         Step::Reply(raw_tile(0, [0, 0, 0])),   // answer to the first (full) request
         Step::Reply(raw_tile(0, [255, 0, 0])), // tile 0 red
@@ -1134,7 +1141,7 @@ fn clipboard_flood_to_a_stuck_viewer_keeps_memory_bounded() {
     let mut reader = V2::connect(&srv.url("/ws")).expect("viewer connects");
     wait_frames(&mut reader, 1);
     let mut stuck = v2::open(&srv.url("/ws")).unwrap();
-    stuck.send(tungstenite::Message::Binary(v2::enc::hello(2))).unwrap();
+    stuck.send(tungstenite::Message::Binary(v2::enc::hello(v2::VERSION))).unwrap();
     std::thread::sleep(Duration::from_millis(300)); // let it join before the flood
     let before = srv.rss_kib();
     go.send(()).unwrap();
@@ -1174,7 +1181,7 @@ fn copy_after_pixels_sent_mid_update_is_sent_as_pixels() {
     first.extend_from_slice(&1i32.to_be_bytes());
     first.extend_from_slice(&[0, 0, 0, 0]);
     first.extend(raw(0, [255, 0, 0]));
-    let max = wsvnc::gateway::pacing::MAX_FRAMES;
+    let max = wsvnc::gateway::pacing::MAX_UNPAINTED;
     let mut steps = vec![Step::Reply(vec![0, 0, 0, 0])]; // answer to the first request: nothing changed
     steps.extend(window_filling_steps(2 * max)); // the viewer stops acking
     steps.push(Step::Reply(tile(0, [0, 255, 0]))); // tile 0 green, pending for the viewer
@@ -1628,7 +1635,7 @@ fn hostile_resize_storm_does_not_stall_other_sessions() {
     // The attacker's viewer reads but never acknowledges (at most two frames
     // are composed for it); it counts the Resize messages of the storm.
     let (mut bad, _) = tungstenite::connect(srv.url("/ws?token=bad")).expect("hostile session's viewer");
-    bad.send(tungstenite::Message::Binary(v2::enc::hello(2))).unwrap();
+    bad.send(tungstenite::Message::Binary(v2::enc::hello(v2::VERSION))).unwrap();
     let t0 = Instant::now();
     let storm = std::thread::spawn(move || {
         let mut resizes = 0;

@@ -865,7 +865,7 @@ impl Viewer {
         if let Some(e) = msgs.iter().find_map(|m| if let v2::Msg::Error(e) = m { Some(e.clone()) } else { None }) {
             return Err(ViewerEnd::Error(e));
         }
-        Ok(msgs.iter().any(|m| matches!(m, v2::Msg::EndFrame(_))))
+        Ok(msgs.iter().any(|m| matches!(m, v2::Msg::EndFrame(_) | v2::Msg::EndPart(_, true))))
     }
 
     /// Apply frames until the canvas equals `want` (RGB) at a frame's end

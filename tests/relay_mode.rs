@@ -148,7 +148,7 @@ fn view_only_everywhere_means_no_relay() {
     let srv = Spawned::start_with(|addr| vec!["--view-only".into(), addr.to_string(), target.to_string()]);
     assert_eq!(refused(&srv.url("/websockify")).0, 404);
     // The gateway is still there (and view-only).
-    let (_s, head) = raw_upgrade_with(srv.addr, "/ws", "Sec-WebSocket-Protocol: wsvnc.v2\r\n");
+    let (_s, head) = raw_upgrade_with(srv.addr, "/ws", "Sec-WebSocket-Protocol: wsvnc.v3\r\n");
     assert!(head.starts_with("http/1.1 101"), "{head}");
     drop(srv);
     assert!(accepted.load(Ordering::SeqCst) <= 1, "only the gateway may have connected");
@@ -176,8 +176,8 @@ fn relay_upgrades_on_any_path_while_ws_and_files_keep_theirs() {
         echoes(&mut connect(&srv.url(path)), path.as_bytes());
     }
     // /ws is the gateway's (its subprotocol, not the relay's).
-    let (_s, head) = raw_upgrade_with(srv.addr, "/ws", "Sec-WebSocket-Protocol: wsvnc.v2\r\n");
-    assert!(head.contains("sec-websocket-protocol: wsvnc.v2"), "{head}");
+    let (_s, head) = raw_upgrade_with(srv.addr, "/ws", "Sec-WebSocket-Protocol: wsvnc.v3\r\n");
+    assert!(head.contains("sec-websocket-protocol: wsvnc.v3"), "{head}");
     // Plain GETs get the files, without a Content-Security-Policy: the page
     // has an inline script, as noVNC's vnc_lite.html has.
     let r = http_raw(srv.addr, b"GET /index.html HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");

@@ -66,7 +66,8 @@ export async function startServers() {
   }
   const target = `127.0.0.1:${PORT.rfb}`;
   const ws = spawnTracked('websockify', 'websockify', ['--web', novncWebDir(), `${HOST_ADDR}:${PORT.websockify}`, target]);
-  const gw = spawnTracked('wsvnc', WSVNC, ['--listen', `${HOST_ADDR}:${PORT.gateway}`, '--target', target],
+  const extra = (env.WSVNC_ARGS || '').split(/\s+/).filter(Boolean);
+  const gw = spawnTracked('wsvnc', WSVNC, ['--listen', `${HOST_ADDR}:${PORT.gateway}`, '--no-auth', '--target', target, ...extra],
     { env: { ...process.env, RUST_LOG: env.RUST_LOG || 'info' } });
   for (const [p, proc] of [[PORT.websockify, ws], [PORT.gateway, gw]]) {
     await waitFor(`${proc.name} on ${HOST_ADDR}:${p}`, async () => { assertRunning(proc); return tcpReady(p, HOST_ADDR); });

@@ -15,9 +15,9 @@ use super::proc::{free_addr, Server};
 use super::ws::Client;
 use super::Plan;
 
-const END_FRAME: u8 = 0x06;
-const CLIENT_HELLO: [u8; 2] = [0x80, 2];
-const FRAME_ACK: u8 = 0x84;
+use crate::gateway::proto::{from_browser, to_browser, VERSION};
+
+const CLIENT_HELLO: [u8; 2] = [from_browser::CLIENT_HELLO, VERSION];
 
 /// What one viewer counted.
 #[derive(Default)]
@@ -27,14 +27,15 @@ struct Counts {
 }
 
 /// One viewer until `stop`: every message's bytes counted; a message
-/// ending in `EndFrame(id)` with id just after the last one is a frame
-/// (acked). (A part of a frame ends with its EndFrame; the id check keeps
-/// pixel data that happens to end like one from counting.)
+/// ending in `EndFrame(id)` or a picture's last `EndPart(id, 1)` with id
+/// just after the last one is a frame (acked); a held part's
+/// `EndPart(id, 0)` is only received. (The id check keeps pixel data that
+/// happens to end like one from counting.)
 fn viewer(addr: SocketAddr, counts: Arc<Counts>, stop: Arc<AtomicBool>) -> io::Result<()> {
-    let mut c = Client::connect(addr, "/ws", Some("wsvnc.v2"))?;
+    let mut c = Client::connect(addr, "/ws", Some(crate::gateway::SUBPROTOCOL))?;
     c.send(&CLIENT_HELLO)?;
     let mut last = 0u32;
-    let mut tail = Vec::with_capacity(5);
+    let mut tail = Vec::with_capacity(6);
     let mut fin = true;
     while !stop.load(Ordering::Relaxed) {
         if fin {
@@ -42,21 +43,32 @@ fn viewer(addr: SocketAddr, counts: Arc<Counts>, stop: Arc<AtomicBool>) -> io::R
         }
         let len;
         (fin, len) = c.data_frame(|b| {
-            tail.extend_from_slice(&b[b.len().saturating_sub(5)..]);
-            let cut = tail.len().saturating_sub(5);
+            tail.extend_from_slice(&b[b.len().saturating_sub(6)..]);
+            let cut = tail.len().saturating_sub(6);
             tail.drain(..cut);
         })?;
         counts.bytes.fetch_add(len, Ordering::Relaxed);
-        if !fin || tail.len() < 5 || tail[0] != END_FRAME {
+        if !fin || tail.len() < 5 {
             continue;
         }
-        let id = u32::from_le_bytes([tail[1], tail[2], tail[3], tail[4]]);
+        // The last 5 bytes an EndFrame, or the last 6 an EndPart.
+        let e = tail.len() - 5;
+        let (reply, at) = match (tail[e], tail.len() == 6 && tail[0] == to_browser::END_PART, tail[e + 4]) {
+            (to_browser::END_FRAME, ..) => (from_browser::FRAME_ACK, e + 1),
+            (_, true, 1) => (from_browser::FRAME_ACK, 1),
+            (_, true, 0) => (from_browser::RECEIVED, 1),
+            _ => continue,
+        };
+        let id = [tail[at], tail[at + 1], tail[at + 2], tail[at + 3]];
+        let id = u32::from_le_bytes(id);
         if id.wrapping_sub(last).wrapping_sub(1) < 64 {
             last = id;
-            counts.frames.fetch_add(1, Ordering::Relaxed);
-            let mut ack = vec![FRAME_ACK];
-            ack.extend_from_slice(&id.to_le_bytes());
-            c.send(&ack)?;
+            if reply == from_browser::FRAME_ACK {
+                counts.frames.fetch_add(1, Ordering::Relaxed);
+            }
+            let mut m = vec![reply];
+            m.extend_from_slice(&id.to_le_bytes());
+            c.send(&m)?;
         }
     }
     Ok(())

@@ -291,6 +291,56 @@ impl TileSet {
         self.boxes.copy_from_slice(&o.boxes);
     }
 
+    /// Become the tiles of `damage` whose box does not overlap the box of
+    /// the same tile in `area` (both of `damage`'s size; another size of
+    /// `area` leaves nothing).
+    pub fn copy_disjoint(&mut self, damage: &TileSet, area: &TileSet) {
+        self.copy_from(damage);
+        if (area.width, area.height) != (damage.width, damage.height) {
+            self.clear();
+            return;
+        }
+        for (w, &ab) in area.bits.iter().enumerate() {
+            let mut both = ab & self.bits[w];
+            while both != 0 {
+                let i = w * 64 + both.trailing_zeros() as usize;
+                both &= both - 1;
+                if self.boxes[i].overlaps(area.boxes[i]) {
+                    self.bits[w] &= !(1 << (i % 64));
+                }
+            }
+        }
+    }
+
+    /// Whether the damaged regions of `self` and `other` overlap (another
+    /// size, both non-empty: assumed to, the safe answer).
+    pub fn overlaps(&self, other: &TileSet) -> bool {
+        if self.is_empty() || other.is_empty() {
+            return false;
+        }
+        if (other.width, other.height) != (self.width, self.height) {
+            return true;
+        }
+        self.bits.iter().zip(&other.bits).enumerate().any(|(w, (&a, &b))| {
+            let mut both = a & b;
+            while both != 0 {
+                let i = w * 64 + both.trailing_zeros() as usize;
+                both &= both - 1;
+                if self.boxes[i].overlaps(other.boxes[i]) {
+                    return true;
+                }
+            }
+            false
+        })
+    }
+
+    /// Unmark every tile marked in `other` (same size; else nothing).
+    pub fn clear_tiles_in(&mut self, other: &TileSet) {
+        if (other.width, other.height) == (self.width, self.height) {
+            self.bits.iter_mut().zip(&other.bits).for_each(|(w, o)| *w &= !o);
+        }
+    }
+
     /// The damaged region as rectangles, row of tiles by row of tiles, left
     /// to right: the boxes of adjacent marked tiles are merged into their
     /// bounding rectangle while that wastes at most [`MERGE_SLACK_PX`]
@@ -360,6 +410,24 @@ mod tests {
         let mut v = vec![];
         t.for_each_run(|r| v.push(r));
         v
+    }
+
+    #[test]
+    fn disjoint_part_and_clearing() {
+        let mut damage = TileSet::new(256, 128);
+        damage.mark(Rect::new(0, 0, 10, 10)); // tile 0, overlaps the area's box
+        damage.mark(Rect::new(70, 50, 10, 10)); // tile 1, same tile as the area, apart
+        damage.mark(Rect::new(200, 100, 5, 5)); // tile 7, not in the area
+        let mut area = TileSet::new(256, 128);
+        area.mark(Rect::new(5, 5, 100, 20));
+        let mut out = TileSet::new(0, 0);
+        out.copy_disjoint(&damage, &area);
+        assert_eq!(runs(&out), vec![Rect::new(70, 50, 10, 10), Rect::new(200, 100, 5, 5)]);
+        assert!(damage.overlaps(&area) && !out.overlaps(&area));
+        damage.clear_tiles_in(&out);
+        assert_eq!(runs(&damage), vec![Rect::new(0, 0, 10, 10)]);
+        out.copy_disjoint(&damage, &TileSet::new(10, 10));
+        assert!(out.is_empty(), "another size: nothing is known to be apart");
     }
 
     #[test]

@@ -1,50 +1,89 @@
-//! Frame parts: what a viewer is sent next, encoded once and shared.
+//! What a viewer is sent next, encoded once and shared.
 //!
-//! A *part* is one frame of protocol v2 (applied atomically by the browser,
-//! ended by `EndFrame`): the viewer's pending `Copy`s, then as much of its
-//! damage as fits the room its pacer gives ([`super::pacing`]), small and
-//! pointer-near damage first, then lossless refinement of areas it last got
-//! as JPEG. A frame larger than the room is sent as several parts; damage
-//! left over stays in the viewer's set, so fresher damage joins it and
-//! the next part takes whatever is most urgent then.
+//! Three kinds of encoding ([`What`]):
 //!
-//! Encoded parts live in the session's [`Parts`] cache, keyed by everything
-//! that decides their bytes: the framebuffer generation, the damage, the
-//! copies, the refinement set, the JPEG quality (only when a piece was
-//! photo-like) and the room. Viewers of one session that are in the same
-//! state (the usual case: they all took the previous update) find the part
-//! another viewer encoded and stream the same bytes; only the WebSocket
-//! framing (and permessage-deflate) is per viewer.
+//! * a **picture**: all of a viewer's damage (and its pending `Copy`s) from
+//!   one framebuffer snapshot, photo-like areas as JPEG merged into
+//!   rectangles. It goes as one frame when it fits one part of the viewer's
+//!   pacer; otherwise in parts (`EndPart`), a JPEG cut into `ImageData`
+//!   pieces where a part ends inside it, and the browser holds the parts
+//!   until the last one and draws the picture whole: whatever the link,
+//!   the canvas only ever shows pictures the VNC server's screen really
+//!   had, never one torn between two of them;
+//! * an **aside**: while a picture is on its way, damage that does not
+//!   overlap it (a clock, a status bar, the pointer's surroundings), as
+//!   much as fits one part, urgent first: it is drawn at once, ahead of the
+//!   rest of the picture;
+//! * a **refinement**: exact pixels (`Fill`/`Palette`, `Png` for
+//!   photo-like pieces) for tiles the viewer last got as JPEG, as much as
+//!   fits one part, few-colour pieces (cheap) first; encoded just in time
+//!   from the current framebuffer, one frame at a time, only when the
+//!   viewer has nothing else to send.
+//!
+//! Encodings live in the session's [`Parts`] cache, keyed by everything
+//! that decides their bytes (framebuffer generation, damage, copies,
+//! refinement set, JPEG quality when a piece was photo-like, and the room
+//! of a room-limited one). Viewers of one session in the same state (the
+//! usual case: they all took the previous update) find what another viewer
+//! encoded and stream the same bytes; a picture's bytes do not depend on
+//! the viewer's part size, which only decides where [`Encoded::next_message`]
+//! cuts them. Only the WebSocket framing (and permessage-deflate) is per
+//! viewer.
 
-use super::encode::{Encoder, Form, Note};
+use super::encode::{self, classify, Encoder, Form, Lossy as Jpeg, Note, Stats};
 use super::proto;
 use crate::fb::{CopyOp, Framebuffer, Rect, TileSet, TILE};
 
 /// Raw protocol bytes per WebSocket message, at most (a single message
 /// larger than this, e.g. one wide `Pixels` run, is sent alone).
 pub const CHUNK: usize = 256 << 10;
-/// Messages this small join a neighbouring chunk whatever their kind.
-const SMALL: usize = 256;
 /// Damage within this many pixels of the pointer goes first.
 const NEAR_POINTER: u32 = 96;
-/// Parts kept for reuse beyond those being streamed.
-const SPARE_PARTS: usize = 4;
+/// Encodings kept for reuse beyond those being streamed.
+const SPARE: usize = 4;
+/// A part ending inside an image carries at least this much of it.
+const MIN_IMAGE_DATA: u64 = 1024;
+/// Predicted PNG bytes per pixel of photo-like content (examples/photo_bytes).
+const PNG_BPP: f64 = 1.3;
 
-/// One WebSocket message's worth of a part: bytes `[.., end)` since the
-/// previous segment; `raw`: mostly JPEG, send without permessage-deflate.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Seg {
-    pub end: usize,
-    pub raw: bool,
+/// What to encode.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum What {
+    /// All of the damage and copies, from one snapshot.
+    Picture { jpeg: Option<Jpeg> },
+    /// As much of the damage as fits `room` (estimated wire bytes), most
+    /// urgent first.
+    Aside { room: u64, jpeg: Option<Jpeg> },
+    /// Exact pixels for the refinement set, as much as fits `room`.
+    Refine { room: u64 },
+}
+
+impl What {
+    fn room(&self) -> u64 {
+        match *self {
+            What::Picture { .. } => u64::MAX,
+            What::Aside { room, .. } | What::Refine { room } => room,
+        }
+    }
+    fn quality(&self) -> Option<u8> {
+        match self {
+            What::Picture { jpeg } | What::Aside { jpeg, .. } => jpeg.map(|j| j.quality),
+            What::Refine { .. } => None,
+        }
+    }
+    fn kind(&self) -> u8 {
+        match self {
+            What::Picture { .. } => 0,
+            What::Aside { .. } => 1,
+            What::Refine { .. } => 2,
+        }
+    }
 }
 
 /// What a viewer asks for.
 pub struct Request<'a> {
     pub gen: u64,
-    /// JPEG quality, `None` for lossless only.
-    pub quality: Option<u8>,
-    /// Room in estimated wire bytes.
-    pub room: u64,
+    pub what: What,
     /// Estimated wire bytes per protocol byte of deflated messages.
     pub ratio: f64,
     pub damage: &'a TileSet,
@@ -53,97 +92,232 @@ pub struct Request<'a> {
     pub pointer: Option<(u16, u16)>,
 }
 
-/// An encoded part.
-pub struct Part {
+/// An encoding.
+pub struct Encoded {
     // What it was made from.
     gen: u64,
-    quality: Option<u8>,
-    room: u64,
+    what: What,
     copies: Vec<CopyOp>,
     damage: TileSet,
     refine: TileSet,
     // What it is.
-    /// Some piece was photo-like: the bytes depend on `quality`.
-    pub photo: bool,
+    pub stats: Stats,
     /// Everything asked for fit (nothing left over).
     pub complete: bool,
     pub bytes: Vec<u8>,
-    pub segs: Vec<Seg>,
+    /// `bytes[..copies_end]` are the `Copy` messages.
+    copies_end: usize,
+    /// A picture's messages `[..prefix_end)` are `Fill`s outside the
+    /// bounding box of its other messages, drawn at once when it goes in
+    /// parts; the rest is held by the browser and drawn together.
+    prefix_end: usize,
+    /// Bounding box of a picture's messages other than `Fill`s.
+    content_box: Option<Rect>,
+    /// Scratch for reordering.
+    spare: Vec<u8>,
     /// One note per drawing message (copies excluded), in order.
     pub notes: Vec<Note>,
-    /// The damage not included, for the viewer's next part.
+    /// The damage not included, for the viewer's next frame.
     pub left: TileSet,
-    /// Estimated wire bytes.
-    pub cost: u64,
-    /// Encoded while a framebuffer update was half applied.
+    /// Bytes of JPEG/PNG messages (sent as they are) and of the others
+    /// (deflated by the WebSocket).
+    raw: u64,
+    other: u64,
+    /// Encoded from pixels of a framebuffer update half applied.
     pub mid_update: bool,
     /// Viewers streaming it.
     users: u32,
 }
 
-impl Part {
-    fn new() -> Part {
-        Part {
+/// Where a viewer is in an [`Encoded`]: the next byte to send and the note
+/// it belongs to (`note == notes.len()` in the copies or at the end). A
+/// position strictly inside an image message past its header means the
+/// image is being sent in `ImageData` pieces.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Cursor {
+    at: usize,
+    note: usize,
+}
+
+impl Cursor {
+    /// Index of the next message (or the one being sent in pieces).
+    pub fn note(&self) -> usize {
+        self.note
+    }
+}
+
+impl Encoded {
+    fn new() -> Encoded {
+        Encoded {
             gen: u64::MAX,
-            quality: None,
-            room: 0,
+            what: What::Refine { room: 0 },
             copies: Vec::new(),
             damage: TileSet::new(0, 0),
             refine: TileSet::new(0, 0),
-            photo: false,
+            stats: Stats::default(),
             complete: false,
             bytes: Vec::new(),
-            segs: Vec::new(),
+            copies_end: 0,
+            prefix_end: 0,
+            content_box: None,
+            spare: Vec::new(),
             notes: Vec::new(),
             left: TileSet::new(0, 0),
-            cost: 0,
+            raw: 0,
+            other: 0,
             mid_update: false,
             users: 0,
         }
     }
 
-    /// Whether this part is what `req` would encode (or close enough: a
-    /// part cut short for a room within 1.5× of the viewer's).
+    /// Whether this encoding is what `req` would produce (or close enough:
+    /// one cut short for a room within 1.5× of the viewer's).
     fn serves(&self, req: &Request) -> bool {
-        let quality_ok =
-            self.quality == req.quality || (!self.photo && self.quality.is_some() == req.quality.is_some());
-        let room_ok = self.cost <= req.room.max(1) && (self.complete || req.room <= self.room + self.room / 2);
+        let quality_ok = self.what.quality() == req.what.quality()
+            || (!self.stats.photo && self.what.quality().is_some() == req.what.quality().is_some());
+        let (mine, theirs) = (self.what.room(), req.what.room());
+        let room_ok = self.cost(req.ratio) <= theirs.max(1) && (self.complete || theirs <= mine + mine / 2);
         self.gen == req.gen
+            && self.what.kind() == req.what.kind()
             && quality_ok
             && room_ok
             && self.copies == req.copies
             && self.damage.same_damage(req.damage)
             && self.refine.same_damage(req.refine)
     }
+
+    /// Estimated wire bytes: JPEG and PNG as they are, the rest deflated at
+    /// `ratio`.
+    pub fn cost(&self, ratio: f64) -> u64 {
+        self.raw + (self.other as f64 * ratio) as u64
+    }
+
+    /// Index of the first message that is held when the picture goes in
+    /// parts (see `prefix_end`).
+    pub fn prefix_end(&self) -> usize {
+        self.prefix_end
+    }
+
+    /// The bounding box of a picture's messages other than `Fill`s
+    /// (`None`: it has none).
+    pub fn content_box(&self) -> Option<Rect> {
+        self.content_box
+    }
+
+    /// The area a picture covers (its damage).
+    pub fn area(&self) -> &TileSet {
+        &self.damage
+    }
+
+    /// Nothing left to send after `c`.
+    pub fn done(&self, c: &Cursor) -> bool {
+        c.at >= self.bytes.len()
+    }
+
+    /// Append the protocol bytes of the next WebSocket message from `c` to
+    /// `out` and advance `c`: the copies and then messages of one kind —
+    /// deflatable ones, or JPEG/PNG ones (`raw`, the return value) — up to
+    /// about `budget` estimated wire bytes and [`CHUNK`] bytes (at least one
+    /// message). With `split`, an image that does not fit the budget is
+    /// sent in pieces: `ImageBegin`, then `ImageData` of what fits (at least
+    /// [`MIN_IMAGE_DATA`]), the rest in later calls. Returns (raw, estimated
+    /// wire bytes appended). Messages from note `stop` on are left for
+    /// later calls.
+    pub fn next_message(
+        &self,
+        c: &mut Cursor,
+        budget: u64,
+        ratio: f64,
+        split: bool,
+        stop: usize,
+        out: &mut Vec<u8>,
+    ) -> (bool, u64) {
+        let notes = &self.notes[..stop.min(self.notes.len())];
+        let start = out.len();
+        if c.at < self.copies_end {
+            out.extend_from_slice(&self.bytes[c.at..self.copies_end]);
+            c.at = self.copies_end;
+        }
+        let Some(n) = notes.get(c.note) else {
+            return (false, ((out.len() - start) as f64 * ratio) as u64);
+        };
+        if n.form.raw() && out.len() == start {
+            let header = proto::IMAGE_HEADER;
+            let len = (n.end - n.start) as u64;
+            if c.at == n.start && (!split || len <= budget) {
+                // Whole images, while they fit.
+                let mut sent = 0;
+                while let Some(n) = notes.get(c.note).filter(|n| n.form.raw()) {
+                    let len = (n.end - n.start) as u64;
+                    if sent > 0 && (sent + len > budget || out.len() - start + (len as usize) > CHUNK) {
+                        break;
+                    }
+                    out.extend_from_slice(&self.bytes[n.start..n.end]);
+                    sent += len;
+                    c.at = n.end;
+                    c.note += 1;
+                }
+                return (true, sent);
+            }
+            if c.at == n.start {
+                let r = n.rect;
+                let format = if n.form == Form::Jpeg { proto::image_format::JPEG } else { proto::image_format::PNG };
+                proto::image_begin(out, r.x, r.y, r.w, r.h, format, (len - header as u64) as u32);
+                c.at = n.start + header;
+            }
+            let left = (n.end - c.at) as u64;
+            let take = budget.max(MIN_IMAGE_DATA).min(left).min(CHUNK as u64) as usize;
+            proto::image_data(out, &self.bytes[c.at..c.at + take]);
+            c.at += take;
+            if c.at == n.end {
+                c.note += 1;
+            }
+            return (true, (out.len() - start) as u64);
+        }
+        // Deflatable messages.
+        let mut cost = ((out.len() - start) as f64 * ratio) as u64;
+        while let Some(n) = notes.get(c.note).filter(|n| !n.form.raw()) {
+            let len = n.end - n.start;
+            let more = (len as f64 * ratio) as u64;
+            if out.len() > start && (cost + more > budget || out.len() - start + len > CHUNK) {
+                break;
+            }
+            out.extend_from_slice(&self.bytes[n.start..n.end]);
+            cost += more;
+            c.at = n.end;
+            c.note += 1;
+        }
+        (false, cost)
+    }
 }
 
-/// The session's encoded parts and the encoder's scratch space.
+/// The session's encodings and the encoder's scratch space.
 #[derive(Default)]
 pub struct Parts {
-    parts: Vec<Part>,
+    parts: Vec<Encoded>,
     encoder: Encoder,
     runs: Vec<(u32, Rect)>,
-    /// Parts encoded / parts served to a viewer (for the benches).
+    /// Encodings made / handed to a viewer (for the benches).
     pub encoded: u64,
     pub served: u64,
     /// Messages encoded per form, indexed by `Form as usize` (/metrics).
-    pub forms: [u64; 4],
+    pub forms: [u64; 5],
 }
 
 impl Parts {
-    pub fn part(&self, i: usize) -> &Part {
+    pub fn part(&self, i: usize) -> &Encoded {
         &self.parts[i]
     }
 
-    /// A viewer stopped streaming part `i`.
+    /// A viewer stopped streaming encoding `i`.
     pub fn release(&mut self, i: usize) {
         if let Some(p) = self.parts.get_mut(i) {
             p.users = p.users.saturating_sub(1);
         }
     }
 
-    /// The part for `req`: an existing one that serves it, or a new one
-    /// encoded from `fb`. The caller streams it and then calls `release`.
+    /// The encoding for `req`: an existing one that serves it, or a new one
+    /// made from `fb`. The caller streams it and then calls `release`.
     pub fn get(&mut self, fb: &Framebuffer, req: &Request) -> usize {
         self.served += 1;
         if let Some(i) = self.parts.iter().position(|p| p.serves(req)) {
@@ -151,9 +325,9 @@ impl Parts {
             return i;
         }
         self.encoded += 1;
-        // Keep a few idle parts (their buffers are reused), drop the rest.
-        // Only idle parts move, so indices held by streaming viewers stay.
-        while self.parts.iter().filter(|p| p.users == 0).count() > SPARE_PARTS
+        // Keep a few idle encodings (their buffers are reused), drop the
+        // rest. Only idle ones move, so indices held by viewers stay.
+        while self.parts.iter().filter(|p| p.users == 0).count() > SPARE
             && self.parts.last().is_some_and(|p| p.users == 0)
         {
             self.parts.pop();
@@ -161,77 +335,175 @@ impl Parts {
         let i = match self.parts.iter().position(|p| p.users == 0) {
             Some(i) => i,
             None => {
-                self.parts.push(Part::new());
+                self.parts.push(Encoded::new());
                 self.parts.len() - 1
             }
         };
-        let mut p = std::mem::replace(&mut self.parts[i], Part::new());
+        let mut p = std::mem::replace(&mut self.parts[i], Encoded::new());
         self.encode(fb, req, &mut p);
         p.users = 1;
         self.parts[i] = p;
         i
     }
 
-    fn encode(&mut self, fb: &Framebuffer, req: &Request, p: &mut Part) {
+    fn encode(&mut self, fb: &Framebuffer, req: &Request, p: &mut Encoded) {
         p.gen = req.gen;
-        p.quality = req.quality;
-        p.room = req.room;
+        p.what = req.what;
         p.copies.clear();
         p.copies.extend_from_slice(req.copies);
         p.damage.copy_from(req.damage);
         p.refine.copy_from(req.refine);
         p.left.copy_from(req.damage);
         p.bytes.clear();
-        p.segs.clear();
         p.notes.clear();
-        p.photo = false;
+        p.stats = Stats::default();
         p.complete = true;
-        p.mid_update = fb.has_changes();
+        // Pixels an update half applied has touched: the canvas may get a
+        // state that update's copies do not start from.
+        p.mid_update = fb.has_changes() && (req.damage.overlaps(fb.dirty()) || req.refine.overlaps(fb.dirty()));
         for op in req.copies {
             let (d, sx, sy) = (op.dst, op.src_x, op.src_y);
             proto::copy(&mut p.bytes, d.x, d.y, d.w, d.h, sx, sy);
         }
-        let copies_end = p.bytes.len();
-        // Damage, most urgent first.
-        self.runs.clear();
-        let runs = &mut self.runs;
-        req.damage.for_each_run(|r| runs.push((urgency(r, req.pointer), r)));
-        self.runs.sort_unstable_by_key(|&(u, r)| (u, r.y, r.x));
-        let cost = |p: &Part| estimate(p, req.ratio);
-        for k in 0..self.runs.len() {
-            let r = self.runs[k].1;
-            if !p.notes.is_empty() && cost(p) >= req.room {
-                p.complete = false;
-                break;
+        p.copies_end = p.bytes.len();
+        let room = req.what.room();
+        let full = |p: &Encoded| !p.notes.is_empty() && cost_so_far(p, req.ratio) >= room;
+        match req.what {
+            What::Picture { jpeg } => {
+                let mut runs = std::mem::take(&mut self.runs);
+                runs.clear();
+                req.damage.for_each_run(|r| runs.push((0, r)));
+                let rects: Vec<Rect> = runs.iter().map(|&(_, r)| r).collect();
+                p.stats = self.encoder.picture(fb, &rects, jpeg, &mut p.bytes, &mut p.notes);
+                p.left.clear();
+                self.runs = runs;
+                hold_with_content(p);
             }
-            p.photo |= self.encoder.run(fb, r, req.quality, &mut p.bytes, &mut p.notes);
-            p.left.clear_tiles_of(r);
-        }
-        // Then refinement, lossless, while there is room.
-        if p.complete {
-            let mut refine_runs = std::mem::take(&mut self.runs);
-            refine_runs.clear();
-            req.refine.for_each_run(|r| refine_runs.push((0, r)));
-            for &(_, r) in &refine_runs {
-                if !p.notes.is_empty() && cost(p) >= req.room {
-                    p.complete = false;
-                    break;
-                }
-                let mut x = r.x as u32;
-                while x < r.right() {
-                    let w = ((x / TILE as u32 + 1) * TILE as u32).min(r.right()) - x;
-                    self.encoder.lossless(fb, Rect::new(x as u16, r.y, w as u16, r.h), &mut p.bytes, &mut p.notes);
-                    x += w;
+            What::Aside { jpeg, .. } => {
+                // Damage, most urgent first.
+                self.runs.clear();
+                let runs = &mut self.runs;
+                req.damage.for_each_run(|r| runs.push((urgency(r, req.pointer), r)));
+                self.runs.sort_unstable_by_key(|&(u, r)| (u, r.y, r.x));
+                for k in 0..self.runs.len() {
+                    if full(p) {
+                        p.complete = false;
+                        break;
+                    }
+                    let r = self.runs[k].1;
+                    let s = self.encoder.run(fb, r, jpeg, &mut p.bytes, &mut p.notes);
+                    p.stats.photo |= s.photo;
+                    p.stats.jpeg_pixels += s.jpeg_pixels;
+                    p.stats.jpeg_bytes += s.jpeg_bytes;
+                    p.left.clear_tiles_of(r);
                 }
             }
-            self.runs = refine_runs;
+            What::Refine { .. } => {
+                p.left.clear();
+                let mut runs = std::mem::take(&mut self.runs);
+                runs.clear();
+                req.refine.for_each_run(|r| runs.push((0, r)));
+                // Few-colour pieces (cheap) first, then photo-like ones as
+                // PNG, neighbours merged while the room lasts.
+                'passes: for photos in [false, true] {
+                    for &(_, r) in &runs {
+                        let mut span: Option<Rect> = None;
+                        let mut x = r.x as u32;
+                        while x < r.right() {
+                            let w = ((x / TILE as u32 + 1) * TILE as u32).min(r.right()) - x;
+                            let piece = Rect::new(x as u16, r.y, w as u16, r.h);
+                            x += w;
+                            if (classify::sample(fb, piece) == classify::Sampled::Many) != photos {
+                                self.flush_png(fb, &mut span, p);
+                                continue;
+                            }
+                            let used = cost_so_far(p, req.ratio);
+                            if !p.notes.is_empty() && used >= room {
+                                self.flush_png(fb, &mut span, p);
+                                p.complete = false;
+                                break 'passes;
+                            }
+                            if !photos {
+                                self.encoder.refine(fb, piece, &mut p.bytes, &mut p.notes);
+                                continue;
+                            }
+                            let pending = span.map_or(0.0, |s| s.area() as f64 * PNG_BPP) as u64;
+                            match &mut span {
+                                Some(s) if used + pending + (piece.area() as f64 * PNG_BPP) as u64 <= room => {
+                                    s.w += piece.w
+                                }
+                                Some(_) => {
+                                    self.flush_png(fb, &mut span, p);
+                                    if cost_so_far(p, req.ratio) >= room {
+                                        p.complete = false;
+                                        break 'passes;
+                                    }
+                                    span = Some(piece);
+                                }
+                                None => span = Some(piece),
+                            }
+                        }
+                        self.flush_png(fb, &mut span, p);
+                    }
+                }
+                self.runs = runs;
+            }
         }
-        p.cost = estimate(p, req.ratio);
+        if !matches!(req.what, What::Picture { .. }) {
+            p.prefix_end = p.notes.len();
+            p.content_box = None;
+        }
+        p.raw = p.notes.iter().filter(|n| n.form.raw()).map(|n| (n.end - n.start) as u64).sum();
+        p.other = p.bytes.len() as u64 - p.raw;
         for n in &p.notes {
             self.forms[n.form as usize] += 1;
         }
-        segment(p, copies_end);
     }
+
+    fn flush_png(&mut self, fb: &Framebuffer, span: &mut Option<Rect>, p: &mut Encoded) {
+        if let Some(s) = span.take() {
+            self.encoder.refine(fb, s, &mut p.bytes, &mut p.notes);
+        }
+    }
+}
+
+/// Order a picture's messages as: `Fill`s outside the bounding box of its
+/// other messages (drawn at once: e.g. a small change far from a photo or a
+/// text area), then the exact messages inside it, then the images (held
+/// together: flat pieces inside a photo belong to it). Sets `prefix_end`
+/// and the box.
+fn hold_with_content(p: &mut Encoded) {
+    let mut bbox: Option<(u32, u32, u32, u32)> = None;
+    for n in p.notes.iter().filter(|n| n.form != Form::Fill) {
+        let r = n.rect;
+        let b = (r.x as u32, r.y as u32, r.right(), r.bottom());
+        bbox = Some(bbox.map_or(b, |(x0, y0, x1, y1)| (x0.min(b.0), y0.min(b.1), x1.max(b.2), y1.max(b.3))));
+    }
+    p.content_box = bbox.map(|(x0, y0, x1, y1)| Rect::new(x0 as u16, y0 as u16, (x1 - x0) as u16, (y1 - y0) as u16));
+    let inside = |r: Rect| {
+        bbox.is_some_and(|(x0, y0, x1, y1)| (r.x as u32) < x1 && r.right() > x0 && (r.y as u32) < y1 && r.bottom() > y0)
+    };
+    let rank = |n: &Note| match (n.form, inside(n.rect)) {
+        (Form::Fill, false) => 0,
+        (f, _) if f.raw() => 2,
+        _ => 1,
+    };
+    p.notes.sort_by_key(rank); // stable
+    p.prefix_end = p.notes.iter().position(|n| rank(n) > 0).unwrap_or(p.notes.len());
+    p.spare.clear();
+    p.spare.extend_from_slice(&p.bytes[..p.copies_end]);
+    for n in &mut p.notes {
+        let start = p.spare.len();
+        p.spare.extend_from_slice(&p.bytes[n.start..n.end]);
+        (n.start, n.end) = (start, p.spare.len());
+    }
+    std::mem::swap(&mut p.bytes, &mut p.spare);
+}
+
+/// Estimated wire bytes of `p` so far.
+fn cost_so_far(p: &Encoded, ratio: f64) -> u64 {
+    let raw: usize = p.notes.iter().filter(|n| n.form.raw()).map(|n| n.end - n.start).sum();
+    raw as u64 + ((p.bytes.len() - raw) as f64 * ratio) as u64
 }
 
 /// Lower is sent first: near the pointer, then small before large.
@@ -248,37 +520,12 @@ fn urgency(r: Rect, pointer: Option<(u16, u16)>) -> u32 {
     }
 }
 
-/// Estimated wire bytes of `p` so far: JPEG bytes as they are, the rest
-/// deflated at `ratio`.
-fn estimate(p: &Part, ratio: f64) -> u64 {
-    let jpeg: usize = p.notes.iter().filter(|n| n.form == Form::Jpeg).map(|n| n.end - n.start).sum();
-    let other = p.bytes.len() - jpeg;
-    jpeg as u64 + (other as f64 * ratio) as u64
-}
-
-/// Cut the part's bytes into WebSocket messages: runs of JPEG messages are
-/// `raw` (sent without permessage-deflate), everything else deflated; small
-/// messages go with their neighbours; a message is never split.
-fn segment(p: &mut Part, copies_end: usize) {
-    let mut start = 0;
-    let mut cur: Option<bool> = if copies_end > 0 { Some(false) } else { None };
-    let mut end = copies_end;
-    for n in &p.notes {
-        let raw = n.form == Form::Jpeg;
-        let len = n.end - n.start;
-        match cur {
-            None => cur = Some(raw),
-            Some(k) if (k == raw || len < SMALL) && end - start + len <= CHUNK => {}
-            Some(k) if k != raw && end - start < SMALL && end - start + len <= CHUNK => cur = Some(raw),
-            Some(k) => {
-                p.segs.push(Seg { end, raw: k });
-                start = end;
-                cur = Some(raw);
-            }
-        }
-        end = n.end;
-    }
-    p.segs.push(Seg { end: p.bytes.len(), raw: cur.unwrap_or(false) });
+/// Predicted wire bytes of sending `damage` as an aside with JPEG at `bpp`
+/// bytes per photo pixel (from samples only).
+pub fn estimate(fb: &Framebuffer, damage: &TileSet, bpp: f64) -> u64 {
+    let mut n = 0;
+    damage.for_each_run(|r| n += encode::estimate(fb, r, bpp));
+    n
 }
 
 /// Tiles of one viewer's canvas that hold JPEG approximations, with when
@@ -288,8 +535,24 @@ pub struct Lossy {
     at: Vec<u32>,
 }
 
-/// A lossy tile is refined once it has not changed for this long.
+/// A lossy tile is refined once it has not changed for this long...
 pub const REFINE_AFTER_MS: u32 = 200;
+/// ... or once the whole screen has not changed for this long (motion
+/// stopped: the sooner the canvas is exact, the better).
+pub const QUIET_MS: u32 = 100;
+/// Both grow with the interval at which the screen changes (`interval_ms`,
+/// smoothed): a slideshow that changes every 100 ms is not "quiet" 100 ms
+/// after a change, and refining a picture the next update replaces costs
+/// the link a picture's worth of PNG ahead of that update (measured on the
+/// slow-link bench: ~40 KB refinements before every 20 Mbit/s picture).
+/// Bounded so the canvas is still exact soon after motion stops.
+pub fn refine_after_ms(interval_ms: f64) -> u32 {
+    (3.0 * interval_ms).clamp(REFINE_AFTER_MS as f64, 2.0 * MAX_WAIT_MS as f64) as u32
+}
+pub fn quiet_ms(interval_ms: f64) -> u32 {
+    (2.0 * interval_ms).clamp(QUIET_MS as f64, MAX_WAIT_MS as f64) as u32
+}
+const MAX_WAIT_MS: u32 = 250;
 
 impl Lossy {
     pub fn new(w: u16, h: u16) -> Lossy {
@@ -330,22 +593,23 @@ impl Lossy {
     }
 
     /// Tiles due for refinement at `now_ms` that are not in `damage`
-    /// (damage is re-sent anyway), into `into`.
-    pub fn due(&self, now_ms: u32, damage: &TileSet, into: &mut TileSet) {
+    /// (damage is re-sent anyway), into `into`. `quiet`: the screen has
+    /// stopped changing (see `QUIET_MS`): every lossy tile is due.
+    pub fn due(&self, now_ms: u32, after_ms: u32, quiet: bool, damage: &TileSet, into: &mut TileSet) {
         into.copy_from(&self.set);
         into.clear();
         self.set.for_each_tile(|i, b| {
-            if now_ms.wrapping_sub(self.at[i]) >= REFINE_AFTER_MS && damage.box_of(i).is_none() {
+            if (quiet || now_ms.wrapping_sub(self.at[i]) >= after_ms) && damage.box_of(i).is_none() {
                 into.mark_in_tile(i, b);
             }
         });
     }
 
     /// When the next refinement falls due (ms), if any tile is lossy.
-    pub fn next_due(&self) -> Option<u32> {
+    pub fn next_due(&self, after_ms: u32) -> Option<u32> {
         let mut first: Option<u32> = None;
         self.set.for_each_tile(|i, _| {
-            let t = self.at[i].wrapping_add(REFINE_AFTER_MS);
+            let t = self.at[i].wrapping_add(after_ms);
             first = Some(first.map_or(t, |f| f.min(t)));
         });
         first

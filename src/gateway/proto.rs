@@ -3,7 +3,7 @@
 //! All integers little-endian; strings are `u32` length + UTF-8.
 
 /// Protocol version spoken.
-pub const VERSION: u8 = 2;
+pub const VERSION: u8 = 3;
 
 pub mod to_browser {
     pub const SERVER_HELLO: u8 = 0x01;
@@ -23,6 +23,16 @@ pub mod to_browser {
     pub const JPEG: u8 = 0x0F;
     pub const LED_STATE: u8 = 0x10;
     pub const CREDENTIALS_REQUIRED: u8 = 0x11;
+    pub const END_PART: u8 = 0x12;
+    pub const IMAGE_BEGIN: u8 = 0x13;
+    pub const IMAGE_DATA: u8 = 0x14;
+    pub const PNG: u8 = 0x15;
+}
+
+/// `ImageBegin` formats.
+pub mod image_format {
+    pub const JPEG: u8 = 0;
+    pub const PNG: u8 = 1;
 }
 
 /// ServerHello flag bits.
@@ -47,6 +57,7 @@ pub mod from_browser {
     pub const KEY_CODE: u8 = 0x87;
     pub const POINTER_EXT: u8 = 0x88;
     pub const CREDENTIALS: u8 = 0x89;
+    pub const RECEIVED: u8 = 0x8A;
 }
 
 /// Largest clipboard text accepted from a browser.
@@ -122,14 +133,47 @@ pub fn palette_header(out: &mut Vec<u8>, x: u16, y: u16, w: u16, h: u16, colours
     out.push((colours - 1) as u8);
 }
 
-/// The Jpeg header with a zero length; the caller appends the JFIF bytes
-/// and patches the `u32` length (the last 4 bytes written here).
-pub fn jpeg_header(out: &mut Vec<u8>, x: u16, y: u16, w: u16, h: u16) {
-    out.push(to_browser::JPEG);
+/// The header of a `Jpeg` or `Png` message (`ty`) with a zero length; the
+/// caller appends the image bytes and patches the `u32` length (the last 4
+/// bytes written here).
+pub fn image_header(out: &mut Vec<u8>, ty: u8, x: u16, y: u16, w: u16, h: u16) {
+    out.push(ty);
     for v in [x, y, w, h] {
         put_u16(out, v);
     }
     out.extend_from_slice(&[0; 4]);
+}
+
+/// Bytes of a `Jpeg`/`Png` message before the image bytes.
+pub const IMAGE_HEADER: usize = 13;
+
+/// `ImageBegin`: an image of `total` bytes follows in `ImageData` messages.
+pub fn image_begin(out: &mut Vec<u8>, x: u16, y: u16, w: u16, h: u16, format: u8, total: u32) {
+    out.push(to_browser::IMAGE_BEGIN);
+    for v in [x, y, w, h] {
+        put_u16(out, v);
+    }
+    out.push(format);
+    out.extend_from_slice(&total.to_le_bytes());
+}
+
+/// `ImageData` with `data`.
+pub fn image_data(out: &mut Vec<u8>, data: &[u8]) {
+    out.push(to_browser::IMAGE_DATA);
+    out.extend_from_slice(&(data.len() as u32).to_le_bytes());
+    out.extend_from_slice(data);
+}
+
+/// Bytes of `ImageBegin` and of `ImageData`'s header.
+pub const IMAGE_BEGIN_LEN: usize = 14;
+pub const IMAGE_DATA_HEADER: usize = 5;
+
+/// `EndPart`: the messages since the previous end form a part of a picture;
+/// `last`: the picture is complete.
+pub fn end_part(out: &mut Vec<u8>, id: u32, last: bool) {
+    out.push(to_browser::END_PART);
+    out.extend_from_slice(&id.to_le_bytes());
+    out.push(last as u8);
 }
 
 pub fn end_frame(out: &mut Vec<u8>, id: u32) {
@@ -207,6 +251,7 @@ pub enum Input<'a> {
     },
     Clipboard(&'a str),
     FrameAck(u32),
+    Received(u32),
     ResizeRequest {
         w: u16,
         h: u16,
@@ -316,6 +361,7 @@ pub fn parse_all<'a>(msg: &'a [u8], mut f: impl FnMut(Input<'a>) -> Result<(), B
                 Input::Clipboard(std::str::from_utf8(b).map_err(|_| bad(INVALID, "clipboard is not UTF-8"))?)
             }
             from_browser::FRAME_ACK => Input::FrameAck(r.u32()?),
+            from_browser::RECEIVED => Input::Received(r.u32()?),
             from_browser::RESIZE_REQUEST => {
                 let (w, h) = (r.u16()?, r.u16()?);
                 if w == 0 || h == 0 || w > MAX_RESIZE || h > MAX_RESIZE {
@@ -355,6 +401,7 @@ mod tests {
             0x81, 1, 0x61, 0, 0, 0, // key down 'a'
             0x82, 10, 0, 20, 0, 0x09, // pointer 10,20 left+wheel-up
             0x84, 7, 0, 0, 0, // ack 7
+            0x8A, 9, 0, 0, 0, // received 9
         ];
         assert_eq!(
             parse(&msg).unwrap(),
@@ -363,6 +410,7 @@ mod tests {
                 Input::Key { down: true, keysym: 0x61, code: "" },
                 Input::Pointer { x: 10, y: 20, mask: 9 },
                 Input::FrameAck(7),
+                Input::Received(9),
             ]
         );
     }
@@ -412,13 +460,27 @@ mod tests {
     fn encoders_match_the_documented_layouts() {
         let mut out = Vec::new();
         server_hello(&mut out, 800, 600, hello_flags::VIEW_ONLY | hello_flags::RESIZE, "d");
-        assert_eq!(out, [0x01, 2, 0x20, 0x03, 0x58, 0x02, 0b11, 1, 0, 0, 0, b'd']);
+        assert_eq!(out, [0x01, VERSION, 0x20, 0x03, 0x58, 0x02, 0b11, 1, 0, 0, 0, b'd']);
         out.clear();
         fill(&mut out, 1, 2, 3, 4, [5, 6, 7, 255]);
         assert_eq!(out, [0x03, 1, 0, 2, 0, 3, 0, 4, 0, 5, 6, 7, 255]);
         out.clear();
         end_frame(&mut out, 0x01020304);
         assert_eq!(out, [0x06, 4, 3, 2, 1]);
+        out.clear();
+        end_part(&mut out, 9, true);
+        assert_eq!(out, [0x12, 9, 0, 0, 0, 1]);
+        out.clear();
+        image_begin(&mut out, 1, 2, 3, 4, image_format::PNG, 300);
+        assert_eq!(out, [0x13, 1, 0, 2, 0, 3, 0, 4, 0, 1, 44, 1, 0, 0]);
+        assert_eq!(out.len(), IMAGE_BEGIN_LEN);
+        out.clear();
+        image_data(&mut out, &[7, 8]);
+        assert_eq!(out, [0x14, 2, 0, 0, 0, 7, 8]);
+        out.clear();
+        image_header(&mut out, to_browser::PNG, 1, 2, 3, 4);
+        assert_eq!(out, [0x15, 1, 0, 2, 0, 3, 0, 4, 0, 0, 0, 0, 0]);
+        assert_eq!(out.len(), IMAGE_HEADER);
         out.clear();
         led_state(&mut out, 0b100);
         credentials_required(&mut out);

@@ -21,23 +21,33 @@
 //!
 //! Frames (docs/protocol.md "Pacing"): every FramebufferUpdate's damage is
 //! added to each viewer's own tile set (64×64 tiles, each with the bounding
-//! box of its damage). A viewer is sent a frame *part* whenever it has
-//! damage (or JPEG areas due for lossless refinement) and its pacer
-//! (`pacing::Pacer`) has room: the part is encoded from the framebuffer's
-//! *current* pixels ([`super::frames`]), as much as fits the room, urgent
-//! damage first, so a slow viewer skips intermediate states instead of
-//! queueing them, and a small change never waits behind more than about one
-//! frame interval of bytes. Parts are encoded once per session state and
-//! shared by the viewers in that state. CopyRects are forwarded as `Copy`
-//! where the viewer's canvas allows it (`hand_out_update`), else they
-//! become damage.
+//! box of its damage). When its pacer (`pacing::Pacer`) lets a viewer have
+//! more, it gets, in this order of preference ([`super::frames`]):
+//!
+//! 1. the next part of the picture it is being sent, or first an *aside*
+//!    (damage that does not overlap that picture, one part's worth, urgent
+//!    first), alternating with the parts;
+//! 2. a new *picture*: all its damage and copies, encoded from the
+//!    framebuffer as it is now (never while an update is half applied),
+//!    photo-like areas as JPEG at a quality chosen so the picture takes
+//!    about one interval of the screen's changes on the viewer's link
+//!    (`pacing::choose_level`); one frame if it fits a part, else parts
+//!    the browser holds and draws together;
+//! 3. a *refinement* frame: exact pixels for areas it last got as JPEG.
+//!
+//! A slow viewer therefore skips intermediate states instead of queueing
+//! them, sees only whole pictures of states the screen really had, and a
+//! small change waits behind about one part, not a picture. Encodings are
+//! made once per session state and shared by the viewers in that state.
+//! CopyRects are forwarded as `Copy` where the viewer's canvas allows it
+//! (`hand_out_update`), else they become damage.
 //!
 //! Memory per viewer is bounded whatever the viewer does: damage and lossy
 //! areas are tile bitmaps with 4 bytes of box per tile (about 2 KiB each at
 //! 1920×1080, plus 4 bytes per tile of lossy timestamps), queued copies are
-//! capped, the bytes in flight are capped by the pacer's budget
-//! (`pacing::MAX_BUDGET`), encoded parts are shared and at most one per
-//! streaming viewer plus a few spares, session state (clipboard, cursor,
+//! capped, the bytes in flight are capped by the pacer's window
+//! (`pacing::MAX_CWND`), encodings are shared, at most one picture and one
+//! frame per viewer plus a few spares, session state (clipboard, cursor,
 //! name) is sent latest-wins from the session's single copy (`News`), and
 //! one-off messages are capped (`MAX_PENDING`).
 
@@ -45,9 +55,10 @@ use std::time::{Duration, Instant};
 
 use slab::Slab;
 
-use super::frames::{Lossy, Parts, Request};
+use super::encode::{self, Lossy as Jpeg};
+use super::frames::{self, Cursor, Lossy, Parts, Request, What};
 use super::login::{Answer, Ask};
-use super::pacing::{Pacer, Quality};
+use super::pacing::{self, JpegModel, Kind, Pacer};
 use super::proto::{self, BadInput, Input};
 use super::Attempt;
 use crate::fb::{CopyOp, Framebuffer, TileSet};
@@ -85,16 +96,45 @@ pub enum Phase {
     Ready,
 }
 
-/// A part being streamed to one viewer.
-struct Streaming {
-    /// Index in the session's `Parts`.
-    part: usize,
-    /// Next segment, and where its bytes start.
-    seg: usize,
-    from: usize,
+/// The frame or part being written to one viewer (one WebSocket message
+/// per `Session::compose`).
+struct Writing {
+    /// Index in the session's `Parts` (for a piece of the held picture: the
+    /// picture's).
+    enc: usize,
+    cursor: Cursor,
     id: u32,
-    /// The part took less than the room it had.
-    app_limited: bool,
+    out: Out,
+    /// Estimated wire bytes a piece of the held picture may still take.
+    budget: u64,
+}
+
+/// What is being written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Out {
+    /// A whole encoding as one frame (a picture that fits one part, a
+    /// refinement).
+    Frame,
+    /// An aside: a whole encoding as one frame, between parts of the held
+    /// picture.
+    Aside,
+    /// A frame of the held picture's exact messages (drawn at once).
+    Prefix,
+    /// A part of the held picture's images (held by the browser until the
+    /// last).
+    Part,
+}
+
+impl Out {
+    fn of_picture(self) -> bool {
+        matches!(self, Out::Prefix | Out::Part)
+    }
+}
+
+/// A picture being sent in parts: where its next part starts.
+struct Held {
+    enc: usize,
+    cursor: Cursor,
 }
 
 /// What `Session::compose` appended.
@@ -128,11 +168,14 @@ pub struct Viewer {
     /// update's copies did not start from, so that update's copies are
     /// sent as pixels to this viewer.
     mid_update_pixels: bool,
-    stream: Option<Streaming>,
-    /// Id of the last frame whose EndFrame was sent (0: none yet). Frame
-    /// ids count up from 1, wrapping.
+    writing: Option<Writing>,
+    picture: Option<Held>,
+    /// The last frame written was an aside (the next goes to the picture).
+    last_aside: bool,
+    /// Id of the last frame or part whose end was sent (0: none yet). Ids
+    /// count up from 1, wrapping, frames and parts alike.
     last_sent: u32,
-    /// Id of the last frame acknowledged.
+    /// Id of the last frame acknowledged (`FrameAck`).
     acked: u32,
     /// Small one-off messages (hello, status, resize, password request,
     /// error) to send first; capped by `MAX_PENDING`.
@@ -143,7 +186,8 @@ pub struct Viewer {
     /// Set when this viewer must be closed after its pending output.
     pub close: Option<(u16, String)>,
     pacer: Pacer,
-    quality: Quality,
+    /// JPEG level of the last picture (`pacing::LEVELS`).
+    level: usize,
     /// Canvas areas holding JPEG approximations.
     lossy: Lossy,
     /// Wire bytes per protocol byte of compressed messages (EWMA).
@@ -164,14 +208,16 @@ impl Viewer {
             damage: TileSet::new(0, 0),
             copies: Vec::new(),
             mid_update_pixels: false,
-            stream: None,
+            writing: None,
+            picture: None,
+            last_aside: false,
             last_sent: 0,
             acked: 0,
             pending: Vec::new(),
             news: News::default(),
             close: None,
             pacer: Pacer::default(),
-            quality: Quality::default(),
+            level: 0,
             lossy: Lossy::new(0, 0),
             ratio: 0.3,
             dropped: 0,
@@ -187,14 +233,31 @@ impl Viewer {
         self.last_sent.wrapping_sub(self.acked)
     }
 
-    /// End the part being streamed now (after a whole message): the
-    /// browser applies what it got; the rest is damage again.
-    fn cut_stream(&mut self, parts: &mut Parts) {
-        if let Some(s) = self.stream.take() {
-            parts.release(s.part);
-            proto::end_frame(&mut self.pending, s.id);
-            self.last_sent = s.id;
-            self.pacer.frame_ended(s.id, false);
+    /// Stop sending the current frame, part and picture (the desktop was
+    /// resized: a `Resize` is in `pending`, and the browser drops held
+    /// parts and an image it was receiving when it reads it). The frame or
+    /// part being written ends as an empty frame after the `Resize`.
+    fn cut(&mut self, parts: &mut Parts) {
+        if let Some(w) = self.writing.take() {
+            proto::end_frame(&mut self.pending, w.id);
+            self.last_sent = w.id;
+            self.pacer.end(Kind::Frame);
+            if !w.out.of_picture() {
+                parts.release(w.enc);
+            }
+        }
+        if let Some(h) = self.picture.take() {
+            parts.release(h.enc);
+        }
+    }
+
+    /// Release what this viewer holds in `parts`.
+    fn release(&mut self, parts: &mut Parts) {
+        if let Some(w) = self.writing.take().filter(|w| !w.out.of_picture()) {
+            parts.release(w.enc);
+        }
+        if let Some(h) = self.picture.take() {
+            parts.release(h.enc);
         }
     }
 
@@ -274,11 +337,27 @@ pub struct Session {
     now_ms: u32,
     /// The last pointer position a viewer sent.
     pointer: Option<(u16, u16)>,
-    /// Scratch: the refinement set of the viewer being composed.
+    /// Scratch: the refinement set / aside damage of the viewer being composed.
     refine: TileSet,
+    aside: TileSet,
     /// Never send JPEG (`--lossless`).
     pub lossless: bool,
+    /// Bytes per JPEG pixel of this session's content.
+    model: JpegModel,
+    /// Since when the framebuffer holds a half-applied update.
+    mid_since: Option<Instant>,
+    /// The `now` of the last `compose`.
+    last_now: Option<Instant>,
+    /// When the last update with damage was handed out (session ms), and
+    /// the smoothed interval between such updates (ms).
+    last_change_ms: Option<u32>,
+    change_interval_ms: f64,
 }
+
+/// A picture is not started while an update that touches it is half
+/// applied (it would show half of each), unless the update has been
+/// arriving this long.
+const MID_UPDATE_WAIT: Duration = Duration::from_millis(50);
 
 impl Session {
     pub fn new(key: String, label: String, cfg: RfbConfig) -> Session {
@@ -312,7 +391,13 @@ impl Session {
             now_ms: 0,
             pointer: None,
             refine: TileSet::new(0, 0),
+            aside: TileSet::new(0, 0),
             lossless: false,
+            model: JpegModel::default(),
+            mid_since: None,
+            last_now: None,
+            last_change_ms: None,
+            change_interval_ms: pacing::MAX_PICTURE_TIME.as_millis() as f64,
         }
     }
 
@@ -339,8 +424,8 @@ impl Session {
     /// `Ready` session lingers (continuous updates paused through
     /// `to_server`); any other is over.
     pub fn remove_viewer(&mut self, idx: usize, now: Instant, to_server: &mut Vec<u8>) {
-        if let Some(Viewer { stream: Some(s), .. }) = self.viewers.try_remove(idx) {
-            self.parts.release(s.part);
+        if let Some(mut v) = self.viewers.try_remove(idx) {
+            v.release(&mut self.parts);
         }
         if !self.viewers.is_empty() {
             return;
@@ -470,8 +555,8 @@ impl Session {
                 self.update_damage = TileSet::new(width, height);
                 for (_, v) in self.viewers.iter_mut() {
                     if v.joined {
-                        v.cut_stream(&mut self.parts);
                         proto::resize(&mut v.pending, width, height);
+                        v.cut(&mut self.parts);
                         v.damage.reset(width, height);
                         v.lossy.reset(width, height);
                         v.copies.clear();
@@ -548,6 +633,20 @@ impl Session {
         self.fb.take_dirty(&mut self.update_damage);
         self.fb.take_copies(&mut self.update_copies);
         self.gen += 1;
+        if !self.update_damage.is_empty() {
+            log::debug!(
+                "t={} update: {} tiles, {} copies, mid-update now {}",
+                self.now_ms,
+                self.update_damage.count(),
+                self.update_copies.len(),
+                self.fb.has_changes()
+            );
+            if let Some(last) = self.last_change_ms {
+                let dt = self.now_ms.wrapping_sub(last).min(1000) as f64;
+                self.change_interval_ms = 0.8 * self.change_interval_ms + 0.2 * dt;
+            }
+            self.last_change_ms = Some(self.now_ms);
+        }
         for (_, v) in self.viewers.iter_mut() {
             if !v.joined {
                 continue;
@@ -658,8 +757,16 @@ impl Session {
                 }
                 if behind < v.unacked() {
                     v.acked = id;
-                    v.pacer.on_ack(id, now);
+                    v.pacer.on_painted(id, now);
                 } // else: a repeated or older ack; nothing new acknowledged
+            }
+            Input::Received(id) => {
+                if v.last_sent.wrapping_sub(id) >= 1 << 31 {
+                    return Err(policy("receipt for a frame never sent"));
+                }
+                if v.pacer.on_received(id, now) {
+                    log_ack(self.now_ms, idx, id, &v.pacer);
+                }
             }
             Input::Key { down, keysym, code } => {
                 // By scancode when the server takes them and the code is
@@ -778,14 +885,45 @@ impl Session {
 
     /// Compose the next WebSocket message for viewer `idx` at `now`,
     /// appended to `out`: its pending messages and state news, or the next
-    /// segment of its current frame part (starting a part when it has
-    /// something to send and its pacer has room). After sending it the
-    /// caller reports the bytes that went on the wire with [`Session::sent`].
+    /// message of its current frame or part (starting one when it has
+    /// something to send and its pacer lets it, see the module docs).
+    /// After sending it the caller reports the bytes that went on the wire
+    /// with [`Session::sent`].
     pub fn compose(&mut self, idx: usize, now: Instant, out: &mut Vec<u8>) -> Composed {
         let now_ms = self.tick(now);
+        self.last_now = Some(now);
+        // An update half applied: damage it does not touch may go (its
+        // pixels are final), the rest waits for the update's end.
+        let waited = if self.fb.has_changes() {
+            now.saturating_duration_since(*self.mid_since.get_or_insert(now)) >= MID_UPDATE_WAIT
+        } else {
+            self.mid_since = None;
+            true
+        };
+
+        let interval = Duration::from_millis(self.change_interval_ms as u64);
+        let quiet_ms = frames::quiet_ms(self.change_interval_ms);
+        let refine_after_ms = frames::refine_after_ms(self.change_interval_ms);
+        let quiet = self.last_change_ms.is_none_or(|t| now_ms.wrapping_sub(t) >= quiet_ms);
         let Session {
-            fb, viewers, cursor_msg, clipboard_msg, name, parts, gen, pointer, refine, lossless, leds, ..
+            fb,
+            viewers,
+            cursor_msg,
+            clipboard_msg,
+            name,
+            parts,
+            gen,
+            pointer,
+            refine,
+            aside,
+            lossless,
+            model,
+            leds,
+            ..
         } = self;
+        let fb: &Framebuffer = fb;
+        let partial = fb.dirty();
+        let settled = |d: &TileSet| waited || !d.overlaps(partial);
         let Some(v) = viewers.get_mut(idx) else { return Composed::Nothing };
         let start_len = out.len();
         out.extend_from_slice(&v.pending);
@@ -812,55 +950,179 @@ impl Session {
         if out.len() > start_len {
             return Composed::Deflate;
         }
-        if v.stream.is_none() {
-            let changes = v.has_changes();
-            v.lossy.due(now_ms, &v.damage, refine);
-            let room = v.pacer.room();
-            let rate = v.pacer.rate();
-            if !changes && refine.is_empty() {
-                v.quality.update(now, false, rate);
+        if v.writing.is_none() {
+            v.pacer.tick(now);
+            let jpeg_at =
+                |level: usize| (!*lossless).then(|| Jpeg { quality: pacing::LEVELS[level], bpp: model.bpp(level) });
+            // Held back by the pacer: only a small change may go (an aside,
+            // or a picture that is small), not the next part.
+            let urgent_only = !v.pacer.can_send(now);
+            if urgent_only
+                && !(v.pacer.can_send_small()
+                    && (v.picture.is_some() || small_damage(fb, &v.damage, &v.copies, jpeg_at(v.level))))
+            {
                 return Composed::Nothing;
             }
-            if room == 0 {
-                v.quality.update(now, changes, rate);
-                return Composed::Nothing;
-            }
-            let quality = if *lossless { None } else { Some(v.quality.jpeg()) };
-            let req = Request {
-                gen: *gen,
-                quality,
-                room,
-                ratio: v.ratio,
-                damage: &v.damage,
-                copies: &v.copies,
-                refine,
-                pointer: *pointer,
-            };
-            let pi = parts.get(fb, &req);
-            let p = parts.part(pi);
-            v.damage.copy_from(&p.left);
-            v.copies.clear();
-            v.mid_update_pixels |= p.mid_update;
-            v.lossy.apply(&p.notes, now_ms);
-            v.quality.update(now, !p.complete, rate);
-            v.pacer.frame_started(now);
+            let part = v.pacer.part_size();
             let id = v.last_sent.wrapping_add(1);
-            v.stream = Some(Streaming { part: pi, seg: 0, from: 0, id, app_limited: p.complete });
+            let mut writing = None;
+            if let Some(held) = &v.picture {
+                // Damage apart from the picture goes ahead of its next part.
+                if (!v.last_aside || urgent_only) && v.copies.is_empty() && !v.damage.is_empty() {
+                    // Not near its content either: changes there are of the
+                    // same content and wait to be a coherent picture.
+                    let picture = parts.part(held.enc);
+                    aside.copy_disjoint(&v.damage, picture.area());
+                    if let Some(b) = picture.content_box() {
+                        aside.clear_tiles_of(b);
+                    }
+                    let jpeg = jpeg_at(v.level);
+                    let bpp = jpeg.map_or(3.0, |j| j.bpp);
+                    let fits = if urgent_only { pacing::SMALL_FRAME } else { 2 * part };
+                    if !aside.is_empty() && settled(aside) && frames::estimate(fb, aside, bpp) <= fits {
+                        let req = Request {
+                            gen: *gen,
+                            what: What::Aside { room: part, jpeg },
+                            ratio: v.ratio,
+                            damage: aside,
+                            copies: &[],
+                            refine: &TileSet::new(0, 0),
+                            pointer: *pointer,
+                        };
+                        let enc = parts.get(fb, &req);
+                        let e = parts.part(enc);
+                        v.damage.clear_tiles_in(aside);
+                        v.damage.union_from(&e.left);
+                        v.mid_update_pixels |= e.mid_update;
+                        v.lossy.apply(&e.notes, now_ms);
+                        log::debug!("t={now_ms} viewer {idx}: aside {id}: {} B", e.cost(v.ratio));
+                        writing =
+                            Some(Writing { enc, cursor: Cursor::default(), id, out: Out::Aside, budget: u64::MAX });
+                    }
+                }
+                if writing.is_none() && !urgent_only {
+                    let out =
+                        if held.cursor.note() < parts.part(held.enc).prefix_end() { Out::Prefix } else { Out::Part };
+                    writing = Some(Writing { enc: held.enc, cursor: held.cursor, id, out, budget: part });
+                }
+            } else if v.has_changes() && settled(&v.damage) {
+                let jpeg = if *lossless {
+                    None
+                } else {
+                    let mut pixels = 0;
+                    v.damage.for_each_run(|r| pixels += encode::photo_pixels(fb, r));
+                    v.level = pacing::choose_level(model, v.pacer.bw(), pixels, interval);
+                    jpeg_at(v.level)
+                };
+                let req = Request {
+                    gen: *gen,
+                    what: What::Picture { jpeg },
+                    ratio: v.ratio,
+                    damage: &v.damage,
+                    copies: &v.copies,
+                    refine: &TileSet::new(0, 0),
+                    pointer: *pointer,
+                };
+                let made = parts.encoded;
+                let enc = parts.get(fb, &req);
+                let e = parts.part(enc);
+                if parts.encoded != made {
+                    model.observe(v.level, e.stats.jpeg_pixels, e.stats.jpeg_bytes);
+                }
+                v.damage.clear();
+                v.copies.clear();
+                v.mid_update_pixels |= e.mid_update;
+                v.lossy.apply(&e.notes, now_ms);
+                let cost = e.cost(v.ratio);
+                log::debug!(
+                    "t={now_ms} viewer {idx}: picture {id}: {cost} B ({} messages, JPEG {} px {} B at q{:?}), part {part} B, \
+                     {} in flight of {}, bw {:?} B/s, min_rtt {:?}, {}",
+                    e.notes.len(),
+                    e.stats.jpeg_pixels,
+                    e.stats.jpeg_bytes,
+                    jpeg.map(|j| j.quality),
+                    v.pacer.in_flight(),
+                    v.pacer.cwnd(),
+                    v.pacer.bw().map(|b| b as u64),
+                    v.pacer.min_rtt(),
+                    v.pacer.mode()
+                );
+                // One frame when it fits a part, unless exact messages can go
+                // ahead of its images (a small change away from a photo).
+                let mixed = e.prefix_end() > 0 && e.prefix_end() < e.notes.len();
+                v.pacer.burst(cost);
+                writing = Some(if cost <= part && !mixed {
+                    Writing { enc, cursor: Cursor::default(), id, out: Out::Frame, budget: u64::MAX }
+                } else {
+                    v.picture = Some(Held { enc, cursor: Cursor::default() });
+                    let out = if e.prefix_end() > 0 { Out::Prefix } else { Out::Part };
+                    Writing { enc, cursor: Cursor::default(), id, out, budget: part }
+                });
+            } else if !v.has_changes() {
+                v.lossy.due(now_ms, refine_after_ms, quiet, &v.damage, refine);
+                if !refine.is_empty() {
+                    let req = Request {
+                        gen: *gen,
+                        what: What::Refine { room: part },
+                        ratio: v.ratio,
+                        damage: &TileSet::new(0, 0),
+                        copies: &[],
+                        refine,
+                        pointer: *pointer,
+                    };
+                    let enc = parts.get(fb, &req);
+                    let e = parts.part(enc);
+                    v.mid_update_pixels |= e.mid_update;
+                    v.lossy.apply(&e.notes, now_ms);
+                    log::debug!("t={now_ms} viewer {idx}: refinement {id}: {} B", e.cost(v.ratio));
+                    writing = Some(Writing { enc, cursor: Cursor::default(), id, out: Out::Frame, budget: u64::MAX });
+                } else {
+                    v.pacer.app_limited();
+                }
+            }
+            let Some(w) = writing else { return Composed::Nothing };
+            v.pacer.start(id, now);
+            v.writing = Some(w);
         }
-        let Some(s) = v.stream.as_mut() else { return Composed::Nothing };
-        let p = parts.part(s.part);
-        let seg = p.segs[s.seg];
-        out.extend_from_slice(&p.bytes[s.from..seg.end]);
-        s.from = seg.end;
-        s.seg += 1;
-        if s.seg == p.segs.len() {
-            proto::end_frame(out, s.id);
-            v.last_sent = s.id;
-            v.pacer.frame_ended(s.id, s.app_limited);
-            parts.release(s.part);
-            v.stream = None;
+        let Some(w) = v.writing.as_mut() else { return Composed::Nothing };
+        let e = parts.part(w.enc);
+        let stop = if w.out == Out::Prefix { e.prefix_end() } else { e.notes.len() };
+        let (raw, cost) = e.next_message(&mut w.cursor, w.budget, v.ratio, w.out == Out::Part, stop, out);
+        w.budget = w.budget.saturating_sub(cost);
+        let done = e.done(&w.cursor);
+        let prefix_done = w.out == Out::Prefix && w.cursor.note() >= e.prefix_end();
+        if done || prefix_done || (w.out.of_picture() && w.budget == 0) {
+            let kind = if w.out == Out::Part && !done {
+                proto::end_part(out, w.id, false);
+                Kind::Part
+            } else {
+                if w.out == Out::Part {
+                    proto::end_part(out, w.id, true);
+                } else {
+                    proto::end_frame(out, w.id);
+                }
+                Kind::Frame
+            };
+            match (w.out.of_picture(), done) {
+                (true, true) => {
+                    if let Some(h) = v.picture.take() {
+                        parts.release(h.enc);
+                    }
+                }
+                (true, false) => {
+                    if let Some(h) = &mut v.picture {
+                        h.cursor = w.cursor;
+                    }
+                }
+                (false, _) => parts.release(w.enc),
+            }
+            log::trace!("t={now_ms} viewer {idx}: {:?} {} ends ({kind:?})", w.out, w.id);
+            v.pacer.end(kind);
+            v.last_sent = w.id;
+            v.last_aside = w.out == Out::Aside;
+            v.writing = None;
         }
-        if seg.raw {
+        if raw {
             Composed::Raw
         } else {
             Composed::Deflate
@@ -879,18 +1141,31 @@ impl Session {
     }
 
     /// When the session wants to be called although nothing else happens:
-    /// `compose` when a viewer with room has JPEG areas falling due for
-    /// refinement, `handle_timeout` when a linger runs out.
+    /// `compose` when a viewer with something to send is held back by its
+    /// pacer for a while, or its JPEG areas fall due for refinement;
+    /// `handle_timeout` when a linger runs out.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        let refine = self.epoch.and_then(|epoch| {
-            self.viewers
-                .iter()
-                .filter(|(_, v)| v.joined && v.close.is_none() && v.stream.is_none() && v.pacer.room() > 0)
-                .filter_map(|(_, v)| v.lossy.next_due())
-                .min()
-                .map(|ms| epoch + Duration::from_millis(ms.max(self.now_ms) as u64))
-        });
-        refine.into_iter().chain(self.linger_until).min()
+        let compose = self.epoch.zip(self.last_now).and_then(|(epoch, last)| self.compose_timeout(epoch, last));
+        compose.into_iter().chain(self.linger_until).min()
+    }
+
+    fn compose_timeout(&self, epoch: Instant, last: Instant) -> Option<Instant> {
+        self.viewers
+            .iter()
+            .filter(|(_, v)| v.joined && v.close.is_none() && v.writing.is_none())
+            .filter_map(|(_, v)| {
+                let paced = v.pacer.next_send_at();
+                if v.picture.is_some() || v.has_changes() {
+                    return paced;
+                }
+                let due = v.lossy.next_due(frames::refine_after_ms(self.change_interval_ms))?;
+                let quiet_ms = frames::quiet_ms(self.change_interval_ms);
+                let quiet = self.last_change_ms.map_or(due, |t| t.wrapping_add(quiet_ms));
+                let due = epoch + Duration::from_millis(due.min(quiet) as u64);
+                Some(paced.map_or(due, |p| p.max(due)))
+            })
+            .filter(|&t| t > last)
+            .min()
     }
 
     /// Pacing counters and estimates of viewer `idx` (for /metrics).
@@ -900,16 +1175,17 @@ impl Session {
             dropped: v.dropped,
             unacked: v.unacked(),
             in_flight: v.pacer.in_flight(),
-            rate: v.pacer.rate(),
-            min_rtt: v.pacer.min_rtt(),
+            rate: v.pacer.bw().unwrap_or(0.0),
+            min_rtt: v.pacer.min_rtt().unwrap_or_default(),
             last_rtt: v.pacer.last_rtt(),
-            jpeg: v.quality.jpeg(),
+            jpeg: pacing::LEVELS[v.level],
         })
     }
 
-    /// Link estimate of viewer `idx`: (rate bytes/s, min RTT, JPEG quality).
-    pub fn viewer_link(&self, idx: usize) -> Option<(f64, Duration, u8)> {
-        self.viewers.get(idx).map(|v| (v.pacer.rate(), v.pacer.min_rtt(), v.quality.jpeg()))
+    /// Link estimate of viewer `idx`: (bandwidth bytes/s, path delay, JPEG
+    /// quality of its last picture).
+    pub fn viewer_link(&self, idx: usize) -> Option<(Option<f64>, Option<Duration>, u8)> {
+        self.viewers.get(idx).map(|v| (v.pacer.bw(), v.pacer.min_rtt(), pacing::LEVELS[v.level]))
     }
 
     /// The session is being dropped: viewer `idx`'s last output (its pending
@@ -930,6 +1206,33 @@ impl Session {
     pub fn viewer_close(&self, idx: usize) -> Option<(u16, String)> {
         self.viewers.get(idx).and_then(|v| if v.pending.is_empty() { v.close.clone() } else { None })
     }
+}
+
+/// Whether `damage` (and no copies) is small enough to go past the pacer
+/// (`pacing::SMALL_FRAME`), judged from its area first and then from
+/// samples.
+fn small_damage(fb: &Framebuffer, damage: &TileSet, copies: &[CopyOp], jpeg: Option<Jpeg>) -> bool {
+    if !copies.is_empty() || damage.is_empty() {
+        return false;
+    }
+    let mut area = 0;
+    damage.for_each_run(|r| area += r.area());
+    area <= 2 * 64 * 64 && frames::estimate(fb, damage, jpeg.map_or(3.0, |j| j.bpp)) <= pacing::SMALL_FRAME
+}
+
+fn log_ack(now_ms: u32, idx: usize, id: u32, p: &Pacer) {
+    log::debug!(
+        "t={now_ms} viewer {idx}: received {id}: rtt {:?}, bw {:?} B/s, min_rtt {:?}, {} in flight of {}, {} \
+         unpainted, part {}, {}",
+        p.last_rtt(),
+        p.bw().map(|b| b as u64),
+        p.min_rtt(),
+        p.in_flight(),
+        p.cwnd(),
+        p.unpainted(),
+        p.part_size(),
+        p.mode()
+    );
 }
 
 #[cfg(test)]

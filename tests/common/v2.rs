@@ -1,14 +1,18 @@
-//! A headless browser-protocol v2 client (docs/protocol.md) on tungstenite,
+//! A headless browser-protocol v3 client (docs/protocol.md) on tungstenite,
 //! for integration tests and `examples/gwload.rs`. Self-contained (only
-//! tungstenite and jpeg-decoder), so an example can include it with `#[path]`.
+//! tungstenite, jpeg-decoder and flate2), so an example can include it with
+//! `#[path]`.
 //!
 //! It checks what the gateway sends as strictly as a viewer must: every
 //! message is parsed, an unknown type, a truncated field or a rectangle
 //! outside the canvas is an `Err` (a gateway bug), never ignored. It keeps
-//! an RGBA canvas up to date from Resize/Fill/Copy/Pixels/Palette/Jpeg
-//! (JPEG decoded with jpeg-decoder, like a browser's decoder), staging each
-//! frame's drawing exactly like the viewer: messages apply in order, and
-//! `EndFrame` is acknowledged (when `auto_ack`) after the frame is applied.
+//! an RGBA canvas up to date from Resize/Fill/Copy/Pixels/Palette/Jpeg/Png
+//! and images sent in pieces (JPEG decoded with jpeg-decoder, like a
+//! browser's decoder; PNG by a small decoder here), staging drawing exactly
+//! like the viewer: a frame's messages apply in order at its `EndFrame`, the
+//! parts of a picture (`EndPart`) are held and applied with its last part.
+//! When `auto_ack`, every end is answered with `Received` at once and every
+//! frame (and picture) with `FrameAck` once applied.
 #![allow(dead_code)]
 
 use std::net::TcpStream;
@@ -38,20 +42,87 @@ pub mod t {
     pub const JPEG: u8 = 0x0F;
     pub const LED_STATE: u8 = 0x10;
     pub const CREDENTIALS_REQUIRED: u8 = 0x11;
+    pub const END_PART: u8 = 0x12;
+    pub const IMAGE_BEGIN: u8 = 0x13;
+    pub const IMAGE_DATA: u8 = 0x14;
+    pub const PNG: u8 = 0x15;
 }
 
 /// One gateway → browser message, pixel payloads left out.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Msg {
-    ServerHello { version: u8, width: u16, height: u16, flags: u8, name: String },
-    Resize { width: u16, height: u16 },
-    Fill { x: u16, y: u16, w: u16, h: u16, rgba: [u8; 4] },
-    Copy { x: u16, y: u16, w: u16, h: u16, sx: u16, sy: u16 },
-    Pixels { x: u16, y: u16, w: u16, h: u16 },
-    Palette { x: u16, y: u16, w: u16, h: u16, colours: usize },
-    Jpeg { x: u16, y: u16, w: u16, h: u16, len: usize },
+    ServerHello {
+        version: u8,
+        width: u16,
+        height: u16,
+        flags: u8,
+        name: String,
+    },
+    Resize {
+        width: u16,
+        height: u16,
+    },
+    Fill {
+        x: u16,
+        y: u16,
+        w: u16,
+        h: u16,
+        rgba: [u8; 4],
+    },
+    Copy {
+        x: u16,
+        y: u16,
+        w: u16,
+        h: u16,
+        sx: u16,
+        sy: u16,
+    },
+    Pixels {
+        x: u16,
+        y: u16,
+        w: u16,
+        h: u16,
+    },
+    Palette {
+        x: u16,
+        y: u16,
+        w: u16,
+        h: u16,
+        colours: usize,
+    },
+    Jpeg {
+        x: u16,
+        y: u16,
+        w: u16,
+        h: u16,
+        len: usize,
+    },
+    Png {
+        x: u16,
+        y: u16,
+        w: u16,
+        h: u16,
+        len: usize,
+    },
+    /// An image in pieces: format 0 JPEG, 1 PNG.
+    ImageBegin {
+        x: u16,
+        y: u16,
+        w: u16,
+        h: u16,
+        format: u8,
+        total: usize,
+    },
+    ImageData(usize),
     EndFrame(u32),
-    Cursor { hot_x: u16, hot_y: u16, w: u16, h: u16 },
+    /// A part of a picture; `true`: its last (the picture is drawn).
+    EndPart(u32, bool),
+    Cursor {
+        hot_x: u16,
+        hot_y: u16,
+        w: u16,
+        h: u16,
+    },
     Bell,
     Clipboard(String),
     DesktopName(String),
@@ -82,8 +153,13 @@ pub struct Canvas {
     /// RGBA, stride width*4.
     pub fb: Vec<u8>,
     pub hello: Option<Msg>,
+    /// Frames applied (`EndFrame`s and pictures' last `EndPart`s).
     pub frames: u64,
     pub last_frame: Option<u32>,
+    /// Parts held (not last).
+    pub parts: u64,
+    /// Id of the last frame or part ended.
+    pub last_end: Option<u32>,
     /// Copy messages applied.
     pub copies: u64,
     pub bells: u64,
@@ -101,10 +177,38 @@ pub struct Canvas {
     /// Bytes of WebSocket payload received.
     pub bytes: u64,
     /// Drawing messages and their bytes (header included) by kind:
-    /// Fill, Copy, Pixels, Palette, Jpeg.
-    pub kinds: [(u64, u64); 5],
+    /// Fill, Copy, Pixels, Palette, Jpeg (whole or in pieces), Png.
+    pub kinds: [(u64, u64); 6],
     /// Pixels drawn from JPEG (all messages so far).
     pub jpeg_pixels: u64,
+    /// Drawing of the frame being received, and the held parts of a picture.
+    pending: Vec<Op>,
+    held: Vec<Op>,
+    /// An image being received in pieces.
+    image: Option<Image>,
+    next_image: u64,
+}
+
+/// An image being received in pieces (ImageBegin, ImageData...).
+#[derive(Debug, Clone)]
+struct Image {
+    id: u64,
+    rect: (u16, u16, u16, u16),
+    format: u8,
+    total: usize,
+    data: Vec<u8>,
+}
+
+/// One drawing operation, decoded, waiting for its frame's end.
+#[derive(Debug, Clone)]
+enum Op {
+    Fill(u16, u16, u16, u16, [u8; 4]),
+    Copy(u16, u16, u16, u16, u16, u16),
+    /// RGB pixels of a rectangle (Pixels, Palette, images).
+    Rgb(u16, u16, u16, u16, Vec<u8>),
+    /// An image whose pieces are still coming (its id).
+    Incomplete(u64),
+    Resize,
 }
 
 /// Index into `Canvas::kinds`.
@@ -114,9 +218,10 @@ pub mod kind {
     pub const PIXELS: usize = 2;
     pub const PALETTE: usize = 3;
     pub const JPEG: usize = 4;
+    pub const PNG: usize = 5;
 }
 
-/// A v2 viewer over tungstenite (no permessage-deflate: tungstenite has none).
+/// A v3 viewer over tungstenite (no permessage-deflate: tungstenite has none).
 pub struct V2 {
     pub ws: Ws,
     pub c: Canvas,
@@ -195,6 +300,11 @@ pub mod enc {
         m.extend_from_slice(&id.to_le_bytes());
         m
     }
+    pub fn received(id: u32) -> Vec<u8> {
+        let mut m = vec![0x8A];
+        m.extend_from_slice(&id.to_le_bytes());
+        m
+    }
     pub fn resize(w: u16, h: u16) -> Vec<u8> {
         let mut m = vec![0x85];
         m.extend_from_slice(&w.to_le_bytes());
@@ -228,11 +338,11 @@ pub mod enc {
 }
 
 /// Protocol version spoken.
-pub const VERSION: u8 = 2;
+pub const VERSION: u8 = 3;
 /// Subprotocol offered.
-pub const SUBPROTOCOL: &str = "wsvnc.v2";
+pub const SUBPROTOCOL: &str = "wsvnc.v3";
 
-/// Open `url` offering subprotocol `wsvnc.v2` (no ClientHello yet).
+/// Open `url` offering subprotocol `wsvnc.v3` (no ClientHello yet).
 pub fn open(url: &str) -> Result<Ws, String> {
     let mut req = url.into_client_request().map_err(|e| e.to_string())?;
     req.headers_mut().insert("Sec-WebSocket-Protocol", SUBPROTOCOL.parse().unwrap());
@@ -316,11 +426,18 @@ impl V2 {
             };
             match m {
                 Message::Binary(b) => {
-                    let msgs = self.c.apply(&b).unwrap_or_else(|e| panic!("gateway sent a malformed v2 message: {e}"));
+                    let msgs = self.c.apply(&b).unwrap_or_else(|e| panic!("gateway sent a malformed message: {e}"));
                     if self.auto_ack {
                         for m in &msgs {
-                            if let Msg::EndFrame(id) = m {
-                                let _ = self.ws.send(Message::Binary(enc::ack(*id)));
+                            match *m {
+                                Msg::EndFrame(id) | Msg::EndPart(id, true) => {
+                                    let _ = self.ws.send(Message::Binary(enc::received(id)));
+                                    let _ = self.ws.send(Message::Binary(enc::ack(id)));
+                                }
+                                Msg::EndPart(id, false) => {
+                                    let _ = self.ws.send(Message::Binary(enc::received(id)));
+                                }
+                                _ => {}
                             }
                         }
                     }
@@ -408,7 +525,12 @@ impl Canvas {
                 t::RESIZE => {
                     let (width, height) = (rd_u16(b, &mut p)?, rd_u16(b, &mut p)?);
                     self.need_hello("Resize")?;
+                    // The canvas is cleared; a picture in parts and an image
+                    // in pieces are void (docs/protocol.md).
                     self.set_size(width, height);
+                    self.held.clear();
+                    self.image = None;
+                    self.pending.push(Op::Resize);
                     Msg::Resize { width, height }
                 }
                 t::FILL => {
@@ -418,12 +540,7 @@ impl Canvas {
                     let rgba = [c[0], c[1], c[2], c[3]];
                     self.need_hello("Fill")?;
                     self.check(x, y, w, h)?;
-                    for row in y as usize..(y + h) as usize {
-                        let o = (row * self.width as usize + x as usize) * 4;
-                        for px in self.fb[o..o + w as usize * 4].chunks_exact_mut(4) {
-                            px.copy_from_slice(&rgba);
-                        }
-                    }
+                    self.pending.push(Op::Fill(x, y, w, h, rgba));
                     self.count(kind::FILL, p - at);
                     Msg::Fill { x, y, w, h, rgba }
                 }
@@ -434,14 +551,7 @@ impl Canvas {
                     self.need_hello("Copy")?;
                     self.check(x, y, w, h)?;
                     self.check(sx, sy, w, h)?;
-                    let stride = self.width as usize * 4;
-                    let rows: Vec<usize> =
-                        if y > sy { (0..h as usize).rev().collect() } else { (0..h as usize).collect() };
-                    for i in rows {
-                        let s = (sy as usize + i) * stride + sx as usize * 4;
-                        let d = (y as usize + i) * stride + x as usize * 4;
-                        self.fb.copy_within(s..s + w as usize * 4, d);
-                    }
+                    self.pending.push(Op::Copy(x, y, w, h, sx, sy));
                     self.copies += 1;
                     self.count(kind::COPY, p - at);
                     Msg::Copy { x, y, w, h, sx, sy }
@@ -452,7 +562,7 @@ impl Canvas {
                     let data = rd_bytes(b, &mut p, w as usize * h as usize * 3)?;
                     self.need_hello("Pixels")?;
                     self.check(x, y, w, h)?;
-                    self.put_rgb(x, y, w, h, data);
+                    self.pending.push(Op::Rgb(x, y, w, h, data.to_vec()));
                     self.count(kind::PIXELS, p - at);
                     Msg::Pixels { x, y, w, h }
                 }
@@ -482,37 +592,109 @@ impl Canvas {
                             rgb.extend_from_slice(&colours[idx * 3..idx * 3 + 3]);
                         }
                     }
-                    self.put_rgb(x, y, w, h, &rgb);
+                    self.pending.push(Op::Rgb(x, y, w, h, rgb));
                     self.count(kind::PALETTE, p - at);
                     Msg::Palette { x, y, w, h, colours: n }
                 }
-                t::JPEG => {
+                t::JPEG | t::PNG => {
                     let at = p - 1;
                     let (x, y, w, h) = (rd_u16(b, &mut p)?, rd_u16(b, &mut p)?, rd_u16(b, &mut p)?, rd_u16(b, &mut p)?);
                     let len = rd_u32(b, &mut p)? as usize;
                     let data = rd_bytes(b, &mut p, len)?;
-                    self.need_hello("Jpeg")?;
+                    let format = if ty == t::JPEG { 0 } else { 1 };
+                    self.need_hello("image")?;
                     self.check(x, y, w, h)?;
-                    let mut d = jpeg_decoder::Decoder::new(data);
-                    let rgb = d.decode().map_err(|e| format!("Jpeg {w}x{h}+{x}+{y}: {e}"))?;
-                    let info = d.info().ok_or("Jpeg without a frame header")?;
-                    if (info.width, info.height) != (w, h) || info.pixel_format != jpeg_decoder::PixelFormat::RGB24 {
-                        return Err(format!(
-                            "Jpeg {w}x{h}+{x}+{y} decodes to {}x{} {:?}",
-                            info.width, info.height, info.pixel_format
-                        ));
+                    let rgb = decode_image(format, data, w, h)?;
+                    self.pending.push(Op::Rgb(x, y, w, h, rgb));
+                    if format == 0 {
+                        self.jpeg_pixels += w as u64 * h as u64;
+                        self.count(kind::JPEG, p - at);
+                        Msg::Jpeg { x, y, w, h, len }
+                    } else {
+                        self.count(kind::PNG, p - at);
+                        Msg::Png { x, y, w, h, len }
                     }
-                    self.put_rgb(x, y, w, h, &rgb);
-                    self.jpeg_pixels += w as u64 * h as u64;
-                    self.count(kind::JPEG, p - at);
-                    Msg::Jpeg { x, y, w, h, len }
+                }
+                t::IMAGE_BEGIN => {
+                    let at = p - 1;
+                    let (x, y, w, h) = (rd_u16(b, &mut p)?, rd_u16(b, &mut p)?, rd_u16(b, &mut p)?, rd_u16(b, &mut p)?);
+                    let format = rd_u8(b, &mut p)?;
+                    let total = rd_u32(b, &mut p)? as usize;
+                    self.need_hello("ImageBegin")?;
+                    self.check(x, y, w, h)?;
+                    if format > 1 {
+                        return Err(format!("ImageBegin format {format}"));
+                    }
+                    if self.image.is_some() {
+                        return Err("ImageBegin while an image is incomplete".into());
+                    }
+                    self.next_image += 1;
+                    self.pending.push(Op::Incomplete(self.next_image));
+                    self.image =
+                        Some(Image { id: self.next_image, rect: (x, y, w, h), format, total, data: Vec::new() });
+                    self.count(if format == 0 { kind::JPEG } else { kind::PNG }, p - at);
+                    Msg::ImageBegin { x, y, w, h, format, total }
+                }
+                t::IMAGE_DATA => {
+                    let len = rd_u32(b, &mut p)? as usize;
+                    let data = rd_bytes(b, &mut p, len)?;
+                    let Some(img) = self.image.as_mut() else {
+                        return Err("ImageData without ImageBegin".into());
+                    };
+                    img.data.extend_from_slice(data);
+                    if img.data.len() > img.total {
+                        return Err(format!("ImageData past the image's {} bytes", img.total));
+                    }
+                    let k = if img.format == 0 { kind::JPEG } else { kind::PNG };
+                    self.kinds[k].1 += 5 + len as u64;
+                    if img.data.len() == img.total {
+                        let img = self.image.take().unwrap();
+                        let (x, y, w, h) = img.rect;
+                        let rgb = decode_image(img.format, &img.data, w, h)?;
+                        if img.format == 0 {
+                            self.jpeg_pixels += w as u64 * h as u64;
+                        }
+                        let slot = self.pending.iter_mut().chain(self.held.iter_mut());
+                        let op = slot
+                            .into_iter()
+                            .find(|o| matches!(o, Op::Incomplete(id) if *id == img.id))
+                            .ok_or("the image's frame is gone")?;
+                        *op = Op::Rgb(x, y, w, h, rgb);
+                    }
+                    Msg::ImageData(len)
                 }
                 t::END_FRAME => {
                     let id = rd_u32(b, &mut p)?;
                     self.need_hello("EndFrame")?;
+                    let ops = std::mem::take(&mut self.pending);
+                    self.draw(&ops)?;
                     self.frames += 1;
                     self.last_frame = Some(id);
+                    self.last_end = Some(id);
                     Msg::EndFrame(id)
+                }
+                t::END_PART => {
+                    let id = rd_u32(b, &mut p)?;
+                    let last = match rd_u8(b, &mut p)? {
+                        0 => false,
+                        1 => true,
+                        f => return Err(format!("EndPart flag {f}")),
+                    };
+                    self.need_hello("EndPart")?;
+                    self.held.append(&mut self.pending);
+                    if last {
+                        if self.image.is_some() {
+                            return Err("picture ended inside an image".into());
+                        }
+                        let ops = std::mem::take(&mut self.held);
+                        self.draw(&ops)?;
+                        self.frames += 1;
+                        self.last_frame = Some(id);
+                    } else {
+                        self.parts += 1;
+                    }
+                    self.last_end = Some(id);
+                    Msg::EndPart(id, last)
                 }
                 t::CURSOR => {
                     let (hx, hy, w, h) =
@@ -572,6 +754,36 @@ impl Canvas {
         Ok(out)
     }
 
+    /// Apply decoded ops to the canvas, in order.
+    fn draw(&mut self, ops: &[Op]) -> Result<(), String> {
+        for op in ops {
+            match op {
+                Op::Fill(x, y, w, h, rgba) => {
+                    for row in *y as usize..(*y + *h) as usize {
+                        let o = (row * self.width as usize + *x as usize) * 4;
+                        for px in self.fb[o..o + *w as usize * 4].chunks_exact_mut(4) {
+                            px.copy_from_slice(rgba);
+                        }
+                    }
+                }
+                Op::Copy(x, y, w, h, sx, sy) => {
+                    let stride = self.width as usize * 4;
+                    let rows: Vec<usize> =
+                        if y > sy { (0..*h as usize).rev().collect() } else { (0..*h as usize).collect() };
+                    for i in rows {
+                        let s = (*sy as usize + i) * stride + *sx as usize * 4;
+                        let d = (*y as usize + i) * stride + *x as usize * 4;
+                        self.fb.copy_within(s..s + *w as usize * 4, d);
+                    }
+                }
+                Op::Rgb(x, y, w, h, rgb) => self.put_rgb(*x, *y, *w, *h, rgb),
+                Op::Incomplete(_) => return Err("a frame ended inside an image".into()),
+                Op::Resize => {}
+            }
+        }
+        Ok(())
+    }
+
     fn count(&mut self, k: usize, bytes: usize) {
         self.kinds[k].0 += 1;
         self.kinds[k].1 += bytes as u64;
@@ -616,4 +828,98 @@ impl Canvas {
         let o = (y as usize * self.width as usize + x as usize) * 4;
         [self.fb[o], self.fb[o + 1], self.fb[o + 2], self.fb[o + 3]]
     }
+}
+
+/// Decode a JPEG (`format` 0) or PNG (1) that must be exactly `w`×`h`, to
+/// RGB.
+fn decode_image(format: u8, data: &[u8], w: u16, h: u16) -> Result<Vec<u8>, String> {
+    let (dw, dh, rgb) = if format == 0 {
+        let mut d = jpeg_decoder::Decoder::new(data);
+        let rgb = d.decode().map_err(|e| format!("Jpeg {w}x{h}: {e}"))?;
+        let info = d.info().ok_or("Jpeg without a frame header")?;
+        if info.pixel_format != jpeg_decoder::PixelFormat::RGB24 {
+            return Err(format!("Jpeg {w}x{h} is {:?}", info.pixel_format));
+        }
+        (info.width, info.height, rgb)
+    } else {
+        decode_png(data)?
+    };
+    if (dw, dh) != (w, h) {
+        return Err(format!("image {w}x{h} decodes to {dw}x{dh}"));
+    }
+    Ok(rgb)
+}
+
+/// A PNG decoder for what the gateway sends (docs/protocol.md `Png`): 8-bit
+/// RGB, no interlace; chunks and CRCs checked, filters undone.
+fn decode_png(png: &[u8]) -> Result<(u16, u16, Vec<u8>), String> {
+    if png.get(..8) != Some(b"\x89PNG\r\n\x1a\n".as_slice()) {
+        return Err("not a PNG".into());
+    }
+    let (mut p, mut size, mut idat) = (8, None, Vec::new());
+    loop {
+        let len = rd_be32(png, p)? as usize;
+        let body = png.get(p + 8..p + 8 + len).ok_or("truncated PNG chunk")?;
+        let mut crc = flate2::Crc::new();
+        crc.update(&png[p + 4..p + 8 + len]);
+        if rd_be32(png, p + 8 + len)? != crc.sum() {
+            return Err("PNG chunk CRC".into());
+        }
+        match &png[p + 4..p + 8] {
+            b"IHDR" => {
+                if body.len() != 13 || body[8..] != [8, 2, 0, 0, 0] {
+                    return Err(format!("PNG header {body:?}: not 8-bit RGB"));
+                }
+                size = Some((rd_be32(body, 0)?, rd_be32(body, 4)?));
+            }
+            b"IDAT" => idat.extend_from_slice(body),
+            b"IEND" => break,
+            other => return Err(format!("PNG chunk {other:?}")),
+        }
+        p += 12 + len;
+    }
+    let (w, h) = size.ok_or("PNG without IHDR")?;
+    let row = w as usize * 3;
+    let mut raw = Vec::with_capacity((row + 1) * h as usize);
+    flate2::Decompress::new(true)
+        .decompress_vec(&idat, &mut raw, flate2::FlushDecompress::Finish)
+        .map_err(|e| format!("PNG data: {e}"))?;
+    if raw.len() != (row + 1) * h as usize {
+        return Err(format!("PNG data: {} bytes for {w}x{h}", raw.len()));
+    }
+    let mut img = vec![0u8; row * h as usize];
+    for y in 0..h as usize {
+        let f = raw[y * (row + 1)];
+        for i in 0..row {
+            let v = raw[y * (row + 1) + 1 + i];
+            let a = if i >= 3 { img[y * row + i - 3] } else { 0 } as i16;
+            let b = if y > 0 { img[(y - 1) * row + i] } else { 0 } as i16;
+            let c = if y > 0 && i >= 3 { img[(y - 1) * row + i - 3] } else { 0 } as i16;
+            let pred = match f {
+                0 => 0,
+                1 => a,
+                2 => b,
+                3 => (a + b) / 2,
+                4 => {
+                    let q = a + b - c;
+                    let (pa, pb, pc) = ((q - a).abs(), (q - b).abs(), (q - c).abs());
+                    if pa <= pb && pa <= pc {
+                        a
+                    } else if pb <= pc {
+                        b
+                    } else {
+                        c
+                    }
+                }
+                _ => return Err(format!("PNG filter {f}")),
+            };
+            img[y * row + i] = v.wrapping_add(pred as u8);
+        }
+    }
+    Ok((w as u16, h as u16, img))
+}
+
+fn rd_be32(b: &[u8], p: usize) -> Result<u32, String> {
+    let s = b.get(p..p + 4).ok_or("truncated PNG")?;
+    Ok(u32::from_be_bytes([s[0], s[1], s[2], s[3]]))
 }

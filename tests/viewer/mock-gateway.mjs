@@ -1,5 +1,5 @@
 // A stand-in for the wsvnc gateway: serves web/ statically (with the gateway's CSP) and
-// speaks browser protocol v2 (docs/protocol.md) at /ws, with an independent encoder and a
+// speaks browser protocol v3 (docs/protocol.md) at /ws, with an independent encoder and a
 // strict decoder of browser messages that records everything the viewer sends.
 //
 //   node mock-gateway.mjs [--port 6080] [--web ../../web]   → a demo desktop for manual use
@@ -36,7 +36,7 @@ class W {
 }
 
 export const enc = {
-  hello: (w, h, flags = 0, name = 'mock desktop', version = 2) =>
+  hello: (w, h, flags = 0, name = 'mock desktop', version = 3) =>
     new W().u8(0x01).u8(version).u16(w).u16(h).u8(flags).str(name).done(),
   resize: (w, h) => new W().u8(0x02).u16(w).u16(h).done(),
   fill: (x, y, w, h, [r, g, b, a = 255]) =>
@@ -60,7 +60,13 @@ export const enc = {
     return new W().u8(0x0e).u16(x).u16(y).u16(w).u16(h).u8(n - 1).raw(colours.flat()).raw(packed).done();
   },
   jpeg: (x, y, w, h, bytes) => new W().u8(0x0f).u16(x).u16(y).u16(w).u16(h).u32(bytes.length).raw(bytes).done(),
+  png: (x, y, w, h, bytes) => new W().u8(0x15).u16(x).u16(y).u16(w).u16(h).u32(bytes.length).raw(bytes).done(),
+  // An image in pieces: format 0 JPEG, 1 PNG; `total` bytes follow in imageData messages.
+  imageBegin: (x, y, w, h, format, total) => new W().u8(0x13).u16(x).u16(y).u16(w).u16(h).u8(format).u32(total)
+    .done(),
+  imageData: (bytes) => new W().u8(0x14).u32(bytes.length).raw(bytes).done(),
   endFrame: (id) => new W().u8(0x06).u32(id).done(),
+  endPart: (id, last) => new W().u8(0x12).u32(id).u8(last ? 1 : 0).done(),
   cursor: (hx, hy, w, h, rgba) => new W().u8(0x07).u16(hx).u16(hy).u16(w).u16(h).raw(rgba).done(),
   bell: () => Buffer.from([0x08]),
   clipboard: (text) => new W().u8(0x09).str(text).done(),
@@ -83,6 +89,13 @@ export function jpegOf(w, h, fn) {
     '-sampling-factor', '1x1', '-quality', '95', 'jpeg:-'], { input: rgb });
 }
 
+/** PNG bytes (8-bit RGB, no ancillary chunks) of a w×h image filled by fn(x, y) → [r, g, b]. */
+export function pngOf(w, h, fn) {
+  const rgb = rgba(w, h, fn).filter((_, i) => i % 4 !== 3);
+  return execFileSync('convert', ['-size', `${w}x${h}`, '-depth', '8', 'rgb:-', '-strip',
+    '-define', 'png:color-type=2', 'png24:-'], { input: rgb });
+}
+
 /** w×h RGBA block filled by fn(x, y) → [r, g, b]. */
 export function rgba(w, h, fn) {
   const b = Buffer.alloc(w * h * 4);
@@ -101,7 +114,7 @@ export function rgba(w, h, fn) {
 // KeyCode (0x87) is recorded as a 'Key' with its `code`, PointerExt (0x88) as a 'Pointer'.
 export const NAMES = { 0x80: 'ClientHello', 0x81: 'Key', 0x82: 'Pointer', 0x83: 'Clipboard',
   0x84: 'FrameAck', 0x85: 'ResizeRequest', 0x86: 'Password', 0x87: 'Key', 0x88: 'Pointer',
-  0x89: 'Credentials' };
+  0x89: 'Credentials', 0x8a: 'Received' };
 
 export function decodeClient(buf) {
   const out = [];
@@ -139,6 +152,7 @@ export function decodeClient(buf) {
         break;
       }
       case 0x89: out.push({ type: 'Credentials', username: str(), password: str() }); break;
+      case 0x8a: out.push({ type: 'Received', id: u32() }); break;
       default: throw new Error(`unknown type 0x${type.toString(16)}`);
     }
   }
@@ -223,7 +237,7 @@ export class MockGateway {
     this.wss = new WebSocketServer({
       noServer: true,
       perMessageDeflate: true,
-      handleProtocols: (protocols) => (protocols.has('wsvnc.v2') ? 'wsvnc.v2' : false),
+      handleProtocols: (protocols) => (protocols.has('wsvnc.v3') ? 'wsvnc.v3' : false),
     });
     this.http.on('upgrade', (req, sock, head) => {
       if (new URL(req.url, 'http://x').pathname !== '/ws') { sock.destroy(); return; }

@@ -25,7 +25,7 @@ import path from 'node:path';
 
 import { comparePixels, diffImage, killAll, rgbToPng, run, sleep, spawnTracked, waitFor, xScreenshot }
   from '../browser/lib.mjs';
-import { MockGateway, enc, jpegOf, rgba } from './mock-gateway.mjs';
+import { MockGateway, enc, jpegOf, pngOf, rgba } from './mock-gateway.mjs';
 import {
   ARTIFACTS, assertServesCurrentWeb, canvasPixel, checkPrerequisites, launchChromium, readCanvas, saveCanvasPng,
   startWsvnc, startXvnc, stopXvnc,
@@ -127,10 +127,10 @@ describe('viewer against the mock gateway', { timeout: 120000 }, () => {
     await s.waitType('FrameAck');
   }
 
-  test('handshake: subprotocol, ClientHello first, version 2', async () => {
+  test('handshake: subprotocol, ClientHello first, version 3', async () => {
     const s = await open();
-    assert.equal(s.protocol, 'wsvnc.v2');
-    assert.deepEqual(s.received[0], { type: 'ClientHello', version: 2 });
+    assert.equal(s.protocol, 'wsvnc.v3');
+    assert.deepEqual(s.received[0], { type: 'ClientHello', version: 3 });
     assert.equal(s.url.pathname, '/ws');
   });
 
@@ -257,6 +257,62 @@ describe('viewer against the mock gateway', { timeout: 120000 }, () => {
     assert.deepEqual(s.errors, []);
   });
 
+  test('a picture in parts is held and drawn whole; frames between its parts go first', async () => {
+    const s = await open('?resize=0');
+    await live(s);
+    // A JPEG sent in pieces across three parts, with a Fill beside it in the first part.
+    const jpeg = jpegOf(64, 48, (x) => (x < 32 ? [200, 30, 30] : [30, 30, 200]));
+    const third = Math.ceil(jpeg.length / 3);
+    s.send(enc.fill(0, 0, 64, 48, [9, 9, 9]), enc.imageBegin(100, 100, 64, 48, 0, jpeg.length),
+      enc.imageData(jpeg.subarray(0, third)), enc.endPart(2, false));
+    assert.equal((await s.waitType('Received', 2)).id, 2, 'a part is acknowledged on receipt');
+    s.send(enc.imageData(jpeg.subarray(third, 2 * third)), enc.endPart(3, false));
+    await s.waitType('Received', 3);
+    // A frame between the parts, apart from the picture: drawn at once.
+    s.send(enc.fill(300, 190, 10, 10, [0, 255, 0]), enc.endFrame(4));
+    assert.equal((await s.waitType('FrameAck', 2)).id, 4, 'acked after paint');
+    assert.deepEqual(await canvasPixel(page, 305, 195), [0, 255, 0, 255]);
+    assert.deepEqual(await canvasPixel(page, 10, 10), [0, 0, 0, 255], 'the held picture is not drawn');
+    assert.deepEqual(await canvasPixel(page, 110, 120), [0, 0, 0, 255]);
+    // The last part: the whole picture at once.
+    s.send(enc.imageData(jpeg.subarray(2 * third)), enc.endPart(5, true));
+    assert.equal((await s.waitType('FrameAck', 3)).id, 5);
+    assert.deepEqual(await canvasPixel(page, 10, 10), [9, 9, 9, 255]);
+    const near = (got, want) => got.slice(0, 3).every((v, i) => Math.abs(v - want[i]) <= 12);
+    assert.ok(near(await canvasPixel(page, 110, 120), [200, 30, 30]), 'JPEG from its pieces');
+    assert.deepEqual(s.of('Received').map((m) => m.id), [1, 2, 3, 4, 5], 'Received for every end, in order');
+    // A Resize drops a picture being received: its parts are never drawn.
+    s.send(enc.fill(0, 0, 10, 10, [1, 2, 3]), enc.endPart(6, false));
+    await s.waitType('Received', 6);
+    s.send(enc.resize(320, 200), enc.endFrame(7));
+    assert.equal((await s.waitType('FrameAck', 4)).id, 7);
+    assert.deepEqual(await canvasPixel(page, 5, 5), [0, 0, 0, 255], 'cleared, the held part dropped');
+    assert.deepEqual(s.errors, []);
+  });
+
+  test('a PNG draws exact pixels; a small frame is not held up by a large image decoding', async () => {
+    const s = await open('?resize=0');
+    await live(s);
+    const fn = (x, y) => [(x * 37 + y * 11) % 256, (x * 3 + y * 101) % 256, (x ^ y) % 256];
+    const png = pngOf(50, 30, fn);
+    s.send(enc.png(10, 20, 50, 30, png), enc.endFrame(2));
+    assert.equal((await s.waitType('FrameAck', 2)).id, 2);
+    for (const [x, y] of [[0, 0], [7, 3], [49, 29], [25, 17]]) {
+      assert.deepEqual(await canvasPixel(page, 10 + x, 20 + y), [...fn(x, y), 255], `PNG pixel ${x},${y}`);
+    }
+    // A big JPEG frame, then a small one elsewhere: the small one may be drawn first, and the
+    // acknowledgements still name frames whose predecessors are drawn.
+    const big = jpegOf(320, 150, (x, y) => [(x * 7) % 256, (y * 5) % 256, (x + y) % 256]);
+    s.send(enc.jpeg(0, 0, 320, 150, big), enc.endFrame(3), enc.fill(300, 180, 10, 10, [1, 250, 1]),
+      enc.endFrame(4));
+    await s.waitFor((x) => x.of('FrameAck').some((m) => m.id === 4), 'FrameAck 4');
+    // Cumulative: 4 covers 3 when the small frame was drawn first.
+    const acks = s.of('FrameAck').map((m) => m.id);
+    assert.ok(acks.every((id, i) => i === 0 || id > acks[i - 1]), `in order: ${acks}`);
+    assert.deepEqual(await canvasPixel(page, 305, 185), [1, 250, 1, 255]);
+    assert.deepEqual(s.errors, []);
+  });
+
   const malformed = [
     ['unknown type', Buffer.from([0x7f])],
     ['truncated Fill', enc.fill(0, 0, 1, 1, [0, 0, 0]).subarray(0, 6)],
@@ -266,6 +322,13 @@ describe('viewer against the mock gateway', { timeout: 120000 }, () => {
     ['Jpeg that does not decode', Buffer.concat([enc.jpeg(0, 0, 8, 8, Buffer.from('not a jpeg')), enc.endFrame(2)])],
     ['Jpeg of another size than its rectangle',
       Buffer.concat([enc.jpeg(0, 0, 16, 8, jpegOf(8, 8, () => [9, 9, 9])), enc.endFrame(2)])],
+    ['ImageData without ImageBegin', enc.imageData(Buffer.alloc(3))],
+    ['ImageData past the image', Buffer.concat([enc.imageBegin(0, 0, 8, 8, 0, 2), enc.imageData(Buffer.alloc(3))])],
+    ['frame ended inside an image', Buffer.concat([enc.imageBegin(0, 0, 8, 8, 1, 100), enc.endFrame(2)])],
+    ['picture ended inside an image',
+      Buffer.concat([enc.imageBegin(0, 0, 8, 8, 1, 100), enc.endPart(2, false), enc.endPart(3, true)])],
+    ['ImageBegin of an unknown format', enc.imageBegin(0, 0, 8, 8, 7, 100)],
+    ['EndPart flag other than 0 or 1', Buffer.from([0x12, 2, 0, 0, 0, 2])],
     ['string length past the end', Buffer.from([0x09, 0xff, 0, 0, 0, 0x41])],
     ['Status text not UTF-8', Buffer.from([0x0c, 0, 2, 0, 0, 0, 0xc3, 0x28])],
     ['Fill outside the desktop', Buffer.concat([enc.fill(300, 0, 21, 1, [0, 0, 0]), enc.endFrame(2)])],

@@ -1,30 +1,25 @@
 // The remote screen: one <canvas> whose bitmap is the remote desktop (one canvas pixel per
 // remote pixel), drawing whole frames at once, the remote cursor, and scaling.
 //
-// Drawing ops (Resize, Fill, Copy, Pixels, Palette, Jpeg) are queued until EndFrame and then
-// applied in order inside one task, so the browser never paints half a frame (docs/protocol.md,
-// "Pacing"). Copy reads the canvas as it is at that point of the frame (CopyRect semantics).
-// JPEG images start decoding off the main thread (createImageBitmap) as soon as they arrive;
-// a frame is applied once all its images are decoded, and frames are applied in order.
+// Frames (docs/protocol.md "Pacing"): drawing ops are queued until EndFrame and applied in
+// order in one task, never half a frame; a picture's parts (EndPart) are held until its last
+// part. Images decode off the main thread (createImageBitmap) once all their bytes are in; a
+// frame waits for its own images, and for earlier undrawn frames only where they overlap.
 //
-// Scaling. "native" (1:1) means one remote pixel per *CSS* pixel: a 1920×1080 desktop has
-// the same on-screen size as a 1920×1080 web page, whatever devicePixelRatio is, and the
-// remote-resize request asks for the window size in CSS pixels. On a HiDPI screen the canvas
-// is then upscaled by devicePixelRatio with `image-rendering: pixelated`, which keeps edges
-// sharp at integer ratios. "fit" scales the canvas to the largest size that fits the window
-// with its aspect kept; pixelated when that enlarges, smooth when it shrinks.
-// Pointer coordinates are mapped from the canvas's on-screen box (getBoundingClientRect) to
-// its bitmap size, which is correct for every mode, zoom level and ratio.
+// Scaling: "native" = one remote pixel per CSS pixel (upscaled by devicePixelRatio, pixelated);
+// "fit" = the largest size with the aspect kept. Pointer positions map from the canvas's
+// on-screen box (getBoundingClientRect) to its bitmap, right for every mode and zoom.
 
 import { S, ProtocolError } from './protocol.js';
 
-// A frame is composed from the current framebuffer, so it covers the desktop at most about
-// once: more than twice the desktop's pixels (plus slack), or this many ops, without an
-// EndFrame is a broken gateway, and memory must not grow with it.
+// A frame covers the desktop about once: more than twice its pixels (plus slack), or this many
+// ops, without an EndFrame is a broken gateway.
 const MAX_FRAME_OPS = 1 << 20;
 const FRAME_SLACK_BYTES = 1 << 20;
 // Frames ended but still waiting for their images: the gateway's pacing keeps this small.
 const MAX_FRAMES_WAITING = 64;
+// Frames with more rectangles than this count as overlapping every other frame.
+const EXACT_RECTS = 64;
 
 export class Display {
   constructor(canvas, viewport) {
@@ -35,9 +30,11 @@ export class Display {
     this.height = 0;
     this.ops = [];
     this.decodes = []; // image decodes of the frame being received
+    this.held = null; // {ops, decodes, bytes}: parts of a picture received so far
+    this.image = null; // an image being received in ImageData pieces
     this.queuedBytes = 0;
     this.queuedArea = 0; // largest desktop area in force during the queued frame
-    this.chain = Promise.resolve(); // frames ended, applied in order
+    this.pending = []; // frames ended and not yet drawn, in order
     this.waiting = 0;
     this.epoch = 0; // bumped by reset(): frames of a lost connection are dropped
     this.mode = 'fit';
@@ -63,17 +60,45 @@ export class Display {
     this.queuedArea = Math.max(this.queuedArea, this.width * this.height,
       m.type === S.RESIZE ? m.width * m.height : 0);
     if (m.data) this.queuedBytes += m.data.length;
-    if (m.type === S.JPEG) {
-      m.image = createImageBitmap(new Blob([m.data], { type: 'image/jpeg' }),
-        { colorSpaceConversion: 'none', premultiplyAlpha: 'none' });
-      m.image.catch(() => {}); // reported when the frame is applied
-      this.decodes.push(m.image);
+    if (m.type === S.RESIZE) {
+      // The desktop changed: a picture in parts and an image in pieces are void.
+      this.held = null;
+      this.image = null;
     }
-    this.ops.push(m);
-    if (this.ops.length > MAX_FRAME_OPS || this.queuedBytes > 8 * this.queuedArea + FRAME_SLACK_BYTES) {
-      const n = this.ops.length, bytes = this.queuedBytes;
+    if (m.type === S.IMAGE_DATA) {
+      this.imageData(m);
+    } else {
+      if (m.type === S.JPEG || m.type === S.PNG) {
+        m.image = decodeImage(new Blob([m.data], { type: m.mime }));
+      } else if (m.type === S.IMAGE_BEGIN) {
+        if (this.image) throw new ProtocolError('ImageBegin while an image is incomplete');
+        if (m.total > 8 * m.w * m.h + FRAME_SLACK_BYTES) throw new ProtocolError(`ImageBegin of ${m.total} bytes`);
+        const img = { chunks: [], got: 0, total: m.total, op: m };
+        m.image = new Promise((resolve, reject) => { img.resolve = resolve; img.reject = reject; });
+        m.image.catch(() => {});
+        this.image = img;
+      }
+      if (m.image) this.decodes.push(m.image);
+      this.ops.push(m);
+    }
+    const bytes = this.queuedBytes + (this.held ? this.held.bytes : 0);
+    if (this.ops.length > MAX_FRAME_OPS || bytes > 8 * this.queuedArea + FRAME_SLACK_BYTES) {
+      const n = this.ops.length;
       this.reset();
       throw new ProtocolError(`frame without EndFrame grew to ${n} messages, ${bytes} pixel bytes`);
+    }
+  }
+
+  /** The next piece of the image begun by ImageBegin; decoding starts with the last. */
+  imageData(m) {
+    const img = this.image;
+    if (!img) throw new ProtocolError('ImageData without ImageBegin');
+    img.got += m.data.length;
+    if (img.got > img.total) throw new ProtocolError(`ImageData past the image's ${img.total} bytes`);
+    img.chunks.push(m.data);
+    if (img.got === img.total) {
+      this.image = null;
+      decodeImage(new Blob(img.chunks, { type: img.op.mime })).then(img.resolve, img.reject);
     }
   }
 
@@ -81,36 +106,92 @@ export class Display {
   reset() {
     this.ops.length = 0;
     this.decodes = [];
+    this.held = null;
+    this.image = null;
     this.queuedBytes = this.queuedArea = 0;
     this.epoch++;
-    this.chain = Promise.resolve();
+    for (const f of this.pending) f.resolve(null);
+    this.pending = [];
     this.waiting = 0;
   }
 
+  /** Ends a part of a picture: held (its images keep decoding) until the last part. */
+  endPart() {
+    const h = this.held || (this.held = { ops: [], decodes: [], bytes: 0 });
+    for (const m of this.ops) h.ops.push(m);
+    for (const d of this.decodes) h.decodes.push(d);
+    h.bytes += this.queuedBytes;
+    this.ops = [];
+    this.decodes = [];
+    this.queuedBytes = 0;
+    if (h.ops.length > MAX_FRAME_OPS) throw new ProtocolError(`picture grew to ${h.ops.length} messages`);
+  }
+
   /**
-   * Ends the frame being received: resolves once it is drawn (after every earlier frame and
-   * its own images), with the time drawing started; rejects with a ProtocolError for a bad op.
+   * Ends the frame (`picture`: a held picture's last part): resolves with the time drawing
+   * started once drawn; rejects with a ProtocolError for a bad op.
    */
-  endFrame() {
-    const ops = this.ops, decodes = this.decodes, epoch = this.epoch;
+  endFrame(picture = false) {
+    let ops = this.ops, decodes = this.decodes;
+    if (this.image && (picture || ops.includes(this.image.op))) {
+      throw new ProtocolError('frame ended inside an image');
+    }
+    if (picture) {
+      const h = this.held || { ops: [], decodes: [] };
+      ops = h.ops.concat(ops);
+      decodes = h.decodes.concat(decodes);
+      this.held = null;
+    }
     this.ops = [];
     this.decodes = [];
     this.queuedBytes = this.queuedArea = 0;
     if (++this.waiting > MAX_FRAMES_WAITING) throw new ProtocolError('too many frames waiting to be drawn');
-    const done = this.chain.then(() => Promise.all(decodes).catch(() => {
-      throw new ProtocolError('a JPEG image does not decode');
-    })).then((images) => {
-      if (epoch !== this.epoch) return null; // connection gone meanwhile
-      this.waiting--;
-      const t0 = performance.now();
-      this.apply(ops, images);
-      return t0;
+    const f = { ops, images: null, ready: false, failed: false, ...this.areaOf(ops),
+      barrier: ops.some((m) => m.type === S.RESIZE) };
+    const done = new Promise((resolve, reject) => { f.resolve = resolve; f.reject = reject; });
+    this.pending.push(f);
+    const epoch = this.epoch;
+    Promise.all(decodes).then((images) => { f.images = images; }, () => { f.failed = true; }).then(() => {
+      if (epoch !== this.epoch) return;
+      f.ready = true;
+      this.drawReady();
     });
-    this.chain = done.catch(() => {});
     return done;
   }
 
-  /** Applies `ops` in order; `images` are the decoded JPEGs, in order. */
+  /** Where `ops` draw or copy from: rectangles [x0, y0, x1, y1] (null: too many). */
+  areaOf(ops) {
+    let rects = [];
+    const mark = (x, y, w, h) => { if (w && h) rects.push([x, y, x + w, y + h]); };
+    for (const m of ops) {
+      if (m.w === undefined) continue;
+      mark(m.x, m.y, m.w, m.h);
+      if (m.type === S.COPY) mark(m.sx, m.sy, m.w, m.h);
+    }
+    if (rects.length > EXACT_RECTS) rects = null;
+    return { rects };
+  }
+
+  /** Draws every undrawn frame that is decoded and not behind an earlier frame it overlaps. */
+  drawReady() {
+    for (let i = 0; i < this.pending.length;) {
+      const f = this.pending[i];
+      const behind = !f.ready || this.pending.slice(0, i).some((e) => e.barrier || f.barrier || overlap(e, f));
+      if (behind) { i++; continue; }
+      this.pending.splice(i, 1);
+      this.waiting--;
+      if (f.failed) { f.reject(new ProtocolError('an image does not decode')); continue; }
+      const t0 = performance.now();
+      try {
+        this.apply(f.ops, f.images);
+        f.resolve(t0);
+      } catch (e) {
+        f.reject(e);
+      }
+    }
+  }
+
+  /** Applies `ops` in order; `images` are the decoded images, in order. */
   apply(ops, images) {
     const ctx = this.ctx;
     let k = 0;
@@ -120,7 +201,7 @@ export class Display {
         this.setSize(m.width, m.height);
         continue;
       }
-      const image = m.type === S.JPEG ? images[k++] : null;
+      const image = m.image ? images[k++] : null;
       if (m.w === 0 || m.h === 0) { if (image) image.close(); continue; }
       this.check(m.x, m.y, m.w, m.h, m);
       if (m.type === S.FILL) {
@@ -135,11 +216,11 @@ export class Display {
         ctx.putImageData(new ImageData(rgbToRgba(m.data, m.w * m.h), m.w, m.h), m.x, m.y);
       } else if (m.type === S.PALETTE) {
         ctx.putImageData(new ImageData(paletteToRgba(m), m.w, m.h), m.x, m.y);
-      } else if (m.type === S.JPEG) {
+      } else if (image) {
         const ok = image.width === m.w && image.height === m.h;
         if (ok) ctx.drawImage(image, m.x, m.y);
         image.close();
-        if (!ok) throw new ProtocolError(`Jpeg ${m.w}×${m.h} decodes to ${image.width}×${image.height}`);
+        if (!ok) throw new ProtocolError(`${m.mime} ${m.w}×${m.h} decodes to ${image.width}×${image.height}`);
       }
     }
   }
@@ -147,7 +228,7 @@ export class Display {
   check(x, y, w, h, m) {
     if (x + w > this.width || y + h > this.height) {
       const name = { [S.FILL]: 'Fill', [S.COPY]: 'Copy', [S.PIXELS]: 'Pixels', [S.PALETTE]: 'Palette',
-        [S.JPEG]: 'Jpeg' }[m.type];
+        [S.JPEG]: 'Jpeg', [S.PNG]: 'Png', [S.IMAGE_BEGIN]: 'ImageBegin' }[m.type];
       throw new ProtocolError(`${name} ${w}×${h} at ${x},${y} is outside the ` +
         `${this.width}×${this.height} desktop`);
     }
@@ -201,6 +282,20 @@ export class Display {
       y: Math.max(0, Math.min(this.height - 1, Math.floor(fy))),
     };
   }
+}
+
+/** Whether two frames' areas (see Display.areaOf) may overlap. */
+function overlap(e, f) {
+  if (!e.rects || !f.rects) return true;
+  return e.rects.some((a) => f.rects.some((b) => a[0] < b[2] && b[0] < a[2] && a[1] < b[3] && b[1] < a[3]));
+}
+
+/** Starts decoding an image off the main thread; the pixels are drawn as they are (no colour
+ * conversion), so a PNG stays exact. */
+function decodeImage(blob) {
+  const p = createImageBitmap(blob, { colorSpaceConversion: 'none', premultiplyAlpha: 'none' });
+  p.catch(() => {}); // reported when the frame is applied
+  return p;
 }
 
 /** Tightly packed RGB → RGBA (alpha 255). */

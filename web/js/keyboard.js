@@ -1,15 +1,7 @@
 // Keyboard input → Key / KeyCode messages (rules: docs/protocol.md "Keyboard").
 //
-// Keys are read on a hidden <textarea> that holds focus while the remote screen is in use
-// (so IME, dead keys and phone keyboards work).
-// * A key with a keysym goes with its KeyboardEvent.code, default prevented (browser
-//   shortcuts go to the remote where allowed; fullscreen + Keyboard Lock add Esc, Ctrl+W…).
-// * A key-up sends what its key-down sent (remembered per code).
-// * A dead key goes as its code alone (not prevented: the browser composes); the composed
-//   character goes with the code of the key that completed it.
-// * IME and phone-keyboard text goes as keysyms (input/compositionend).
-// * A remote Caps/Num Lock (LedState) that differs from ours is tapped before the next key.
-// * Everything held is released when the page loses focus or is hidden.
+// Keys are read on a hidden <textarea> that holds focus (IME, dead keys, phone keyboards).
+// A key-up sends what its key-down sent; everything held is released on blur or hide.
 // * Ctrl+V / Shift+Insert wait for the paste event, so the clipboard goes first (main.js).
 
 import { keysymForEvent, keysymsForText, keysymForCodePoint, isModifier, XK } from './keysyms.js';

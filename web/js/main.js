@@ -10,7 +10,6 @@ import { Display } from './display.js';
 import { Keyboard } from './keyboard.js';
 import { XK } from './keysyms.js';
 import { Pointer } from './pointer.js';
-import { Touch } from './touch.js';
 import { Clipboard } from './clipboard.js';
 import { Stats } from './stats.js';
 import { UI } from './ui.js';
@@ -45,7 +44,6 @@ const keyboard = new Keyboard(kbd, (keysym, down, code) => {
 const pointer = new Pointer(canvas, display, (x, y, mask) => {
   if (canInput()) send(P.pointer(x, y, mask));
 });
-const touch = new Touch(canvas, display, pointer);
 const clipboard = new Clipboard($('clip-text'), $('clip-send'), $('clip-note'), (text) => {
   if (!canInput()) return false;
   send(P.clipboard(text));
@@ -60,7 +58,13 @@ keyboard.onStickyChange = (held) => {
 
 const focusKeyboard = () => { if (!settings.view_only) kbd.focus({ preventScroll: true }); };
 pointer.onActivate = focusKeyboard;
-touch.onActivate = () => {}; // a tap must not pop up the phone keyboard; the toolbar does that
+// Touch gestures only where there is a touchscreen (the module is not fetched otherwise).
+if (navigator.maxTouchPoints > 0 || 'ontouchstart' in window) {
+  import('./touch.js').then(({ Touch }) => {
+    // A tap must not pop up the phone keyboard; the toolbar does that.
+    new Touch(canvas, display, pointer).onActivate = () => {};
+  });
+}
 
 // ---- messages from the gateway ---------------------------------------------------------
 
@@ -69,12 +73,19 @@ function onMessages(msgs, bytes, t) {
   for (const m of msgs) {
     switch (m.type) {
       case S.SERVER_HELLO: hello(m); break;
-      case S.RESIZE: case S.FILL: case S.COPY: case S.PIXELS: case S.PALETTE: case S.JPEG:
+      case S.RESIZE: case S.FILL: case S.COPY: case S.PIXELS: case S.PALETTE: case S.JPEG: case S.PNG:
+      case S.IMAGE_BEGIN: case S.IMAGE_DATA:
         if (!session.ready) throw new ProtocolError('drawing message before ServerHello');
         if (session.frameStart === null) session.frameStart = t;
         display.queue(m);
         break;
-      case S.END_FRAME: endFrame(m.id, t); break;
+      case S.END_FRAME: case S.END_PART:
+        if (!session.ready) throw new ProtocolError('end of a frame before ServerHello');
+        if (m.type === S.END_PART && !m.last) display.endPart(); // held until the picture's last part
+        else endFrame(m.id, t, m.type === S.END_PART);
+        // Arrived: the gateway's pacing measures the network with this (docs/protocol.md, Pacing).
+        send(P.received(m.id));
+        break;
       case S.CURSOR: display.setCursor(m); break;
       case S.BELL: ui.bell(); break;
       case S.CLIPBOARD: clipboard.remote(m.text); break;
@@ -119,14 +130,15 @@ function hello(m) {
   requestResize();
 }
 
-function endFrame(id, t) {
+function endFrame(id, t, picture) {
   const first = session.frameStart ?? t;
   session.frameStart = null;
   const s = session;
-  display.endFrame().then((t0) => {
+  s.frames.push(id);
+  display.endFrame(picture).then((t0) => {
     if (t0 === null || s !== session) return; // the connection went away meanwhile
     const t1 = performance.now();
-    queueAck(id);
+    painted(s, id);
     stats.frame(first, t0, t1);
     document.body.classList.remove('empty');
     stats.size = `${display.width}×${display.height}`;
@@ -140,6 +152,18 @@ function endFrame(id, t) {
     const what = err instanceof ProtocolError ? 'bad message from the gateway' : 'viewer error';
     conn.fail(`${what}: ${err.message}`);
   });
+}
+
+// Frames may be drawn out of order (Display.drawReady); FrameAck names the newest frame drawn
+// with every earlier one.
+function painted(s, id) {
+  s.painted.add(id);
+  let last = null;
+  while (s.frames.length > 0 && s.painted.has(s.frames[0])) {
+    last = s.frames.shift();
+    s.painted.delete(last);
+  }
+  if (last !== null) queueAck(last);
 }
 
 // Frames are drawn once their EndFrame (and their images) arrived, and acknowledged on the next animation
@@ -220,7 +244,8 @@ function onState(state, info) {
       break;
     case 'open':
       session = { ready: false, name: '', viewOnly: false, resizeSupported: false,
-        frameStart: null, passwordSent: false, lastRequest: null, acks: [], width: 0, height: 0 };
+        frameStart: null, passwordSent: false, lastRequest: null, acks: [], frames: [], painted: new Set(),
+        width: 0, height: 0 };
       ui.status('Waiting for the desktop…');
       break;
     case 'closed':

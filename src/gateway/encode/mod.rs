@@ -8,20 +8,25 @@
 //! columns; each piece is classified from a grid of samples
 //! ([`classify::sample`]) and sent in the cheapest faithful form:
 //!
-//! | piece                                 | form                                   |
-//! |---------------------------------------|----------------------------------------|
-//! | one colour                            | `Fill` (neighbours of one colour merged) |
-//! | ≤ 256 colours (text, UI)              | `Palette`: 1/2/4/8-bit indices (neighbours merged while ≤ 256 colours) |
-//! | photo-like, lossy allowed, ≥ 1024 px   | `Jpeg` (neighbouring pieces merged)     |
-//! | photo-like otherwise                  | `Palette` if ≤ 256 colours, else `Pixels` (RGB) |
+//! | piece                                  | form                                   |
+//! |----------------------------------------|----------------------------------------|
+//! | one colour                             | `Fill` (neighbours of one colour merged) |
+//! | ≤ 16 colours (text, UI)                | `Palette`: 1/2/4/8-bit indices (neighbours merged while ≤ 256 colours) |
+//! | 17..=256 colours, lossy allowed        | `Palette` unless JPEG at the viewer's quality is predicted 3× smaller (anti-aliased drawings on a slow link) |
+//! | photo-like, lossy allowed, ≥ 1024 px    | `Jpeg`                                 |
+//! | photo-like otherwise                   | `Palette` if ≤ 256 colours, else `Pixels` (RGB), or `Png` when refining |
 //!
-//! Palette and Pixels bytes are compressed by the WebSocket's
-//! permessage-deflate; JPEG bytes are not (the caller sends messages that
-//! are mostly JPEG with RSV1 clear, see [`Note`]).
+//! JPEG pieces are merged into rectangles: along a tile row, and in a
+//! *picture* ([`Encoder::picture`]) also down the rows when their columns
+//! match, so a photo window is one image (its headers and Huffman tables
+//! once, ~600 bytes each). Palette and Pixels bytes are compressed by the
+//! WebSocket's permessage-deflate; JPEG and PNG bytes are not (the caller
+//! sends messages that are mostly those with RSV1 clear, see [`Form::raw`]).
 
 pub mod classify;
 pub mod jpeg;
 pub mod palette;
+pub mod png;
 
 use super::proto;
 use crate::fb::{Framebuffer, Rect, TILE};
@@ -31,6 +36,11 @@ use palette::Palette;
 /// Photo-like spans smaller than this are sent lossless: a JPEG's headers
 /// (~600 bytes) would outweigh what it saves.
 pub const MIN_JPEG_AREA: usize = 1024;
+/// Pieces with at most this many colours are always sent exactly.
+const EXACT_COLOURS: usize = 16;
+/// A piece with more colours goes as JPEG only when its palette is
+/// predicted to cost this many times the JPEG: exact stays preferred.
+const EXACT_BIAS: f64 = 3.0;
 
 /// How a message drew its area.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,12 +49,18 @@ pub enum Form {
     Palette,
     Pixels,
     Jpeg,
+    Png,
 }
 
 impl Form {
     /// The canvas holds the framebuffer's exact pixels after this form.
     pub fn exact(self) -> bool {
         self != Form::Jpeg
+    }
+
+    /// Compressed already: sent without permessage-deflate.
+    pub fn raw(self) -> bool {
+        matches!(self, Form::Jpeg | Form::Png)
     }
 }
 
@@ -58,37 +74,131 @@ pub struct Note {
     pub end: usize,
 }
 
+/// Lossy encoding allowed: the JPEG quality, and the bytes per photo pixel
+/// expected at it (`pacing::JpegModel`), which decides when an
+/// anti-aliased piece is cheaper as JPEG.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Lossy {
+    pub quality: u8,
+    pub bpp: f64,
+}
+
+/// What one encoding call produced, for the rate model.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Stats {
+    /// Some piece was photo-like: the output depends on the quality.
+    pub photo: bool,
+    /// Pixels and bytes sent as JPEG.
+    pub jpeg_pixels: u64,
+    pub jpeg_bytes: u64,
+}
+
 /// Reusable scratch space for encoding.
 #[derive(Default)]
 pub struct Encoder {
     palette: Palette,
     stage: Vec<u8>,
+    png: png::Png,
+    /// Photo-like rectangles of the picture being encoded.
+    photos: Vec<Rect>,
 }
 
-/// A span of photo-like pieces being merged.
+/// A span of pieces being merged.
 #[derive(Clone, Copy)]
 struct Span {
     x: u16,
     end: u32,
 }
 
+/// What a piece is to become.
+enum Piece {
+    Fill([u8; 4]),
+    Exact,
+    Photo,
+}
+
+/// Predicted wire bytes of a `Palette` of `colours` colours over `r`
+/// (indices deflate to about half).
+fn palette_cost(colours: usize, r: Rect) -> f64 {
+    let rows = palette::row_bytes(r.w as usize, palette::bits_for(colours)) * r.h as usize;
+    colours as f64 * 3.0 + rows as f64 * 0.5
+}
+
 impl Encoder {
     /// Encode the run `run` of `fb` (inside one tile row) into `out`, one
-    /// [`Note`] per message into `notes`. `quality`: JPEG quality for
-    /// photo-like pieces, `None` for lossless only. Returns whether any piece
-    /// was photo-like (the output then depends on `quality`).
+    /// [`Note`] per message into `notes`. `lossy`: JPEG allowed for
+    /// photo-like pieces (`None`: lossless only).
     pub fn run(
         &mut self,
         fb: &Framebuffer,
         run: Rect,
-        quality: Option<u8>,
+        lossy: Option<Lossy>,
         out: &mut Vec<u8>,
         notes: &mut Vec<Note>,
-    ) -> bool {
-        if run.is_empty() || !fb.contains(run) {
-            return false;
+    ) -> Stats {
+        let mut stats = Stats::default();
+        self.run_into(fb, run, lossy, false, out, notes, &mut stats);
+        stats
+    }
+
+    /// Encode every run of a picture (`runs`, in tile rows) from one
+    /// snapshot: fills and exact pieces as they come, then the photo-like
+    /// pieces as JPEG, merged into rectangles down the rows where their
+    /// columns match (one image for a photo window).
+    pub fn picture(
+        &mut self,
+        fb: &Framebuffer,
+        runs: &[Rect],
+        lossy: Option<Lossy>,
+        out: &mut Vec<u8>,
+        notes: &mut Vec<Note>,
+    ) -> Stats {
+        let mut stats = Stats::default();
+        self.photos.clear();
+        for &r in runs {
+            self.run_into(fb, r, lossy, true, out, notes, &mut stats);
         }
-        let mut photo = false;
+        let Some(l) = lossy else { return stats };
+        // Down the rows: same columns, touching.
+        let photos = &mut self.photos;
+        photos.sort_unstable_by_key(|r| (r.x, r.w, r.y));
+        let mut merged = 0;
+        for i in 0..photos.len() {
+            let r = photos[i];
+            if merged > 0 {
+                let m = &mut photos[merged - 1];
+                if (m.x, m.w) == (r.x, r.w) && m.bottom() == r.y as u32 && m.h as u32 + r.h as u32 <= u16::MAX as u32 {
+                    m.h += r.h;
+                    continue;
+                }
+            }
+            photos[merged] = r;
+            merged += 1;
+        }
+        photos.truncate(merged);
+        photos.sort_unstable_by_key(|r| (r.y, r.x));
+        let photos = std::mem::take(&mut self.photos);
+        for &r in &photos {
+            self.photo(fb, r, l, out, notes, &mut stats);
+        }
+        self.photos = photos;
+        stats
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn run_into(
+        &mut self,
+        fb: &Framebuffer,
+        run: Rect,
+        lossy: Option<Lossy>,
+        defer_photos: bool,
+        out: &mut Vec<u8>,
+        notes: &mut Vec<Note>,
+        stats: &mut Stats,
+    ) {
+        if run.is_empty() || !fb.contains(run) {
+            return;
+        }
         let mut span: Option<Span> = None;
         let mut exact: Option<Span> = None;
         let mut fill: Option<(u16, u32, [u8; 4])> = None;
@@ -99,36 +209,53 @@ impl Encoder {
             let w = (next_col.min(end) - x) as u16;
             let piece = Rect::new(x as u16, run.y, w, run.h);
             x += w as u32;
-            let sampled = classify::sample(fb, piece);
-            if let Sampled::Uniform(c) = sampled {
-                if classify::is_solid(fb, piece, c) {
-                    self.flush_exact(fb, run, &mut exact, out, notes);
-                    self.flush_span(fb, run, &mut span, quality, out, notes);
-                    match &mut fill {
-                        Some((_, e, fc)) if *fc == c && *e == piece.x as u32 => *e = piece.right(),
-                        _ => {
-                            flush_fill(run, &mut fill, out, notes);
-                            fill = Some((piece.x, piece.right(), c));
-                        }
+            let kind = self.decide(fb, piece, lossy, stats);
+            if let Piece::Fill(c) = kind {
+                self.flush_exact(fb, run, &mut exact, out, notes);
+                self.flush_span(fb, run, &mut span, lossy, defer_photos, out, notes, stats);
+                match &mut fill {
+                    Some((_, e, fc)) if *fc == c && *e == piece.x as u32 => *e = piece.right(),
+                    _ => {
+                        flush_fill(run, &mut fill, out, notes);
+                        fill = Some((piece.x, piece.right(), c));
                     }
-                    continue;
                 }
+                continue;
             }
             flush_fill(run, &mut fill, out, notes);
-            let many = sampled == Sampled::Many;
-            photo |= many;
-            if many && quality.is_some() {
+            if let Piece::Photo = kind {
                 self.flush_exact(fb, run, &mut exact, out, notes);
                 extend(&mut span, piece);
                 continue;
             }
-            self.flush_span(fb, run, &mut span, quality, out, notes);
+            self.flush_span(fb, run, &mut span, lossy, defer_photos, out, notes, stats);
             extend(&mut exact, piece);
         }
         flush_fill(run, &mut fill, out, notes);
         self.flush_exact(fb, run, &mut exact, out, notes);
-        self.flush_span(fb, run, &mut span, quality, out, notes);
-        photo
+        self.flush_span(fb, run, &mut span, lossy, defer_photos, out, notes, stats);
+    }
+
+    /// Classify one piece (see the module docs).
+    fn decide(&mut self, fb: &Framebuffer, piece: Rect, lossy: Option<Lossy>, stats: &mut Stats) -> Piece {
+        let sampled = classify::sample(fb, piece);
+        if let Sampled::Uniform(c) = sampled {
+            if classify::is_solid(fb, piece, c) {
+                return Piece::Fill(c);
+            }
+        }
+        stats.photo |= sampled == Sampled::Many;
+        let Some(l) = lossy else { return Piece::Exact };
+        if sampled == Sampled::Many || !self.palette.build(fb, piece, palette::MAX_COLOURS) {
+            stats.photo = true;
+            return Piece::Photo;
+        }
+        let n = self.palette.len();
+        if n <= EXACT_COLOURS || palette_cost(n, piece) <= EXACT_BIAS * piece.area() as f64 * l.bpp {
+            return Piece::Exact;
+        }
+        stats.photo = true;
+        Piece::Photo
     }
 
     /// Neighbouring pieces to be sent exactly: one `Palette` for all of
@@ -148,6 +275,11 @@ impl Encoder {
             self.lossless(fb, r, out, notes);
             return;
         }
+        self.by_tile(fb, r, out, notes);
+    }
+
+    /// `r` exactly, tile column by tile column.
+    fn by_tile(&mut self, fb: &Framebuffer, r: Rect, out: &mut Vec<u8>, notes: &mut Vec<Note>) {
         let mut x = r.x as u32;
         while x < r.right() {
             let w = ((x / TILE as u32 + 1) * TILE as u32).min(r.right()) - x;
@@ -158,54 +290,146 @@ impl Encoder {
 
     /// Encode `r` exactly: Fill, Palette or Pixels, whichever applies.
     pub fn lossless(&mut self, fb: &Framebuffer, r: Rect, out: &mut Vec<u8>, notes: &mut Vec<Note>) {
-        let start = out.len();
-        let form = if self.palette.build(fb, r, palette::MAX_COLOURS) {
-            if self.palette.len() == 1 {
-                proto::fill(out, r.x, r.y, r.w, r.h, fb.pixel(r.x, r.y));
-                Form::Fill
-            } else {
-                proto::palette_header(out, r.x, r.y, r.w, r.h, self.palette.len());
-                self.palette.write(r.w as usize, out);
-                Form::Palette
-            }
-        } else {
+        if !self.palette_or_fill(fb, r, out, notes) {
+            let start = out.len();
             pixels_rgb(fb, r, out);
-            Form::Pixels
-        };
-        notes.push(Note { rect: r, form, start, end: out.len() });
+            notes.push(Note { rect: r, form: Form::Pixels, start, end: out.len() });
+        }
     }
 
+    /// Encode `r` exactly for refinement: Fill or Palette, else `Png`
+    /// (photo-like content compresses 1.5× better as PNG than as deflated
+    /// RGB, see [`png`]).
+    pub fn refine(&mut self, fb: &Framebuffer, r: Rect, out: &mut Vec<u8>, notes: &mut Vec<Note>) {
+        if !self.palette_or_fill(fb, r, out, notes) {
+            self.png_message(fb, r, out, notes);
+        }
+    }
+
+    /// A `Png` message of `r`.
+    pub fn png_message(&mut self, fb: &Framebuffer, r: Rect, out: &mut Vec<u8>, notes: &mut Vec<Note>) {
+        let start = out.len();
+        proto::image_header(out, proto::to_browser::PNG, r.x, r.y, r.w, r.h);
+        let len_at = out.len() - 4;
+        self.png.encode(fb, r, out);
+        let len = (out.len() - len_at - 4) as u32;
+        out[len_at..len_at + 4].copy_from_slice(&len.to_le_bytes());
+        notes.push(Note { rect: r, form: Form::Png, start, end: out.len() });
+    }
+
+    /// `Fill` or `Palette` for `r` when it has ≤ 256 colours; false (and
+    /// nothing written) otherwise.
+    fn palette_or_fill(&mut self, fb: &Framebuffer, r: Rect, out: &mut Vec<u8>, notes: &mut Vec<Note>) -> bool {
+        if !self.palette.build(fb, r, palette::MAX_COLOURS) {
+            return false;
+        }
+        let start = out.len();
+        let form = if self.palette.len() == 1 {
+            proto::fill(out, r.x, r.y, r.w, r.h, fb.pixel(r.x, r.y));
+            Form::Fill
+        } else {
+            proto::palette_header(out, r.x, r.y, r.w, r.h, self.palette.len());
+            self.palette.write(r.w as usize, out);
+            Form::Palette
+        };
+        notes.push(Note { rect: r, form, start, end: out.len() });
+        true
+    }
+
+    #[allow(clippy::too_many_arguments)]
     fn flush_span(
         &mut self,
         fb: &Framebuffer,
         run: Rect,
         span: &mut Option<Span>,
-        quality: Option<u8>,
+        lossy: Option<Lossy>,
+        defer: bool,
         out: &mut Vec<u8>,
         notes: &mut Vec<Note>,
+        stats: &mut Stats,
     ) {
         let Some(s) = span.take() else { return };
         let r = Rect::new(s.x, run.y, (s.end - s.x as u32) as u16, run.h);
-        if let Some(q) = quality.filter(|_| r.area() >= MIN_JPEG_AREA) {
+        match lossy {
+            Some(_) if defer => self.photos.push(r),
+            Some(l) => self.photo(fb, r, l, out, notes, stats),
+            // Photo-like pieces without JPEG: exact, piece by piece so that
+            // a piece with ≤ 256 colours still gets a palette.
+            None => self.by_tile(fb, r, out, notes),
+        }
+    }
+
+    /// A photo-like rectangle: one JPEG, or exact when too small.
+    fn photo(
+        &mut self,
+        fb: &Framebuffer,
+        r: Rect,
+        l: Lossy,
+        out: &mut Vec<u8>,
+        notes: &mut Vec<Note>,
+        stats: &mut Stats,
+    ) {
+        if r.area() >= MIN_JPEG_AREA {
             let start = out.len();
-            proto::jpeg_header(out, r.x, r.y, r.w, r.h);
+            proto::image_header(out, proto::to_browser::JPEG, r.x, r.y, r.w, r.h);
             let len_at = out.len() - 4;
-            if jpeg::encode(fb, r, q, &mut self.stage, out) {
+            if jpeg::encode(fb, r, l.quality, &mut self.stage, out) {
                 let len = (out.len() - len_at - 4) as u32;
                 out[len_at..len_at + 4].copy_from_slice(&len.to_le_bytes());
                 notes.push(Note { rect: r, form: Form::Jpeg, start, end: out.len() });
+                stats.jpeg_pixels += r.area() as u64;
+                stats.jpeg_bytes += len as u64;
                 return;
             }
             out.truncate(start);
         }
-        // Too small for JPEG (or no JPEG): exact, piece by piece so that a
-        // piece with ≤ 256 colours still gets a palette.
+        self.by_tile(fb, r, out, notes);
+    }
+}
+
+/// Pixels of `r` that would go as JPEG (photo-like samples), from samples
+/// only: what a picture's quality is chosen for.
+pub fn photo_pixels(fb: &Framebuffer, r: Rect) -> u64 {
+    let mut n = 0;
+    for_pieces(r, |p| {
+        if fb.contains(p) && classify::sample(fb, p) == Sampled::Many {
+            n += p.area() as u64;
+        }
+    });
+    n
+}
+
+/// Predicted wire bytes of encoding `r` with JPEG at `bpp` bytes per photo
+/// pixel, from samples only (a few bytes per flat piece, a quarter byte
+/// per pixel of few-colour pieces).
+pub fn estimate(fb: &Framebuffer, r: Rect, bpp: f64) -> u64 {
+    let mut n = 0.0;
+    for_pieces(r, |p| {
+        if !fb.contains(p) {
+            return;
+        }
+        n += match classify::sample(fb, p) {
+            Sampled::Uniform(_) => 16.0,
+            Sampled::Few => p.area() as f64 * 0.25,
+            Sampled::Many => p.area() as f64 * bpp + 100.0,
+        };
+    });
+    n as u64
+}
+
+/// Calls `f` for every piece of `r` cut at tile columns and rows.
+fn for_pieces(r: Rect, mut f: impl FnMut(Rect)) {
+    let t = TILE as u32;
+    let mut y = r.y as u32;
+    while y < r.bottom() {
+        let h = ((y / t + 1) * t).min(r.bottom()) - y;
         let mut x = r.x as u32;
         while x < r.right() {
-            let w = ((x / TILE as u32 + 1) * TILE as u32).min(r.right()) - x;
-            self.lossless(fb, Rect::new(x as u16, r.y, w as u16, r.h), out, notes);
+            let w = ((x / t + 1) * t).min(r.right()) - x;
+            f(Rect::new(x as u16, y as u16, w as u16, h as u16));
             x += w;
         }
+        y += h;
     }
 }
 
@@ -243,10 +467,14 @@ pub fn pixels_rgb(fb: &Framebuffer, r: Rect, out: &mut Vec<u8>) {
 mod tests {
     use super::*;
 
-    fn encode(fb: &Framebuffer, r: Rect, q: Option<u8>) -> (Vec<u8>, Vec<Note>, bool) {
+    fn lossy(q: u8) -> Option<Lossy> {
+        Some(Lossy { quality: q, bpp: 0.1 })
+    }
+
+    fn encode(fb: &Framebuffer, r: Rect, l: Option<Lossy>) -> (Vec<u8>, Vec<Note>, bool) {
         let (mut out, mut notes) = (Vec::new(), Vec::new());
-        let photo = Encoder::default().run(fb, r, q, &mut out, &mut notes);
-        (out, notes, photo)
+        let stats = Encoder::default().run(fb, r, l, &mut out, &mut notes);
+        (out, notes, stats.photo)
     }
 
     fn forms(notes: &[Note]) -> Vec<Form> {
@@ -271,7 +499,7 @@ mod tests {
     #[test]
     fn each_content_class_gets_its_form() {
         let fb = scene();
-        let (out, notes, photo) = encode(&fb, fb.full_rect(), Some(60));
+        let (out, notes, photo) = encode(&fb, fb.full_rect(), lossy(60));
         assert!(photo);
         assert_eq!(forms(&notes), [Form::Fill, Form::Palette, Form::Jpeg, Form::Fill]);
         assert_eq!(notes[0].rect, Rect::new(0, 0, 64, 64));
@@ -286,7 +514,7 @@ mod tests {
         let (_, notes, _) = encode(&fb, fb.full_rect(), None);
         assert_eq!(forms(&notes), [Form::Fill, Form::Palette, Form::Pixels, Form::Pixels, Form::Fill]);
         // A small photo-like span is not worth a JPEG.
-        let (_, notes, _) = encode(&fb, Rect::new(130, 10, 20, 20), Some(60));
+        let (_, notes, _) = encode(&fb, Rect::new(130, 10, 20, 20), lossy(60));
         assert_eq!(forms(&notes), [Form::Pixels]);
     }
 
@@ -295,7 +523,7 @@ mod tests {
         let mut fb = Framebuffer::new(300, 10);
         fb.fill(fb.full_rect(), [1, 2, 3, 255]).unwrap();
         fb.fill(Rect::new(200, 0, 100, 10), [9, 9, 9, 255]).unwrap();
-        let (out, notes, _) = encode(&fb, fb.full_rect(), Some(50));
+        let (out, notes, _) = encode(&fb, fb.full_rect(), lossy(50));
         assert_eq!(forms(&notes), [Form::Fill, Form::Palette, Form::Fill]);
         assert_eq!(notes[0].rect, Rect::new(0, 0, 192, 10));
         assert_eq!(notes[2].rect, Rect::new(256, 0, 44, 10));

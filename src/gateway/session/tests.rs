@@ -109,6 +109,7 @@ fn photo_goes_as_jpeg_and_is_refined_to_exact() {
         }
     }
     assert!(cs[0].fb == s.fb.data(), "refined to the exact pixels");
+    assert!(cs[0].kinds[v2::kind::PNG].0 > 0, "the photo refined as PNG");
     assert!(s.poll_timeout().is_none(), "nothing lossy left");
 }
 
@@ -142,46 +143,223 @@ fn viewers_in_the_same_state_share_encoded_parts() {
     }
 }
 
-/// A huge frame goes out in parts; a small change made meanwhile goes in
-/// the next part, ahead of the rest of the huge frame.
-#[test]
-fn small_change_overtakes_the_rest_of_a_huge_frame() {
-    let (mut s, ids, mut cs) = ready(1024, 768, 1);
-    s.lossless = true; // big parts: the noise below is incompressible
-    let t0 = Instant::now();
-    let mut noise = Framebuffer::new(1024, 768);
-    let mut x = 0x2545_f491u32;
-    let px: Vec<u8> = (0..1024 * 768 * 4)
-        .map(|i| {
-            x ^= x << 13;
-            x ^= x >> 17;
-            x ^= x << 5;
-            if i % 4 == 3 {
-                255
-            } else {
-                x as u8
+/// A browser on a simulated link: what the session composes arrives at
+/// once; `Received` goes back after `rtt`, `FrameAck` after a frame is
+/// drawn (`rtt` plus 2 ms). Time advances in 1 ms steps.
+struct Browser {
+    i: usize,
+    c: v2::Canvas,
+    t: Instant,
+    rtt: Duration,
+    /// (due, message) answers on their way back.
+    answers: Vec<(Instant, Vec<u8>)>,
+    /// Wire bytes composed so far.
+    sent: u64,
+}
+
+impl Browser {
+    fn new(i: usize, t: Instant, rtt_ms: u64) -> Browser {
+        Browser { i, c: v2::Canvas::default(), t, rtt: Duration::from_millis(rtt_ms), answers: Vec::new(), sent: 0 }
+    }
+
+    /// One millisecond: answers that are due, then everything the session
+    /// sends now (`each` sees the canvas after every WebSocket message).
+    fn step(&mut self, s: &mut Session, mut each: impl FnMut(&v2::Canvas, &[v2::Msg])) {
+        self.t += Duration::from_millis(1);
+        let now = self.t;
+        self.answers.sort_by_key(|a| a.0);
+        while self.answers.first().is_some_and(|a| a.0 <= now) {
+            let (_, m) = self.answers.remove(0);
+            s.handle_viewer_message(self.i, &m, now, &mut Vec::new(), &mut at(now)).unwrap();
+        }
+        loop {
+            let mut out = Vec::new();
+            let k = s.compose(self.i, now, &mut out);
+            if k == Composed::Nothing {
+                return;
             }
-        })
+            s.sent(self.i, k, out.len(), out.len(), now);
+            self.sent += out.len() as u64;
+            let msgs = self.c.apply(&out).expect("well-formed v2");
+            for m in &msgs {
+                match *m {
+                    v2::Msg::EndFrame(id) | v2::Msg::EndPart(id, true) => {
+                        self.answers.push((now + self.rtt, v2::enc::received(id)));
+                        self.answers.push((now + self.rtt + Duration::from_millis(2), v2::enc::ack(id)));
+                    }
+                    v2::Msg::EndPart(id, false) => self.answers.push((now + self.rtt, v2::enc::received(id))),
+                    _ => {}
+                }
+            }
+            each(&self.c, &msgs);
+        }
+    }
+
+    fn run(&mut self, s: &mut Session, ms: u64) {
+        for _ in 0..ms {
+            self.step(s, |_, _| {});
+        }
+    }
+}
+
+/// `w × h` of the photo test image, shifted by `dx` (a different picture).
+fn photo_at(w: u16, h: u16, dx: u16) -> Framebuffer {
+    let mut p = Framebuffer::new(w + dx, h);
+    photo(&mut p);
+    let mut out = Framebuffer::new(w, h);
+    for y in 0..h {
+        let o = (y as usize * (w + dx) as usize + dx as usize) * 4;
+        out.put_rgba(Rect::new(0, y, w, 1), &p.data()[o..o + w as usize * 4]).unwrap();
+    }
+    out
+}
+
+/// PSNR of the canvas's `r` against `fb`'s same area (RGB).
+fn canvas_psnr(c: &v2::Canvas, fb: &Framebuffer, r: Rect) -> f64 {
+    let rgb: Vec<u8> = (r.y..r.bottom() as u16)
+        .flat_map(|y| (r.x..r.right() as u16).flat_map(move |x| c.pixel(x, y)[..3].to_vec()))
         .collect();
-    noise.put_rgba(noise.full_rect(), &px).unwrap();
-    s.fb.put_rgba(s.fb.full_rect(), noise.data()).unwrap();
+    psnr(fb, r, &rgb)
+}
+
+/// A picture larger than a part goes in parts the browser holds: the
+/// canvas never shows some of it, and it shows the screen as it was when
+/// the picture was taken even though the screen changed meanwhile; the
+/// change follows as the next picture.
+#[test]
+fn a_picture_in_parts_is_drawn_whole_from_one_snapshot() {
+    let (mut s, ids, _) = ready(640, 480, 1);
+    let area = Rect::new(0, 0, 640, 480);
+    let (one, two) = (photo_at(640, 480, 0), photo_at(640, 480, 37));
+    s.fb.put_rgba(area, one.data()).unwrap();
     s.hand_out_update();
-    let (sent, ends) = drain(&mut s, ids[0], &mut cs[0], t0);
-    assert!(!s.viewers[ids[0]].damage.is_empty(), "the 2.3 MB frame did not go at once");
-    assert!((sent.len() as u64) < 2 * Pacer::default().budget() + 1024 * 64 * 3, "{} bytes", sent.len());
-    // A small change, in the top tile row (sent already), while most of
-    // the frame waits.
-    s.fb.fill(Rect::new(1000, 10, 4, 4), [1, 2, 3, 255]).unwrap();
+    let mut b = Browser::new(ids[0], Instant::now(), 40);
+    let (mut changed, mut drawn) = (false, 0);
+    for _ in 0..3000 {
+        let mut torn = None;
+        b.step(&mut s, |c, msgs| {
+            // After each message: the area is all black (nothing drawn yet)
+            // or nowhere black.
+            let black = (0..480).step_by(8).flat_map(|y| (0..640).step_by(8).map(move |x| (x, y)));
+            let n = black.filter(|&(x, y)| c.pixel(x, y) == [0, 0, 0, 255]).count();
+            if n != 0 && n != 80 * 60 {
+                torn = Some(n);
+            }
+            if msgs.iter().any(|m| matches!(m, v2::Msg::EndPart(_, true))) {
+                drawn += 1;
+            }
+        });
+        assert_eq!(torn, None, "part of the picture drawn");
+        if !changed && b.c.parts > 0 {
+            // The screen changes while the first picture is on its way.
+            s.fb.put_rgba(area, two.data()).unwrap();
+            s.hand_out_update();
+            changed = true;
+        }
+        if drawn == 1 {
+            let (a, b2) = (canvas_psnr(&b.c, &one, area), canvas_psnr(&b.c, &two, area));
+            assert!(a > 28.0 && b2 < a - 6.0, "the first screen ({a:.1} dB), not the second ({b2:.1} dB)");
+            drawn += 1;
+        }
+    }
+    assert!(changed && drawn >= 2, "a picture in parts ({} parts)", b.c.parts);
+    assert!(canvas_psnr(&b.c, &two, area) > 28.0, "then the second screen");
+}
+
+/// A small change far from a big picture being sent is drawn before the
+/// rest of the picture: it waits behind about one part of bytes, not the
+/// picture.
+#[test]
+fn small_change_overtakes_a_big_picture() {
+    let (mut s, ids, _) = ready(1024, 768, 1);
+    s.lossless = true; // a big picture: the photo as exact pixels
+    let area = Rect::new(0, 0, 640, 480);
+    s.fb.put_rgba(area, photo_at(640, 480, 0).data()).unwrap();
     s.hand_out_update();
-    let t1 = t0 + Duration::from_millis(30);
-    ack(&mut s, ids[0], *ends.last().unwrap(), t1);
-    let mut out = Vec::new();
-    let k = s.compose(ids[0], t1, &mut out);
-    assert_ne!(k, Composed::Nothing);
-    let msgs = cs[0].apply(&out).unwrap();
-    assert_eq!(
-        msgs.first(),
-        Some(&v2::Msg::Fill { x: 1000, y: 10, w: 4, h: 4, rgba: [1, 2, 3, 255] }),
-        "the small change leads the next part"
-    );
+    let mut b = Browser::new(ids[0], Instant::now(), 40);
+    // Warm up the pacer with the first picture.
+    b.run(&mut s, 3000);
+    s.fb.put_rgba(area, photo_at(640, 480, 11).data()).unwrap();
+    s.hand_out_update();
+    let parts = b.c.parts;
+    while b.c.parts < parts + 2 {
+        b.run(&mut s, 1);
+    }
+    // The change, far away from the photo, while its picture is going out.
+    s.fb.fill(Rect::new(1000, 740, 8, 8), [250, 10, 10, 255]).unwrap();
+    s.hand_out_update();
+    let (sent, frames) = (b.sent, b.c.frames);
+    let mut ahead = None;
+    for _ in 0..2000 {
+        b.run(&mut s, 1);
+        if b.c.pixel(1003, 743) == [250, 10, 10, 255] {
+            ahead = Some(b.sent - sent);
+            break;
+        }
+    }
+    let ahead = ahead.expect("the small change was drawn");
+    let part = s.viewers[ids[0]].pacer.part_size();
+    assert!(ahead <= 2 * part + 512, "{ahead} bytes went ahead of the small change (part {part})");
+    assert!(b.c.frames > frames, "drawn as its own frame");
+    assert!(s.viewers[ids[0]].picture.is_some(), "while the picture is still on its way");
+}
+
+/// A picture that brings a small change far from a photo together with the
+/// photo: the small change is its own frame, drawn before the photo's
+/// parts arrive.
+#[test]
+fn small_change_beside_a_photo_goes_first() {
+    let (mut s, ids, _) = ready(1024, 768, 1);
+    let mut b = Browser::new(ids[0], Instant::now(), 80);
+    b.run(&mut s, 100);
+    s.fb.put_rgba(Rect::new(0, 0, 640, 480), photo_at(640, 480, 0).data()).unwrap();
+    s.fb.fill(Rect::new(900, 700, 100, 60), [9, 200, 9, 255]).unwrap();
+    s.hand_out_update();
+    let mut first: Option<Vec<v2::Msg>> = None;
+    for _ in 0..3000 {
+        b.step(&mut s, |_, msgs| {
+            if first.is_none() && msgs.iter().any(|m| matches!(m, v2::Msg::EndFrame(_) | v2::Msg::EndPart(..))) {
+                first = Some(msgs.to_vec());
+            }
+        });
+    }
+    let first = first.expect("something sent");
+    assert!(first.iter().any(|m| matches!(m, v2::Msg::Fill { x: 900, y: 700, .. })), "{first:?}");
+    assert!(first.iter().any(|m| matches!(m, v2::Msg::EndFrame(_))), "a frame of its own: {first:?}");
+    assert!(!first.iter().any(|m| matches!(m, v2::Msg::Jpeg { .. } | v2::Msg::ImageBegin { .. })));
+    assert!(b.c.parts > 0, "the photo went in parts");
+}
+
+/// Once the screen stops changing, refinement makes the canvas exact while
+/// the link is otherwise idle, and a change made meanwhile is not held up
+/// by it (refinement goes one part at a time, fresh damage first).
+#[test]
+fn refinement_completes_when_idle_and_never_blocks_damage() {
+    let (mut s, ids, _) = ready(640, 480, 1);
+    s.fb.put_rgba(Rect::new(0, 0, 640, 480), photo_at(640, 480, 0).data()).unwrap();
+    s.hand_out_update();
+    let mut b = Browser::new(ids[0], Instant::now(), 40);
+    let t0 = b.t;
+    while b.c.jpeg_pixels == 0 {
+        b.run(&mut s, 1);
+        assert!(b.t - t0 < Duration::from_secs(5), "no JPEG in 5 s");
+    }
+    assert!(b.c.fb != s.fb.data(), "lossy first");
+    // Refinement is under way: a change now goes at the next part.
+    while b.c.kinds[v2::kind::PNG].0 == 0 {
+        b.run(&mut s, 1);
+    }
+    s.fb.fill(Rect::new(10, 10, 4, 4), [1, 2, 3, 255]).unwrap();
+    s.hand_out_update();
+    let sent = b.sent;
+    while b.c.pixel(11, 11) != [1, 2, 3, 255] {
+        b.run(&mut s, 1);
+        assert!(b.sent - sent <= 2 * s.viewers[ids[0]].pacer.part_size() + 512, "the change waited");
+    }
+    // And the canvas ends exact.
+    let t0 = b.t;
+    while b.c.fb != s.fb.data() {
+        b.run(&mut s, 1);
+        assert!(b.t - t0 < Duration::from_secs(20), "not exact after 20 s");
+    }
 }
