@@ -9,6 +9,8 @@
 #   env: REPS=5 (bulk)  RTT_REPS=9  HS_COUNT=2000 (handshakes per run)  HS_REPS=3
 #        IDLE=400 (idle TLS connections held per relay)
 #        BASE_PORT=21500 (uses BASE_PORT..BASE_PORT+12)  NO_BUILD=1  OUT=target/tls-bench
+#        BASELINE=PATH another wsvnc binary (e.g. the build before a change), run as
+#                      wsvnc-base-tls beside the others in the same run
 #
 # Rows: full handshakes per second (4 client threads) and the relay's CPU
 # per handshake; bulk server→client MiB/s and CPU-s/GB (1 and 8 connections of
@@ -51,13 +53,20 @@ CERT=$CA/server.pem KEY=$CA/server.key
 ulimit -n "$(ulimit -Hn)"
 
 RELAYS=(wsvnc-tls websockify-tls socat-tls wsvnc-plain)
+if [ -n "${BASELINE:-}" ]; then
+    [ -x "$BASELINE" ] || fail "BASELINE=$BASELINE is not an executable"
+    RELAYS+=(wsvnc-base-tls)
+fi
 
 # start_relay NAME PORT SINK: sets PID_OF_RELAY.
 start_relay() {
     local name=$1 port=$2 sink=$3
     case $name in
-    wsvnc-tls) start "$name-$port" env RUST_LOG=warn "$WSVNC" --listen "127.0.0.1:$port" \
-        --target "127.0.0.1:$sink" --relay --max-connections 30000 --cert "$CERT" --key "$KEY" --ssl-only ;;
+    wsvnc-tls | wsvnc-base-tls)
+        local bin=$WSVNC
+        [ "$name" = wsvnc-base-tls ] && bin=$BASELINE
+        start "$name-$port" env RUST_LOG=warn "$bin" --listen "127.0.0.1:$port" \
+            --target "127.0.0.1:$sink" --relay --max-connections 30000 --cert "$CERT" --key "$KEY" --ssl-only ;;
     websockify-tls) start "$name-$port" websockify --cert "$CERT" --key "$KEY" --ssl-only \
         "127.0.0.1:$port" "127.0.0.1:$sink" ;;
     socat-tls) start "$name-$port" socat -b 65536 \

@@ -28,6 +28,10 @@ pub struct File {
     pub mime: &'static str,
     /// Quoted entity-tag.
     pub etag: Cow<'static, str>,
+    /// `body` is gzip (`Content-Encoding: gzip`).
+    pub gzip: bool,
+    /// The representation depends on `Accept-Encoding` (`Vary: Accept-Encoding`).
+    pub vary: bool,
 }
 
 #[derive(Debug)]
@@ -37,20 +41,21 @@ pub enum Found {
     Redirect,
 }
 
-/// Looks up `p` in `web_dir` (when set) or in the embedded table. Errors are
-/// statuses: 404 not found / hidden / outside the root, 403 permission denied,
-/// 500 too big or an I/O error.
-pub fn find(web_dir: Option<&Path>, p: &CleanPath) -> Result<Found, u16> {
-    find_capped(web_dir, p, MAX_FILE_BYTES)
+/// Looks up `p` in `web_dir` (when set) or in the embedded table; an embedded
+/// file stored gzipped comes gzipped when `accept_gzip`. Errors are statuses:
+/// 404 not found / hidden / outside the root, 403 permission denied, 500 too
+/// big or an I/O error.
+pub fn find(web_dir: Option<&Path>, p: &CleanPath, accept_gzip: bool) -> Result<Found, u16> {
+    find_capped(web_dir, p, MAX_FILE_BYTES, accept_gzip)
 }
 
-pub(crate) fn find_capped(web_dir: Option<&Path>, p: &CleanPath, cap: u64) -> Result<Found, u16> {
+pub(crate) fn find_capped(web_dir: Option<&Path>, p: &CleanPath, cap: u64, accept_gzip: bool) -> Result<Found, u16> {
     if p.segments.iter().any(|s| s.starts_with('.')) {
         return Err(404);
     }
     match web_dir {
         Some(root) => from_disk(root, p, cap),
-        None => embedded(p),
+        None => embedded(p, accept_gzip),
     }
 }
 
@@ -67,10 +72,17 @@ fn key(p: &CleanPath, index: bool) -> String {
     k
 }
 
-fn embedded(p: &CleanPath) -> Result<Found, u16> {
+fn embedded(p: &CleanPath, accept_gzip: bool) -> Result<Found, u16> {
     let k = key(p, p.trailing_slash);
     if let Some(a) = assets::lookup(&k) {
-        return Ok(Found::File(File { body: Cow::Borrowed(a.body), mime: a.mime, etag: Cow::Borrowed(a.etag) }));
+        let r = a.representation(accept_gzip).ok_or(500u16)?;
+        return Ok(Found::File(File {
+            body: Cow::Borrowed(r.body),
+            mime: a.mime,
+            etag: Cow::Borrowed(r.etag),
+            gzip: r.gzip,
+            vary: a.is_gzipped(),
+        }));
     }
     if !p.trailing_slash && assets::lookup(&key(p, true)).is_some() {
         return Ok(Found::Redirect);
@@ -137,5 +149,11 @@ fn from_disk(root: &Path, p: &CleanPath, cap: u64) -> Result<Found, u16> {
         return Err(500);
     }
     let etag = etag_for(&body);
-    Ok(Found::File(File { body: Cow::Owned(body), mime: mime_for(name), etag: Cow::Owned(etag) }))
+    Ok(Found::File(File {
+        body: Cow::Owned(body),
+        mime: mime_for(name),
+        etag: Cow::Owned(etag),
+        gzip: false,
+        vary: false,
+    }))
 }

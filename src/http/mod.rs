@@ -30,6 +30,8 @@
 //!    saying relay mode is off.
 //! 7. Methods other than GET/HEAD → 405 with `Allow: GET, HEAD`.
 //! 8. Static file from `Site::web_dir` or the embedded table ([`files`]);
+//!    an embedded file stored gzipped is sent gzipped when `Accept-Encoding`
+//!    allows it ([`accepts_gzip`]), with `Vary: Accept-Encoding` either way;
 //!    `If-None-Match` matching the ETag → 304. HTML from the embedded table
 //!    gets [`CSP`]; HTML from `web_dir` gets `Site::web_csp` (none by
 //!    default: those are the user's pages, e.g. noVNC's with inline scripts).
@@ -273,6 +275,7 @@ pub fn route_deferred(head: &Head, site: &mut Site, peer: &Peer) -> Action {
         close,
         version_minor: head.version_minor,
         if_none_match: head.tokens("if-none-match").map(str::to_string).collect(),
+        accept_gzip: accepts_gzip(head.tokens("accept-encoding")),
         web_csp: site.web_csp.clone(),
         set_cookie: grant.set_cookie,
     };
@@ -294,6 +297,8 @@ pub struct FileRequest {
     version_minor: u8,
     /// `If-None-Match` entity-tags, as sent.
     if_none_match: Vec<String>,
+    /// `Accept-Encoding` allows gzip.
+    accept_gzip: bool,
     /// `Content-Security-Policy` for HTML from `web_dir` (`Site::web_csp`).
     web_csp: Option<String>,
     /// A `Set-Cookie` value from the access grant (a JWT given on the page URL).
@@ -305,10 +310,20 @@ impl FileRequest {
     /// response: 200 with the file, 304 when `If-None-Match` matches its
     /// ETag, 301 to a directory's slash form, or the error status.
     pub fn run(self) -> Action {
-        let FileRequest { web_dir, clean, query, head_only, close, version_minor, if_none_match, web_csp, set_cookie } =
-            self;
+        let FileRequest {
+            web_dir,
+            clean,
+            query,
+            head_only,
+            close,
+            version_minor,
+            if_none_match,
+            accept_gzip,
+            web_csp,
+            set_cookie,
+        } = self;
         let conn = Conn::new(close, version_minor);
-        match files::find(web_dir.as_deref(), &clean) {
+        match files::find(web_dir.as_deref(), &clean, accept_gzip) {
             Err(status) => {
                 let close = close || status >= 500;
                 let bytes = error_with(status, Conn::new(close, version_minor), head_only);
@@ -337,6 +352,12 @@ impl FileRequest {
                 let mut b = Builder::new(status);
                 if !not_modified {
                     b = b.header("Content-Type", f.mime).header("Content-Length", &f.body.len().to_string());
+                    if f.gzip {
+                        b = b.header("Content-Encoding", "gzip");
+                    }
+                }
+                if f.vary {
+                    b = b.header("Vary", "Accept-Encoding");
                 }
                 b = b
                     .header("Cache-Control", cache)
@@ -358,6 +379,28 @@ impl FileRequest {
             }
         }
     }
+}
+
+/// Whether `Accept-Encoding` elements (RFC 9110 §12.5.3) allow gzip: `gzip`
+/// or `x-gzip`, else `*`, with a q-value other than 0. Absent field: no.
+pub fn accepts_gzip<'a>(elements: impl Iterator<Item = &'a str>) -> bool {
+    let mut gzip = None;
+    let mut any = None;
+    for e in elements {
+        let mut parts = e.split(';');
+        let coding = parts.next().unwrap_or("").trim();
+        let q_zero = parts.any(|p| {
+            let p = p.trim();
+            let Some(v) = p.strip_prefix("q=").or_else(|| p.strip_prefix("Q=")) else { return false };
+            v.trim().bytes().all(|b| b == b'0' || b == b'.')
+        });
+        if coding.eq_ignore_ascii_case("gzip") || coding.eq_ignore_ascii_case("x-gzip") {
+            gzip = Some(!q_zero);
+        } else if coding == "*" {
+            any = Some(!q_zero);
+        }
+    }
+    gzip.or(any).unwrap_or(false)
 }
 
 /// Shapes a WebSocket request by the JWT that admitted it: the token leaves

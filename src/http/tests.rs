@@ -2,6 +2,7 @@
 
 use super::*;
 use std::fs;
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -620,8 +621,8 @@ fn disk_serving() {
 
     // Files over the cap are refused, not truncated.
     let p = path::clean_path("/big.bin").unwrap();
-    assert!(matches!(files::find_capped(Some(&t.root()), &p, 64), Ok(files::Found::File(_))));
-    assert_eq!(files::find_capped(Some(&t.root()), &p, 63).unwrap_err(), 500);
+    assert!(matches!(files::find_capped(Some(&t.root()), &p, 64, true), Ok(files::Found::File(_))));
+    assert_eq!(files::find_capped(Some(&t.root()), &p, 63, true).unwrap_err(), 500);
 
     // A missing web root is 404, not a panic.
     let gone = Site { web_dir: Some(t.0.join("nope")), ..Site::default() };
@@ -730,6 +731,41 @@ fn conditional_get() {
     }
 }
 
+fn gunzip(gz: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    flate2::read::GzDecoder::new(gz).read_to_end(&mut out).unwrap();
+    out
+}
+
+#[test]
+fn accept_encoding_rows() {
+    let rows: &[(&[&str], bool)] = &[
+        (&[], false),
+        (&["gzip"], true),
+        (&["GZip"], true),
+        (&["x-gzip"], true),
+        (&["deflate", "br"], false),
+        (&["br", "gzip;q=0.8"], true),
+        (&["gzip;q=0"], false),
+        (&["gzip; q=0.000"], false),
+        (&["gzip;Q=0"], false),
+        (&["gzip;q=0.001"], true),
+        (&["*"], true),
+        (&["*;q=0"], false),
+        (&["*", "gzip;q=0"], false),
+        (&["gzip;q=0", "*"], false),
+        (&["*;q=0", "gzip"], true),
+        (&["identity"], false),
+        (&["gzipx"], false),
+    ];
+    for (elements, want) in rows {
+        assert_eq!(accepts_gzip(elements.iter().copied()), *want, "{elements:?}");
+    }
+    // Through the request head: list elements of one or several fields.
+    let h = head("GET", "/", 1, &[("Host", "h"), ("Accept-Encoding", "br"), ("Accept-Encoding", "gzip, deflate")]);
+    assert!(accepts_gzip(h.tokens("accept-encoding")));
+}
+
 #[test]
 fn embedded_table() {
     // Whatever web/ held at build time: sorted, unique, valid paths, tags and
@@ -742,7 +778,18 @@ fn embedded_table() {
         let p = path::clean_path(a.path).unwrap();
         assert!(!p.trailing_slash && !p.segments.iter().any(|s| s.starts_with('.')), "{}", a.path);
         assert_eq!(a.mime, mime::mime_for(a.path));
-        assert_eq!(a.etag, etag::etag_for(a.body));
+        let body = a.body().unwrap();
+        assert_eq!((a.etag, a.len), (etag::etag_for(body).as_str(), body.len()));
+        let gz = a.representation(true).unwrap();
+        assert_eq!(gz.gzip, a.is_gzipped());
+        if gz.gzip {
+            assert_eq!(gz.etag, etag::etag_for(gz.body), "{}", a.path);
+            assert_ne!(gz.etag, a.etag, "{}", a.path);
+            assert!(gz.body.len() < body.len(), "{}", a.path);
+            assert_eq!(gunzip(gz.body), body, "{}", a.path);
+        } else {
+            assert_eq!(gz, a.representation(false).unwrap());
+        }
         assert!(std::ptr::eq(assets::lookup(a.path).unwrap(), a));
     }
     assert!(assets::lookup("/definitely/not/here.js").is_none());
@@ -771,7 +818,7 @@ fn embedded_table() {
         walk(Path::new(dir), "", &mut want);
         assert_eq!(want.len(), all.len());
         for (url, body) in want {
-            assert_eq!(assets::lookup(&url).map(|a| a.body), Some(body.as_slice()), "{url}");
+            assert_eq!(assets::lookup(&url).and_then(|a| a.body()), Some(body.as_slice()), "{url}");
         }
     }
 }
@@ -780,11 +827,53 @@ fn embedded_table() {
 fn embedded_routing() {
     let site = Site::default();
     for a in assets::ASSETS {
+        let body = a.body().unwrap();
         let r = route_resp(&get(a.path), &site);
-        assert_eq!((r.status, r.body.as_slice()), (200, a.body), "{}", a.path);
+        assert_eq!((r.status, r.body.as_slice()), (200, body), "{}", a.path);
         assert_eq!(r.h("Content-Type"), Some(a.mime));
+        assert_eq!((r.h("Content-Encoding"), r.h("ETag")), (None, Some(a.etag)));
         let cache = if mime::is_html(a.mime) { "no-cache" } else { "public, max-age=3600" };
         assert_eq!(r.h("Cache-Control"), Some(cache));
+        let vary = a.is_gzipped().then_some("Accept-Encoding");
+        assert_eq!(r.h("Vary"), vary, "{}", a.path);
+
+        // A client that accepts gzip gets the embedded gzip member when there is one.
+        let gz = head("GET", a.path, 1, &[("Host", "localhost:6080"), ("Accept-Encoding", "br, gzip;q=0.5")]);
+        let g = route_resp(&gz, &site);
+        assert_eq!((g.status, g.h("Content-Type"), g.h("Vary")), (200, Some(a.mime), vary), "{}", a.path);
+        if a.is_gzipped() {
+            assert_eq!(g.h("Content-Encoding"), Some("gzip"));
+            assert_eq!(gunzip(&g.body), body, "{}", a.path);
+            let g_etag = g.h("ETag").unwrap();
+            assert_ne!(g_etag, a.etag);
+            // Revalidation is per representation.
+            let cond = |tag: &str, accept: &str| {
+                let h = head(
+                    "GET",
+                    a.path,
+                    1,
+                    &[("Host", "localhost:6080"), ("Accept-Encoding", accept), ("If-None-Match", tag)],
+                );
+                route_resp(&h, &site).status
+            };
+            assert_eq!(cond(g_etag, "gzip"), 304);
+            assert_eq!(cond(a.etag, "identity"), 304);
+            assert_eq!(cond(a.etag, "gzip"), 200);
+            assert_eq!(cond(g_etag, "gzip;q=0"), 200);
+            // HEAD: the same Content-Length as the GET, no body.
+            let h = head("HEAD", a.path, 1, &[("Host", "localhost:6080"), ("Accept-Encoding", "gzip")]);
+            let hr = route_resp(&h, &site);
+            assert_eq!(hr.h("Content-Length"), Some(g.body.len().to_string().as_str()));
+            assert!(hr.body.is_empty());
+        } else {
+            assert_eq!((g.h("Content-Encoding"), g.body.as_slice()), (None, body), "{}", a.path);
+        }
+    }
+    // The viewer's page, scripts and styles compress well: they are stored gzipped.
+    for p in ["/index.html", "/app.css"] {
+        if let Some(a) = assets::lookup(p) {
+            assert!(a.is_gzipped(), "{p}");
+        }
     }
     let index = assets::lookup("/index.html").is_some();
     assert_eq!(route_resp(&get("/"), &site).status, if index { 200 } else { 404 });

@@ -15,6 +15,8 @@
 //! decide anything about HTTP routes, RFB or the gateway (that is `app`).
 
 pub mod buf;
+#[cfg(feature = "tls")]
+pub mod crypto;
 pub mod endpoint;
 pub mod pipe;
 pub mod proxy;

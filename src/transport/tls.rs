@@ -20,7 +20,6 @@ use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::{ServerConfig, ServerConnection};
@@ -64,7 +63,7 @@ pub fn load(cert: &Path, key: &Path) -> Result<Config, TlsError> {
         return Err(file_err(cert, "certificate file", "no CERTIFICATE in it".into()));
     }
     let key_der = PrivateKeyDer::from_pem_file(key).map_err(|e| file_err(key, "key file", e.to_string()))?;
-    let mut config = ServerConfig::builder_with_provider(provider())
+    let mut config = ServerConfig::builder_with_provider(super::crypto::server_provider())
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
         .map_err(TlsError::Refused)?
         .with_no_client_auth()
@@ -72,37 +71,6 @@ pub fn load(cert: &Path, key: &Path) -> Result<Config, TlsError> {
         .map_err(TlsError::Refused)?;
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(Arc::new(config))
-}
-
-/// ring, with what a server needs: the AEAD suites of TLS 1.3 and ECDHE
-/// suites of TLS 1.2 (AES-GCM, ChaCha20-Poly1305), X25519 and P-256 key
-/// exchange (every browser offers one of them; P-384 is left out), and no
-/// signature verification (no client certificates). What is left out is not
-/// linked: the binary stays under 2 MiB.
-fn provider() -> Arc<CryptoProvider> {
-    use rustls::crypto::ring::{cipher_suite as cs, kx_group};
-    // ring is the provider the build asks for (no C/CMake toolchain beyond
-    // ring's, small); rustls 0.23.48 deprecates its `default_provider` only
-    // because ring has no post-quantum key exchange. Its random source and
-    // key loader (ECDSA P-256/P-384, Ed25519 and RSA keys) are taken as they are.
-    #[allow(deprecated)]
-    let base = rustls::crypto::ring::default_provider();
-    Arc::new(CryptoProvider {
-        cipher_suites: vec![
-            cs::TLS13_AES_128_GCM_SHA256,
-            cs::TLS13_AES_256_GCM_SHA384,
-            cs::TLS13_CHACHA20_POLY1305_SHA256,
-            cs::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
-            cs::TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
-            cs::TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
-            cs::TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
-            cs::TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
-            cs::TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
-        ],
-        kx_groups: vec![kx_group::X25519, kx_group::SECP256R1],
-        signature_verification_algorithms: WebPkiSupportedAlgorithms { all: &[], mapping: &[] },
-        ..base
-    })
 }
 
 /// The TLS state of one browser connection.

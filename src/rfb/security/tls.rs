@@ -55,12 +55,11 @@ pub fn fingerprint(der: &[u8]) -> [u8; 32] {
 /// A client connection to the VNC server, ClientHello queued.
 pub fn connect(trust: &TlsTrust) -> Result<ClientConnection, RfbError> {
     let local = |m: String| RfbError::Local(m);
-    // rustls 0.23.48 deprecates ring's provider for lacking post-quantum key
-    // exchange; ring is the provider chosen for size (aws-lc-rs is several
-    // times larger and needs cmake), and VNC servers' TLS stacks (GnuTLS in
+    // ring is the provider chosen for size (aws-lc-rs is several times larger
+    // and needs cmake); rustls 0.23.48 deprecates ring's for lacking
+    // post-quantum key exchange, and VNC servers' TLS stacks (GnuTLS in
     // TigerVNC) offer classic groups anyway.
-    #[allow(deprecated)]
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let provider = crate::transport::crypto::client_provider();
     let webpki = match &trust.ca_pem {
         Some(pem) => {
             let mut roots = RootCertStore::empty();
