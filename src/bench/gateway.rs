@@ -90,7 +90,7 @@ pub fn run(plan: &Plan, n: usize) -> io::Result<Run> {
     let (vnc_addr, gw_addr) = (free_addr()?, free_addr()?);
     let (v, g) = (vnc_addr.to_string(), gw_addr.to_string());
     let vnc = Server::start(&["--demo-server", &v, "--demo-size", &plan.demo_size], vnc_addr)?;
-    let gw = Server::start(&["--listen", &g, "--target", &v, "--heartbeat", "0"], gw_addr)?;
+    let gw = Server::start(&["--listen", &g, "--target", &v, "--heartbeat", "0", "--max-per-client", "0"], gw_addr)?;
     let stop = Arc::new(AtomicBool::new(false));
     let counts: Vec<Arc<Counts>> = (0..n).map(|_| Arc::new(Counts::default())).collect();
     let threads: Vec<_> = counts
@@ -137,7 +137,8 @@ pub fn run(plan: &Plan, n: usize) -> io::Result<Run> {
 pub fn idle_rss() -> io::Result<f64> {
     let addr = free_addr()?;
     let a = addr.to_string();
-    let gw = Server::start(&["--listen", &a, "--target", "127.0.0.1:9", "--heartbeat", "0"], addr)?;
+    let gw =
+        Server::start(&["--listen", &a, "--target", "127.0.0.1:9", "--heartbeat", "0", "--max-per-client", "0"], addr)?;
     std::thread::sleep(Duration::from_millis(200));
     Ok(gw.rss_kib())
 }
