@@ -83,7 +83,7 @@ deps_viewer() {
 
 # The `tls` feature (rustls, VeNCrypt) is on by default; the build without
 # it must keep compiling (and refusing VeNCrypt X509 with a message).
-step_cargo() { cargo test --locked && cargo check --locked --no-default-features --all-targets; }
+step_cargo() { cargo test --locked --all-features && cargo check --locked --no-default-features --all-targets; }
 
 step_autobahn() {
     release_build || return 1

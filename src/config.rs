@@ -361,7 +361,8 @@ OPTIONS:
     --max-message BYTES       largest WebSocket message accepted [default: 4194304]
     --encodings LIST          gateway: RFB encodings in preference order, comma separated
                               (tight,zrle,hextile,zlib,rre,copyrect,raw)
-    --vnc-jpeg QUALITY        gateway: let the VNC server send Tight JPEG at quality 0-9 (9 best)
+    --vnc-jpeg QUALITY        gateway: let the VNC server send Tight JPEG at quality 0-9 (9 best;
+                              needs a build with --features vnc-jpeg)
                               for photo-like areas, decoded into the framebuffer: lossy, for
                               VNC servers far away [default: off, lossless]
     --vnc-compress LEVEL      gateway: zlib level 0-9 for the VNC server (its compression level
@@ -667,6 +668,11 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Command, Co
                 cfg.vnc_jpeg = match v.parse() {
                     Ok(q @ 0..=9) => Some(q),
                     _ => return err(format!("--vnc-jpeg wants a quality from 0 to 9, not '{v}'")),
+                };
+                if !cfg!(feature = "vnc-jpeg") {
+                    return err("--vnc-jpeg: this wsvnc was built without the vnc-jpeg feature \
+                                (cargo build --release --features vnc-jpeg)"
+                        .to_string());
                 }
             }
             "--vnc-compress" => {
@@ -1202,6 +1208,7 @@ c: 127.0.0.1:3
     }
 
     #[test]
+    #[cfg(feature = "vnc-jpeg")]
     fn vnc_jpeg_quality() {
         assert_eq!(run(&["--vnc-jpeg", "6"]).unwrap().vnc_jpeg, Some(6));
         assert_eq!(run(&["--vnc-jpeg=0"]).unwrap().vnc_jpeg, Some(0));

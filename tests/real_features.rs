@@ -476,10 +476,13 @@ fn xvnc_continuous_updates_need_no_requests() {
 
 // ------------------------------------------------------------ Tight JPEG
 
+#[cfg(feature = "vnc-jpeg")]
 /// JPEG rectangles decoded, counted from the Tight decoder's trace line.
 static JPEG_RECTS: AtomicUsize = AtomicUsize::new(0);
 
+#[cfg(feature = "vnc-jpeg")]
 struct JpegCounter;
+#[cfg(feature = "vnc-jpeg")]
 impl log::Log for JpegCounter {
     fn enabled(&self, m: &log::Metadata) -> bool {
         m.level() <= log::Level::Warn || m.target().starts_with("wsvnc::rfb::decode::tight")
@@ -493,8 +496,10 @@ impl log::Log for JpegCounter {
     }
     fn flush(&self) {}
 }
+#[cfg(feature = "vnc-jpeg")]
 static LOGGER: JpegCounter = JpegCounter;
 
+#[cfg(feature = "vnc-jpeg")]
 /// Peak signal-to-noise ratio of the framebuffer's RGB against the screen.
 fn psnr(rgba: &[u8], rgb: &[u8]) -> f64 {
     let (mut se, mut n) = (0f64, 0f64);
@@ -511,13 +516,16 @@ fn psnr(rgba: &[u8], rgb: &[u8]) -> f64 {
     10.0 * (255.0 * 255.0 / (se / n)).log10()
 }
 
+#[cfg(feature = "vnc-jpeg")]
 /// The quality a test advertises, as `--vnc-jpeg 6` does.
 const JPEG_QUALITY: i32 = 6;
+#[cfg(feature = "vnc-jpeg")]
 /// TigerVNC's level 6 is JPEG quality 79 with 4:2:0 chroma; on a photo that
 /// stays well above this.
 const MIN_PSNR_DB: f64 = 30.0;
 
 #[test]
+#[cfg(feature = "vnc-jpeg")]
 fn xvnc_tight_jpeg_photo() {
     if log::set_logger(&LOGGER).is_ok() {
         log::set_max_level(log::LevelFilter::Trace);

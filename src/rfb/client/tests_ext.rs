@@ -353,8 +353,10 @@ fn negative_cut_text_length_without_the_extension_is_an_error() {
 
 // ------------------------------------------------------------ Tight JPEG
 
+#[cfg(feature = "vnc-jpeg")]
 const JPEG_16X8: &[u8] = include_bytes!("../decode/testdata/red-blue-16x8.jpg");
 
+#[cfg(feature = "vnc-jpeg")]
 fn tight_jpeg(x: u16, y: u16, w: u16, h: u16, jpeg: &[u8]) -> Vec<u8> {
     let mut v = rect(x, y, w, h, TIGHT);
     v.push(0x90);
@@ -370,6 +372,7 @@ fn tight_jpeg(x: u16, y: u16, w: u16, h: u16, jpeg: &[u8]) -> Vec<u8> {
 }
 
 #[test]
+#[cfg(feature = "vnc-jpeg")]
 fn tight_jpeg_rectangles_when_a_quality_was_advertised() {
     // A 16×8 JPEG (ImageMagick, quality 95, 4:4:4) of red | blue halves.
     let mut input = hello(20, 10, "");
@@ -389,6 +392,7 @@ fn tight_jpeg_rectangles_when_a_quality_was_advertised() {
 }
 
 #[test]
+#[cfg(feature = "vnc-jpeg")]
 fn bad_tight_jpeg_is_an_error() {
     let fail = |rest: &[u8]| {
         let (mut client, mut fb) = in_update(ext(), 32, 32);
@@ -407,6 +411,7 @@ fn bad_tight_jpeg_is_an_error() {
 }
 
 #[test]
+#[cfg(feature = "vnc-jpeg")]
 fn corrupted_jpegs_never_panic() {
     let mut rnd = crate::rfb::decode::testutil::xorshift(0x1234_5678);
     for _ in 0..3000 {

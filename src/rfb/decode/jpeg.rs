@@ -5,12 +5,29 @@
 //! checked from the headers before any pixel buffer is sized, and the
 //! decoder's own limits are set to them too.
 
+//!
+//! Without the `vnc-jpeg` feature there is no decoder: `--vnc-jpeg` is
+//! refused when the options are read, so JPEG is never advertised and a
+//! server that sends it anyway is refused by the Tight decoder
+//! ("JPEG not advertised") before this is reached.
+
+#[cfg(feature = "vnc-jpeg")]
 use zune_core::bytestream::ZCursor;
+#[cfg(feature = "vnc-jpeg")]
 use zune_core::colorspace::ColorSpace;
+#[cfg(feature = "vnc-jpeg")]
 use zune_core::options::DecoderOptions;
+#[cfg(feature = "vnc-jpeg")]
 use zune_jpeg::JpegDecoder;
 
+/// Without a decoder: never reached (see the module doc), an error if it is.
+#[cfg(not(feature = "vnc-jpeg"))]
+pub fn decode_rgba(_data: &[u8], _w: u16, _h: u16, _out: &mut Vec<u8>) -> Result<(), String> {
+    Err("JPEG: built without the vnc-jpeg feature".into())
+}
+
 /// Decode `data` into `out` as `w × h` RGBA (alpha 255), reusing `out`.
+#[cfg(feature = "vnc-jpeg")]
 pub fn decode_rgba(data: &[u8], w: u16, h: u16, out: &mut Vec<u8>) -> Result<(), String> {
     let opts = DecoderOptions::default()
         .jpeg_set_out_colorspace(ColorSpace::RGBA)
