@@ -52,8 +52,18 @@ pub enum Refused {
     Target,
 }
 
-const REASONS: [&str; 10] =
-    ["max_connections", "per_client", "out_of_fds", "shutting_down", "host", "auth", "forbidden", "throttled", "busy", "target"];
+const REASONS: [&str; 10] = [
+    "max_connections",
+    "per_client",
+    "out_of_fds",
+    "shutting_down",
+    "host",
+    "auth",
+    "forbidden",
+    "throttled",
+    "busy",
+    "target",
+];
 
 impl Refused {
     /// The reason for an HTTP refusal status, if it is one.

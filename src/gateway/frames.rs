@@ -13,7 +13,9 @@
 //! * an **aside**: while a picture is on its way, damage that does not
 //!   overlap it (a clock, a status bar, the pointer's surroundings), as
 //!   much as fits one part, urgent first: it is drawn at once, ahead of the
-//!   rest of the picture;
+//!   rest of the picture; and before a new picture, small changes apart
+//!   from its big one ([`Islands`]: they came in the same update), so
+//!   they wait neither for the picture's pacing nor for its encoding;
 //! * a **refinement**: exact pixels (`Fill`/`Palette`, `Png` for
 //!   photo-like pieces) for tiles the viewer last got as JPEG, as much as
 //!   fits one part, few-colour pieces (cheap) first; encoded just in time
@@ -528,6 +530,74 @@ pub fn estimate(fb: &Framebuffer, damage: &TileSet, bpp: f64) -> u64 {
     n
 }
 
+/// A group of touching damaged tiles (diagonals included) this many
+/// pixels large at most (by the boxes of its tiles) is a *small change*.
+pub const SMALL_AREA: usize = 2 * TILE as usize * TILE as usize;
+
+/// Splits damage into its groups of touching tiles, to send small changes
+/// apart from a big one (a clock, a status bar, a colour change far from a
+/// slideshow that came in the same update) ahead of it. Scratch reused
+/// across calls.
+#[derive(Default)]
+pub struct Islands {
+    /// Per tile: the group it belongs to, plus one (0: clean or not yet
+    /// visited).
+    group: Vec<u32>,
+    stack: Vec<usize>,
+    /// Per group: area (pixels) and bounding box `(x0, y0, x1, y1)`.
+    groups: Vec<(usize, (u32, u32, u32, u32))>,
+}
+
+impl Islands {
+    /// Into `into`: the small groups of `damage` (at most [`SMALL_AREA`])
+    /// outside the bounding box of its big groups — changes away from the
+    /// big one, not holes in it (a photo's tiles that did not change belong
+    /// to its picture). Empty when `damage` has no big group (everything
+    /// is small: it goes as one small picture anyway) or no small one.
+    pub fn apart(&mut self, damage: &TileSet, into: &mut TileSet) {
+        into.copy_from(damage);
+        into.clear();
+        let (cols, rows) = (damage.cols(), damage.rows());
+        self.group.clear();
+        self.group.resize(cols * rows, 0);
+        self.groups.clear();
+        damage.for_each_tile(|start, _| {
+            if self.group[start] != 0 {
+                return;
+            }
+            self.groups.push((0, (u32::MAX, u32::MAX, 0, 0)));
+            let g = self.groups.len() as u32;
+            self.group[start] = g;
+            self.stack.push(start);
+            while let Some(i) = self.stack.pop() {
+                let Some(r) = damage.box_of(i) else { continue };
+                let (area, b) = &mut self.groups[g as usize - 1];
+                *area += r.area();
+                *b = (b.0.min(r.x as u32), b.1.min(r.y as u32), b.2.max(r.right()), b.3.max(r.bottom()));
+                let (col, row) = (i % cols, i / cols);
+                for nrow in row.saturating_sub(1)..(row + 2).min(rows) {
+                    for ncol in col.saturating_sub(1)..(col + 2).min(cols) {
+                        let n = nrow * cols + ncol;
+                        if self.group[n] == 0 && damage.contains_tile(ncol, nrow) {
+                            self.group[n] = g;
+                            self.stack.push(n);
+                        }
+                    }
+                }
+            }
+        });
+        let big = self.groups.iter().filter(|g| g.0 > SMALL_AREA).map(|g| g.1);
+        let Some(bbox) = big.reduce(|a, b| (a.0.min(b.0), a.1.min(b.1), a.2.max(b.2), a.3.max(b.3))) else { return };
+        let outside = |b: (u32, u32, u32, u32)| b.2 <= bbox.0 || b.0 >= bbox.2 || b.3 <= bbox.1 || b.1 >= bbox.3;
+        damage.for_each_tile(|i, r| {
+            let (area, b) = self.groups[self.group[i] as usize - 1];
+            if area <= SMALL_AREA && outside(b) {
+                into.mark_in_tile(i, r);
+            }
+        });
+    }
+}
+
 /// Tiles of one viewer's canvas that hold JPEG approximations, with when
 /// each was last drawn lossy (ms on the session clock).
 pub struct Lossy {
@@ -637,4 +707,35 @@ fn for_tiles(cols: usize, r: Rect, mut f: impl FnMut(usize, Rect)) {
 
 fn contains(outer: Rect, inner: Rect) -> bool {
     inner.x >= outer.x && inner.y >= outer.y && inner.right() <= outer.right() && inner.bottom() <= outer.bottom()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Small groups away from a big one are apart; a small group inside
+    /// the big one's bounding box (a hole in a photo's damage) and a group
+    /// touching it are not; without a big group nothing is.
+    #[test]
+    fn islands_apart_from_a_big_change() {
+        let mut damage = TileSet::new(1024, 768);
+        damage.mark(Rect::new(0, 0, 640, 200));
+        damage.mark(Rect::new(0, 300, 640, 180));
+        damage.mark(Rect::new(300, 230, 10, 10)); // inside the big box
+        damage.mark(Rect::new(650, 100, 10, 10)); // touches the photo's tiles
+        damage.mark(Rect::new(900, 700, 60, 16)); // apart
+        let (mut islands, mut into) = (Islands::default(), TileSet::new(0, 0));
+        islands.apart(&damage, &mut into);
+        let mut area = 0;
+        into.for_each_run(|r| {
+            assert!(r.x >= 900 && r.y >= 700 && r.right() <= 960 && r.bottom() <= 716, "{r:?}");
+            area += r.area();
+        });
+        assert_eq!(area, 60 * 16);
+        let mut small = TileSet::new(1024, 768);
+        small.mark(Rect::new(10, 10, 20, 20));
+        small.mark(Rect::new(900, 700, 60, 16));
+        islands.apart(&small, &mut into);
+        assert!(into.is_empty());
+    }
 }

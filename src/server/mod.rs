@@ -487,7 +487,12 @@ impl Server {
                     let refused_one = match self.listeners[i].accept() {
                         Ok(accepted) => {
                             let (mut stream, peer) = stream_of(accepted);
-                            self.refuse(&mut stream, peer, &format!("out of file descriptors ({e})"), Refused::OutOfFds);
+                            self.refuse(
+                                &mut stream,
+                                peer,
+                                &format!("out of file descriptors ({e})"),
+                                Refused::OutOfFds,
+                            );
                             true
                         }
                         Err(_) => false,
