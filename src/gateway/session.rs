@@ -990,7 +990,7 @@ impl Session {
                 }
                 None if v.damage.is_empty() || urgent_only && !v.pacer.can_send_small() => false,
                 None => {
-                    islands.apart(&v.damage, aside);
+                    islands.apart(fb, &v.damage, aside);
                     true
                 }
             };
