@@ -353,7 +353,7 @@ fn sighup_keeps_live_gateway_sessions() {
     let addr = free_addr();
     let d = Daemon::start(&["--listen", &addr.to_string(), "--demo", "--heartbeat", "0"], addr);
     let (mut s, _) = raw_upgrade_with(addr, "/ws", "");
-    s.write_all(&client_frame(0x2, &[0x80, 2])).unwrap();
+    s.write_all(&client_frame(0x2, &[0x80, wsvnc::gateway::proto::VERSION])).unwrap();
     let t0 = Instant::now();
     while read_frame(&mut s).0 != 0x2 {
         assert!(t0.elapsed() < Duration::from_secs(10), "no message from the session");
