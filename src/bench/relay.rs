@@ -148,7 +148,20 @@ pub fn run(plan: &Plan, t: &mut Table) -> io::Result<f64> {
     let addr = free_addr()?;
     let sink_s = sink.to_string();
     let listen = addr.to_string();
-    let args = ["--listen", &listen, "--target", &sink_s, "--relay", "--heartbeat", "0", "--max-connections", "30000"];
+    // Every connection comes from 127.0.0.1: no per-address cap.
+    let args = [
+        "--listen",
+        &listen,
+        "--target",
+        &sink_s,
+        "--relay",
+        "--heartbeat",
+        "0",
+        "--max-connections",
+        "30000",
+        "--max-per-client",
+        "0",
+    ];
     let relay = Server::start(&args, addr)?;
     for (conns, mib) in [(1, plan.bulk_mib), (8, plan.bulk_mib / 8)] {
         let bytes = mib << 20;
