@@ -86,7 +86,8 @@ async function main() {
           const order = run % 2 ? [...cls].reverse() : cls;
           for (const client of order) {
             for (const p of infra) assertRunning(p);
-            const args = { ctx: ctxs.get(client.name), client, content, link, run, emu, xprobe, xwork, tmp, sig };
+            const proxyPgid = (client.name === 'wsvnc' ? servers.gw : servers.ws).child.pid;
+            const args = { ctx: ctxs.get(client.name), client, content, link, run, emu, xprobe, xwork, tmp, sig, proxyPgid };
             let row = await measure(args);
             if (!row.error && row.rafHz < CFG.minRafHz) {
               log(`${link.name} ${name} ${client.name}: page ran ${row.rafHz.toFixed(0)} animation frames/s ` +

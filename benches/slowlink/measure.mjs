@@ -96,7 +96,24 @@ function motionPsnr(rgba, refs, sig) {
 
 let probeSeq = 0;
 
-export async function measure({ ctx, client, content, link, run, emu, xprobe, xwork, tmp, sig }) {
+/**
+ * CPU time (ms, user + system) of every live process in process group `pgid`: the proxy and
+ * any child it forked (websockify serves each connection from a child process). /proc/PID/stat
+ * fields 5 (pgrp), 14 (utime), 15 (stime), in clock ticks of 10 ms (Linux USER_HZ).
+ */
+function groupCpuMs(pgid) {
+  let ticks = 0;
+  for (const d of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(d)) continue;
+    let stat;
+    try { stat = fs.readFileSync(`/proc/${d}/stat`, 'utf8'); } catch { continue; }
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    if (Number(f[2]) === pgid) ticks += Number(f[11]) + Number(f[12]);
+  }
+  return ticks * 10;
+}
+
+export async function measure({ ctx, client, content, link, run, emu, xprobe, xwork, tmp, sig, proxyPgid }) {
   const row = { link: link.name, content: content.name, client: client.name, run, load: os.loadavg()[0] };
   const page = await ctx.newPage();
   const pageErrors = [];
@@ -134,6 +151,7 @@ export async function measure({ ctx, client, content, link, run, emu, xprobe, xw
 
     // Window: updates seen, probe latency, wire bytes.
     const s0 = await emu.call('stats');
+    const cpu0 = groupCpuMs(proxyPgid);
     const steps0 = content.motion ? content.motion.steps : null;
     await page.evaluate(() => { window.__slb.startWindow(); window.__slb.startProbe(); });
     const changes = [];
@@ -146,6 +164,7 @@ export async function measure({ ctx, client, content, link, run, emu, xprobe, xw
     }
     const win = await page.evaluate(() => window.__slb.stopWindow());
     const s1 = await emu.call('stats');
+    const cpuMs = groupCpuMs(proxyPgid) - cpu0;
     const secs = (win.t1 - win.t0) / 1000;
     row.updatesPerSec = win.changes / secs;
     row.wholePerSec = win.whole / secs;
@@ -155,6 +174,9 @@ export async function measure({ ctx, client, content, link, run, emu, xprobe, xw
     row.downKiBs = (s1.down.bytes - s0.down.bytes) / 1024 / (s1.t - s0.t);
     row.upKiBs = (s1.up.bytes - s0.up.bytes) / 1024 / (s1.t - s0.t);
     row.downDropped = s1.down.dropped_packets - s0.down.dropped_packets;
+    // The proxy's CPU over the window: % of one core, and ms per whole state the page saw.
+    row.proxyCpuPct = cpuMs / (s1.t - s0.t) / 10;
+    row.proxyCpuMsPerState = win.whole > 0 ? cpuMs / win.whole : null;
     phase('window');
 
     // Grace: the last change may still be on its way; stop waiting once it is on the canvas.

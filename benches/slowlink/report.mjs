@@ -88,6 +88,8 @@ export function aggregate(rows) {
     connectMs: median(ok.map((r) => r.connectMs)),
     rafHz: median(ok.map((r) => r.rafHz)),
     drops: median(ok.map((r) => r.downDropped)),
+    cpuPct: median(ok.map((r) => r.proxyCpuPct).filter(Number.isFinite)),
+    cpuPerState: median(ok.map((r) => r.proxyCpuMsPerState).filter(Number.isFinite)),
   };
 }
 
@@ -106,6 +108,8 @@ const METRICS = [
   ['at rest: PSNR at end dB', 'restPsnr', 1, null],
   ['open page → first picture ms (page cached)', 'connectMs', 0, null],
   ['page animation frames /s (60 = not starved)', 'rafHz', 0, null],
+  ['proxy CPU % of a core (websockify / gateway)', 'cpuPct', 1, null],
+  ['proxy CPU ms per whole state seen', 'cpuPerState', 1, null],
 ];
 
 export function table(groups, { links, contents, sources }) {

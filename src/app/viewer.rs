@@ -383,6 +383,9 @@ fn drive_viewer(conns: &mut Slab<Conn>, key: usize, vid: ViewerId, ctx: &mut Ctx
             let Some(sent) = sent else { break };
             session.sent(vid.viewer, composed, sent.body, sent.wire, now);
             wrote = true;
+            if session.flush_first(vid.viewer) {
+                break; // an aside leaves before the next picture is encoded
+            }
         }
         if conn.ep.output.len() > VIEWER_OUT_CAP {
             warn!("{}: viewer output over its cap; closing", conn.peer);

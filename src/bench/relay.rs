@@ -148,6 +148,7 @@ pub fn run(plan: &Plan, t: &mut Table) -> io::Result<f64> {
     let addr = free_addr()?;
     let sink_s = sink.to_string();
     let listen = addr.to_string();
+    // Every connection comes from 127.0.0.1: no per-address cap.
     let args = [
         "--listen",
         &listen,

@@ -13,7 +13,9 @@
 //! * an **aside**: while a picture is on its way, damage that does not
 //!   overlap it (a clock, a status bar, the pointer's surroundings), as
 //!   much as fits one part, urgent first: it is drawn at once, ahead of the
-//!   rest of the picture;
+//!   rest of the picture; and before a new picture, small changes apart
+//!   from its big one ([`Islands`]: they came in the same update), so
+//!   they wait neither for the picture's pacing nor for its encoding;
 //! * a **refinement**: exact pixels (`Fill`/`Palette`, `Png` for
 //!   photo-like pieces) for tiles the viewer last got as JPEG, as much as
 //!   fits one part, few-colour pieces (cheap) first; encoded just in time
@@ -127,6 +129,9 @@ pub struct Encoded {
     pub mid_update: bool,
     /// Viewers streaming it.
     users: u32,
+    /// When it was last handed out (`Parts::served`): the idle encoding
+    /// used longest ago is the one overwritten.
+    stamp: u64,
 }
 
 /// Where a viewer is in an [`Encoded`]: the next byte to send and the note
@@ -167,6 +172,7 @@ impl Encoded {
             other: 0,
             mid_update: false,
             users: 0,
+            stamp: 0,
         }
     }
 
@@ -176,7 +182,10 @@ impl Encoded {
         let quality_ok = self.what.quality() == req.what.quality()
             || (!self.stats.photo && self.what.quality().is_some() == req.what.quality().is_some());
         let (mine, theirs) = (self.what.room(), req.what.room());
-        let room_ok = self.cost(req.ratio) <= theirs.max(1) && (self.complete || theirs <= mine + mine / 2);
+        // Made for the same room: what `req` would produce (an encoding
+        // may end past its room by its last message).
+        let room_ok =
+            mine == theirs || self.cost(req.ratio) <= theirs.max(1) && (self.complete || theirs <= mine + mine / 2);
         self.gen == req.gen
             && self.what.kind() == req.what.kind()
             && quality_ok
@@ -322,6 +331,7 @@ impl Parts {
         self.served += 1;
         if let Some(i) = self.parts.iter().position(|p| p.serves(req)) {
             self.parts[i].users += 1;
+            self.parts[i].stamp = self.served;
             return i;
         }
         self.encoded += 1;
@@ -332,9 +342,12 @@ impl Parts {
         {
             self.parts.pop();
         }
-        let i = match self.parts.iter().position(|p| p.users == 0) {
-            Some(i) => i,
-            None => {
+        // Reuse the idle encoding used longest ago once there are enough
+        // (viewers that come later for the same state find the others).
+        let idle = self.parts.iter().enumerate().filter(|(_, p)| p.users == 0);
+        let i = match idle.clone().count() >= SPARE {
+            true => idle.min_by_key(|(_, p)| p.stamp).map_or(0, |(i, _)| i),
+            false => {
                 self.parts.push(Encoded::new());
                 self.parts.len() - 1
             }
@@ -342,6 +355,7 @@ impl Parts {
         let mut p = std::mem::replace(&mut self.parts[i], Encoded::new());
         self.encode(fb, req, &mut p);
         p.users = 1;
+        p.stamp = self.served;
         self.parts[i] = p;
         i
     }
@@ -528,6 +542,89 @@ pub fn estimate(fb: &Framebuffer, damage: &TileSet, bpp: f64) -> u64 {
     n
 }
 
+/// A group of touching damaged tiles (diagonals included) this many
+/// pixels large at most (by the boxes of its tiles) is a *small change*.
+pub const SMALL_AREA: usize = 2 * TILE as usize * TILE as usize;
+
+/// Splits damage into what goes with a big change and what may go apart
+/// from it, ahead of it: a clock, a status bar, a desktop background
+/// repainted around a slideshow, that came in the same update. Scratch
+/// reused across calls.
+#[derive(Default)]
+pub struct Islands {
+    /// Per tile: the group it belongs to, plus one (0: clean, flat, or not
+    /// yet visited).
+    group: Vec<u32>,
+    stack: Vec<usize>,
+    /// Per group: area (pixels) and bounding box `(x0, y0, x1, y1)`.
+    groups: Vec<(usize, (u32, u32, u32, u32))>,
+    /// Per tile: its samples are all one colour (a `Fill`, cheap).
+    flat: Vec<bool>,
+}
+
+impl Islands {
+    /// Into `into`: the damage of `damage` apart from its big changes.
+    /// Damaged tiles whose samples are not all one colour form groups of
+    /// touching tiles; a group larger than [`SMALL_AREA`] is big. Apart
+    /// are the flat tiles and the small groups outside the bounding box of
+    /// the big groups (inside it they are of the same content: a photo's
+    /// flat or unchanged parts belong to its picture). Empty when nothing
+    /// is big (everything goes as one small picture anyway).
+    pub fn apart(&mut self, fb: &Framebuffer, damage: &TileSet, into: &mut TileSet) {
+        into.copy_from(damage);
+        into.clear();
+        let (cols, rows) = (damage.cols(), damage.rows());
+        self.group.clear();
+        self.group.resize(cols * rows, 0);
+        self.flat.clear();
+        self.flat.resize(cols * rows, false);
+        self.groups.clear();
+        damage.for_each_tile(|i, r| {
+            self.flat[i] = fb.contains(r) && matches!(classify::sample(fb, r), classify::Sampled::Uniform(_));
+        });
+        damage.for_each_tile(|start, _| {
+            if self.group[start] != 0 || self.flat[start] {
+                return;
+            }
+            self.groups.push((0, (u32::MAX, u32::MAX, 0, 0)));
+            let g = self.groups.len() as u32;
+            self.group[start] = g;
+            self.stack.push(start);
+            while let Some(i) = self.stack.pop() {
+                let Some(r) = damage.box_of(i) else { continue };
+                let (area, b) = &mut self.groups[g as usize - 1];
+                *area += r.area();
+                *b = (b.0.min(r.x as u32), b.1.min(r.y as u32), b.2.max(r.right()), b.3.max(r.bottom()));
+                let (col, row) = (i % cols, i / cols);
+                for nrow in row.saturating_sub(1)..(row + 2).min(rows) {
+                    for ncol in col.saturating_sub(1)..(col + 2).min(cols) {
+                        let n = nrow * cols + ncol;
+                        if self.group[n] == 0 && !self.flat[n] && damage.contains_tile(ncol, nrow) {
+                            self.group[n] = g;
+                            self.stack.push(n);
+                        }
+                    }
+                }
+            }
+        });
+        let big = self.groups.iter().filter(|g| g.0 > SMALL_AREA).map(|g| g.1);
+        let Some(bbox) = big.reduce(|a, b| (a.0.min(b.0), a.1.min(b.1), a.2.max(b.2), a.3.max(b.3))) else { return };
+        let outside = |b: (u32, u32, u32, u32)| b.2 <= bbox.0 || b.0 >= bbox.2 || b.3 <= bbox.1 || b.1 >= bbox.3;
+        damage.for_each_tile(|i, r| {
+            let small = match self.group[i] {
+                0 => outside((r.x as u32, r.y as u32, r.right(), r.bottom())),
+                g => {
+                    let (area, b) = self.groups[g as usize - 1];
+                    area <= SMALL_AREA && outside(b)
+                }
+            };
+            if small {
+                into.mark_in_tile(i, r);
+            }
+        });
+    }
+}
+
 /// Tiles of one viewer's canvas that hold JPEG approximations, with when
 /// each was last drawn lossy (ms on the session clock).
 pub struct Lossy {
@@ -637,4 +734,54 @@ fn for_tiles(cols: usize, r: Rect, mut f: impl FnMut(usize, Rect)) {
 
 fn contains(outer: Rect, inner: Rect) -> bool {
     inner.x >= outer.x && inner.y >= outer.y && inner.right() <= outer.right() && inner.bottom() <= outer.bottom()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Small groups away from a big one are apart; a small group inside
+    /// the big one's bounding box (a hole in a photo's damage) and a group
+    /// touching it are not; without a big group nothing is.
+    #[test]
+    fn islands_apart_from_a_big_change() {
+        let mut fb = Framebuffer::new(1024, 768);
+        let mut damage = TileSet::new(1024, 768);
+        damage.mark(Rect::new(0, 0, 640, 200));
+        damage.mark(Rect::new(0, 300, 640, 180));
+        damage.mark(Rect::new(300, 230, 10, 10)); // inside the big box
+        damage.mark(Rect::new(650, 100, 10, 10)); // touches the photo's tiles
+        damage.mark(Rect::new(900, 700, 60, 16)); // apart
+        let (mut islands, mut into) = (Islands::default(), TileSet::new(0, 0));
+        for y in 0..768 {
+            for x in (0..1024).step_by(2) {
+                fb.fill(Rect::new(x, y, 1, 1), [x as u8, y as u8, (x ^ y) as u8, 255]).unwrap();
+            }
+        }
+        islands.apart(&fb, &damage, &mut into);
+        let mut area = 0;
+        into.for_each_run(|r| {
+            assert!(r.x >= 900 && r.y >= 700 && r.right() <= 960 && r.bottom() <= 716, "{r:?}");
+            area += r.area();
+        });
+        assert_eq!(area, 60 * 16);
+        let mut small = TileSet::new(1024, 768);
+        small.mark(Rect::new(10, 10, 20, 20));
+        small.mark(Rect::new(900, 700, 60, 16));
+        islands.apart(&fb, &small, &mut into);
+        assert!(into.is_empty());
+        // A flat background repainted around the big change: apart where
+        // it is outside the big change's box, the rest goes with it.
+        fb.fill(Rect::new(640, 0, 384, 768), [1, 2, 3, 255]).unwrap();
+        fb.fill(Rect::new(0, 512, 1024, 256), [1, 2, 3, 255]).unwrap();
+        let mut both = TileSet::new(1024, 768);
+        both.mark(Rect::new(0, 0, 1024, 768));
+        islands.apart(&fb, &both, &mut into);
+        let mut area = 0;
+        into.for_each_run(|r| {
+            assert!(r.x >= 640 || r.y >= 512, "{r:?}");
+            area += r.area();
+        });
+        assert_eq!(area, 1024 * 768 - 640 * 512);
+    }
 }

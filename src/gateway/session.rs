@@ -26,7 +26,11 @@
 //!
 //! 1. the next part of the picture it is being sent, or first an *aside*
 //!    (damage that does not overlap that picture, one part's worth, urgent
-//!    first), alternating with the parts;
+//!    first), alternating with the parts; with no picture on its way, small
+//!    changes apart from a big one (`frames::Islands`) go first as an
+//!    aside, past the pacer when small enough, and the server writes an
+//!    aside out before it composes more (`flush_first`), so it never waits
+//!    for the next picture's encoding;
 //! 2. a new *picture*: all its damage and copies, encoded from the
 //!    framebuffer as it is now (never while an update is half applied),
 //!    photo-like areas as JPEG at a quality chosen so the picture takes
@@ -56,7 +60,7 @@ use std::time::{Duration, Instant};
 use slab::Slab;
 
 use super::encode::{self, Lossy as Jpeg};
-use super::frames::{self, Cursor, Lossy, Parts, Request, What};
+use super::frames::{self, Cursor, Islands, Lossy, Parts, Request, What};
 use super::login::{Answer, Ask};
 use super::pacing::{self, JpegModel, Kind, Pacer};
 use super::proto::{self, BadInput, Input};
@@ -172,6 +176,9 @@ pub struct Viewer {
     picture: Option<Held>,
     /// The last frame written was an aside (the next goes to the picture).
     last_aside: bool,
+    /// An aside just ended: the server should write it out before it asks
+    /// for more (the next compose may encode a picture).
+    flush: bool,
     /// Id of the last frame or part whose end was sent (0: none yet). Ids
     /// count up from 1, wrapping, frames and parts alike.
     last_sent: u32,
@@ -211,6 +218,7 @@ impl Viewer {
             writing: None,
             picture: None,
             last_aside: false,
+            flush: false,
             last_sent: 0,
             acked: 0,
             pending: Vec::new(),
@@ -340,6 +348,7 @@ pub struct Session {
     /// Scratch: the refinement set / aside damage of the viewer being composed.
     refine: TileSet,
     aside: TileSet,
+    islands: Islands,
     /// Never send JPEG (`--lossless`).
     pub lossless: bool,
     /// Bytes per JPEG pixel of this session's content.
@@ -392,6 +401,7 @@ impl Session {
             pointer: None,
             refine: TileSet::new(0, 0),
             aside: TileSet::new(0, 0),
+            islands: Islands::default(),
             lossless: false,
             model: JpegModel::default(),
             mid_since: None,
@@ -916,6 +926,7 @@ impl Session {
             pointer,
             refine,
             aside,
+            islands,
             lossless,
             model,
             leds,
@@ -925,6 +936,7 @@ impl Session {
         let partial = fb.dirty();
         let settled = |d: &TileSet| waited || !d.overlaps(partial);
         let Some(v) = viewers.get_mut(idx) else { return Composed::Nothing };
+        v.flush = false;
         let start_len = out.len();
         out.extend_from_slice(&v.pending);
         v.pending.clear();
@@ -957,18 +969,16 @@ impl Session {
             // Held back by the pacer: only a small change may go (an aside,
             // or a picture that is small), not the next part.
             let urgent_only = !v.pacer.can_send(now);
-            if urgent_only
-                && !(v.pacer.can_send_small()
-                    && (v.picture.is_some() || small_damage(fb, &v.damage, &v.copies, jpeg_at(v.level))))
-            {
-                return Composed::Nothing;
-            }
             let part = v.pacer.part_size();
-            let id = v.last_sent.wrapping_add(1);
-            let mut writing = None;
-            if let Some(held) = &v.picture {
-                // Damage apart from the picture goes ahead of its next part.
-                if (!v.last_aside || urgent_only) && v.copies.is_empty() && !v.damage.is_empty() {
+            let jpeg = jpeg_at(v.level);
+            let bpp = jpeg.map_or(3.0, |j| j.bpp);
+            let fits = if urgent_only { pacing::SMALL_FRAME } else { 2 * part };
+            // Damage apart from the picture being sent, or (before a new
+            // picture) small changes apart from its big one, go as an aside:
+            // ahead of the picture's next part, or of its pacing and encoding.
+            let want_aside = match &v.picture {
+                Some(_) if v.last_aside && !urgent_only => false,
+                Some(held) => {
                     // Not near its content either: changes there are of the
                     // same content and wait to be a coherent picture.
                     let picture = parts.part(held.enc);
@@ -976,31 +986,47 @@ impl Session {
                     if let Some(b) = picture.content_box() {
                         aside.clear_tiles_of(b);
                     }
-                    let jpeg = jpeg_at(v.level);
-                    let bpp = jpeg.map_or(3.0, |j| j.bpp);
-                    let fits = if urgent_only { pacing::SMALL_FRAME } else { 2 * part };
-                    if !aside.is_empty() && settled(aside) && frames::estimate(fb, aside, bpp) <= fits {
-                        let req = Request {
-                            gen: *gen,
-                            what: What::Aside { room: part, jpeg },
-                            ratio: v.ratio,
-                            damage: aside,
-                            copies: &[],
-                            refine: &TileSet::new(0, 0),
-                            pointer: *pointer,
-                        };
-                        let enc = parts.get(fb, &req);
-                        let e = parts.part(enc);
-                        v.damage.clear_tiles_in(aside);
-                        v.damage.union_from(&e.left);
-                        v.mid_update_pixels |= e.mid_update;
-                        v.lossy.apply(&e.notes, now_ms);
-                        log::debug!("t={now_ms} viewer {idx}: aside {id}: {} B", e.cost(v.ratio));
-                        writing =
-                            Some(Writing { enc, cursor: Cursor::default(), id, out: Out::Aside, budget: u64::MAX });
-                    }
+                    true
                 }
-                if writing.is_none() && !urgent_only {
+                None if v.damage.is_empty() || urgent_only && !v.pacer.can_send_small() => false,
+                None => {
+                    islands.apart(fb, &v.damage, aside);
+                    true
+                }
+            };
+            let aside_ready = want_aside
+                && v.copies.is_empty()
+                && !aside.is_empty()
+                && settled(aside)
+                && frames::estimate(fb, aside, bpp) <= fits;
+            if urgent_only
+                && !(v.pacer.can_send_small()
+                    && (v.picture.is_some() || aside_ready || small_damage(fb, &v.damage, &v.copies, jpeg)))
+            {
+                return Composed::Nothing;
+            }
+            let id = v.last_sent.wrapping_add(1);
+            let mut writing = None;
+            if aside_ready {
+                let req = Request {
+                    gen: *gen,
+                    what: What::Aside { room: part, jpeg },
+                    ratio: v.ratio,
+                    damage: aside,
+                    copies: &[],
+                    refine: &TileSet::new(0, 0),
+                    pointer: *pointer,
+                };
+                let enc = parts.get(fb, &req);
+                let e = parts.part(enc);
+                v.damage.clear_tiles_in(aside);
+                v.damage.union_from(&e.left);
+                v.mid_update_pixels |= e.mid_update;
+                v.lossy.apply(&e.notes, now_ms);
+                log::debug!("t={now_ms} viewer {idx}: aside {id}: {} B", e.cost(v.ratio));
+                writing = Some(Writing { enc, cursor: Cursor::default(), id, out: Out::Aside, budget: u64::MAX });
+            } else if let Some(held) = &v.picture {
+                if !urgent_only {
                     let out =
                         if held.cursor.note() < parts.part(held.enc).prefix_end() { Out::Prefix } else { Out::Part };
                     writing = Some(Writing { enc: held.enc, cursor: held.cursor, id, out, budget: part });
@@ -1120,6 +1146,7 @@ impl Session {
             v.pacer.end(kind);
             v.last_sent = w.id;
             v.last_aside = w.out == Out::Aside;
+            v.flush = v.last_aside;
             v.writing = None;
         }
         if raw {
@@ -1166,6 +1193,13 @@ impl Session {
             })
             .filter(|&t| t > last)
             .min()
+    }
+
+    /// Whether what `compose` gave viewer `idx` last should be written to
+    /// its socket before `compose` is called again: an aside ended, and the
+    /// next call may take a picture's encoding time.
+    pub fn flush_first(&self, idx: usize) -> bool {
+        self.viewers.get(idx).is_some_and(|v| v.flush)
     }
 
     /// Pacing counters and estimates of viewer `idx` (for /metrics).
@@ -1217,7 +1251,7 @@ fn small_damage(fb: &Framebuffer, damage: &TileSet, copies: &[CopyOp], jpeg: Opt
     }
     let mut area = 0;
     damage.for_each_run(|r| area += r.area());
-    area <= 2 * 64 * 64 && frames::estimate(fb, damage, jpeg.map_or(3.0, |j| j.bpp)) <= pacing::SMALL_FRAME
+    area <= frames::SMALL_AREA && frames::estimate(fb, damage, jpeg.map_or(3.0, |j| j.bpp)) <= pacing::SMALL_FRAME
 }
 
 fn log_ack(now_ms: u32, idx: usize, id: u32, p: &Pacer) {

@@ -404,11 +404,20 @@ pub fn photo_pixels(fb: &Framebuffer, r: Rect) -> u64 {
 /// per pixel of few-colour pieces).
 pub fn estimate(fb: &Framebuffer, r: Rect, bpp: f64) -> u64 {
     let mut n = 0.0;
+    // A row of pieces of one colour is one `Fill`.
+    let mut fill: Option<(u16, [u8; 4])> = None;
     for_pieces(r, |p| {
         if !fb.contains(p) {
             return;
         }
-        n += match classify::sample(fb, p) {
+        let sampled = classify::sample(fb, p);
+        let same_fill = matches!((sampled, fill), (Sampled::Uniform(c), Some((y, f))) if c == f && y == p.y);
+        fill = match sampled {
+            Sampled::Uniform(c) => Some((p.y, c)),
+            _ => None,
+        };
+        n += match sampled {
+            Sampled::Uniform(_) if same_fill => 0.0,
             Sampled::Uniform(_) => 16.0,
             Sampled::Few => p.area() as f64 * 0.25,
             Sampled::Many => p.area() as f64 * bpp + 100.0,

@@ -363,3 +363,79 @@ fn refinement_completes_when_idle_and_never_blocks_damage() {
         assert!(b.t - t0 < Duration::from_secs(20), "not exact after 20 s");
     }
 }
+
+/// A few-colour change (text) at `(x, y)`, 60×16.
+fn draw_text(fb: &mut Framebuffer, x: u16, y: u16) {
+    fb.fill(Rect::new(x, y, 60, 16), [250, 250, 250, 255]).unwrap();
+    for gx in (x + 2..x + 58).step_by(6) {
+        fb.fill(Rect::new(gx, y + 3, 3, 10), [20, 20, 20, 255]).unwrap();
+    }
+}
+
+/// A small change that comes in the same update as a big photo, away from
+/// it, goes as an aside of its own before the photo's picture is even
+/// encoded, and the server is asked to write it out first; the photo
+/// follows. (Not only a `Fill`: few-colour text too.)
+#[test]
+fn small_change_in_the_same_update_as_a_photo_goes_before_the_picture_is_encoded() {
+    let (mut s, ids, _) = ready(1024, 768, 1);
+    let i = ids[0];
+    let mut b = Browser::new(i, Instant::now(), 40);
+    b.run(&mut s, 100);
+    s.fb.put_rgba(Rect::new(0, 0, 640, 480), photo_at(640, 480, 0).data()).unwrap();
+    draw_text(&mut s.fb, 900, 700);
+    s.hand_out_update();
+    let mut out = Vec::new();
+    let k = s.compose(i, b.t, &mut out);
+    assert_ne!(k, Composed::Nothing);
+    let msgs = b.c.apply(&out).expect("well-formed v2");
+    assert!(msgs.iter().any(|m| matches!(m, v2::Msg::EndFrame(_))), "a frame of its own: {msgs:?}");
+    assert!(!msgs.iter().any(|m| matches!(m, v2::Msg::Jpeg { .. } | v2::Msg::ImageBegin { .. })), "{msgs:?}");
+    assert_eq!(b.c.pixel(903, 706), [20, 20, 20, 255], "the text is drawn");
+    let v = &s.viewers[i];
+    assert!(v.picture.is_none() && v.writing.is_none(), "no picture encoded yet");
+    assert!(v.damage.intersects(Rect::new(0, 0, 640, 480)), "the photo is still to come");
+    assert!(s.flush_first(i), "written out before the picture is encoded");
+    s.sent(i, k, out.len(), out.len(), b.t);
+    b.run(&mut s, 3000);
+    assert!(canvas_psnr(&b.c, &s.fb, Rect::new(0, 0, 640, 480)) > 28.0, "then the photo");
+}
+
+/// While the pacer holds a viewer back (a picture just went), an update
+/// bringing a new photo and a small change away from it: the small change
+/// goes at once, past the pacer; the photo waits for its turn.
+#[test]
+fn small_change_in_the_same_update_as_a_photo_does_not_wait_for_the_pacer() {
+    let (mut s, ids, _) = ready(1024, 768, 1);
+    let i = ids[0];
+    let area = Rect::new(0, 0, 640, 480);
+    s.fb.put_rgba(area, photo_at(640, 480, 0).data()).unwrap();
+    s.hand_out_update();
+    let mut b = Browser::new(i, Instant::now(), 40);
+    b.run(&mut s, 3000);
+    s.fb.put_rgba(area, photo_at(640, 480, 11).data()).unwrap();
+    s.hand_out_update();
+    // Until the picture has gone and the pacer holds the viewer back.
+    let mut held = false;
+    for _ in 0..3000 {
+        b.run(&mut s, 1);
+        let v = &s.viewers[i];
+        if v.picture.is_none() && v.writing.is_none() && !v.has_changes() && !v.pacer.can_send(b.t + ms(1)) {
+            held = true;
+            break;
+        }
+    }
+    assert!(held, "the pacer held the viewer back after a picture");
+    s.fb.put_rgba(area, photo_at(640, 480, 23).data()).unwrap();
+    s.fb.fill(Rect::new(1000, 740, 8, 8), [250, 10, 10, 255]).unwrap();
+    s.hand_out_update();
+    b.run(&mut s, 1);
+    assert_eq!(b.c.pixel(1003, 743), [250, 10, 10, 255], "the small change went past the pacer");
+    assert!(s.viewers[i].damage.intersects(area), "the photo waits for the pacer");
+    b.run(&mut s, 3000);
+    assert!(canvas_psnr(&b.c, &s.fb, area) > 28.0, "then the photo");
+}
+
+fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
