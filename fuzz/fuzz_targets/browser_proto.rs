@@ -46,6 +46,10 @@ fn encode(m: &Input<'_>, out: &mut Vec<u8>) {
             out.push(0x84);
             out.extend_from_slice(&id.to_le_bytes());
         }
+        Input::Received(id) => {
+            out.push(0x8A);
+            out.extend_from_slice(&id.to_le_bytes());
+        }
         Input::ResizeRequest { w, h } => {
             out.push(0x85);
             out.extend_from_slice(&w.to_le_bytes());
