@@ -162,7 +162,8 @@ fn a_viewer_without_client_hello_is_closed_at_the_deadline() {
 }
 
 /// A bare upgrade opens no connection to the VNC server; a ClientHello
-/// does; a first message that is not a ClientHello is a 1002 and opens none.
+/// does; a first message that is not a ClientHello, or a ClientHello of
+/// another protocol version, is a 1002 and opens none.
 #[test]
 fn the_vnc_server_is_connected_only_after_client_hello() {
     let (vnc, accepts) = counting_listener();
@@ -177,8 +178,12 @@ fn the_vnc_server_is_connected_only_after_client_hello() {
     wrong.write_all(&client_frame(0x2, &[0x81, 1, 0, 0, 0, 0x61])).unwrap(); // a Key message
     let (code, reason, _, _) = wait_for_close(&mut wrong, false);
     assert_eq!(code, 1002, "{reason}");
+    let (mut old, _) = raw_upgrade_with(srv.addr, "/ws", "");
+    old.write_all(&client_frame(0x2, &[0x80, wsvnc::gateway::proto::VERSION - 1])).unwrap(); // an older ClientHello
+    let (code, reason, _, _) = wait_for_close(&mut old, false);
+    assert_eq!((code, reason.as_str()), (1002, "unsupported protocol version"));
     std::thread::sleep(Duration::from_millis(500));
-    assert_eq!(accepts.load(Ordering::SeqCst), 0, "upgrades without ClientHello opened VNC connections");
+    assert_eq!(accepts.load(Ordering::SeqCst), 0, "upgrades without a usable ClientHello opened VNC connections");
     bare[0].write_all(&client_frame(0x2, &[0x80, wsvnc::gateway::proto::VERSION])).unwrap(); // ClientHello
     let deadline = Instant::now() + Duration::from_secs(10);
     while accepts.load(Ordering::SeqCst) == 0 {

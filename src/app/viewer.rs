@@ -32,6 +32,7 @@ use log::{debug, info, warn};
 use mio::{Interest, Token};
 use slab::Slab;
 
+use super::metrics::Refused;
 use super::{finish_io, App, Conn, Ctx, Peer, Step, READS_PER_WAKEUP};
 use crate::config::{Target, TargetAddr};
 use crate::gateway::session::Phase;
@@ -158,7 +159,7 @@ pub fn handle_timeout(conn: &mut Conn, ctx: &mut Ctx) -> Option<Step> {
         return None;
     }
     let why = format!("no ClientHello within {} s", ctx.cfg.handshake_timeout.as_secs());
-    Some(refuse(conn, &why, close::POLICY_VIOLATION, ctx))
+    Some(refuse(conn, &why, close::POLICY_VIOLATION, Some(Refused::Target), ctx))
 }
 
 pub fn drive(conns: &mut Slab<Conn>, key: usize, ctx: &mut Ctx) -> Step {
@@ -188,19 +189,24 @@ fn join(conns: &mut Slab<Conn>, key: usize, ctx: &mut Ctx) -> Step {
         return Step::Stay;
     };
     if let Err(why) = &joining.target {
-        return refuse(conn, why, close::POLICY_VIOLATION, ctx);
+        return refuse(conn, why, close::POLICY_VIOLATION, Some(Refused::Target), ctx);
     }
     let Some(hello) = read_hello(conn, ctx) else {
         conn.app = App::Viewer(ViewerApp::Joining(joining));
         return Step::Stay; // `drive` writes what was answered (pongs, a Close)
     };
+    // The version is checked here, before a VNC connection is opened for a
+    // viewer that could never use it (docs/protocol.md "Handshake").
+    if hello.get(1) != Some(&crate::gateway::proto::VERSION) {
+        return refuse(conn, "unsupported protocol version", close::PROTOCOL_ERROR, None, ctx);
+    }
     let Joining { session_key, token, target, view_only: view_only_param, .. } = *joining;
     let Ok(target) = target else { return Step::Stay };
     let sidx = match ctx.gw.find(&session_key) {
         Some(s) => s,
         None => match open_session(conns, &session_key, token, &target, ctx) {
             Ok(s) => s,
-            Err(why) => return refuse(&mut conns[key], &why, close::INTERNAL_ERROR, ctx),
+            Err(why) => return refuse(&mut conns[key], &why, close::INTERNAL_ERROR, Some(Refused::Target), ctx),
         },
     };
     let view_only = ctx.cfg.view_only || target.view_only || view_only_param;
@@ -215,7 +221,7 @@ fn join(conns: &mut Slab<Conn>, key: usize, ctx: &mut Ctx) -> Step {
 }
 
 /// Read until the first data message. Some(it) when it is a ClientHello
-/// (the session checks its version); any other first message closes the
+/// (`join` checks its version); any other first message closes the
 /// WebSocket (1002), as the session would.
 fn read_hello(conn: &mut Conn, ctx: &mut Ctx) -> Option<Vec<u8>> {
     let mut hello = None;
@@ -266,11 +272,14 @@ fn deliver_hello(conns: &mut Slab<Conn>, key: usize, vid: ViewerId, hello: &[u8]
     }
 }
 
-/// Tell a browser why it cannot have a session, then close.
-fn refuse(conn: &mut Conn, why: &str, code: u16, ctx: &mut Ctx) -> Step {
+/// Tell a browser why it cannot have a session, then close; `counted` is
+/// the /metrics refusal reason, if it is one.
+fn refuse(conn: &mut Conn, why: &str, code: u16, counted: Option<Refused>, ctx: &mut Ctx) -> Step {
     // `why` is ours; a token in it is escaped where it is made.
     info!("{}: WebSocket {}: refused: {why}", conn.peer, crate::gateway::PATH);
-    ctx.metrics.refuse(super::metrics::Refused::Target);
+    if let Some(reason) = counted {
+        ctx.metrics.refuse(reason);
+    }
     conn.label = format!("{} → (none)", crate::gateway::PATH);
     conn.ep.send_with(&mut ctx.pool, &mut ctx.scratch, false, why.len() + 8, |v| {
         crate::gateway::proto::error(v, why);
