@@ -196,13 +196,10 @@ impl Framebuffer {
             return Ok(());
         }
         self.work += r.area() as u64;
-        let word = u32::from_ne_bytes(rgba);
         let row_bytes = r.w as usize * 4;
         for y in r.y..r.y + r.h {
             let start = self.offset(r.x, y);
-            for px in self.pixels[start..start + row_bytes].chunks_exact_mut(4) {
-                px.copy_from_slice(&word.to_ne_bytes());
-            }
+            wsvnc_kernels::fill(&mut self.pixels[start..start + row_bytes], rgba);
         }
         self.dirty.mark(r);
         Ok(())

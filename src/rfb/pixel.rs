@@ -364,19 +364,9 @@ impl<'a> PixelReader<'a> {
         let n = dst.len() / 4;
         debug_assert!(src.len() >= n * self.bytes);
         match self.kind {
-            Kind::Rgbx => {
-                let src = &src[..n * 4];
-                dst[..n * 4].copy_from_slice(src);
-                for px in dst.chunks_exact_mut(4) {
-                    px[3] = 255;
-                }
-            }
+            Kind::Rgbx => wsvnc_kernels::rgbx_opaque(&src[..n * 4], &mut dst[..n * 4]),
             Kind::Rgba => dst[..n * 4].copy_from_slice(&src[..n * 4]),
-            Kind::Rgb => {
-                for (d, s) in dst.chunks_exact_mut(4).zip(src.chunks_exact(3)) {
-                    d.copy_from_slice(&[s[0], s[1], s[2], 255]);
-                }
-            }
+            Kind::Rgb => wsvnc_kernels::rgb_to_rgbx(&src[..n * 3], &mut dst[..n * 4]),
             _ => {
                 for (d, s) in dst.chunks_exact_mut(4).zip(src.chunks_exact(self.bytes)) {
                     d.copy_from_slice(&self.rgba(s));

@@ -1,49 +1,17 @@
 //! Payload masking (RFC 6455 §5.3).
 //!
 //! `transformed[i] = original[i] XOR key[(payload_index + i) mod 4]`. Masking
-//! and unmasking are the same operation. The work is done eight bytes at a
-//! time on a `u64` holding the key twice (rotated to the starting offset), in
-//! safe code: `chunks_exact_mut` plus `from_ne_bytes`/`to_ne_bytes`, which the
-//! compiler lowers to unaligned word loads/stores (and vectorises). The
-//! benchmark in `benches/ws_frames.rs` compares it to the naive byte loop.
+//! and unmasking are the same operation. The work is done a word at a time
+//! by `wsvnc_kernels::xor_mask` (built at opt-level 3, where it vectorises;
+//! src/kernels/lib.rs). The benchmark in `benches/ws_frames.rs` compares it
+//! to the naive byte loop.
 
 /// XOR `buf` with the masking `key`, where `offset` is the index of `buf[0]`
 /// within the frame payload (so a payload may be unmasked in pieces as bytes
 /// arrive). Correct for any length, alignment and offset.
 #[inline]
 pub fn apply_mask(buf: &mut [u8], key: [u8; 4], offset: usize) {
-    // Rotate the key so that rk[j] applies to buf[j] for j mod 4.
-    let r = offset & 3;
-    let rk = [key[r], key[(r + 1) & 3], key[(r + 2) & 3], key[(r + 3) & 3]];
-    if buf.len() < 16 {
-        for (i, b) in buf.iter_mut().enumerate() {
-            *b ^= rk[i & 3];
-        }
-        return;
-    }
-    let k64 = u64::from_ne_bytes([rk[0], rk[1], rk[2], rk[3], rk[0], rk[1], rk[2], rk[3]]);
-    // 32-byte blocks of four words give the optimiser room to use wide registers.
-    let mut blocks = buf.chunks_exact_mut(32);
-    for block in &mut blocks {
-        for w in block.chunks_exact_mut(8) {
-            let mut word = [0u8; 8];
-            word.copy_from_slice(w);
-            let v = u64::from_ne_bytes(word) ^ k64;
-            w.copy_from_slice(&v.to_ne_bytes());
-        }
-    }
-    // Every block is a multiple of 4 bytes long, so the rotation still holds.
-    let rest = blocks.into_remainder();
-    let mut words = rest.chunks_exact_mut(8);
-    for w in &mut words {
-        let mut word = [0u8; 8];
-        word.copy_from_slice(w);
-        let v = u64::from_ne_bytes(word) ^ k64;
-        w.copy_from_slice(&v.to_ne_bytes());
-    }
-    for (i, b) in words.into_remainder().iter_mut().enumerate() {
-        *b ^= rk[i & 3];
-    }
+    wsvnc_kernels::xor_mask(buf, key, offset)
 }
 
 /// The obvious byte loop; the reference for tests and the benchmark baseline.

@@ -48,14 +48,14 @@ pub fn sample(fb: &Framebuffer, r: Rect) -> Sampled {
     }
 }
 
-/// Whether every pixel of `r` is `rgba` (stops at the first that is not).
+/// Whether every pixel of `r` is `rgba` (stops at the first row that is not).
 pub fn is_solid(fb: &Framebuffer, r: Rect, rgba: [u8; 4]) -> bool {
     let stride = fb.width() as usize * 4;
     let row = r.w as usize * 4;
     let data = fb.data();
     (r.y as usize..r.y as usize + r.h as usize).all(|y| {
         let o = y * stride + r.x as usize * 4;
-        data[o..o + row].chunks_exact(4).all(|p| p == rgba)
+        wsvnc_kernels::all_equal(&data[o..o + row], rgba)
     })
 }
 

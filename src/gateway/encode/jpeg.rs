@@ -1,5 +1,7 @@
 //! Baseline JFIF for photo-like regions (docs/protocol.md `Jpeg`), written by
-//! the pure-Rust `jpeg-encoder` crate straight into the caller's buffer.
+//! the pure-Rust `jpeg-encoder` crate straight into the caller's buffer
+//! (through `wsvnc_kernels::jpeg`, which compiles its generic code at
+//! opt-level 3).
 //!
 //! Chroma is subsampled 4:2:0 below quality 90 (box-averaged, as libjpeg
 //! does) and kept whole above (what libjpeg-turbo's `cjpeg` does by
@@ -10,8 +12,6 @@
 //! standard tables fit worst.
 //! The crate allocates its per-image planes inside `encode`; everything on
 //! our side (the RGBA staging copy) is a reused buffer.
-
-use jpeg_encoder::{ChromaSubsamplingMethod, ColorType, Encoder};
 
 use crate::fb::{Framebuffer, Rect};
 
@@ -35,15 +35,7 @@ pub fn encode(fb: &Framebuffer, r: Rect, quality: u8, stage: &mut Vec<u8>, out: 
         let o = y * stride + r.x as usize * 4;
         stage.extend_from_slice(&data[o..o + row]);
     }
-    let start = out.len();
-    let mut enc = Encoder::new(&mut *out, quality.clamp(MIN_QUALITY, MAX_QUALITY));
-    enc.set_optimized_huffman_tables(true);
-    enc.set_chroma_subsampling_method(ChromaSubsamplingMethod::Average);
-    if enc.encode(stage, r.w, r.h, ColorType::Rgba).is_err() {
-        out.truncate(start);
-        return false;
-    }
-    true
+    wsvnc_kernels::jpeg::encode_rgbx(stage, r.w, r.h, quality.clamp(MIN_QUALITY, MAX_QUALITY), out)
 }
 
 #[cfg(test)]

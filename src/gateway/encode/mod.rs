@@ -31,7 +31,7 @@ pub mod png;
 use super::proto;
 use crate::fb::{Framebuffer, Rect, TILE};
 use classify::Sampled;
-use palette::Palette;
+use palette::{BuildFrom, Palette};
 
 /// Photo-like spans smaller than this are sent lossless: a JPEG's headers
 /// (~600 bytes) would outweigh what it saves.
@@ -246,7 +246,7 @@ impl Encoder {
         }
         stats.photo |= sampled == Sampled::Many;
         let Some(l) = lossy else { return Piece::Exact };
-        if sampled == Sampled::Many || !self.palette.build(fb, piece, palette::MAX_COLOURS) {
+        if sampled == Sampled::Many || !self.palette.build_from(fb, piece, palette::MAX_COLOURS) {
             stats.photo = true;
             return Piece::Photo;
         }
@@ -271,7 +271,7 @@ impl Encoder {
     ) {
         let Some(s) = span.take() else { return };
         let r = Rect::new(s.x, run.y, (s.end - s.x as u32) as u16, run.h);
-        if r.w <= TILE || self.palette.build(fb, r, palette::MAX_COLOURS) {
+        if r.w <= TILE || self.palette.build_from(fb, r, palette::MAX_COLOURS) {
             self.lossless(fb, r, out, notes);
             return;
         }
@@ -320,7 +320,7 @@ impl Encoder {
     /// `Fill` or `Palette` for `r` when it has ≤ 256 colours; false (and
     /// nothing written) otherwise.
     fn palette_or_fill(&mut self, fb: &Framebuffer, r: Rect, out: &mut Vec<u8>, notes: &mut Vec<Note>) -> bool {
-        if !self.palette.build(fb, r, palette::MAX_COLOURS) {
+        if !self.palette.build_from(fb, r, palette::MAX_COLOURS) {
             return false;
         }
         let start = out.len();
@@ -463,12 +463,12 @@ pub fn pixels_rgb(fb: &Framebuffer, r: Rect, out: &mut Vec<u8>) {
     proto::pixels_header(out, r.x, r.y, r.w, r.h);
     let stride = fb.width() as usize * 4;
     let data = fb.data();
-    out.reserve(r.area() * 3);
+    let row = r.w as usize * 3;
     for y in r.y as usize..r.bottom() as usize {
         let o = y * stride + r.x as usize * 4;
-        for px in data[o..o + r.w as usize * 4].chunks_exact(4) {
-            out.extend_from_slice(&px[..3]);
-        }
+        let at = out.len();
+        out.resize(at + row, 0);
+        wsvnc_kernels::rgbx_to_rgb(&data[o..o + r.w as usize * 4], &mut out[at..]);
     }
 }
 

@@ -39,19 +39,6 @@ impl Default for Png {
     }
 }
 
-/// ISO 15948 §9.4: the Paeth predictor.
-fn paeth(a: u8, b: u8, c: u8) -> u8 {
-    let p = a as i16 + b as i16 - c as i16;
-    let (pa, pb, pc) = ((p - a as i16).abs(), (p - b as i16).abs(), (p - c as i16).abs());
-    if pa <= pb && pa <= pc {
-        a
-    } else if pb <= pc {
-        b
-    } else {
-        c
-    }
-}
-
 impl Png {
     /// Append a PNG of `r` of `fb` (inside it, not empty) to `out`.
     pub fn encode(&mut self, fb: &Framebuffer, r: Rect, out: &mut Vec<u8>) {
@@ -59,35 +46,16 @@ impl Png {
         let row = w * 3;
         self.filtered.clear();
         self.filtered.reserve((row + 1) * h);
-        for c in &mut self.cand {
-            c.clear();
-            c.resize(row, 0);
-        }
         let stride = fb.width() as usize * 4;
         let data = fb.data();
         self.prev.clear();
         self.prev.resize(row, 0);
         for y in 0..h {
             let o = (r.y as usize + y) * stride + r.x as usize * 4;
-            self.cur.clear();
-            for px in data[o..o + w * 4].chunks_exact(4) {
-                self.cur.extend_from_slice(&px[..3]);
-            }
-            let (cur, up) = (&self.cur, &self.prev);
-            for i in 0..row {
-                let x = cur[i];
-                let (a, b, c) = if i >= 3 { (cur[i - 3], up[i], up[i - 3]) } else { (0, up[i], 0) };
-                self.cand[0][i] = x;
-                self.cand[1][i] = x.wrapping_sub(a);
-                self.cand[2][i] = x.wrapping_sub(b);
-                self.cand[3][i] = x.wrapping_sub(((a as u16 + b as u16) / 2) as u8);
-                self.cand[4][i] = x.wrapping_sub(paeth(a, b, c));
-            }
+            self.cur.resize(row, 0);
+            wsvnc_kernels::rgbx_to_rgb(&data[o..o + w * 4], &mut self.cur);
+            wsvnc_kernels::png_filter_row(&self.cur, &self.prev, &mut self.cand, &mut self.filtered);
             std::mem::swap(&mut self.prev, &mut self.cur);
-            let cost = |c: &Vec<u8>| c.iter().map(|&v| (v as i8).unsigned_abs() as u32).sum::<u32>();
-            let best = (0..5).min_by_key(|&f| cost(&self.cand[f])).unwrap_or(0);
-            self.filtered.push(best as u8);
-            self.filtered.extend_from_slice(&self.cand[best]);
         }
         out.extend_from_slice(b"\x89PNG\r\n\x1a\n");
         let mut ihdr = [0u8; 13];
@@ -132,6 +100,20 @@ fn chunk(out: &mut Vec<u8>, ty: &[u8; 4], body: impl FnOnce(&mut Vec<u8>)) {
 mod tests {
     use super::*;
     use crate::gateway::encode::jpeg::tests::photo;
+
+    /// ISO 15948 §9.4, written out again so the reader does not share the
+    /// encoder's code.
+    fn paeth(a: u8, b: u8, c: u8) -> u8 {
+        let p = a as i16 + b as i16 - c as i16;
+        let (pa, pb, pc) = ((p - a as i16).abs(), (p - b as i16).abs(), (p - c as i16).abs());
+        if pa <= pb && pa <= pc {
+            a
+        } else if pb <= pc {
+            b
+        } else {
+            c
+        }
+    }
 
     /// A minimal PNG reader for the test: chunks, CRCs, zlib, filters.
     fn decode(png: &[u8]) -> (u32, u32, Vec<u8>) {

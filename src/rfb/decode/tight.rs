@@ -122,24 +122,19 @@ impl Rows {
             match self.filter {
                 Filter::Copy => rd.row(src, dst),
                 Filter::Palette1 => {
-                    let (c0, c1) = (self.palette[0], self.palette[1]);
-                    // Eight pixels per source byte, MSB first.
-                    for (byte, px8) in src.iter().zip(dst.chunks_mut(32)) {
-                        for (i, d) in px8.chunks_exact_mut(4).enumerate() {
-                            if byte & (0x80 >> i) == 0 {
-                                d.copy_from_slice(&c0);
-                            } else if self.colours >= 2 {
-                                d.copy_from_slice(&c1);
-                            } else {
-                                return Err(err("palette index 1 with 1 colours"));
-                            }
-                        }
+                    // Eight pixels per source byte, MSB first; bits past
+                    // the row's width are padding.
+                    if self.colours < 2 && wsvnc_kernels::any_bit(src, r.w as usize) {
+                        return Err(err("palette index 1 with 1 colours"));
                     }
+                    wsvnc_kernels::expand_bits(src, dst, self.palette[0], self.palette[1]);
                 }
                 Filter::Palette8 => {
-                    for (d, &idx) in dst.chunks_exact_mut(4).zip(src) {
-                        d.copy_from_slice(palette_entry(&self.palette, self.colours, idx as usize)?);
+                    let top = wsvnc_kernels::max_byte(src) as usize;
+                    if top >= self.colours {
+                        return Err(err(format!("palette index {top} with {} colours", self.colours)));
                     }
+                    wsvnc_kernels::expand_bytes(src, dst, &self.palette);
                 }
                 Filter::Gradient => gradient_row(src, dst, rd, &mut self.prev),
             }
@@ -153,17 +148,13 @@ impl Rows {
     }
 }
 
-fn palette_entry(pal: &[[u8; 4]; 256], n: usize, idx: usize) -> Result<&[u8; 4], DecodeError> {
-    pal[..n].get(idx).ok_or_else(|| err(format!("palette index {idx} with {n} colours")))
-}
-
 /// Undo the gradient filter for one row (rfbproto §7.7.7 GradientFilter):
 /// each component is the wire value plus the prediction
 /// `clamp(V[x, y-1] + V[x-1, y] - V[x-1, y-1], 0, MAX)`, modulo MAX+1, with
 /// V = 0 outside the rectangle. `prev` holds row y-1 and becomes row y.
 fn gradient_row(src: &[u8], dst: &mut [u8], rd: &PixelReader, prev: &mut [[u32; 3]]) {
     if rd.is_rgb() {
-        return gradient_row_rgb(src, dst, prev);
+        return wsvnc_kernels::gradient_rgb_row(src, dst, prev);
     }
     let max = rd.maxima();
     let bpp = rd.bytes();
@@ -180,24 +171,6 @@ fn gradient_row(src: &[u8], dst: &mut [u8], rd: &PixelReader, prev: &mut [[u32; 
         *above = v;
         left = v;
         d.copy_from_slice(&rd.scale(v));
-    }
-}
-
-/// [`gradient_row`] for 3-byte R,G,B TPIXELs (the usual case): components
-/// are bytes and arithmetic is modulo 256.
-fn gradient_row_rgb(src: &[u8], dst: &mut [u8], prev: &mut [[u32; 3]]) {
-    let mut left = [0u32; 3];
-    let mut up_left = [0u32; 3];
-    for ((d, s), above) in dst.chunks_exact_mut(4).zip(src.chunks_exact(3)).zip(prev.iter_mut()) {
-        let mut v = [0u32; 3];
-        for c in 0..3 {
-            let p = (above[c] + left[c]).saturating_sub(up_left[c]).min(255);
-            v[c] = (s[c] as u32 + p) & 255;
-        }
-        up_left = *above;
-        *above = v;
-        left = v;
-        d.copy_from_slice(&[v[0] as u8, v[1] as u8, v[2] as u8, 255]);
     }
 }
 
