@@ -147,7 +147,7 @@ fn serve_demo(
             }
             out.clear();
         }
-        match sock.read(&mut b) {
+        match common::read_some(&mut sock, &mut b) {
             Ok(0) => return true,
             Ok(n) => inbuf.extend_from_slice(&b[..n]),
             Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
@@ -693,7 +693,7 @@ fn scripted_steps(
                 let need = |s: &mut TcpStream, got: &mut Vec<u8>, n: usize| -> bool {
                     let mut b = [0u8; 4096];
                     while got.len() < n {
-                        match s.read(&mut b) {
+                        match common::read_some(s, &mut b) {
                             Ok(0) | Err(_) => return false,
                             Ok(k) => got.extend_from_slice(&b[..k]),
                         }
@@ -775,7 +775,7 @@ fn scripted_steps(
                 if close_after {
                     return;
                 }
-                while matches!(s.read(&mut b), Ok(n) if n > 0) {}
+                while matches!(common::read_some(&mut s, &mut b), Ok(n) if n > 0) {}
             });
         }
     });
@@ -1587,7 +1587,7 @@ fn hostile_vnc(updates: usize, pixels_between: bool, side: u16) -> SocketAddr {
         init.extend_from_slice(b"hostile");
         s.write_all(&init).unwrap();
         let mut r = s.try_clone().unwrap();
-        std::thread::spawn(move || while matches!(r.read(&mut [0u8; 4096]), Ok(n) if n > 0) {});
+        std::thread::spawn(move || while matches!(common::read_some(&mut r, &mut [0u8; 4096]), Ok(n) if n > 0) {});
         let per = if pixels_between { 2 } else { 1 };
         for n in 0..updates as u16 {
             let mut u = vec![0, 0];

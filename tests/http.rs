@@ -75,7 +75,7 @@ fn upgrade_rules() {
     )
     .unwrap();
     let mut b = [0u8; 1024];
-    let n = s.read(&mut b).unwrap();
+    let n = common::read_some(&mut s, &mut b).unwrap();
     let head = String::from_utf8_lossy(&b[..n]);
     assert!(head.starts_with("HTTP/1.1 101"), "{head}");
     assert!(head.contains("s3pPLMBiTxaQ9kYGzzhZRbK+xOo="), "{head}");

@@ -139,7 +139,7 @@ fn connect_from(src: Ipv4Addr, dst: SocketAddr) -> TcpStream {
 fn first_words(s: &mut TcpStream) -> String {
     s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
     let mut buf = [0u8; 64];
-    match s.read(&mut buf) {
+    match common::read_some(s, &mut buf) {
         Ok(n) => String::from_utf8_lossy(&buf[..n]).into_owned(),
         Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => String::new(),
         Err(e) => panic!("read: {e}"),

@@ -98,7 +98,7 @@ impl Rfb {
     /// One read (up to 100 ms), decode, flush replies.
     fn pump(&mut self) {
         let mut buf = [0u8; 65536];
-        match self.sock.read(&mut buf) {
+        match common::read_some(&mut self.sock, &mut buf) {
             Ok(0) => panic!("Xvnc closed the connection: {}", self.client.closed_error()),
             Ok(n) => self.inbuf.extend_from_slice(&buf[..n]),
             Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}

@@ -29,7 +29,7 @@ mod v2;
 
 use std::cell::RefCell;
 use std::collections::HashMap;
-use std::io::{ErrorKind, Read, Write};
+use std::io::{ErrorKind, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
@@ -180,7 +180,7 @@ impl Conn {
     /// One read (up to 200 ms) and decode. Ok(false): nothing arrived.
     fn pump(&mut self) -> Result<bool, End> {
         let mut buf = [0u8; 65536];
-        let n = match self.sock.read(&mut buf) {
+        let n = match common::read_some(&mut self.sock, &mut buf) {
             Ok(0) => return Err(End::Rfb(self.client.closed_error())),
             Ok(n) => n,
             Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => return Ok(false),

@@ -2,7 +2,7 @@
 
 mod common;
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::TcpStream;
 use std::time::Duration;
 
@@ -151,7 +151,7 @@ fn read_close_code(s: &mut TcpStream) -> u16 {
     let mut all = Vec::new();
     let mut b = [0u8; 4096];
     loop {
-        match s.read(&mut b) {
+        match common::read_some(s, &mut b) {
             Ok(0) | Err(_) => break,
             Ok(n) => all.extend_from_slice(&b[..n]),
         }

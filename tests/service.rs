@@ -129,10 +129,16 @@ fn assert_viewer_page(resp: &str) {
     assert!(resp.contains("<title>wsvnc</title>"), "the embedded viewer page: {resp}");
 }
 
-/// The next datagram on the notification socket (bounded wait).
+/// The next datagram on the notification socket (bounded wait: the socket's
+/// 20 s read timeout; a receive a signal interrupts (EINTR) is retried).
 fn next_notify(sock: &UnixDatagram) -> String {
     let mut b = [0u8; 4096];
-    let n = sock.recv(&mut b).expect("an sd_notify message within 20 s");
+    let n = loop {
+        match sock.recv(&mut b) {
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            r => break r.expect("an sd_notify message within 20 s"),
+        }
+    };
     String::from_utf8(b[..n].to_vec()).unwrap()
 }
 

@@ -8,7 +8,7 @@ mod common;
 #[path = "common/tls.rs"]
 mod tls;
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -49,7 +49,7 @@ fn read_until_closed(s: &mut TcpStream) -> Vec<u8> {
     let mut all = Vec::new();
     let mut b = [0u8; 4096];
     loop {
-        match s.read(&mut b) {
+        match common::read_some(s, &mut b) {
             Ok(0) => return all,
             Ok(n) => all.extend_from_slice(&b[..n]),
             Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return all,

@@ -64,10 +64,22 @@ pub fn tcp_echo() -> SocketAddr {
     addr
 }
 
+/// `Read::read`, retried when a signal interrupts it (EINTR): a blocking
+/// read with a timeout is not restarted after a signal or a stop/continue
+/// (signal(7)), and a test must not fail for that.
+pub fn read_some(s: &mut impl Read, b: &mut [u8]) -> std::io::Result<usize> {
+    loop {
+        match s.read(b) {
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            r => return r,
+        }
+    }
+}
+
 /// Writes back everything read from `s` until end of stream or an error.
 pub fn echo_until_eof(mut s: impl Read + Write) {
     let mut b = [0u8; 65536];
-    while let Ok(n) = s.read(&mut b) {
+    while let Ok(n) = read_some(&mut s, &mut b) {
         if n == 0 || s.write_all(&b[..n]).is_err() {
             break;
         }
@@ -131,7 +143,7 @@ pub fn http_raw(addr: SocketAddr, request: &[u8]) -> String {
     let mut out = Vec::new();
     let mut b = [0u8; 65536];
     loop {
-        match s.read(&mut b) {
+        match read_some(&mut s, &mut b) {
             Ok(0) | Err(_) => break,
             Ok(n) => out.extend_from_slice(&b[..n]),
         }
