@@ -87,7 +87,8 @@ async function main() {
           for (const client of order) {
             for (const p of infra) assertRunning(p);
             const proxyPgid = (client.name === 'wsvnc' ? servers.gw : servers.ws).child.pid;
-            const args = { ctx: ctxs.get(client.name), client, content, link, run, emu, xprobe, xwork, tmp, sig, proxyPgid };
+            const vncPgid = x.proc.child.pid;
+            const args = { ctx: ctxs.get(client.name), client, content, link, run, emu, xprobe, xwork, tmp, sig, proxyPgid, vncPgid };
             let row = await measure(args);
             if (!row.error && row.rafHz < CFG.minRafHz) {
               log(`${link.name} ${name} ${client.name}: page ran ${row.rafHz.toFixed(0)} animation frames/s ` +

@@ -113,7 +113,7 @@ function groupCpuMs(pgid) {
   return ticks * 10;
 }
 
-export async function measure({ ctx, client, content, link, run, emu, xprobe, xwork, tmp, sig, proxyPgid }) {
+export async function measure({ ctx, client, content, link, run, emu, xprobe, xwork, tmp, sig, proxyPgid, vncPgid }) {
   const row = { link: link.name, content: content.name, client: client.name, run, load: os.loadavg()[0] };
   const page = await ctx.newPage();
   const pageErrors = [];
@@ -152,6 +152,7 @@ export async function measure({ ctx, client, content, link, run, emu, xprobe, xw
     // Window: updates seen, probe latency, wire bytes.
     const s0 = await emu.call('stats');
     const cpu0 = groupCpuMs(proxyPgid);
+    const vncCpu0 = groupCpuMs(vncPgid);
     const steps0 = content.motion ? content.motion.steps : null;
     await page.evaluate(() => { window.__slb.startWindow(); window.__slb.startProbe(); });
     const changes = [];
@@ -165,6 +166,7 @@ export async function measure({ ctx, client, content, link, run, emu, xprobe, xw
     const win = await page.evaluate(() => window.__slb.stopWindow());
     const s1 = await emu.call('stats');
     const cpuMs = groupCpuMs(proxyPgid) - cpu0;
+    const vncCpuMs = groupCpuMs(vncPgid) - vncCpu0;
     const secs = (win.t1 - win.t0) / 1000;
     row.updatesPerSec = win.changes / secs;
     row.wholePerSec = win.whole / secs;
@@ -177,6 +179,10 @@ export async function measure({ ctx, client, content, link, run, emu, xprobe, xw
     // The proxy's CPU over the window: % of one core, and ms per whole state the page saw.
     row.proxyCpuPct = cpuMs / (s1.t - s0.t) / 10;
     row.proxyCpuMsPerState = win.whole > 0 ? cpuMs / win.whole : null;
+    // The VNC server's too (Xvnc: drawing the content, the same for both clients, and encoding
+    // for this client: JPEG for noVNC, lossless for the gateway), and both per state seen.
+    row.vncCpuPct = vncCpuMs / (s1.t - s0.t) / 10;
+    row.totalCpuMsPerState = win.whole > 0 ? (cpuMs + vncCpuMs) / win.whole : null;
     phase('window');
 
     // Grace: the last change may still be on its way; stop waiting once it is on the canvas.

@@ -90,6 +90,8 @@ export function aggregate(rows) {
     drops: median(ok.map((r) => r.downDropped)),
     cpuPct: median(ok.map((r) => r.proxyCpuPct).filter(Number.isFinite)),
     cpuPerState: median(ok.map((r) => r.proxyCpuMsPerState).filter(Number.isFinite)),
+    vncCpuPct: median(ok.map((r) => r.vncCpuPct).filter(Number.isFinite)),
+    totalCpuPerState: median(ok.map((r) => r.totalCpuMsPerState).filter(Number.isFinite)),
   };
 }
 
@@ -110,6 +112,8 @@ const METRICS = [
   ['page animation frames /s (60 = not starved)', 'rafHz', 0, null],
   ['proxy CPU % of a core (websockify / gateway)', 'cpuPct', 1, null],
   ['proxy CPU ms per whole state seen', 'cpuPerState', 1, null],
+  ['VNC server CPU % of a core (Xvnc: drawing + encoding)', 'vncCpuPct', 1, null],
+  ['proxy + VNC server CPU ms per whole state seen', 'totalCpuPerState', 1, null],
 ];
 
 export function table(groups, { links, contents, sources }) {
