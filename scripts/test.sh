@@ -32,6 +32,15 @@ set -uo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 export CARGO_TERM_COLOR=never
+# Test builds with line tables only (backtraces keep file:line) and without
+# incremental state (a fresh clone never reuses it). Measured from a fresh
+# clone on the 2-core VM, two runs each: the host test build 80.6/81.4 s ->
+# 60.1/62.1 s, the aarch64 test build 174.3/173.5 s -> 137.9/136.6 s,
+# target/ 4.6 -> 1.8 GB.
+# Exported only here, so a developer's own `cargo test` keeps full debug info
+# (and the two do not share build artefacts).
+export CARGO_PROFILE_DEV_DEBUG=${CARGO_PROFILE_DEV_DEBUG:-line-tables-only}
+export CARGO_INCREMENTAL=${CARGO_INCREMENTAL:-0}
 ALL_STEPS=(deps cargo autobahn novnc viewer footprint cross image fleet fuzz)
 STEPS=("$@")
 [ ${#STEPS[@]} -gt 0 ] || STEPS=("${ALL_STEPS[@]}")
