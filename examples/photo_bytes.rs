@@ -15,27 +15,14 @@
 //!
 //! Usage: cargo run --release --example photo_bytes
 
-use std::process::Command;
-
 use flate2::{Compress, Compression, FlushCompress};
-use wsvnc::fb::{Framebuffer, Rect};
+use wsvnc::fb::Rect;
 use wsvnc::gateway::encode::{Encoder, Lossy};
 use wsvnc::gateway::pacing::{JpegModel, LEVELS};
 
-const W: u16 = 640;
-const H: u16 = 480;
-
-fn load(path: &str) -> Framebuffer {
-    let out = Command::new("convert")
-        .args([path, "-resize", "640x480^", "-gravity", "center", "-extent", "640x480", "-depth", "8", "rgba:-"])
-        .output()
-        .expect("convert (Debian package imagemagick)");
-    assert!(out.status.success() && out.stdout.len() == W as usize * H as usize * 4, "convert {path}");
-    let mut fb = Framebuffer::new(W, H);
-    let px: Vec<u8> = out.stdout.chunks(4).flat_map(|p| [p[0], p[1], p[2], 255]).collect();
-    fb.put_rgba(fb.full_rect(), &px).unwrap();
-    fb
-}
+#[path = "common/wallpapers.rs"]
+mod wallpapers;
+use wallpapers::{load, H, W};
 
 /// Bytes on the wire of `msg` through a deflate stream kept across messages.
 fn deflated(z: &mut Compress, msg: &[u8]) -> usize {
@@ -50,13 +37,7 @@ fn deflated(z: &mut Compress, msg: &[u8]) -> usize {
 }
 
 fn main() {
-    let dir = "/usr/share/backgrounds/gnome";
-    let mut names: Vec<String> = std::fs::read_dir(dir)
-        .unwrap_or_else(|e| panic!("{dir}: {e} (apt-get install gnome-backgrounds)"))
-        .filter_map(|e| e.ok().map(|e| e.file_name().to_string_lossy().into_owned()))
-        .filter(|n| n.ends_with(".webp") && !n.starts_with("vnc"))
-        .collect();
-    names.sort();
+    let names = wallpapers::names();
     let qualities = [20u8, 40, 60, 80, 90];
     println!(
         "{:<18} {:>10} {}  {:>11}",
@@ -67,7 +48,7 @@ fn main() {
     );
     let mut sums = vec![0usize; qualities.len() + 2];
     for name in &names {
-        let fb = load(&format!("{dir}/{name}"));
+        let fb = load(name);
         // v1: Pixels (RGBA) per tile, deflated.
         let mut z = Compress::new(Compression::new(1), false);
         let mut v1 = 0;
@@ -97,7 +78,7 @@ fn main() {
                     enc.picture(&fb, &runs, Some(lossy), &mut out, &mut notes);
                 }
                 // The refinement: exact, PNG for photo-like pieces.
-                None => runs.iter().for_each(|&r| enc.refine(&fb, r, &mut out, &mut notes)),
+                None => runs.iter().for_each(|&r| enc.refine(&fb, r, true, &mut out, &mut notes)),
             }
             let wire: usize = notes
                 .iter()

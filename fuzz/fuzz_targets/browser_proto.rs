@@ -17,6 +17,7 @@ fn encode(m: &Input<'_>, out: &mut Vec<u8>) {
     };
     match *m {
         Input::ClientHello { version } => out.extend_from_slice(&[0x80, version]),
+        Input::Accept { formats } => out.extend_from_slice(&[0x8B, formats]),
         // Key has no code; KeyCode has one (1-32 ASCII letters and digits).
         Input::Key { down, keysym, code: "" } => {
             out.extend_from_slice(&[0x81, down as u8]);

@@ -472,7 +472,7 @@ pub fn render(conns: &Slab<Conn>, ctx: &Ctx, openmetrics: bool, body: &mut Vec<u
     }
     o.family("wsvnc_session_encoded_rects_total", Type::Counter, "Rectangles encoded, by the form the encoder chose.");
     for (id, _, s) in sessions() {
-        for (form, n) in ["fill", "palette", "pixels", "jpeg", "png"].iter().zip(s.parts.forms) {
+        for (form, n) in ["fill", "palette", "pixels", "jpeg", "png", "webp"].iter().zip(s.parts.forms) {
             o.sample("", &[("session", &id), ("form", form)], &n);
         }
     }

@@ -45,8 +45,11 @@ const NEAR_POINTER: u32 = 96;
 const SPARE: usize = 4;
 /// A part ending inside an image carries at least this much of it.
 const MIN_IMAGE_DATA: u64 = 1024;
-/// Predicted PNG bytes per pixel of photo-like content (examples/photo_bytes).
+/// Predicted bytes per pixel of photo-like content as PNG and as WebP
+/// lossless, with a margin (examples/lossless_bytes: 1.19 and 0.91 on the
+/// wallpapers in 64-row strips).
 const PNG_BPP: f64 = 1.3;
+const WEBP_BPP: f64 = 1.0;
 
 /// What to encode.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -56,15 +59,17 @@ pub enum What {
     /// As much of the damage as fits `room` (estimated wire bytes), most
     /// urgent first.
     Aside { room: u64, jpeg: Option<Jpeg> },
-    /// Exact pixels for the refinement set, as much as fits `room`.
-    Refine { room: u64 },
+    /// Exact pixels for the refinement set, as much as fits `room`;
+    /// photo-like areas as WebP lossless when `webp` (the browser decodes
+    /// it, `Accept`), else PNG.
+    Refine { room: u64, webp: bool },
 }
 
 impl What {
     fn room(&self) -> u64 {
         match *self {
             What::Picture { .. } => u64::MAX,
-            What::Aside { room, .. } | What::Refine { room } => room,
+            What::Aside { room, .. } | What::Refine { room, .. } => room,
         }
     }
     fn quality(&self) -> Option<u8> {
@@ -77,7 +82,8 @@ impl What {
         match self {
             What::Picture { .. } => 0,
             What::Aside { .. } => 1,
-            What::Refine { .. } => 2,
+            What::Refine { webp: false, .. } => 2,
+            What::Refine { webp: true, .. } => 3,
         }
     }
 }
@@ -155,7 +161,7 @@ impl Encoded {
     fn new() -> Encoded {
         Encoded {
             gen: u64::MAX,
-            what: What::Refine { room: 0 },
+            what: What::Refine { room: 0, webp: false },
             copies: Vec::new(),
             damage: TileSet::new(0, 0),
             refine: TileSet::new(0, 0),
@@ -270,7 +276,11 @@ impl Encoded {
             }
             if c.at == n.start {
                 let r = n.rect;
-                let format = if n.form == Form::Jpeg { proto::image_format::JPEG } else { proto::image_format::PNG };
+                let format = match n.form {
+                    Form::Jpeg => proto::image_format::JPEG,
+                    Form::Webp => proto::image_format::WEBP,
+                    _ => proto::image_format::PNG,
+                };
                 proto::image_begin(out, r.x, r.y, r.w, r.h, format, (len - header as u64) as u32);
                 c.at = n.start + header;
             }
@@ -310,7 +320,7 @@ pub struct Parts {
     pub encoded: u64,
     pub served: u64,
     /// Messages encoded per form, indexed by `Form as usize` (/metrics).
-    pub forms: [u64; 5],
+    pub forms: [u64; 6],
 }
 
 impl Parts {
@@ -412,13 +422,14 @@ impl Parts {
                     p.left.clear_tiles_of(r);
                 }
             }
-            What::Refine { .. } => {
+            What::Refine { webp, .. } => {
+                let bpp = if webp { WEBP_BPP } else { PNG_BPP };
                 p.left.clear();
                 let mut runs = std::mem::take(&mut self.runs);
                 runs.clear();
                 req.refine.for_each_run(|r| runs.push((0, r)));
                 // Few-colour pieces (cheap) first, then photo-like ones as
-                // PNG, neighbours merged while the room lasts.
+                // images, neighbours merged while the room lasts.
                 'passes: for photos in [false, true] {
                     for &(_, r) in &runs {
                         let mut span: Option<Rect> = None;
@@ -428,26 +439,26 @@ impl Parts {
                             let piece = Rect::new(x as u16, r.y, w as u16, r.h);
                             x += w;
                             if (classify::sample(fb, piece) == classify::Sampled::Many) != photos {
-                                self.flush_png(fb, &mut span, p);
+                                self.flush_image(fb, &mut span, webp, p);
                                 continue;
                             }
                             let used = cost_so_far(p, req.ratio);
                             if !p.notes.is_empty() && used >= room {
-                                self.flush_png(fb, &mut span, p);
+                                self.flush_image(fb, &mut span, webp, p);
                                 p.complete = false;
                                 break 'passes;
                             }
                             if !photos {
-                                self.encoder.refine(fb, piece, &mut p.bytes, &mut p.notes);
+                                self.encoder.refine(fb, piece, webp, &mut p.bytes, &mut p.notes);
                                 continue;
                             }
-                            let pending = span.map_or(0.0, |s| s.area() as f64 * PNG_BPP) as u64;
+                            let pending = span.map_or(0.0, |s| s.area() as f64 * bpp) as u64;
                             match &mut span {
-                                Some(s) if used + pending + (piece.area() as f64 * PNG_BPP) as u64 <= room => {
+                                Some(s) if used + pending + (piece.area() as f64 * bpp) as u64 <= room => {
                                     s.w += piece.w
                                 }
                                 Some(_) => {
-                                    self.flush_png(fb, &mut span, p);
+                                    self.flush_image(fb, &mut span, webp, p);
                                     if cost_so_far(p, req.ratio) >= room {
                                         p.complete = false;
                                         break 'passes;
@@ -457,7 +468,7 @@ impl Parts {
                                 None => span = Some(piece),
                             }
                         }
-                        self.flush_png(fb, &mut span, p);
+                        self.flush_image(fb, &mut span, webp, p);
                     }
                 }
                 self.runs = runs;
@@ -474,9 +485,9 @@ impl Parts {
         }
     }
 
-    fn flush_png(&mut self, fb: &Framebuffer, span: &mut Option<Rect>, p: &mut Encoded) {
+    fn flush_image(&mut self, fb: &Framebuffer, span: &mut Option<Rect>, webp: bool, p: &mut Encoded) {
         if let Some(s) = span.take() {
-            self.encoder.refine(fb, s, &mut p.bytes, &mut p.notes);
+            self.encoder.refine(fb, s, webp, &mut p.bytes, &mut p.notes);
         }
     }
 }

@@ -27,12 +27,22 @@ pub mod to_browser {
     pub const IMAGE_BEGIN: u8 = 0x13;
     pub const IMAGE_DATA: u8 = 0x14;
     pub const PNG: u8 = 0x15;
+    pub const WEBP: u8 = 0x16;
 }
 
 /// `ImageBegin` formats.
 pub mod image_format {
     pub const JPEG: u8 = 0;
     pub const PNG: u8 = 1;
+    pub const WEBP: u8 = 2;
+}
+
+/// `Accept` bits: image formats a browser decodes beyond JPEG and PNG.
+pub mod accept {
+    /// WebP lossless (`Webp`, `ImageBegin` format 2).
+    pub const WEBP: u8 = 1 << 0;
+    /// Every bit defined.
+    pub const ALL: u8 = WEBP;
 }
 
 /// ServerHello flag bits.
@@ -58,6 +68,7 @@ pub mod from_browser {
     pub const POINTER_EXT: u8 = 0x88;
     pub const CREDENTIALS: u8 = 0x89;
     pub const RECEIVED: u8 = 0x8A;
+    pub const ACCEPT: u8 = 0x8B;
 }
 
 /// Largest clipboard text accepted from a browser.
@@ -236,6 +247,11 @@ pub enum Input<'a> {
     ClientHello {
         version: u8,
     },
+    /// The image formats the browser decodes beyond JPEG and PNG
+    /// ([`accept`] bits; an undefined bit is a protocol error).
+    Accept {
+        formats: u8,
+    },
     /// Key (no `code`: "") or KeyCode: an X11 keysym (0: none) and the
     /// browser's `KeyboardEvent.code` (ASCII letters and digits).
     Key {
@@ -338,6 +354,10 @@ pub fn parse_all<'a>(msg: &'a [u8], mut f: impl FnMut(Input<'a>) -> Result<(), B
     while r.pos < msg.len() {
         let input = match r.u8()? {
             from_browser::CLIENT_HELLO => Input::ClientHello { version: r.u8()? },
+            from_browser::ACCEPT => match r.u8()? {
+                formats if formats & !accept::ALL == 0 => Input::Accept { formats },
+                _ => return Err(bad(PROTOCOL, "undefined Accept bit")),
+            },
             from_browser::KEY => Input::Key { down: r.down()?, keysym: r.u32()?, code: "" },
             from_browser::KEY_CODE => {
                 let (down, keysym) = (r.down()?, r.u32()?);
@@ -398,6 +418,7 @@ mod tests {
     fn several_messages_in_one() {
         let msg = [
             0x80, 2, // hello
+            0x8B, 1, // accept WebP
             0x81, 1, 0x61, 0, 0, 0, // key down 'a'
             0x82, 10, 0, 20, 0, 0x09, // pointer 10,20 left+wheel-up
             0x84, 7, 0, 0, 0, // ack 7
@@ -407,6 +428,7 @@ mod tests {
             parse(&msg).unwrap(),
             vec![
                 Input::ClientHello { version: 2 },
+                Input::Accept { formats: accept::WEBP },
                 Input::Key { down: true, keysym: 0x61, code: "" },
                 Input::Pointer { x: 10, y: 20, mask: 9 },
                 Input::FrameAck(7),
@@ -432,6 +454,8 @@ mod tests {
         let rows: &[(&[u8], u16)] = &[
             (&[], PROTOCOL),
             (&[0x99], PROTOCOL),
+            (&[0x8B, 2], PROTOCOL),
+            (&[0x8B], PROTOCOL),
             (&[0x81, 1, 0, 0], PROTOCOL),
             (&[0x81, 2, 0, 0, 0, 0], PROTOCOL),
             (&[0x82, 1, 0, 2, 0], PROTOCOL),

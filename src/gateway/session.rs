@@ -158,6 +158,8 @@ pub struct Viewer {
     pub view_only: bool,
     /// ClientHello received.
     hello: bool,
+    /// The browser decodes WebP lossless (`Accept`): refinements use it.
+    webp: bool,
     /// Allowed in: no browser password involved, or it presented it.
     authorized: bool,
     /// ServerHello sent (the viewer is receiving frames).
@@ -210,6 +212,7 @@ impl Viewer {
             client,
             view_only,
             hello: false,
+            webp: false,
             authorized: false,
             joined: false,
             damage: TileSet::new(0, 0),
@@ -755,6 +758,10 @@ impl Session {
         }
         match input {
             Input::ClientHello { .. } => return Err(policy("second ClientHello")),
+            Input::Accept { formats } => {
+                v.webp = formats & proto::accept::WEBP != 0;
+                return Ok(());
+            }
             Input::Password(_) | Input::Credentials { .. } => return self.login(idx, &input, to_server, at),
             _ if !v.joined => return Err(policy("input before the session is ready")),
             Input::FrameAck(id) => {
@@ -1089,7 +1096,7 @@ impl Session {
                 if !refine.is_empty() {
                     let req = Request {
                         gen: *gen,
-                        what: What::Refine { room: part },
+                        what: What::Refine { room: part, webp: v.webp },
                         ratio: v.ratio,
                         damage: &TileSet::new(0, 0),
                         copies: &[],

@@ -17,6 +17,7 @@
 
 pub mod jpeg;
 pub mod palette;
+pub mod vp8l;
 
 /// XOR `buf` with the WebSocket masking `key` (RFC 6455 §5.3:
 /// `transformed[i] = original[i] XOR key[(payload_index + i) mod 4]`),

@@ -1,14 +1,15 @@
 //! A headless browser-protocol v3 client (docs/protocol.md) on tungstenite,
 //! for integration tests and `examples/gwload.rs`. Self-contained (only
-//! tungstenite, jpeg-decoder and flate2), so an example can include it with
+//! tungstenite, jpeg-decoder, image-webp and flate2), so an example can include it with
 //! `#[path]`.
 //!
 //! It checks what the gateway sends as strictly as a viewer must: every
 //! message is parsed, an unknown type, a truncated field or a rectangle
 //! outside the canvas is an `Err` (a gateway bug), never ignored. It keeps
-//! an RGBA canvas up to date from Resize/Fill/Copy/Pixels/Palette/Jpeg/Png
+//! an RGBA canvas up to date from Resize/Fill/Copy/Pixels/Palette/Jpeg/Png/Webp
 //! and images sent in pieces (JPEG decoded with jpeg-decoder, like a
-//! browser's decoder; PNG by a small decoder here), staging drawing exactly
+//! browser's decoder; PNG by a small decoder here; WebP lossless with
+//! image-webp), staging drawing exactly
 //! like the viewer: a frame's messages apply in order at its `EndFrame`, the
 //! parts of a picture (`EndPart`) are held and applied with its last part.
 //! When `auto_ack`, every end is answered with `Received` at once and every
@@ -46,6 +47,7 @@ pub mod t {
     pub const IMAGE_BEGIN: u8 = 0x13;
     pub const IMAGE_DATA: u8 = 0x14;
     pub const PNG: u8 = 0x15;
+    pub const WEBP: u8 = 0x16;
 }
 
 /// One gateway → browser message, pixel payloads left out.
@@ -104,7 +106,14 @@ pub enum Msg {
         h: u16,
         len: usize,
     },
-    /// An image in pieces: format 0 JPEG, 1 PNG.
+    Webp {
+        x: u16,
+        y: u16,
+        w: u16,
+        h: u16,
+        len: usize,
+    },
+    /// An image in pieces: format 0 JPEG, 1 PNG, 2 WebP lossless.
     ImageBegin {
         x: u16,
         y: u16,
@@ -178,7 +187,7 @@ pub struct Canvas {
     pub bytes: u64,
     /// Drawing messages and their bytes (header included) by kind:
     /// Fill, Copy, Pixels, Palette, Jpeg (whole or in pieces), Png.
-    pub kinds: [(u64, u64); 6],
+    pub kinds: [(u64, u64); 7],
     /// Pixels drawn from JPEG (all messages so far).
     pub jpeg_pixels: u64,
     /// Drawing of the frame being received, and the held parts of a picture.
@@ -219,6 +228,12 @@ pub mod kind {
     pub const PALETTE: usize = 3;
     pub const JPEG: usize = 4;
     pub const PNG: usize = 5;
+    pub const WEBP: usize = 6;
+}
+
+/// The `Canvas::kinds` index of an image format (`ImageBegin`).
+fn image_kind(format: u8) -> usize {
+    [kind::JPEG, kind::PNG, kind::WEBP][format as usize]
 }
 
 /// A v3 viewer over tungstenite (no permessage-deflate: tungstenite has none).
@@ -278,6 +293,11 @@ pub mod enc {
     pub fn hello(v: u8) -> Vec<u8> {
         vec![0x80, v]
     }
+    /// `Accept`: image formats decoded beyond JPEG and PNG (bit 0 WebP).
+    pub fn accept(formats: u8) -> Vec<u8> {
+        vec![0x8B, formats]
+    }
+    pub const ACCEPT_WEBP: u8 = 1;
     pub fn key(down: bool, keysym: u32) -> Vec<u8> {
         let mut m = vec![0x81, down as u8];
         m.extend_from_slice(&keysym.to_le_bytes());
@@ -358,11 +378,22 @@ pub fn open(url: &str) -> Result<Ws, String> {
 }
 
 impl V2 {
-    /// Connect and send ClientHello(2).
+    /// Connect and send ClientHello and `Accept` WebP, as the viewer does
+    /// in a browser that decodes it.
     pub fn connect(url: &str) -> Result<V2, String> {
+        V2::connect_accepting(url, enc::ACCEPT_WEBP)
+    }
+
+    /// Connect and send ClientHello, then `Accept` with `formats` unless 0
+    /// (a browser without WebP sends none).
+    pub fn connect_accepting(url: &str, formats: u8) -> Result<V2, String> {
         let ws = open(url)?;
         let mut v = V2::from_ws(ws);
-        v.send(&enc::hello(VERSION))?;
+        let mut hello = enc::hello(VERSION);
+        if formats != 0 {
+            hello.extend_from_slice(&enc::accept(formats));
+        }
+        v.send(&hello)?;
         Ok(v)
     }
 
@@ -596,23 +627,28 @@ impl Canvas {
                     self.count(kind::PALETTE, p - at);
                     Msg::Palette { x, y, w, h, colours: n }
                 }
-                t::JPEG | t::PNG => {
+                t::JPEG | t::PNG | t::WEBP => {
                     let at = p - 1;
                     let (x, y, w, h) = (rd_u16(b, &mut p)?, rd_u16(b, &mut p)?, rd_u16(b, &mut p)?, rd_u16(b, &mut p)?);
                     let len = rd_u32(b, &mut p)? as usize;
                     let data = rd_bytes(b, &mut p, len)?;
-                    let format = if ty == t::JPEG { 0 } else { 1 };
+                    let format = match ty {
+                        t::JPEG => 0,
+                        t::PNG => 1,
+                        _ => 2,
+                    };
                     self.need_hello("image")?;
                     self.check(x, y, w, h)?;
                     let rgb = decode_image(format, data, w, h)?;
                     self.pending.push(Op::Rgb(x, y, w, h, rgb));
-                    if format == 0 {
-                        self.jpeg_pixels += w as u64 * h as u64;
-                        self.count(kind::JPEG, p - at);
-                        Msg::Jpeg { x, y, w, h, len }
-                    } else {
-                        self.count(kind::PNG, p - at);
-                        Msg::Png { x, y, w, h, len }
+                    self.count(image_kind(format), p - at);
+                    match format {
+                        0 => {
+                            self.jpeg_pixels += w as u64 * h as u64;
+                            Msg::Jpeg { x, y, w, h, len }
+                        }
+                        1 => Msg::Png { x, y, w, h, len },
+                        _ => Msg::Webp { x, y, w, h, len },
                     }
                 }
                 t::IMAGE_BEGIN => {
@@ -622,7 +658,7 @@ impl Canvas {
                     let total = rd_u32(b, &mut p)? as usize;
                     self.need_hello("ImageBegin")?;
                     self.check(x, y, w, h)?;
-                    if format > 1 {
+                    if format > 2 {
                         return Err(format!("ImageBegin format {format}"));
                     }
                     if self.image.is_some() {
@@ -632,7 +668,7 @@ impl Canvas {
                     self.pending.push(Op::Incomplete(self.next_image));
                     self.image =
                         Some(Image { id: self.next_image, rect: (x, y, w, h), format, total, data: Vec::new() });
-                    self.count(if format == 0 { kind::JPEG } else { kind::PNG }, p - at);
+                    self.count(image_kind(format), p - at);
                     Msg::ImageBegin { x, y, w, h, format, total }
                 }
                 t::IMAGE_DATA => {
@@ -645,7 +681,7 @@ impl Canvas {
                     if img.data.len() > img.total {
                         return Err(format!("ImageData past the image's {} bytes", img.total));
                     }
-                    let k = if img.format == 0 { kind::JPEG } else { kind::PNG };
+                    let k = image_kind(img.format);
                     self.kinds[k].1 += 5 + len as u64;
                     if img.data.len() == img.total {
                         let img = self.image.take().unwrap();
@@ -830,8 +866,8 @@ impl Canvas {
     }
 }
 
-/// Decode a JPEG (`format` 0) or PNG (1) that must be exactly `w`×`h`, to
-/// RGB.
+/// Decode a JPEG (`format` 0), PNG (1) or WebP lossless (2) that must be
+/// exactly `w`×`h`, to RGB.
 fn decode_image(format: u8, data: &[u8], w: u16, h: u16) -> Result<Vec<u8>, String> {
     let (dw, dh, rgb) = if format == 0 {
         let mut d = jpeg_decoder::Decoder::new(data);
@@ -841,13 +877,36 @@ fn decode_image(format: u8, data: &[u8], w: u16, h: u16) -> Result<Vec<u8>, Stri
             return Err(format!("Jpeg {w}x{h} is {:?}", info.pixel_format));
         }
         (info.width, info.height, rgb)
-    } else {
+    } else if format == 1 {
         decode_png(data)?
+    } else {
+        decode_webp_lossless(data)?
     };
     if (dw, dh) != (w, h) {
         return Err(format!("image {w}x{h} decodes to {dw}x{dh}"));
     }
     Ok(rgb)
+}
+
+/// WebP as the gateway sends it (docs/protocol.md `Webp`): a RIFF file with
+/// one `VP8L` (lossless) chunk and no alpha, decoded by image-webp.
+fn decode_webp_lossless(data: &[u8]) -> Result<(u16, u16, Vec<u8>), String> {
+    if data.get(..4) != Some(b"RIFF".as_slice()) || data.get(8..16) != Some(b"WEBPVP8L".as_slice()) {
+        return Err("not a WebP lossless file (RIFF, WEBP, one VP8L chunk)".into());
+    }
+    let chunk = data.get(16..20).ok_or("truncated WebP")?;
+    let len = u32::from_le_bytes([chunk[0], chunk[1], chunk[2], chunk[3]]) as usize;
+    if data.len() != 20 + len + (len & 1) {
+        return Err(format!("WebP of {} bytes with a {len}-byte VP8L chunk", data.len()));
+    }
+    let mut d = image_webp::WebPDecoder::new(std::io::Cursor::new(data)).map_err(|e| format!("WebP: {e}"))?;
+    let (w, h) = d.dimensions();
+    if d.has_alpha() {
+        return Err("WebP with alpha".into());
+    }
+    let mut rgb = vec![0u8; d.output_buffer_size().ok_or("WebP too large")?];
+    d.read_image(&mut rgb).map_err(|e| format!("WebP data: {e}"))?;
+    Ok((w as u16, h as u16, rgb))
 }
 
 /// A PNG decoder for what the gateway sends (docs/protocol.md `Png`): 8-bit

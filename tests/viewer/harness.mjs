@@ -28,7 +28,7 @@ const COMMANDS = {
   Xvnc: 'tigervnc-standalone-server', vncpasswd: 'tigervnc-tools or tigervnc-standalone-server',
   xterm: 'xterm', xsetroot: 'x11-xserver-utils', xrandr: 'x11-xserver-utils',
   xdpyinfo: 'x11-utils', xev: 'x11-utils', xdotool: 'xdotool', xclip: 'xclip',
-  import: 'imagemagick', convert: 'imagemagick', setxkbmap: 'x11-xkb-utils', openssl: 'openssl',
+  import: 'imagemagick', convert: 'imagemagick', display: 'imagemagick', setxkbmap: 'x11-xkb-utils', openssl: 'openssl',
   db_load: 'db-util',
 };
 

@@ -61,6 +61,7 @@ export const enc = {
   },
   jpeg: (x, y, w, h, bytes) => new W().u8(0x0f).u16(x).u16(y).u16(w).u16(h).u32(bytes.length).raw(bytes).done(),
   png: (x, y, w, h, bytes) => new W().u8(0x15).u16(x).u16(y).u16(w).u16(h).u32(bytes.length).raw(bytes).done(),
+  webp: (x, y, w, h, bytes) => new W().u8(0x16).u16(x).u16(y).u16(w).u16(h).u32(bytes.length).raw(bytes).done(),
   // An image in pieces: format 0 JPEG, 1 PNG; `total` bytes follow in imageData messages.
   imageBegin: (x, y, w, h, format, total) => new W().u8(0x13).u16(x).u16(y).u16(w).u16(h).u8(format).u32(total)
     .done(),
@@ -96,6 +97,13 @@ export function pngOf(w, h, fn) {
     '-define', 'png:color-type=2', 'png24:-'], { input: rgb });
 }
 
+/** WebP lossless bytes (libwebp through ImageMagick, exact RGB) of a w×h image filled by fn(x, y). */
+export function webpOf(w, h, fn) {
+  const rgb = rgba(w, h, fn).filter((_, i) => i % 4 !== 3);
+  return execFileSync('convert', ['-size', `${w}x${h}`, '-depth', '8', 'rgb:-', '-strip',
+    '-define', 'webp:lossless=true', '-define', 'webp:exact=true', 'webp:-'], { input: rgb });
+}
+
 /** w×h RGBA block filled by fn(x, y) → [r, g, b]. */
 export function rgba(w, h, fn) {
   const b = Buffer.alloc(w * h * 4);
@@ -114,7 +122,7 @@ export function rgba(w, h, fn) {
 // KeyCode (0x87) is recorded as a 'Key' with its `code`, PointerExt (0x88) as a 'Pointer'.
 export const NAMES = { 0x80: 'ClientHello', 0x81: 'Key', 0x82: 'Pointer', 0x83: 'Clipboard',
   0x84: 'FrameAck', 0x85: 'ResizeRequest', 0x86: 'Password', 0x87: 'Key', 0x88: 'Pointer',
-  0x89: 'Credentials', 0x8a: 'Received' };
+  0x89: 'Credentials', 0x8a: 'Received', 0x8b: 'Accept' };
 
 export function decodeClient(buf) {
   const out = [];
@@ -153,6 +161,7 @@ export function decodeClient(buf) {
       }
       case 0x89: out.push({ type: 'Credentials', username: str(), password: str() }); break;
       case 0x8a: out.push({ type: 'Received', id: u32() }); break;
+      case 0x8b: out.push({ type: 'Accept', formats: u8() }); break;
       default: throw new Error(`unknown type 0x${type.toString(16)}`);
     }
   }

@@ -25,7 +25,7 @@ import path from 'node:path';
 
 import { comparePixels, diffImage, killAll, rgbToPng, run, sleep, spawnTracked, waitFor, xScreenshot }
   from '../browser/lib.mjs';
-import { MockGateway, enc, jpegOf, pngOf, rgba } from './mock-gateway.mjs';
+import { MockGateway, enc, jpegOf, pngOf, rgba, webpOf } from './mock-gateway.mjs';
 import {
   ARTIFACTS, assertServesCurrentWeb, canvasPixel, checkPrerequisites, launchChromium, readCanvas, saveCanvasPng,
   startWsvnc, startXvnc, stopXvnc,
@@ -127,10 +127,12 @@ describe('viewer against the mock gateway', { timeout: 120000 }, () => {
     await s.waitType('FrameAck');
   }
 
-  test('handshake: subprotocol, ClientHello first, version 3', async () => {
+  test('handshake: subprotocol, ClientHello first, version 3, then Accept WebP', async () => {
     const s = await open();
     assert.equal(s.protocol, 'wsvnc.v3');
     assert.deepEqual(s.received[0], { type: 'ClientHello', version: 3 });
+    // Chromium decodes WebP lossless exactly (the viewer's probe), so it says so.
+    assert.deepEqual(s.received[1], { type: 'Accept', formats: 1 });
     assert.equal(s.url.pathname, '/ws');
   });
 
@@ -287,6 +289,24 @@ describe('viewer against the mock gateway', { timeout: 120000 }, () => {
     s.send(enc.resize(320, 200), enc.endFrame(7));
     assert.equal((await s.waitType('FrameAck', 4)).id, 7);
     assert.deepEqual(await canvasPixel(page, 5, 5), [0, 0, 0, 255], 'cleared, the held part dropped');
+    assert.deepEqual(s.errors, []);
+  });
+
+  test('Webp draws exact pixels, whole and in ImageBegin pieces', async () => {
+    const s = await open('?resize=0');
+    await live(s);
+    const fn = (x, y) => [(x * 53 + y * 7) % 256, (x * 5 + y * 89) % 256, (x * y) % 256];
+    const webp = webpOf(40, 24, fn);
+    s.send(enc.webp(100, 50, 40, 24, webp), enc.endFrame(2));
+    assert.equal((await s.waitType('FrameAck', 2)).id, 2);
+    const half = webp.length >> 1;
+    s.send(enc.imageBegin(200, 120, 40, 24, 2, webp.length), enc.imageData(webp.subarray(0, half)),
+      enc.imageData(webp.subarray(half)), enc.endFrame(3));
+    await s.waitFor((x) => x.of('FrameAck').some((m) => m.id === 3), 'FrameAck 3');
+    for (const [x, y] of [[0, 0], [13, 5], [39, 23], [21, 11]]) {
+      assert.deepEqual(await canvasPixel(page, 100 + x, 50 + y), [...fn(x, y), 255], `Webp pixel ${x},${y}`);
+      assert.deepEqual(await canvasPixel(page, 200 + x, 120 + y), [...fn(x, y), 255], `pieces pixel ${x},${y}`);
+    }
     assert.deepEqual(s.errors, []);
   });
 
@@ -697,6 +717,16 @@ function xevButtons(log) {
   return out;
 }
 
+/** The gateway's /metrics count of rectangles it encoded, by form (summed over sessions). */
+async function encodedRects(url) {
+  const text = await (await fetch(new URL('/metrics', url))).text();
+  const out = { jpeg: 0, png: 0, webp: 0 };
+  for (const m of text.matchAll(/^wsvnc_session_encoded_rects_total\{[^}]*form="(\w+)"\} (\d+)$/gm)) {
+    if (m[1] in out) out[m[1]] += Number(m[2]);
+  }
+  return out;
+}
+
 const live = (page) => page.waitForFunction(() => document.body.classList.contains('live'),
   null, { timeout: 30000 });
 
@@ -727,7 +757,7 @@ describe('viewer through the wsvnc gateway to Xvnc', { timeout: 300000 }, () => 
     startDesktop();
     await waitFor('the xterm to create typed.txt', () => fs.existsSync(typed));
     await waitFor('the xev window', () => fs.existsSync(xevLog) && /Outer window/.test(fs.readFileSync(xevLog, 'utf8')));
-    gw = await startWsvnc('wsvnc-gateway', PORT.gw, ['--target', `127.0.0.1:${PORT.xvnc}`, ...EXTRA]);
+    gw = await startWsvnc('wsvnc-gateway', PORT.gw, ['--target', `127.0.0.1:${PORT.xvnc}`, '--metrics', ...EXTRA]);
     await assertServesCurrentWeb(gw.url);
     page = await newPage();
     await page.goto(`${gw.url}?resize=0`);
@@ -741,6 +771,26 @@ describe('viewer through the wsvnc gateway to Xvnc', { timeout: 300000 }, () => 
     await waitFor('the new root colour on the canvas', async () =>
       JSON.stringify((await canvasPixel(page, 1000, 740)).slice(0, 3)) === JSON.stringify(ROOT_B_RGB));
     await expectCanvasMatchesX(page, x, 'real-root-changed');
+  });
+
+  test('a photo goes as JPEG, then WebP lossless from the gateway makes the canvas exact', async () => {
+    const photo = path.join(tmp, 'photo.png');
+    run('convert', ['-size', '320x200', '-seed', '7', 'plasma:fractal', '-blur', '0x1', photo]);
+    const before = await encodedRects(gw.url);
+    const shown = spawnTracked('photo', 'display', ['-immutable', '-geometry', '+520+40', photo], { env: x.env });
+    try {
+      // The photo was seen and sent lossy first; exact only once its JPEG areas are refined:
+      // Chromium decoded the gateway's own VP8L bitstream to the X server's pixels.
+      await waitFor('the photo sent as JPEG', async () => (await encodedRects(gw.url)).jpeg > before.jpeg);
+      await expectCanvasMatchesX(page, x, 'real-photo');
+      assert.notDeepEqual((await canvasPixel(page, 680, 140)).slice(0, 3), ROOT_B_RGB, 'the photo is shown');
+      const after = await encodedRects(gw.url);
+      assert.ok(after.jpeg > before.jpeg, `JPEG rects ${before.jpeg} -> ${after.jpeg}`);
+      assert.ok(after.webp > before.webp, `WebP rects ${before.webp} -> ${after.webp}`);
+      assert.equal(after.png, before.png, 'no PNG for a browser that accepts WebP');
+    } finally {
+      process.kill(-shown.child.pid);
+    }
   });
 
   test('typing reaches the xterm exactly: letters, Shift, symbols, AltGr, Enter, Backspace, arrows', async () => {

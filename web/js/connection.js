@@ -1,14 +1,8 @@
-// The WebSocket to the gateway, and reconnecting after drops.
-//
-//   idle ──connect()──▶ connecting ──open──▶ open ──(ServerHello: established())──▶ …
-//     ▲                     │                 │
-//     │ disconnect()        └──── close ──────┴──▶ retrying (backoff 1,2,4…30 s) ──▶ connecting
-//     └───────────────────────────────────────────▶ failed (no retry: refused by the gateway,
-//                                                    protocol error, or reconnect off)
-//
-// Retry policy: drops (1000/1001/1006/1011…) are retried; closes that say the request itself
-// is wrong (1002 protocol, 1003 data type, 1007 bad UTF-8, 1008 policy e.g. wrong password)
-// and errors found by this viewer are not. The backoff restarts after a ServerHello.
+// The WebSocket to the gateway, and reconnecting after drops. States: idle → connecting →
+// open → (ServerHello: established()) …; a close goes to retrying (backoff 1, 2, 4 … 30 s,
+// restarted after a ServerHello) → connecting, or to failed when it says the request itself
+// is wrong (1002, 1003, 1007, 1008 e.g. a wrong password), this viewer found an error, or
+// reconnecting is off. disconnect() → idle.
 
 import { decode, clientHello, ProtocolError, SUBPROTOCOL } from './protocol.js';
 
@@ -19,7 +13,7 @@ export const CLOSE_PROTOCOL_ERROR = 4002;
 export class Connection {
   /**
    * @param url () → string
-   * @param h { onMessages(msgs, bytes, time), onState(state, info) }
+   * @param h { onMessages(msgs, bytes, time), onState(state, info), formats: Promise of Accept bits }
    */
   constructor(url, h) {
     this.url = url;
@@ -55,8 +49,11 @@ export class Connection {
     this.ws = ws;
     this.setState('connecting', { attempt: this.attempt });
     ws.onopen = () => {
-      ws.send(clientHello());
-      this.setState('open');
+      Promise.resolve(this.h.formats || 0).then((formats) => {
+        if (ws !== this.ws || ws.readyState !== WebSocket.OPEN) return;
+        ws.send(clientHello(formats));
+        this.setState('open');
+      });
     };
     ws.onmessage = (e) => this.message(ws, e);
     ws.onclose = (e) => this.closed(ws, e);

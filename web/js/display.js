@@ -1,14 +1,10 @@
-// The remote screen: one <canvas> whose bitmap is the remote desktop (one canvas pixel per
-// remote pixel), drawing whole frames at once, the remote cursor, and scaling.
-//
-// Frames (docs/protocol.md "Pacing"): drawing ops are queued until EndFrame and applied in
-// order in one task, never half a frame; a picture's parts (EndPart) are held until its last
-// part. Images decode off the main thread (createImageBitmap) once all their bytes are in; a
-// frame waits for its own images, and for earlier undrawn frames only where they overlap.
-//
-// Scaling: "native" = one remote pixel per CSS pixel (upscaled by devicePixelRatio, pixelated);
-// "fit" = the largest size with the aspect kept. Pointer positions map from the canvas's
-// on-screen box (getBoundingClientRect) to its bitmap, right for every mode and zoom.
+// The remote screen: one <canvas> whose bitmap is the remote desktop, the remote cursor, and
+// scaling. Frames (docs/protocol.md "Pacing"): ops are queued until EndFrame and applied in
+// order in one task, never half a frame; a picture's parts are held until its last part.
+// Images decode off the main thread (createImageBitmap) once all their bytes are in; a frame
+// waits for its own images, and for earlier undrawn frames only where they overlap.
+// Scaling: "native" = one remote pixel per CSS pixel (pixelated); "fit" = largest with the
+// aspect kept. Pointer positions map from the canvas's on-screen box to its bitmap.
 
 import { S, ProtocolError } from './protocol.js';
 
@@ -68,7 +64,7 @@ export class Display {
     if (m.type === S.IMAGE_DATA) {
       this.imageData(m);
     } else {
-      if (m.type === S.JPEG || m.type === S.PNG) {
+      if (m.type === S.JPEG || m.type === S.PNG || m.type === S.WEBP) {
         m.image = decodeImage(new Blob([m.data], { type: m.mime }));
       } else if (m.type === S.IMAGE_BEGIN) {
         if (this.image) throw new ProtocolError('ImageBegin while an image is incomplete');
@@ -228,7 +224,7 @@ export class Display {
   check(x, y, w, h, m) {
     if (x + w > this.width || y + h > this.height) {
       const name = { [S.FILL]: 'Fill', [S.COPY]: 'Copy', [S.PIXELS]: 'Pixels', [S.PALETTE]: 'Palette',
-        [S.JPEG]: 'Jpeg', [S.PNG]: 'Png', [S.IMAGE_BEGIN]: 'ImageBegin' }[m.type];
+        [S.JPEG]: 'Jpeg', [S.PNG]: 'Png', [S.WEBP]: 'Webp', [S.IMAGE_BEGIN]: 'ImageBegin' }[m.type];
       throw new ProtocolError(`${name} ${w}×${h} at ${x},${y} is outside the ` +
         `${this.width}×${this.height} desktop`);
     }
@@ -291,7 +287,7 @@ function overlap(e, f) {
 }
 
 /** Starts decoding an image off the main thread; the pixels are drawn as they are (no colour
- * conversion), so a PNG stays exact. */
+ * conversion), so a PNG or a lossless WebP stays exact. */
 function decodeImage(blob) {
   const p = createImageBitmap(blob, { colorSpaceConversion: 'none', premultiplyAlpha: 'none' });
   p.catch(() => {}); // reported when the frame is applied
@@ -331,4 +327,10 @@ function paletteToRgba(m) {
     }
   }
   return out;
+}
+
+/** Resolves to whether this browser decodes WebP lossless (a 2×1 image from the gateway's encoder). */
+export function decodesWebp() {
+  const probe = Uint8Array.from(atob('UklGRiIAAABXRUJQVlA4TBYAAAAvAQAAAA1ERIQrACJpf+gBgvA/LSIB'), (c) => c.charCodeAt(0));
+  return decodeImage(new Blob([probe], { type: 'image/webp' })).then((b) => b.width === 2, () => false);
 }

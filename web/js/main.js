@@ -6,7 +6,7 @@ import * as P from './protocol.js';
 import { S, ProtocolError } from './protocol.js';
 import { load, store, socketUrl } from './settings.js';
 import { Connection } from './connection.js';
-import { Display } from './display.js';
+import { Display, decodesWebp } from './display.js';
 import { Keyboard } from './keyboard.js';
 import { XK } from './keysyms.js';
 import { Pointer } from './pointer.js';
@@ -32,7 +32,9 @@ let countdown = null;
 let resizeTimer = null;
 let rejected = null; // the gateway's reason when the password typed last was not accepted
 
-const conn = new Connection(() => socketUrl(settings), { onMessages, onState });
+// Accept WebP (lossless refinements, ~0.77× PNG's bytes) where it decodes.
+const formats = decodesWebp().then((ok) => (ok ? P.ACCEPT_WEBP : 0));
+const conn = new Connection(() => socketUrl(settings), { onMessages, onState, formats });
 conn.retry = settings.reconnect;
 const send = (buf) => conn.send(buf);
 
@@ -66,14 +68,14 @@ if (navigator.maxTouchPoints > 0 || 'ontouchstart' in window) {
   });
 }
 
-// ---- messages from the gateway ---------------------------------------------------------
+// ---- messages from the gateway
 
 function onMessages(msgs, bytes, t) {
   stats.received(bytes);
   for (const m of msgs) {
     switch (m.type) {
       case S.SERVER_HELLO: hello(m); break;
-      case S.RESIZE: case S.FILL: case S.COPY: case S.PIXELS: case S.PALETTE: case S.JPEG: case S.PNG:
+      case S.RESIZE: case S.FILL: case S.COPY: case S.PIXELS: case S.PALETTE: case S.JPEG: case S.PNG: case S.WEBP:
       case S.IMAGE_BEGIN: case S.IMAGE_DATA:
         if (!session.ready) throw new ProtocolError('drawing message before ServerHello');
         if (session.frameStart === null) session.frameStart = t;
@@ -228,7 +230,7 @@ function showLive() {
   document.title = `${name} — wsvnc`;
 }
 
-// ---- connection state ------------------------------------------------------------------
+// ---- connection state
 
 function onState(state, info) {
   clearInterval(countdown);
@@ -291,7 +293,7 @@ function onState(state, info) {
   }
 }
 
-// ---- remote resize ---------------------------------------------------------------------
+// ---- remote resize
 
 function requestResize() {
   if (!session || !session.ready || !session.resizeSupported || !settings.resize || !canInput()) return;
@@ -310,7 +312,7 @@ window.addEventListener('resize', () => {
   resizeTimer = setTimeout(requestResize, 400);
 });
 
-// ---- toolbar ---------------------------------------------------------------------------
+// ---- toolbar
 
 function applyInputState() {
   const ro = settings.view_only || (session && session.viewOnly);
@@ -400,7 +402,7 @@ document.addEventListener('fullscreenchange', () => {
   display.layout();
 });
 
-// ---- start -----------------------------------------------------------------------------
+// ---- start
 
 document.body.classList.add('empty');
 setScale(settings.scale);

@@ -10,15 +10,17 @@ export const S = {
   END_FRAME: 0x06, CURSOR: 0x07, BELL: 0x08, CLIPBOARD: 0x09,
   DESKTOP_NAME: 0x0a, PASSWORD_REQUIRED: 0x0b, STATUS: 0x0c, ERROR: 0x0d,
   PALETTE: 0x0e, JPEG: 0x0f, LED_STATE: 0x10, CREDENTIALS_REQUIRED: 0x11,
-  END_PART: 0x12, IMAGE_BEGIN: 0x13, IMAGE_DATA: 0x14, PNG: 0x15,
+  END_PART: 0x12, IMAGE_BEGIN: 0x13, IMAGE_DATA: 0x14, PNG: 0x15, WEBP: 0x16,
 };
 export const C = {
   CLIENT_HELLO: 0x80, KEY: 0x81, POINTER: 0x82, CLIPBOARD: 0x83,
   FRAME_ACK: 0x84, RESIZE_REQUEST: 0x85, PASSWORD: 0x86, KEY_CODE: 0x87,
-  POINTER_EXT: 0x88, CREDENTIALS: 0x89, RECEIVED: 0x8a,
+  POINTER_EXT: 0x88, CREDENTIALS: 0x89, RECEIVED: 0x8a, ACCEPT: 0x8b,
 };
 /** ImageBegin formats. */
-export const IMAGE_FORMATS = ['image/jpeg', 'image/png'];
+export const IMAGE_FORMATS = ['image/jpeg', 'image/png', 'image/webp'];
+/** Accept bits: image formats decoded beyond JPEG and PNG. */
+export const ACCEPT_WEBP = 1;
 
 /** A server message that does not parse. The connection is closed with `message`. */
 export class ProtocolError extends Error {}
@@ -126,11 +128,12 @@ export function decode(buf) {
         break;
       }
       case S.JPEG: // baseline JFIF of exactly w×h
-      case S.PNG: { // 8-bit RGB PNG of exactly w×h (exact pixels)
-        const what = type === S.JPEG ? 'Jpeg' : 'Png';
+      case S.PNG: // 8-bit RGB PNG of exactly w×h (exact pixels)
+      case S.WEBP: { // WebP lossless of exactly w×h (exact pixels; only after Accept)
+        const what = { [S.JPEG]: 'Jpeg', [S.PNG]: 'Png', [S.WEBP]: 'Webp' }[type];
         const m = r.rect(what);
         m.type = type;
-        m.mime = type === S.JPEG ? 'image/jpeg' : 'image/png';
+        m.mime = IMAGE_FORMATS[[S.JPEG, S.PNG, S.WEBP].indexOf(type)];
         m.data = r.bytes(r.u32(what), `${what} data`);
         out.push(m);
         break;
@@ -196,7 +199,7 @@ export function decode(buf) {
   return out;
 }
 
-// ---- browser → gateway ------------------------------------------------------
+// ---- browser → gateway
 
 function msg(type, size) {
   const buf = new ArrayBuffer(1 + size);
@@ -213,9 +216,15 @@ function strMsg(type, text) {
   return dv.buffer;
 }
 
-export function clientHello() {
-  const dv = msg(C.CLIENT_HELLO, 1);
+/** ClientHello, followed in the same message by Accept with `formats` (ACCEPT_* bits) unless 0. */
+export function clientHello(formats = 0) {
+  const dv = new DataView(new ArrayBuffer(formats ? 4 : 2));
+  dv.setUint8(0, C.CLIENT_HELLO);
   dv.setUint8(1, VERSION);
+  if (formats) {
+    dv.setUint8(2, C.ACCEPT);
+    dv.setUint8(3, formats);
+  }
   return dv.buffer;
 }
 

@@ -21,6 +21,13 @@ pub(super) mod v2;
 /// A session in `Ready` state with a `w × h` framebuffer and `n` viewers
 /// that have joined.
 fn ready(w: u16, h: u16, n: usize) -> (Session, Vec<usize>, Vec<v2::Canvas>) {
+    ready_accepting(w, h, &vec![true; n])
+}
+
+/// `ready` with one viewer per entry, which says it decodes WebP (`Accept`)
+/// when the entry is true, as the viewer does in such a browser.
+fn ready_accepting(w: u16, h: u16, webp: &[bool]) -> (Session, Vec<usize>, Vec<v2::Canvas>) {
+    let n = webp.len();
     let cfg = RfbConfig { shared: true, encodings: vec![], password: None, ..Default::default() };
     let mut s = Session::new("k".into(), "test".into(), cfg);
     s.phase = Phase::Ready;
@@ -30,9 +37,13 @@ fn ready(w: u16, h: u16, n: usize) -> (Session, Vec<usize>, Vec<v2::Canvas>) {
     s.fb.take_dirty(&mut TileSet::new(w, h));
     let mut ids = Vec::new();
     let t0 = Instant::now();
-    for _ in 0..n {
+    for &webp in webp {
         let i = s.add_viewer(ids.len(), false);
-        s.handle_viewer_message(i, &[0x80, proto::VERSION], t0, &mut Vec::new(), &mut at(t0)).unwrap();
+        let mut hello = vec![0x80, proto::VERSION];
+        if webp {
+            hello.extend_from_slice(&[0x8B, proto::accept::WEBP]);
+        }
+        s.handle_viewer_message(i, &hello, t0, &mut Vec::new(), &mut at(t0)).unwrap();
         ids.push(i);
     }
     (s, ids, (0..n).map(|_| v2::Canvas::default()).collect())
@@ -109,8 +120,41 @@ fn photo_goes_as_jpeg_and_is_refined_to_exact() {
         }
     }
     assert!(cs[0].fb == s.fb.data(), "refined to the exact pixels");
-    assert!(cs[0].kinds[v2::kind::PNG].0 > 0, "the photo refined as PNG");
+    assert!(cs[0].kinds[v2::kind::WEBP].0 > 0, "the photo refined as WebP lossless");
+    assert_eq!(cs[0].kinds[v2::kind::PNG].0, 0, "and not as PNG");
     assert!(s.poll_timeout().is_none(), "nothing lossy left");
+}
+
+/// A browser that does not say it decodes WebP (no `Accept`) gets PNG
+/// refinements, exact all the same, and a viewer beside it that does gets
+/// WebP: the two do not share refinement encodings.
+#[test]
+fn refinement_is_png_for_a_browser_without_webp() {
+    let (mut s, ids, mut cs) = ready_accepting(400, 300, &[false, true]);
+    let t0 = Instant::now();
+    draw_desktop(&mut s.fb);
+    s.hand_out_update();
+    let mut t = t0;
+    for _ in 0..80 {
+        let mut any = false;
+        for k in 0..2 {
+            let (_, ends) = drain(&mut s, ids[k], &mut cs[k], t);
+            for id in ends {
+                any = true;
+                ack(&mut s, ids[k], id, t + Duration::from_millis(5));
+            }
+        }
+        t += Duration::from_millis(20);
+        if !any && s.poll_timeout().is_none() {
+            break;
+        }
+    }
+    for (k, c) in cs.iter().enumerate() {
+        assert!(c.kinds[v2::kind::JPEG].0 > 0, "viewer {k}: the photo went as JPEG first");
+        assert!(c.fb == s.fb.data(), "viewer {k}: refined to the exact pixels");
+    }
+    assert!(cs[0].kinds[v2::kind::PNG].0 > 0 && cs[0].kinds[v2::kind::WEBP].0 == 0, "PNG only without Accept");
+    assert!(cs[1].kinds[v2::kind::WEBP].0 > 0 && cs[1].kinds[v2::kind::PNG].0 == 0, "WebP only with Accept");
 }
 
 #[test]
@@ -346,7 +390,7 @@ fn refinement_completes_when_idle_and_never_blocks_damage() {
     }
     assert!(b.c.fb != s.fb.data(), "lossy first");
     // Refinement is under way: a change now goes at the next part.
-    while b.c.kinds[v2::kind::PNG].0 == 0 {
+    while b.c.kinds[v2::kind::WEBP].0 == 0 {
         b.run(&mut s, 1);
     }
     s.fb.fill(Rect::new(10, 10, 4, 4), [1, 2, 3, 255]).unwrap();
