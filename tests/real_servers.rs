@@ -961,7 +961,8 @@ fn gateway_xvnc_pixels() {
 
 /// Photo content: ImageMagick `display` of a gnome-backgrounds wallpaper on
 /// Xvnc. The gateway sends it as JPEG (the test viewer decodes it), then
-/// refines it: the canvas ends equal to the X screenshot, pixel for pixel.
+/// refines it (WebP lossless): the canvas ends equal to the X screenshot,
+/// pixel for pixel.
 #[test]
 fn gateway_xvnc_photo_jpeg_then_exact() {
     let wallpaper = std::path::Path::new("/usr/share/backgrounds/gnome/wood-d.webp");
@@ -979,6 +980,10 @@ fn gateway_xvnc_photo_jpeg_then_exact() {
     let want = desk.stable_screenshot();
     v.sync_to(&want, "gateway to Xvnc, photo refined to exact pixels");
     assert!(v.v.kinds[v2::kind::JPEG].0 > 0, "the photo went as JPEG first: {:?}", v.v.kinds);
+    // The test viewer accepts WebP (as a browser's viewer does): the exact
+    // pixels came as WebP lossless, decoded by an independent decoder.
+    assert!(v.v.kinds[v2::kind::WEBP].0 > 0, "refined with WebP lossless: {:?}", v.v.kinds);
+    assert_eq!(v.v.kinds[v2::kind::PNG].0, 0, "and no PNG: {:?}", v.v.kinds);
 }
 
 /// Browser → wsvnc → x11vnc on Xvfb, default encodings.
