@@ -38,6 +38,8 @@ pub struct Webp {
     codes: [Code; 5],
     histograms: [Vec<u32>; 5],
     tokens: Vec<Token>,
+    /// The colour cache while tokenizing.
+    cache: Vec<u32>,
 }
 
 impl Webp {
@@ -101,7 +103,7 @@ impl Webp {
     fn entropy_image(&mut self, pixels: &[u32], w: usize, h: usize, cache_bits: u32, main: bool) {
         debug_assert_eq!(pixels.len(), w * h);
         let cache_size = if cache_bits > 0 { 1usize << cache_bits } else { 0 };
-        tokenize(pixels, w, cache_bits, &mut self.tokens);
+        tokenize(pixels, w, cache_bits, &mut self.cache, &mut self.tokens);
         let sizes = [256 + LENGTH_CODES + cache_size, 256, 256, 256, DISTANCE_CODES];
         for (hist, &n) in self.histograms.iter_mut().zip(&sizes) {
             hist.clear();
@@ -175,11 +177,13 @@ const MIN_COPY: usize = 8;
 /// §5.2.2: the longest copy.
 const MAX_COPY: usize = 4096;
 
-/// `pixels` (`w` wide) as tokens, keeping the colour cache as the decoder
-/// will: every pixel, literal, cached or copied, goes into it.
-fn tokenize(pixels: &[u32], w: usize, cache_bits: u32, tokens: &mut Vec<Token>) {
+/// `pixels` (`w` wide) as tokens, keeping the colour cache (`cache`,
+/// scratch) as the decoder will: zeroed at the start, and every pixel,
+/// literal, cached or copied, goes into it.
+fn tokenize(pixels: &[u32], w: usize, cache_bits: u32, cache: &mut Vec<u32>, tokens: &mut Vec<Token>) {
     tokens.clear();
-    let mut cache = vec![0u32; if cache_bits > 0 { 1 << cache_bits } else { 0 }];
+    cache.clear();
+    cache.resize(if cache_bits > 0 { 1 << cache_bits } else { 0 }, 0);
     let key = |p: u32| (p.wrapping_mul(CACHE_MULTIPLIER) >> (32 - cache_bits)) as usize;
     let run = |i: usize, back: usize| {
         let max = (pixels.len() - i).min(MAX_COPY);
