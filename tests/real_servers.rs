@@ -922,7 +922,16 @@ fn gateway_to(desk: &Desktop, target: wsvnc::Target) -> common::Running {
     let mut cfg = common::config();
     cfg.listen = SocketAddr::from(([127, 0, 0, 1], desk.slot.aux_port()));
     cfg.target = Some(target);
+    cfg.metrics = true;
     common::start(cfg)
+}
+
+/// `wsvnc_received_bytes_total{side="vnc"}` from the gateway's /metrics.
+fn bytes_from_vnc(gw: &common::Running) -> u64 {
+    let resp = common::http_raw(gw.addr, b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
+    assert_eq!(common::status_of(&resp), 200, "{resp}");
+    let line = resp.lines().find(|l| l.starts_with("wsvnc_received_bytes_total{side=\"vnc\"}"));
+    line.and_then(|l| l.rsplit(' ').next()?.parse().ok()).unwrap_or_else(|| panic!("no VNC byte count in {resp}"))
 }
 
 /// A viewer that waits for PasswordRequired, answers `pw` and syncs to `want`.
@@ -948,8 +957,15 @@ fn gateway_scene(desk: &mut Desktop, what: &str) -> (common::Running, Viewer) {
 #[test]
 fn gateway_xvnc_pixels() {
     let mut desk = Desktop::xvnc(Auth::None);
-    let (_gw, mut v) = gateway_scene(&mut desk, "gateway to Xvnc");
+    let (gw, mut v) = gateway_scene(&mut desk, "gateway to Xvnc");
     assert_eq!((v.width, v.height), (WIDTH as usize, HEIGHT as usize));
+    // A VNC server on this host is asked for Raw and CopyRect only: Xvnc
+    // sends its first full update uncompressed (4 bytes a pixel). Were Tight
+    // or ZRLE offered too, TigerVNC would use them even with Raw first, and
+    // this mostly flat scene would take a small fraction of that.
+    let raw = WIDTH as u64 * HEIGHT as u64 * 4;
+    let got = bytes_from_vnc(&gw);
+    assert!(got >= raw, "{got} bytes from Xvnc for a {WIDTH}x{HEIGHT} desktop: not Raw (>= {raw})");
     let xterm = desk.window("wsvnc-xterm");
     for (x, y) in [(10, 240), (40, 270)] {
         desk.move_window(&xterm, x, y);

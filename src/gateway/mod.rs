@@ -50,15 +50,19 @@ pub fn default_encodings() -> Vec<i32> {
 }
 
 /// Default RFB encodings for a VNC server on this host (a loopback address
-/// or a Unix socket): Raw first, so the server copies pixels instead of
-/// compressing them; the rest as [`default_encodings`]. Over loopback the
-/// bytes cost less than the compression: slow-link bench, 640×480 slideshow
-/// at 10 images/s, Xvnc 21.8 → 5.0 % of a core and the gateway 11.1 → 7.9 %
-/// (no inflating), the same frames and latencies (benches/README.md "Raw
-/// from a VNC server on this host").
+/// or a Unix socket): Raw and CopyRect only, then the pseudo-encodings, so
+/// the server copies pixels instead of compressing them. Over loopback the
+/// bytes cost less than the compression (slow-link bench, 640×480 slideshow
+/// at 10 images/s: Xvnc ~50 → ~5 % of a core, the gateway inflates
+/// nothing; benches/README.md "Raw from a VNC server on this host").
+/// Raw *first* is not enough: TigerVNC picks an encoder per kind of
+/// rectangle and fills every kind the preferred encoding does not cover
+/// with ZRLE or Tight when those are offered (`EncodeManager::
+/// prepareEncoders`, "Any encoders still unassigned?"), so with Raw first
+/// and Tight offered it still sends Tight and ZRLE.
 pub fn local_encodings() -> Vec<i32> {
-    let mut v = vec![encoding::RAW];
-    v.extend(default_encodings().into_iter().filter(|&e| e != encoding::RAW));
+    let mut v = vec![encoding::RAW, encoding::COPY_RECT];
+    v.extend_from_slice(crate::rfb::PSEUDO_ENCODINGS);
     v
 }
 
@@ -235,7 +239,7 @@ mod encodings_tests {
     }
 
     #[test]
-    fn raw_first_for_a_vnc_server_on_this_host_only() {
+    fn raw_only_for_a_vnc_server_on_this_host_only() {
         let tcp = |s: &str| TargetAddr::Tcp(s.parse().unwrap());
         let cfg = Config::default();
         for local in [
@@ -245,8 +249,10 @@ mod encodings_tests {
             TargetAddr::Unix("/run/vnc".into()),
         ] {
             let e = advertised(&cfg, local);
-            assert_eq!(e[0], encoding::RAW, "{e:?}");
-            assert!(e.contains(&encoding::TIGHT) && e.contains(&encoding::COPY_RECT), "the rest stays offered: {e:?}");
+            assert_eq!(e[..2], [encoding::RAW, encoding::COPY_RECT], "{e:?}");
+            // Any other real encoding offered is one TigerVNC would use.
+            assert!(e[2..].iter().all(|x| crate::rfb::PSEUDO_ENCODINGS.contains(x)), "{e:?}");
+            assert_eq!(e.len(), 2 + crate::rfb::PSEUDO_ENCODINGS.len(), "{e:?}");
         }
         assert_eq!(advertised(&cfg, tcp("192.0.2.7:5900")), default_encodings(), "a server elsewhere: Tight first");
         // An operator's choice wins everywhere, and Tight JPEG from the server needs Tight first.
