@@ -157,12 +157,21 @@ export async function measure({ ctx, client, content, link, run, emu, xprobe, xw
     await page.evaluate(() => { window.__slb.startWindow(); window.__slb.startProbe(); });
     const changes = [];
     const tEnd = Date.now() + CFG.windowMs;
-    for (let slot = 1; Date.now() < tEnd; slot++) {
+    // One change per PROBE_MS slot, at a random point of the slot's first half: the probe then
+    // meets every phase of the content's changes (the slideshow's 100 ms) and of the page's
+    // animation frames (16.7 ms, when the instrument reads the canvas). At a fixed period, a
+    // multiple of both, every change of a run met the same phase, and a run's latencies were
+    // one draw of that lottery (e.g. 15-17 ms in one LAN run, 19-21 ms in the next).
+    const tStart = Date.now();
+    for (let slot = 0; ; slot++) {
+      const at = tStart + slot * CFG.probeMs + Math.random() * (CFG.probeMs / 2);
+      if (at >= tEnd) break;
+      await sleep(Math.max(0, at - Date.now()));
       const c = probeSeq++ % PALETTE.length;
       const r = await xprobe.call(`root ${PALETTE[c].join(' ')}`);
       changes.push({ t: r.t, c });
-      await sleep(Math.max(0, tEnd - CFG.windowMs + slot * CFG.probeMs - Date.now()));
     }
+    await sleep(Math.max(0, tEnd - Date.now()));
     const win = await page.evaluate(() => window.__slb.stopWindow());
     const s1 = await emu.call('stats');
     const cpuMs = groupCpuMs(proxyPgid) - cpu0;
