@@ -17,10 +17,14 @@
 //!   the bytes delivered since it was sent divided by the longer of its send
 //!   interval and its ack interval; or, when larger, its *dispersion*: a
 //!   flight sent before the previous receipt came in queued behind that
-//!   flight, so its bytes over the time between the two receipts is the
-//!   bottleneck's rate (receipts closer than 0.8 × their flights' send
-//!   spacing or than a quarter of `min_rtt` were bunched by the browser
-//!   and are not used; one such sample at most doubles the estimate).
+//!   flight, so the bytes of a run of such flights over the time between
+//!   their receipts is the bottleneck's rate. The span is 50 ms back when
+//!   the run is that long, else the whole run (a picture's burst): a browser
+//!   handles a message up to about an animation frame late, so the gap
+//!   between two receipts alone can be half the link's time. Never faster
+//!   than the flights were sent; receipts closer than 0.8 × their flights'
+//!   send spacing or than a quarter of `min_rtt` were bunched by the
+//!   browser and are not used; one sample at most doubles the estimate.
 //!   Pictures are bursts shorter than a round trip, which only dispersion
 //!   can measure. The bottleneck bandwidth `bw` is the
 //!   largest sample of the last 10 round trips; a sample taken while the
@@ -42,8 +46,9 @@
 //!   arrives sooner, and a queue it starts stops it.
 //! * **Window**: bytes in flight stay below `cwnd = 2 × bw × min_rtt` plus
 //!   two parts (acks after paint come in bunches), at most 4 MiB; at most
-//!   32 flights and 8 frames unpainted (a hidden page, which paints
-//!   nothing, gets no more).
+//!   32 flights and 16 frames unpainted (a hidden page, which paints
+//!   nothing, gets no more; at 8 a refinement's parts, each a frame of
+//!   ~15 ms of the link, waited for paints on a 4 Mbit/s link).
 //! * **Modes**: *Startup* (gain 2.89: doubles the rate each round trip
 //!   until three rounds bring less than 25 % more, or, from the second
 //!   round on, a queue shows: a round trip 50 % or 20 ms over `min_rtt`
@@ -80,7 +85,7 @@ pub const MAX_CWND: u64 = 4 << 20;
 /// Flights (frames and parts) unacknowledged at most.
 pub const MAX_FRAMES: usize = 32;
 /// Frames (not parts) sent and not yet painted at most.
-pub const MAX_UNPAINTED: usize = 8;
+pub const MAX_UNPAINTED: usize = 16;
 /// Estimated wire bytes of a frame [`Pacer::can_send_small`] lets through.
 pub const SMALL_FRAME: u64 = 2048;
 /// A part takes about this long on the link.
@@ -91,6 +96,13 @@ pub const MAX_PART: u64 = 256 << 10;
 /// Part size before the first sample: the smallest, so the first round
 /// trips measured carry little transmission time.
 pub const INITIAL_PART: u64 = MIN_PART;
+/// A dispersion sample spans this long when the run of queued flights
+/// allows: a browser handles a message up to about an animation frame
+/// late, so the gap between two receipts alone can be half the time their
+/// bytes took on the link.
+const DISPERSION_WINDOW: Duration = Duration::from_millis(50);
+/// Receipts of a run kept to find the window's start.
+const BUSY_RUN_RECEIPTS: usize = 32;
 /// Round trips the bandwidth maximum spans.
 const BW_ROUNDS: u64 = 10;
 /// Samples kept for the maximum (more than one per round is possible).
@@ -150,6 +162,17 @@ struct Flight {
     app_limited: bool,
 }
 
+/// Where a run of receipts for queued flights began (see `on_received`).
+#[derive(Debug, Clone, Copy)]
+struct BusyRun {
+    /// When the receipt came.
+    at: Instant,
+    /// `delivered` then.
+    delivered: u64,
+    /// When the newest flight it acknowledged was sent.
+    sent_at: Instant,
+}
+
 /// The flight being written (started, its last byte not yet counted).
 #[derive(Debug, Clone, Copy)]
 struct Open {
@@ -174,6 +197,10 @@ pub struct Pacer {
     unpainted: VecDeque<u32>,
     /// Since when samples say the link got slower.
     slower_since: Option<Instant>,
+    /// Receipts of the current run of queued flights (each flight was sent
+    /// before the receipt in front of it): the run's start, or the receipt
+    /// a `DISPERSION_WINDOW` back, first.
+    busy_run: VecDeque<BusyRun>,
 
     /// Bandwidth samples (round, bytes/s).
     samples: [(u64, f64); BW_SAMPLES],
@@ -213,6 +240,7 @@ impl Default for Pacer {
             open: None,
             unpainted: VecDeque::with_capacity(MAX_UNPAINTED),
             slower_since: None,
+            busy_run: VecDeque::with_capacity(BUSY_RUN_RECEIPTS),
             samples: [(0, 0.0); BW_SAMPLES],
             n_samples: 0,
             next_sample: 0,
@@ -464,15 +492,36 @@ impl Pacer {
         // browser and say nothing.
         let dispersion = match (self.delivered_at, self.first_sent_at) {
             (Some(r_prev), Some(s_prev)) if f.sent_at < r_prev && f.sent_at > s_prev => {
-                let gap = now.saturating_duration_since(r_prev);
-                let spacing = f.sent_at.saturating_duration_since(s_prev);
+                // The run of receipts whose flights all queued: measured over
+                // `DISPERSION_WINDOW` once the run is that long (one receipt
+                // the browser handled late or early then moves the sample
+                // little, and a link that got slower shows within a
+                // window), over the whole run before (a picture's burst).
                 let least = (self.min_rtt().unwrap_or_default() / 4).max(Duration::from_millis(1));
+                if self.busy_run.is_empty() {
+                    self.busy_run.push_back(BusyRun { at: r_prev, delivered: delivered_before, sent_at: s_prev });
+                }
+                while self.busy_run.len() >= 2
+                    && now.saturating_duration_since(self.busy_run[1].at) >= DISPERSION_WINDOW
+                {
+                    self.busy_run.pop_front();
+                }
+                let run = self.busy_run[0];
+                if self.busy_run.len() == BUSY_RUN_RECEIPTS {
+                    self.busy_run.pop_front();
+                }
+                self.busy_run.push_back(BusyRun { at: now, delivered: self.delivered, sent_at: f.sent_at });
+                let gap = now.saturating_duration_since(run.at);
+                let spacing = f.sent_at.saturating_duration_since(run.sent_at);
                 (gap >= spacing.mul_f64(0.8) && gap >= least).then(|| {
-                    let d = (self.delivered - delivered_before) as f64 / gap.as_secs_f64();
+                    let d = (self.delivered - run.delivered) as f64 / gap.max(spacing).as_secs_f64();
                     self.bw.map_or(d, |bw| d.min(2.0 * bw))
                 })
             }
-            _ => None,
+            _ => {
+                self.busy_run.clear();
+                None
+            }
         };
         self.delivered_at = Some(now);
         self.first_sent_at = Some(f.sent_at);
