@@ -360,7 +360,7 @@ OPTIONS:
     --backlog N               listen backlog [default: net.core.somaxconn, else 4096]
     --max-message BYTES       largest WebSocket message accepted [default: 4194304]
     --encodings LIST          gateway: RFB encodings in preference order, comma separated
-                              (tight,zrle,hextile,zlib,rre,copyrect,raw) [default: raw,copyrect for
+                              (tight,zrle,hextile,zlib,rre,copyrect,raw) [default: raw,copyrect,rre for
                               a VNC server on this host (loopback, unix:), else tight first]
     --vnc-jpeg QUALITY        gateway: let the VNC server send Tight JPEG at quality 0-9 (9 best;
                               needs a build with --features vnc-jpeg)

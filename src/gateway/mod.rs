@@ -50,18 +50,21 @@ pub fn default_encodings() -> Vec<i32> {
 }
 
 /// Default RFB encodings for a VNC server on this host (a loopback address
-/// or a Unix socket): Raw and CopyRect only, then the pseudo-encodings, so
-/// the server copies pixels instead of compressing them. Over loopback the
-/// bytes cost less than the compression (slow-link bench, 640×480 slideshow
-/// at 10 images/s: Xvnc ~50 → ~5 % of a core, the gateway inflates
-/// nothing; benches/README.md "Raw from a VNC server on this host").
-/// Raw *first* is not enough: TigerVNC picks an encoder per kind of
-/// rectangle and fills every kind the preferred encoding does not cover
-/// with ZRLE or Tight when those are offered (`EncodeManager::
-/// prepareEncoders`, "Any encoders still unassigned?"), so with Raw first
-/// and Tight offered it still sends Tight and ZRLE.
+/// or a Unix socket): Raw, CopyRect and RRE only, then the pseudo-encodings,
+/// so the server copies pixels instead of compressing them. Over loopback
+/// the bytes cost less than the compression (slow-link bench, 640×480
+/// slideshow at 10 images/s: Xvnc ~50 → ~5 % of a core, the gateway
+/// inflates nothing; benches/README.md "Raw from a VNC server on this
+/// host"). TigerVNC picks an encoder per kind of rectangle and fills every
+/// kind the preferred encoding does not cover with ZRLE or Tight whenever
+/// those are offered (`EncodeManager::prepareEncoders`, "Any encoders still
+/// unassigned?"), so Raw *first* is not enough: Tight and ZRLE must not be
+/// offered at all. RRE is offered for solid areas only: TigerVNC uses it
+/// for those ("solid" falls back to Tight, RRE, ZRLE, Hextile) and for no
+/// other kind (a repainted root window is a few bytes, not 3 MB of Raw:
+/// LAN small change ~6 ms sooner on the bench's terminal).
 pub fn local_encodings() -> Vec<i32> {
-    let mut v = vec![encoding::RAW, encoding::COPY_RECT];
+    let mut v = vec![encoding::RAW, encoding::COPY_RECT, encoding::RRE];
     v.extend_from_slice(crate::rfb::PSEUDO_ENCODINGS);
     v
 }
@@ -239,7 +242,7 @@ mod encodings_tests {
     }
 
     #[test]
-    fn raw_only_for_a_vnc_server_on_this_host_only() {
+    fn raw_for_a_vnc_server_on_this_host_only() {
         let tcp = |s: &str| TargetAddr::Tcp(s.parse().unwrap());
         let cfg = Config::default();
         for local in [
@@ -249,10 +252,10 @@ mod encodings_tests {
             TargetAddr::Unix("/run/vnc".into()),
         ] {
             let e = advertised(&cfg, local);
-            assert_eq!(e[..2], [encoding::RAW, encoding::COPY_RECT], "{e:?}");
+            assert_eq!(e[..3], [encoding::RAW, encoding::COPY_RECT, encoding::RRE], "{e:?}");
             // Any other real encoding offered is one TigerVNC would use.
-            assert!(e[2..].iter().all(|x| crate::rfb::PSEUDO_ENCODINGS.contains(x)), "{e:?}");
-            assert_eq!(e.len(), 2 + crate::rfb::PSEUDO_ENCODINGS.len(), "{e:?}");
+            assert!(e[3..].iter().all(|x| crate::rfb::PSEUDO_ENCODINGS.contains(x)), "{e:?}");
+            assert_eq!(e.len(), 3 + crate::rfb::PSEUDO_ENCODINGS.len(), "{e:?}");
         }
         assert_eq!(advertised(&cfg, tcp("192.0.2.7:5900")), default_encodings(), "a server elsewhere: Tight first");
         // An operator's choice wins everywhere, and Tight JPEG from the server needs Tight first.
