@@ -851,8 +851,8 @@ fn bad_vnc_servers_fail_their_session_only() {
         toks += &format!("{name}: {}\n", scripted(init.clone(), script.clone(), *close));
     }
     // The scripted servers listen on loopback, where the gateway offers only
-    // Raw and CopyRect by default: offer every encoding, so the Zlib cases
-    // reach the Zlib decoder.
+    // Raw, CopyRect and RRE by default: offer every encoding, so the Zlib
+    // cases reach the Zlib decoder.
     let mut cfg = common::config();
     cfg.token_file = Some(token_file("bad.tokens", &toks));
     let real = wsvnc::gateway::default_encodings().into_iter().filter(|&e| e >= 0).collect();

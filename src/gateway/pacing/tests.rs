@@ -214,10 +214,10 @@ fn receipts_in_bunches_do_not_inflate_the_estimate() {
 fn receipts_handled_late_at_random_do_not_inflate_the_estimate() {
     // A page whose main thread handles each message up to 16 ms late (an
     // animation frame's worth of other work): the gap between two receipts
-    // can shrink to half the time their bytes took on the link. The
-    // 4 Mbit/s bench link showed estimates of 1.2-2.4× its rate this way,
-    // and the queue they built took a refinement's throughput down to
-    // ~75 % of the link.
+    // can shrink to half the time their bytes took on the link. On the
+    // slow-link bench's 4 Mbit/s link the estimate reached 1.2-2.4× the
+    // link's rate, and round trips during a refinement up to 343 ms (a
+    // standing queue, and a small change waiting behind it).
     for (rate, rtt) in [(120e3, 80), (480e3, 40), (2.4e6, 20)] {
         let mut s = Sim::new(rate, rtt);
         s.link.jitter = Some(Duration::from_millis(16));
