@@ -222,7 +222,7 @@ export async function measure({ ctx, client, content, link, run, emu, xprobe, xw
     await content.pause();
     const tStop = Date.now();
     const shot = fs.readFileSync(await grabStableFull(xwork, tmp));
-    await page.evaluate((b64) => window.__slb.startRest(b64), shot.toString('base64'));
+    await page.evaluate(([h1, h2]) => window.__slb.startRest(h1, h2), rgbHashes(shot));
     // Until exact, or the bound, or settled inexact: canvas unchanged for SETTLED_MS with
     // nothing queued on the link (a client that will not become exact, e.g. lossy JPEG kept).
     const restEnd = tStop + CFG.restMs;
@@ -237,11 +237,15 @@ export async function measure({ ctx, client, content, link, run, emu, xprobe, xw
     }
     const rest = await page.evaluate(() => window.__slb.stopRest());
     row.restMs = rest.exactAt !== null ? Math.max(0, rest.exactAt - clock.offset - tStop) : null;
-    row.restDiffPx = rest.diff;
-    row.restDiffBox = rest.box;
-    if (rest.diff && env.SLB_DUMP === '1') await dumpRest(page, shot, row);
+    // Inexact: by how much, counted now that the measurement is over.
+    const diff = rest.exactAt !== null
+      ? { diff: 0, sse: 0, box: null }
+      : await page.evaluate((b64) => window.__slb.restDiff(b64), shot.toString('base64'));
+    row.restDiffPx = diff.diff;
+    row.restDiffBox = diff.box;
+    if (diff.diff && env.SLB_DUMP === '1') await dumpRest(page, shot, row);
     phase('rest');
-    row.restPsnr = rest.diff === 0 ? 99 : rest.sse !== null ? psnrFromSse(rest.sse, SCREEN.w * SCREEN.h * 3) : null;
+    row.restPsnr = diff.diff === 0 ? 99 : diff.sse !== null ? psnrFromSse(diff.sse, SCREEN.w * SCREEN.h * 3) : null;
     if (pageErrors.length) row.pageErrors = pageErrors;
   } catch (e) {
     row.error = e.message.split('\n')[0];
@@ -258,6 +262,17 @@ export async function measure({ ctx, client, content, link, run, emu, xprobe, xw
   await sleep(150);
   phase('drain');
   return row;
+}
+
+/** The two hashes the page's rest check computes (restHashes in instrument.js), of packed RGB. */
+export function rgbHashes(rgb) {
+  let h1 = 0x811c9dc5, h2 = 0x9747b28c;
+  for (let j = 0; j + 2 < rgb.length; j += 3) {
+    const v = rgb[j] | (rgb[j + 1] << 8) | (rgb[j + 2] << 16);
+    h1 = Math.imul(h1 ^ v, 16777619);
+    h2 = Math.imul(h2 + v, 0x9e3779b1) ^ (h2 >>> 15);
+  }
+  return [h1 >>> 0, h2 >>> 0];
 }
 
 /** SLB_DUMP=1: the canvas and the X screen of a measurement that ended inexact, as PNGs. */
