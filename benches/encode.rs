@@ -83,7 +83,7 @@ fn bench(c: &mut Criterion) {
     let mut g = c.benchmark_group("encode 1920x64");
     g.throughput(Throughput::Elements(W as u64 * H as u64));
     for (name, fb, q) in &cases {
-        let q = &q.map(|quality| Lossy { quality, bpp: 0.1 });
+        let q = &q.map(|quality| Lossy { quality, bpp: 0.1, optimise_tables: true });
         let mut enc = Encoder::default();
         let (mut out, mut notes) = (Vec::new(), Vec::new());
         enc.run(fb, fb.full_rect(), *q, &mut out, &mut notes);

@@ -74,7 +74,7 @@ fn main() {
                 // A picture: the whole update at once, as the gateway sends it.
                 Some(q) => {
                     let level = LEVELS.iter().position(|&l| l >= q).unwrap_or(0);
-                    let lossy = Lossy { quality: q, bpp: model.bpp(level) };
+                    let lossy = Lossy { quality: q, bpp: model.bpp(level), optimise_tables: true };
                     enc.picture(&fb, &runs, Some(lossy), &mut out, &mut notes);
                 }
                 // The refinement: exact, PNG for photo-like pieces.

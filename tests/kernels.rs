@@ -184,9 +184,9 @@ fn png_filter_row_picks_the_cheapest_filter_and_inverts() {
 #[test]
 fn jpeg_refuses_what_it_cannot_encode_and_keeps_the_buffer() {
     let mut out = vec![0xAA];
-    assert!(!k::jpeg::encode_rgbx(&[0; 16], 0, 4, 50, &mut out), "zero width");
+    assert!(!k::jpeg::encode_rgbx(&[0; 16], 0, 4, 50, true, &mut out), "zero width");
     assert_eq!(out, [0xAA]);
     let rgbx = bytes(16 * 8 * 4, 21);
-    assert!(k::jpeg::encode_rgbx(&rgbx, 16, 8, 50, &mut out));
+    assert!(k::jpeg::encode_rgbx(&rgbx, 16, 8, 50, true, &mut out));
     assert_eq!(&out[..3], &[0xAA, 0xFF, 0xD8], "a JFIF appended after what was there");
 }

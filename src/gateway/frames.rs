@@ -72,9 +72,10 @@ impl What {
             What::Aside { room, .. } | What::Refine { room, .. } => room,
         }
     }
-    fn quality(&self) -> Option<u8> {
+    /// JPEG quality and table choice (`None`: lossless only).
+    fn quality(&self) -> Option<(u8, bool)> {
         match self {
-            What::Picture { jpeg } | What::Aside { jpeg, .. } => jpeg.map(|j| j.quality),
+            What::Picture { jpeg } | What::Aside { jpeg, .. } => jpeg.map(|j| (j.quality, j.optimise_tables)),
             What::Refine { .. } => None,
         }
     }
@@ -794,5 +795,37 @@ mod tests {
             area += r.area();
         });
         assert_eq!(area, 1024 * 768 - 640 * 512);
+    }
+
+    /// Viewers share a photo's encoding only when they asked for the same
+    /// JPEG: quality and Huffman tables (a LAN viewer gets the standard
+    /// ones, a viewer on a slow link optimised ones, `pacing::optimise_tables`).
+    #[test]
+    fn a_photo_is_shared_only_at_the_same_quality_and_tables() {
+        let mut fb = Framebuffer::new(256, 192);
+        crate::gateway::encode::jpeg::tests::photo(&mut fb);
+        let mut damage = TileSet::new(256, 192);
+        damage.mark(fb.full_rect());
+        let refine = TileSet::new(0, 0);
+        let jpeg = |optimise_tables| Some(Jpeg { quality: 80, bpp: 0.14, optimise_tables });
+        let req = |jpeg| Request {
+            gen: 1,
+            what: What::Picture { jpeg },
+            ratio: 1.0,
+            damage: &damage,
+            copies: &[],
+            refine: &refine,
+            pointer: None,
+        };
+        let mut parts = Parts::default();
+        let optimised = parts.get(&fb, &req(jpeg(true)));
+        assert!(parts.part(optimised).stats.jpeg_pixels > 0, "the photo went as JPEG");
+        let standard = parts.get(&fb, &req(jpeg(false)));
+        assert_eq!(parts.encoded, 2, "different tables: encoded again");
+        let (a, b) = (parts.part(optimised).stats.jpeg_bytes, parts.part(standard).stats.jpeg_bytes);
+        assert!(a < b, "optimised {a} B, standard {b} B");
+        assert_eq!(parts.get(&fb, &req(jpeg(true))), optimised);
+        assert_eq!(parts.get(&fb, &req(jpeg(false))), standard);
+        assert_eq!(parts.encoded, 2, "the same request again: shared");
     }
 }

@@ -195,8 +195,10 @@ pub struct Viewer {
     /// Set when this viewer must be closed after its pending output.
     pub close: Option<(u16, String)>,
     pacer: Pacer,
-    /// JPEG level of the last picture (`pacing::LEVELS`).
+    /// JPEG level of the last picture (`pacing::LEVELS`), and whether its
+    /// Huffman tables were optimised (`pacing::optimise_tables`).
     level: usize,
+    optimise_tables: bool,
     /// Canvas areas holding JPEG approximations.
     lossy: Lossy,
     /// Wire bytes per protocol byte of compressed messages (EWMA).
@@ -229,6 +231,7 @@ impl Viewer {
             close: None,
             pacer: Pacer::default(),
             level: 0,
+            optimise_tables: true,
             lossy: Lossy::new(0, 0),
             ratio: 0.3,
             dropped: 0,
@@ -971,13 +974,14 @@ impl Session {
         }
         if v.writing.is_none() {
             v.pacer.tick(now);
-            let jpeg_at =
-                |level: usize| (!*lossless).then(|| Jpeg { quality: pacing::LEVELS[level], bpp: model.bpp(level) });
+            let jpeg_at = |level: usize, optimise_tables: bool| {
+                (!*lossless).then(|| Jpeg { quality: pacing::LEVELS[level], bpp: model.bpp(level), optimise_tables })
+            };
             // Held back by the pacer: only a small change may go (an aside,
             // or a picture that is small), not the next part.
             let urgent_only = !v.pacer.can_send(now);
             let part = v.pacer.part_size();
-            let jpeg = jpeg_at(v.level);
+            let jpeg = jpeg_at(v.level, v.optimise_tables);
             let bpp = jpeg.map_or(3.0, |j| j.bpp);
             let fits = if urgent_only { pacing::SMALL_FRAME } else { 2 * part };
             // Damage apart from the picture being sent, or (before a new
@@ -1045,7 +1049,8 @@ impl Session {
                     let mut pixels = 0;
                     v.damage.for_each_run(|r| pixels += encode::photo_pixels(fb, r));
                     v.level = pacing::choose_level(model, v.pacer.bw(), pixels, interval);
-                    jpeg_at(v.level)
+                    v.optimise_tables = pacing::optimise_tables(model, v.pacer.bw(), pixels, interval, v.level);
+                    jpeg_at(v.level, v.optimise_tables)
                 };
                 let req = Request {
                     gen: *gen,
@@ -1060,7 +1065,9 @@ impl Session {
                 let enc = parts.get(fb, &req);
                 let e = parts.part(enc);
                 if parts.encoded != made {
-                    model.observe(v.level, e.stats.jpeg_pixels, e.stats.jpeg_bytes);
+                    // The model predicts optimised tables' bytes.
+                    let tables = if v.optimise_tables { 1.0 } else { pacing::STANDARD_TABLES_BYTES };
+                    model.observe(v.level, e.stats.jpeg_pixels, (e.stats.jpeg_bytes as f64 / tables) as u64);
                 }
                 v.damage.clear();
                 v.copies.clear();
@@ -1068,12 +1075,12 @@ impl Session {
                 v.lossy.apply(&e.notes, now_ms);
                 let cost = e.cost(v.ratio);
                 log::debug!(
-                    "t={now_ms} viewer {idx}: picture {id}: {cost} B ({} messages, JPEG {} px {} B at q{:?}), part {part} B, \
+                    "t={now_ms} viewer {idx}: picture {id}: {cost} B ({} messages, JPEG {} px {} B at {:?}), part {part} B, \
                      {} in flight of {}, bw {:?} B/s, min_rtt {:?}, {}",
                     e.notes.len(),
                     e.stats.jpeg_pixels,
                     e.stats.jpeg_bytes,
-                    jpeg.map(|j| j.quality),
+                    jpeg.map(|j| (j.quality, if j.optimise_tables { "optimised" } else { "standard" })),
                     v.pacer.in_flight(),
                     v.pacer.cwnd(),
                     v.pacer.bw().map(|b| b as u64),

@@ -7,14 +7,15 @@
 use jpeg_encoder::{ChromaSubsamplingMethod, ColorType, Encoder};
 
 /// Append a baseline JFIF of the `w`×`h` 4-byte pixels in `rgbx` (tightly
-/// packed, X ignored) at `quality` (1..=100) to `out`: optimised Huffman
-/// tables, chroma box-averaged where the encoder subsamples it (4:2:0
-/// below quality 90). False (and `out` as it was) when the
-/// encoder refuses the input (a zero or too large size, a short buffer).
-pub fn encode_rgbx(rgbx: &[u8], w: u16, h: u16, quality: u8, out: &mut Vec<u8>) -> bool {
+/// packed, X ignored) at `quality` (1..=100) to `out`: Huffman tables
+/// optimised for the image when `optimise_tables` (a second pass), else the
+/// standard ones (ITU T.81 Annex K.3); chroma box-averaged where the encoder
+/// subsamples it (4:2:0 below quality 90). False (and `out` as it was) when
+/// the encoder refuses the input (a zero or too large size, a short buffer).
+pub fn encode_rgbx(rgbx: &[u8], w: u16, h: u16, quality: u8, optimise_tables: bool, out: &mut Vec<u8>) -> bool {
     let start = out.len();
     let mut enc = Encoder::new(&mut *out, quality);
-    enc.set_optimized_huffman_tables(true);
+    enc.set_optimized_huffman_tables(optimise_tables);
     enc.set_chroma_subsampling_method(ChromaSubsamplingMethod::Average);
     if enc.encode(rgbx, w, h, ColorType::Rgba).is_err() {
         out.truncate(start);

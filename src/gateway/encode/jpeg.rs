@@ -6,10 +6,12 @@
 //! Chroma is subsampled 4:2:0 below quality 90 (box-averaged, as libjpeg
 //! does) and kept whole above (what libjpeg-turbo's `cjpeg` does by
 //! default, and what the crate defaults to). Huffman tables are optimised
-//! for each image (a second pass over the coefficients, ~50 % more encode
-//! time): on the wallpapers of examples/photo_bytes at quality 20 that
-//! saves 17 % of the bytes, and half on smooth gradients, where the
-//! standard tables fit worst.
+//! for each image unless the link has bytes to spare (`pacing::optimise_tables`):
+//! a second pass over the coefficients. On the 14 wallpapers of
+//! examples/photo_bytes at 640×480 it saves 17 % of the bytes at quality 20
+//! and 7.8 % at 80, for 1.29× the encode time at 80 (4.05 vs 3.13 ms an
+//! image on this VM); most on smooth gradients, where the standard tables
+//! fit worst.
 //! The crate allocates its per-image planes inside `encode`; everything on
 //! our side (the RGBA staging copy) is a reused buffer.
 
@@ -19,11 +21,18 @@ use crate::fb::{Framebuffer, Rect};
 pub const MIN_QUALITY: u8 = 10;
 pub const MAX_QUALITY: u8 = 95;
 
-/// Encode `r` of `fb` at `quality` (clamped to MIN..=MAX) and append the
-/// JFIF bytes to `out`, using `stage` for the pixels. On an encoder error
-/// (only for dimensions it cannot take) `out` is left as it was and false
-/// is returned.
-pub fn encode(fb: &Framebuffer, r: Rect, quality: u8, stage: &mut Vec<u8>, out: &mut Vec<u8>) -> bool {
+/// Encode `r` of `fb` at `quality` (clamped to MIN..=MAX), with Huffman
+/// tables optimised for it when `optimise_tables`, and append the JFIF bytes
+/// to `out`, using `stage` for the pixels. On an encoder error (only for
+/// dimensions it cannot take) `out` is left as it was and false is returned.
+pub fn encode(
+    fb: &Framebuffer,
+    r: Rect,
+    quality: u8,
+    optimise_tables: bool,
+    stage: &mut Vec<u8>,
+    out: &mut Vec<u8>,
+) -> bool {
     if r.is_empty() || !fb.contains(r) {
         return false;
     }
@@ -35,7 +44,7 @@ pub fn encode(fb: &Framebuffer, r: Rect, quality: u8, stage: &mut Vec<u8>, out: 
         let o = y * stride + r.x as usize * 4;
         stage.extend_from_slice(&data[o..o + row]);
     }
-    wsvnc_kernels::jpeg::encode_rgbx(stage, r.w, r.h, quality.clamp(MIN_QUALITY, MAX_QUALITY), out)
+    wsvnc_kernels::jpeg::encode_rgbx(stage, r.w, r.h, quality.clamp(MIN_QUALITY, MAX_QUALITY), optimise_tables, out)
 }
 
 #[cfg(test)]
@@ -82,7 +91,7 @@ pub(crate) mod tests {
         let (mut stage, mut out) = (Vec::new(), vec![0xAA]);
         for (q, min_db) in [(30u8, 28.0), (60, 31.0), (90, 36.0)] {
             out.truncate(1);
-            assert!(encode(&fb, r, q, &mut stage, &mut out));
+            assert!(encode(&fb, r, q, true, &mut stage, &mut out));
             assert_eq!(out[0], 0xAA, "appended after what was there");
             let mut d = jpeg_decoder::Decoder::new(&out[1..]);
             let rgb = d.decode().expect("valid JPEG");
@@ -90,6 +99,25 @@ pub(crate) mod tests {
             assert_eq!((info.width, info.height), (150, 100));
             let db = psnr(&fb, r, &rgb);
             assert!(db > min_db, "quality {q}: PSNR {db:.1} dB ≤ {min_db}");
+        }
+    }
+
+    /// The Huffman tables change only how the coefficients are coded: the
+    /// same pixels come out, and tables optimised for the image are smaller.
+    #[test]
+    fn standard_tables_decode_to_the_same_pixels_in_more_bytes() {
+        let mut fb = Framebuffer::new(200, 150);
+        photo(&mut fb);
+        let r = fb.full_rect();
+        let mut stage = Vec::new();
+        for q in [20u8, 80] {
+            let (mut optimised, mut standard) = (Vec::new(), Vec::new());
+            assert!(encode(&fb, r, q, true, &mut stage, &mut optimised));
+            assert!(encode(&fb, r, q, false, &mut stage, &mut standard));
+            assert!(optimised.len() < standard.len(), "q{q}: {} vs {} bytes", optimised.len(), standard.len());
+            let a = jpeg_decoder::Decoder::new(&optimised[..]).decode().unwrap();
+            let b = jpeg_decoder::Decoder::new(&standard[..]).decode().unwrap();
+            assert!(a == b, "q{q}: the two decode differently");
         }
     }
 }

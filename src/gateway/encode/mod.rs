@@ -78,11 +78,13 @@ pub struct Note {
 
 /// Lossy encoding allowed: the JPEG quality, and the bytes per photo pixel
 /// expected at it (`pacing::JpegModel`), which decides when an
-/// anti-aliased piece is cheaper as JPEG.
+/// anti-aliased piece is cheaper as JPEG; Huffman tables optimised for each
+/// image (fewer bytes) or the standard ones (less CPU: `jpeg.rs`).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Lossy {
     pub quality: u8,
     pub bpp: f64,
+    pub optimise_tables: bool,
 }
 
 /// What one encoding call produced, for the rate model.
@@ -382,7 +384,7 @@ impl Encoder {
             let start = out.len();
             proto::image_header(out, proto::to_browser::JPEG, r.x, r.y, r.w, r.h);
             let len_at = out.len() - 4;
-            if jpeg::encode(fb, r, l.quality, &mut self.stage, out) {
+            if jpeg::encode(fb, r, l.quality, l.optimise_tables, &mut self.stage, out) {
                 let len = (out.len() - len_at - 4) as u32;
                 out[len_at..len_at + 4].copy_from_slice(&len.to_le_bytes());
                 notes.push(Note { rect: r, form: Form::Jpeg, start, end: out.len() });
@@ -486,7 +488,7 @@ mod tests {
     use super::*;
 
     fn lossy(q: u8) -> Option<Lossy> {
-        Some(Lossy { quality: q, bpp: 0.1 })
+        Some(Lossy { quality: q, bpp: 0.1, optimise_tables: true })
     }
 
     fn encode(fb: &Framebuffer, r: Rect, l: Option<Lossy>) -> (Vec<u8>, Vec<Note>, bool) {

@@ -485,3 +485,28 @@ fn quality_follows_the_link_and_the_content() {
     // Before any measurement: a low level, refined later.
     assert!(choose_level(&m, None, px, i100) <= 2);
 }
+
+#[test]
+fn huffman_tables_are_optimised_unless_the_link_has_bytes_to_spare() {
+    let m = JpegModel::default();
+    let px = 640 * 480;
+    let i100 = Duration::from_millis(100);
+    let top = LEVELS.len() - 1;
+    let at = |bw: f64| optimise_tables(&m, Some(bw), px, i100, choose_level(&m, Some(bw), px, i100));
+    // Slow and middling links: every byte counts (a 20 Mbit/s link at the
+    // highest level still spends over an eighth of itself on the picture).
+    for bw in [120e3, 480e3, 2.4e6] {
+        assert!(at(bw), "{bw} B/s");
+    }
+    // A LAN: the highest level with the standard tables takes under an
+    // eighth of the link; the encoder's CPU is saved.
+    assert!(!at(50e6));
+    assert!(!at(1e9));
+    // Below the highest level, or before any measurement: optimised.
+    assert!(optimise_tables(&m, Some(1e9), px, i100, top - 1));
+    assert!(optimise_tables(&m, None, px, i100, top));
+    // The boundary: an eighth of the link for the interval.
+    let need = px as f64 * m.bpp(top) * STANDARD_TABLES_BYTES / (SPARE_LINK_SHARE * 0.1);
+    assert!(optimise_tables(&m, Some(0.99 * need), px, i100, top));
+    assert!(!optimise_tables(&m, Some(1.01 * need), px, i100, top));
+}
